@@ -1,0 +1,251 @@
+"""The bundle manifest: typed, versioned, shared by the host writer and the device reader.
+
+Pure data: no file or clock access here, so host and device parse the same bytes the
+same way and the parser can be fuzzed directly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+from device_agent.errors import BundleError
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+SIGNATURE_NAME = "manifest.sig"
+_SAFE_PATH = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:[-+][0-9A-Za-z.-]+)?$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ModelFormat(str, Enum):
+    """The file format of a model member; each runtime backend serves one format."""
+
+    TFLITE = "tflite"
+    ONNX = "onnx"
+
+
+class Compression(str, Enum):
+    """How a member is stored in the archive (the reader handles every value)."""
+
+    NONE = "none"
+    ZSTD = "zstd"
+    DEFLATE = "deflate"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output. ``shape`` uses -1 for a dynamic dimension.
+
+    ``scale`` and ``zero_point`` are set for quantized (int8/uint8) tensors, so the
+    agent can quantize inputs and dequantize outputs itself.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float | None = None
+    zero_point: int | None = None
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale is not None and self.scale > 0 and self.dtype in ("int8", "uint8")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TensorSpec:
+        return cls(
+            name=str(d["name"]),
+            shape=tuple(int(s) for s in d["shape"]),
+            dtype=str(d["dtype"]),
+            scale=None if d.get("scale") is None else float(d["scale"]),
+            zero_point=None if d.get("zero_point") is None else int(d["zero_point"]),
+        )
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A model member of the bundle.
+
+    ``sha256`` and ``size`` describe the bytes stored in the archive; when the member
+    is compressed, ``raw_sha256`` and ``raw_size`` describe the decompressed model.
+    """
+
+    path: str
+    sha256: str
+    size: int
+    format: ModelFormat
+    stage: int = 0
+    compression: Compression = Compression.NONE
+    raw_sha256: str | None = None
+    raw_size: int | None = None
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelFile:
+        return cls(
+            path=str(d["path"]),
+            sha256=str(d["sha256"]),
+            size=int(d["size"]),
+            format=ModelFormat(d["format"]),
+            stage=int(d.get("stage", 0)),
+            compression=Compression(d.get("compression", "none")),
+            raw_sha256=d.get("raw_sha256"),
+            raw_size=None if d.get("raw_size") is None else int(d["raw_size"]),
+            inputs=tuple(TensorSpec.from_dict(t) for t in d.get("inputs", [])),
+            outputs=tuple(TensorSpec.from_dict(t) for t in d.get("outputs", [])),
+        )
+
+
+@dataclass(frozen=True)
+class ExitStage:
+    """One stage of an early-exit cascade: stop here when the exit is confident enough."""
+
+    index: int
+    threshold: float
+    criterion: str = "max_prob"  # "max_prob" or "entropy"
+    macs: int = 0
+    expected_exit_rate: float = 0.0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ExitStage:
+        return cls(
+            index=int(d["index"]),
+            threshold=float(d["threshold"]),
+            criterion=str(d.get("criterion", "max_prob")),
+            macs=int(d.get("macs", 0)),
+            expected_exit_rate=float(d.get("expected_exit_rate", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything a device needs to know about a bundle before it uses any file."""
+
+    name: str
+    version: str
+    created: str
+    files: tuple[ModelFile, ...]
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+    preprocessing: tuple[dict[str, Any], ...] = ()
+    labels: tuple[str, ...] = ()
+    exits: tuple[ExitStage, ...] = ()
+    optimization: dict[str, Any] = field(default_factory=dict)
+    device_types: tuple[str, ...] = ()
+    min_agent_version: str = "0.1.0"
+    validation: str | None = None
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def targets(self) -> tuple[ModelFormat, ...]:
+        seen: list[ModelFormat] = []
+        for f in self.files:
+            if f.format not in seen:
+                seen.append(f.format)
+        return tuple(seen)
+
+    def stage_files(self, fmt: ModelFormat) -> list[ModelFile]:
+        """The model files of one format, ordered by cascade stage."""
+        return sorted((f for f in self.files if f.format == fmt), key=lambda f: f.stage)
+
+    def to_json(self) -> bytes:
+        """Canonical bytes: these exact bytes are hashed and signed."""
+        d = asdict(self)
+        d["targets"] = [t.value for t in self.targets]
+        return json.dumps(d, sort_keys=True, indent=2, default=_enum_value).encode() + b"\n"
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Manifest:
+        """Parse and validate manifest bytes; any defect raises :class:`BundleError`."""
+        try:
+            d = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise BundleError(f"manifest.json is not valid JSON: {e}") from e
+        if not isinstance(d, dict):
+            raise BundleError("manifest.json: expected a JSON object at the top level")
+        try:
+            m = cls._from_dict(d)
+        except BundleError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise BundleError(f"manifest.json: missing or invalid field ({e!r})") from e
+        m.validate()
+        return m
+
+    @classmethod
+    def _from_dict(cls, d: dict[str, Any]) -> Manifest:
+        fv = d.get("format_version")
+        if fv != FORMAT_VERSION:
+            raise BundleError(
+                f"manifest.json: format_version {fv!r} is not supported (expected {FORMAT_VERSION})"
+            )
+        return cls(
+            name=str(d["name"]),
+            version=str(d["version"]),
+            created=str(d["created"]),
+            files=tuple(ModelFile.from_dict(f) for f in d["files"]),
+            inputs=tuple(TensorSpec.from_dict(t) for t in d.get("inputs", [])),
+            outputs=tuple(TensorSpec.from_dict(t) for t in d.get("outputs", [])),
+            preprocessing=tuple(dict(s) for s in d.get("preprocessing", [])),
+            labels=tuple(str(x) for x in d.get("labels", [])),
+            exits=tuple(ExitStage.from_dict(e) for e in d.get("exits", [])),
+            optimization=dict(d.get("optimization", {})),
+            device_types=tuple(str(x) for x in d.get("device_types", [])),
+            min_agent_version=str(d.get("min_agent_version", "0.1.0")),
+            validation=None if d.get("validation") is None else str(d["validation"]),
+        )
+
+    def validate(self) -> None:
+        """Check the invariants the reader relies on."""
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", self.name):
+            raise BundleError(f"manifest.json: name {self.name!r} must match [A-Za-z0-9_.-]{{1,128}}")
+        parse_semver(self.version, what="version")
+        parse_semver(self.min_agent_version, what="min_agent_version")
+        if not self.files:
+            raise BundleError("manifest.json: 'files' is empty; a bundle needs a model file")
+        paths = [f.path for f in self.files]
+        if self.validation is not None:
+            paths.append(self.validation)
+        for p in paths:
+            check_member_path(p)
+        if len(set(paths)) != len(paths):
+            raise BundleError("manifest.json: a file path is listed twice")
+        for f in self.files:
+            if not _SHA256.match(f.sha256):
+                raise BundleError(f"manifest.json: sha256 of {f.path} is not 64 hex digits")
+            if f.size < 0 or (f.raw_size is not None and f.raw_size < 0):
+                raise BundleError(f"manifest.json: negative size for {f.path}")
+            if f.compression != Compression.NONE and (f.raw_sha256 is None or f.raw_size is None):
+                raise BundleError(f"manifest.json: compressed {f.path} lacks raw_sha256/raw_size")
+            if f.raw_sha256 is not None and not _SHA256.match(f.raw_sha256):
+                raise BundleError(f"manifest.json: raw_sha256 of {f.path} is not 64 hex digits")
+        for e in self.exits:
+            if not 0.0 <= e.threshold <= 1.0:
+                raise BundleError(f"manifest.json: exit {e.index} threshold {e.threshold} not in [0, 1]")
+
+
+def _enum_value(o: object) -> object:
+    if isinstance(o, Enum):
+        return o.value
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def parse_semver(v: str, *, what: str = "version") -> tuple[int, int, int]:
+    """``"1.2.3"`` → ``(1, 2, 3)``; anything else is a :class:`BundleError`."""
+    m = _SEMVER.match(v)
+    if not m:
+        raise BundleError(f"manifest.json: {what} {v!r} is not a semantic version like 1.2.3")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
+def check_member_path(p: str) -> None:
+    """Refuse absolute paths, ``..`` and anything but plain relative names."""
+    if not isinstance(p, str) or not _SAFE_PATH.match(p) or len(p) > 255:
+        raise BundleError(f"bundle member path {p!r} is not a plain relative path")
+    if any(part in ("", ".", "..") for part in p.split("/")):
+        raise BundleError(f"bundle member path {p!r} contains '.' or '..'")

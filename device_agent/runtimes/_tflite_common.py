@@ -1,0 +1,72 @@
+"""The interpreter API shared by LiteRT, tflite_runtime and tf.lite."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from device_agent.errors import InputError
+from device_agent.manifest import TensorSpec
+from device_agent.runtimes.base import RuntimeOptions
+
+
+def _spec(d: dict[str, Any]) -> TensorSpec:
+    scale, zp = d.get("quantization", (0.0, 0))
+    sig = d.get("shape_signature")
+    shape = tuple(int(s) for s in (sig if sig is not None and len(sig) else d["shape"]))
+    dtype = np.dtype(d["dtype"]).name
+    quant = scale and dtype in ("int8", "uint8")
+    return TensorSpec(
+        name=str(d["name"]),
+        shape=shape,
+        dtype=dtype,
+        scale=float(scale) if quant else None,
+        zero_point=int(zp) if quant else None,
+    )
+
+
+class TFLiteInterpreterRuntime:
+    """Wraps any ``Interpreter`` class with the TFLite Python API."""
+
+    def __init__(self, interpreter_cls: Any, path: Path, options: RuntimeOptions, **kw: Any):
+        args: dict[str, Any] = {"model_path": str(path), **kw}
+        if options.threads:
+            args["num_threads"] = options.threads
+        self._interp = interpreter_cls(**args)
+        self._interp.allocate_tensors()
+        self._in = self._interp.get_input_details()
+        self._out = self._interp.get_output_details()
+        self.inputs = tuple(_spec(d) for d in self._in)
+        self.outputs = tuple(_spec(d) for d in self._out)
+        self._shapes = [tuple(d["shape"]) for d in self._in]
+
+    def run(self, tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if len(tensors) != len(self._in):
+            raise InputError(f"model takes {len(self._in)} inputs, got {len(tensors)}")
+        self._fit_shapes(tensors)
+        for d, t in zip(self._in, tensors, strict=True):
+            self._interp.set_tensor(d["index"], t)
+        self._interp.invoke()
+        return [self._interp.get_tensor(d["index"]) for d in self._out]
+
+    def _fit_shapes(self, tensors: Sequence[np.ndarray]) -> None:
+        # Resizing re-plans the whole graph, so it happens only when a shape changes
+        # (a new batch size), never per call.
+        changed = False
+        for i, (d, t) in enumerate(zip(self._in, tensors, strict=True)):
+            if tuple(t.shape) != self._shapes[i]:
+                try:
+                    self._interp.resize_tensor_input(d["index"], list(t.shape))
+                except (ValueError, RuntimeError) as e:
+                    raise InputError(f"input {d['name']}: cannot take shape {t.shape}: {e}") from e
+                self._shapes[i] = tuple(t.shape)
+                changed = True
+        if changed:
+            try:
+                self._interp.allocate_tensors()
+            except RuntimeError as e:
+                raise InputError(f"model cannot run with input shapes {self._shapes}: {e}") from e
+            self._out = self._interp.get_output_details()

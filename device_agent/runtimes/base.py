@@ -1,0 +1,46 @@
+"""The runtime contract: load a model file, describe its tensors, run a batch.
+
+A backend is one file in this package with one class; the registry in ``__init__``
+names it. The contract is deliberately small: ``inputs``, ``outputs`` and ``run``.
+Quantization of inputs and dequantization of outputs is done above the backend, from
+the specs the backend reports, so every backend behaves the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from device_agent.manifest import ModelFormat, TensorSpec
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How to run a model: thread count and, for ONNX Runtime, execution providers."""
+
+    threads: int | None = None
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    # XNNPACK is LiteRT's default CPU delegate; False turns it off for comparison.
+    xnnpack: bool = True
+
+
+class Runtime(Protocol):
+    """A loaded model. ``run`` takes and returns tensors in the model's own dtypes."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def run(self, tensors: Sequence[np.ndarray]) -> list[np.ndarray]: ...
+
+
+class Backend(Protocol):
+    """A way to load files of one format. ``load`` raises on a file it cannot parse."""
+
+    name: str
+    format: ModelFormat
+
+    def load(self, path: Path, options: RuntimeOptions) -> Runtime: ...

@@ -1,0 +1,63 @@
+"""ONNX Runtime, for ``.onnx`` files; providers and threads come from RuntimeOptions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from device_agent.errors import InputError
+from device_agent.manifest import ModelFormat, TensorSpec
+from device_agent.runtimes.base import Runtime, RuntimeOptions
+
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(bool)": "bool",
+}
+
+
+def _spec(arg: Any) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) else -1 for d in arg.shape)
+    return TensorSpec(name=arg.name, shape=shape, dtype=_ORT_TYPES.get(arg.type, arg.type))
+
+
+class OnnxRuntime:
+    def __init__(self, path: Path, options: RuntimeOptions):
+        so = ort.SessionOptions()
+        if options.threads:
+            so.intra_op_num_threads = options.threads
+            so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        available = set(ort.get_available_providers())
+        providers = [p for p in options.providers if p in available] or ["CPUExecutionProvider"]
+        self._sess = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+        self.inputs = tuple(_spec(a) for a in self._sess.get_inputs())
+        self.outputs = tuple(_spec(a) for a in self._sess.get_outputs())
+        self._in_names = [s.name for s in self.inputs]
+        self._out_names = [s.name for s in self.outputs]
+
+    def run(self, tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if len(tensors) != len(self._in_names):
+            raise InputError(f"model takes {len(self._in_names)} inputs, got {len(tensors)}")
+        feed = dict(zip(self._in_names, tensors, strict=True))
+        try:
+            return list(self._sess.run(self._out_names, feed))
+        except (ort.capi.onnxruntime_pybind11_state.InvalidArgument,) as e:
+            raise InputError(f"input does not fit the model: {e}") from e
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+    format = ModelFormat.ONNX
+
+    def load(self, path: Path, options: RuntimeOptions) -> Runtime:
+        return OnnxRuntime(path, options)

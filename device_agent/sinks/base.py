@@ -1,0 +1,33 @@
+"""The sink contract: where results go (stdout JSON lines, an MQTT topic, ...)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Result:
+    """One served input: what the model said and how long it took."""
+
+    seq: int
+    input_id: str
+    index: int
+    label: str
+    confidence: float
+    latency_ms: float
+    stage: int = 0
+    cached: bool = False
+    truth: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if d["truth"] is None:
+            del d["truth"]
+        return d
+
+
+class Sink(Protocol):
+    def emit(self, result: Result) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,46 @@
+"""Latency statistics: pure functions over recorded samples."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
+    """p50/p95/p99 (and mean) of latency samples in milliseconds; zeros when empty."""
+    if not len(samples_ms):
+        return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "mean": 0.0}
+    a = np.asarray(samples_ms, dtype=np.float64)
+    p50, p95, p99 = np.percentile(a, [50, 95, 99])
+    return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(a.mean())}
+
+
+@dataclass
+class RunStats:
+    """Counts and latencies for one serve run (the summary the CLI prints)."""
+
+    count: int = 0
+    errors: int = 0
+    correct: int = 0
+    labelled: int = 0
+    elapsed_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.latencies_ms: list[float] = []
+        self.exits: dict[int, int] = {}
+        self.cache_hits = 0
+
+    def summary(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "count": self.count,
+            "errors": self.errors,
+            "latency_ms": percentiles(self.latencies_ms),
+            "throughput_per_s": self.count / self.elapsed_s if self.elapsed_s > 0 else 0.0,
+            "exits": {str(k): v for k, v in sorted(self.exits.items())},
+            "cache_hits": self.cache_hits,
+        }
+        if self.labelled:
+            out["accuracy"] = self.correct / self.labelled
+        return out

@@ -1,0 +1,28 @@
+"""The ``edge`` command. Each command group lives in its own module with ``register``."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="edge",
+    help="Optimize models for small devices, ship them, and watch the fleet.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# One module per command (group); each defines register(app). Imported at start-up, so
+# these modules keep heavy imports (TensorFlow, onnx) inside the command functions.
+COMMAND_MODULES = [
+    "edge_sdk.cli.inspect_cmd",
+]
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,163 @@
+"""Calibration and evaluation data: ``.npz``, a folder of images by class, or a CSV.
+
+Every loader returns a :class:`Dataset` of float32 inputs and optional integer labels,
+or raises :class:`EdgeError` naming the file and what was wrong.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from device_agent.errors import EdgeError
+
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+_LABEL_COLUMNS = ("label", "y", "target", "class")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Inputs ``x`` (first axis = samples), optional labels ``y``, and where they came from."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    source: str
+    classes: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def take(self, n: int) -> Dataset:
+        return Dataset(self.x[:n], None if self.y is None else self.y[:n], self.source, self.classes)
+
+    def split(self, fraction: float, *, seed: int = 0) -> tuple[Dataset, Dataset]:
+        """A seeded random split: (first, rest) with ``fraction`` of samples in first."""
+        idx = np.random.default_rng(seed).permutation(len(self))
+        k = int(round(len(self) * fraction))
+        return self._subset(idx[:k]), self._subset(idx[k:])
+
+    def _subset(self, idx: np.ndarray) -> Dataset:
+        return Dataset(self.x[idx], None if self.y is None else self.y[idx], self.source, self.classes)
+
+    def require_labels(self) -> np.ndarray:
+        if self.y is None:
+            raise EdgeError(f"{self.source}: no labels (an .npz needs a 'y' array) but accuracy was asked")
+        return self.y
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Load ``path`` by its kind: ``.npz``, ``.csv`` or a directory of class folders."""
+    p = Path(path)
+    if not p.exists():
+        raise EdgeError(f"{p}: no such data file or folder")
+    if p.is_dir():
+        ds = _load_image_folder(p)
+    elif p.suffix.lower() == ".npz":
+        ds = _load_npz(p)
+    elif p.suffix.lower() == ".csv":
+        ds = _load_csv(p)
+    else:
+        raise EdgeError(f"{p}: unknown data format {p.suffix!r}; expected .npz, .csv or a folder")
+    if len(ds) == 0:
+        raise EdgeError(f"{p}: the data set is empty")
+    return ds
+
+
+def _load_npz(p: Path) -> Dataset:
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            if "x" not in z:
+                raise EdgeError(f"{p}: expected an array named 'x', found {sorted(z.files)}")
+            x = np.asarray(z["x"])
+            y = np.asarray(z["y"]) if "y" in z else None
+    except EdgeError:
+        raise
+    except Exception as e:  # zipfile, pickle and format errors differ by corruption
+        raise EdgeError(f"{p}: not a readable .npz file ({e})") from e
+    if x.dtype.kind not in "fiub":
+        raise EdgeError(f"{p}: 'x' has dtype {x.dtype}; expected numbers")
+    if y is not None:
+        if y.dtype.kind not in "iu" or y.ndim != 1 or len(y) != len(x):
+            raise EdgeError(
+                f"{p}: 'y' must be 1-D integer labels, one per row of 'x' "
+                f"(x has {len(x)} rows; y is {y.dtype} {y.shape})"
+            )
+    return Dataset(x.astype(np.float32), None if y is None else y.astype(np.int64), str(p))
+
+
+def _load_csv(p: Path) -> Dataset:
+    with p.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        raise EdgeError(f"{p}: the CSV file is empty")
+    header = rows[0]
+    has_header = any(not _is_number(c) for c in header)
+    body = rows[1:] if has_header else rows
+    label_col = None
+    if has_header:
+        lowered = [h.strip().lower() for h in header]
+        label_col = next((lowered.index(c) for c in _LABEL_COLUMNS if c in lowered), None)
+    try:
+        table = np.array([[float(c) for c in r] for r in body if r], dtype=np.float64)
+    except ValueError as e:
+        raise EdgeError(f"{p}: every cell must be a number ({e})") from e
+    if table.ndim != 2 or table.size == 0:
+        raise EdgeError(f"{p}: no numeric rows")
+    if label_col is None:
+        return Dataset(table.astype(np.float32), None, str(p))
+    y = table[:, label_col].astype(np.int64)
+    x = np.delete(table, label_col, axis=1).astype(np.float32)
+    return Dataset(x, y, str(p))
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _load_image_folder(p: Path) -> Dataset:
+    classes = sorted(d.name for d in p.iterdir() if d.is_dir())
+    if not classes:
+        raise EdgeError(f"{p}: expected one subfolder per class holding images")
+    try:
+        from PIL import Image
+    except ImportError as e:
+        raise EdgeError("reading an image folder needs Pillow: pip install 'edge-sdk[host]'") from e
+    xs, ys = [], []
+    for label, cls in enumerate(classes):
+        for f in sorted((p / cls).iterdir()):
+            if f.suffix.lower() not in _IMAGE_SUFFIXES:
+                continue
+            try:
+                with Image.open(f) as im:
+                    xs.append(np.asarray(im, dtype=np.float32))
+            except OSError as e:
+                raise EdgeError(f"{f}: not a readable image ({e})") from e
+            ys.append(label)
+    if not xs:
+        raise EdgeError(f"{p}: no images ({', '.join(sorted(_IMAGE_SUFFIXES))}) in class folders")
+    shapes = {a.shape for a in xs}
+    if len(shapes) > 1:
+        raise EdgeError(f"{p}: images differ in size {sorted(shapes)}; resize them to one size")
+    x = np.stack(xs)
+    if x.ndim == 3:
+        x = x[..., None]
+    return Dataset(x, np.array(ys, dtype=np.int64), str(p), tuple(classes))
+
+
+def fit_to_shape(ds: Dataset, shape: tuple[int, ...], *, what: str = "model") -> Dataset:
+    """Reshape samples to a model's input shape (batch dim excluded) when the sizes agree."""
+    want = tuple(shape[1:])
+    if any(d <= 0 for d in want) or ds.x.shape[1:] == want:
+        return ds
+    if int(np.prod(ds.x.shape[1:])) == int(np.prod(want)):
+        return Dataset(ds.x.reshape((len(ds), *want)), ds.y, ds.source, ds.classes)
+    raise EdgeError(
+        f"{ds.source}: samples have shape {ds.x.shape[1:]}, the {what} expects {want}"
+    )

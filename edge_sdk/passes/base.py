@@ -1,0 +1,49 @@
+"""The contract every optimization pass follows.
+
+A pass is one file in this package with a frozen config dataclass and a class with a
+``name`` and one method, ``apply``. The recipe (``edge_sdk.pipeline``) runs passes in a
+fixed order, measures the model after each, and records what each changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from edge_sdk.data import Dataset
+
+# Progress callback: (description, completed, total). The CLI renders it with rich.
+Progress = Callable[[str, int, int], None]
+
+
+def no_progress(_desc: str, _done: int, _total: int) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class PassContext:
+    """What a pass may use besides the model: data splits, the teacher, progress."""
+
+    calibration: Dataset
+    validation: Dataset
+    teacher: Any = None  # the original float model (keras.Model or onnx.ModelProto)
+    progress: Progress = no_progress
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PassOutcome:
+    """The transformed model and what the pass itself knows it changed."""
+
+    model: Any
+    changes: dict[str, float | int | str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+class GraphPass(Protocol):
+    """Transforms a float model (``keras.Model`` or ``onnx.ModelProto``) into another."""
+
+    name: str
+
+    def apply(self, model: Any, ctx: PassContext) -> PassOutcome: ...

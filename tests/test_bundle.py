@@ -1,0 +1,131 @@
+"""The bundle reader treats archives as hostile; the writer is atomic."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from device_agent.bundle import open_bundle, read_manifest
+from device_agent.errors import BundleError
+from device_agent.manifest import Compression, Manifest, ModelFormat, TensorSpec
+from edge_sdk.bundle_writer import ModelPayload, build_bundle
+
+SPEC_IN = (TensorSpec("x", (-1, 4), "int8", 0.5, -3),)
+SPEC_OUT = (TensorSpec("y", (-1, 2), "float32"),)
+
+
+def _bundle(tmp_path: Path, compression: Compression = Compression.NONE) -> tuple[Path, bytes]:
+    data = b"TFL3" * 1000 + bytes(range(256))
+    path, _ = build_bundle(
+        tmp_path / "m.edgepkg",
+        name="m",
+        version="1.2.3",
+        models=[ModelPayload(data, ModelFormat.TFLITE, inputs=SPEC_IN, outputs=SPEC_OUT)],
+        compression=compression,
+        labels=("a", "b"),
+    )
+    return path, data
+
+
+@pytest.mark.parametrize("compression", list(Compression))
+def test_round_trip(tmp_path: Path, compression: Compression) -> None:
+    path, data = _bundle(tmp_path, compression)
+    b = open_bundle(path, tmp_path / "out")
+    assert b.manifest.labels == ("a", "b")
+    assert b.manifest.inputs == SPEC_IN
+    assert b.model_path(ModelFormat.TFLITE).read_bytes() == data
+    assert read_manifest(path) == b.manifest
+    if compression != Compression.NONE:
+        assert b.manifest.files[0].size < len(data)
+
+
+def _rewrite(src: Path, dst: Path, mutate) -> None:  # type: ignore[no-untyped-def]
+    with tarfile.open(src) as tin, tarfile.open(dst, "w") as tout:
+        for m in tin.getmembers():
+            data = tin.extractfile(m).read()  # type: ignore[union-attr]
+            m, data = mutate(m, data)
+            if m is not None:
+                tout.addfile(m, io.BytesIO(data))
+
+
+def test_tampered_byte_is_rejected_and_nothing_written(tmp_path: Path) -> None:
+    path, _ = _bundle(tmp_path)
+    bad = tmp_path / "bad.edgepkg"
+
+    def flip(m: tarfile.TarInfo, data: bytes):  # type: ignore[no-untyped-def]
+        if m.name.startswith("models/"):
+            data = bytes([data[0] ^ 1]) + data[1:]
+        return m, data
+
+    _rewrite(path, bad, flip)
+    with pytest.raises(BundleError, match="sha256"):
+        open_bundle(bad, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "models/../../x", "a//b"])
+def test_unsafe_member_names(tmp_path: Path, name: str) -> None:
+    path, _ = _bundle(tmp_path)
+    bad = tmp_path / "bad.edgepkg"
+    _rewrite(path, bad, lambda m, d: (m, d))
+    with tarfile.open(bad, "a") as t:
+        info = tarfile.TarInfo(name)
+        info.size = 3
+        t.addfile(info, io.BytesIO(b"abc"))
+    with pytest.raises(BundleError):
+        open_bundle(bad, tmp_path / "out")
+
+
+def test_symlink_member_is_refused(tmp_path: Path) -> None:
+    path, _ = _bundle(tmp_path)
+    with tarfile.open(path, "a") as t:
+        info = tarfile.TarInfo("link")
+        info.type = tarfile.SYMTYPE
+        info.linkname = "/etc/passwd"
+        t.addfile(info)
+    with pytest.raises(BundleError, match="link"):
+        open_bundle(path, tmp_path / "out")
+
+
+def test_unlisted_member_is_refused(tmp_path: Path) -> None:
+    path, _ = _bundle(tmp_path)
+    with tarfile.open(path, "a") as t:
+        info = tarfile.TarInfo("extra.bin")
+        info.size = 1
+        t.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(BundleError, match="not listed"):
+        open_bundle(path, tmp_path / "out")
+
+
+def test_size_cap(tmp_path: Path) -> None:
+    path, _ = _bundle(tmp_path)
+    with pytest.raises(BundleError, match="cap|larger"):
+        open_bundle(path, tmp_path / "out", max_bytes=1024)
+
+
+def test_not_a_tar(tmp_path: Path) -> None:
+    p = tmp_path / "x.edgepkg"
+    p.write_bytes(b"hello world")
+    with pytest.raises(BundleError, match="not a readable bundle"):
+        open_bundle(p, tmp_path / "out")
+
+
+def test_manifest_defects_are_bundle_errors() -> None:
+    with pytest.raises(BundleError, match="JSON"):
+        Manifest.from_json(b"{not json")
+    with pytest.raises(BundleError, match="format_version"):
+        Manifest.from_json(b'{"format_version": 99}')
+    with pytest.raises(BundleError, match="missing or invalid"):
+        Manifest.from_json(b'{"format_version": 1, "name": "m"}')
+
+
+def test_writer_is_deterministic_and_hash_matches(tmp_path: Path) -> None:
+    a, _ = _bundle(tmp_path / "a")
+    m = read_manifest(a)
+    with tarfile.open(a) as t:
+        stored = t.extractfile(m.files[0].path).read()  # type: ignore[union-attr]
+    assert hashlib.sha256(stored).hexdigest() == m.files[0].sha256
