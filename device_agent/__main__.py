@@ -1,0 +1,3 @@
+from device_agent.cli import main
+
+main()
