@@ -91,13 +91,15 @@ def serve(
 
 def _serve_one(engine: Engine, reading: Reading, seq: int, observers: Sequence[Observer]) -> Result | None:
     if reading.value is None:
-        return _fail(reading, reading.error or "source gave no value", observers)
+        _fail(reading, reading.error or "source gave no value", observers)
+        return None
     t0 = time.perf_counter()
     try:
         x = np.asarray(reading.value, dtype=np.float32)[None, ...]
         pred = engine.infer(x)[0]
     except (EdgeError, ValueError) as e:
-        return _fail(reading, str(e), observers)
+        _fail(reading, str(e), observers)
+        return None
     latency_ms = (time.perf_counter() - t0) * 1000.0
     result = Result(
         seq=seq,

@@ -36,7 +36,7 @@ class Dataset:
     def split(self, fraction: float, *, seed: int = 0) -> tuple[Dataset, Dataset]:
         """A seeded random split: (first, rest) with ``fraction`` of samples in first."""
         idx = np.random.default_rng(seed).permutation(len(self))
-        k = int(round(len(self) * fraction))
+        k = round(len(self) * fraction)
         return self._subset(idx[:k]), self._subset(idx[k:])
 
     def _subset(self, idx: np.ndarray) -> Dataset:
@@ -79,12 +79,11 @@ def _load_npz(p: Path) -> Dataset:
         raise EdgeError(f"{p}: not a readable .npz file ({e})") from e
     if x.dtype.kind not in "fiub":
         raise EdgeError(f"{p}: 'x' has dtype {x.dtype}; expected numbers")
-    if y is not None:
-        if y.dtype.kind not in "iu" or y.ndim != 1 or len(y) != len(x):
-            raise EdgeError(
-                f"{p}: 'y' must be 1-D integer labels, one per row of 'x' "
-                f"(x has {len(x)} rows; y is {y.dtype} {y.shape})"
-            )
+    if y is not None and (y.dtype.kind not in "iu" or y.ndim != 1 or len(y) != len(x)):
+        raise EdgeError(
+            f"{p}: 'y' must be 1-D integer labels, one per row of 'x' "
+            f"(x has {len(x)} rows; y is {y.dtype} {y.shape})"
+        )
     return Dataset(x.astype(np.float32), None if y is None else y.astype(np.int64), str(p))
 
 

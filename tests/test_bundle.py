@@ -103,7 +103,7 @@ def test_unlisted_member_is_refused(tmp_path: Path) -> None:
 
 def test_size_cap(tmp_path: Path) -> None:
     path, _ = _bundle(tmp_path)
-    with pytest.raises(BundleError, match="cap|larger"):
+    with pytest.raises(BundleError, match=r"cap|larger"):
         open_bundle(path, tmp_path / "out", max_bytes=1024)
 
 

@@ -4,6 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/bootstrap.sh dev
 bash tools/ensure_services.sh
-.venv/bin/ruff check edge_sdk device_agent tests tools examples benchmarks
+.venv/bin/ruff check .
 .venv/bin/mypy
 .venv/bin/pytest "$@"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
 from device_agent.manifest import ModelFormat
 from device_agent.runtimes._tflite_common import TFLiteInterpreterRuntime
 from device_agent.runtimes.base import Runtime, RuntimeOptions
-
-from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: E402,I001
 
 
 class LiteRTBackend:

@@ -51,7 +51,7 @@ class OnnxRuntime:
         feed = dict(zip(self._in_names, tensors, strict=True))
         try:
             return list(self._sess.run(self._out_names, feed))
-        except (ort.capi.onnxruntime_pybind11_state.InvalidArgument,) as e:
+        except ort.capi.onnxruntime_pybind11_state.InvalidArgument as e:
             raise InputError(f"input does not fit the model: {e}") from e
 
 

@@ -7,6 +7,7 @@ for it by name: TensorFlow takes seconds to load and is not on devices.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from pathlib import Path
 
 from device_agent.manifest import ModelFormat

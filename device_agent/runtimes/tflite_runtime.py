@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tflite_runtime.interpreter import Interpreter
+
 from device_agent.manifest import ModelFormat
 from device_agent.runtimes._tflite_common import TFLiteInterpreterRuntime
 from device_agent.runtimes.base import Runtime, RuntimeOptions
-
-from tflite_runtime.interpreter import Interpreter  # noqa: E402,I001
 
 
 class TFLiteRuntimeBackend:
