@@ -18,6 +18,8 @@ app = typer.Typer(
 # these modules keep heavy imports (TensorFlow, onnx) inside the command functions.
 COMMAND_MODULES = [
     "edge_sdk.cli.inspect_cmd",
+    "edge_sdk.cli.optimize_cmd",
+    "edge_sdk.cli.demo_cmd",
 ]
 
 for _name in COMMAND_MODULES:

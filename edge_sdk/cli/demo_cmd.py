@@ -1,0 +1,41 @@
+"""``edge demo``: train, optimize, serve and report on shipped data, no setup."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import typer
+
+from edge_sdk.cli._common import cli_errors, print_json
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
+
+
+@cli_errors
+def demo(
+    out: Path | None = typer.Option(None, "--out", help="Folder for model, bundle and report "
+                                    "(default: a new temporary folder)"),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+) -> None:
+    """Train LeNet-5 on digits, optimize it to an int8 bundle, serve it, print the report."""
+    from edge_sdk._quiet import stdout_to_stderr
+    from edge_sdk.cli._progress import rich_progress
+    from edge_sdk.demo.steps import DemoState, run_demo
+    from edge_sdk.report import print_table
+
+    folder = out or Path(tempfile.mkdtemp(prefix="edge-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
+    with rich_progress(enabled=not as_json) as progress, stdout_to_stderr():
+        state = run_demo(DemoState(out=folder, progress=progress, say=lines.append))
+    report = state.results["report"]
+    if as_json:
+        print_json({**report.to_dict(), "serve": state.results["serve"]})
+        return
+    for line in lines:
+        typer.echo(line)
+    print_table(report)
+    typer.echo(f"files in {folder}")

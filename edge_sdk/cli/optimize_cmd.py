@@ -1,0 +1,78 @@
+"""``edge optimize``: a Keras or ONNX model → an (int8) ``.edgepkg`` plus its report."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from edge_sdk.cli._common import cli_errors, print_json
+
+if TYPE_CHECKING:
+    from edge_sdk.pipeline import Recipe
+
+
+def register(app: typer.Typer) -> None:
+    app.command("optimize")(optimize)
+
+
+@cli_errors
+def optimize(
+    model: Path = typer.Argument(..., help="A .keras/.h5/SavedModel folder or an .onnx file"),
+    data: Path = typer.Option(..., "--data", help="Labelled data (.npz x/y, image folder, CSV): "
+                              "split into calibration and validation"),
+    out: Path = typer.Option(..., "-o", "--out", help="The bundle to write (NAME.edgepkg)"),
+    int8: bool = typer.Option(False, "--int8", help="Full-integer int8 post-training quantization"),
+    target: str = typer.Option("tflite", "--target", help="tflite, onnx or both"),
+    max_drop: float = typer.Option(1.0, "--max-drop", help="Accuracy budget in points"),
+    calibration: str = typer.Option("minmax", "--calibration",
+                                    help="minmax, percentile or entropy (ONNX only)"),
+    samples: int = typer.Option(200, "--samples", help="Calibration samples"),
+    eval_data: Path | None = typer.Option(None, "--eval-data",
+                                          help="Held-out data for accuracy (default: half of --data)"),
+    name: str | None = typer.Option(None, "--name", help="Model name (default: bundle file name)"),
+    version: str = typer.Option("0.1.0", "--version", help="Semantic version of the bundle"),
+    runs: int = typer.Option(50, "--runs", help="Timed runs per model for the report"),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+) -> None:
+    """Optimize MODEL into a bundle; print the before/after table and write NAME.report.*."""
+    from edge_sdk.cli._progress import rich_progress
+    from edge_sdk.pipeline import Job, optimize as run
+    from edge_sdk.report import print_table
+
+    recipe = _recipe(target, int8, max_drop, calibration, samples, runs)
+    job = Job(model=model, data=data, out=out, name=name or _default_name(out), version=version,
+              eval_data=eval_data)
+    with rich_progress(enabled=not as_json) as progress:
+        report = run(job, recipe, progress=progress)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    print_table(report)
+
+
+def _recipe(target: str, int8: bool, max_drop: float, calibration: str, samples: int,
+            runs: int) -> Recipe:
+    from device_agent.errors import EdgeError
+    from edge_sdk.passes.quantize import Calibration, QuantizeConfig
+    from edge_sdk.pipeline import Recipe, Target
+
+    try:
+        tgt = Target(target)
+    except ValueError:
+        raise EdgeError(f"--target {target!r}: expected tflite, onnx or both") from None
+    try:
+        cal = Calibration(calibration)
+    except ValueError:
+        raise EdgeError(f"--calibration {calibration!r}: expected minmax, percentile or entropy") from None
+    if samples < 1 or max_drop < 0 or runs < 1:
+        raise EdgeError("--samples and --runs must be at least 1 and --max-drop at least 0")
+    return Recipe(target=tgt, int8=int8, max_drop=max_drop, measure_runs=runs,
+                  quantize=QuantizeConfig(samples=samples, calibration=cal))
+
+
+def _default_name(out: Path) -> str:
+    stem = out.name[: -len(".edgepkg")] if out.name.endswith(".edgepkg") else out.stem
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", stem)[:128] or "model"

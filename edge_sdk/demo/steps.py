@@ -1,0 +1,73 @@
+"""``edge demo``: the whole path on shipped data, as a list of steps.
+
+Each step takes the shared :class:`DemoState` and fills in its part; later issues add
+steps (deploy to a fleet, watch telemetry) by appending to :data:`STEPS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_sdk.passes.base import Progress, no_progress
+
+
+@dataclass
+class DemoState:
+    """What the steps share: the output folder and each step's result."""
+
+    out: Path
+    progress: Progress = no_progress
+    say: Callable[[str], None] = print
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+def train_step(s: DemoState) -> None:
+    from edge_sdk.demo.digits import train
+
+    s.progress("training LeNet-5 on digits", 0, 1)
+    art = train(s.out / "digits")
+    s.results["train"] = art
+    s.say(f"trained {art.model.name}: test accuracy {art.test_accuracy:.2f}%")
+
+
+def optimize_step(s: DemoState) -> None:
+    from edge_sdk.pipeline import Job, Recipe, optimize
+
+    art = s.results["train"]
+    job = Job(model=art.model, data=art.train, eval_data=art.test, out=s.out / "digits.edgepkg",
+              name="digits-lenet5", version="0.1.0")
+    s.results["report"] = optimize(job, Recipe(int8=True), progress=s.progress)
+
+
+def serve_step(s: DemoState) -> None:
+    from device_agent.loader import engine_for
+    from device_agent.serve import serve
+    from device_agent.sources.file import FileSource
+
+    s.progress("serving the test split with the agent", 0, 1)
+    report = s.results["report"]
+    with engine_for(report.bundle) as engine:
+        stats = serve(FileSource(s.results["train"].test), engine)
+    summary = stats.summary()
+    s.results["serve"] = summary
+    lat = summary["latency_ms"]
+    s.say(f"agent served {summary['count']} inputs: accuracy "
+          f"{100 * float(summary.get('accuracy', 0.0)):.2f}%, latency p50 {lat['p50']:.3f} ms, "
+          f"p99 {lat['p99']:.3f} ms, errors {summary['errors']}")
+
+
+STEPS: list[tuple[str, Callable[[DemoState], None]]] = [
+    ("train", train_step),
+    ("optimize", optimize_step),
+    ("serve", serve_step),
+]
+
+
+def run_demo(state: DemoState) -> DemoState:
+    """Run every step in order; each step's result lands in ``state.results``."""
+    for _name, step in STEPS:
+        step(state)
+    return state

@@ -1,0 +1,301 @@
+"""The recipe: graph passes in a fixed order, then export (and int8) per target, then the
+bundle and its report.
+
+Order of a run:
+  1. load the model and the data; split the data into calibration and validation;
+  2. baseline: accuracy, parameters, MACs, bytes of the input model;
+  3. every graph pass of ``Recipe.passes`` in order (float → float), measured after each;
+  4. per target: export float, then (``int8``) quantize with the remedy search;
+  5. time baseline and optimized files through the device runtimes;
+  6. write the bundle and the report files, all or nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from device_agent.errors import EdgeError
+from device_agent.manifest import ModelFormat
+from device_agent.runtimes import load_model
+from edge_sdk import analysis
+from edge_sdk.data import Dataset, fit_to_shape, load_dataset
+from edge_sdk.evaluate import artifact_accuracy, keras_accuracy
+from edge_sdk.measure import measure_artifact
+from edge_sdk.models import SourceKind, SourceModel, load_source
+from edge_sdk.passes.base import GraphPass, PassContext, Progress, no_progress
+from edge_sdk.passes.quantize import Decision, Exporter, QuantizeConfig, search
+from edge_sdk.passes.quantize_onnx import OnnxExporter
+from edge_sdk.passes.quantize_tflite import TFLiteExporter
+from edge_sdk.report import Comparison, Metrics, Report, StepRecord, TargetResult
+
+
+class Target(str, Enum):
+    """Which model formats go into the bundle."""
+
+    TFLITE = "tflite"
+    ONNX = "onnx"
+    BOTH = "both"
+
+    @property
+    def formats(self) -> tuple[ModelFormat, ...]:
+        return {
+            Target.TFLITE: (ModelFormat.TFLITE,),
+            Target.ONNX: (ModelFormat.ONNX,),
+            Target.BOTH: (ModelFormat.TFLITE, ModelFormat.ONNX),
+        }[self]
+
+
+EXPORTERS: dict[ModelFormat, type[Exporter]] = {
+    ModelFormat.TFLITE: TFLiteExporter,
+    ModelFormat.ONNX: OnnxExporter,
+}
+
+
+def default_passes() -> tuple[GraphPass, ...]:
+    """The graph passes, in the order they run. Adding a pass is one line here, e.g.
+    ``PrunePass(PruneConfig())``; each sees the previous one's float model."""
+    return ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    """What ``edge optimize`` does, as one typed value (recorded in the manifest)."""
+
+    passes: tuple[GraphPass, ...] = field(default_factory=default_passes)
+    target: Target = Target.TFLITE
+    int8: bool = True
+    quantize: QuantizeConfig = QuantizeConfig()
+    max_drop: float = 1.0
+    validation_fraction: float = 0.5
+    measure_runs: int = 50
+    seed: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "passes": [p.name for p in self.passes],
+            "target": self.target.value,
+            "int8": self.int8,
+            "quantize": self.quantize.describe() if self.int8 else None,
+            "max_drop_points": self.max_drop,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Job:
+    """One run's inputs and outputs."""
+
+    model: Path
+    data: Path
+    out: Path
+    name: str
+    version: str = "0.1.0"
+    eval_data: Path | None = None
+
+
+@dataclass
+class _State:
+    source: SourceModel
+    model: Any
+    calib: Dataset
+    val: Dataset
+    labels: tuple[str, ...]
+    steps: list[StepRecord]
+    work: Path
+
+
+def optimize(job: Job, recipe: Recipe, *, progress: Progress = no_progress) -> Report:
+    """Run ``recipe`` on ``job``; on any error nothing is left at ``job.out``."""
+    from edge_sdk.bundle_assembly import write_outputs
+
+    _check_output(job)
+    work = Path(tempfile.mkdtemp(prefix="edge-optimize-"))
+    try:
+        state = _prepare(job, recipe, work, progress)
+        _run_passes(state, recipe, progress)
+        results = [_run_target(state, recipe, fmt, progress) for fmt in recipe.target.formats]
+        comparisons = [_compare(state, r, recipe, progress) for r in results]
+        report = Report(
+            name=job.name, version=job.version, bundle=job.out, source=str(job.model),
+            recipe=recipe.summary(), steps=tuple(state.steps), targets=tuple(results),
+            comparisons=tuple(comparisons),
+            calibration_samples=min(len(state.calib), recipe.quantize.samples),
+            validation_samples=len(state.val),
+        )
+        progress("writing bundle", 0, 1)
+        return write_outputs(report, state.labels)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _check_output(job: Job) -> None:
+    if job.out.suffix != ".edgepkg":
+        raise EdgeError(f"{job.out}: the output must end in .edgepkg")
+    if job.out.exists() and job.out.is_dir():
+        raise EdgeError(f"{job.out}: is a folder; expected a bundle file name")
+
+
+def _prepare(job: Job, recipe: Recipe, work: Path, progress: Progress) -> _State:
+    progress("loading model", 0, 1)
+    source = load_source(job.model)
+    if source.kind == SourceKind.TFLITE:
+        raise EdgeError(f"{job.model}: a .tflite file is already converted; "
+                        "optimize takes a Keras (.keras/.h5/SavedModel) or .onnx model")
+    if source.kind == SourceKind.ONNX and ModelFormat.TFLITE in recipe.target.formats:
+        raise EdgeError(f"{job.model}: an ONNX model can only be optimized to --target onnx "
+                        f"(asked for {recipe.target.value})")
+    shape, outputs = _io_shape(source)
+    calib, val = _split(job, recipe, shape)
+    for ds in (calib, val):
+        y = ds.require_labels()
+        if y.min() < 0 or y.max() >= outputs:
+            raise EdgeError(f"{ds.source}: labels range {y.min()}..{y.max()}, but the model "
+                            f"has {outputs} outputs")
+    labels = calib.classes or tuple(str(i) for i in range(outputs))
+    state = _State(source, source.obj, calib, val, labels, [], work)
+    state.steps.append(_baseline(state))
+    return state
+
+
+def _io_shape(source: SourceModel) -> tuple[tuple[int, ...], int]:
+    if source.is_keras:
+        m = source.obj
+        inp = tuple(-1 if d is None else int(d) for d in m.inputs[0].shape)
+        return inp, int(m.outputs[0].shape[-1])
+    model = load_model(source.path)
+    return model.inputs[0].shape, int(model.outputs[0].shape[-1])
+
+
+def _split(job: Job, recipe: Recipe, shape: tuple[int, ...]) -> tuple[Dataset, Dataset]:
+    data = fit_to_shape(load_dataset(job.data), shape)
+    if job.eval_data is not None:
+        return data, fit_to_shape(load_dataset(job.eval_data), shape)
+    if len(data) < 2:
+        raise EdgeError(f"{job.data}: {len(data)} sample(s); need at least 2 to split "
+                        "into calibration and validation (or pass --eval-data)")
+    val, calib = data.split(recipe.validation_fraction, seed=recipe.seed)
+    return calib, val
+
+
+def _accuracy(state: _State, model: Any) -> float:
+    y = state.val.require_labels()
+    if state.source.is_keras:
+        return keras_accuracy(model, state.val.x, y)
+    return artifact_accuracy(model.SerializeToString(), ModelFormat.ONNX, state.val.x, y)
+
+
+def _cost(model: Any) -> analysis.ModelCost:
+    if hasattr(model, "SerializeToString"):
+        return analysis.onnx_cost(model)
+    return analysis.keras_cost(model)
+
+
+def _baseline(state: _State) -> StepRecord:
+    cost = _cost(state.model)
+    return StepRecord(step="baseline", accuracy=_accuracy(state, state.model),
+                      params=cost.params, macs=cost.macs,
+                      bytes=analysis.file_size(state.source.path), note=state.source.kind.value)
+
+
+def _run_passes(state: _State, recipe: Recipe, progress: Progress) -> None:
+    ctx = PassContext(calibration=state.calib, validation=state.val, teacher=state.source.obj,
+                      progress=progress, seed=recipe.seed)
+    for i, p in enumerate(recipe.passes):
+        progress(f"pass {p.name}", i, len(recipe.passes))
+        outcome = p.apply(state.model, ctx)
+        state.model = outcome.model
+        cost = _cost(state.model)
+        note = "; ".join([*(f"{k}={v}" for k, v in outcome.changes.items()), *outcome.notes])
+        state.steps.append(StepRecord(step=p.name, accuracy=_accuracy(state, state.model),
+                                      params=cost.params, macs=cost.macs, bytes=0, note=note))
+
+
+def _run_target(state: _State, recipe: Recipe, fmt: ModelFormat, progress: Progress) -> TargetResult:
+    exporter = EXPORTERS[fmt]()
+    work = state.work / fmt.value
+    work.mkdir()
+    progress(f"converting to float {fmt.value}", 0, 1)
+    float_bytes = exporter.export_float(state.model, work)
+    x, y = state.val.x, state.val.require_labels()
+    float_acc = artifact_accuracy(float_bytes, fmt, x, y)
+    cost = _artifact_cost(fmt, float_bytes, state.model)
+    state.steps.append(StepRecord(step=f"export {fmt.value} float32", accuracy=float_acc,
+                                  params=cost.params, macs=cost.macs, bytes=len(float_bytes)))
+    (work / f"float.{fmt.value}").write_bytes(float_bytes)
+    if not recipe.int8:
+        return TargetResult(format=fmt, float_path=work / f"float.{fmt.value}",
+                            final_path=work / f"float.{fmt.value}", float_accuracy=float_acc,
+                            final_accuracy=float_acc, decision=None, notes=())
+    decision, notes = _quantize(state, recipe, exporter, float_acc, progress)
+    final = work / f"int8.{fmt.value}"
+    final.write_bytes(decision.data)
+    state.steps.append(StepRecord(step=f"int8 {fmt.value}", accuracy=decision.chosen.accuracy,
+                                  params=cost.params, macs=cost.macs, bytes=len(decision.data),
+                                  note=f"remedy: {decision.chosen.remedy}"))
+    return TargetResult(format=fmt, float_path=work / f"float.{fmt.value}", final_path=final,
+                        float_accuracy=float_acc, final_accuracy=decision.chosen.accuracy,
+                        decision=decision, notes=notes)
+
+
+def _artifact_cost(fmt: ModelFormat, data: bytes, model: Any) -> analysis.ModelCost:
+    if fmt == ModelFormat.ONNX:
+        import onnx
+
+        return analysis.onnx_cost(onnx.load_from_string(data))
+    return _cost(model)
+
+
+def _quantize(state: _State, recipe: Recipe, exporter: Exporter, float_acc: float,
+              progress: Progress) -> tuple[Decision, tuple[str, ...]]:
+    cfg, notes = _supported_config(recipe.quantize, exporter)
+    work = state.work / exporter.format.value
+    x, y = state.val.x, state.val.require_labels()
+
+    def score(data: bytes) -> float:
+        return artifact_accuracy(data, exporter.format, x, y)
+
+    progress(f"calibrating int8 {exporter.format.value}", 0, 1)
+    decision = search(
+        cfg, supported=exporter.calibrations,
+        convert=lambda c: exporter.quantize(state.model, c, state.calib, work),
+        evaluate=score,
+        sensitive=lambda: exporter.sensitive_layers(state.model, cfg, state.calib, work, score),
+        reference=float_acc, max_drop=recipe.max_drop, progress=progress,
+    )
+    if not decision.within_budget:
+        tried = ", ".join(f"{a.remedy} ({a.drop:+.2f})" for a in decision.attempts)
+        raise EdgeError(
+            f"int8 {exporter.format.value}: accuracy drops {decision.chosen.drop:.2f} points, over "
+            f"--max-drop {recipe.max_drop}, after every remedy [{tried}]; raise --max-drop, "
+            "give more calibration data, or leave out --int8"
+        )
+    return decision, notes
+
+
+def _supported_config(cfg: QuantizeConfig, exporter: Exporter) -> tuple[QuantizeConfig, tuple[str, ...]]:
+    if cfg.calibration in exporter.calibrations:
+        return cfg, ()
+    from dataclasses import replace
+
+    fallback = exporter.calibrations[0]
+    note = (f"{exporter.format.value} supports {[c.value for c in exporter.calibrations]} "
+            f"calibration only; used {fallback.value} instead of {cfg.calibration.value}")
+    return replace(cfg, calibration=fallback), (note,)
+
+
+def _compare(state: _State, r: TargetResult, recipe: Recipe, progress: Progress) -> Comparison:
+    progress(f"timing {r.format.value} models", 0, 1)
+    x = state.val.x.astype(np.float32)
+    base = measure_artifact(r.float_path, x, runs=recipe.measure_runs)
+    opt = measure_artifact(r.final_path, x, runs=recipe.measure_runs)
+    return Comparison(
+        format=r.format,
+        baseline=Metrics.of(r.float_path.stat().st_size, r.float_accuracy, base),
+        optimized=Metrics.of(r.final_path.stat().st_size, r.final_accuracy, opt),
+    )

@@ -1,0 +1,249 @@
+"""The before/after report of ``edge optimize``: typed values, and their JSON, Markdown,
+PNG chart and terminal table."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from device_agent.manifest import ModelFormat
+from edge_sdk.measure import Measurement
+from edge_sdk.passes.quantize import Attempt, Decision
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """What a person compares before and after: one model file, measured."""
+
+    size_bytes: int
+    accuracy: float
+    error_rate: float
+    latency_p50_ms: float
+    throughput_per_s: float
+    peak_rss_mb: float
+
+    @classmethod
+    def of(cls, size: int, accuracy: float, m: Measurement) -> Metrics:
+        return cls(size_bytes=size, accuracy=accuracy, error_rate=round(100.0 - accuracy, 4),
+                   latency_p50_ms=m.latency_p50_ms, throughput_per_s=m.throughput_per_s,
+                   peak_rss_mb=m.peak_rss_mb)
+
+
+# (field, label, unit); the order of rows in every rendering.
+ROWS: tuple[tuple[str, str, str], ...] = (
+    ("size_bytes", "size", "bytes"),
+    ("accuracy", "accuracy", "%"),
+    ("error_rate", "error rate", "%"),
+    ("latency_p50_ms", "latency p50 (batch 1)", "ms"),
+    ("throughput_per_s", "throughput (batch 32)", "/s"),
+    ("peak_rss_mb", "peak memory (RSS)", "MB"),
+)
+
+
+def change_pct(before: float, after: float) -> float | None:
+    """Relative change in percent; ``None`` when the baseline is zero."""
+    if before == 0:
+        return None
+    return round((after - before) / before * 100.0, 2)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Baseline (float export) against optimized, for one target format."""
+
+    format: ModelFormat
+    baseline: Metrics
+    optimized: Metrics
+
+    def changes(self) -> dict[str, float | None]:
+        b, o = asdict(self.baseline), asdict(self.optimized)
+        return {k: change_pct(b[k], o[k]) for k, _, _ in ROWS}
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """The model measured after one step of the recipe."""
+
+    step: str
+    accuracy: float
+    params: int
+    macs: int
+    bytes: int
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """One target's files and, for int8, the remedy search that produced it."""
+
+    format: ModelFormat
+    float_path: Path
+    final_path: Path
+    float_accuracy: float
+    final_accuracy: float
+    decision: Decision | None
+    notes: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"format": self.format.value, "float_accuracy": self.float_accuracy,
+                             "final_accuracy": self.final_accuracy, "notes": list(self.notes)}
+        if self.decision is not None:
+            d["quantization"] = {
+                "chosen": _attempt(self.decision.chosen),
+                "attempts": [_attempt(a) for a in self.decision.attempts],
+                "max_drop_points": self.decision.budget,
+            }
+        return d
+
+
+def _attempt(a: Attempt) -> dict[str, Any]:
+    return {"remedy": a.remedy, "reason": a.reason, "config": a.config.describe(),
+            "accuracy": a.accuracy, "drop_points": a.drop}
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything ``edge optimize`` measured and decided."""
+
+    name: str
+    version: str
+    bundle: Path
+    source: str
+    recipe: dict[str, Any]
+    steps: tuple[StepRecord, ...]
+    targets: tuple[TargetResult, ...]
+    comparisons: tuple[Comparison, ...]
+    calibration_samples: int
+    validation_samples: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "bundle": str(self.bundle),
+            "source": self.source,
+            "recipe": self.recipe,
+            "calibration_samples": self.calibration_samples,
+            "validation_samples": self.validation_samples,
+            "steps": [asdict(s) for s in self.steps],
+            "targets": [t.to_dict() for t in self.targets],
+            "comparisons": [
+                {"format": c.format.value, "baseline": asdict(c.baseline),
+                 "optimized": asdict(c.optimized), "change_pct": c.changes()}
+                for c in self.comparisons
+            ],
+        }
+
+    def optimization_summary(self) -> dict[str, Any]:
+        """The manifest's ``optimization`` field: recipe, steps, baseline and optimized."""
+        d = self.to_dict()
+        return {k: d[k] for k in ("recipe", "steps", "targets", "comparisons")}
+
+
+def report_paths(bundle: Path) -> dict[str, Path]:
+    """``NAME.report.{json,md,png}`` beside the bundle."""
+    stem = bundle.name[: -len(".edgepkg")] if bundle.name.endswith(".edgepkg") else bundle.stem
+    return {ext: bundle.with_name(f"{stem}.report.{ext}") for ext in ("json", "md", "png")}
+
+
+def write_reports(report: Report, paths: dict[str, Path]) -> None:
+    """Write the JSON, Markdown and PNG renderings to ``paths`` (keys json, md, png)."""
+    paths["json"].write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n")
+    paths["md"].write_text(to_markdown(report))
+    write_chart(report, paths["png"])
+
+
+def _fmt(v: float | int, unit: str) -> str:
+    if unit == "bytes":
+        return f"{int(v):,}"
+    return f"{v:.2f}"
+
+
+def _pct(p: float | None) -> str:
+    return "n/a" if p is None else f"{p:+.1f}%"
+
+
+def table_rows(c: Comparison) -> list[tuple[str, str, str, str]]:
+    """(metric, baseline, optimized, change) rows, formatted."""
+    b, o, ch = asdict(c.baseline), asdict(c.optimized), c.changes()
+    return [(f"{label} [{unit}]", _fmt(b[k], unit), _fmt(o[k], unit), _pct(ch[k]))
+            for k, label, unit in ROWS]
+
+
+def to_markdown(report: Report) -> str:
+    lines = [f"# {report.name} {report.version}: optimization report", "",
+             f"Source `{report.source}`; bundle `{report.bundle.name}`; "
+             f"{report.calibration_samples} calibration / {report.validation_samples} "
+             "validation samples.", ""]
+    for c in report.comparisons:
+        lines += [f"## {c.format.value}: float32 → optimized", "",
+                  "| metric | baseline | optimized | change |", "|---|---:|---:|---:|"]
+        lines += [f"| {' | '.join(r)} |" for r in table_rows(c)]
+        lines.append("")
+    lines += ["## Steps", "", "| step | accuracy % | params | MACs | bytes | note |",
+              "|---|---:|---:|---:|---:|---|"]
+    lines += [f"| {s.step} | {s.accuracy:.2f} | {s.params:,} | {s.macs:,} | {s.bytes:,} | {s.note} |"
+              for s in report.steps]
+    for t in report.targets:
+        if t.decision is None:
+            continue
+        ch = t.decision.chosen
+        lines += ["", f"## int8 {t.format.value}: remedy `{ch.remedy}` ({ch.reason})", "",
+                  "| attempt | settings | accuracy % | drop (points) |", "|---|---|---:|---:|"]
+        lines += [f"| {a.remedy} | {a.config.describe()} | {a.accuracy:.2f} | {a.drop:+.2f} |"
+                  for a in t.decision.attempts]
+        lines += [f"- {n}" for n in t.notes]
+    return "\n".join(lines) + "\n"
+
+
+def write_chart(report: Report, path: Path) -> None:
+    """Bars of size, latency and accuracy, baseline against optimized, per target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = (("size_bytes", "size (KB)", 1 / 1024), ("latency_p50_ms", "latency p50 (ms)", 1.0),
+              ("accuracy", "accuracy (%)", 1.0))
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
+    labels = [c.format.value for c in report.comparisons]
+    pos = list(range(len(labels)))
+    for ax, (key, title, k) in zip(axes, panels, strict=True):
+        b = [getattr(c.baseline, key) * k for c in report.comparisons]
+        o = [getattr(c.optimized, key) * k for c in report.comparisons]
+        ax.bar([p - 0.2 for p in pos], b, 0.4, label="baseline (float32)")
+        ax.bar([p + 0.2 for p in pos], o, 0.4, label="optimized")
+        ax.set_xticks(pos, labels)
+        ax.set_title(title)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{report.name} {report.version}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def print_table(report: Report, console: Any = None) -> None:
+    """The before/after table(s) and the steps, with rich."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    con = console or Console()
+    for c in report.comparisons:
+        t = Table(title=f"{report.name}: {c.format.value} float32 → optimized")
+        for col, just in (("metric", "left"), ("baseline", "right"), ("optimized", "right"),
+                          ("change", "right")):
+            t.add_column(col, justify=just)  # type: ignore[arg-type]
+        for r in table_rows(c):
+            t.add_row(*(escape(cell) for cell in r))
+        con.print(t)
+    for tr in report.targets:
+        if tr.decision is not None:
+            ch = tr.decision.chosen
+            con.print(f"int8 {tr.format.value}: remedy [bold]{escape(ch.remedy)}[/] ({escape(ch.reason)}); "
+                      f"drop {ch.drop:+.2f} points (budget {tr.decision.budget})")
+        for n in tr.notes:
+            con.print(f"note: {escape(n)}")
+    con.print(f"bundle: {escape(str(report.bundle))}")
