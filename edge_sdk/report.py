@@ -158,7 +158,7 @@ def write_reports(report: Report, paths: dict[str, Path]) -> None:
 def _fmt(v: float | int, unit: str) -> str:
     if unit == "bytes":
         return f"{int(v):,}"
-    return f"{v:.2f}"
+    return f"{v:,.1f}" if abs(v) >= 100 else f"{v:.4g}"
 
 
 def _pct(p: float | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -26,4 +27,6 @@ def inspect_artifact(
         print_json(info)
         return
     for k, v in info.items():
-        typer.echo(f"{k}: {v}")
+        if k in ("manifest", "layers"):
+            continue  # long: shown with --json
+        typer.echo(f"{k}: {v if isinstance(v, (str, int, float)) else json.dumps(v)}")

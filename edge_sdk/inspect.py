@@ -1,0 +1,143 @@
+"""What an artifact holds: inputs, outputs, parameters, MACs, file size, and a bundle's
+manifest. One describer per kind, chosen by a registry."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from device_agent.errors import EdgeError
+from device_agent.manifest import TensorSpec
+from edge_sdk import analysis
+
+
+def _specs(specs: tuple[TensorSpec, ...]) -> list[dict[str, Any]]:
+    return [asdict(s) for s in specs]
+
+
+def _keras_io(model: Any, attr: str) -> list[dict[str, Any]]:
+    return [{"name": t.name, "shape": [-1 if d is None else int(d) for d in t.shape],
+             "dtype": str(t.dtype)} for t in getattr(model, attr)]
+
+
+def _describe_keras(path: Path) -> dict[str, Any]:
+    from edge_sdk.models import load_source
+
+    model = load_source(path).obj
+    cost = analysis.keras_cost(model)
+    return {"kind": "keras", "inputs": _keras_io(model, "inputs"),
+            "outputs": _keras_io(model, "outputs"), "params": cost.params, "macs": cost.macs,
+            "layers": [asdict(c) for c in cost.layers]}
+
+
+def _describe_onnx(path: Path) -> dict[str, Any]:
+    from device_agent.runtimes import load_model
+    from edge_sdk.models import load_source
+
+    proto = load_source(path).obj
+    cost = analysis.onnx_cost(proto)
+    model = load_model(path)
+    return {"kind": "onnx", "inputs": _specs(model.inputs), "outputs": _specs(model.outputs),
+            "params": cost.params, "macs": cost.macs, "opset": _opset(proto),
+            "ops": _op_counts(n.op_type for n in proto.graph.node)}
+
+
+def _opset(proto: Any) -> int:
+    return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
+
+
+def _op_counts(ops: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for op in ops:
+        out[op] = out.get(op, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def _describe_tflite(path: Path) -> dict[str, Any]:
+    from device_agent.runtimes import load_model
+
+    model = load_model(path)
+    inner = getattr(model.runtime, "_interp", None)
+    info: dict[str, Any] = {"kind": "tflite", "backend": model.backend,
+                            "inputs": _specs(model.inputs), "outputs": _specs(model.outputs)}
+    if inner is not None:
+        info.update(_tflite_weights(inner))
+    return info
+
+
+def _tflite_weights(interp: Any) -> dict[str, Any]:
+    # Constant tensors (weights, biases) are the ones with a buffer but no producer; the
+    # interpreter exposes them as tensors the graph reads but never writes.
+    import numpy as np
+
+    ops = interp._get_ops_details()
+    written = {i for op in ops for i in op["outputs"]}
+    read = {i for op in ops for i in op["inputs"] if i >= 0}
+    inputs = {d["index"] for d in interp.get_input_details()}
+    consts = read - written - inputs
+    params = 0
+    for d in interp.get_tensor_details():
+        if d["index"] in consts and d["dtype"] not in (np.int64,) and len(d["shape"]) > 0:
+            params += int(np.prod(d["shape"]))
+    shapes = {d["index"]: [int(v) for v in d["shape"]] for d in interp.get_tensor_details()}
+    macs = sum(_tflite_macs(op, shapes) for op in ops)
+    return {"params": params, "macs": macs, "ops": _op_counts(op["op_name"] for op in ops)}
+
+
+def _tflite_macs(op: dict[str, Any], shapes: dict[int, list[int]]) -> int:
+    """MACs of one op at the allocated (batch 1) shapes; weights are ``inputs[1]``."""
+    kind = op["op_name"]
+    if kind not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") or len(op["inputs"]) < 2:
+        return 0
+    w, y = shapes.get(op["inputs"][1]), shapes.get(op["outputs"][0])
+    if not w or not y:
+        return 0
+    if kind == "CONV_2D":  # weights [out, kh, kw, in]
+        return analysis.conv_macs(y[1:3], w[0], w[1:3], w[3])
+    if kind == "DEPTHWISE_CONV_2D":  # weights [1, kh, kw, channels]
+        return analysis.depthwise_macs(y[1:3], w[3], 1, w[1:3])
+    rows = 1
+    for d in y[:-1]:
+        rows *= d
+    return analysis.dense_macs(rows, w[1], w[0])
+
+
+def _describe_bundle(path: Path) -> dict[str, Any]:
+    from device_agent.bundle import read_manifest
+
+    m = read_manifest(path)
+    manifest = json.loads(m.to_json())
+    summary = m.optimization.get("comparisons", [])
+    return {"kind": "edgepkg", "name": m.name, "version": m.version,
+            "targets": [t.value for t in m.targets], "inputs": _specs(m.inputs),
+            "outputs": _specs(m.outputs), "labels": list(m.labels),
+            "files": [{"path": f.path, "format": f.format.value, "size": f.size}
+                      for f in m.files],
+            "optimization": summary, "manifest": manifest}
+
+
+DESCRIBERS: dict[str, Callable[[Path], dict[str, Any]]] = {
+    ".keras": _describe_keras,
+    ".h5": _describe_keras,
+    ".hdf5": _describe_keras,
+    ".onnx": _describe_onnx,
+    ".tflite": _describe_tflite,
+    ".edgepkg": _describe_bundle,
+}
+
+
+def describe(path: str | Path) -> dict[str, Any]:
+    """A JSON-ready description of a model file, a SavedModel folder or a bundle."""
+    p = Path(path)
+    if not p.exists():
+        raise EdgeError(f"{p}: no such file or folder")
+    key = "saved_model" if p.is_dir() else p.suffix.lower()
+    fn = _describe_keras if key == "saved_model" else DESCRIBERS.get(key)
+    if fn is None:
+        raise EdgeError(f"{p}: unknown artifact {p.suffix!r}; expected .keras, .h5, a "
+                        f"SavedModel folder, {', '.join(k for k in DESCRIBERS if k != '.hdf5')}")
+    info = fn(p)
+    return {"path": str(p), "file_size": analysis.file_size(p), **info}
