@@ -49,6 +49,15 @@ def _input_name_and_batch(model: Any) -> tuple[str, int]:
     return inp.name, (int(fixed) if fixed else 32)
 
 
+def _ensure_called(model: Any) -> None:
+    # Keras refuses to export a freshly loaded model ("has never called"); one call on
+    # zeros of the input shape builds its traced signature.
+    if getattr(model, "_called", True):
+        return
+    shape = [1 if d is None else int(d) for d in model.inputs[0].shape]
+    model(np.zeros(shape, dtype=np.float32))
+
+
 class OnnxExporter:
     """The ONNX target, from a ``keras.Model`` or an ``onnx.ModelProto``."""
 
@@ -61,6 +70,7 @@ class OnnxExporter:
             if hasattr(model, "SerializeToString"):
                 path.write_bytes(model.SerializeToString())
             else:
+                _ensure_called(model)
                 with stdout_to_stderr():
                     model.export(str(path), format="onnx", verbose=False)
         return path.read_bytes()
