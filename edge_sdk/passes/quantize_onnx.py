@@ -29,6 +29,10 @@ class _Reader:
     """ONNX Runtime's CalibrationDataReader contract: ``get_next`` until ``None``."""
 
     def __init__(self, name: str, x: np.ndarray, batch: int):
+        # Histogram calibrators (percentile, entropy) stack batches into one array, so
+        # every batch must have the same size: the remainder is dropped.
+        batch = max(1, min(batch, len(x)))
+        x = x[: len(x) // batch * batch]
         self._batches: Iterator[dict[str, np.ndarray]] = iter(
             [{name: x[i : i + batch]} for i in range(0, len(x), batch)]
         )
