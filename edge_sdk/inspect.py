@@ -33,6 +33,24 @@ def _describe_keras(path: Path) -> dict[str, Any]:
             "layers": [asdict(c) for c in cost.layers]}
 
 
+def _describe_saved_model(path: Path) -> dict[str, Any]:
+    """Keras 3 sees a SavedModel as one opaque layer, so weights and MACs are counted on
+    its float TFLite conversion instead."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edge_sdk._quiet import stdout_to_stderr
+    from edge_sdk.models import load_source
+
+    model = load_source(path).obj
+    with stdout_to_stderr():
+        data = tf.lite.TFLiteConverter.from_saved_model(str(path)).convert()
+    interp = Interpreter(model_content=data)
+    interp.allocate_tensors()
+    return {"kind": "saved_model", "inputs": _keras_io(model, "inputs"),
+            "outputs": _keras_io(model, "outputs"), **_tflite_weights(interp)}
+
+
 def _describe_onnx(path: Path) -> dict[str, Any]:
     from device_agent.runtimes import load_model
     from edge_sdk.models import load_source
@@ -134,8 +152,7 @@ def describe(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
         raise EdgeError(f"{p}: no such file or folder")
-    key = "saved_model" if p.is_dir() else p.suffix.lower()
-    fn = _describe_keras if key == "saved_model" else DESCRIBERS.get(key)
+    fn = _describe_saved_model if p.is_dir() else DESCRIBERS.get(p.suffix.lower())
     if fn is None:
         raise EdgeError(f"{p}: unknown artifact {p.suffix!r}; expected .keras, .h5, a "
                         f"SavedModel folder, {', '.join(k for k in DESCRIBERS if k != '.hdf5')}")

@@ -23,7 +23,9 @@ def cli_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except EdgeError as e:
-            typer.echo(f"error: {e}", err=True)
+            # Library messages (tarfile, parsers) can span lines; the CLI promises one.
+            one_line = "; ".join(part.strip() for part in str(e).splitlines() if part.strip())
+            typer.echo(f"error: {one_line}", err=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
