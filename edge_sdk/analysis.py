@@ -70,12 +70,14 @@ def _spatial(shape: Sequence[Any]) -> list[int]:
 def _k_conv(layer: Any) -> int:
     out = layer.output.shape
     cin = int(layer.input.shape[-1])
-    return conv_macs(_spatial(out), int(out[-1]), layer.kernel_size, cin, getattr(layer, "groups", 1))
+    groups = getattr(layer, "groups", 1)
+    return conv_macs(_spatial(out), int(out[-1]), layer.kernel_size, cin, groups)
 
 
 def _k_depthwise(layer: Any) -> int:
     cin = int(layer.input.shape[-1])
-    return depthwise_macs(_spatial(layer.output.shape), cin, layer.depth_multiplier, layer.kernel_size)
+    out = _spatial(layer.output.shape)
+    return depthwise_macs(out, cin, layer.depth_multiplier, layer.kernel_size)
 
 
 def _k_separable(layer: Any) -> int:
@@ -131,17 +133,12 @@ def onnx_cost(model: Any) -> ModelCost:
     the elements of weight initializers (shape constants and quantization scales
     excluded)."""
     import onnx
-    from onnx import numpy_helper
 
     fixed = _batch_one(model)
     inferred = onnx.shape_inference.infer_shapes(fixed, data_prop=True)
     shapes = _value_shapes(inferred)
     inits = {i.name: tuple(int(d) for d in i.dims) for i in inferred.graph.initializer}
-    params = sum(
-        math.prod(i.dims) for i in inferred.graph.initializer
-        if i.dims and numpy_helper.to_array(i).dtype.kind in "fiu" and i.data_type != onnx.TensorProto.INT64
-        and not i.name.endswith(_NOT_WEIGHTS)
-    )
+    params = sum(math.prod(i.dims) for i in inferred.graph.initializer if _is_weight(i))
     sources = _dequantize_sources(inferred)
     rows = []
     for node in inferred.graph.node:
@@ -152,6 +149,15 @@ def onnx_cost(model: Any) -> ModelCost:
         macs = fn(node, [shapes.get(n) or inits.get(n) for n in ins], shapes.get(node.output[0]))
         rows.append(LayerCost(node.name or node.output[0], node.op_type, 0, macs))
     return ModelCost(params=int(params), macs=sum(r.macs for r in rows), layers=tuple(rows))
+
+
+def _is_weight(init: Any) -> bool:
+    import onnx
+
+    # int64 initializers are shapes and indices; scales and zero points are quantization
+    # parameters, not weights.
+    return bool(init.dims) and init.data_type != onnx.TensorProto.INT64 \
+        and not init.name.endswith(_NOT_WEIGHTS)
 
 
 def _batch_one(model: Any) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -52,7 +53,7 @@ class Target(str, Enum):
         }[self]
 
 
-EXPORTERS: dict[ModelFormat, type[Exporter]] = {
+EXPORTERS: dict[ModelFormat, Callable[[], Exporter]] = {
     ModelFormat.TFLITE: TFLiteExporter,
     ModelFormat.ONNX: OnnxExporter,
 }
@@ -71,7 +72,7 @@ class Recipe:
     passes: tuple[GraphPass, ...] = field(default_factory=default_passes)
     target: Target = Target.TFLITE
     int8: bool = True
-    quantize: QuantizeConfig = QuantizeConfig()
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     max_drop: float = 1.0
     validation_fraction: float = 0.5
     measure_runs: int = 50
@@ -216,7 +217,8 @@ def _run_passes(state: _State, recipe: Recipe, progress: Progress) -> None:
                                       params=cost.params, macs=cost.macs, bytes=0, note=note))
 
 
-def _run_target(state: _State, recipe: Recipe, fmt: ModelFormat, progress: Progress) -> TargetResult:
+def _run_target(state: _State, recipe: Recipe, fmt: ModelFormat,
+                progress: Progress) -> TargetResult:
     exporter = EXPORTERS[fmt]()
     work = state.work / fmt.value
     work.mkdir()
@@ -278,7 +280,8 @@ def _quantize(state: _State, recipe: Recipe, exporter: Exporter, float_acc: floa
     return decision, notes
 
 
-def _supported_config(cfg: QuantizeConfig, exporter: Exporter) -> tuple[QuantizeConfig, tuple[str, ...]]:
+def _supported_config(cfg: QuantizeConfig,
+                      exporter: Exporter) -> tuple[QuantizeConfig, tuple[str, ...]]:
     if cfg.calibration in exporter.calibrations:
         return cfg, ()
     from dataclasses import replace

@@ -184,8 +184,8 @@ def to_markdown(report: Report) -> str:
         lines.append("")
     lines += ["## Steps", "", "| step | accuracy % | params | MACs | bytes | note |",
               "|---|---:|---:|---:|---:|---|"]
-    lines += [f"| {s.step} | {s.accuracy:.2f} | {s.params:,} | {s.macs:,} | {s.bytes:,} | {s.note} |"
-              for s in report.steps]
+    lines += [f"| {s.step} | {s.accuracy:.2f} | {s.params:,} | {s.macs:,} | {s.bytes:,} "
+              f"| {s.note} |" for s in report.steps]
     for t in report.targets:
         if t.decision is None:
             continue
@@ -242,7 +242,8 @@ def print_table(report: Report, console: Any = None) -> None:
     for tr in report.targets:
         if tr.decision is not None:
             ch = tr.decision.chosen
-            con.print(f"int8 {tr.format.value}: remedy [bold]{escape(ch.remedy)}[/] ({escape(ch.reason)}); "
+            con.print(f"int8 {tr.format.value}: remedy [bold]{escape(ch.remedy)}[/] "
+                      f"({escape(ch.reason)}); "
                       f"drop {ch.drop:+.2f} points (budget {tr.decision.budget})")
         for n in tr.notes:
             con.print(f"note: {escape(n)}")

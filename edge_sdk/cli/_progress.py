@@ -15,7 +15,8 @@ def rich_progress(*, enabled: bool = True) -> Iterator[Progress]:
         yield no_progress
         return
     from rich.console import Console
-    from rich.progress import BarColumn, Progress as RichProgress, SpinnerColumn, TextColumn
+    from rich.progress import BarColumn, SpinnerColumn, TextColumn
+    from rich.progress import Progress as RichProgress
 
     with RichProgress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                       console=Console(stderr=True), transient=True) as bar:

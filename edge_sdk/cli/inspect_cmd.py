@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
 @cli_errors
 def inspect_artifact(
-    artifact: Path = typer.Argument(..., help="A .keras/.h5/SavedModel, .onnx, .tflite or .edgepkg"),
+    artifact: Path = typer.Argument(..., help="A .keras/.h5/SavedModel, .onnx, .tflite, .edgepkg"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Show inputs, outputs, parameters, MACs, file size and, for a bundle, its manifest."""

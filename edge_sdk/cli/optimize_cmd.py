@@ -30,8 +30,8 @@ def optimize(
     calibration: str = typer.Option("minmax", "--calibration",
                                     help="minmax, percentile or entropy (ONNX only)"),
     samples: int = typer.Option(200, "--samples", help="Calibration samples"),
-    eval_data: Path | None = typer.Option(None, "--eval-data",
-                                          help="Held-out data for accuracy (default: half of --data)"),
+    eval_data: Path | None = typer.Option(
+        None, "--eval-data", help="Held-out data for accuracy (default: half of --data)"),
     name: str | None = typer.Option(None, "--name", help="Model name (default: bundle file name)"),
     version: str = typer.Option("0.1.0", "--version", help="Semantic version of the bundle"),
     runs: int = typer.Option(50, "--runs", help="Timed runs per model for the report"),
@@ -39,7 +39,8 @@ def optimize(
 ) -> None:
     """Optimize MODEL into a bundle; print the before/after table and write NAME.report.*."""
     from edge_sdk.cli._progress import rich_progress
-    from edge_sdk.pipeline import Job, optimize as run
+    from edge_sdk.pipeline import Job
+    from edge_sdk.pipeline import optimize as run
     from edge_sdk.report import print_table
 
     recipe = _recipe(target, int8, max_drop, calibration, samples, runs)
@@ -66,7 +67,8 @@ def _recipe(target: str, int8: bool, max_drop: float, calibration: str, samples:
     try:
         cal = Calibration(calibration)
     except ValueError:
-        raise EdgeError(f"--calibration {calibration!r}: expected minmax, percentile or entropy") from None
+        raise EdgeError(
+            f"--calibration {calibration!r}: expected minmax, percentile or entropy") from None
     if samples < 1 or max_drop < 0 or runs < 1:
         raise EdgeError("--samples and --runs must be at least 1 and --max-drop at least 0")
     return Recipe(target=tgt, int8=int8, max_drop=max_drop, measure_runs=runs,

@@ -51,7 +51,7 @@ def serve_step(s: DemoState) -> None:
     report = s.results["report"]
     with engine_for(report.bundle) as engine:
         stats = serve(FileSource(s.results["train"].test), engine)
-    summary = stats.summary()
+    summary: dict[str, Any] = stats.summary()
     s.results["serve"] = summary
     lat = summary["latency_ms"]
     s.say(f"agent served {summary['count']} inputs: accuracy "

@@ -65,8 +65,9 @@ def _ensure_called(model: Any) -> None:
 class OnnxExporter:
     """The ONNX target, from a ``keras.Model`` or an ``onnx.ModelProto``."""
 
-    format = ModelFormat.ONNX
-    calibrations = (Calibration.MINMAX, Calibration.PERCENTILE, Calibration.ENTROPY)
+    format: ModelFormat = ModelFormat.ONNX
+    calibrations: tuple[Calibration, ...] = (
+        Calibration.MINMAX, Calibration.PERCENTILE, Calibration.ENTROPY)
 
     def export_float(self, model: Any, workdir: Path) -> bytes:
         path = workdir / FLOAT_NAME

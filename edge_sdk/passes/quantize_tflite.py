@@ -35,8 +35,8 @@ def _representative(calib: Dataset, samples: int) -> Callable[[], Iterator[list[
 class TFLiteExporter:
     """The TFLite target, from a ``keras.Model``."""
 
-    format = ModelFormat.TFLITE
-    calibrations = (Calibration.MINMAX,)
+    format: ModelFormat = ModelFormat.TFLITE
+    calibrations: tuple[Calibration, ...] = (Calibration.MINMAX,)
 
     def export_float(self, model: Any, workdir: Path) -> bytes:
         import tensorflow as tf

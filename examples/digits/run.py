@@ -16,13 +16,13 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from device_agent.bundle import open_bundle  # noqa: E402
-from device_agent.engine import Engine  # noqa: E402
-from device_agent.serve import serve  # noqa: E402
-from device_agent.sources.file import FileSource  # noqa: E402
-from edge_sdk.demo.digits import train  # noqa: E402
-from edge_sdk.pipeline import Job, Recipe, Target, optimize  # noqa: E402
-from edge_sdk.report import print_table  # noqa: E402
+from device_agent.bundle import open_bundle
+from device_agent.engine import Engine
+from device_agent.serve import serve
+from device_agent.sources.file import FileSource
+from edge_sdk.demo.digits import train
+from edge_sdk.pipeline import Job, Recipe, Target, optimize
+from edge_sdk.report import print_table
 
 
 def main(argv: list[str]) -> int:

@@ -13,7 +13,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from edge_sdk.demo.digits import train  # noqa: E402
+from edge_sdk.demo.digits import train
 
 
 def main(argv: list[str]) -> int:

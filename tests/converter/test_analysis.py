@@ -65,7 +65,8 @@ def _tiny_onnx() -> object:
         nodes, "tiny",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])],
-        [init("w", 4, 1, 3, 3), init("b", 4), init("g", 144, 10), init("gb", 10), init("mm", 10, 5)],
+        [init("w", 4, 1, 3, 3), init("b", 4), init("g", 144, 10), init("gb", 10),
+         init("mm", 10, 5)],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 

@@ -83,7 +83,8 @@ def test_onnx_input_takes_the_onnx_path(onnx_cnn: Path, digits: Any, tmp_path: P
                   "--calibration", "percentile", "--runs", "3", "--json", "-o", out)
     assert res.exit_code == 0, res.output
     rep = json.loads(res.stdout)
-    assert rep["targets"][0]["quantization"]["chosen"]["config"].startswith("calibration=percentile")
+    chosen = rep["targets"][0]["quantization"]["chosen"]
+    assert chosen["config"].startswith("calibration=percentile")
     b = open_bundle(out, tmp_path / "b")
     assert b.manifest.targets == (ModelFormat.ONNX,)
 
@@ -122,7 +123,8 @@ def test_unknown_model_format(tmp_path: Path, digits: Any) -> None:
 def test_corrupt_model(tmp_path: Path, digits: Any, suffix: str) -> None:
     p = tmp_path / f"broken{suffix}"
     p.write_bytes(b"\x00garbage" * 50)
-    msg = _bad(tmp_path, p, "--data", digits.train, *(["--target", "onnx"] if suffix == ".onnx" else []))
+    target = ["--target", "onnx"] if suffix == ".onnx" else []
+    msg = _bad(tmp_path, p, "--data", digits.train, *target)
     assert str(p) in msg and "cannot read" in msg
 
 

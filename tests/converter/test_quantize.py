@@ -25,7 +25,8 @@ def model(keras_cnn: Path) -> Any:
     return keras.models.load_model(keras_cnn)
 
 
-def test_onnx_keep_float_leaves_that_node_unquantized(model: Any, digits: Any, tmp_path: Path) -> None:
+def test_onnx_keep_float_leaves_that_node_unquantized(model: Any, digits: Any,
+                                                      tmp_path: Path) -> None:
     import onnx
 
     calib = load_dataset(digits.train)
@@ -62,7 +63,8 @@ def test_tflite_keep_float_by_debugger_denylist(model: Any, digits: Any, tmp_pat
     assert acc > 85.0
 
 
-def test_tflite_per_tensor_differs_from_per_channel(model: Any, digits: Any, tmp_path: Path) -> None:
+def test_tflite_per_tensor_differs_from_per_channel(model: Any, digits: Any,
+                                                    tmp_path: Path) -> None:
     calib = load_dataset(digits.train)
     ex = TFLiteExporter()
     a = ex.quantize(model, QuantizeConfig(samples=20, per_channel=True), calib, tmp_path)

@@ -32,7 +32,8 @@ def _run(base: QuantizeConfig, max_drop: float,
 
 
 def test_order_of_remedies() -> None:
-    names = [r for r, _, _ in candidates(QuantizeConfig(per_channel=False), ALL, lambda: ["a", "b"])]
+    base = QuantizeConfig(per_channel=False)
+    names = [r for r, _, _ in candidates(base, ALL, lambda: ["a", "b"])]
     assert names == ["none", "per-channel", "calibration=percentile", "calibration=entropy",
                      "float-layers=1", "float-layers=2"]
 
