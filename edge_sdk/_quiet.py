@@ -1,34 +1,50 @@
-"""Keep converter chatter off stdout, so ``--json`` output stays one clean object."""
+"""Keep converter chatter off the terminal, so ``--json`` output stays one clean object
+and the table is not buried in TensorFlow logs."""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
+import tempfile
+import warnings
 from collections.abc import Iterator
+
+VERBOSE_ENV = "EDGE_VERBOSE"
 
 
 @contextlib.contextmanager
-def stdout_to_stderr() -> Iterator[None]:
-    """Send everything written to file descriptor 1 (Python or C++) to stderr meanwhile.
+def quiet() -> Iterator[None]:
+    """Swallow what is written to file descriptors 1 and 2 meanwhile, and Python warnings.
 
-    Keras' export prints "Saved artifact at ..." and the TFLite converter logs from C++;
-    neither can be turned off by an option.
+    Keras' export prints its endpoint listing, the TFLite converter and MLIR log from
+    C++, ONNX Runtime's quantizer logs through the root logger; none of them can be
+    turned off by an option. Errors still surface as exceptions. ``EDGE_VERBOSE=1``
+    keeps all of it.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.stdout.flush()
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # captured stdout (tests): Python level only
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
+    if os.environ.get(VERBOSE_ENV):
+        yield
         return
-    saved = os.dup(fd)
-    try:
-        os.dup2(sys.stderr.fileno(), fd)
-        with contextlib.redirect_stdout(sys.stderr):
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved: list[tuple[int, int]] = []
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings(), \
+            contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            for fd in (1, 2):
+                saved.append((fd, os.dup(fd)))
+                os.dup2(sink.fileno(), fd)
             yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, fd)
-        os.close(saved)
+        finally:
+            for fd, copy in saved:
+                os.dup2(copy, fd)
+                os.close(copy)
+
+
+def terminal_stderr() -> io.TextIOWrapper:
+    """A private handle on the current stderr, unaffected by :func:`quiet` (for progress)."""
+    return os.fdopen(os.dup(2), "w", buffering=1)

@@ -39,11 +39,11 @@ def _describe_saved_model(path: Path) -> dict[str, Any]:
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
-    from edge_sdk._quiet import stdout_to_stderr
+    from edge_sdk._quiet import quiet
     from edge_sdk.models import load_source
 
     model = load_source(path).obj
-    with stdout_to_stderr():
+    with quiet():
         data = tf.lite.TFLiteConverter.from_saved_model(str(path)).convert()
     interp = Interpreter(model_content=data)
     interp.allocate_tensors()

@@ -12,6 +12,7 @@ Order of a run:
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from device_agent.errors import EdgeError
-from device_agent.manifest import ModelFormat
+from device_agent.manifest import ModelFormat, parse_semver
 from device_agent.runtimes import load_model
 from edge_sdk import analysis
 from edge_sdk.data import Dataset, fit_to_shape, load_dataset
@@ -140,6 +141,10 @@ def _check_output(job: Job) -> None:
         raise EdgeError(f"{job.out}: the output must end in .edgepkg")
     if job.out.exists() and job.out.is_dir():
         raise EdgeError(f"{job.out}: is a folder; expected a bundle file name")
+    # The manifest would refuse these only after minutes of work; refuse them first.
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", job.name):
+        raise EdgeError(f"--name {job.name!r}: expected 1-128 of A-Z a-z 0-9 _ . -")
+    parse_semver(job.version, what="--version")
 
 
 def _prepare(job: Job, recipe: Recipe, work: Path, progress: Progress) -> _State:

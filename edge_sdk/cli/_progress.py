@@ -18,8 +18,13 @@ def rich_progress(*, enabled: bool = True) -> Iterator[Progress]:
     from rich.progress import BarColumn, SpinnerColumn, TextColumn
     from rich.progress import Progress as RichProgress
 
-    with RichProgress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                      console=Console(stderr=True), transient=True) as bar:
+    from edge_sdk._quiet import terminal_stderr
+
+    # Its own handle on stderr: converter logs are swallowed meanwhile, progress is not.
+    with terminal_stderr() as err, RichProgress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+        console=Console(file=err), transient=True,
+    ) as bar:
         task = bar.add_task("starting", total=1)
 
         def update(desc: str, done: int, total: int) -> None:

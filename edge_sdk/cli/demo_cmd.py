@@ -21,7 +21,7 @@ def demo(
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
 ) -> None:
     """Train LeNet-5 on digits, optimize it to an int8 bundle, serve it, print the report."""
-    from edge_sdk._quiet import stdout_to_stderr
+    from edge_sdk._quiet import quiet
     from edge_sdk.cli._progress import rich_progress
     from edge_sdk.demo.steps import DemoState, run_demo
     from edge_sdk.report import print_table
@@ -29,7 +29,7 @@ def demo(
     folder = out or Path(tempfile.mkdtemp(prefix="edge-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
-    with rich_progress(enabled=not as_json) as progress, stdout_to_stderr():
+    with rich_progress(enabled=not as_json) as progress, quiet():
         state = run_demo(DemoState(out=folder, progress=progress, say=lines.append))
     report = state.results["report"]
     if as_json:

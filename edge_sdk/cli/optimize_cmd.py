@@ -38,6 +38,7 @@ def optimize(
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
 ) -> None:
     """Optimize MODEL into a bundle; print the before/after table and write NAME.report.*."""
+    from edge_sdk._quiet import quiet
     from edge_sdk.cli._progress import rich_progress
     from edge_sdk.pipeline import Job
     from edge_sdk.pipeline import optimize as run
@@ -46,7 +47,7 @@ def optimize(
     recipe = _recipe(target, int8, max_drop, calibration, samples, runs)
     job = Job(model=model, data=data, out=out, name=name or _default_name(out), version=version,
               eval_data=eval_data)
-    with rich_progress(enabled=not as_json) as progress:
+    with rich_progress(enabled=not as_json) as progress, quiet():
         report = run(job, recipe, progress=progress)
     if as_json:
         print_json(report.to_dict())

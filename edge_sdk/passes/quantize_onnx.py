@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from device_agent.manifest import ModelFormat
-from edge_sdk._quiet import stdout_to_stderr
+from edge_sdk._quiet import quiet
 from edge_sdk.data import Dataset
 from edge_sdk.passes.quantize import Calibration, QuantizeConfig
 
@@ -76,7 +76,7 @@ class OnnxExporter:
                 path.write_bytes(model.SerializeToString())
             else:
                 _ensure_called(model)
-                with stdout_to_stderr():
+                with quiet():
                     model.export(str(path), format="onnx", verbose=False)
         return path.read_bytes()
 
@@ -100,7 +100,7 @@ class OnnxExporter:
         out = workdir / "int8.onnx"
         x = calib.x[: cfg.samples].astype(np.float32)
         logging.getLogger().setLevel(logging.ERROR)  # the quantizer warns through the root logger
-        with stdout_to_stderr():
+        with quiet():
             quantize_static(
                 str(src), str(out), _Reader(name, x, batch),
                 quant_format=QuantFormat.QDQ,

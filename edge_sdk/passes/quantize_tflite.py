@@ -17,7 +17,7 @@ import numpy as np
 
 from device_agent.errors import EdgeError
 from device_agent.manifest import ModelFormat
-from edge_sdk._quiet import stdout_to_stderr
+from edge_sdk._quiet import quiet
 from edge_sdk.data import Dataset
 from edge_sdk.passes.quantize import Calibration, QuantizeConfig
 
@@ -41,7 +41,7 @@ class TFLiteExporter:
     def export_float(self, model: Any, workdir: Path) -> bytes:
         import tensorflow as tf
 
-        with stdout_to_stderr():
+        with quiet():
             return bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
 
     def _converter(self, model: Any, cfg: QuantizeConfig, calib: Dataset) -> Any:
@@ -66,7 +66,7 @@ class TFLiteExporter:
         import tensorflow as tf
 
         conv = self._converter(model, cfg, calib)
-        with stdout_to_stderr():
+        with quiet():
             if not cfg.keep_float:
                 return bytes(conv.convert())
             opts = tf.lite.experimental.QuantizationDebugOptions(
@@ -88,7 +88,7 @@ class TFLiteExporter:
 
         conv = self._converter(model, cfg, calib)
         buf = io.StringIO()
-        with stdout_to_stderr():
+        with quiet():
             dbg = tf.lite.experimental.QuantizationDebugger(
                 converter=conv, debug_dataset=_representative(calib, min(cfg.samples, 64))
             )

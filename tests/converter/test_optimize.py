@@ -167,6 +167,12 @@ def test_tflite_target_from_onnx_is_refused(tmp_path: Path, onnx_cnn: Path, digi
     assert "--target onnx" in _bad(tmp_path, onnx_cnn, "--data", digits.train)
 
 
+def test_bad_version_refused_before_any_work(tmp_path: Path, keras_cnn: Path,
+                                             digits: Any) -> None:
+    assert "--version '1.0'" in _bad(tmp_path, keras_cnn, "--data", digits.train,
+                                      "--version", "1.0")
+
+
 def test_unknown_target(tmp_path: Path, keras_cnn: Path, digits: Any) -> None:
     assert "expected tflite, onnx or both" in _bad(tmp_path, keras_cnn, "--data", digits.train,
                                                   "--target", "coreml")
