@@ -25,7 +25,14 @@ class DigitsArtifacts:
     model: Path
     train: Path
     test: Path
-    test_accuracy: float
+    test_accuracy: float | None  # None when reused from an earlier run
+
+
+def existing(out_dir: str | Path) -> DigitsArtifacts | None:
+    """The artifacts of an earlier :func:`train` into ``out_dir``, if all are there."""
+    out = Path(out_dir)
+    art = DigitsArtifacts(out / "lenet5.keras", out / "train.npz", out / "test.npz", None)
+    return art if all(p.is_file() for p in (art.model, art.train, art.test)) else None
 
 
 def load_digits_28() -> tuple[np.ndarray, np.ndarray]:

@@ -30,7 +30,7 @@ def train_step(s: DemoState) -> None:
     s.progress("training LeNet-5 on digits", 0, 1)
     art = train(s.out / "digits")
     s.results["train"] = art
-    s.say(f"trained {art.model.name}: test accuracy {art.test_accuracy:.2f}%")
+    s.say(f"trained {art.model.name}: test accuracy {art.test_accuracy}%")
 
 
 def optimize_step(s: DemoState) -> None:

@@ -19,7 +19,7 @@ from edge_sdk.demo.digits import train
 def main(argv: list[str]) -> int:
     out = argv[1] if len(argv) > 1 else "digits-out"
     art = train(out)
-    print(f"model {art.model} (test accuracy {art.test_accuracy:.2f}%)")
+    print(f"model {art.model} (test accuracy {art.test_accuracy}%)")
     print(f"data  {art.train} {art.test}")
     return 0
 

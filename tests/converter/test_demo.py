@@ -55,9 +55,12 @@ def test_examples_train_then_run(tmp_path: Path) -> None:
                            timeout=600)
     assert train.returncode == 0, train.stderr[-2000:]
     assert (tmp_path / "t" / "lenet5.keras").is_file() and (tmp_path / "t" / "test.npz").is_file()
+    model_bytes = (tmp_path / "t" / "lenet5.keras").read_bytes()
     run = subprocess.run([sys.executable, str(ROOT / "examples/digits/run.py"),
-                          str(tmp_path / "r")], capture_output=True, text=True, env=_env(),
+                          str(tmp_path / "t")], capture_output=True, text=True, env=_env(),
                          timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "agent: 360 inputs" in run.stdout
-    assert (tmp_path / "r" / "digits.edgepkg").is_file()
+    assert (tmp_path / "t" / "digits.edgepkg").is_file()
+    # run.py reused train.py's model instead of training again
+    assert (tmp_path / "t" / "lenet5.keras").read_bytes() == model_bytes
