@@ -204,6 +204,12 @@ def _cost(model: Any) -> analysis.ModelCost:
 
 def _baseline(state: _State) -> StepRecord:
     cost = _cost(state.model)
+    if state.source.kind == SourceKind.SAVED_MODEL:
+        # Keras sees a SavedModel as one opaque layer; inspect counts its TFLite graph.
+        from edge_sdk.inspect import describe
+
+        info = describe(state.source.path)
+        cost = analysis.ModelCost(params=info["params"], macs=info["macs"], layers=())
     return StepRecord(step="baseline", accuracy=_accuracy(state, state.model),
                       params=cost.params, macs=cost.macs,
                       bytes=analysis.file_size(state.source.path), note=state.source.kind.value)
@@ -255,7 +261,13 @@ def _artifact_cost(fmt: ModelFormat, data: bytes, model: Any) -> analysis.ModelC
         import onnx
 
         return analysis.onnx_cost(onnx.load_from_string(data))
-    return _cost(model)
+    with tempfile.TemporaryDirectory(prefix="edge-cost-") as tmp:
+        path = Path(tmp) / "float.tflite"
+        path.write_bytes(data)
+        from edge_sdk.inspect import describe
+
+        info = describe(path)
+    return analysis.ModelCost(params=info["params"], macs=info["macs"], layers=())
 
 
 def _quantize(state: _State, recipe: Recipe, exporter: Exporter, float_acc: float,

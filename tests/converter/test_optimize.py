@@ -77,6 +77,20 @@ def test_table_printed_without_json(keras_cnn: Path, digits: Any, tmp_path: Path
     assert b.manifest.files[0].inputs[0].dtype == "float32"
 
 
+def test_saved_model_input(keras_cnn: Path, digits: Any, tmp_path: Path) -> None:
+    import keras
+
+    keras.models.load_model(keras_cnn).export(str(tmp_path / "sm"), verbose=False)
+    out = tmp_path / "s.edgepkg"
+    res = run_cli("optimize", tmp_path / "sm", "--data", digits.train, "--int8", "--runs", "3",
+                  "--json", "-o", out)
+    assert res.exit_code == 0, res.output
+    steps = json.loads(res.stdout)["steps"]
+    assert steps[0]["note"] == "saved_model"
+    assert steps[0]["macs"] == steps[1]["macs"] == 194176  # counted, not an opaque layer
+    assert open_bundle(out, tmp_path / "b").manifest.files[0].inputs[0].dtype == "int8"
+
+
 def test_onnx_input_takes_the_onnx_path(onnx_cnn: Path, digits: Any, tmp_path: Path) -> None:
     out = tmp_path / "o.edgepkg"
     res = run_cli("optimize", onnx_cnn, "--data", digits.train, "--int8", "--target", "onnx",
