@@ -190,3 +190,23 @@ def test_bad_version_refused_before_any_work(tmp_path: Path, keras_cnn: Path,
 def test_unknown_target(tmp_path: Path, keras_cnn: Path, digits: Any) -> None:
     assert "expected tflite, onnx or both" in _bad(tmp_path, keras_cnn, "--data", digits.train,
                                                   "--target", "coreml")
+
+
+def test_json_stdout_is_clean_in_a_real_process(keras_cnn: Path, digits: Any,
+                                                tmp_path: Path) -> None:
+    """TensorFlow writes to file descriptors 1 and 2 from C++; --json must still parse."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    out = tmp_path / "p.edgepkg"
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_sdk", "optimize", str(keras_cnn), "--data", str(digits.train),
+         "--int8", "--target", "onnx", "--runs", "3", "--json", "-o", str(out)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["bundle"] == str(out)
