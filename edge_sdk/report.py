@@ -76,7 +76,11 @@ class StepRecord:
 
 @dataclass(frozen=True)
 class TargetResult:
-    """One target's files and, for int8, the remedy search that produced it."""
+    """One target's files and, for int8, the remedy search that produced it.
+
+    ``float_path`` and ``final_path`` live in the run's scratch folder: valid while the
+    pipeline runs (for the bundle and the timing), gone once ``optimize`` returns.
+    """
 
     format: ModelFormat
     float_path: Path
