@@ -12,10 +12,11 @@ Order of a run:
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -234,7 +235,8 @@ def _run_target(state: _State, recipe: Recipe, fmt: ModelFormat,
     work = state.work / fmt.value
     work.mkdir()
     progress(f"converting to float {fmt.value}", 0, 1)
-    float_bytes = exporter.export_float(state.model, work)
+    with converting(fmt, "float32 export"):
+        float_bytes = exporter.export_float(state.model, work)
     x, y = state.val.x, state.val.require_labels()
     float_acc = artifact_accuracy(float_bytes, fmt, x, y)
     cost = _artifact_cost(fmt, float_bytes, state.model)
@@ -282,9 +284,9 @@ def _quantize(state: _State, recipe: Recipe, exporter: Exporter, float_acc: floa
     progress(f"calibrating int8 {exporter.format.value}", 0, 1)
     decision = search(
         cfg, supported=exporter.calibrations,
-        convert=lambda c: exporter.quantize(state.model, c, state.calib, work),
+        convert=lambda c: _quantize_once(exporter, state, c, work),
         evaluate=score,
-        sensitive=lambda: exporter.sensitive_layers(state.model, cfg, state.calib, work, score),
+        sensitive=lambda: _sensitive(exporter, state, cfg, score),
         reference=float_acc, max_drop=recipe.max_drop, progress=progress,
     )
     if not decision.within_budget:
@@ -295,6 +297,31 @@ def _quantize(state: _State, recipe: Recipe, exporter: Exporter, float_acc: floa
             "give more calibration data, or leave out --int8"
         )
     return decision, notes
+
+
+def _quantize_once(exporter: Exporter, state: _State, cfg: QuantizeConfig, work: Path) -> bytes:
+    with converting(exporter.format, "int8 conversion"):
+        return exporter.quantize(state.model, cfg, state.calib, work)
+
+
+def _sensitive(exporter: Exporter, state: _State, cfg: QuantizeConfig,
+               score: Callable[[bytes], float]) -> list[str]:
+    work = state.work / exporter.format.value
+    with converting(exporter.format, "sensitivity analysis"):
+        return exporter.sensitive_layers(state.model, cfg, state.calib, work, score)
+
+
+@contextlib.contextmanager
+def converting(fmt: ModelFormat, what: str) -> Iterator[None]:
+    """A converter's own exception (TensorFlow, tf2onnx, ONNX Runtime) becomes one
+    :class:`EdgeError` line naming the target and the step."""
+    try:
+        yield
+    except EdgeError:
+        raise
+    except Exception as e:  # each converter raises its own types
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise EdgeError(f"{fmt.value} {what} failed: {type(e).__name__}: {first}") from e
 
 
 def _supported_config(cfg: QuantizeConfig,
