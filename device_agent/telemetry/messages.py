@@ -1,0 +1,282 @@
+"""Typed, versioned MQTT messages (DESIGN.md: JSON payloads, ``to_payload``/``from_payload``).
+
+Every payload is a JSON object with ``"v"`` (schema version) and ``"type"``. Parsing is
+hostile-input code: the collector receives bytes from any client the broker lets in,
+so every field is type-checked and a bad payload raises :class:`MessageError` naming
+the field, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any, ClassVar, TypeVar
+
+from device_agent.errors import EdgeError
+
+VERSION = 1
+MAX_PAYLOAD = 64 * 1024  # bytes; a telemetry window is well under 1 KiB
+
+
+class MessageError(EdgeError):
+    """A payload that is not valid JSON, has the wrong version/type, or a bad field."""
+
+
+class Status(str, Enum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class DeployPhase(str, Enum):
+    DOWNLOADING = "downloading"
+    VERIFYING = "verifying"
+    HEALTH_CHECK = "health-check"
+    ACTIVE = "active"
+    ROLLED_BACK = "rolled-back"
+    REJECTED = "rejected"
+
+
+class AlertKind(str, Enum):
+    OFFLINE = "offline"
+    LATENCY_REGRESSION = "latency-regression"
+    ERROR_REGRESSION = "error-regression"
+    TELEMETRY_GAP = "telemetry-gap"
+    OUTBOX_DROPS = "outbox-drops"
+    ROLLOUT_FAILED = "rollout-failed"
+
+
+class Severity(str, Enum):
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+def _decode(payload: bytes | str, type_: str) -> dict[str, Any]:
+    if len(payload) > MAX_PAYLOAD:
+        raise MessageError(f"payload: expected at most {MAX_PAYLOAD} bytes, found {len(payload)}")
+    try:
+        obj = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise MessageError(f"payload: expected a JSON object, found invalid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise MessageError(f"payload: expected a JSON object, found {type(obj).__name__}")
+    if obj.get("v") != VERSION:
+        raise MessageError(f"v: expected schema version {VERSION}, found {obj.get('v')!r}")
+    if obj.get("type") != type_:
+        raise MessageError(f"type: expected {type_!r}, found {obj.get('type')!r}")
+    return obj
+
+
+def _get(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+    if key not in obj or obj[key] is None:
+        if default is ...:
+            raise MessageError(f"{key}: expected a value, found nothing")
+        return default
+    value = obj[key]
+    # bool is an int subclass; a flag is never a count or a measurement.
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise MessageError(f"{key}: expected {_names(kind)}, found bool")
+    if not isinstance(value, kind):
+        raise MessageError(f"{key}: expected {_names(kind)}, found {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise MessageError(f"{key}: expected a finite number, found {value}")
+    if isinstance(value, str) and len(value) > 256:
+        raise MessageError(f"{key}: expected at most 256 characters, found {len(value)}")
+    return value
+
+
+def _names(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def _count(obj: dict[str, Any], key: str, default: Any = ...) -> Any:
+    value = _get(obj, key, int, default)
+    if value is not None and value < 0:
+        raise MessageError(f"{key}: expected a count >= 0, found {value}")
+    return value
+
+
+def _num(obj: dict[str, Any], key: str, default: Any = ...) -> float | None:
+    value = _get(obj, key, (int, float), default)
+    return None if value is None else float(value)
+
+
+def _enum(obj: dict[str, Any], key: str, enum: type[Enum]) -> Any:
+    raw = _get(obj, key, str)
+    try:
+        return enum(raw)
+    except ValueError:
+        allowed = ", ".join(str(m.value) for m in enum)  # type: ignore[attr-defined]
+        raise MessageError(f"{key}: expected one of {allowed}, found {raw!r}") from None
+
+
+def _encode(type_: str, body: dict[str, Any]) -> bytes:
+    return json.dumps({"v": VERSION, "type": type_, **body}, separators=(",", ":")).encode()
+
+
+M = TypeVar("M")
+
+
+@dataclass(frozen=True, kw_only=True)
+class State:
+    """Retained device state: birth (``online``) or ``offline`` (Will or clean stop)."""
+
+    TYPE: ClassVar[str] = "state"
+    status: Status
+    boot_id: str
+    ts: float
+    agent_version: str = ""
+    model_name: str = ""
+    model_version: str = ""
+    model_hash: str = ""
+    clean: bool = False  # offline published by the agent itself (not the Will)
+
+    def to_payload(self) -> bytes:
+        d = asdict(self)
+        d["status"] = self.status.value
+        return _encode(self.TYPE, d)
+
+    @classmethod
+    def from_payload(cls, payload: bytes | str) -> State:
+        o = _decode(payload, cls.TYPE)
+        return cls(
+            status=_enum(o, "status", Status),
+            boot_id=_get(o, "boot_id", str),
+            ts=float(_num(o, "ts") or 0.0),
+            agent_version=_get(o, "agent_version", str, ""),
+            model_name=_get(o, "model_name", str, ""),
+            model_version=_get(o, "model_version", str, ""),
+            model_hash=_get(o, "model_hash", str, ""),
+            clean=_get(o, "clean", bool, False),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TelemetryWindow:
+    """One window of metrics. ``(device, boot_id, seq)`` identifies it for deduplication.
+
+    ``dropped`` counts windows the device's outbox discarded (cap reached) since the
+    last window that made it out, so a loss is always visible to the fleet.
+    """
+
+    TYPE: ClassVar[str] = "telemetry"
+    seq: int
+    boot_id: str
+    start: float
+    end: float
+    inferences: int = 0
+    errors: int = 0
+    throughput: float = 0.0
+    latency_p50: float = 0.0
+    latency_p95: float = 0.0
+    latency_p99: float = 0.0
+    cache_hits: int = 0
+    exits: dict[str, int] = field(default_factory=dict)
+    cpu_percent: float | None = None
+    rss_bytes: int | None = None
+    temperature_c: float | None = None
+    dropped: int = 0
+    model_version: str = ""
+
+    def to_payload(self) -> bytes:
+        return _encode(self.TYPE, asdict(self))
+
+    @classmethod
+    def from_payload(cls, payload: bytes | str) -> TelemetryWindow:
+        o = _decode(payload, cls.TYPE)
+        start, end = _num(o, "start"), _num(o, "end")
+        assert start is not None and end is not None
+        if end < start:
+            raise MessageError(f"end: expected >= start ({start}), found {end}")
+        return cls(
+            seq=_count(o, "seq"),
+            boot_id=_get(o, "boot_id", str),
+            start=start,
+            end=end,
+            inferences=_count(o, "inferences", 0),
+            errors=_count(o, "errors", 0),
+            throughput=float(_num(o, "throughput", 0.0) or 0.0),
+            latency_p50=float(_num(o, "latency_p50", 0.0) or 0.0),
+            latency_p95=float(_num(o, "latency_p95", 0.0) or 0.0),
+            latency_p99=float(_num(o, "latency_p99", 0.0) or 0.0),
+            cache_hits=_count(o, "cache_hits", 0),
+            exits=_exits(o),
+            cpu_percent=_num(o, "cpu_percent", None),
+            rss_bytes=_count(o, "rss_bytes", None),
+            temperature_c=_num(o, "temperature_c", None),
+            dropped=_count(o, "dropped", 0),
+            model_version=_get(o, "model_version", str, ""),
+        )
+
+
+def _exits(o: dict[str, Any]) -> dict[str, int]:
+    raw = _get(o, "exits", dict, {})
+    if len(raw) > 32:
+        raise MessageError(f"exits: expected at most 32 stages, found {len(raw)}")
+    return {str(k): _count(raw, k) for k in raw}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeployStatus:
+    """A device's progress on one rollout (``deploy/status``)."""
+
+    TYPE: ClassVar[str] = "deploy_status"
+    rollout_id: str
+    version: str
+    phase: DeployPhase
+    ts: float
+    reason: str = ""
+    boot_id: str = ""
+
+    def to_payload(self) -> bytes:
+        d = asdict(self)
+        d["phase"] = self.phase.value
+        return _encode(self.TYPE, d)
+
+    @classmethod
+    def from_payload(cls, payload: bytes | str) -> DeployStatus:
+        o = _decode(payload, cls.TYPE)
+        return cls(
+            rollout_id=_get(o, "rollout_id", str),
+            version=_get(o, "version", str),
+            phase=_enum(o, "phase", DeployPhase),
+            ts=float(_num(o, "ts") or 0.0),
+            reason=_get(o, "reason", str, ""),
+            boot_id=_get(o, "boot_id", str, ""),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Alert:
+    """Something an operator should look at, raised by the fleet rules."""
+
+    TYPE: ClassVar[str] = "alert"
+    fleet: str
+    device: str
+    kind: AlertKind
+    severity: Severity
+    message: str
+    ts: float
+    value: float | None = None
+    baseline: float | None = None
+
+    def to_payload(self) -> bytes:
+        d = asdict(self)
+        d["kind"], d["severity"] = self.kind.value, self.severity.value
+        return _encode(self.TYPE, d)
+
+    @classmethod
+    def from_payload(cls, payload: bytes | str) -> Alert:
+        o = _decode(payload, cls.TYPE)
+        return cls(
+            fleet=_get(o, "fleet", str),
+            device=_get(o, "device", str),
+            kind=_enum(o, "kind", AlertKind),
+            severity=_enum(o, "severity", Severity),
+            message=_get(o, "message", str),
+            ts=float(_num(o, "ts") or 0.0),
+            value=_num(o, "value", None),
+            baseline=_num(o, "baseline", None),
+        )
