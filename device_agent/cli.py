@@ -34,6 +34,20 @@ def run(
     threads: int = typer.Option(None, "--threads", help="Runtime threads"),
     limit: int = typer.Option(None, "--limit", help="Stop after this many results"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the summary"),
+    broker: str = typer.Option(None, "--broker", help="Publish telemetry to mqtt[s]://HOST:PORT"),
+    device_id: str = typer.Option(None, "--device-id", help="This device's id ([A-Za-z0-9_-])"),
+    fleet: str = typer.Option("default", "--fleet", help="Fleet id ([A-Za-z0-9_-])"),
+    telemetry_interval: float = typer.Option(10.0, "--telemetry-interval", help="Window seconds"),
+    qos: int = typer.Option(1, "--qos", help="Telemetry QoS (0 or 1)"),
+    keepalive: int = typer.Option(30, "--keepalive", help="MQTT keepalive seconds"),
+    ca_file: str = typer.Option(None, "--tls-ca", help="CA certificate (PEM) for TLS"),
+    cert_file: str = typer.Option(None, "--tls-cert", help="Client certificate (PEM)"),
+    key_file: str = typer.Option(None, "--tls-key", help="Client key (PEM)"),
+    username: str = typer.Option(None, "--username", help="Broker user name"),
+    password: str = typer.Option(
+        None, "--password", envvar="EDGE_MQTT_PASSWORD", help="Broker password"
+    ),
+    outbox: Path = typer.Option(None, "--outbox", help="Telemetry outbox (SQLite) path"),
 ) -> None:
     """Serve every input from SOURCE; print one JSON line per result, then a summary."""
     from device_agent.loader import engine_for
@@ -46,7 +60,29 @@ def run(
         src = open_source(source, **({"rate": str(rate)} if rate else {}))
         with engine_for(bundle, runtime=runtime, options=RuntimeOptions(threads=threads)) as engine:
             sinks = [] if quiet else [StdoutSink()]
-            stats = serve(src, engine, sinks=sinks, limit=limit)
+            telemetry = None
+            if broker:
+                from device_agent.telemetry import agent as tm
+
+                if not device_id:
+                    raise EdgeError("--device-id: expected an id with --broker, found nothing")
+                tm.interrupt_on_sigterm()
+                args = tm.AgentTelemetryArgs(
+                    broker=broker, device_id=device_id, fleet=fleet, qos=qos,
+                    interval_s=telemetry_interval, keepalive=keepalive, ca_file=ca_file,
+                    cert_file=cert_file, key_file=key_file, username=username,
+                    password=password, outbox=outbox,
+                )
+                telemetry = tm.start_telemetry(args, bundle, engine)
+            observers = [telemetry] if telemetry else []
+            try:
+                stats = serve(src, engine, sinks=sinks, limit=limit, observers=observers)
+            except KeyboardInterrupt:
+                typer.echo("stopped", err=True)
+                raise typer.Exit(0) from None
+            finally:
+                if telemetry:
+                    telemetry.close()
     except EdgeError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

@@ -109,8 +109,11 @@ class MqttClient:
             c.username_pw_set(o.username, o.password)
         if tls or o.ca_file or o.cert_file:
             c.tls_set(
-                ca_certs=o.ca_file, certfile=o.cert_file, keyfile=o.key_file,
-                cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT,
+                ca_certs=o.ca_file,
+                certfile=o.cert_file,
+                keyfile=o.key_file,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
         if will is not None:
             c.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)

@@ -21,7 +21,14 @@ MAX_PAYLOAD = 64 * 1024  # bytes; a telemetry window is well under 1 KiB
 
 
 class MessageError(EdgeError):
-    """A payload that is not valid JSON, has the wrong version/type, or a bad field."""
+    """A payload that is not valid JSON, has the wrong version/type, or a bad field.
+
+    ``reason`` is one of ``malformed``, ``oversized``, ``version`` (for counters).
+    """
+
+    def __init__(self, message: str, reason: str = "malformed"):
+        super().__init__(message)
+        self.reason = reason
 
 
 class Status(str, Enum):
@@ -54,7 +61,9 @@ class Severity(str, Enum):
 
 def _decode(payload: bytes | str, type_: str) -> dict[str, Any]:
     if len(payload) > MAX_PAYLOAD:
-        raise MessageError(f"payload: expected at most {MAX_PAYLOAD} bytes, found {len(payload)}")
+        raise MessageError(
+            f"payload: expected at most {MAX_PAYLOAD} bytes, found {len(payload)}", "oversized"
+        )
     try:
         obj = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as e:
@@ -62,7 +71,9 @@ def _decode(payload: bytes | str, type_: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise MessageError(f"payload: expected a JSON object, found {type(obj).__name__}")
     if obj.get("v") != VERSION:
-        raise MessageError(f"v: expected schema version {VERSION}, found {obj.get('v')!r}")
+        raise MessageError(
+            f"v: expected schema version {VERSION}, found {obj.get('v')!r}", "version"
+        )
     if obj.get("type") != type_:
         raise MessageError(f"type: expected {type_!r}, found {obj.get('type')!r}")
     return obj

@@ -1,0 +1,184 @@
+"""The agent's telemetry: an Observer of the serve loop that publishes windows over MQTT.
+
+Flow: results → :class:`WindowAggregator` → every ``interval_s`` a window is written to
+the :class:`Outbox` → a worker thread hands outbox rows to paho in order (at most
+``max_inflight`` unacknowledged) → a row is deleted once paho reports its PUBACK.
+paho resends unacknowledged messages after a reconnect; after a process restart the
+outbox is replayed from the oldest row. Birth (retained, QoS 1) is published on every
+connect, the Will says ``offline`` for an unclean loss, :meth:`close` says it cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import paho.mqtt.client as paho
+
+from device_agent.mqtt import BrokerOptions, MqttClient, Will
+from device_agent.sinks.base import Result
+from device_agent.sources.base import Reading
+from device_agent.telemetry import topics
+from device_agent.telemetry.messages import State, Status
+from device_agent.telemetry.outbox import Outbox
+from device_agent.telemetry.system import SystemSampler
+from device_agent.telemetry.window import WindowAggregator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TelemetryOptions:
+    """What the agent reports and how. ``outbox`` defaults to a per-device temp file."""
+
+    fleet: str
+    device_id: str
+    interval_s: float = 10.0
+    qos: int = 1
+    outbox: Path | None = None
+    outbox_cap: int = 10_000
+    agent_version: str = ""
+    model_name: str = ""
+    model_version: str = ""
+    model_hash: str = ""
+
+
+class TelemetryPublisher:
+    """Serve-loop observer (``on_result``/``on_error``) that owns the MQTT connection."""
+
+    def __init__(
+        self,
+        broker: BrokerOptions,
+        options: TelemetryOptions,
+        *,
+        clock: Callable[[], float] = time.time,
+    ):
+        topics.check_id(options.fleet, "fleet")
+        topics.check_id(options.device_id)
+        self.options, self.clock = options, clock
+        self.boot_id = uuid.uuid4().hex[:16]
+        self.state_topic = topics.state(options.fleet, options.device_id)
+        self.telemetry_topic = topics.telemetry(options.fleet, options.device_id)
+        path = options.outbox or Path(tempfile.gettempdir()) / f"edge-outbox-{options.device_id}.db"
+        self.outbox = Outbox(path, cap=options.outbox_cap)
+        self._agg = WindowAggregator(boot_id=self.boot_id, start=clock())
+        self._agg_lock = threading.Lock()
+        self._sampler = SystemSampler()
+        self._inflight: list[tuple[paho.MQTTMessageInfo, int]] = []
+        self._sent_upto = 0
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._worker = threading.Thread(target=self._run, name="telemetry", daemon=True)
+        will = Will(topic=self.state_topic, payload=self._state(Status.OFFLINE).to_payload())
+        self.mqtt = MqttClient(
+            broker, will=will, on_connect=self._on_connect, on_publish=lambda mid: self._wake.set()
+        )
+
+    # Observer protocol (serve loop thread)
+    def on_result(self, result: Result) -> None:
+        with self._agg_lock:
+            self._agg.record(result.latency_ms, stage=result.stage, cached=result.cached)
+
+    def on_error(self, reading: Reading, reason: str) -> None:
+        with self._agg_lock:
+            self._agg.error()
+
+    def start(self) -> TelemetryPublisher:
+        self.mqtt.start()
+        self._worker.start()
+        return self
+
+    def _state(self, status: Status, *, clean: bool = False) -> State:
+        o = self.options
+        return State(
+            status=status,
+            boot_id=self.boot_id,
+            ts=self.clock(),
+            agent_version=o.agent_version,
+            model_name=o.model_name,
+            model_version=o.model_version,
+            model_hash=o.model_hash,
+            clean=clean,
+        )
+
+    def _on_connect(self) -> None:  # paho thread
+        self.mqtt.publish(
+            self.state_topic, self._state(Status.ONLINE).to_payload(), qos=1, retain=True
+        )
+        self._wake.set()
+
+    def close_window(self) -> None:
+        """Close the current window now and queue it in the outbox."""
+        sample = self._sampler.sample()
+        with self._agg_lock:
+            window = self._agg.close(
+                self.clock(), system=sample, model_version=self.options.model_version
+            )
+        self.outbox.put(
+            self.telemetry_topic,
+            lambda dropped: replace(window, dropped=dropped).to_payload(),
+            qos=self.options.qos,
+        )
+        self._wake.set()
+
+    def _run(self) -> None:
+        next_close = time.monotonic() + self.options.interval_s
+        while not self._stopping.is_set():
+            self._wake.wait(timeout=max(0.0, min(0.2, next_close - time.monotonic())))
+            self._wake.clear()
+            if time.monotonic() >= next_close:
+                next_close += self.options.interval_s
+                self._guard(self.close_window)
+            self._guard(self._pump)
+
+    def _guard(self, fn: Callable[[], None]) -> None:
+        # Telemetry must never stop inference: log and carry on.
+        try:
+            fn()
+        except Exception:
+            log.exception("telemetry step failed")
+
+    def _pump(self) -> None:
+        """Delete acknowledged rows, then hand the next rows to paho (in id order)."""
+        done = [rid for info, rid in self._inflight if info.is_published()]
+        if done:
+            self.outbox.delete(*done)
+            self._inflight = [(i, r) for i, r in self._inflight if not i.is_published()]
+        if not self.mqtt.connected:
+            return
+        room = self.mqtt.options.max_inflight - len(self._inflight)
+        for entry in self.outbox.pending(self._sent_upto, limit=max(room, 0)):
+            info = self.mqtt.publish(entry.topic, entry.payload, qos=entry.qos)
+            if entry.qos == 0:
+                self.outbox.delete(entry.id)
+            else:
+                self._inflight.append((info, entry.id))
+            self._sent_upto = entry.id
+
+    def close(self, *, grace_s: float = 3.0) -> None:
+        """Clean shutdown: last window, deliver what we can, ``offline``, DISCONNECT (no Will)."""
+        self._stopping.set()
+        self._worker.join(timeout=5)
+        self._guard(self.close_window)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and self.mqtt.connected:
+            self._pump()
+            if not self._inflight and not self.outbox.pending(self._sent_upto, limit=1):
+                break
+            time.sleep(0.02)
+        if self.mqtt.connected:
+            info = self.mqtt.publish(
+                self.state_topic,
+                self._state(Status.OFFLINE, clean=True).to_payload(),
+                qos=1,
+                retain=True,
+            )
+            info.wait_for_publish(timeout=max(0.5, deadline - time.monotonic()))
+        self.mqtt.stop()
+        self.outbox.close()
