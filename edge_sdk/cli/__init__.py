@@ -20,6 +20,9 @@ COMMAND_MODULES = [
     "edge_sdk.cli.inspect_cmd",
     "edge_sdk.cli.optimize_cmd",
     "edge_sdk.cli.demo_cmd",
+    "edge_sdk.cli.collector_cmd",
+    "edge_sdk.cli.fleet_cmd",
+    "edge_sdk.cli.broker_cmd",
 ]
 
 for _name in COMMAND_MODULES:

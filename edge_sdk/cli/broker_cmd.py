@@ -1,0 +1,32 @@
+"""``edge broker``: an embedded MQTT broker (amqtt) for trying things out."""
+
+from __future__ import annotations
+
+import socket
+
+import typer
+
+from edge_sdk.cli._common import cli_errors
+
+
+def register(app: typer.Typer) -> None:
+    app.command("broker")(broker)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@cli_errors
+def broker(
+    port: int = typer.Option(0, "--port", help="TCP port; 0 picks a free one"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on"),
+) -> None:
+    """Run an MQTT 3.1.1 broker until Ctrl-C (for production use Mosquitto: tools/mosquitto/)."""
+    from edge_sdk.fleet.embedded_broker import run_broker
+
+    chosen = port or free_port(host)
+    typer.echo(f"broker: mqtt://{host}:{chosen}", err=False)
+    run_broker(host, chosen)

@@ -1,0 +1,1 @@
+"""The fleet side: collector, storage (SQLite/PostgreSQL), alert rules, views."""

@@ -1,0 +1,73 @@
+"""Collector counters and a Prometheus text-format endpoint (stdlib ``http.server``)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from device_agent.errors import EdgeError
+
+
+class Metrics:
+    """Thread-safe counters and gauges, rendered in the Prometheus exposition format."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counters: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
+        self.gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self.help: dict[str, tuple[str, str]] = {}
+
+    def inc(self, name: str, n: float = 1, help_: str = "", **labels: str) -> None:
+        with self._lock:
+            self.counters[(name, tuple(sorted(labels.items())))] += n  # type: ignore[assignment]
+            self.help.setdefault(name, ("counter", help_))
+
+    def set(self, name: str, value: float, help_: str = "", **labels: str) -> None:
+        with self._lock:
+            self.gauges[(name, tuple(sorted(labels.items())))] = value
+            self.help.setdefault(name, ("gauge", help_))
+
+    def get(self, name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        with self._lock:
+            return float(self.counters.get(key, 0) or self.gauges.get(key, 0.0))
+
+    def render(self) -> str:
+        with self._lock:
+            items = [*self.counters.items(), *self.gauges.items()]
+            lines: list[str] = []
+            for name in sorted(self.help):
+                kind, text = self.help[name]
+                lines += [f"# HELP {name} {text or name}", f"# TYPE {name} {kind}"]
+                for (n, labels), v in sorted(items):
+                    if n == name:
+                        lab = ",".join(f'{k}="{val}"' for k, val in labels)
+                        lines.append(f"{n}{{{lab}}} {v}" if lab else f"{n} {v}")
+        return "\n".join(lines) + "\n"
+
+
+def serve_metrics(metrics: Metrics, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
+    """Serve ``/metrics`` on ``port`` (0 = a free one; see ``server.server_port``)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] not in ("/metrics", "/"):
+                self.send_error(404)
+                return
+            body = metrics.render().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as e:
+        raise EdgeError(f"--metrics-port {port}: cannot listen ({e})") from e
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server

@@ -1,0 +1,86 @@
+"""The fleet database schema: one definition, rendered for SQLite and PostgreSQL.
+
+Migrations are numbered and recorded in ``schema_migrations`` so both backends move
+forward the same way. Deduplication is a unique constraint on (fleet, device, boot_id,
+seq): the database, not the collector's memory, decides what is a duplicate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the two SQL backends."""
+
+    name: str
+    pk: str  # an auto-increment integer primary key column definition
+    real: str
+    bigint: str
+
+
+SQLITE = Dialect("sqlite", "INTEGER PRIMARY KEY AUTOINCREMENT", "REAL", "INTEGER")
+POSTGRES = Dialect("postgresql", "BIGSERIAL PRIMARY KEY", "DOUBLE PRECISION", "BIGINT")
+
+_V1 = """
+CREATE TABLE devices (
+    fleet TEXT NOT NULL, device TEXT NOT NULL,
+    status TEXT NOT NULL, status_since {real} NOT NULL, boot_id TEXT NOT NULL,
+    agent_version TEXT NOT NULL, model_name TEXT NOT NULL, model_version TEXT NOT NULL,
+    model_hash TEXT NOT NULL, clean_offline INTEGER NOT NULL, state_ts {real} NOT NULL,
+    last_seen {real} NOT NULL,
+    PRIMARY KEY (fleet, device)
+);
+CREATE TABLE telemetry (
+    id {pk},
+    fleet TEXT NOT NULL, device TEXT NOT NULL, boot_id TEXT NOT NULL, seq {bigint} NOT NULL,
+    start_ts {real} NOT NULL, end_ts {real} NOT NULL,
+    inferences {bigint} NOT NULL, errors {bigint} NOT NULL, throughput {real} NOT NULL,
+    latency_p50 {real} NOT NULL, latency_p95 {real} NOT NULL, latency_p99 {real} NOT NULL,
+    cache_hits {bigint} NOT NULL, exits TEXT NOT NULL,
+    cpu_percent {real}, rss_bytes {bigint}, temperature_c {real},
+    dropped {bigint} NOT NULL, model_version TEXT NOT NULL, received_at {real} NOT NULL,
+    CONSTRAINT telemetry_window_unique UNIQUE (fleet, device, boot_id, seq)
+);
+CREATE INDEX telemetry_device_time ON telemetry (fleet, device, end_ts);
+CREATE TABLE deploy_status (
+    id {pk},
+    fleet TEXT NOT NULL, device TEXT NOT NULL, rollout_id TEXT NOT NULL, version TEXT NOT NULL,
+    phase TEXT NOT NULL, reason TEXT NOT NULL, boot_id TEXT NOT NULL, ts {real} NOT NULL,
+    received_at {real} NOT NULL
+);
+CREATE INDEX deploy_status_device ON deploy_status (fleet, device, ts);
+CREATE TABLE alerts (
+    id {pk},
+    alert_key TEXT NOT NULL UNIQUE,
+    fleet TEXT NOT NULL, device TEXT NOT NULL, kind TEXT NOT NULL, severity TEXT NOT NULL,
+    message TEXT NOT NULL, value {real}, baseline {real}, ts {real} NOT NULL
+);
+"""
+
+# version → DDL template. Add a migration by appending; never edit a shipped one.
+MIGRATIONS: dict[int, str] = {1: _V1}
+
+
+def statements(version: int, dialect: Dialect) -> list[str]:
+    """The DDL statements of one migration, rendered for ``dialect``."""
+    sql = MIGRATIONS[version].format(pk=dialect.pk, real=dialect.real, bigint=dialect.bigint)
+    return [s.strip() for s in sql.split(";") if s.strip()]
+
+
+TELEMETRY_COLUMNS = (
+    "fleet", "device", "boot_id", "seq", "start_ts", "end_ts", "inferences", "errors",
+    "throughput", "latency_p50", "latency_p95", "latency_p99", "cache_hits", "exits",
+    "cpu_percent", "rss_bytes", "temperature_c", "dropped", "model_version", "received_at",
+)  # fmt: skip
+DEVICE_COLUMNS = (
+    "fleet", "device", "status", "status_since", "boot_id", "agent_version", "model_name",
+    "model_version", "model_hash", "clean_offline", "state_ts", "last_seen",
+)  # fmt: skip
+DEPLOY_COLUMNS = (
+    "fleet", "device", "rollout_id", "version", "phase", "reason", "boot_id", "ts", "received_at",
+)  # fmt: skip
+ALERT_COLUMNS = (
+    "alert_key", "fleet", "device", "kind", "severity", "message", "value", "baseline", "ts",
+)  # fmt: skip

@@ -1,0 +1,277 @@
+"""Fleet storage over DB-API: the same SQL for SQLite and PostgreSQL.
+
+The backend files (``store_sqlite.py``, ``store_postgres.py``) only open a connection;
+everything else — migrations, batched inserts with deduplication, queries — is here,
+written once in the subset of SQL both databases share (``ON CONFLICT``, window
+functions, ``RETURNING``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from device_agent.errors import EdgeError
+from device_agent.telemetry.messages import Alert, DeployStatus, State, TelemetryWindow
+from edge_sdk.fleet import schema
+from edge_sdk.fleet.schema import Dialect
+
+
+@dataclass
+class Batch:
+    """Messages for one transaction; items are (fleet, device, message, received_at)."""
+
+    windows: list[tuple[str, str, TelemetryWindow, float]] = field(default_factory=list)
+    states: list[tuple[str, str, State, float]] = field(default_factory=list)
+    deploys: list[tuple[str, str, DeployStatus, float]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.windows) + len(self.states) + len(self.deploys)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    inserted: int
+    duplicates: int
+
+
+def _row(cols: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
+    return dict(zip(cols, values, strict=True))
+
+
+class Store:
+    """A fleet database. Not thread-safe: one Store per thread."""
+
+    def __init__(self, conn: Any, dialect: Dialect, *, changes: Callable[[Any], int]):
+        self.conn, self.dialect = conn, dialect
+        self._changes = changes  # rows touched by the last executemany
+        self._ph = "%s" if dialect.name == "postgresql" else "?"
+        self.migrate()
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", self._ph) if self._ph != "?" else sql
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        cur = self.conn.cursor()
+        try:
+            if self.dialect.name == "sqlite":
+                cur.execute("BEGIN IMMEDIATE")
+            yield cur
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        finally:
+            cur.close()
+
+    def migrate(self) -> None:
+        """Apply every migration not yet recorded in ``schema_migrations``."""
+        with self.transaction() as cur:
+            if self.dialect.name == "postgresql":
+                cur.execute("SELECT pg_advisory_xact_lock(716151)")  # one migrator at a time
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                f"(version INTEGER PRIMARY KEY, applied_at {self.dialect.real} NOT NULL)"
+            )
+            cur.execute("SELECT version FROM schema_migrations")
+            done = {int(r[0]) for r in cur.fetchall()}
+            for version in sorted(set(schema.MIGRATIONS) - done):
+                for stmt in schema.statements(version, self.dialect):
+                    cur.execute(stmt)
+                cur.execute(
+                    self._sql("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)"),
+                    (version, time.time()),
+                )
+
+    def schema_version(self) -> int:
+        cur = self.conn.cursor()
+        cur.execute("SELECT MAX(version) FROM schema_migrations")
+        (v,) = cur.fetchone()
+        self.conn.commit()
+        return int(v or 0)
+
+    # ---- writes -------------------------------------------------------------------------
+    def write(self, batch: Batch) -> WriteResult:
+        """Store a batch atomically; windows already stored are skipped (not an error)."""
+        with self.transaction() as cur:
+            inserted = self._insert_windows(cur, batch.windows)
+            self._touch_devices(cur, batch.windows)
+            for fleet, device, st, at in batch.states:
+                self._upsert_state(cur, fleet, device, st, at)
+            if batch.deploys:
+                cur.executemany(self._insert_sql("deploy_status", schema.DEPLOY_COLUMNS), [
+                    (f, d, m.rollout_id, m.version, m.phase.value, m.reason, m.boot_id, m.ts, at)
+                    for f, d, m, at in batch.deploys
+                ])  # fmt: skip
+        return WriteResult(inserted, len(batch.windows) - inserted)
+
+    def _insert_sql(self, table: str, cols: Sequence[str], conflict: str = "") -> str:
+        marks = ", ".join("?" * len(cols))
+        return self._sql(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks}) {conflict}")
+
+    def _insert_windows(
+        self, cur: Any, windows: list[tuple[str, str, TelemetryWindow, float]]
+    ) -> int:
+        if not windows:
+            return 0
+        sql = self._insert_sql(
+            "telemetry",
+            schema.TELEMETRY_COLUMNS,
+            "ON CONFLICT (fleet, device, boot_id, seq) DO NOTHING",
+        )
+        cur.executemany(sql, [_window_row(f, d, w, at) for f, d, w, at in windows])
+        return self._changes(cur)
+
+    def _touch_devices(
+        self, cur: Any, windows: list[tuple[str, str, TelemetryWindow, float]]
+    ) -> None:
+        latest: dict[tuple[str, str], tuple[float, str]] = {}
+        for f, d, w, at in windows:
+            if at >= latest.get((f, d), (-1.0, ""))[0]:
+                latest[(f, d)] = (at, w.boot_id)
+        greatest = "MAX" if self.dialect.name == "sqlite" else "GREATEST"
+        sql = self._insert_sql(
+            "devices",
+            schema.DEVICE_COLUMNS,
+            f"ON CONFLICT (fleet, device) DO UPDATE SET "
+            f"last_seen = {greatest}(devices.last_seen, excluded.last_seen)",
+        )
+        cur.executemany(sql, [
+            (f, d, "unknown", at, boot, "", "", "", "", 0, 0.0, at)
+            for (f, d), (at, boot) in sorted(latest.items())
+        ])  # fmt: skip
+
+    def _upsert_state(self, cur: Any, fleet: str, device: str, st: State, at: float) -> None:
+        # A Will carries the ts of the boot that set it, so a stale Will from an earlier
+        # boot never overrides a newer birth; within one boot, arrival order wins.
+        sql = self._insert_sql(
+            "devices",
+            schema.DEVICE_COLUMNS,
+            "ON CONFLICT (fleet, device) DO UPDATE SET "
+            "status_since = CASE WHEN devices.status = excluded.status "
+            "THEN devices.status_since ELSE excluded.status_since END, "
+            "status = excluded.status, boot_id = excluded.boot_id, "
+            "agent_version = CASE WHEN excluded.agent_version = '' THEN devices.agent_version "
+            "ELSE excluded.agent_version END, "
+            "model_name = excluded.model_name, model_version = excluded.model_version, "
+            "model_hash = excluded.model_hash, clean_offline = excluded.clean_offline, "
+            "state_ts = excluded.state_ts "
+            "WHERE devices.boot_id = excluded.boot_id OR excluded.state_ts >= devices.state_ts",
+        )
+        cur.execute(sql, (
+            fleet, device, st.status.value, at, st.boot_id, st.agent_version, st.model_name,
+            st.model_version, st.model_hash, int(st.clean), st.ts, 0.0,
+        ))  # fmt: skip
+
+    def add_alerts(self, alerts: Sequence[tuple[str, Alert]]) -> list[Alert]:
+        """Store (key, alert) pairs; returns the ones not stored before (to publish)."""
+        new: list[Alert] = []
+        sql = self._insert_sql(
+            "alerts", schema.ALERT_COLUMNS, "ON CONFLICT (alert_key) DO NOTHING RETURNING id"
+        )
+        with self.transaction() as cur:
+            for key, a in alerts:
+                cur.execute(sql, (
+                    key, a.fleet, a.device, a.kind.value, a.severity.value, a.message,
+                    a.value, a.baseline, a.ts,
+                ))  # fmt: skip
+                if cur.fetchone() is not None:
+                    new.append(a)
+        return new
+
+    def prune(self, older_than: float) -> int:
+        """Retention: delete telemetry, deploy status and alerts older than ``older_than``."""
+        with self.transaction() as cur:
+            n = 0
+            for table, col in (("telemetry", "end_ts"), ("deploy_status", "ts"), ("alerts", "ts")):
+                cur.execute(self._sql(f"DELETE FROM {table} WHERE {col} < ?"), (older_than,))
+                n += max(cur.rowcount, 0)
+        return n
+
+    # ---- reads --------------------------------------------------------------------------
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        cur = self.conn.cursor()
+        try:
+            cur.execute(self._sql(sql), tuple(params))
+            cols = [c[0] for c in cur.description]
+            rows = [_row(cols, r) for r in cur.fetchall()]
+        finally:
+            cur.close()
+            self.conn.commit()
+        return rows
+
+    def devices(self) -> list[dict[str, Any]]:
+        """Every device with its state and its latest telemetry window (by window end)."""
+        return self._query(
+            "SELECT d.*, t.seq, t.end_ts, t.inferences, t.errors, t.throughput, t.latency_p50, "
+            "t.latency_p95, t.latency_p99, t.cache_hits, t.exits, t.cpu_percent, t.rss_bytes, "
+            "t.temperature_c, t.dropped FROM devices d LEFT JOIN ("
+            "  SELECT *, ROW_NUMBER() OVER "
+            "  (PARTITION BY fleet, device ORDER BY end_ts DESC, id DESC) AS rn FROM telemetry) t "
+            "ON t.fleet = d.fleet AND t.device = d.device AND t.rn = 1 "
+            "ORDER BY d.fleet, d.device"
+        )
+
+    def history(
+        self, device: str, *, fleet: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The latest ``limit`` windows of one device, oldest first."""
+        where, params = "device = ?", [device]
+        if fleet:
+            where, params = where + " AND fleet = ?", [*params, fleet]
+        rows = self._query(
+            f"SELECT * FROM telemetry WHERE {where} ORDER BY end_ts DESC, id DESC LIMIT ?",
+            [*params, limit],
+        )
+        return rows[::-1]
+
+    def recent_windows(self, per_device: int = 30) -> list[dict[str, Any]]:
+        """The last ``per_device`` windows of every device (input of the alert rules)."""
+        return self._query(
+            "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY fleet, device "
+            "ORDER BY end_ts DESC, id DESC) AS rn FROM telemetry) t WHERE rn <= ? "
+            "ORDER BY fleet, device, end_ts, id",
+            [per_device],
+        )
+
+    def deploys(self, limit: int = 500) -> list[dict[str, Any]]:
+        """The latest deployment status reports, newest first."""
+        return self._query("SELECT * FROM deploy_status ORDER BY ts DESC, id DESC LIMIT ?", [limit])
+
+    def alerts(self, limit: int = 200) -> list[dict[str, Any]]:
+        return self._query("SELECT * FROM alerts ORDER BY ts DESC, id DESC LIMIT ?", [limit])
+
+    def telemetry_keys(self) -> list[tuple[str, str, str, int]]:
+        """(fleet, device, boot_id, seq) of every stored window, in storage order."""
+        rows = self._query("SELECT fleet, device, boot_id, seq FROM telemetry ORDER BY id")
+        return [(r["fleet"], r["device"], r["boot_id"], int(r["seq"])) for r in rows]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _window_row(fleet: str, device: str, w: TelemetryWindow, at: float) -> tuple[Any, ...]:
+    return (
+        fleet, device, w.boot_id, w.seq, w.start, w.end, w.inferences, w.errors, w.throughput,
+        w.latency_p50, w.latency_p95, w.latency_p99, w.cache_hits,
+        json.dumps(w.exits, sort_keys=True), w.cpu_percent, w.rss_bytes, w.temperature_c,
+        w.dropped, w.model_version, at,
+    )  # fmt: skip
+
+
+def open_store(db: str) -> Store:
+    """``fleet.db`` (SQLite, WAL) or ``postgresql://...`` (psycopg 3) → a migrated store."""
+    if db.startswith(("postgresql://", "postgres://")):
+        from edge_sdk.fleet.store_postgres import connect_postgres
+
+        return connect_postgres(db)
+    if "://" in db:
+        raise EdgeError(f"--db: expected a SQLite file path or postgresql://..., found {db!r}")
+    from edge_sdk.fleet.store_sqlite import connect_sqlite
+
+    return connect_sqlite(db)

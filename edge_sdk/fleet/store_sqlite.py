@@ -1,0 +1,52 @@
+"""SQLite backend for the fleet store (WAL, so ``edge fleet`` reads while the collector writes)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from device_agent.errors import EdgeError
+from edge_sdk.fleet.schema import SQLITE
+from edge_sdk.fleet.store import Store
+
+
+def connect_sqlite(path: str) -> Store:
+    try:
+        conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a committed batch survives a process crash; the collector
+        # acknowledges messages to the broker only after the commit.
+        conn.execute("PRAGMA synchronous=NORMAL")
+    except sqlite3.DatabaseError as e:
+        raise EdgeError(f"{path}: not a usable SQLite database ({e})") from e
+    wrapped = _AutocommitSqlite(conn)
+    try:
+        return Store(wrapped, SQLITE, changes=lambda cur: wrapped.last_changes(cur))
+    except sqlite3.DatabaseError as e:
+        raise EdgeError(f"{path}: not a usable fleet database ({e})") from e
+
+
+class _AutocommitSqlite:
+    """sqlite3 in autocommit mode with explicit BEGIN; commit/rollback are no-ops outside one."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.raw = conn
+        self._before = 0
+
+    def cursor(self) -> Any:
+        self._before = self.raw.total_changes
+        return self.raw.cursor()
+
+    def last_changes(self, cur: Any) -> int:
+        return int(cur.rowcount)
+
+    def commit(self) -> None:
+        if self.raw.in_transaction:
+            self.raw.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.raw.in_transaction:
+            self.raw.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.raw.close()
