@@ -1,0 +1,121 @@
+"""Topics and messages: the MQTT contract, parsed as hostile input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from device_agent.errors import EdgeError
+from device_agent.telemetry import topics
+from device_agent.telemetry.messages import (
+    MAX_PAYLOAD,
+    Alert,
+    AlertKind,
+    DeployPhase,
+    DeployStatus,
+    MessageError,
+    Severity,
+    State,
+    Status,
+    TelemetryWindow,
+)
+
+WINDOW = TelemetryWindow(
+    seq=3, boot_id="b1", start=10.0, end=20.0, inferences=7, errors=1, throughput=0.7,
+    latency_p50=1.5, latency_p95=2.5, latency_p99=3.0, cache_hits=2, exits={"0": 5, "1": 2},
+    cpu_percent=12.5, rss_bytes=1000, temperature_c=None, dropped=4, model_version="1.2.0",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        WINDOW,
+        State(
+            status=Status.ONLINE,
+            boot_id="b",
+            ts=1.0,
+            agent_version="0.1.0",
+            model_name="m",
+            model_version="1.0.0",
+            model_hash="ab",
+        ),
+        State(status=Status.OFFLINE, boot_id="b", ts=2.0, clean=True),
+        DeployStatus(
+            rollout_id="r1",
+            version="1.0.1",
+            phase=DeployPhase.ROLLED_BACK,
+            ts=3.0,
+            reason="health check failed",
+        ),
+        Alert(
+            fleet="lab",
+            device="pi-01",
+            kind=AlertKind.TELEMETRY_GAP,
+            severity=Severity.WARNING,
+            message="gap",
+            ts=4.0,
+            value=2.0,
+        ),
+    ],
+)
+def test_round_trip(msg: object) -> None:
+    assert type(msg).from_payload(msg.to_payload()) == msg  # type: ignore[attr-defined]
+
+
+def _with(**changes: object) -> bytes:
+    d = json.loads(WINDOW.to_payload())
+    d.update(changes)
+    return json.dumps(d).encode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason", "field"),
+    [
+        (b"{not json", "malformed", "payload"),
+        (b"[1, 2]", "malformed", "payload"),
+        (_with(v=2), "version", "v:"),
+        (_with(v=None), "version", "v:"),
+        (_with(type="state"), "malformed", "type:"),
+        (_with(seq=-1), "malformed", "seq:"),
+        (_with(seq="3"), "malformed", "seq:"),
+        (_with(seq=True), "malformed", "seq:"),
+        (_with(boot_id=None), "malformed", "boot_id:"),
+        (_with(end=5.0), "malformed", "end:"),
+        (_with(exits={"0": -1}), "malformed", "0:"),
+        (_with(latency_p95="fast"), "malformed", "latency_p95:"),
+        (
+            b'{"v":1,"type":"telemetry","seq":1,"boot_id":"b","start":1,"end":NaN}',
+            "malformed",
+            "end",
+        ),
+        (b"x" * (MAX_PAYLOAD + 1), "oversized", "payload"),
+    ],
+)
+def test_bad_payloads_name_the_field(payload: bytes, reason: str, field: str) -> None:
+    with pytest.raises(MessageError) as e:
+        TelemetryWindow.from_payload(payload)
+    assert e.value.reason == reason
+    assert str(e.value).startswith(field)
+
+
+def test_topics_are_built_in_one_place() -> None:
+    assert topics.telemetry("lab", "pi-01") == "edge/v1/lab/pi-01/telemetry"
+    assert topics.deploy_status("lab", "pi-01") == "edge/v1/lab/pi-01/deploy/status"
+    assert topics.alerts("lab") == "edge/v1/lab/alerts"
+    assert topics.shared(topics.fleet_filter(), "g1") == "$share/g1/edge/v1/+/+/#"
+    p = topics.parse("edge/v1/lab/pi-01/deploy/status")
+    assert p is not None and (p.fleet, p.device, p.kind) == (
+        "lab",
+        "pi-01",
+        topics.Kind.DEPLOY_STATUS,
+    )
+    for bad in ("edge/v1/lab/pi-01/other", "edge/v2/lab/pi-01/state", "edge/v1/l+b/pi/state"):
+        assert topics.parse(bad) is None
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", "+", "#", "pi 01", "x" * 65, "pi.01"])
+def test_ids_cannot_inject_topic_levels(bad: str) -> None:
+    with pytest.raises(EdgeError, match="device id"):
+        topics.state("lab", bad)
