@@ -87,12 +87,14 @@ class MqttClient:
         on_disconnect: Callable[[], None] | None = None,
         on_message: MessageHandler | None = None,
         on_publish: Callable[[int], None] | None = None,
+        on_subscribe: Callable[[], None] | None = None,
         manual_ack: bool = False,
     ):
         self.options = options
         self._connected = threading.Event()
         self._on_connect, self._on_disconnect = on_connect, on_disconnect
         self._on_message, self._on_publish = on_message, on_publish
+        self._on_subscribe = on_subscribe
         self.client = self._build(will, manual_ack)
 
     def _build(self, will: Will | None, manual_ack: bool) -> paho.Client:
@@ -124,6 +126,7 @@ class MqttClient:
         c.on_disconnect = self._handle_disconnect
         c.on_message = self._handle_message
         c.on_publish = self._handle_publish
+        c.on_subscribe = self._handle_subscribe
         self._host, self._port = host, port
         return c
 
@@ -152,6 +155,13 @@ class MqttClient:
     def _handle_publish(self, client, userdata, mid, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
         if self._on_publish:
             self._on_publish(mid)
+
+    def _handle_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # type: ignore[no-untyped-def]
+        failed = [rc for rc in reason_codes if rc.is_failure]
+        if failed:
+            log.warning("broker %s refused a subscription: %s", self.options.url, failed)
+        elif self._on_subscribe:
+            self._on_subscribe()
 
     @property
     def connected(self) -> bool:

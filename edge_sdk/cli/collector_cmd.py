@@ -56,6 +56,10 @@ def collector(
     c = Collector(options).start()
     port = c.metrics_server.server_port if c.metrics_server else None
     typer.echo(f"collector: {broker} → {db} (filter {c.filter}; metrics port {port})", err=True)
+    while not stop.is_set() and not c.subscribed.wait(0.5):
+        pass
+    if c.subscribed.is_set():
+        typer.echo("collector: subscribed", err=True)
     while not stop.wait(0.5):
         pass
     c.stop()

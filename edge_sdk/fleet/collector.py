@@ -77,12 +77,13 @@ class Collector:
         self._queue: queue.SimpleQueue[_Raw] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._ready = threading.Event()
+        self.subscribed = threading.Event()  # set after the broker's SUBACK
         self._error: BaseException | None = None
         self.filter = topics.shared(topics.fleet_filter(options.fleet), options.share_group)
         self.mqtt = MqttClient(
             options.broker, on_connect=self._on_connect, on_message=self._on_message,
             on_disconnect=lambda: self.metrics.set("edge_collector_connected", 0),
-            manual_ack=True,
+            on_subscribe=self.subscribed.set, manual_ack=True,
         )  # fmt: skip
         self._writer = threading.Thread(
             target=self._write_loop, name="collector-writer", daemon=True
