@@ -52,7 +52,7 @@ def start_telemetry(args: AgentTelemetryArgs, bundle: Path, engine: Engine) -> T
     m = engine.manifest
     broker = BrokerOptions(
         url=args.broker,
-        client_id=f"{args.fleet}-{args.device_id}",
+        client_id=args.device_id,  # = the id the broker ACL patterns (%c) check
         keepalive=args.keepalive,
         username=args.username,
         password=args.password,

@@ -38,7 +38,12 @@ def free_port() -> int:
 
 
 def test_config(port: int, data_dir: Path, extra: str = "") -> str:
+    import getpass
+
     return (
+        # Started as root, Mosquitto would switch to user "mosquitto", which cannot write
+        # the persistence file into a private temporary folder.
+        f"user {getpass.getuser()}\n"
         f"listener {port} 127.0.0.1\n"
         "allow_anonymous true\n"
         "persistence true\n"

@@ -90,7 +90,7 @@ class Procs:
     ) -> subprocess.Popen[bytes]:
         tflite, data = model
         return self.spawn([
-            "-m", "device_agent", "run", str(tflite), "--source", f"file:{data}?rate={rate}&loop=1",
+            "-m", "device_agent", "-v", "run", str(tflite), "--source", f"file:{data}?rate={rate}&loop=1",
             "-q", "--broker", url, "--device-id", device, "--fleet", fleet,
             "--telemetry-interval", str(interval), "--keepalive", str(keepalive),
             "--outbox", str(outbox), *extra,
