@@ -20,6 +20,14 @@ def register(app: typer.Typer) -> None:
     app.add_typer(fleet_app, name="fleet")
 
 
+def _console() -> Any:
+    from rich.console import Console
+
+    c = Console()
+    # Piped output (logs, CI) would be cut to 80 columns and the table truncated.
+    return c if c.is_terminal else Console(width=160)
+
+
 def _fmt(v: Any, digits: int = 2) -> str:
     if v is None:
         return "-"
@@ -69,8 +77,6 @@ def status_table(rows: list[dict[str, Any]], now: float) -> Any:
 @cli_errors
 def status(db: str = DB, as_json: bool = JSON) -> None:
     """Every device: status, model, p50/p95, throughput, errors, cache, exits, last seen."""
-    from rich.console import Console
-
     from edge_sdk.fleet.store import open_store
 
     store, now = open_store(db), time.time()
@@ -79,7 +85,7 @@ def status(db: str = DB, as_json: bool = JSON) -> None:
     if as_json:
         print_json(rows)
         return
-    Console().print(status_table(rows, now))
+    _console().print(status_table(rows, now))
 
 
 @fleet_app.command("watch")
@@ -90,7 +96,6 @@ def watch(
     count: int = typer.Option(0, "--count", help="Stop after this many refreshes (0 = Ctrl-C)"),
 ) -> None:
     """The status table, refreshed live."""
-    from rich.console import Console
     from rich.live import Live
 
     from edge_sdk.fleet.store import open_store
@@ -98,7 +103,7 @@ def watch(
     store = open_store(db)
     n = 0
     try:
-        with Live(console=Console(), refresh_per_second=4) as live:
+        with Live(console=_console(), refresh_per_second=4) as live:
             while True:
                 now = time.time()
                 live.update(status_table(status_rows(store, now), now))
@@ -122,7 +127,6 @@ def history(
     as_json: bool = JSON,
 ) -> None:
     """One device's telemetry windows over time."""
-    from rich.console import Console
     from rich.table import Table
 
     from edge_sdk.fleet.store import open_store
@@ -145,7 +149,7 @@ def history(
             _fmt(r["latency_p95"]), _fmt(r["latency_p99"]), str(r["errors"]),
             _fmt(r["cpu_percent"], 1), _fmt(rss, 1), _fmt(r["temperature_c"], 1), str(r["dropped"]),
         )  # fmt: skip
-    Console().print(t)
+    _console().print(t)
 
 
 @fleet_app.command("alerts")
@@ -161,7 +165,6 @@ def alerts(
     as_json: bool = JSON,
 ) -> None:
     """Evaluate the alert rules, store new alerts, and list the latest."""
-    from rich.console import Console
     from rich.table import Table
 
     from edge_sdk.fleet.alerts import AlertRules, evaluate_store
@@ -182,7 +185,7 @@ def alerts(
     for r in rows:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["ts"]))
         t.add_row(when, r["fleet"], r["device"], r["kind"], r["severity"], r["message"])
-    Console().print(t)
+    _console().print(t)
 
 
 def _publish(url: str, new: list[Any]) -> None:

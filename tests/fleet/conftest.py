@@ -89,12 +89,32 @@ class Procs:
         extra: tuple[str, ...] = (),
     ) -> subprocess.Popen[bytes]:
         tflite, data = model
-        return self.spawn([
-            "-m", "device_agent", "-v", "run", str(tflite), "--source", f"file:{data}?rate={rate}&loop=1",
-            "-q", "--broker", url, "--device-id", device, "--fleet", fleet,
-            "--telemetry-interval", str(interval), "--keepalive", str(keepalive),
-            "--outbox", str(outbox), *extra,
-        ], f"agent-{device}")  # fmt: skip
+        return self.spawn(
+            [
+                "-m",
+                "device_agent",
+                "-v",
+                "run",
+                str(tflite),
+                "--source",
+                f"file:{data}?rate={rate}&loop=1",
+                "-q",
+                "--broker",
+                url,
+                "--device-id",
+                device,
+                "--fleet",
+                fleet,
+                "--telemetry-interval",
+                str(interval),
+                "--keepalive",
+                str(keepalive),
+                "--outbox",
+                str(outbox),
+                *extra,
+            ],
+            f"agent-{device}",
+        )
 
     def collector(
         self,
@@ -105,8 +125,20 @@ class Procs:
         group: str | None = None,
         extra: tuple[str, ...] = (),
     ) -> subprocess.Popen[bytes]:
-        args = ["-m", "edge_sdk", "collector", "--broker", url, "--db", db,
-                "--client-id", client_id, "--alert-interval", "3600", *extra]  # fmt: skip
+        args = [
+            "-m",
+            "edge_sdk",
+            "collector",
+            "--broker",
+            url,
+            "--db",
+            db,
+            "--client-id",
+            client_id,
+            "--alert-interval",
+            "3600",
+            *extra,
+        ]
         if group:
             args += ["--share-group", group]
         return self.spawn(args, f"collector-{client_id}")

@@ -8,10 +8,27 @@ from device_agent.telemetry.messages import AlertKind
 from edge_sdk.fleet.alerts import AlertRules, evaluate
 
 
-def win(seq: int, *, p95: float = 2.0, errors: int = 0, n: int = 100, dropped: int = 0,
-        device: str = "d1", boot: str = "b1") -> dict[str, Any]:  # fmt: skip
-    return {"fleet": "f", "device": device, "boot_id": boot, "seq": seq, "end_ts": 100.0 + seq,
-            "latency_p95": p95, "errors": errors, "inferences": n, "dropped": dropped}  # fmt: skip
+def win(
+    seq: int,
+    *,
+    p95: float = 2.0,
+    errors: int = 0,
+    n: int = 100,
+    dropped: int = 0,
+    device: str = "d1",
+    boot: str = "b1",
+) -> dict[str, Any]:
+    return {
+        "fleet": "f",
+        "device": device,
+        "boot_id": boot,
+        "seq": seq,
+        "end_ts": 100.0 + seq,
+        "latency_p95": p95,
+        "errors": errors,
+        "inferences": n,
+        "dropped": dropped,
+    }
 
 
 def kinds(found: list[tuple[str, Any]]) -> list[AlertKind]:
@@ -44,12 +61,22 @@ def test_gaps_drops_offline_and_rollouts() -> None:
         "status_since": 10.0,
         "clean_offline": 0,
     }
-    dep = {"fleet": "f", "device": "d1", "rollout_id": "r9", "version": "2.0.0",
-           "phase": "rolled-back", "reason": "health", "ts": 5.0}  # fmt: skip
+    dep = {
+        "fleet": "f",
+        "device": "d1",
+        "rollout_id": "r9",
+        "version": "2.0.0",
+        "phase": "rolled-back",
+        "reason": "health",
+        "ts": 5.0,
+    }
     found = evaluate([dev], ws, [dep], AlertRules(offline_after_s=60), now=100.0)
     keys = sorted(k for k, _ in found)
     assert keys == [
-        "drops:f:d1:b1:4", "gap:f:d1:b1:2-3", "gap:f:d1:b2:1-1", "offline:f:d1:10.0",
+        "drops:f:d1:b1:4",
+        "gap:f:d1:b1:2-3",
+        "gap:f:d1:b2:1-1",
+        "offline:f:d1:10.0",
         "rollout:f:d1:r9:rolled-back",
-    ]  # fmt: skip
+    ]
     assert evaluate([dev], [], [], AlertRules(offline_after_s=60), now=50.0) == []

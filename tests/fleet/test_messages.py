@@ -22,10 +22,24 @@ from device_agent.telemetry.messages import (
 )
 
 WINDOW = TelemetryWindow(
-    seq=3, boot_id="b1", start=10.0, end=20.0, inferences=7, errors=1, throughput=0.7,
-    latency_p50=1.5, latency_p95=2.5, latency_p99=3.0, cache_hits=2, exits={"0": 5, "1": 2},
-    cpu_percent=12.5, rss_bytes=1000, temperature_c=None, dropped=4, model_version="1.2.0",
-)  # fmt: skip
+    seq=3,
+    boot_id="b1",
+    start=10.0,
+    end=20.0,
+    inferences=7,
+    errors=1,
+    throughput=0.7,
+    latency_p50=1.5,
+    latency_p95=2.5,
+    latency_p99=3.0,
+    cache_hits=2,
+    exits={"0": 5, "1": 2},
+    cpu_percent=12.5,
+    rss_bytes=1000,
+    temperature_c=None,
+    dropped=4,
+    model_version="1.2.0",
+)
 
 
 @pytest.mark.parametrize(

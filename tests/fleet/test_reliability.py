@@ -98,8 +98,11 @@ def test_agent_killed_while_offline_delivers_outbox_after_restart(
     mq.start()
     agent = procs.agent(tiny_model, mq.url, "pi-02", outbox=ob, interval=0.25)
     wait_for(lambda: len(seqs(db, "pi-02")) == 2, 30, "windows of the new boot")
-    wait_for(lambda: set(q for _, q in stranded) <= set(seqs(db, "pi-02").get(old_boot, [])), 30,
-             "stranded windows delivered")  # fmt: skip
+    wait_for(
+        lambda: set(q for _, q in stranded) <= set(seqs(db, "pi-02").get(old_boot, [])),
+        30,
+        "stranded windows delivered",
+    )
     procs.stop(agent)
     by_boot = seqs(db, "pi-02")
     assert_complete(by_boot)
@@ -115,8 +118,10 @@ def test_collector_restarted_mid_stream_no_dups_no_gaps(
 ) -> None:  # type: ignore[no-untyped-def]
     mq, db = broker(), tmp_path / "fleet.db"
     col = collector_up(procs, mq.url, db)
-    agents = [procs.agent(tiny_model, mq.url, f"d{i}", outbox=tmp_path / f"ob{i}.db", interval=0.2)
-              for i in range(3)]  # fmt: skip
+    agents = [
+        procs.agent(tiny_model, mq.url, f"d{i}", outbox=tmp_path / f"ob{i}.db", interval=0.2)
+        for i in range(3)
+    ]
     wait_for(lambda: all(seqs(db, f"d{i}") for i in range(3)), 30, "windows from 3 agents")
     col.send_signal(signal.SIGKILL)
     col.wait()
@@ -172,8 +177,9 @@ def test_unclean_loss_goes_offline_via_will(tiny_model, broker, procs, tmp_path)
     assert took["pi-03"] <= 1.5 * keepalive + 0.5, took
     assert took["pi-05"] <= 6 * keepalive + 0.5, took
     print(
-        f"\nunclean loss, keepalive {keepalive} s (1.5x = {1.5 * keepalive:.1f} s): offline via Will "
-        f"{took['pi-03']:.2f} s after SIGKILL; {took['pi-05']:.2f} s after SIGSTOP (frozen, socket open)"
+        f"\nunclean loss, keepalive {keepalive} s (1.5x = {1.5 * keepalive:.1f} s): "
+        f"offline via Will {took['pi-03']:.2f} s after SIGKILL; "
+        f"{took['pi-05']:.2f} s after SIGSTOP (frozen, socket open)"
     )
 
 
@@ -185,8 +191,10 @@ def test_clean_stop_is_offline_at_once_without_will(tiny_model, broker, procs, t
     mq, db = broker(), tmp_path / "fleet.db"
     collector_up(procs, mq.url, db)
     seen: list[State] = []
-    watcher = MqttClient(BrokerOptions(url=mq.url, client_id="watcher"),
-                         on_message=lambda m: seen.append(State.from_payload(m.payload)))  # fmt: skip
+    watcher = MqttClient(
+        BrokerOptions(url=mq.url, client_id="watcher"),
+        on_message=lambda m: seen.append(State.from_payload(m.payload)),
+    )
     watcher.start()
     assert watcher.wait_connected(10)
     watcher.subscribe("edge/v1/lab/pi-04/state")

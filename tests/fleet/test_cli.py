@@ -1,0 +1,158 @@
+"""``edge fleet``, ``edge collector`` pieces and ``edge broker`` through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from device_agent.mqtt import BrokerOptions, MqttClient
+from device_agent.telemetry.messages import Alert, State, Status, TelemetryWindow
+from edge_sdk.cli import app
+from edge_sdk.fleet.store import Batch, open_store
+from tests.fleet.conftest import ENV, wait_for
+
+runner = CliRunner()
+
+
+def populate(db: str, now: float) -> None:
+    """Two devices: d-ok steady; d-bad with a latency regression, a gap and outbox drops."""
+    store = open_store(db)
+    b = Batch()
+    for dev in ("d-ok", "d-bad"):
+        b.states.append(
+            (
+                "lab",
+                dev,
+                State(
+                    status=Status.ONLINE,
+                    boot_id=f"{dev}-b",
+                    ts=now - 100,
+                    model_name="digits",
+                    model_version="1.2.0",
+                    model_hash="ab",
+                ),
+                now - 100,
+            )
+        )
+        for seq in range(12):
+            if dev == "d-bad" and seq == 7:
+                continue  # a window that never arrived
+            slow = dev == "d-bad" and seq == 11
+            w = TelemetryWindow(
+                seq=seq,
+                boot_id=f"{dev}-b",
+                start=now - 60 + seq * 5,
+                end=now - 55 + seq * 5,
+                inferences=100,
+                throughput=20.0,
+                latency_p50=1.0,
+                latency_p95=9.0 if slow else 2.0,
+                latency_p99=3.0,
+                exits={"0": 60, "1": 40},
+                cache_hits=5,
+                dropped=3 if slow else 0,
+            )
+            b.windows.append(("lab", dev, w, now - 55 + seq * 5))
+    assert store.write(b).inserted == 23
+    assert store.write(b).duplicates == 23  # replays are deduplicated by the database
+    store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        return str(tmp_path / "fleet.db")
+    return str(request.getfixturevalue("pg_dsn"))
+
+
+def invoke(*args: str) -> Any:
+    r = runner.invoke(app, list(args))
+    assert r.exit_code == 0, r.output
+    return r
+
+
+def test_status_history_alerts(db: str, broker) -> None:  # type: ignore[no-untyped-def]
+    now = time.time()
+    populate(db, now)
+    rows = json.loads(invoke("fleet", "status", "--db", db, "--json").stdout)
+    assert [(r["device"], r["status"], r["model_version"], r["seq"]) for r in rows] == [
+        ("d-bad", "online", "1.2.0", 11),
+        ("d-ok", "online", "1.2.0", 11),
+    ]
+    assert rows[0]["latency_p95_ms"] == 9.0 and rows[1]["exits"] == {"0": 60, "1": 40}
+    table = invoke("fleet", "status", "--db", db).stdout
+    assert "d-ok" in table and "online" in table
+    hist = json.loads(invoke("fleet", "history", "d-bad", "--db", db, "--json").stdout)
+    assert [h["seq"] for h in hist] == [0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11]
+    assert "d-bad: 11 windows" in invoke("fleet", "history", "d-bad", "--db", db).stdout
+    mq = broker()
+    got: list[Alert] = []
+    watcher = MqttClient(
+        BrokerOptions(url=mq.url, client_id="alert-watch"),
+        on_message=lambda m: got.append(Alert.from_payload(m.payload)),
+    )
+    watcher.start()
+    assert watcher.wait_connected(10)
+    watcher.subscribe("edge/v1/lab/alerts")
+    time.sleep(0.3)
+    alerts = json.loads(invoke("fleet", "alerts", "--db", db, "--json", "--broker", mq.url).stdout)
+    kinds = sorted((a["device"], a["kind"]) for a in alerts)
+    assert kinds == [
+        ("d-bad", "latency-regression"),
+        ("d-bad", "outbox-drops"),
+        ("d-bad", "telemetry-gap"),
+    ]
+    wait_for(lambda: len(got) == 3, 10, "alerts published on edge/v1/lab/alerts")
+    watcher.stop()
+    again = json.loads(invoke("fleet", "alerts", "--db", db, "--json").stdout)
+    assert len(again) == 3  # stored once, not re-raised
+    assert "(0 new)" in invoke("fleet", "alerts", "--db", db).stdout
+    assert invoke("fleet", "watch", "--db", db, "--count", "1", "--interval", "0").exit_code == 0
+    store = open_store(db)
+    assert store.schema_version() == 1
+    store.close()
+
+
+def test_bad_db_and_broker_urls_are_one_line_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r = runner.invoke(app, ["fleet", "status", "--db", "mysql://x/y"])
+    assert r.exit_code == 2 and "expected a SQLite file path or postgresql://" in r.output
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database at all" * 100)
+    r = runner.invoke(app, ["fleet", "status", "--db", str(junk)])
+    assert r.exit_code == 2 and str(junk) in r.output
+    r = runner.invoke(app, ["collector", "--broker", "http://x", "--db", str(tmp_path / "f.db")])
+    assert r.exit_code == 2 and "broker URL" in r.output
+
+
+def test_edge_broker_embedded_amqtt_on_a_free_port() -> None:
+    p = subprocess.Popen(
+        [sys.executable, "-m", "edge_sdk", "broker"],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        line = p.stdout.readline()  # type: ignore[union-attr]
+        assert line.startswith("broker: mqtt://127.0.0.1:")
+        url = line.split()[1]
+        got: list[bytes] = []
+        c = MqttClient(
+            BrokerOptions(url=url, client_id="t"), on_message=lambda m: got.append(m.payload)
+        )
+        c.start()
+        assert wait_for(lambda: c.connected, 20, "connection to the embedded broker")
+        c.subscribe("edge/v1/x/y/state")
+        time.sleep(0.5)
+        c.publish("edge/v1/x/y/state", b"hello", qos=1)
+        wait_for(lambda: got == [b"hello"], 10, "round trip")
+        c.stop()
+    finally:
+        p.terminate()
+        p.wait(timeout=10)

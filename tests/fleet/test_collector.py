@@ -1,0 +1,210 @@
+"""Collector: share groups, ACLs, hostile payloads, PostgreSQL — real broker and databases."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from device_agent.mqtt import BrokerOptions, MqttClient
+from device_agent.telemetry import topics
+from device_agent.telemetry.messages import MAX_PAYLOAD, TelemetryWindow
+from tests.fleet.conftest import REPO, sqlite_rows, wait_for
+from tests.fleet.test_reliability import collector_up
+
+sys.path.insert(0, str(REPO / "tools"))
+
+
+def pg_count(
+    dsn: str, sql: str = "SELECT COUNT(*), COUNT(DISTINCT (device, boot_id, seq)) FROM telemetry"
+) -> tuple[Any, ...]:
+    try:
+        with psycopg.connect(dsn) as con:
+            return tuple(con.execute(sql).fetchone() or ())
+    except psycopg.errors.UndefinedTable:
+        return (0, 0)
+
+
+def test_share_group_one_collector_killed_no_qos1_message_lost(broker, procs, pg_dsn) -> None:  # type: ignore[no-untyped-def]
+    """Two collectors split the fleet into PostgreSQL; one is SIGKILLed mid-stream and later
+    restarted with the same client id: its persistent session hands back what it had not
+    acknowledged (it acknowledges only after committing), so every message is stored once."""
+    mq = broker()
+    a = collector_up(procs, mq.url, pg_dsn, client_id="ca", group="g1")
+    collector_up(procs, mq.url, pg_dsn, client_id="cb", group="g1")
+    devices, windows = 200, 20
+    sim = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "tools" / "fleet_sim.py"),
+            "--broker",
+            mq.url,
+            "--devices",
+            str(devices),
+            "--windows",
+            str(windows),
+            "--rate",
+            "1000",
+        ],
+        env={"PYTHONPATH": str(REPO)},
+    )
+    wait_for(lambda: pg_count(pg_dsn)[0] >= 600, 60, "ingest under way")
+    a.send_signal(signal.SIGKILL)
+    a.wait()
+    at_kill = pg_count(pg_dsn)[0]
+    assert sim.wait(timeout=120) == 0
+    time.sleep(1.0)
+    before_restart = pg_count(pg_dsn)[0]
+    collector_up(procs, mq.url, pg_dsn, client_id="ca", group="g1")
+    total = devices * windows
+    wait_for(lambda: pg_count(pg_dsn)[0] >= total, 60, "every window stored")
+    time.sleep(1.0)
+    rows, distinct = pg_count(pg_dsn)
+    assert rows == distinct == total
+    print(
+        f"\nshare group, collector A SIGKILLed at {at_kill}/{total} windows: "
+        f"{before_restart} stored "
+        f"by B alone, {rows} after A's restart; 0 lost, 0 duplicated (PostgreSQL)"
+    )
+
+
+ACL_USERS = {"collector": "c-secret", "pi-01": "p1-secret", "pi-02": "p2-secret"}
+
+
+def acl_broker(broker, tmp_path: Path) -> Any:  # type: ignore[no-untyped-def]
+    pw = tmp_path / "passwd"
+    for i, (user, password) in enumerate(ACL_USERS.items()):
+        flags = ["-c"] if i == 0 else []
+        subprocess.run(["mosquitto_passwd", "-b", *flags, str(pw), user, password], check=True)
+    acl = REPO / "tools" / "mosquitto" / "acl.example"
+    extra = (
+        f"allow_anonymous false\npassword_file {pw}\nacl_file {acl}\n"
+        "use_username_as_clientid true\n"
+    )
+    return broker(extra_config=extra)
+
+
+def window(seq: int, boot: str = "acl") -> bytes:
+    return TelemetryWindow(seq=seq, boot_id=boot, start=1.0, end=2.0, inferences=1).to_payload()
+
+
+def test_acl_device_cannot_publish_to_another_devices_topics(
+    tiny_model, broker, procs, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    mq = acl_broker(broker, tmp_path)
+    db = tmp_path / "fleet.db"
+    collector_up(procs, mq.url, db, extra=("--username", "collector", "--password", "c-secret"))
+    agent = procs.agent(
+        tiny_model,
+        mq.url,
+        "pi-01",
+        outbox=tmp_path / "ob.db",
+        extra=("--username", "pi-01", "--password", "p1-secret"),
+    )
+    wait_for(
+        lambda: sqlite_rows(db, "SELECT 1 FROM telemetry WHERE device='pi-01'"), 30, "pi-01 windows"
+    )
+    procs.stop(agent)  # the broker forces client id = user name: one pi-01 connection at a time
+    # pi-01 (authenticated) tries to write pi-02's telemetry and state, then its own.
+    rogue = MqttClient(
+        BrokerOptions(url=mq.url, client_id="pi-01x", username="pi-01", password="p1-secret")
+    )
+    rogue.start()
+    assert rogue.wait_connected(10)
+    infos = [
+        rogue.publish(topics.telemetry("lab", "pi-02"), window(0), qos=1),
+        rogue.publish(topics.state("lab", "pi-02"), b'{"v":1}', qos=1, retain=True),
+        rogue.publish(topics.telemetry("lab", "pi-01"), window(7), qos=1),
+    ]
+    for i in infos:
+        i.wait_for_publish(10)
+    wait_for(
+        lambda: sqlite_rows(db, "SELECT 1 FROM telemetry WHERE boot_id='acl'"),
+        20,
+        "own-topic window",
+    )
+    rogue.stop()
+    assert sqlite_rows(db, "SELECT device, seq FROM telemetry WHERE boot_id='acl'") == [
+        ("pi-01", 7)
+    ]
+    assert sqlite_rows(db, "SELECT * FROM devices WHERE device='pi-02'") == []
+    # a wrong password is refused outright
+    bad = MqttClient(
+        BrokerOptions(url=mq.url, client_id="pi-02", username="pi-02", password="nope")
+    )
+    bad.start()
+    assert not bad.wait_connected(2)
+    bad.stop()
+    print(
+        "\nACL: pi-01 publishing to pi-02's telemetry/state was dropped by the broker; "
+        "its own topic was stored; a wrong password was refused"
+    )
+
+
+def metrics(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(\S+) (\S+)$", text, re.M)}
+
+
+def test_hostile_payloads_are_counted_never_stored_never_crash(broker, procs, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    mq, db = broker(), tmp_path / "fleet.db"
+    col = collector_up(procs, mq.url, db, extra=("--metrics-port", "0"))
+    log = (procs.root / "collector-c1.log").read_text()
+    port = int(re.search(r"metrics port (\d+)", log).group(1))  # type: ignore[union-attr]
+    c = MqttClient(BrokerOptions(url=mq.url, client_id="fuzzer"))
+    c.start()
+    assert c.wait_connected(10)
+    t = topics.telemetry("lab", "pi-09")
+    good = json.loads(window(0, "fz"))
+    bad_payloads = [
+        b"",
+        b"\xff\xfe\x00garbage",
+        b'{"v":1',
+        b"null",
+        b"[]",
+        b'"str"',
+        json.dumps({**good, "seq": -5}).encode(),
+        json.dumps({**good, "seq": "1"}).encode(),
+        json.dumps({**good, "latency_p95": None, "boot_id": 7}).encode(),
+        json.dumps({**good, "exits": {"0": "many"}}).encode(),
+        json.dumps({**good, "end": 0.5}).encode(),
+        b'{"v":1,"type":"telemetry","seq":1,"boot_id":"b","start":1,"end":Infinity}',
+    ]
+    for p in bad_payloads:
+        c.publish(t, p, qos=1)
+    c.publish(t, json.dumps({**good, "pad": "x" * MAX_PAYLOAD}).encode(), qos=1)  # oversized
+    c.publish(t, json.dumps({**good, "v": 2}).encode(), qos=1)  # wrong version
+    c.publish(t, json.dumps({**good, "v": "1"}).encode(), qos=1)
+    c.publish(topics.state("lab", "pi-09"), b"offline", qos=1)
+    c.publish("edge/v1/lab/bad.id/telemetry", window(0), qos=1)  # not a fleet topic
+    c.publish(t, window(0, "fz"), qos=1).wait_for_publish(10)
+    wait_for(lambda: sqlite_rows(db, "SELECT 1 FROM telemetry"), 20, "the valid window")
+    c.stop()
+    time.sleep(0.5)
+    m = metrics(port)
+    assert col.poll() is None, "collector crashed"
+    assert m['edge_collector_rejected_total{reason="malformed"}'] == len(bad_payloads) + 1
+    assert m['edge_collector_rejected_total{reason="oversized"}'] == 1
+    assert m['edge_collector_rejected_total{reason="version"}'] == 2
+    assert m['edge_collector_ignored_total{kind="other"}'] == 1
+    assert m["edge_collector_windows_stored_total"] == 1
+    assert sqlite_rows(db, "SELECT device, boot_id, seq FROM telemetry") == [("pi-09", "fz", 0)]
+    assert sqlite_rows(db, "SELECT COUNT(*) FROM devices WHERE status != 'unknown'") == [(0,)]
+    assert sqlite_rows(db, "PRAGMA integrity_check") == [("ok",)]
+    assert (
+        "rejected edge/v1/lab/pi-09/telemetry (oversized)"
+        in (procs.root / "collector-c1.log").read_text()
+    )
+    print(
+        f"\nhostile payloads: {len(bad_payloads) + 4} rejected and counted "
+        f"(malformed {len(bad_payloads) + 1}, oversized 1, version 2), 1 ignored topic, "
+        "collector alive, 1 valid row, integrity ok"
+    )
