@@ -15,6 +15,7 @@ import queue
 import socket
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 
@@ -148,9 +149,12 @@ class Collector:
         return batch
 
     def _store(self, store: Store, raws: list[_Raw]) -> None:
-        batch = Batch()
+        batch, kinds = Batch(), Counter[str]()
         for raw in raws:
-            self._parse_into(batch, raw)
+            kinds[self._parse_into(batch, raw)] += 1
+        for kind, n in kinds.items():
+            if kind:
+                self.metrics.inc("edge_collector_messages_total", n, "messages received", kind=kind)
         t0 = time.perf_counter()
         while True:
             try:
@@ -170,15 +174,13 @@ class Collector:
             if raw.qos > 0:
                 self.mqtt.ack(raw.mid, raw.qos)
 
-    def _parse_into(self, batch: Batch, raw: _Raw) -> None:
+    def _parse_into(self, batch: Batch, raw: _Raw) -> str:
+        """Add one message to ``batch``; returns its kind for the counters ('' if ignored)."""
         parsed = topics.parse(raw.topic)
         if parsed is None or parsed.kind not in _PARSERS:
             kind = "alerts" if raw.topic.endswith("/alerts") else "other"
             self.metrics.inc("edge_collector_ignored_total", 1, "messages not stored", kind=kind)
-            return
-        self.metrics.inc(
-            "edge_collector_messages_total", 1, "messages received", kind=parsed.kind.value
-        )
+            return ""
         try:
             if len(raw.payload) > MAX_PAYLOAD:
                 raise MessageError(
@@ -190,7 +192,7 @@ class Collector:
                 "edge_collector_rejected_total", 1, "invalid payloads", reason=e.reason
             )
             log.warning("rejected %s (%s): %s", raw.topic, e.reason, e)
-            return
+            return parsed.kind.value
         item = (parsed.fleet, parsed.device, msg, raw.at)
         if isinstance(msg, TelemetryWindow):
             batch.windows.append(item)  # type: ignore[arg-type]
@@ -198,6 +200,7 @@ class Collector:
             batch.states.append(item)  # type: ignore[arg-type]
         else:
             batch.deploys.append(item)  # type: ignore[arg-type]
+        return parsed.kind.value
 
     def _chores(self, store: Store) -> None:
         """Retention and alert evaluation, between batches on the writer thread."""

@@ -1,0 +1,224 @@
+"""Fleet benchmark: collector ingest rate (SQLite, PostgreSQL) and telemetry's cost to the agent.
+
+    PYTHONPATH=. python benchmarks/fleet.py [--devices 1000] [--windows 30]
+
+Ingest: the simulator queues DEVICES × WINDOWS telemetry messages (QoS 1) in a Mosquitto
+started on a free port for a persistent session; then that session's consumer connects and
+drains the queue. The baseline is a bare paho subscriber that only counts (no parsing, no
+database) draining the same queue in the same run, so the ratio shows what parsing,
+validation and storage cost on this machine. Agent: the same model and input served with
+telemetry off and on (1 s windows, a local Mosquitto), medians of alternating runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tools"))
+
+from fleet_sim import SimOptions, simulate  # noqa: E402
+
+from device_agent.mqtt import BrokerOptions, MqttClient  # noqa: E402
+from edge_sdk.fleet.mosquitto import Mosquitto  # noqa: E402
+
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def queue_for(mq: Mosquitto, client_id: str, devices: int, windows: int) -> None:
+    """Create ``client_id``'s persistent session, then queue the fleet's telemetry for it."""
+    c = MqttClient(BrokerOptions(url=mq.url, client_id=client_id, clean_session=False))
+    done = threading.Event()
+    c._on_subscribe = done.set
+    c.start()
+    c.wait_connected(10)
+    c.subscribe("edge/v1/+/+/#", qos=1)
+    done.wait(10)
+    c.stop()
+    simulate(SimOptions(broker=mq.url, devices=devices, windows=windows, fleet="bench"))
+
+
+def drain_bare(mq: Mosquitto, client_id: str, expected: int) -> float:
+    """Messages per second for a subscriber that only counts."""
+    n = 0
+    first = 0.0
+    done = threading.Event()
+
+    def on_message(msg: object) -> None:
+        nonlocal n, first
+        if n == 0:
+            first = time.perf_counter()
+        n += 1
+        if n >= expected:
+            done.set()
+
+    c = MqttClient(
+        BrokerOptions(url=mq.url, client_id=client_id, clean_session=False, max_inflight=1000),
+        on_message=on_message,
+    )
+    c.start()
+    done.wait(300)
+    rate = (n - 1) / (time.perf_counter() - first)
+    c.stop()
+    return rate
+
+
+def count_rows(db: str) -> tuple[int, float]:
+    """Read-only poll (opening a Store would migrate, i.e. take the write lock)."""
+    sql = "SELECT COUNT(*), MIN(received_at) FROM telemetry"
+    try:
+        if "://" in db:
+            import psycopg
+
+            with psycopg.connect(db) as con:
+                n, t = con.execute(sql).fetchone()  # type: ignore[misc]
+        else:
+            import sqlite3
+
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            n, t = con.execute(sql).fetchone()
+            con.close()
+    except Exception:  # not created yet
+        return 0, 0.0
+    return int(n), float(t or 0.0)
+
+
+def drain_collector(mq: Mosquitto, client_id: str, db: str, expected: int) -> float:
+    """Messages per second from the first message received to the last row committed."""
+    p = subprocess.Popen(
+        [sys.executable, "-m", "edge_sdk", "collector", "--broker", mq.url, "--db", db,
+         "--client-id", client_id, "--alert-interval", "3600"],
+        env=ENV, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            n, first = count_rows(db)
+            if n >= expected:
+                return (expected - 1) / (time.time() - first)
+            time.sleep(0.05)
+        raise SystemExit(f"collector stored only {n} of {expected}")
+    finally:
+        p.terminate()
+        p.wait()
+
+
+def ingest(devices: int, windows: int, root: Path, pg: str | None) -> list[tuple[str, float]]:
+    total = devices * windows
+    out = []
+    mq = Mosquitto(root / "mq").start()
+    try:
+        queue_for(mq, "bench-bare", devices, windows)
+        out.append(("bare paho subscriber (count only)", drain_bare(mq, "bench-bare", total)))
+        db = str(root / "fleet.db")
+        queue_for(mq, "bench-sqlite", devices, windows)
+        out.append(
+            ("edge collector → SQLite (WAL)", drain_collector(mq, "bench-sqlite", db, total))
+        )
+        if pg:
+            queue_for(mq, "bench-pg", devices, windows)
+            out.append(("edge collector → PostgreSQL", drain_collector(mq, "bench-pg", pg, total)))
+    finally:
+        mq.stop()
+    return out
+
+
+def tiny_model(root: Path) -> tuple[Path, Path]:
+    import numpy as np
+    import tensorflow as tf
+
+    m = tf.keras.Sequential([
+        tf.keras.Input((8, 8, 1)),
+        tf.keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+        tf.keras.layers.Flatten(),
+        tf.keras.layers.Dense(10),
+    ])  # fmt: skip
+    (root / "m.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(m).convert())
+    np.savez(root / "x.npz", x=np.random.default_rng(0).random((256, 8, 8, 1)).astype("float32"))
+    return root / "m.tflite", root / "x.npz"
+
+
+def agent_throughput(model: tuple[Path, Path], url: str | None, n: int, outbox: Path) -> float:
+    args = [sys.executable, "-m", "device_agent", "run", str(model[0]), "--source",
+            f"file:{model[1]}?loop=1", "--limit", str(n), "-q", "--threads", "1"]  # fmt: skip
+    if url:
+        args += ["--broker", url, "--device-id", "bench-agent", "--fleet", "bench",
+                 "--telemetry-interval", "1", "--outbox", str(outbox)]  # fmt: skip
+    out = subprocess.run(args, env=ENV, capture_output=True, text=True, check=True).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["summary"]["throughput_per_s"])
+
+
+def telemetry_cost(root: Path, n: int, repeats: int) -> tuple[float, float]:
+    model = tiny_model(root)
+    mq = Mosquitto(root / "mq-agent").start()
+    off, on = [], []
+    try:
+        for i in range(repeats):
+            off.append(agent_throughput(model, None, n, root / f"ob{i}.db"))
+            on.append(agent_throughput(model, mq.url, n, root / f"ob{i}.db"))
+    finally:
+        mq.stop()
+    return statistics.median(off), statistics.median(on)
+
+
+def pg_schema(dsn: str) -> tuple[str, str]:
+    schema = f"edge_bench_{uuid.uuid4().hex[:8]}"
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as con:
+        con.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in dsn else "?"
+    return schema, f"{dsn}{sep}options=-csearch_path%3D{schema}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--devices", type=int, default=1000)
+    ap.add_argument("--windows", type=int, default=30)
+    ap.add_argument("--inferences", type=int, default=20000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--pg",
+        default=os.environ.get("EDGE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test"),
+    )
+    a = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="edge-fleet-bench-"))
+    schema, pg = pg_schema(a.pg) if a.pg else ("", None)
+    try:
+        rows = ingest(a.devices, a.windows, root, pg)
+        off, on = telemetry_cost(root, a.inferences, a.repeats)
+    finally:
+        if schema:
+            import psycopg
+
+            with psycopg.connect(a.pg, autocommit=True) as con:
+                con.execute(f"DROP SCHEMA {schema} CASCADE")
+    total = a.devices * a.windows
+    base = rows[0][1]
+    print(f"\nCollector ingest: {a.devices} simulated devices × {a.windows} windows = {total} "
+          "QoS 1 messages queued in Mosquitto, then drained")  # fmt: skip
+    print(f"| {'consumer':<36} | {'msgs/s':>9} | {'vs bare':>7} |")
+    print(f"|{'-' * 38}|{'-' * 11}|{'-' * 9}|")
+    for name, rate in rows:
+        print(f"| {name:<36} | {rate:>9,.0f} | {rate / base:>7.2f} |")
+    print(f"\nAgent inference throughput, {a.inferences} inferences, median of {a.repeats} "
+          "alternating runs (telemetry: 1 s windows to a local Mosquitto)")  # fmt: skip
+    print(f"| {'telemetry':<10} | {'inferences/s':>12} | {'ratio':>6} |")
+    print(f"|{'-' * 12}|{'-' * 14}|{'-' * 8}|")
+    print(f"| {'off':<10} | {off:>12,.0f} | {1.0:>6.3f} |")
+    print(f"| {'on':<10} | {on:>12,.0f} | {on / off:>6.3f} |")
+
+
+if __name__ == "__main__":
+    main()
