@@ -156,3 +156,19 @@ def test_edge_broker_embedded_amqtt_on_a_free_port() -> None:
     finally:
         p.terminate()
         p.wait(timeout=10)
+
+
+def test_grafana_dashboard_uses_metrics_the_collector_exports() -> None:
+    import re
+    from pathlib import Path
+
+    from tests.fleet.conftest import REPO
+
+    dash = json.loads((REPO / "tools" / "grafana" / "edge-fleet.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"] if "expr" in t]
+    names = {n for e in exprs for n in re.findall(r"edge_collector_[a-z_]+", e)}
+    source = Path(REPO / "edge_sdk" / "fleet" / "collector.py").read_text()
+    assert names and all(f'"{n}"' in source for n in names), names
+    sqls = [t["rawSql"] for p in dash["panels"] for t in p["targets"] if "rawSql" in t]
+    for col in ("latency_p95", "end_ts", "last_seen", "status"):
+        assert any(col in s for s in sqls)
