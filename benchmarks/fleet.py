@@ -113,24 +113,35 @@ def drain_collector(mq: Mosquitto, client_id: str, db: str, expected: int) -> fl
         p.wait()
 
 
-def ingest(devices: int, windows: int, root: Path, pg: str | None) -> list[tuple[str, float]]:
+def ingest(
+    devices: int, windows: int, root: Path, pg: str | None, rounds: int
+) -> list[tuple[str, float]]:
+    """Median rate of each consumer over ``rounds`` interleaved rounds (fresh database each)."""
     total = devices * windows
-    out = []
+    rates: dict[str, list[float]] = {}
     mq = Mosquitto(root / "mq").start()
     try:
-        queue_for(mq, "bench-bare", devices, windows)
-        out.append(("bare paho subscriber (count only)", drain_bare(mq, "bench-bare", total)))
-        db = str(root / "fleet.db")
-        queue_for(mq, "bench-sqlite", devices, windows)
-        out.append(
-            ("edge collector → SQLite (WAL)", drain_collector(mq, "bench-sqlite", db, total))
-        )
-        if pg:
-            queue_for(mq, "bench-pg", devices, windows)
-            out.append(("edge collector → PostgreSQL", drain_collector(mq, "bench-pg", pg, total)))
+        for r in range(rounds):
+            queue_for(mq, f"bare{r}", devices, windows)
+            rates.setdefault("bare paho subscriber (count only)", []).append(
+                drain_bare(mq, f"bare{r}", total)
+            )
+            queue_for(mq, f"sqlite{r}", devices, windows)
+            rates.setdefault("edge collector → SQLite (WAL)", []).append(
+                drain_collector(mq, f"sqlite{r}", str(root / f"fleet{r}.db"), total)
+            )
+            if pg:
+                queue_for(mq, f"pg{r}", devices, windows)
+                schema, dsn = pg_schema(pg)
+                try:
+                    rates.setdefault("edge collector → PostgreSQL", []).append(
+                        drain_collector(mq, f"pg{r}", dsn, total)
+                    )
+                finally:
+                    drop_schema(pg, schema)
     finally:
         mq.stop()
-    return out
+    return [(k, statistics.median(v)) for k, v in rates.items()]
 
 
 def tiny_model(root: Path) -> tuple[Path, Path]:
@@ -223,10 +234,16 @@ def main() -> None:
         default=os.environ.get("EDGE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test"),
     )
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--only", choices=["ingest", "agent"], default=None)
     a = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="edge-fleet-bench-"))
-    rows = ingest(a.devices, a.windows, root, a.pg or None, a.rounds)
-    agent = telemetry_cost(root, a.inferences, a.repeats)
+    if a.only != "agent":
+        print_ingest(a, ingest(a.devices, a.windows, root, a.pg or None, a.rounds))
+    if a.only != "ingest":
+        print_agent(a, telemetry_cost(root, a.inferences, a.repeats))
+
+
+def print_ingest(a: argparse.Namespace, rows: list[tuple[str, float]]) -> None:
     total = a.devices * a.windows
     base = rows[0][1]
     print(
@@ -237,6 +254,9 @@ def main() -> None:
     print(f"|{'-' * 38}|{'-' * 11}|{'-' * 9}|")
     for name, rate in rows:
         print(f"| {name:<36} | {rate:>9,.0f} | {rate / base:>7.2f} |")
+
+
+def print_agent(a: argparse.Namespace, agent: dict[str, tuple[float, float]]) -> None:
     off, on = agent["off"], agent["on"]
     print(
         f"\nAgent inference throughput, {a.inferences} inferences per run, median of "

@@ -11,7 +11,7 @@ connect, the Will says ``offline`` for an unclean loss, :meth:`close` says it cl
 from __future__ import annotations
 
 import logging
-import tempfile
+import os
 import threading
 import time
 import uuid
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, kw_only=True)
 class TelemetryOptions:
-    """What the agent reports and how. ``outbox`` defaults to a per-device temp file."""
+    """What the agent reports and how. ``outbox`` defaults to :func:`default_outbox`."""
 
     fleet: str
     device_id: str
@@ -47,6 +47,14 @@ class TelemetryOptions:
     model_name: str = ""
     model_version: str = ""
     model_hash: str = ""
+
+
+def default_outbox(options: TelemetryOptions) -> Path:
+    """``$XDG_STATE_HOME/edge-agent/outbox-FLEET-DEVICE.db`` (not /tmp: it must survive reboots)."""
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    root = base / "edge-agent"
+    root.mkdir(parents=True, exist_ok=True)
+    return root / f"outbox-{options.fleet}-{options.device_id}.db"
 
 
 class TelemetryPublisher:
@@ -65,8 +73,7 @@ class TelemetryPublisher:
         self.boot_id = uuid.uuid4().hex[:16]
         self.state_topic = topics.state(options.fleet, options.device_id)
         self.telemetry_topic = topics.telemetry(options.fleet, options.device_id)
-        path = options.outbox or Path(tempfile.gettempdir()) / f"edge-outbox-{options.device_id}.db"
-        self.outbox = Outbox(path, cap=options.outbox_cap)
+        self.outbox = Outbox(options.outbox or default_outbox(options), cap=options.outbox_cap)
         self._agg = WindowAggregator(boot_id=self.boot_id, start=clock())
         self._agg_lock = threading.Lock()
         self._sampler = SystemSampler()
@@ -146,15 +153,19 @@ class TelemetryPublisher:
 
     def _pump(self) -> None:
         """Delete acknowledged rows, then hand the next rows to paho (in id order)."""
-        done = [rid for info, rid in self._inflight if info.is_published()]
+        done = {rid for info, rid in self._inflight if info.is_published()}
         if done:
-            self.outbox.delete(*done)
-            self._inflight = [(i, r) for i, r in self._inflight if not i.is_published()]
+            self.outbox.delete(*sorted(done))
+            self._inflight = [(i, r) for i, r in self._inflight if r not in done]
         if not self.mqtt.connected:
             return
         room = self.mqtt.options.max_inflight - len(self._inflight)
         for entry in self.outbox.pending(self._sent_upto, limit=max(room, 0)):
             info = self.mqtt.publish(entry.topic, entry.payload, qos=entry.qos)
+            if info.rc != paho.MQTT_ERR_SUCCESS:
+                # The connection dropped under us: the row stays in the outbox and is sent
+                # again (a copy paho may also resend is deduplicated by the collector).
+                break
             if entry.qos == 0:
                 self.outbox.delete(entry.id)
             else:
