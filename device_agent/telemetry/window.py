@@ -37,10 +37,13 @@ class WindowAggregator:
         self.exits: dict[int, int] = {}
 
     def record(self, latency_ms: float, *, stage: int = 0, cached: bool = False) -> None:
-        """One served input."""
+        """One served input. Runs once per inference, so it does as little as possible:
+        stage-0 exits are derived at close time (inferences minus later stages)."""
         self.latencies.append(latency_ms)
-        self.exits[stage] = self.exits.get(stage, 0) + 1
-        self.cache_hits += int(cached)
+        if stage:
+            self.exits[stage] = self.exits.get(stage, 0) + 1
+        if cached:
+            self.cache_hits += 1
 
     def error(self) -> None:
         """One input that failed."""
@@ -70,7 +73,7 @@ class WindowAggregator:
             latency_p95=round(p["p95"], 4),
             latency_p99=round(p["p99"], 4),
             cache_hits=self.cache_hits,
-            exits={str(k): v for k, v in sorted(self.exits.items())},
+            exits=self._exit_counts(n),
             cpu_percent=system.cpu_percent,
             rss_bytes=system.rss_bytes,
             temperature_c=system.temperature_c,
@@ -80,3 +83,7 @@ class WindowAggregator:
         self.seq += 1
         self._reset(end)
         return window
+
+    def _exit_counts(self, n: int) -> dict[str, int]:
+        counts = {0: n - sum(self.exits.values()), **self.exits}
+        return {str(k): v for k, v in sorted(counts.items()) if v}
