@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from device_agent.mqtt import BrokerOptions, MqttClient
-from device_agent.telemetry.messages import Alert, State, Status, TelemetryWindow
+from device_agent.telemetry.messages import Alert, DeployPhase, DeployStatus, State, Status, TelemetryWindow
 from edge_sdk.cli import app
 from edge_sdk.fleet.store import Batch, open_store
 from tests.fleet.conftest import ENV, wait_for
@@ -59,6 +59,8 @@ def populate(db: str, now: float) -> None:
                 dropped=3 if slow else 0,
             )
             b.windows.append(("lab", dev, w, now - 55 + seq * 5))
+    b.deploys.append(("lab", "d-bad", DeployStatus(rollout_id="r7", version="1.3.0", phase=DeployPhase.ROLLED_BACK,
+                                                  ts=now - 10, reason="health check failed"), now - 10))
     assert store.write(b).inserted == 23
     assert store.write(b).duplicates == 23  # replays are deduplicated by the database
     store.close()
@@ -106,12 +108,13 @@ def test_status_history_alerts(db: str, broker) -> None:  # type: ignore[no-unty
     assert kinds == [
         ("d-bad", "latency-regression"),
         ("d-bad", "outbox-drops"),
+        ("d-bad", "rollout-failed"),
         ("d-bad", "telemetry-gap"),
     ]
-    wait_for(lambda: len(got) == 3, 10, "alerts published on edge/v1/lab/alerts")
+    wait_for(lambda: len(got) == 4, 10, "alerts published on edge/v1/lab/alerts")
     watcher.stop()
     again = json.loads(invoke("fleet", "alerts", "--db", db, "--json").stdout)
-    assert len(again) == 3  # stored once, not re-raised
+    assert len(again) == 4  # stored once, not re-raised
     assert "(0 new)" in invoke("fleet", "alerts", "--db", db).stdout
     assert invoke("fleet", "watch", "--db", db, "--count", "1", "--interval", "0").exit_code == 0
     store = open_store(db)
@@ -172,3 +175,21 @@ def test_grafana_dashboard_uses_metrics_the_collector_exports() -> None:
     sqls = [t["rawSql"] for p in dash["panels"] for t in p["targets"] if "rawSql" in t]
     for col in ("latency_p95", "end_ts", "last_seen", "status"):
         assert any(col in s for s in sqls)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--broker", "mqtt://127.0.0.1:1", "--device-id", "pi/01"], "device id: expected"),
+        (["--broker", "mqtt://127.0.0.1:1"], "--device-id: expected an id"),
+        (["--broker", "http://127.0.0.1", "--device-id", "pi-01"], "broker URL: expected"),
+        (["--broker", "mqtt://127.0.0.1:1", "--device-id", "pi-01", "--qos", "2"], "--qos: expected 0 or 1"),
+    ],
+)
+def test_agent_broker_options_are_checked(tiny_model, tmp_path, args: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
+    tflite, data = tiny_model
+    cmd = [sys.executable, "-m", "device_agent", "run", str(tflite), "--source", f"file:{data}", "-q",
+           "--outbox", str(tmp_path / "ob.db"), *args]  # fmt: skip
+    r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr.splitlines()[-1]
