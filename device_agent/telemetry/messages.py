@@ -197,29 +197,53 @@ class TelemetryWindow:
     @classmethod
     def from_payload(cls, payload: bytes | str) -> TelemetryWindow:
         o = _decode(payload, cls.TYPE)
-        start, end = _num(o, "start"), _num(o, "end")
-        assert start is not None and end is not None
-        if end < start:
-            raise MessageError(f"end: expected >= start ({start}), found {end}")
-        return cls(
-            seq=_count(o, "seq"),
-            boot_id=_get(o, "boot_id", str),
-            start=start,
-            end=end,
-            inferences=_count(o, "inferences", 0),
-            errors=_count(o, "errors", 0),
-            throughput=float(_num(o, "throughput", 0.0) or 0.0),
-            latency_p50=float(_num(o, "latency_p50", 0.0) or 0.0),
-            latency_p95=float(_num(o, "latency_p95", 0.0) or 0.0),
-            latency_p99=float(_num(o, "latency_p99", 0.0) or 0.0),
-            cache_hits=_count(o, "cache_hits", 0),
-            exits=_exits(o),
-            cpu_percent=_num(o, "cpu_percent", None),
-            rss_bytes=_count(o, "rss_bytes", None),
-            temperature_c=_num(o, "temperature_c", None),
-            dropped=_count(o, "dropped", 0),
-            model_version=_get(o, "model_version", str, ""),
-        )
+        f = _fields(o, _WINDOW_SPEC)
+        if f["end"] < f["start"]:
+            raise MessageError(f"end: expected >= start ({f['start']}), found {f['end']}")
+        return cls(**f, exits=_exits(o))
+
+
+class _Kind(Enum):
+    COUNT = "count"
+    NUM = "num"
+    STR = "str"
+
+
+# TelemetryWindow fields (all but exits): kind and default (... = required). Checked in
+# one tight loop because the collector parses every window of the fleet; any failure
+# re-checks that field with the precise helpers to name what was wrong.
+_WINDOW_SPEC: dict[str, tuple[_Kind, Any]] = {
+    "seq": (_Kind.COUNT, ...), "boot_id": (_Kind.STR, ...), "start": (_Kind.NUM, ...),
+    "end": (_Kind.NUM, ...), "inferences": (_Kind.COUNT, 0), "errors": (_Kind.COUNT, 0),
+    "throughput": (_Kind.NUM, 0.0), "latency_p50": (_Kind.NUM, 0.0),
+    "latency_p95": (_Kind.NUM, 0.0), "latency_p99": (_Kind.NUM, 0.0),
+    "cache_hits": (_Kind.COUNT, 0), "cpu_percent": (_Kind.NUM, None),
+    "rss_bytes": (_Kind.COUNT, None), "temperature_c": (_Kind.NUM, None),
+    "dropped": (_Kind.COUNT, 0), "model_version": (_Kind.STR, ""),
+}  # fmt: skip
+_SLOW = {
+    _Kind.COUNT: _count,
+    _Kind.NUM: _num,
+    _Kind.STR: lambda o, k, d: _get(o, k, str, d),
+}
+
+
+def _fields(o: dict[str, Any], spec: dict[str, tuple[_Kind, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, (kind, default) in spec.items():
+        v: Any = o.get(key)
+        t = type(v)
+        if v is None and default is not ...:
+            out[key] = default
+        elif kind is _Kind.COUNT and t is int and v >= 0:
+            out[key] = v
+        elif kind is _Kind.NUM and (t is int or (t is float and math.isfinite(v))):
+            out[key] = float(v)
+        elif kind is _Kind.STR and t is str and len(v) <= 256:
+            out[key] = v
+        else:
+            out[key] = _SLOW[kind](o, key, default)  # raises MessageError naming the field
+    return out
 
 
 def _exits(o: dict[str, Any]) -> dict[str, int]:
