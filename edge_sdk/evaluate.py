@@ -1,16 +1,208 @@
-"""Accuracy of a model on labelled data: a Keras model in memory, or a model file run
-through the device runtimes (the same code the agent uses)."""
+"""Evaluate a model on labelled data: top-1 accuracy and agreement with a reference.
+
+The math (top-1, accuracy, agreement) is pure and separate from opening models. Any
+artifact the SDK knows is accepted: ``.tflite``/``.onnx``/``.edgepkg`` run through the
+device agent's own runtimes (so the numbers are what a device computes), Keras models
+(``.keras``, ``.h5``, SavedModel folders) through Keras, imported only when needed.
+The converter's pipeline uses the percent helpers at the end (``artifact_accuracy``,
+``keras_accuracy``) on models it holds as bytes or in memory.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from device_agent.errors import EdgeError, InputError
 from device_agent.manifest import ModelFormat
 from device_agent.runtimes import load_model
+from edge_sdk.data import Dataset, fit_to_shape, load_dataset
+
+_KERAS_SUFFIXES = {".keras", ".h5", ".hdf5"}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How to evaluate: batch size (models with a fixed batch run one by one) and runtime."""
+
+    batch_size: int = 64
+    runtime: str | None = None
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What ``edge eval`` reports. ``accuracy`` is None only for unlabelled data with a reference."""
+
+    artifact: str
+    data: str
+    samples: int
+    accuracy: float | None
+    error_rate: float | None
+    correct: int | None
+    runtime: str
+    batch_size: int
+    reference: str | None = None
+    agreement: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- pure core -------------------------------------------------------------------------
+
+
+def predicted_classes(outputs: np.ndarray) -> np.ndarray:
+    """Class index per sample from logits or probabilities (first axis = samples)."""
+    out = np.asarray(outputs)
+    if out.ndim == 0 or len(out) == 0:
+        raise EdgeError("the model gave no outputs")
+    return out.reshape(len(out), -1).argmax(axis=1)
+
+
+def accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of ``pred`` equal to ``labels`` (same length, non-empty)."""
+    if len(pred) != len(labels) or len(pred) == 0:
+        raise EdgeError(f"{len(pred)} predictions for {len(labels)} labels")
+    return float(np.mean(np.asarray(pred) == np.asarray(labels)))
+
+
+def agreement(pred: np.ndarray, reference: np.ndarray) -> float:
+    """Fraction of samples where two models pick the same top-1 class."""
+    return accuracy(pred, reference)
+
+
+def batches(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+# --- models ----------------------------------------------------------------------------
+
+
+class Predictor(Protocol):
+    """Float batch in, float outputs out; ``input_shape`` has -1 for dynamic dims."""
+
+    runtime: str
+    input_shape: tuple[int, ...]
+
+    def predict(self, x: np.ndarray) -> np.ndarray: ...
+
+
+class _AgentPredictor:
+    def __init__(self, model: Any):
+        self._model = model
+        self.runtime = str(model.backend)
+        self.input_shape = tuple(model.inputs[0].shape)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self._model.predict1(x))
+
+
+class _KerasPredictor:
+    runtime = "keras"
+
+    def __init__(self, model: Any):
+        self._model = model
+        shape = model.inputs[0].shape
+        self.input_shape = tuple(-1 if d is None else int(d) for d in shape)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        try:
+            return np.asarray(self._model(x, training=False))
+        except (ValueError, TypeError) as e:
+            raise InputError(f"input does not fit the Keras model: {str(e).splitlines()[0]}") from e
+
+
+def is_keras_path(path: Path) -> bool:
+    return path.suffix.lower() in _KERAS_SUFFIXES or (path / "saved_model.pb").exists()
+
+
+@contextlib.contextmanager
+def open_predictor(path: Path, config: EvalConfig) -> Iterator[Predictor]:
+    """A predictor for any artifact, valid inside the ``with`` (bundles unpack to a temp dir)."""
+    if not path.exists():
+        raise EdgeError(f"{path}: no such model file")
+    if is_keras_path(path):
+        from edge_sdk.models import load_source
+
+        yield _KerasPredictor(load_source(path).obj)
+        return
+    from device_agent.loader import engine_for
+    from device_agent.runtimes import RuntimeOptions
+
+    opts = RuntimeOptions(threads=config.threads)
+    with engine_for(path, runtime=config.runtime, options=opts) as engine:
+        yield _AgentPredictor(engine.model)
+
+
+def predict_all(predictor: Predictor, x: np.ndarray, batch_size: int) -> tuple[np.ndarray, int]:
+    """Top-1 per sample, in batches; falls back to one by one if the model fixes its batch.
+
+    Returns the predictions and the batch size actually used.
+    """
+    size = max(1, batch_size)
+    if size > 1 and predictor.input_shape and predictor.input_shape[0] == 1:
+        size = 1
+    try:
+        return _run_batches(predictor, x, size), size
+    except InputError:
+        if size == 1:
+            raise
+    # A runtime refused to resize its batch dimension: the model is batch-1 only.
+    return _run_batches(predictor, x, 1), 1
+
+
+def _run_batches(predictor: Predictor, x: np.ndarray, size: int) -> np.ndarray:
+    return np.concatenate([predicted_classes(predictor.predict(x[s])) for s in batches(len(x), size)])
+
+
+def evaluate(
+    artifact: str | Path,
+    data: str | Path | Dataset,
+    *,
+    reference: str | Path | None = None,
+    config: EvalConfig | None = None,
+) -> EvalResult:
+    """Top-1 accuracy of ``artifact`` on ``data`` and, with ``reference``, agreement with it."""
+    cfg = config or EvalConfig()
+    path = Path(artifact)
+    ds = data if isinstance(data, Dataset) else load_dataset(data)
+    if len(ds) == 0:
+        raise EdgeError(f"{ds.source}: the data set is empty")
+    if ds.y is None and reference is None:
+        ds.require_labels()
+    with open_predictor(path, cfg) as p:
+        fitted = fit_to_shape(ds, p.input_shape, what=f"model {path.name}")
+        pred, used = predict_all(p, fitted.x, cfg.batch_size)
+        runtime = p.runtime
+    agree = None
+    if reference is not None:
+        with open_predictor(Path(reference), cfg) as r:
+            ref_x = fit_to_shape(ds, r.input_shape, what=f"reference {Path(reference).name}").x
+            agree = agreement(pred, predict_all(r, ref_x, cfg.batch_size)[0])
+    acc = None if ds.y is None else accuracy(pred, ds.y)
+    return EvalResult(
+        artifact=str(path),
+        data=ds.source,
+        samples=len(ds),
+        accuracy=acc,
+        error_rate=None if acc is None else 1.0 - acc,
+        correct=None if ds.y is None else int(np.sum(pred == ds.y)),
+        runtime=runtime,
+        batch_size=used,
+        reference=None if reference is None else str(reference),
+        agreement=agree,
+    )
+
+
+# --- accuracy in percent for the converter's pipeline (models as files or bytes) -------
 
 BATCH = 64
 
@@ -41,3 +233,19 @@ def keras_accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
     if isinstance(out, (list, tuple)):
         out = out[-1]
     return top1(np.asarray(out), y)
+
+
+__all__ = [
+    "EvalConfig",
+    "EvalResult",
+    "Predictor",
+    "accuracy",
+    "agreement",
+    "artifact_accuracy",
+    "evaluate",
+    "keras_accuracy",
+    "open_predictor",
+    "predict_all",
+    "predict_file",
+    "predicted_classes",
+]

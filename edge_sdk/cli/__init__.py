@@ -23,6 +23,8 @@ COMMAND_MODULES = [
     "edge_sdk.cli.collector_cmd",
     "edge_sdk.cli.fleet_cmd",
     "edge_sdk.cli.broker_cmd",
+    "edge_sdk.cli.eval_cmd",
+    "edge_sdk.cli.bench_cmd",
 ]
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,42 @@
+"""``edge eval``: top-1 accuracy of a model or bundle on labelled data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from edge_sdk.cli._common import cli_errors, print_json
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_artifact)
+
+
+@cli_errors
+def eval_artifact(
+    artifact: Path = typer.Argument(..., help="A .tflite, .onnx, .edgepkg, .keras/.h5 or SavedModel"),
+    data: Path = typer.Option(..., "--data", help="Labelled data: .npz (x, y), CSV or image folder"),
+    reference: Path = typer.Option(
+        None, "--reference", help="Another model: report how often both pick the same class"
+    ),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Samples per call"),
+    runtime: str = typer.Option(None, "--runtime", help="Force a runtime (litert, onnxruntime, ...)"),
+    threads: int = typer.Option(None, "--threads", min=1, help="Runtime threads"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Top-1 accuracy and error rate on DATA; with --reference, agreement with that model."""
+    from edge_sdk.evaluate import EvalConfig, evaluate
+
+    cfg = EvalConfig(batch_size=batch_size, runtime=runtime, threads=threads)
+    result = evaluate(artifact, data, reference=reference, config=cfg)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    typer.echo(f"model:      {result.artifact} ({result.runtime}, batch {result.batch_size})")
+    typer.echo(f"data:       {result.data} ({result.samples} samples)")
+    if result.accuracy is not None and result.error_rate is not None:
+        typer.echo(f"accuracy:   {result.accuracy * 100:.2f}% ({result.correct}/{result.samples})")
+        typer.echo(f"error rate: {result.error_rate * 100:.2f}%")
+    if result.agreement is not None:
+        typer.echo(f"agreement:  {result.agreement * 100:.2f}% with {result.reference}")
