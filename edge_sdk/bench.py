@@ -9,6 +9,7 @@ time) sit in one small adapter.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import time
@@ -126,10 +127,8 @@ class ProcessProbe:
     def reset_peak(self) -> None:
         # Writing "5" resets the kernel's peak-RSS counter (Linux >= 4.0), so the peak is
         # this measurement's, not the process's whole history.
-        try:
+        with contextlib.suppress(OSError):
             Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            pass
 
     def peak_rss_mb(self) -> float:
         try:

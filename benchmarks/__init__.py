@@ -1,0 +1,1 @@
+"""Measured claims: ``python -m benchmarks.run`` prints the table (see README)."""
