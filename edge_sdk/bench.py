@@ -191,6 +191,7 @@ def bench_artifact(path: str | Path, *, config: BenchConfig) -> BenchResult:
     """Load ``path`` (``.tflite``, ``.onnx`` or ``.edgepkg``) and measure it under ``config``."""
     from device_agent.loader import engine_for
     from device_agent.runtimes import RuntimeOptions
+    from edge_sdk.evaluate import preferred_format
 
     p = Path(path)
     if not p.is_file():
@@ -199,7 +200,8 @@ def bench_artifact(path: str | Path, *, config: BenchConfig) -> BenchResult:
     probe.reset_peak()
     opts = RuntimeOptions(threads=config.threads, xnnpack=config.xnnpack)
     t0 = time.perf_counter()
-    with engine_for(p, runtime=config.runtime, options=opts) as engine:
+    prefer = preferred_format(config.runtime)
+    with engine_for(p, runtime=config.runtime, options=opts, prefer=prefer) as engine:
         load_ms = (time.perf_counter() - t0) * 1000.0
         model = engine.model
         feeds, source = _inputs(model, config)

@@ -120,6 +120,15 @@ class _KerasPredictor:
             raise InputError(f"input does not fit the Keras model: {str(e).splitlines()[0]}") from e
 
 
+def preferred_format(runtime: str | None) -> ModelFormat | None:
+    """The model format a named runtime runs: picks the member of a bundle with both targets."""
+    if runtime is None:
+        return None
+    from device_agent.runtimes import backend
+
+    return backend(runtime).format
+
+
 def is_keras_path(path: Path) -> bool:
     return path.suffix.lower() in _KERAS_SUFFIXES or (path / "saved_model.pb").exists()
 
@@ -138,7 +147,8 @@ def open_predictor(path: Path, config: EvalConfig) -> Iterator[Predictor]:
     from device_agent.runtimes import RuntimeOptions
 
     opts = RuntimeOptions(threads=config.threads)
-    with engine_for(path, runtime=config.runtime, options=opts) as engine:
+    prefer = preferred_format(config.runtime)
+    with engine_for(path, runtime=config.runtime, options=opts, prefer=prefer) as engine:
         yield _AgentPredictor(engine.model)
 
 

@@ -21,6 +21,7 @@ class Artifacts:
     tflite_int8: Path
     onnx: Path
     bundle: Path
+    bundle_both: Path  # int8 .tflite and float .onnx in one bundle
 
 
 def _tflite(model_path: Path, out: Path, calib: np.ndarray | None) -> Path:
@@ -39,16 +40,18 @@ def _tflite(model_path: Path, out: Path, calib: np.ndarray | None) -> Path:
     return out
 
 
-def _bundle(model: Path, out: Path) -> Path:
+def _bundle(out: Path, *models: Path) -> Path:
     from device_agent.manifest import ModelFormat
     from device_agent.runtimes import load_model
     from edge_sdk.bundle_writer import ModelPayload, build_bundle
 
-    m = load_model(model)
-    payload = ModelPayload(
-        data=model.read_bytes(), format=ModelFormat.TFLITE, inputs=m.inputs, outputs=m.outputs
-    )
-    build_bundle(out, name="digits", version="1.0.0", models=[payload],
+    payloads = []
+    for model in models:
+        m = load_model(model)
+        payloads.append(ModelPayload(
+            data=model.read_bytes(), format=ModelFormat(model.suffix[1:]), inputs=m.inputs, outputs=m.outputs
+        ))
+    build_bundle(out, name="digits", version="1.0.0", models=payloads,
                  labels=tuple(str(i) for i in range(10)))
     return out
 
@@ -64,5 +67,6 @@ def artifacts(keras_cnn: Path, digits: DigitsSplit, tmp_path_factory: pytest.Tem
     km = keras.models.load_model(keras_cnn, compile=False)
     km(digits.x_test[:1])  # Keras exports only a model that has been called once
     km.export(str(onnx_path), format="onnx", verbose=False)
-    bundle = _bundle(int8_tfl, root / "cnn_int8.edgepkg")
-    return Artifacts(keras_cnn, float_tfl, int8_tfl, onnx_path, bundle)
+    bundle = _bundle(root / "cnn_int8.edgepkg", int8_tfl)
+    both = _bundle(root / "cnn_both.edgepkg", int8_tfl, onnx_path)
+    return Artifacts(keras_cnn, float_tfl, int8_tfl, onnx_path, bundle, both)

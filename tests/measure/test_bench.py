@@ -40,6 +40,12 @@ def test_bench_json_keys_and_consistency(kind: str, artifacts: Artifacts) -> Non
     assert r["runtime"] == ("onnxruntime" if kind == "onnx" else "litert")
 
 
+def test_bench_bundle_member_follows_runtime(artifacts: Artifacts) -> None:
+    r = _bench_json(str(artifacts.bundle_both), "--runs", "5", "--runtime", "onnxruntime")
+    assert r["runtime"] == "onnxruntime"
+    assert _bench_json(str(artifacts.bundle_both), "--runs", "5")["runtime"] == "litert"
+
+
 def test_bench_device_cost(artifacts: Artifacts) -> None:
     r = _bench_json(str(artifacts.onnx), "--runs", "20", "--device-cost", "0.5")
     assert r["cost_per_1k"] == pytest.approx(0.5 / 3600 / r["throughput_per_s"] * 1000)

@@ -95,6 +95,14 @@ def test_reference_agreement(artifacts: Artifacts, digits: DigitsSplit) -> None:
     assert cross["agreement"] == pytest.approx(float(np.mean(raw_int8 == raw_float)), abs=1e-12)
 
 
+def test_bundle_with_both_targets_follows_runtime(artifacts: Artifacts, digits: DigitsSplit) -> None:
+    default = _eval_json(str(artifacts.bundle_both), "--data", str(digits.test))
+    onnx = _eval_json(str(artifacts.bundle_both), "--data", str(digits.test), "--runtime", "onnxruntime")
+    assert default["runtime"] == "litert" and onnx["runtime"] == "onnxruntime"
+    assert onnx["accuracy"] == _eval_json(str(artifacts.onnx), "--data", str(digits.test))["accuracy"]
+    assert default["accuracy"] == _eval_json(str(artifacts.tflite_int8), "--data", str(digits.test))["accuracy"]
+
+
 def test_reference_without_labels_reports_agreement_only(artifacts: Artifacts, digits: DigitsSplit,
                                                         tmp_path: Path) -> None:
     unlabelled = tmp_path / "x.npz"
