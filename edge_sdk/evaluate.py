@@ -170,7 +170,14 @@ def predict_all(predictor: Predictor, x: np.ndarray, batch_size: int) -> tuple[n
 
 
 def _run_batches(predictor: Predictor, x: np.ndarray, size: int) -> np.ndarray:
-    return np.concatenate([predicted_classes(predictor.predict(x[s])) for s in batches(len(x), size)])
+    out = []
+    for s in batches(len(x), size):
+        pred = predicted_classes(predictor.predict(x[s]))
+        if len(pred) != s.stop - s.start:
+            # A graph with a batch size baked into a reshape answers with the wrong count.
+            raise InputError(f"model gave {len(pred)} answers for a batch of {s.stop - s.start}")
+        out.append(pred)
+    return np.concatenate(out)
 
 
 def evaluate(
