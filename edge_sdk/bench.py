@@ -168,8 +168,9 @@ def _inputs(model: Model, config: BenchConfig) -> tuple[list[list[np.ndarray]], 
     from edge_sdk.data import fit_to_shape, load_dataset
 
     ds = fit_to_shape(load_dataset(config.data), model.inputs[0].shape, what=f"model {model.path.name}")
-    idx = np.arange(config.batch * min(config.runs, max(1, len(ds) // config.batch + 1)))
-    x = ds.x[idx % len(ds)]
+    # Enough distinct batches to cover the data once (or one per run), wrapping around.
+    n_batches = min(config.runs, -(-len(ds) // config.batch))
+    x = ds.x[np.arange(n_batches * config.batch) % len(ds)]
     return [[model.prepare(x[s : s + config.batch])] for s in range(0, len(x), config.batch)], str(config.data)
 
 
