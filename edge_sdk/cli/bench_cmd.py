@@ -21,6 +21,7 @@ def bench(
     threads: int = typer.Option(None, "--threads", help="Runtime threads (default: runtime's own)"),
     batch: int = typer.Option(1, "--batch", help="Samples per call"),
     runtime: str = typer.Option(None, "--runtime", help="Force a runtime (litert, onnxruntime, ...)"),
+    xnnpack: bool = typer.Option(True, "--xnnpack/--no-xnnpack", help="LiteRT's XNNPACK CPU delegate"),
     data: Path = typer.Option(None, "--data", help="Real inputs (.npz/CSV/folder) instead of random"),
     device_cost: float = typer.Option(
         None, "--device-cost", help="Device cost per hour: adds the cost of 1,000 inferences"
@@ -32,7 +33,7 @@ def bench(
 
     cfg = BenchConfig(
         runs=runs, warmup=warmup, threads=threads, batch=batch, runtime=runtime,
-        data=data, device_cost_per_hour=device_cost,
+        data=data, device_cost_per_hour=device_cost, xnnpack=xnnpack,
     )
     r = bench_artifact(artifact, config=cfg)
     if as_json:

@@ -85,6 +85,21 @@ def test_bench_corrupt_and_missing(artifacts: Artifacts, tmp_path: Path) -> None
         assert p.name in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
+def test_bench_refuses_what_it_cannot_run(artifacts: Artifacts) -> None:
+    for args, needle in (
+        ([str(artifacts.keras)], "expected .tflite or .onnx"),
+        ([str(artifacts.tflite), "--runtime", "onnxruntime"], "runs onnx, not tflite"),
+        ([str(artifacts.tflite), "--runtime", "nosuch"], "unknown runtime"),
+    ):
+        res = runner.invoke(app, ["bench", *args])
+        assert res.exit_code == 2 and needle in res.stderr, res.output
+
+
+def test_bench_without_xnnpack_still_runs(artifacts: Artifacts) -> None:
+    r = _bench_json(str(artifacts.tflite_int8), "--runs", "5", "--no-xnnpack")
+    assert r["runtime"] == "litert" and r["latency_ms"]["p50"] > 0
+
+
 def test_bench_data_shape_mismatch(artifacts: Artifacts, tmp_path: Path) -> None:
     p = tmp_path / "wrong.npz"
     np.savez(p, x=np.zeros((3, 7), np.float32))
