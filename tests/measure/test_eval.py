@@ -176,3 +176,17 @@ def test_corrupt_bundle_byte(artifacts: Artifacts, digits: DigitsSplit, tmp_path
 
 def test_missing_model(digits: DigitsSplit, tmp_path: Path) -> None:
     _fails([str(tmp_path / "nope.tflite"), "--data", str(digits.test)], "nope.tflite")
+
+
+def test_pure_top1_accuracy_agreement() -> None:
+    from device_agent.errors import EdgeError
+    from edge_sdk.evaluate import accuracy, agreement, top1
+
+    logits = np.array([[0.1, 2.0, -1.0], [3.0, 0.0, 0.0], [0.0, 0.0, 5.0], [1.0, 0.5, 0.2]])
+    pred = top1(logits)
+    assert pred.tolist() == [1, 0, 2, 0]
+    assert accuracy(pred, np.array([1, 0, 1, 1])) == 0.5
+    assert agreement(pred, pred) == 1.0
+    assert top1(logits[:, :, None]).tolist() == [1, 0, 2, 0]  # trailing dims are flattened
+    with pytest.raises(EdgeError, match="3 predictions for 4 labels"):
+        accuracy(pred[:3], np.zeros(4))
