@@ -180,17 +180,36 @@ def _run_batches(predictor: Predictor, x: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate(out)
 
 
+def bundled_validation(bundle: Path) -> Dataset:
+    """The validation set a bundle carries (``validation.npz``), for eval without ``--data``."""
+    from device_agent.loader import opened_bundle
+
+    if bundle.suffix.lower() != ".edgepkg":
+        raise EdgeError(f"{bundle}: --data is required (only a .edgepkg can carry its own validation set)")
+    with opened_bundle(bundle) as b:
+        if b.validation_path is None:
+            raise EdgeError(f"{bundle}: no --data given and the bundle carries no validation set")
+        ds = load_dataset(b.validation_path)
+    return Dataset(ds.x, ds.y, f"{bundle}:{b.manifest.validation}", ds.classes)
+
+
 def evaluate(
     artifact: str | Path,
-    data: str | Path | Dataset,
+    data: str | Path | Dataset | None,
     *,
     reference: str | Path | None = None,
     config: EvalConfig | None = None,
 ) -> EvalResult:
-    """Top-1 accuracy of ``artifact`` on ``data`` and, with ``reference``, agreement with it."""
+    """Top-1 accuracy of ``artifact`` on ``data`` and, with ``reference``, agreement with it.
+
+    ``data=None`` uses the validation set inside a bundle.
+    """
     cfg = config or EvalConfig()
     path = Path(artifact)
-    ds = data if isinstance(data, Dataset) else load_dataset(data)
+    if data is None:
+        ds = bundled_validation(path)
+    else:
+        ds = data if isinstance(data, Dataset) else load_dataset(data)
     if len(ds) == 0:
         raise EdgeError(f"{ds.source}: the data set is empty")
     if ds.y is None and reference is None:

@@ -16,7 +16,9 @@ def register(app: typer.Typer) -> None:
 @cli_errors
 def eval_artifact(
     artifact: Path = typer.Argument(..., help="A .tflite, .onnx, .edgepkg, .keras/.h5 or SavedModel"),
-    data: Path = typer.Option(..., "--data", help="Labelled data: .npz (x, y), CSV or image folder"),
+    data: Path = typer.Option(
+        None, "--data", help="Labelled data: .npz (x, y), CSV or image folder (default: a bundle's own)"
+    ),
     reference: Path = typer.Option(
         None, "--reference", help="Another model: report how often both pick the same class"
     ),

@@ -40,7 +40,7 @@ def _tflite(model_path: Path, out: Path, calib: np.ndarray | None) -> Path:
     return out
 
 
-def _bundle(out: Path, *models: Path) -> Path:
+def _bundle(out: Path, *models: Path, validation: bytes | None = None) -> Path:
     from device_agent.manifest import ModelFormat
     from device_agent.runtimes import load_model
     from edge_sdk.bundle_writer import ModelPayload, build_bundle
@@ -52,7 +52,7 @@ def _bundle(out: Path, *models: Path) -> Path:
             data=model.read_bytes(), format=ModelFormat(model.suffix[1:]), inputs=m.inputs, outputs=m.outputs
         ))
     build_bundle(out, name="digits", version="1.0.0", models=payloads,
-                 labels=tuple(str(i) for i in range(10)))
+                 labels=tuple(str(i) for i in range(10)), validation=validation)
     return out
 
 
@@ -68,5 +68,6 @@ def artifacts(keras_cnn: Path, digits: DigitsSplit, tmp_path_factory: pytest.Tem
     km(digits.x_test[:1])  # Keras exports only a model that has been called once
     km.export(str(onnx_path), format="onnx", verbose=False)
     bundle = _bundle(root / "cnn_int8.edgepkg", int8_tfl)
-    both = _bundle(root / "cnn_both.edgepkg", int8_tfl, onnx_path)
+    # The mixed-fleet bundle also carries the test split as its validation set.
+    both = _bundle(root / "cnn_both.edgepkg", int8_tfl, onnx_path, validation=digits.test.read_bytes())
     return Artifacts(keras_cnn, float_tfl, int8_tfl, onnx_path, bundle, both)

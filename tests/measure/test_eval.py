@@ -103,6 +103,15 @@ def test_bundle_with_both_targets_follows_runtime(artifacts: Artifacts, digits: 
     assert default["accuracy"] == _eval_json(str(artifacts.tflite_int8), "--data", str(digits.test))["accuracy"]
 
 
+def test_bundle_validation_set_is_the_default_data(artifacts: Artifacts, digits: DigitsSplit) -> None:
+    own = _eval_json(str(artifacts.bundle_both))
+    explicit = _eval_json(str(artifacts.bundle_both), "--data", str(digits.test))
+    assert own["samples"] == len(digits.y_test) and own["accuracy"] == explicit["accuracy"]
+    assert own["data"].endswith(":validation.npz")
+    _fails([str(artifacts.bundle)], "no validation set")
+    _fails([str(artifacts.tflite)], "--data is required")
+
+
 def test_reference_without_labels_reports_agreement_only(artifacts: Artifacts, digits: DigitsSplit,
                                                         tmp_path: Path) -> None:
     unlabelled = tmp_path / "x.npz"
