@@ -27,7 +27,7 @@ from edge_sdk.data import Dataset, fit_to_shape, load_dataset
 _KERAS_SUFFIXES = {".keras", ".h5", ".hdf5"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EvalConfig:
     """How to evaluate: batch size (models with a fixed batch run one by one) and runtime."""
 
