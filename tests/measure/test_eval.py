@@ -189,13 +189,14 @@ def test_missing_model(digits: DigitsSplit, tmp_path: Path) -> None:
 
 def test_pure_top1_accuracy_agreement() -> None:
     from device_agent.errors import EdgeError
-    from edge_sdk.evaluate import accuracy, agreement, top1
+    from edge_sdk.evaluate import accuracy, agreement, predicted_classes, top1
 
     logits = np.array([[0.1, 2.0, -1.0], [3.0, 0.0, 0.0], [0.0, 0.0, 5.0], [1.0, 0.5, 0.2]])
-    pred = top1(logits)
+    pred = predicted_classes(logits)
     assert pred.tolist() == [1, 0, 2, 0]
     assert accuracy(pred, np.array([1, 0, 1, 1])) == 0.5
     assert agreement(pred, pred) == 1.0
-    assert top1(logits[:, :, None]).tolist() == [1, 0, 2, 0]  # trailing dims are flattened
+    assert predicted_classes(logits[:, :, None]).tolist() == [1, 0, 2, 0]  # trailing dims flattened
+    assert top1(logits, np.array([1, 0, 1, 1])) == 50.0  # the pipeline's percent form
     with pytest.raises(EdgeError, match="3 predictions for 4 labels"):
         accuracy(pred[:3], np.zeros(4))
