@@ -13,7 +13,6 @@ Prints a Markdown table and PASS/FAIL per target, and writes it to
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -42,7 +41,7 @@ MICRO_BATCH = 16
 class Plan:
     """How much to measure. ``quick`` keeps the code path whole but cuts every count."""
 
-    epochs: int = 12
+    epochs: int = 6  # what examples/digits/train.py trains
     repeats: int = 7
     runs_b1: int = 300
     runs_b32: int = 40
@@ -92,27 +91,40 @@ class ServeLoop:
 # --- building the models ---------------------------------------------------------------
 
 
-def build_artifacts(plan: Plan, work: Path) -> tuple[dict[tuple[str, str], Path], Path]:
-    """Train LeNet-5, export float and int8 for both targets; returns paths and test .npz."""
-    from benchmarks.convert import INT8, onnx_float, tflite_float
-    from benchmarks.digits_lenet import load_digits_28, train_lenet5
+def _exporters() -> dict[str, Any]:
+    from edge_sdk.passes.quantize_onnx import OnnxExporter
+    from edge_sdk.passes.quantize_tflite import TFLiteExporter
 
-    data = load_digits_28(seed=0)
+    return {"tflite": TFLiteExporter(), "onnx": OnnxExporter()}
+
+
+def build_artifacts(plan: Plan, work: Path) -> tuple[dict[tuple[str, str], Path], Path]:
+    """Train the digits example's LeNet-5, then export float32 and int8 for both targets
+    with the converter's own passes (``edge optimize --int8`` defaults, no remedy search).
+    Returns the model paths and the test split (.npz)."""
+    import keras
+
+    from edge_sdk.data import load_dataset
+    from edge_sdk.demo.digits import train
+    from edge_sdk.passes.quantize import QuantizeConfig
+
     t0 = time.perf_counter()
-    model = train_lenet5(data, epochs=plan.epochs, seed=0)
+    art = train(work / "digits", epochs=plan.epochs)
     _log(f"trained LeNet-5 ({plan.epochs} epochs) in {time.perf_counter() - t0:.1f} s")
-    calib = data.x_train[: plan.calib]
-    floats = {"tflite": lambda: tflite_float(model, work / "lenet5.tflite"),
-              "onnx": lambda: onnx_float(model, work / "lenet5.onnx", data.x_test)}
+    model = keras.models.load_model(art.model, compile=False)
+    calib = load_dataset(art.train)
+    cfg = QuantizeConfig(samples=plan.calib)
     paths: dict[tuple[str, str], Path] = {}
-    # The converters print progress on stdout; keep stdout for the table.
-    with contextlib.redirect_stdout(sys.stderr):
-        for target in TARGETS:
-            paths[(target, "float32")] = floats[target]()
-            paths[(target, "int8")] = INT8[target](
-                model, paths[(target, "float32")], calib, work / f"lenet5_int8.{target}"
-            )
-    return paths, data.save_test(work / "test.npz")
+    for target, exporter in _exporters().items():
+        tmp = work / target
+        tmp.mkdir()
+        outputs = {"float32": lambda e=exporter, t=tmp: e.export_float(model, t),
+                   "int8": lambda e=exporter, t=tmp: e.quantize(model, cfg, calib, t)}
+        for precision, make in outputs.items():
+            path = work / f"lenet5_{precision}.{target}"
+            path.write_bytes(make())
+            paths[(target, precision)] = path
+    return paths, art.test
 
 
 # --- measuring -------------------------------------------------------------------------
