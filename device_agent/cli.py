@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -28,12 +29,23 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log to st
 @app.command("run")
 def run(
     bundle: Path = typer.Argument(..., help="A .edgepkg bundle, or a .tflite/.onnx file"),
-    source: str = typer.Option(..., "--source", help="Input: file:DATA.npz[?rate=HZ]"),
+    source: str = typer.Option(
+        ..., "--source", help="file:DATA.npz|csv, sim:imu, sim:vibration, dir:PATH, mqtt:TOPIC?broker=URL, stdin"
+    ),
     rate: float = typer.Option(None, "--rate", help="Replay at this many readings per second"),
     runtime: str = typer.Option(None, "--runtime", help="Force a runtime (litert, onnxruntime, ...)"),
     threads: int = typer.Option(None, "--threads", help="Runtime threads"),
     limit: int = typer.Option(None, "--limit", help="Stop after this many results"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the summary"),
+    cache: str = typer.Option("off", "--cache", help="Input cache: off, exact or near:TOLERANCE"),
+    cache_mb: float = typer.Option(32.0, "--cache-mb", help="Cache memory cap in MiB"),
+    exit_threshold: list[str] = typer.Option(
+        [], "--exit-threshold", help="Early-exit threshold in [0,1] for every exit, or STAGE:VALUE"
+    ),
+    batch: int = typer.Option(1, "--batch", help="Micro-batch up to N inputs"),
+    batch_ms: float = typer.Option(5.0, "--batch-ms", help="...or until T ms passed, whichever first"),
+    sink: str = typer.Option("stdout", "--sink", help="Results to stdout or mqtt://HOST:PORT"),
+    results_qos: int = typer.Option(0, "--results-qos", help="QoS (0 or 1) of MQTT results"),
     broker: str = typer.Option(None, "--broker", help="Publish telemetry to mqtt[s]://HOST:PORT"),
     device_id: str = typer.Option(None, "--device-id", help="This device's id ([A-Za-z0-9_-])"),
     fleet: str = typer.Option("default", "--fleet", help="Fleet id ([A-Za-z0-9_-])"),
@@ -44,22 +56,22 @@ def run(
     cert_file: str = typer.Option(None, "--tls-cert", help="Client certificate (PEM)"),
     key_file: str = typer.Option(None, "--tls-key", help="Client key (PEM)"),
     username: str = typer.Option(None, "--username", help="Broker user name"),
-    password: str = typer.Option(
-        None, "--password", envvar="EDGE_MQTT_PASSWORD", help="Broker password"
-    ),
+    password: str = typer.Option(None, "--password", envvar="EDGE_MQTT_PASSWORD", help="Broker password"),
     outbox: Path = typer.Option(None, "--outbox", help="Telemetry outbox (SQLite) path"),
 ) -> None:
     """Serve every input from SOURCE; print one JSON line per result, then a summary."""
+    from device_agent.batching import BatchOptions
     from device_agent.loader import engine_for
     from device_agent.runtimes import RuntimeOptions
     from device_agent.serve import serve
-    from device_agent.sinks import StdoutSink
     from device_agent.sources import open_source
 
     try:
+        opts = _engine_options(cache, cache_mb, exit_threshold)
+        batching = BatchOptions(max_batch=batch, max_wait_ms=batch_ms)
         src = open_source(source, **({"rate": str(rate)} if rate else {}))
-        with engine_for(bundle, runtime=runtime, options=RuntimeOptions(threads=threads)) as engine:
-            sinks = [] if quiet else [StdoutSink()]
+        sinks = _sinks(sink, quiet, fleet, device_id, results_qos)
+        with engine_for(bundle, runtime=runtime, options=RuntimeOptions(threads=threads), engine_options=opts) as engine:
             telemetry = None
             if broker:
                 from device_agent.telemetry import agent as tm
@@ -76,7 +88,7 @@ def run(
                 telemetry = tm.start_telemetry(args, bundle, engine)
             observers = [telemetry] if telemetry else []
             try:
-                stats = serve(src, engine, sinks=sinks, limit=limit, observers=observers)
+                stats = serve(src, engine, sinks=sinks, limit=limit, observers=observers, batch=batching)
             except KeyboardInterrupt:
                 typer.echo("stopped", err=True)
                 raise typer.Exit(0) from None
@@ -87,6 +99,27 @@ def run(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(json.dumps({"summary": stats.summary()}))
+
+
+def _engine_options(cache: str, cache_mb: float, thresholds: list[str]) -> Any:
+    from device_agent.cache import CacheConfig
+    from device_agent.engine import EngineOptions
+    from device_agent.exit_policy import parse_threshold_options
+
+    return EngineOptions(
+        cache=CacheConfig.parse(cache, max_bytes=int(cache_mb * 1024 * 1024)),
+        thresholds=parse_threshold_options(thresholds),
+    )
+
+
+def _sinks(sink: str, quiet: bool, fleet: str, device_id: str | None, qos: int) -> list[Any]:
+    from device_agent.sinks import open_sink
+
+    if sink == "stdout":
+        return [] if quiet else [open_sink("stdout")]
+    if not device_id:
+        raise EdgeError("--device-id: expected an id with --sink mqtt://..., found nothing")
+    return [open_sink(sink, fleet=fleet, device_id=device_id, qos=qos)]
 
 
 def main() -> None:

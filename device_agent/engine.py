@@ -1,20 +1,44 @@
 """The inference engine: a verified bundle's model(s) behind one ``infer`` call.
 
-The engine turns a batch of raw inputs into :class:`Prediction` rows. The serve loop
-(``device_agent.serve``) feeds it and never touches a runtime directly, so caching,
-early exit and model swaps slot in here without changing the loop.
+The engine turns raw readings into :class:`Prediction` rows: preprocessing from the
+manifest, the input cache, the early-exit cascade and the runtime all sit here, so the
+serve loop (``device_agent.serve``) never touches a runtime and model swaps replace
+one object.
+
+**The cascade convention.** A bundle with early exits holds one model file per stage
+(``ModelFile.stage`` = 0, 1, ...). Stage 0 takes the bundle's input; stage ``k > 0``
+takes stage ``k-1``'s *features*. Every stage but the last outputs two tensors,
+``[features, logits]``; the last outputs ``[logits]`` (probabilities are accepted too).
+Converters may reorder outputs, so the engine tells them apart by shape: *features*
+is the output whose shape equals the next stage's input, *logits* is the rank-2
+output with as many classes as the last stage (when both fit, declared order wins).
+The manifest's ``exits`` name stages 0..n-2 with a threshold and a criterion (see
+``device_agent.exit_policy``); the engine runs stage by stage and stops a row at the
+first confident exit. A cascade that does not fit this convention is refused on load.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from device_agent.manifest import Manifest, ModelFormat
+from device_agent.cache import CacheConfig, CacheMode, LRUCache, input_key
+from device_agent.errors import BundleError, InputError
+from device_agent.exit_policy import ExitRule, override, rules_from_manifest
+from device_agent.manifest import Manifest, ModelFormat, TensorSpec
+from device_agent.preprocess import Pipeline
+from device_agent.quant import dequantize
 from device_agent.runtimes import RuntimeOptions, load_model
 from device_agent.runtimes.model import Model
+
+log = logging.getLogger(__name__)
+
+_QRANGE = {"int8": (-128, 127), "uint8": (0, 255)}
 
 
 @dataclass(frozen=True)
@@ -29,6 +53,14 @@ class Prediction:
     output: np.ndarray | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class EngineOptions:
+    """Run-time choices: the input cache and threshold overrides (``None`` key = every exit)."""
+
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    thresholds: Mapping[int | None, float] = field(default_factory=dict)
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -37,46 +69,288 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def as_probabilities(out: np.ndarray) -> np.ndarray:
     """Outputs that already sum to 1 are probabilities; anything else is treated as logits."""
-    # min/abs-max instead of np.all/np.allclose: same test, but allclose alone cost ~30 µs
-    # per call, more than a small int8 model's whole invoke (benchmarks/run.py).
-    if out.ndim == 2 and out.size and out.min() >= 0 and np.abs(out.sum(axis=1) - 1.0).max() <= 1e-2:
+    if looks_like_probabilities(out):
         return out
     return softmax(out.astype(np.float32))
 
 
-class Engine:
-    """Runs one model (stage 0) of a bundle, or a bare model file."""
+def looks_like_probabilities(out: np.ndarray) -> bool:
+    # min/abs-max rather than np.all/np.allclose: the same test, and allclose alone cost
+    # ~30 µs per call, more than a small int8 model's whole invoke.
+    return bool(out.ndim == 2 and out.size and out.min() >= 0 and np.abs(out.sum(axis=1) - 1.0).max() <= 1e-2)
 
-    def __init__(self, model: Model, *, labels: tuple[str, ...] = (), manifest: Manifest | None = None):
+
+class Stage:
+    """One model of the cascade, with the positions of its feature and logit outputs."""
+
+    def __init__(self, model: Model, *, logits: int, features: int | None):
         self.model = model
+        self.logits = logits
+        self.features = features
+        self.in_spec: TensorSpec = model.inputs[0]
+        self.out_specs = model.outputs
+        self.probabilities: bool | None = None  # decided on the first output, then fixed
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Float batch → (class probabilities, float features or None)."""
+        raw = self.model.runtime.run([to_model_dtype(x, self.in_spec)])
+        logits = dequantize(raw[self.logits], self.out_specs[self.logits]).reshape(len(x), -1)
+        if self.probabilities is None:
+            self.probabilities = looks_like_probabilities(logits)
+        probs = logits if self.probabilities else softmax(logits.astype(np.float32, copy=False))
+        feats = None
+        if self.features is not None:
+            feats = dequantize(raw[self.features], self.out_specs[self.features])
+        return probs, feats
+
+
+def to_model_dtype(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Float batch → the model's input dtype. Finite values are checked before this."""
+    if spec.quantized:
+        lo, hi = _QRANGE[spec.dtype]
+        q = np.round(x / np.float32(spec.scale)) + int(spec.zero_point or 0)  # as quant.quantize
+        return np.clip(q, lo, hi).astype(spec.dtype)
+    return np.ascontiguousarray(x, dtype=spec.dtype)
+
+
+class Engine:
+    """Runs a bundle's cascade (one stage for a plain model) with preprocessing and cache."""
+
+    def __init__(
+        self,
+        model: Model | Sequence[Model],
+        *,
+        labels: tuple[str, ...] = (),
+        manifest: Manifest | None = None,
+        options: EngineOptions | None = None,
+    ):
+        models = [model] if isinstance(model, Model) else list(model)
+        self.model = models[0]
         self.labels = labels
         self.manifest = manifest
+        self.options = options or EngineOptions()
+        self.stages = build_stages(models)
+        self.pipeline = Pipeline.parse(manifest.preprocessing) if manifest else Pipeline()
+        base = rules_from_manifest(manifest.exits, len(models)) if manifest else {}
+        self.rules: dict[int, ExitRule] = override(base, self.options.thresholds, len(models))
+        cfg = self.options.cache
+        self.cache = LRUCache(cfg.max_bytes) if cfg.mode != CacheMode.OFF else None
+        self._tol = cfg.tolerance if cfg.mode == CacheMode.NEAR else 0.0
+        self._plans: dict[tuple[int, ...], tuple[int, ...] | str] = {}
+        self._sample = tuple(self.stages[0].in_spec.shape[1:])
 
     @classmethod
     def from_bundle_dir(
-        cls, root: Path, manifest: Manifest, *, runtime: str | None = None,
-        options: RuntimeOptions | None = None, prefer: ModelFormat | None = None,
+        cls,
+        root: Path,
+        manifest: Manifest,
+        *,
+        runtime: str | None = None,
+        options: RuntimeOptions | None = None,
+        prefer: ModelFormat | None = None,
+        engine_options: EngineOptions | None = None,
     ) -> Engine:
         fmt = prefer if prefer in manifest.targets else manifest.targets[0]
-        first = manifest.stage_files(fmt)[0]
-        model = load_model(root / first.path, runtime=runtime, options=options)
-        return cls(model, labels=manifest.labels, manifest=manifest)
+        files = manifest.stage_files(fmt)
+        stages = [f.stage for f in files]
+        if stages != list(range(len(files))):
+            raise BundleError(
+                f"manifest.json: {fmt.value} stages are {stages}; expected 0..{len(files) - 1}"
+            )
+        models = [load_model(root / f.path, runtime=runtime, options=options) for f in files]
+        return cls(models, labels=manifest.labels, manifest=manifest, options=engine_options)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return self.model.inputs[0].shape
 
+    @property
+    def batchable(self) -> bool:
+        """Whether every stage accepts more than one row per call."""
+        return all(len(s.in_spec.shape) > 0 and s.in_spec.shape[0] != 1 for s in self.stages)
+
+    def set_thresholds(self, thresholds: Mapping[int | None, float]) -> None:
+        """Change exit thresholds while serving; cached answers are dropped, tensors kept."""
+        self.rules = override(self.rules, thresholds, len(self.stages))
+        if self.cache is not None:
+            self.cache.drop_results()
+
+    # -- serving ---------------------------------------------------------------------
+
+    def infer_one(self, value: np.ndarray) -> Prediction:
+        """One raw reading → its prediction. Bad input raises :class:`InputError`."""
+        x = self._finite(value)
+        if self.cache is None:
+            return self._answer(self._prepare(x))
+        key = input_key(x, tolerance=self._tol)
+        hit = self.cache.get(key)
+        if hit is not None and hit.result is not None:
+            return replace(hit.result, cached=True)
+        rows = hit.tensor if hit is not None and hit.tensor is not None else self._prepare(x)
+        pred = self._answer(rows)
+        self.cache.put(key, rows, pred)
+        return pred
+
+    def infer_many(self, values: Sequence[np.ndarray]) -> list[Prediction | InputError]:
+        """A micro-batch: readings are checked one by one, the good ones run together."""
+        out: list[Prediction | InputError] = [InputError("not run")] * len(values)
+        todo: list[tuple[int, np.ndarray, bytes | None]] = []
+        for i, v in enumerate(values):
+            try:
+                x = self._finite(v)
+                key = None
+                if self.cache is not None:
+                    key = input_key(x, tolerance=self._tol)
+                    hit = self.cache.get(key)
+                    if hit is not None and hit.result is not None:
+                        out[i] = replace(hit.result, cached=True)
+                        continue
+                todo.append((i, self._prepare(x), key))
+            except InputError as e:
+                out[i] = e
+        if todo:
+            self._answer_batch(todo, out)
+        return out
+
     def infer(self, batch: np.ndarray) -> list[Prediction]:
-        """Run a float batch (first axis = samples) and return one prediction per row."""
-        out = self.model.predict1(batch)
-        probs = as_probabilities(out.reshape(len(batch), -1))
-        idx = probs.argmax(axis=1)
-        return [
-            Prediction(
-                index=int(i),
-                label=self.labels[i] if i < len(self.labels) else str(int(i)),
-                confidence=float(p[i]),
-                output=o,
-            )
-            for i, p, o in zip(idx, probs, out, strict=True)
-        ]
+        """Run a float batch already in the model's input shape; one prediction per row."""
+        x = np.asarray(batch, dtype=np.float32)
+        probs, stage = self.cascade(x)
+        return [self._prediction(p, int(s)) for p, s in zip(probs, stage, strict=True)]
+
+    def cascade(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of ``x`` through the stages → (probabilities, exit stage) per row."""
+        n, last = len(x), len(self.stages) - 1
+        probs, feats = self.stages[0].run(x)
+        if last == 0:
+            return probs, np.zeros(n, dtype=np.int64)
+        out = np.empty_like(probs)
+        stage = np.full(n, last, dtype=np.int64)
+        idx = np.arange(n)
+        for k in range(last + 1):
+            if k > 0:
+                probs, feats = self.stages[k].run(feats)  # type: ignore[arg-type]
+            rule = self.rules.get(k) if k < last else None
+            done = rule.exits(probs) if rule is not None else np.full(len(idx), k == last)
+            out[idx[done]] = probs[done]
+            stage[idx[done]] = k
+            if done.all():
+                break
+            if done.any():
+                idx, feats = idx[~done], feats[~done]  # type: ignore[index]
+        return out, stage
+
+    # -- internals -------------------------------------------------------------------
+
+    def _finite(self, value: np.ndarray) -> np.ndarray:
+        try:
+            x = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"input is not numeric ({e})") from None
+        # One sum is far cheaper than isfinite over every element; only when the sum is
+        # not finite (NaN/inf present, or a float32 overflow) is the full check run.
+        if not math.isfinite(x.sum()) and not np.isfinite(x).all():
+            raise InputError(f"input of shape {x.shape} contains NaN or infinite values")
+        return x
+
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        """Preprocess one reading and shape it as model rows (rows, *sample)."""
+        if self.pipeline:
+            try:
+                x = self.pipeline(x)
+            except (ValueError, IndexError) as e:
+                raise InputError(f"preprocessing failed on input of shape {x.shape}: {e}") from None
+        plan = self._plans.get(x.shape)
+        if plan is None:
+            plan = self._plans[x.shape] = self._plan(x.shape)
+        if isinstance(plan, str):
+            raise InputError(plan)
+        return x.reshape(plan)
+
+    def _plan(self, shape: tuple[int, ...]) -> tuple[int, ...] | str:
+        """Target shape for readings of ``shape`` (cached), or why they cannot fit."""
+        want = self._sample
+        if any(d <= 0 for d in want):  # dynamic sizes: only the rank can be checked
+            if len(shape) == len(want):
+                return (1, *shape)
+            if len(shape) == len(want) + 1:
+                return shape
+            return f"input of shape {shape} does not fit the model input of shape {want}"
+        if shape == want:
+            return (1, *want)
+        if len(shape) == len(want) + 1 and shape[1:] == want:
+            return shape  # a stack of windows from preprocessing
+        size, need = int(np.prod(shape)), int(np.prod(want))
+        if size == need:
+            return (1, *want)  # e.g. a flat CSV row for an image model
+        return (
+            f"input of shape {shape} ({size} values) does not fit the model input "
+            f"{self.stages[0].in_spec.name} of shape {want} ({need} values per sample)"
+        )
+
+    def _answer(self, rows: np.ndarray) -> Prediction:
+        probs, stage = self.cascade(rows)
+        if len(rows) == 1:
+            return self._prediction(probs[0], int(stage[0]))
+        return self._prediction(probs.mean(axis=0), int(stage.max()))
+
+    def _answer_batch(
+        self, todo: list[tuple[int, np.ndarray, bytes | None]], out: list[Prediction | InputError]
+    ) -> None:
+        rows = np.concatenate([r for _, r, _ in todo])
+        probs, stage = self.cascade(rows)
+        start = 0
+        for i, r, key in todo:
+            p, s = probs[start : start + len(r)], stage[start : start + len(r)]
+            start += len(r)
+            pred = self._prediction(p.mean(axis=0) if len(r) > 1 else p[0], int(s.max()))
+            out[i] = pred
+            if self.cache is not None and key is not None:
+                self.cache.put(key, r, pred)
+
+    def _prediction(self, p: np.ndarray, stage: int) -> Prediction:
+        i = int(p.argmax())
+        label = self.labels[i] if i < len(self.labels) else str(i)
+        return Prediction(index=i, label=label, confidence=float(p[i]), stage=stage, output=p)
+
+
+def build_stages(models: Sequence[Model]) -> list[Stage]:
+    """Pair each model's outputs with the cascade roles; refuse cascades that do not fit."""
+    if len(models) == 1:
+        return [Stage(models[0], logits=0, features=None)]
+    last = models[-1]
+    if len(last.outputs) != 1:
+        raise BundleError(
+            f"cascade: the last stage {last.path.name} must have one output (logits), "
+            f"it has {len(last.outputs)}"
+        )
+    classes = last.outputs[0].shape[-1]
+    stages = []
+    for k, m in enumerate(models[:-1]):
+        nxt = tuple(models[k + 1].inputs[0].shape[1:])
+        stages.append(_pair_outputs(m, k, nxt, classes))
+    stages.append(Stage(last, logits=0, features=None))
+    return stages
+
+
+def _pair_outputs(m: Model, k: int, next_input: tuple[int, ...], classes: int) -> Stage:
+    outs = m.outputs
+    shapes = [tuple(o.shape[1:]) for o in outs]
+    if len(outs) != 2:
+        raise BundleError(
+            f"cascade: stage {k} ({m.path.name}) must output [features, logits]; "
+            f"it has {len(outs)} output(s) {shapes}"
+        )
+    for feat, logit in ((0, 1), (1, 0)):
+        if _fits(shapes[feat], next_input) and shapes[logit] == (classes,):
+            return Stage(m, logits=logit, features=feat)
+    raise BundleError(
+        f"cascade: stage {k} ({m.path.name}) outputs {shapes}, but stage {k + 1} expects "
+        f"features of shape {next_input} and the model has {classes} classes"
+    )
+
+
+def _fits(got: tuple[int, ...], want: tuple[int, ...]) -> bool:
+    return len(got) == len(want) and all(
+        w <= 0 or g <= 0 or g == w for g, w in zip(got, want, strict=True)
+    )

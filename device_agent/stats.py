@@ -31,6 +31,7 @@ class RunStats:
         self.latencies_ms: list[float] = []
         self.exits: dict[int, int] = {}
         self.cache_hits = 0
+        self.cache: dict[str, int] = {}
 
     def summary(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -41,6 +42,8 @@ class RunStats:
             "exits": {str(k): v for k, v in sorted(self.exits.items())},
             "cache_hits": self.cache_hits,
         }
+        if self.cache:
+            out["cache"] = dict(self.cache)
         if self.labelled:
             out["accuracy"] = self.correct / self.labelled
         return out

@@ -1,0 +1,423 @@
+"""Early exit (BranchyNet-style): heads on a frozen backbone, thresholds from validation.
+
+Given a Keras model whose layers form a chain, this pass
+
+1. picks split points, at named layers or where a fraction of the model's MACs is spent;
+2. trains one small head per split by self-distillation: the head learns the full
+   model's output distribution from the (frozen) backbone features, so no labels are
+   needed;
+3. exports each stage as its own model, ``[features, logits]`` for every stage but the
+   last (``[logits]``), which is the cascade convention ``device_agent.engine`` runs;
+4. calibrates each exit's threshold on the validation split, on the converted models
+   that ship, so the cascade stays within ``max_drop`` points of the full model.
+
+TensorFlow is imported inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from device_agent.errors import EdgeError
+from device_agent.exit_policy import Criterion, ExitRule, cascade_decisions, confidence
+from device_agent.manifest import ExitStage, ModelFormat, TensorSpec
+from edge_sdk.data import Dataset
+from edge_sdk.passes.base import PassContext, PassOutcome
+
+
+class HeadKind(str, Enum):
+    """The exit head on a feature map: flatten + dense, or global average pool + dense."""
+
+    FLATTEN = "flatten"
+    POOL = "pool"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EarlyExitConfig:
+    """Where to exit, how to train the heads and how much accuracy the cascade may lose.
+
+    ``at_layers`` names layers after which an exit is placed; when empty, exits go
+    after the first layer whose cumulative MACs reach each of ``mac_fractions``.
+    ``max_drop`` is in percentage points against the full model on validation.
+    """
+
+    at_layers: tuple[str, ...] = ()
+    mac_fractions: tuple[float, ...] = (0.2,)
+    criterion: Criterion = Criterion.MAX_PROB
+    max_drop: float = 0.5
+    head: HeadKind = HeadKind.FLATTEN
+    epochs: int = 40
+    temperature: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """The exported stages (Keras models), where they split, and their MACs."""
+
+    stages: tuple[Any, ...]
+    split_layers: tuple[str, ...]
+    stage_macs: tuple[int, ...]
+    criterion: Criterion
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Thresholds chosen on validation and what the cascade does with them there."""
+
+    exits: tuple[ExitStage, ...]
+    full_accuracy: float
+    cascade_accuracy: float
+    exit_rates: tuple[float, ...]
+    mean_macs: float
+    full_macs: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+# -- structure ---------------------------------------------------------------------------
+
+
+def chain_layers(model: Any, probe: np.ndarray) -> list[Any]:
+    """The model's layers in order, checked to form a chain (rebuilt model == original)."""
+    import keras
+
+    layers = [ly for ly in model.layers if not isinstance(ly, keras.layers.InputLayer)]
+    rebuilt = _apply(layers, keras.Input(model.input_shape[1:]))
+    got = keras.Model(rebuilt[0], rebuilt[-1]).predict(probe, verbose=0)
+    want = model.predict(probe, verbose=0)
+    if not np.allclose(got, want, atol=1e-4):
+        raise EdgeError(
+            f"early exit: model {model.name} is not a chain of layers (skip connections or "
+            "branches); use a sequential model or name split points inside one chain"
+        )
+    return layers
+
+
+def _apply(layers: Sequence[Any], x: Any) -> list[Any]:
+    out = [x]
+    for ly in layers:
+        out.append(ly(out[-1]))
+    return out
+
+
+def layer_macs(layers: Sequence[Any], input_shape: tuple[int, ...]) -> list[int]:
+    """Multiply-accumulates per layer: kernel size × output positions (0 for kernel-less)."""
+    import keras
+
+    tensors = _apply(layers, keras.Input(input_shape))
+    macs = []
+    for ly, out in zip(layers, tensors[1:], strict=True):
+        kernel = getattr(ly, "kernel", None)
+        if kernel is None:
+            kernel = getattr(ly, "depthwise_kernel", None)
+        if kernel is None:
+            macs.append(0)
+            continue
+        positions = int(np.prod([d for d in out.shape[1:-1]])) if len(out.shape) > 2 else 1
+        macs.append(int(np.prod(kernel.shape)) * positions)
+    return macs
+
+
+def choose_splits(layers: Sequence[Any], macs: Sequence[int], cfg: EarlyExitConfig) -> list[int]:
+    """Indices of the layers after which exits go (sorted, never the last layer)."""
+    names = [ly.name for ly in layers]
+    if cfg.at_layers:
+        missing = [n for n in cfg.at_layers if n not in names]
+        if missing:
+            raise EdgeError(f"early exit: no layer named {missing}; layers are {names}")
+        idx = sorted(names.index(n) for n in cfg.at_layers)
+    else:
+        total = max(sum(macs), 1)
+        cum = np.cumsum(macs) / total
+        idx = sorted({int(np.argmax(cum >= f)) for f in cfg.mac_fractions if 0 < f < 1})
+    if any(i >= len(layers) - 1 for i in idx) or not idx:
+        raise EdgeError(
+            f"early exit: splits {[names[i] for i in idx]} leave no layers after the exit"
+        )
+    return idx
+
+
+# -- heads -------------------------------------------------------------------------------
+
+
+def _head(feature_shape: tuple[int, ...], classes: int, kind: HeadKind, name: str) -> Any:
+    import keras
+
+    inp = keras.Input(feature_shape)
+    x = inp
+    if len(feature_shape) > 1:
+        pool = {2: keras.layers.GlobalAveragePooling1D, 3: keras.layers.GlobalAveragePooling2D}
+        if kind == HeadKind.POOL and len(feature_shape) in pool:
+            x = pool[len(feature_shape)]()(x)
+        else:
+            x = keras.layers.Flatten()(x)
+    out = keras.layers.Dense(classes, name=f"{name}_logits")(x)
+    return keras.Model(inp, out, name=name)
+
+
+def teacher_probabilities(outputs: np.ndarray, temperature: float) -> np.ndarray:
+    """The full model's answer as a distribution (outputs may be logits or probabilities)."""
+    p = outputs.astype(np.float64)
+    if not (p.min() >= 0 and np.allclose(p.sum(axis=1), 1.0, atol=1e-3)):
+        p = np.exp(p - p.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+    if temperature != 1.0:
+        p = p ** (1.0 / temperature)
+        p /= p.sum(axis=1, keepdims=True)
+    return p.astype(np.float32)
+
+
+def train_heads(
+    model: Any, layers: Sequence[Any], splits: Sequence[int], x: np.ndarray, cfg: EarlyExitConfig
+) -> list[Any]:
+    """One head per split, trained on frozen features to match the full model's output."""
+    import keras
+
+    keras.utils.set_random_seed(cfg.seed)
+    tensors = _apply(layers, keras.Input(model.input_shape[1:]))
+    extractor = keras.Model(tensors[0], [tensors[i + 1] for i in splits])
+    feats = extractor.predict(x, verbose=0)
+    feats = feats if isinstance(feats, list) else [feats]
+    target = teacher_probabilities(model.predict(x, verbose=0), cfg.temperature)
+    heads = []
+    for k, f in enumerate(feats):
+        h = _head(tuple(f.shape[1:]), target.shape[1], cfg.head, name=f"exit{k}")
+        h.compile(
+            optimizer=keras.optimizers.Adam(3e-3),
+            loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+        )
+        h.fit(f, target, epochs=cfg.epochs, batch_size=64, verbose=0)
+        heads.append(h)
+    return heads
+
+
+def build_cascade(model: Any, train: Dataset, cfg: EarlyExitConfig) -> Cascade:
+    """Split ``model`` into stages with trained exit heads (backbone weights unchanged)."""
+    import keras
+
+    layers = chain_layers(model, train.x[:8])
+    shape = tuple(model.input_shape[1:])
+    macs = layer_macs(layers, shape)
+    splits = choose_splits(layers, macs, cfg)
+    heads = train_heads(model, layers, splits, train.x, cfg)
+    bounds = [-1, *splits, len(layers) - 1]
+    stages, stage_macs = [], []
+    for k in range(len(bounds) - 1):
+        seg = layers[bounds[k] + 1 : bounds[k + 1] + 1]
+        inp = keras.Input(shape)
+        feats = _apply(seg, inp)[-1]
+        seg_macs = sum(macs[bounds[k] + 1 : bounds[k + 1] + 1])
+        if k < len(heads):
+            outputs = [feats, heads[k](feats)]
+            seg_macs += sum(layer_macs(heads[k].layers[1:], tuple(feats.shape[1:])))
+            shape = tuple(feats.shape[1:])
+        else:
+            outputs = [feats]
+        stages.append(keras.Model(inp, outputs, name=f"stage{k}"))
+        stage_macs.append(int(seg_macs))
+    return Cascade(
+        tuple(stages), tuple(layers[i].name for i in splits), tuple(stage_macs), cfg.criterion
+    )
+
+
+# -- calibration -------------------------------------------------------------------------
+
+
+def calibrate(
+    stage_probs: Sequence[np.ndarray],
+    reference: np.ndarray,
+    *,
+    criterion: Criterion,
+    max_drop: float,
+    stage_macs: Sequence[int],
+) -> Calibration:
+    """Lowest thresholds, exit by exit, that keep accuracy within ``max_drop`` points.
+
+    ``reference`` is the labels (or, without labels, the full model's answers).
+    Exits are set greedily from the first (cheapest) one; each keeps the cascade so far
+    within budget, so the finished cascade is within budget on this data.
+    """
+    full_acc = float((stage_probs[-1].argmax(axis=1) == reference).mean())
+    floor = full_acc - max_drop / 100.0
+    rules: dict[int, ExitRule] = {}
+    for k in range(len(stage_probs) - 1):
+        scores = np.unique(confidence(stage_probs[k], criterion))
+        if len(scores) > 400:  # a quantile grid keeps calibration linear in data size
+            scores = np.unique(np.quantile(scores, np.linspace(0, 1, 400)))
+        best = 1.0
+        for t in np.concatenate([[1.0], scores[::-1]]):
+            trial = {**rules, k: ExitRule(stage=k, threshold=float(t), criterion=criterion)}
+            _, pred = cascade_decisions(stage_probs, trial)
+            if (pred == reference).mean() >= floor:
+                best = float(t)
+        rules[k] = ExitRule(stage=k, threshold=best, criterion=criterion)
+    stage, pred = cascade_decisions(stage_probs, rules)
+    rates = tuple(float((stage == k).mean()) for k in range(len(stage_probs)))
+    cum = np.cumsum(stage_macs)
+    exits = tuple(
+        ExitStage(
+            index=k,
+            threshold=r.threshold,
+            criterion=criterion.value,
+            macs=int(cum[k]),
+            expected_exit_rate=rates[k],
+        )
+        for k, r in sorted(rules.items())
+    )
+    return Calibration(
+        exits=exits,
+        full_accuracy=full_acc,
+        cascade_accuracy=float((pred == reference).mean()),
+        exit_rates=rates,
+        mean_macs=float(sum(rates[k] * cum[k] for k in range(len(rates)))),
+        full_macs=int(cum[-1]),
+    )
+
+
+# -- export ------------------------------------------------------------------------------
+
+
+def to_tflite(model: Any, representative: np.ndarray | None = None) -> bytes:
+    """Keras stage → TFLite bytes; full-integer int8 when ``representative`` is given."""
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if representative is not None:
+        rep = representative.astype(np.float32)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([r[None]] for r in rep)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    return bytes(conv.convert())
+
+
+@dataclass(frozen=True)
+class ExportedStage:
+    data: bytes
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+
+def export_stages(cascade: Cascade, calib_x: np.ndarray, *, int8: bool, workdir: Path) -> list[Any]:
+    """Convert every stage; int8 stages are calibrated on the previous float stage's features."""
+    from device_agent.runtimes import load_model
+
+    out, x = [], calib_x
+    for k, stage in enumerate(cascade.stages):
+        data = to_tflite(stage, x if int8 else None)
+        path = workdir / f"stage{k}.tflite"
+        path.write_bytes(data)
+        out.append((data, load_model(path)))
+        if k < len(cascade.stages) - 1:
+            x = stage.predict(x, verbose=0)[0]
+    return out
+
+
+def stage_probabilities(models: Sequence[Any], x: np.ndarray) -> list[np.ndarray]:
+    """Every stage's probabilities for every row, through the device's own engine code."""
+    from device_agent.engine import build_stages
+
+    stages = build_stages(models)
+    probs, feats = [], np.asarray(x, dtype=np.float32)
+    for st in stages:
+        p, f = _run_chunks(st, feats)
+        probs.append(p)
+        feats = f  # type: ignore[assignment]
+    return probs
+
+
+def _run_chunks(st: Any, x: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
+    ps, fs = [], []
+    for i in range(0, len(x), chunk):
+        p, f = st.run(x[i : i + chunk])
+        ps.append(p)
+        if f is not None:
+            fs.append(f)
+    return np.concatenate(ps), (np.concatenate(fs) if fs else None)
+
+
+def write_cascade_bundle(
+    out: str | Path,
+    model: Any,
+    train: Dataset,
+    val: Dataset,
+    cfg: EarlyExitConfig,
+    *,
+    name: str,
+    version: str = "1.0.0",
+    int8: bool = False,
+    labels: tuple[str, ...] = (),
+    preprocessing: tuple[dict[str, Any], ...] = (),
+) -> tuple[Path, Calibration]:
+    """The whole pass: heads, export, calibration on the shipped models, bundle."""
+    from edge_sdk.bundle_writer import ModelPayload, build_bundle
+
+    cascade = build_cascade(model, train, cfg)
+    with tempfile.TemporaryDirectory(prefix="edge-exit-") as tmp:
+        exported = export_stages(cascade, train.x[:200], int8=int8, workdir=Path(tmp))
+        models = [m for _, m in exported]
+        probs = stage_probabilities(models, val.x)
+        ref = val.y if val.y is not None else probs[-1].argmax(axis=1)
+        cal = calibrate(
+            probs,
+            ref,
+            criterion=cfg.criterion,
+            max_drop=cfg.max_drop,
+            stage_macs=cascade.stage_macs,
+        )
+        payloads = [
+            ModelPayload(data, ModelFormat.TFLITE, stage=k, inputs=m.inputs, outputs=m.outputs)
+            for k, (data, m) in enumerate(exported)
+        ]
+    summary = {
+        "recipe": ["early_exit"] + (["int8"] if int8 else []),
+        "early_exit": {
+            "split_layers": list(cascade.split_layers),
+            "stage_macs": list(cascade.stage_macs),
+            "full_accuracy": cal.full_accuracy,
+            "cascade_accuracy": cal.cascade_accuracy,
+            "exit_rates": list(cal.exit_rates),
+            "mean_macs": cal.mean_macs,
+            "max_drop": cfg.max_drop,
+        },
+    }
+    path, _ = build_bundle(
+        out,
+        name=name,
+        version=version,
+        models=payloads,
+        exits=cal.exits,
+        labels=labels,
+        preprocessing=tuple(preprocessing),
+        optimization=summary,
+    )
+    return path, cal
+
+
+class EarlyExitPass:
+    """The pipeline's view of this pass: a Keras model in, a :class:`Cascade` out."""
+
+    name = "early_exit"
+
+    def __init__(self, config: EarlyExitConfig | None = None):
+        self.config = config or EarlyExitConfig()
+
+    def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
+        cascade = build_cascade(model, ctx.calibration, self.config)
+        return PassOutcome(
+            model=cascade,
+            changes={
+                "exits": len(cascade.stages) - 1,
+                "split_layers": ",".join(cascade.split_layers),
+            },
+            notes=(f"stage MACs {list(cascade.stage_macs)}",),
+        )
