@@ -141,11 +141,12 @@ def parse_threshold_options(values: Sequence[str]) -> dict[int | None, float]:
         stage, sep, thr = v.partition(":")
         try:
             key = int(stage) if sep else None
-            out[key] = float(thr if sep else stage)
+            value = float(thr if sep else stage)
         except ValueError:
             raise EdgeError(
                 f"--exit-threshold {v!r}: expected a number like 0.9 or STAGE:NUMBER like 0:0.9"
             ) from None
+        out[key] = check_threshold(value, what="--exit-threshold")
     return out
 
 

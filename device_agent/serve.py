@@ -120,6 +120,8 @@ def _loop_batched(
     for readings in micro_batches(source, opts):
         for result in _serve_batch(ref.engine, readings, seq, observers):
             seq += 1
+            for o in observers:
+                o.on_result(result)
             for sink in sinks:
                 sink.emit(result)
             if limit is not None and seq >= limit:
@@ -169,10 +171,7 @@ def _serve_batch(
         if isinstance(p, Exception):
             _fail(r, str(p), observers)
             continue
-        result = _result(seq + len(out), r, p, latency_ms)
-        for o in observers:
-            o.on_result(result)
-        out.append(result)
+        out.append(_result(seq + len(out), r, p, latency_ms))
     return out
 
 
