@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 _QRANGE = {"int8": (-128, 127), "uint8": (0, 255)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Prediction:
     """One input's answer: class index, its label, confidence and the exit stage used."""
 
@@ -93,15 +93,28 @@ class Stage:
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Float batch → (class probabilities, float features or None)."""
+        probs, raw = self.run_raw(x)
+        return probs, (None if raw is None else self.features_float(raw))
+
+    def run_raw(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Like :meth:`run`, but features stay in the model's dtype (dequantize only rows
+        that go on: most rows of a good cascade exit here)."""
         raw = self.model.runtime.run([to_model_dtype(x, self.in_spec)])
-        logits = dequantize(raw[self.logits], self.out_specs[self.logits]).reshape(len(x), -1)
+        return self.probabilities_of(self.logits_of(raw[self.logits], len(x))), (
+            None if self.features is None else raw[self.features]
+        )
+
+    def logits_of(self, raw: np.ndarray, n: int) -> np.ndarray:
+        return dequantize(raw, self.out_specs[self.logits]).reshape(n, -1)
+
+    def probabilities_of(self, logits: np.ndarray) -> np.ndarray:
         if self.probabilities is None:
             self.probabilities = looks_like_probabilities(logits)
-        probs = logits if self.probabilities else softmax(logits.astype(np.float32, copy=False))
-        feats = None
-        if self.features is not None:
-            feats = dequantize(raw[self.features], self.out_specs[self.features])
-        return probs, feats
+        return logits if self.probabilities else softmax(logits.astype(np.float32, copy=False))
+
+    def features_float(self, raw: np.ndarray) -> np.ndarray:
+        assert self.features is not None
+        return dequantize(raw, self.out_specs[self.features])
 
 
 def to_model_dtype(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
@@ -179,16 +192,22 @@ class Engine:
 
     def infer_one(self, value: np.ndarray) -> Prediction:
         """One raw reading → its prediction. Bad input raises :class:`InputError`."""
-        x = self._finite(value)
         if self.cache is None:
-            return self._answer(self._prepare(x))
-        key = input_key(x, tolerance=self._tol)
+            return self._answer(self._prepare(self._finite(value)))
+        if self._tol:  # near keys round the values: NaN must be refused before keying
+            x = self._finite(value)
+            key = input_key(x, tolerance=self._tol)
+        else:  # an exact hit is byte-identical to an input that was checked on its miss
+            x = self._float(value)
+            key = input_key(x)
         hit = self.cache.get(key)
         if hit is not None and hit.result is not None:
-            return replace(hit.result, cached=True)
+            return hit.result  # type: ignore[no-any-return]
+        if not self._tol:
+            self._check_finite(x)
         rows = hit.tensor if hit is not None and hit.tensor is not None else self._prepare(x)
         pred = self._answer(rows)
-        self.cache.put(key, rows, pred)
+        self.cache.put(key, rows, replace(pred, cached=True))
         return pred
 
     def infer_many(self, values: Sequence[np.ndarray]) -> list[Prediction | InputError]:
@@ -203,7 +222,7 @@ class Engine:
                     key = input_key(x, tolerance=self._tol)
                     hit = self.cache.get(key)
                     if hit is not None and hit.result is not None:
-                        out[i] = replace(hit.result, cached=True)
+                        out[i] = hit.result
                         continue
                 todo.append((i, self._prepare(x), key))
             except InputError as e:
@@ -221,7 +240,7 @@ class Engine:
     def cascade(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows of ``x`` through the stages → (probabilities, exit stage) per row."""
         n, last = len(x), len(self.stages) - 1
-        probs, feats = self.stages[0].run(x)
+        probs, feats = self.stages[0].run_raw(x)
         if last == 0:
             return probs, np.zeros(n, dtype=np.int64)
         out = np.empty_like(probs)
@@ -229,7 +248,7 @@ class Engine:
         idx = np.arange(n)
         for k in range(last + 1):
             if k > 0:
-                probs, feats = self.stages[k].run(feats)  # type: ignore[arg-type]
+                probs, feats = self.stages[k].run_raw(self.stages[k - 1].features_float(feats))  # type: ignore[arg-type]
             rule = self.rules.get(k) if k < last else None
             done = rule.exits(probs) if rule is not None else np.full(len(idx), k == last)
             out[idx[done]] = probs[done]
@@ -243,15 +262,23 @@ class Engine:
     # -- internals -------------------------------------------------------------------
 
     def _finite(self, value: np.ndarray) -> np.ndarray:
+        x = self._float(value)
+        self._check_finite(x)
+        return x
+
+    @staticmethod
+    def _float(value: np.ndarray) -> np.ndarray:
         try:
-            x = np.asarray(value, dtype=np.float32)
+            return np.asarray(value, dtype=np.float32)
         except (TypeError, ValueError) as e:
             raise InputError(f"input is not numeric ({e})") from None
+
+    @staticmethod
+    def _check_finite(x: np.ndarray) -> None:
         # One sum is far cheaper than isfinite over every element; only when the sum is
         # not finite (NaN/inf present, or a float32 overflow) is the full check run.
         if not math.isfinite(x.sum()) and not np.isfinite(x).all():
             raise InputError(f"input of shape {x.shape} contains NaN or infinite values")
-        return x
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
         """Preprocess one reading and shape it as model rows (rows, *sample)."""
@@ -289,6 +316,8 @@ class Engine:
         )
 
     def _answer(self, rows: np.ndarray) -> Prediction:
+        if len(self.stages) == 1 and len(rows) == 1:
+            return self._single(rows)
         probs, stage = self.cascade(rows)
         if len(rows) == 1:
             return self._prediction(probs[0], int(stage[0]))
@@ -306,7 +335,27 @@ class Engine:
             pred = self._prediction(p.mean(axis=0) if len(r) > 1 else p[0], int(s.max()))
             out[i] = pred
             if self.cache is not None and key is not None:
-                self.cache.put(key, r, pred)
+                self.cache.put(key, r, replace(pred, cached=True))
+
+    def _single(self, row: np.ndarray) -> Prediction:
+        # The common case (one model, one row) runs once per reading, so it avoids numpy
+        # calls on tiny arrays (~1 µs each): for a few classes plain floats are faster,
+        # and the winner's probability is 1 / sum(exp(z - z_max)), no full softmax.
+        st = self.stages[0]
+        out = st.model.runtime.run([to_model_dtype(row, st.in_spec)])[0]
+        z = dequantize(out, st.out_specs[0]).reshape(-1)
+        if st.probabilities is None:
+            st.probabilities = looks_like_probabilities(z[None])
+        if z.size > 64:
+            i = int(z.argmax())
+            conf = float(z[i]) if st.probabilities else float(1.0 / np.exp(z - z[i]).sum())
+        else:
+            zl = z.tolist()
+            top = max(zl)
+            i = zl.index(top)
+            conf = top if st.probabilities else 1.0 / sum([math.exp(v - top) for v in zl])
+        label = self.labels[i] if i < len(self.labels) else str(i)
+        return Prediction(index=i, label=label, confidence=conf, stage=0, output=z)
 
     def _prediction(self, p: np.ndarray, stage: int) -> Prediction:
         i = int(p.argmax())

@@ -6,9 +6,13 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Result:
-    """One served input: what the model said and how long it took."""
+    """One served input: what the model said and how long it took.
+
+    Not frozen: one is built per inference, and a frozen dataclass's ``__init__`` costs
+    a few microseconds more, measurable against a small model's invoke.
+    """
 
     seq: int
     input_id: str

@@ -1,0 +1,218 @@
+"""Issue 4 benchmark: early exit, the input cache and the agent's overhead, in one run.
+
+    PYTHONPATH=. python benchmarks/serving.py [--quick]
+
+Trains the digits LeNet-5 (conv 20, conv 50, dense 500, dense 10 on scikit-learn's
+digits upsampled to 28×28), builds an early-exit cascade with an exit after the first
+conv block, and measures, in the same run and the same runtime (LiteRT, 1 thread):
+
+- cascade vs full model: mean latency per input, accuracy, exit rates (float and int8);
+- cache hit vs miss latency (exact mode);
+- end-to-end throughput of a stream where half the inputs repeat, cache on vs off;
+- the serve loop (cache and cascade code present, idle) vs a bare ``invoke()`` loop.
+
+Every figure is a median of repeated trials; ratios are what the targets refer to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from device_agent.cache import CacheConfig  # noqa: E402
+from device_agent.engine import Engine, EngineOptions  # noqa: E402
+from device_agent.loader import engine_for  # noqa: E402
+from device_agent.preprocess import Pipeline  # noqa: E402
+from device_agent.runtimes import RuntimeOptions, load_model  # noqa: E402
+from device_agent.serve import serve  # noqa: E402
+from device_agent.sources.base import Reading  # noqa: E402
+
+ONE_THREAD = RuntimeOptions(threads=1)
+
+
+def digits_28() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    up = Pipeline.parse([{"op": "resize", "height": 28, "width": 28}])
+    x = np.stack([up(im / 16.0) for im in d.images]).astype(np.float32)[..., None]
+    y = d.target.astype(np.int64)
+    idx = np.random.default_rng(0).permutation(len(x))
+    cut = int(len(x) * 0.8)
+    return x[idx[:cut]], y[idx[:cut]], x[idx[cut:]], y[idx[cut:]]
+
+
+def lenet(x: np.ndarray, y: np.ndarray, epochs: int) -> object:
+    import keras
+
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        keras.layers.Conv2D(20, 5, activation="relu", name="conv1"),
+        keras.layers.MaxPooling2D(2, name="pool1"),
+        keras.layers.Conv2D(50, 5, activation="relu", name="conv2"),
+        keras.layers.MaxPooling2D(2, name="pool2"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(500, activation="relu", name="fc1"),
+        keras.layers.Dense(10, name="logits"),
+    ])
+    m.compile(optimizer=keras.optimizers.Adam(1e-3),
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    m.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+    return m
+
+
+def median_of(trials: int, fn: Callable[[], float]) -> float:
+    return statistics.median(fn() for _ in range(trials))
+
+
+def per_input_ms(engine: Engine, xs: np.ndarray) -> float:
+    t0 = time.perf_counter()
+    for x in xs:
+        engine.infer_one(x)
+    return (time.perf_counter() - t0) * 1000 / len(xs)
+
+
+class Replay:
+    """A source over an in-memory list (no file or pacing cost in the measurement)."""
+
+    def __init__(self, xs: list[np.ndarray]):
+        self.readings = [Reading(id=str(i), value=x) for i, x in enumerate(xs)]
+
+    def __iter__(self) -> Iterator[Reading]:
+        return iter(self.readings)
+
+    def close(self) -> None:
+        pass
+
+
+def bare_invoke_per_s(model_path: Path, xs: np.ndarray) -> float:
+    """The baseline: the interpreter alone, tensors already in the model's dtype."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(model_path), num_threads=1)
+    it.allocate_tensors()
+    i, o = it.get_input_details()[0], it.get_output_details()[0]
+    tensors = [x[None].astype(i["dtype"]) for x in xs]
+    t0 = time.perf_counter()
+    for t in tensors:
+        it.set_tensor(i["index"], t)
+        it.invoke()
+        it.get_tensor(o["index"])
+    return len(xs) / (time.perf_counter() - t0)
+
+
+def serve_per_s(engine: Engine, xs: list[np.ndarray]) -> float:
+    stats = serve(Replay(xs), engine)
+    return stats.count / stats.elapsed_s
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer epochs and trials")
+    args = ap.parse_args()
+    trials, epochs = (3, 4) if args.quick else (7, 8)
+    from edge_sdk.data import Dataset
+    from edge_sdk.passes.early_exit import EarlyExitConfig, to_tflite, write_cascade_bundle
+
+    xtr, ytr, xte, yte = digits_28()
+    model = lenet(xtr, ytr, epochs)
+    rows: list[tuple[str, str, str, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for tag, int8 in (("float", False), ("int8", True)):
+            full = root / f"full_{tag}.tflite"
+            full.write_bytes(to_tflite(model, xtr[:200] if int8 else None))
+            cfg = EarlyExitConfig(at_layers=("pool1",), max_drop=0.5, epochs=30)
+            bundle, cal = write_cascade_bundle(root / f"exit_{tag}.edgepkg", model,
+                                               Dataset(xtr, ytr, "train"), Dataset(xte, yte, "test"),
+                                               cfg, name="digits-exit", int8=int8)
+            rows += cascade_rows(tag, full, bundle, xte, yte, trials, cal.full_macs, cal.mean_macs)
+        full = root / "full_float.tflite"
+        rows += cache_rows(full, xte, trials)
+        rows += overhead_rows(full, root / "exit_float.edgepkg", xte, trials)
+    print_table(rows)
+
+
+def cascade_rows(tag: str, full: Path, bundle: Path, x: np.ndarray, y: np.ndarray, trials: int,
+                 full_macs: int, mean_macs: float) -> list[tuple[str, str, str, str]]:
+    base = Engine(load_model(full, options=ONE_THREAD))
+    with engine_for(bundle, options=ONE_THREAD) as casc:
+        per_full = median_of(trials, lambda: per_input_ms(base, x))
+        per_casc = median_of(trials, lambda: per_input_ms(casc, x))
+        probs, stage = casc.cascade(x)
+    acc_full = float((base.cascade(x)[0].argmax(1) == y).mean())
+    acc_casc = float((probs.argmax(1) == y).mean())
+    rates = np.bincount(stage, minlength=2) / len(stage)
+    return [
+        (f"early exit ({tag}): mean latency/input", f"{per_full:.4f} ms", f"{per_casc:.4f} ms",
+         f"{per_full / per_casc:.2f}x faster (target >= 3x)"),
+        (f"early exit ({tag}): accuracy", f"{acc_full:.4f}", f"{acc_casc:.4f}",
+         f"{(acc_full - acc_casc) * 100:+.2f} pt drop (target <= 0.5)"),
+        (f"early exit ({tag}): exit rates", "-", " / ".join(f"{r:.2f}" for r in rates),
+         f"MACs/input {full_macs / mean_macs:.2f}x fewer"),
+    ]
+
+
+def cache_rows(full: Path, x: np.ndarray, trials: int) -> list[tuple[str, str, str, str]]:
+    def hit_miss() -> tuple[float, float]:
+        e = Engine(load_model(full, options=ONE_THREAD), options=EngineOptions(cache=CacheConfig.parse("exact")))
+        miss = per_input_ms(e, x)
+        hit = per_input_ms(e, x)
+        return miss, hit
+
+    pairs = [hit_miss() for _ in range(trials)]
+    miss, hit = statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
+    rng = np.random.default_rng(1)
+    half = list(x[: len(x) // 2])
+    stream = half + [half[i] for i in rng.integers(0, len(half), len(half))]
+    rng.shuffle(stream)  # type: ignore[arg-type]
+
+    def tput(spec: str) -> float:
+        e = Engine(load_model(full, options=ONE_THREAD), options=EngineOptions(cache=CacheConfig.parse(spec)))
+        return serve_per_s(e, stream)
+
+    off, on = median_of(trials, lambda: tput("off")), median_of(trials, lambda: tput("exact"))
+    return [
+        ("cache: latency miss vs hit", f"{miss:.4f} ms", f"{hit:.4f} ms", f"{miss / hit:.1f}x faster (target >= 20x)"),
+        ("cache: 50%-repeat stream throughput", f"{off:.0f}/s off", f"{on:.0f}/s exact",
+         f"{on / off:.2f}x (target >= 1.8x)"),
+    ]
+
+
+def overhead_rows(full: Path, bundle: Path, x: np.ndarray, trials: int) -> list[tuple[str, str, str, str]]:
+    xs = list(x) * 3
+    bare = median_of(trials, lambda: bare_invoke_per_s(full, np.asarray(xs)))
+    idle = EngineOptions(cache=CacheConfig.parse("off"))
+    agent = median_of(trials, lambda: serve_per_s(Engine(load_model(full, options=ONE_THREAD), options=idle), xs))
+    return [
+        ("serve loop vs bare invoke (full model)", f"{bare:.0f}/s", f"{agent:.0f}/s",
+         f"{agent / bare:.3f} of bare (target >= 0.9)"),
+    ]
+
+
+def print_table(rows: list[tuple[str, str, str, str]]) -> None:
+    head = ("measurement", "baseline", "ours", "ratio")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
+    line = "  ".join("-" * w for w in widths)
+    print(line)
+    for r in [head, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+        if r is head:
+            print(line)
+    print(line)
+
+
+if __name__ == "__main__":
+    main()
