@@ -29,7 +29,7 @@ import numpy as np
 
 from device_agent.cache import CacheConfig, CacheMode, LRUCache, input_key
 from device_agent.errors import BundleError, InputError
-from device_agent.exit_policy import ExitRule, override, rules_from_manifest
+from device_agent.exit_policy import Criterion, ExitRule, confidence, override, rules_from_manifest
 from device_agent.manifest import Manifest, ModelFormat, TensorSpec
 from device_agent.preprocess import Pipeline
 from device_agent.quant import dequantize
@@ -316,7 +316,7 @@ class Engine:
         )
 
     def _answer(self, rows: np.ndarray) -> Prediction:
-        if len(self.stages) == 1 and len(rows) == 1:
+        if len(rows) == 1:
             return self._single(rows)
         probs, stage = self.cascade(rows)
         if len(rows) == 1:
@@ -338,29 +338,44 @@ class Engine:
                 self.cache.put(key, r, replace(pred, cached=True))
 
     def _single(self, row: np.ndarray) -> Prediction:
-        # The common case (one model, one row) runs once per reading, so it avoids numpy
+        # One row through the cascade, the path taken once per reading. It avoids numpy
         # calls on tiny arrays (~1 µs each): for a few classes plain floats are faster,
-        # and the winner's probability is 1 / sum(exp(z - z_max)), no full softmax.
-        st = self.stages[0]
-        out = st.model.runtime.run([to_model_dtype(row, st.in_spec)])[0]
-        z = dequantize(out, st.out_specs[0]).reshape(-1)
-        if st.probabilities is None:
-            st.probabilities = looks_like_probabilities(z[None])
-        if z.size > 64:
-            i = int(z.argmax())
-            conf = float(z[i]) if st.probabilities else float(1.0 / np.exp(z - z[i]).sum())
-        else:
-            zl = z.tolist()
-            top = max(zl)
-            i = zl.index(top)
-            conf = top if st.probabilities else 1.0 / sum([math.exp(v - top) for v in zl])
-        label = self.labels[i] if i < len(self.labels) else str(i)
-        return Prediction(index=i, label=label, confidence=conf, stage=0, output=z)
+        # and only the rows that go on have their features dequantized.
+        last = len(self.stages) - 1
+        for k, st in enumerate(self.stages):
+            raw = st.model.runtime.run([to_model_dtype(row, st.in_spec)])
+            z = dequantize(raw[st.logits], st.out_specs[st.logits]).reshape(-1)
+            if st.probabilities is None:
+                st.probabilities = looks_like_probabilities(z[None])
+            rule = self.rules.get(k) if k < last else None
+            i, conf, score = _top(z, st.probabilities, rule)
+            if rule is None or score > rule.threshold:
+                if k < last and rule is None:
+                    row = st.features_float(raw[st.features])  # type: ignore[index]
+                    continue
+                label = self.labels[i] if i < len(self.labels) else str(i)
+                return Prediction(index=i, label=label, confidence=conf, stage=k, output=z)
+            row = st.features_float(raw[st.features])  # type: ignore[index]
+        raise AssertionError("the last stage always answers")
 
     def _prediction(self, p: np.ndarray, stage: int) -> Prediction:
         i = int(p.argmax())
         label = self.labels[i] if i < len(self.labels) else str(i)
         return Prediction(index=i, label=label, confidence=float(p[i]), stage=stage, output=p)
+
+
+def _top(z: np.ndarray, is_prob: bool, rule: ExitRule | None) -> tuple[int, float, float]:
+    """(winner, its probability, exit score) of one output row, in plain floats."""
+    if z.size > 64 or (rule is not None and rule.criterion is not Criterion.MAX_PROB):
+        p = z if is_prob else softmax(z.astype(np.float32, copy=False))
+        i = int(p.argmax())
+        score = float(p[i]) if rule is None else float(confidence(p[None], rule.criterion)[0])
+        return i, float(p[i]), score
+    zl = z.tolist()
+    top = max(zl)
+    i = zl.index(top)
+    conf = top if is_prob else 1.0 / sum([math.exp(v - top) for v in zl])
+    return i, conf, conf
 
 
 def build_stages(models: Sequence[Model]) -> list[Stage]:

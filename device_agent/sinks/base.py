@@ -25,7 +25,10 @@ class Result:
     truth: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form; floats are rounded here, once per emitted result."""
         d = asdict(self)
+        d["confidence"] = round(d["confidence"], 6)
+        d["latency_ms"] = round(d["latency_ms"], 4)
         if d["truth"] is None:
             del d["truth"]
         return d

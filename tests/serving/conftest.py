@@ -37,7 +37,9 @@ def float_tflite(keras_cnn: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 @pytest.fixture(scope="session")
-def int8_tflite(keras_cnn: Path, digits: DigitsSplit, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def int8_tflite(
+    keras_cnn: Path, digits: DigitsSplit, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     import keras
 
     from edge_sdk.passes.early_exit import to_tflite
@@ -49,7 +51,10 @@ def int8_tflite(keras_cnn: Path, digits: DigitsSplit, tmp_path_factory: pytest.T
 
 @pytest.fixture(scope="session")
 def cascade_bundle(
-    keras_cnn: Path, digits: DigitsSplit, float_tflite: Path, tmp_path_factory: pytest.TempPathFactory
+    keras_cnn: Path,
+    digits: DigitsSplit,
+    float_tflite: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> CascadeBundle:
     """Three float stages: exits after conv1 and conv2, then the rest of the model."""
     import keras
@@ -62,8 +67,9 @@ def cascade_bundle(
     val = Dataset(digits.x_test, digits.y_test, "test")
     cfg = EarlyExitConfig(at_layers=("conv1", "conv2"), epochs=15, max_drop=0.5)
     out = tmp_path_factory.mktemp("cascade") / "cascade.edgepkg"
-    path, _ = write_cascade_bundle(out, model, train, val, cfg, name="digits-exit",
-                                   labels=tuple(str(i) for i in range(10)))
+    path, _ = write_cascade_bundle(
+        out, model, train, val, cfg, name="digits-exit", labels=tuple(str(i) for i in range(10))
+    )
     return CascadeBundle(path, 3, float_tflite)
 
 
@@ -84,8 +90,9 @@ class Broker:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

@@ -94,8 +94,10 @@ def test_exits_that_do_not_fit_are_refused(cascade_bundle: CascadeBundle, tmp_pa
     _rewrite_exits(cascade_bundle.path, bad, (ExitStage(index=2, threshold=0.5),))
     with pytest.raises(BundleError, match="exit 2 does not fit a cascade of 3"), engine_for(bad):
         pass
-    with pytest.raises(EdgeError, match=r"threshold must be in \[0, 1\], got 1.5"), \
-            engine_for(cascade_bundle.path, engine_options=_opts(all=1.5)):
+    with (
+        pytest.raises(EdgeError, match=r"threshold must be in \[0, 1\], got 1.5"),
+        engine_for(cascade_bundle.path, engine_options=_opts(all=1.5)),
+    ):
         pass
 
 
@@ -115,7 +117,10 @@ def test_stage_outputs_that_do_not_chain_are_refused(
     members[f0.path] = data
     bad = tmp_path / "bad.edgepkg"
     write_bundle(bad, replace(m, files=(f0, *m.files[1:])), members)
-    with pytest.raises(BundleError, match=r"stage 0 .* must output \[features, logits\]"), engine_for(bad):
+    with (
+        pytest.raises(BundleError, match=r"stage 0 .* must output \[features, logits\]"),
+        engine_for(bad),
+    ):
         pass
 
 
@@ -124,9 +129,21 @@ def test_cli_run_reports_exit_counts(cascade_bundle: CascadeBundle, digits: Digi
     import sys
 
     out = subprocess.run(
-        [sys.executable, "-m", "device_agent", "run", str(cascade_bundle.path),
-         "--source", f"file:{digits.test}", "--exit-threshold", "0:0.0", "--quiet"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "device_agent",
+            "run",
+            str(cascade_bundle.path),
+            "--source",
+            f"file:{digits.test}",
+            "--exit-threshold",
+            "0:0.0",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     summary = json.loads(out.stdout.strip().splitlines()[-1])["summary"]
     assert summary["exits"] == {"0": len(digits.x_test)}

@@ -10,11 +10,13 @@ from device_agent.preprocess import Pipeline, bilinear_matrix, hann, sliding_win
 
 
 def test_arithmetic_steps() -> None:
-    p = Pipeline.parse([
-        {"op": "cast", "dtype": "float32"},
-        {"op": "scale", "factor": 0.5, "offset": 1.0},
-        {"op": "normalize", "mean": [1.0, 2.0], "std": [2.0, 4.0]},
-    ])
+    p = Pipeline.parse(
+        [
+            {"op": "cast", "dtype": "float32"},
+            {"op": "scale", "factor": 0.5, "offset": 1.0},
+            {"op": "normalize", "mean": [1.0, 2.0], "std": [2.0, 4.0]},
+        ]
+    )
     x = np.array([[2, 4], [6, 8]], dtype=np.uint8)
     want = ((x * 0.5 + 1.0) - np.array([1.0, 2.0])) / np.array([2.0, 4.0])
     np.testing.assert_allclose(p(x), want, rtol=1e-6)

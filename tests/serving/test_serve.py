@@ -56,7 +56,9 @@ def test_flat_csv_rows_are_reshaped_to_the_model_input(
     assert [r["seq"] for r in lines] == list(range(30))
 
 
-def test_bad_readings_are_counted_and_serving_goes_on(float_tflite: Path, digits: DigitsSplit) -> None:
+def test_bad_readings_are_counted_and_serving_goes_on(
+    float_tflite: Path, digits: DigitsSplit
+) -> None:
     good = digits.x_test[0]
     nan = good.copy()
     nan[3, 3, 0] = np.nan
@@ -97,15 +99,24 @@ def test_large_finite_values_are_not_mistaken_for_inf(float_tflite: Path) -> Non
 
 def test_exact_cache_hits_repeat_readings(float_tflite: Path, digits: DigitsSplit) -> None:
     xs = list(digits.x_test[:10]) * 3
-    engine = Engine(load_model(float_tflite), options=EngineOptions(cache=CacheConfig.parse("exact")))
+    engine = Engine(
+        load_model(float_tflite), options=EngineOptions(cache=CacheConfig.parse("exact"))
+    )
     stats = serve(ListSource([Reading(str(i), x) for i, x in enumerate(xs)]), engine)
     assert stats.cache_hits == 20
-    assert stats.summary()["cache"] == {"hits": 20, "misses": 10, "evictions": 0, "entries": 10,
-                                        "bytes": engine.cache.bytes}  # type: ignore[union-attr]
+    assert stats.summary()["cache"] == {
+        "hits": 20,
+        "misses": 10,
+        "evictions": 0,
+        "entries": 10,
+        "bytes": engine.cache.bytes,
+    }  # type: ignore[union-attr]
 
 
 def test_near_cache_answers_jittered_readings(float_tflite: Path, digits: DigitsSplit) -> None:
-    engine = Engine(load_model(float_tflite), options=EngineOptions(cache=CacheConfig.parse("near:0.25")))
+    engine = Engine(
+        load_model(float_tflite), options=EngineOptions(cache=CacheConfig.parse("near:0.25"))
+    )
     base = np.round(digits.x_test[0] * 4) / 4  # centre of grid cells
     first = engine.infer_one(base)
     again = engine.infer_one(base + 0.01)
@@ -118,18 +129,30 @@ def test_micro_batches_give_the_same_answers(float_tflite: Path, digits: DigitsS
     readings.insert(7, Reading("bad", np.full((8, 8, 1), np.nan, np.float32)))
     one, many = io.StringIO(), io.StringIO()
     serve(ListSource(readings), Engine(load_model(float_tflite)), sinks=[StdoutSink(one)])
-    stats = serve(ListSource(readings), Engine(load_model(float_tflite)), sinks=[StdoutSink(many)],
-                  batch=BatchOptions(max_batch=8, max_wait_ms=50))
+    stats = serve(
+        ListSource(readings),
+        Engine(load_model(float_tflite)),
+        sinks=[StdoutSink(many)],
+        batch=BatchOptions(max_batch=8, max_wait_ms=50),
+    )
     key = [(r["input_id"], r["index"]) for r in map(json.loads, one.getvalue().splitlines())]
     got = [(r["input_id"], r["index"]) for r in map(json.loads, many.getvalue().splitlines())]
     assert got == key and stats.errors == 1 and stats.count == 50
 
 
-def test_preprocessing_from_the_manifest(float_tflite: Path, digits: DigitsSplit, tmp_path: Path) -> None:
+def test_preprocessing_from_the_manifest(
+    float_tflite: Path, digits: DigitsSplit, tmp_path: Path
+) -> None:
     m = load_model(float_tflite)
     bundle, _ = build_bundle(
-        tmp_path / "pre.edgepkg", name="pre", version="1.0.0",
-        models=[ModelPayload(float_tflite.read_bytes(), ModelFormat.TFLITE, inputs=m.inputs, outputs=m.outputs)],
+        tmp_path / "pre.edgepkg",
+        name="pre",
+        version="1.0.0",
+        models=[
+            ModelPayload(
+                float_tflite.read_bytes(), ModelFormat.TFLITE, inputs=m.inputs, outputs=m.outputs
+            )
+        ],
         preprocessing=({"op": "scale", "factor": 1 / 16.0},),
     )
     raw = digits.x_test[:20] * 16.0  # sensor units; the bundle scales them back
@@ -139,21 +162,54 @@ def test_preprocessing_from_the_manifest(float_tflite: Path, digits: DigitsSplit
 
 
 def test_stdin_lines_through_the_loop(float_tflite: Path, digits: DigitsSplit) -> None:
-    lines = [json.dumps(digits.x_test[0].ravel().tolist()), "{not json", "",
-             json.dumps({"id": "a", "x": digits.x_test[1].ravel().tolist(), "label": 3}), "[1, 2]"]
-    stats = serve(StdinSource(io.StringIO("\n".join(lines) + "\n")), Engine(load_model(float_tflite)))
+    lines = [
+        json.dumps(digits.x_test[0].ravel().tolist()),
+        "{not json",
+        "",
+        json.dumps({"id": "a", "x": digits.x_test[1].ravel().tolist(), "label": 3}),
+        "[1, 2]",
+    ]
+    stats = serve(
+        StdinSource(io.StringIO("\n".join(lines) + "\n")), Engine(load_model(float_tflite))
+    )
     assert stats.count == 2 and stats.errors == 2 and stats.labelled == 1
 
 
 def test_cli_run_prints_json_lines_and_summary(cascade_bundle, digits: DigitsSplit) -> None:  # type: ignore[no-untyped-def]
     out = subprocess.run(
-        [sys.executable, "-m", "device_agent", "run", str(cascade_bundle.path), "--source",
-         f"file:{digits.test}", "--limit", "25", "--cache", "exact", "--batch", "4", "--batch-ms", "2"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "device_agent",
+            "run",
+            str(cascade_bundle.path),
+            "--source",
+            f"file:{digits.test}",
+            "--limit",
+            "25",
+            "--cache",
+            "exact",
+            "--batch",
+            "4",
+            "--batch-ms",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     lines = [json.loads(s) for s in out.stdout.strip().splitlines()]
     assert len(lines) == 26 and lines[-1]["summary"]["count"] == 25
-    assert {"seq", "input_id", "index", "label", "confidence", "latency_ms", "stage", "truth"} <= set(lines[0])
+    assert {
+        "seq",
+        "input_id",
+        "index",
+        "label",
+        "confidence",
+        "latency_ms",
+        "stage",
+        "truth",
+    } <= set(lines[0])
 
 
 @pytest.mark.parametrize(
@@ -165,11 +221,14 @@ def test_cli_run_prints_json_lines_and_summary(cascade_bundle, digits: DigitsSpl
         (["--source", "sim:radar"], "unknown simulated sensor"),
     ],
 )
-def test_cli_refuses_bad_options(cascade_bundle, digits: DigitsSplit, args: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
+def test_cli_refuses_bad_options(
+    cascade_bundle, digits: DigitsSplit, args: list[str], message: str
+) -> None:  # type: ignore[no-untyped-def]
     base = ["--source", f"file:{digits.test}"] if "--source" not in args else []
     out = subprocess.run(
         [sys.executable, "-m", "device_agent", "run", str(cascade_bundle.path), *base, *args],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert out.returncode == 2 and len(errors) == 1 and message in errors[0]

@@ -113,7 +113,9 @@ def _publish(url_port: int, topic: str, payloads: list[bytes]) -> None:
     c.disconnect()
 
 
-def test_mqtt_source_to_mqtt_results(broker: Broker, float_tflite: Path, digits: DigitsSplit) -> None:
+def test_mqtt_source_to_mqtt_results(
+    broker: Broker, float_tflite: Path, digits: DigitsSplit
+) -> None:
     got: list[dict] = []
     sub = new_client("test-sub")
     sub.on_message = lambda c, u, m: got.append(json.loads(m.payload))
@@ -124,7 +126,9 @@ def test_mqtt_source_to_mqtt_results(broker: Broker, float_tflite: Path, digits:
     x = digits.x_test[:3]
     payloads = [
         json.dumps(x[0].ravel().tolist()).encode(),
-        json.dumps({"id": "frame-1", "x": x[1].ravel().tolist(), "label": int(digits.y_test[1])}).encode(),
+        json.dumps(
+            {"id": "frame-1", "x": x[1].ravel().tolist(), "label": int(digits.y_test[1])}
+        ).encode(),
         b"\xff\x00\x01",  # neither JSON nor float32
         x[2].astype("<f4").tobytes(),
     ]
