@@ -16,6 +16,8 @@ TensorFlow is imported inside the functions that need it.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -289,6 +291,11 @@ def to_tflite(model: Any, representative: np.ndarray | None = None) -> bytes:
     """Keras stage → TFLite bytes; full-integer int8 when ``representative`` is given."""
     import tensorflow as tf
 
+    with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its SavedModel
+        return _convert(tf, model, representative)
+
+
+def _convert(tf: Any, model: Any, representative: np.ndarray | None) -> bytes:
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if representative is not None:
         rep = representative.astype(np.float32)
@@ -298,6 +305,15 @@ def to_tflite(model: Any, representative: np.ndarray | None = None) -> bytes:
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
     return bytes(conv.convert())
+
+
+def to_onnx(model: Any, path: Path) -> bytes:
+    """Keras stage → float ONNX bytes (``model.export``; tf2onnx's from_keras fails on Keras 3)."""
+    shape = (1, *model.input_shape[1:])
+    model(np.zeros(shape, dtype=np.float32))  # Keras exports only models that were called
+    with contextlib.redirect_stdout(io.StringIO()):
+        model.export(str(path), format="onnx", verbose=False)
+    return path.read_bytes()
 
 
 @dataclass(frozen=True)
@@ -357,8 +373,13 @@ def write_cascade_bundle(
     int8: bool = False,
     labels: tuple[str, ...] = (),
     preprocessing: tuple[dict[str, Any], ...] = (),
+    onnx: bool = False,
 ) -> tuple[Path, Calibration]:
-    """The whole pass: heads, export, calibration on the shipped models, bundle."""
+    """The whole pass: heads, export, calibration on the shipped models, bundle.
+
+    ``onnx`` adds float ONNX stages beside the TFLite ones (for ONNX Runtime devices);
+    thresholds are calibrated on the TFLite stages.
+    """
     from edge_sdk.bundle_writer import ModelPayload, build_bundle
 
     cascade = build_cascade(model, train, cfg)
@@ -378,6 +399,8 @@ def write_cascade_bundle(
             ModelPayload(data, ModelFormat.TFLITE, stage=k, inputs=m.inputs, outputs=m.outputs)
             for k, (data, m) in enumerate(exported)
         ]
+        if onnx:
+            payloads += _onnx_payloads(cascade, Path(tmp))
     summary = {
         "recipe": ["early_exit"] + (["int8"] if int8 else []),
         "early_exit": {
@@ -401,6 +424,21 @@ def write_cascade_bundle(
         optimization=summary,
     )
     return path, cal
+
+
+def _onnx_payloads(cascade: Cascade, workdir: Path) -> list[Any]:
+    from device_agent.runtimes import load_model
+    from edge_sdk.bundle_writer import ModelPayload
+
+    out = []
+    for k, stage in enumerate(cascade.stages):
+        path = workdir / f"stage{k}.onnx"
+        data = to_onnx(stage, path)
+        m = load_model(path)
+        out.append(
+            ModelPayload(data, ModelFormat.ONNX, stage=k, inputs=m.inputs, outputs=m.outputs)
+        )
+    return out
 
 
 class EarlyExitPass:

@@ -68,7 +68,14 @@ def cascade_bundle(
     cfg = EarlyExitConfig(at_layers=("conv1", "conv2"), epochs=15, max_drop=0.5)
     out = tmp_path_factory.mktemp("cascade") / "cascade.edgepkg"
     path, _ = write_cascade_bundle(
-        out, model, train, val, cfg, name="digits-exit", labels=tuple(str(i) for i in range(10))
+        out,
+        model,
+        train,
+        val,
+        cfg,
+        name="digits-exit",
+        labels=tuple(str(i) for i in range(10)),
+        onnx=True,
     )
     return CascadeBundle(path, 3, float_tflite)
 

@@ -13,7 +13,7 @@ from device_agent.bundle import read_manifest
 from device_agent.engine import EngineOptions
 from device_agent.errors import BundleError, EdgeError
 from device_agent.loader import engine_for
-from device_agent.manifest import ExitStage
+from device_agent.manifest import ExitStage, ModelFormat
 from device_agent.runtimes import load_model
 from edge_sdk.bundle_writer import write_bundle
 from tests.conftest import DigitsSplit
@@ -26,7 +26,7 @@ def _opts(**thr: float) -> EngineOptions:
 
 def test_manifest_records_stages_and_exits(cascade_bundle: CascadeBundle) -> None:
     m = read_manifest(cascade_bundle.path)
-    assert [f.stage for f in m.files] == [0, 1, 2]
+    assert [f.stage for f in m.stage_files(ModelFormat.TFLITE)] == [0, 1, 2]
     assert [e.index for e in m.exits] == [0, 1]
     assert all(0.0 <= e.threshold <= 1.0 for e in m.exits)
     assert m.exits[0].macs < m.exits[1].macs
@@ -71,6 +71,17 @@ def test_calibrated_thresholds_keep_accuracy_and_exit_some(
     rates = np.bincount(stage, minlength=3) / len(stage)
     np.testing.assert_allclose(rates, m.optimization["early_exit"]["exit_rates"])
     assert rates[:2].sum() > 0.5
+
+
+def test_onnx_stages_answer_like_tflite(cascade_bundle: CascadeBundle, digits: DigitsSplit) -> None:
+    assert read_manifest(cascade_bundle.path).targets == (ModelFormat.TFLITE, ModelFormat.ONNX)
+    with engine_for(cascade_bundle.path, prefer=ModelFormat.ONNX) as e:
+        assert e.model.backend == "onnxruntime"
+        p_onnx, s_onnx = e.cascade(digits.x_test)
+    with engine_for(cascade_bundle.path) as e:
+        p_tfl, s_tfl = e.cascade(digits.x_test)
+    np.testing.assert_allclose(p_onnx, p_tfl, atol=1e-4)
+    assert (s_onnx == s_tfl).mean() > 0.99  # a score exactly at a threshold may tip
 
 
 def test_batch_and_single_answers_agree(cascade_bundle: CascadeBundle, digits: DigitsSplit) -> None:
