@@ -80,8 +80,9 @@ def test_onnx_stages_answer_like_tflite(cascade_bundle: CascadeBundle, digits: D
         p_onnx, s_onnx = e.cascade(digits.x_test)
     with engine_for(cascade_bundle.path) as e:
         p_tfl, s_tfl = e.cascade(digits.x_test)
-    np.testing.assert_allclose(p_onnx, p_tfl, atol=1e-4)
-    assert (s_onnx == s_tfl).mean() > 0.99  # a score exactly at a threshold may tip
+    same = s_onnx == s_tfl
+    assert same.mean() > 0.99  # a score right at a threshold may tip to the next stage
+    np.testing.assert_allclose(p_onnx[same], p_tfl[same], atol=1e-4)
 
 
 def test_batch_and_single_answers_agree(cascade_bundle: CascadeBundle, digits: DigitsSplit) -> None:
