@@ -123,7 +123,12 @@ def to_model_dtype(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
         lo, hi = _QRANGE[spec.dtype]
         q = np.round(x / np.float32(spec.scale)) + int(spec.zero_point or 0)  # as quant.quantize
         return np.clip(q, lo, hi).astype(spec.dtype)
+    if x.dtype == _F32 and spec.dtype == "float32" and x.flags.c_contiguous:
+        return x  # the usual case: nothing to convert
     return np.ascontiguousarray(x, dtype=spec.dtype)
+
+
+_F32 = np.dtype(np.float32)
 
 
 class Engine:
