@@ -90,6 +90,18 @@ class Stage:
         self.in_spec: TensorSpec = model.inputs[0]
         self.out_specs = model.outputs
         self.probabilities: bool | None = None  # decided on the first output, then fixed
+        self.invoke = model.runtime.run
+        self.logits_quantized = self.out_specs[logits].quantized
+
+    def logits_row(self, row: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One row → its float logits (flat) and the raw outputs."""
+        raw = self.invoke([to_model_dtype(row, self.in_spec)])
+        z = raw[self.logits]
+        if self.logits_quantized:
+            z = dequantize(z, self.out_specs[self.logits])
+        if self.probabilities is None:
+            self.probabilities = looks_like_probabilities(z.reshape(1, -1))
+        return z.reshape(-1), raw
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Float batch → (class probabilities, float features or None)."""
@@ -156,6 +168,7 @@ class Engine:
         self._tol = cfg.tolerance if cfg.mode == CacheMode.NEAR else 0.0
         self._plans: dict[tuple[int, ...], tuple[int, ...] | str] = {}
         self._sample = tuple(self.stages[0].in_spec.shape[1:])
+        self._plain = len(self.stages) == 1
 
     @classmethod
     def from_bundle_dir(
@@ -198,7 +211,11 @@ class Engine:
     def infer_one(self, value: np.ndarray) -> Prediction:
         """One raw reading → its prediction. Bad input raises :class:`InputError`."""
         if self.cache is None:
-            return self._answer(self._prepare(self._finite(value)))
+            x = self._finite(value)
+            plan = None if self.pipeline else self._plans.get(x.shape)
+            if plan is not None and plan.__class__ is tuple and plan[0] == 1:
+                return self._single(x.reshape(plan))  # a known shape: skip the general path
+            return self._answer(self._prepare(x))
         if self._tol:  # near keys round the values: NaN must be refused before keying
             x = self._finite(value)
             key = input_key(x, tolerance=self._tol)
@@ -346,22 +363,23 @@ class Engine:
         # One row through the cascade, the path taken once per reading. It avoids numpy
         # calls on tiny arrays (~1 µs each): for a few classes plain floats are faster,
         # and only the rows that go on have their features dequantized.
+        if self._plain:
+            st = self.stages[0]
+            z, _ = st.logits_row(row)
+            i, conf, _ = _top(z, st.probabilities, None)  # type: ignore[arg-type]
+            return Prediction(index=i, label=self._label(i), confidence=conf, stage=0, output=z)
         last = len(self.stages) - 1
         for k, st in enumerate(self.stages):
-            raw = st.model.runtime.run([to_model_dtype(row, st.in_spec)])
-            z = dequantize(raw[st.logits], st.out_specs[st.logits]).reshape(-1)
-            if st.probabilities is None:
-                st.probabilities = looks_like_probabilities(z[None])
+            z, raw = st.logits_row(row)
             rule = self.rules.get(k) if k < last else None
-            i, conf, score = _top(z, st.probabilities, rule)
-            if rule is None or score > rule.threshold:
-                if k < last and rule is None:
-                    row = st.features_float(raw[st.features])  # type: ignore[index]
-                    continue
-                label = self.labels[i] if i < len(self.labels) else str(i)
-                return Prediction(index=i, label=label, confidence=conf, stage=k, output=z)
+            i, conf, score = _top(z, st.probabilities, rule)  # type: ignore[arg-type]
+            if k == last or (rule is not None and score > rule.threshold):
+                return Prediction(index=i, label=self._label(i), confidence=conf, stage=k, output=z)
             row = st.features_float(raw[st.features])  # type: ignore[index]
         raise AssertionError("the last stage always answers")
+
+    def _label(self, i: int) -> str:
+        return self.labels[i] if i < len(self.labels) else str(i)
 
     def _prediction(self, p: np.ndarray, stage: int) -> Prediction:
         i = int(p.argmax())
@@ -379,8 +397,11 @@ def _top(z: np.ndarray, is_prob: bool, rule: ExitRule | None) -> tuple[int, floa
     zl = z.tolist()
     top = max(zl)
     i = zl.index(top)
-    conf = top if is_prob else 1.0 / sum([math.exp(v - top) for v in zl])
+    conf = top if is_prob else 1.0 / sum([_exp(v - top) for v in zl])
     return i, conf, conf
+
+
+_exp = math.exp
 
 
 def build_stages(models: Sequence[Model]) -> list[Stage]:
