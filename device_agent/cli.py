@@ -71,7 +71,9 @@ def run(
         batching = BatchOptions(max_batch=batch, max_wait_ms=batch_ms)
         src = open_source(source, **({"rate": str(rate)} if rate else {}))
         sinks = _sinks(sink, quiet, fleet, device_id, results_qos)
-        with engine_for(bundle, runtime=runtime, options=RuntimeOptions(threads=threads), engine_options=opts) as engine:
+        with engine_for(
+            bundle, runtime=runtime, options=RuntimeOptions(threads=threads), engine_options=opts
+        ) as engine:
             telemetry = None
             if broker:
                 from device_agent.telemetry import agent as tm
@@ -80,10 +82,18 @@ def run(
                     raise EdgeError("--device-id: expected an id with --broker, found nothing")
                 tm.interrupt_on_sigterm()
                 args = tm.AgentTelemetryArgs(
-                    broker=broker, device_id=device_id, fleet=fleet, qos=qos,
-                    interval_s=telemetry_interval, keepalive=keepalive, ca_file=ca_file,
-                    cert_file=cert_file, key_file=key_file, username=username,
-                    password=password, outbox=outbox,
+                    broker=broker,
+                    device_id=device_id,
+                    fleet=fleet,
+                    qos=qos,
+                    interval_s=telemetry_interval,
+                    keepalive=keepalive,
+                    ca_file=ca_file,
+                    cert_file=cert_file,
+                    key_file=key_file,
+                    username=username,
+                    password=password,
+                    outbox=outbox,
                 )
                 telemetry = tm.start_telemetry(args, bundle, engine)
             observers = [telemetry] if telemetry else []

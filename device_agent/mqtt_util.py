@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 
 from device_agent.errors import EdgeError
 
+
 @dataclass(frozen=True)
 class Broker:
     host: str

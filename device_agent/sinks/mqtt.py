@@ -9,8 +9,8 @@ from typing import Any
 
 from device_agent.errors import EdgeError
 from device_agent.mqtt_util import Broker, new_client
-from device_agent.telemetry import topics
 from device_agent.sinks.base import Result
+from device_agent.telemetry import topics
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,7 @@ class MqttSink:
         body = json.dumps(result.to_dict(), separators=(",", ":"))
         info = self._client.publish(self.topic, body, qos=self.qos)
         if info.rc != 0:
-            log.warning(
-                "results sink: publish failed (rc=%s); result %s dropped", info.rc, result.seq
-            )
+            log.warning("results sink: publish failed (rc=%s); result %s dropped", info.rc, result.seq)
         self._last = info
 
     def close(self, *, flush_timeout: float = 5.0) -> None:
