@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from device_agent.errors import EdgeError
+from device_agent.update.cli import register as register_update_commands
 
 app = typer.Typer(
     name="edge-agent",
@@ -27,7 +28,8 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log to st
 
 @app.command("run")
 def run(
-    bundle: Path = typer.Argument(..., help="A .edgepkg bundle, or a .tflite/.onnx file"),
+    bundle: Path = typer.Argument(None, help="A .edgepkg bundle, or a .tflite/.onnx file"),
+    store: Path = typer.Option(None, "--store", help="Serve what the model store's current points to"),
     source: str = typer.Option(..., "--source", help="Input: file:DATA.npz[?rate=HZ]"),
     rate: float = typer.Option(None, "--rate", help="Replay at this many readings per second"),
     runtime: str = typer.Option(None, "--runtime", help="Force a runtime (litert, onnxruntime, ...)"),
@@ -50,7 +52,6 @@ def run(
     outbox: Path = typer.Option(None, "--outbox", help="Telemetry outbox (SQLite) path"),
 ) -> None:
     """Serve every input from SOURCE; print one JSON line per result, then a summary."""
-    from device_agent.loader import engine_for
     from device_agent.runtimes import RuntimeOptions
     from device_agent.serve import serve
     from device_agent.sinks import StdoutSink
@@ -58,7 +59,8 @@ def run(
 
     try:
         src = open_source(source, **({"rate": str(rate)} if rate else {}))
-        with engine_for(bundle, runtime=runtime, options=RuntimeOptions(threads=threads)) as engine:
+        opened = _open_engine(bundle, store, runtime, RuntimeOptions(threads=threads))
+        with opened as engine:
             sinks = [] if quiet else [StdoutSink()]
             telemetry = None
             if broker:
@@ -87,6 +89,20 @@ def run(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(json.dumps({"summary": stats.summary()}))
+
+
+def _open_engine(bundle: Path | None, store: Path | None, runtime: str | None, options: object):  # type: ignore[no-untyped-def]
+    from device_agent.loader import engine_for
+    from device_agent.update.agent import engine_for_store
+
+    if (bundle is None) == (store is None):
+        raise EdgeError("run: give either a BUNDLE or --store DIR (exactly one)")
+    if store is not None:
+        return engine_for_store(store, runtime=runtime, options=options)  # type: ignore[arg-type]
+    return engine_for(bundle, runtime=runtime, options=options)  # type: ignore[arg-type]
+
+
+register_update_commands(app)
 
 
 def main() -> None:

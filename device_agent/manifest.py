@@ -139,6 +139,9 @@ class Manifest:
     device_types: tuple[str, ...] = ()
     min_agent_version: str = "0.1.0"
     validation: str | None = None
+    # The validation member is hashed like the model files: every member is checked.
+    validation_sha256: str | None = None
+    validation_size: int | None = None
     format_version: int = FORMAT_VERSION
 
     @property
@@ -198,6 +201,8 @@ class Manifest:
             device_types=tuple(str(x) for x in d.get("device_types", [])),
             min_agent_version=str(d.get("min_agent_version", "0.1.0")),
             validation=None if d.get("validation") is None else str(d["validation"]),
+            validation_sha256=None if d.get("validation_sha256") is None else str(d["validation_sha256"]),
+            validation_size=None if d.get("validation_size") is None else int(d["validation_size"]),
         )
 
     def validate(self) -> None:
@@ -224,6 +229,16 @@ class Manifest:
                 raise BundleError(f"manifest.json: compressed {f.path} lacks raw_sha256/raw_size")
             if f.raw_sha256 is not None and not _SHA256.match(f.raw_sha256):
                 raise BundleError(f"manifest.json: raw_sha256 of {f.path} is not 64 hex digits")
+        if self.validation is not None and (
+            self.validation_sha256 is None
+            or not _SHA256.match(self.validation_sha256)
+            or self.validation_size is None
+            or self.validation_size < 0
+        ):
+            raise BundleError(
+                f"manifest.json: validation member {self.validation} needs validation_sha256 "
+                "(64 hex digits) and a non-negative validation_size"
+            )
         for e in self.exits:
             if not 0.0 <= e.threshold <= 1.0:
                 raise BundleError(f"manifest.json: exit {e.index} threshold {e.threshold} not in [0, 1]")

@@ -1,0 +1,88 @@
+"""``edge verify``, ``edge sign`` and ``edge flash``: signed bundles on the host."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import typer
+
+from device_agent.update.store import ModelStore
+
+from edge_sdk.cli._common import cli_errors
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify")(verify)
+    app.command("sign")(sign)
+    app.command("flash")(flash)
+
+
+@cli_errors
+def verify(
+    bundle: Path = typer.Argument(..., help="A .edgepkg bundle"),
+    key: list[Path] = typer.Option(..., "--key", help="Trusted public key file (or dir of *.pub)"),
+) -> None:
+    """Check the signature and every member's hash; exit 2 with the reason if any fails."""
+    from device_agent.bundle import verify_bundle
+    from device_agent.trust import TrustStore
+
+    trust = TrustStore.from_paths(key)
+    v = verify_bundle(bundle, check_signature=trust)
+    assert v.signature is not None  # the trust check refuses unsigned bundles
+    signer = trust.verify(v.manifest_bytes, v.signature)
+    m = v.manifest
+    typer.echo(f"ok: {m.name} {m.version}, {len(v.payload)} members verified, signed by key {signer}")
+
+
+@cli_errors
+def sign(
+    bundle: Path = typer.Argument(..., help="A .edgepkg bundle"),
+    key: Path = typer.Option(..., "--key", help="Ed25519 private key (from edge keys new)"),
+    out: Path = typer.Option(..., "-o", "--out", help="The signed bundle to write"),
+) -> None:
+    """Sign a bundle's exact manifest bytes with KEY and write the result to OUT."""
+    from edge_sdk.signing import sign_bundle
+
+    typer.echo(f"signed: {sign_bundle(bundle, key, out)}")
+
+
+@cli_errors
+def flash(
+    bundle: Path = typer.Argument(..., help="A signed .edgepkg bundle"),
+    to: Path = typer.Option(..., "--to", help="The agent's model store (e.g. a mounted SD card)"),
+    key: list[Path] = typer.Option(..., "--key", help="Trusted public key (also installed in STORE/keys)"),
+    allow_downgrade: bool = typer.Option(False, "--allow-downgrade", help="Accept an older version"),
+    device_type: str = typer.Option(None, "--device-type", help="Record/check the device type"),
+    health_check: bool = typer.Option(True, "--health-check/--no-health-check",
+                                      help="Run the validation set here before switching"),
+) -> None:
+    """Verify BUNDLE and install it into a model store offline, with an atomic switch."""
+    from device_agent import __version__
+    from device_agent.errors import EdgeError
+    from device_agent.trust import TrustStore
+    from device_agent.update.flow import Status, UpdateFlow, UpdatePolicy
+    store = ModelStore(to).init()
+    store.recover()
+    if device_type:
+        store.set_device_type(device_type)
+    trust = TrustStore.from_paths([*key, store.keys_dir])
+    policy = UpdatePolicy(
+        agent_version=__version__, allow_downgrade=allow_downgrade, health_check=health_check,
+    )
+    result = UpdateFlow(store, trust, policy).run(bundle)
+    typer.echo(json.dumps(result.to_dict()))
+    if result.status != Status.ACTIVE:
+        raise EdgeError(f"flash refused {bundle}: {result.reason}")
+    _install_keys(key, store)
+
+
+def _install_keys(keys: list[Path], store: ModelStore) -> None:
+    """Copy the trusted keys into STORE/keys so the agent trusts the same signer."""
+    for k in keys:
+        files = sorted(k.glob("*.pub")) if k.is_dir() else [k]
+        for f in files:
+            dest = store.keys_dir / (f.name if f.name.endswith(".pub") else f.name + ".pub")
+            if not dest.exists():
+                shutil.copyfile(f, dest)
