@@ -94,7 +94,7 @@ class ModelFile:
             format=ModelFormat(d["format"]),
             stage=int(d.get("stage", 0)),
             compression=Compression(d.get("compression", "none")),
-            raw_sha256=d.get("raw_sha256"),
+            raw_sha256=_opt_str(d.get("raw_sha256"), "raw_sha256"),
             raw_size=None if d.get("raw_size") is None else int(d["raw_size"]),
             inputs=tuple(TensorSpec.from_dict(t) for t in d.get("inputs", [])),
             outputs=tuple(TensorSpec.from_dict(t) for t in d.get("outputs", [])),
@@ -173,11 +173,12 @@ class Manifest:
             raise BundleError("manifest.json: expected a JSON object at the top level")
         try:
             m = cls._from_dict(d)
+            # validate() sees values of any JSON type a hostile manifest can hold.
+            m.validate()
         except BundleError:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise BundleError(f"manifest.json: missing or invalid field ({e!r})") from e
-        m.validate()
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as e:
+            raise BundleError(f"manifest.json: missing or invalid field ({e!r})"[:300]) from e
         return m
 
     @classmethod
@@ -242,6 +243,12 @@ class Manifest:
         for e in self.exits:
             if not 0.0 <= e.threshold <= 1.0:
                 raise BundleError(f"manifest.json: exit {e.index} threshold {e.threshold} not in [0, 1]")
+
+
+def _opt_str(v: object, what: str) -> str | None:
+    if v is not None and not isinstance(v, str):
+        raise BundleError(f"manifest.json: {what} must be a string, found {type(v).__name__}")
+    return v
 
 
 def _enum_value(o: object) -> object:
