@@ -36,6 +36,7 @@ class HealthOptions:
     runs: int = 5
     timeout_s: float = 60.0
     memory_limit_mb: int | None = 2048  # isolated check only: RLIMIT_AS of the child
+    cpu_limit_s: int | None = None  # isolated check only: RLIMIT_CPU (SIGXCPU) of the child
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,9 @@ def check_slot(root: Path, manifest: Manifest, opts: HealthOptions) -> HealthRep
             latencies.append((time.perf_counter() - t0) * 1000.0)
     except EdgeError as e:
         return HealthReport(False, f"the model failed to load or run: {e}")
+    except Exception as e:  # each runtime raises its own types (onnxruntime's Fail, ...)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        return HealthReport(False, f"the runtime failed while running the model: {first[:300]}")
     return judge(y, np.asarray(got), latencies, opts)
 
 
@@ -113,7 +117,7 @@ def check_slot_isolated(root: Path, opts: HealthOptions) -> HealthReport:
     try:
         proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=opts.timeout_s,
-            preexec_fn=_limits(opts.memory_limit_mb), env=_child_env(),
+            preexec_fn=_limits(opts.memory_limit_mb, opts.cpu_limit_s), env=_child_env(),
         )
     except subprocess.TimeoutExpired:
         return HealthReport(False, f"health-check process did not finish within {opts.timeout_s} s")
@@ -132,10 +136,12 @@ def _parse_child(proc: subprocess.CompletedProcess[str]) -> HealthReport:
         return HealthReport(False, f"health-check process exited with code {proc.returncode}: {tail}")
 
 
-def _limits(memory_mb: int | None):  # type: ignore[no-untyped-def]
+def _limits(memory_mb: int | None, cpu_s: int | None):  # type: ignore[no-untyped-def]
     def apply() -> None:
         import resource
 
+        if cpu_s:
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
         if memory_mb:
             limit = memory_mb * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
