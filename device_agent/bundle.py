@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from device_agent.errors import BundleError
-from device_agent.onnx_check import check_external_data
 from device_agent.manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
@@ -30,6 +29,7 @@ from device_agent.manifest import (
     ModelFormat,
     check_member_path,
 )
+from device_agent.onnx_check import check_external_data
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 MAX_MANIFEST_BYTES = 1024 * 1024

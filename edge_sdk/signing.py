@@ -98,7 +98,7 @@ def sign_bundle(
         raise BundleError(f"{bundle}: no {MANIFEST_NAME} in the bundle")
     Manifest.from_json(members[MANIFEST_NAME])  # refuse to sign something unreadable
     members[SIGNATURE_NAME] = signer(members[MANIFEST_NAME])
-    order = [MANIFEST_NAME, SIGNATURE_NAME] + sorted(set(members) - {MANIFEST_NAME, SIGNATURE_NAME})
+    order = [MANIFEST_NAME, SIGNATURE_NAME, *sorted(set(members) - {MANIFEST_NAME, SIGNATURE_NAME})]
     return write_archive(out, [(n, members[n]) for n in order])
 
 

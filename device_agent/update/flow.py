@@ -9,6 +9,7 @@ crash tests pause and SIGKILL the process there).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import shutil
@@ -197,10 +198,9 @@ class UpdateFlow:
         result = UpdateResult(
             status, reason, step, m.name if m else None, m.version if m else None, s.sid
         )
-        try:
+        # A full disk must not turn a clean rejection into a crash.
+        with contextlib.suppress(OSError):
             atomic_write(self.store.root / LAST_UPDATE, json.dumps(result.to_dict()).encode())
-        except OSError:
-            pass  # a full disk must not turn a clean rejection into a crash
         return result
 
 

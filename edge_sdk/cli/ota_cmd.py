@@ -9,7 +9,6 @@ from pathlib import Path
 import typer
 
 from device_agent.update.store import ModelStore
-
 from edge_sdk.cli._common import cli_errors
 
 

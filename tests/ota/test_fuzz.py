@@ -6,8 +6,10 @@ any other exception fails the test. The counts are printed at the end of the run
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import tarfile
 import tempfile
 from collections import Counter
@@ -27,6 +29,8 @@ from device_agent.trust import TrustStore
 from .conftest import SUMMARY, Factory
 
 COUNTS: Counter[str] = Counter()
+# RAM-backed when available: tens of thousands of tiny files.
+_TMP = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 
 def fuzz(n: int) -> settings:
@@ -87,10 +91,10 @@ def test_manifest_field_mutations(good: tuple[bytes, dict[str, Any], bytes], dat
     paths = _paths(manifest)
     for _ in range(data.draw(st.integers(1, 3))):
         path = data.draw(st.sampled_from(paths))
-        try:
-            _set(manifest, path, data.draw(json_values))
-        except (KeyError, IndexError, TypeError):
-            pass  # an earlier mutation replaced a parent
+        value = data.draw(json_values)
+        # An earlier mutation may have replaced a parent of this path.
+        with contextlib.suppress(KeyError, IndexError, TypeError):
+            _set(manifest, path, value)
     raw = json.dumps(manifest, allow_nan=True).encode()
     _outcome("manifest", lambda: Manifest.from_json(raw))
 
@@ -102,10 +106,10 @@ def test_manifest_raw_bytes(raw: bytes) -> None:
 
 
 def _write(data: bytes) -> Path:
-    fh = tempfile.NamedTemporaryFile(suffix=".edgepkg", delete=False)
-    fh.write(data)
-    fh.close()
-    return Path(fh.name)
+    fd, name = tempfile.mkstemp(suffix=".edgepkg", dir=_TMP)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return Path(name)
 
 
 def _verify(data: bytes, trust: TrustStore | None = None) -> None:

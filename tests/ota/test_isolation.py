@@ -18,7 +18,6 @@ from .test_flow import assert_rejected, install
 
 def _linear_plus(factory: Factory, extra_nodes: list, extra_inits: list, extra_out: str) -> bytes:  # type: ignore[type-arg]
     """softmax(xW+b) + 0 * ReduceSum(extra_out): the output is right, if the model ever runs."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     w, b = factory.weights(0)
