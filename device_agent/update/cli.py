@@ -14,6 +14,7 @@ def register(app: typer.Typer) -> None:
     app.command("install")(install)
     app.command("status")(status)
     app.command("healthcheck")(healthcheck)
+    app.command("listen")(listen)
 
 
 def install(
@@ -90,3 +91,37 @@ def healthcheck(
     typer.echo(report.to_json())
     if not report.ok:
         raise typer.Exit(1)
+
+
+def listen(
+    store: Path = typer.Option(..., "--store", help="The agent's model store directory"),
+    broker: str = typer.Option(..., "--broker", help="mqtt://HOST[:PORT]"),
+    device_id: str = typer.Option(..., "--device-id"),
+    fleet: str = typer.Option("default", "--fleet"),
+    isolate: bool = typer.Option(False, "--isolate", help="Health-check in a child process"),
+    allow_downgrade: bool = typer.Option(False, "--allow-downgrade"),
+) -> None:
+    """Receive deployments on the device's deploy topic and apply them (until Ctrl-C)."""
+    import signal
+    import threading
+
+    from device_agent import __version__
+    from device_agent.update.agent import env_checkpoint, trust_for
+    from device_agent.update.flow import UpdatePolicy
+    from device_agent.update.store import ModelStore
+    from device_agent.update.transport import Broker, DeployListener
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        s = ModelStore(store).init()
+        policy = UpdatePolicy(agent_version=__version__, isolate=isolate, allow_downgrade=allow_downgrade)
+        listener = DeployListener(store=s, broker=Broker.parse(broker), fleet=fleet, device=device_id,
+                                  trust=trust_for(s), policy=policy, checkpoint=env_checkpoint())
+        typer.echo(f"listening on {broker} as {fleet}/{device_id}", err=True)
+        listener.run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+    except EdgeError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None

@@ -35,6 +35,7 @@ SPACE_MARGIN = 64 * 1024
 
 
 class Step(str, Enum):
+    TRANSFER = "transfer"  # over the air only (device_agent.update.transport)
     VERIFY = "verify"
     EXTRACT = "extract"
     HEALTH = "health-check"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,7 @@ def register(app: typer.Typer) -> None:
     app.command("verify")(verify)
     app.command("sign")(sign)
     app.command("flash")(flash)
+    app.command("deploy")(deploy)
 
 
 @cli_errors
@@ -85,3 +87,26 @@ def _install_keys(keys: list[Path], store: ModelStore) -> None:
             dest = store.keys_dir / (f.name if f.name.endswith(".pub") else f.name + ".pub")
             if not dest.exists():
                 shutil.copyfile(f, dest)
+
+
+@cli_errors
+def deploy(
+    bundle: Path = typer.Argument(..., help="A signed .edgepkg bundle"),
+    device: str = typer.Option(..., "--device", help="The device id"),
+    broker: str = typer.Option(..., "--broker", help="mqtt://HOST[:PORT]"),
+    fleet: str = typer.Option("default", "--fleet"),
+    chunk_size: int = typer.Option(64 * 1024, "--chunk-size", help="Bytes per MQTT message"),
+    timeout: float = typer.Option(300.0, "--timeout", help="Seconds to wait for the final status"),
+) -> None:
+    """Send BUNDLE to one device over MQTT in hashed chunks; print every status it reports."""
+    from device_agent.errors import EdgeError
+    from device_agent.update.chunks import DeployStatus
+    from device_agent.update.transport import Broker, send_bundle
+
+    def show(s: DeployStatus) -> None:
+        typer.echo(json.dumps(asdict(s)))
+
+    final = send_bundle(bundle, broker=Broker.parse(broker), fleet=fleet, device=device,
+                        chunk_size=chunk_size, timeout_s=timeout, on_status=show)
+    if final.status != "active":
+        raise EdgeError(f"deploy to {device}: {final.status}: {final.reason}")

@@ -1,0 +1,164 @@
+"""Over-the-air deployment through a real Mosquitto: chunks with hashes, resume after the
+agent is killed mid-transfer, hostile transfers rejected with the reason on deploy/status."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from device_agent.errors import BundleError
+from device_agent.update.agent import PAUSE_ENV
+from device_agent.update.chunks import Assembly, Chunk, DeployStatus, Offer, split
+from device_agent.update.store import ModelStore
+from device_agent.update.transport import Broker, send_bundle
+
+from .conftest import Factory
+from .test_flow import install
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    conf = tmp_path_factory.mktemp("mosq") / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    yield f"mqtt://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
+
+
+def _listen(store: Path, broker: str, device: str, pause: str | None = None) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    env.pop(PAUSE_ENV, None)
+    if pause:
+        env[PAUSE_ENV] = pause
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "device_agent", "listen", "--store", str(store), "--broker", broker,
+         "--device-id", device, "--fleet", "lab"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    _wait_line(proc, "listening on")
+    return proc
+
+
+def _wait_line(proc: subprocess.Popen[str], prefix: str, timeout: float = 60) -> None:
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if select.select([proc.stderr], [], [], 0.5)[0]:
+            line = proc.stderr.readline()
+            assert line, f"agent exited before printing {prefix!r} (rc={proc.poll()})"
+            if line.startswith(prefix):
+                return
+    raise AssertionError(f"agent never printed {prefix!r}")
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(15)
+
+
+@pytest.fixture
+def store(store_dir: Path, factory: Factory) -> Path:
+    assert install(store_dir, factory.bundle("1.0.0")).status.value == "active"
+    return store_dir
+
+
+def test_chunk_protocol_rejects_corruption() -> None:
+    data = os.urandom(1000)
+    offer, chunks = split(data, rollout="r1", name="m", version="1.0.0", chunk_size=300)
+    assert offer.chunks == 4 and Offer.from_payload(offer.to_payload()) == offer
+    a = Assembly(offer, max_bytes=10_000)
+    bad = Chunk("r1", 1, chunks[1].sha256, b"x" + chunks[1].data[1:])
+    with pytest.raises(BundleError, match="does not match its sha256"):
+        a.add(Chunk.from_payload(bad.to_payload()))
+    for c in reversed(chunks):
+        a.add(Chunk.from_payload(c.to_payload()))
+    assert a.assemble() == data
+    with pytest.raises(BundleError, match="exceeds the cap"):
+        Assembly(offer, max_bytes=999)
+
+
+def test_deploy_over_mqtt(store: Path, factory: Factory, broker: str) -> None:
+    agent = _listen(store, broker, "pi-01")
+    try:
+        seen: list[str] = []
+        final = send_bundle(factory.bundle("1.1.0", seed=1), broker=Broker.parse(broker), fleet="lab",
+                            device="pi-01", chunk_size=2048, timeout_s=90,
+                            on_status=lambda s: seen.append(s.status))
+    finally:
+        _stop(agent)
+    assert final.status == "active", final
+    assert seen[0] == "downloading" and "verifying" in seen and "health-check" in seen
+    assert ModelStore(store).current().manifest.version == "1.1.0"  # type: ignore[union-attr]
+    assert not (store / "transfers" / final.rollout).exists()
+
+
+def test_deploy_command_reports_rejection(store: Path, factory: Factory, broker: str) -> None:
+    agent = _listen(store, broker, "pi-02")
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "edge_sdk", "deploy", str(factory.bundle("0.5.0")), "--device", "pi-02",
+             "--fleet", "lab", "--broker", broker, "--timeout", "90"],
+            capture_output=True, text=True,
+        )
+    finally:
+        _stop(agent)
+    assert out.returncode == 2, out.stdout + out.stderr
+    final = DeployStatus(**{k: v for k, v in json.loads(out.stdout.splitlines()[-1]).items()})
+    assert final.status == "rejected" and "downgrade refused" in final.reason
+    assert "downgrade refused" in out.stderr
+    assert ModelStore(store).current().manifest.version == "1.0.0"  # type: ignore[union-attr]
+
+
+def test_resume_after_agent_killed_mid_transfer(store: Path, factory: Factory, broker: str) -> None:
+    """SIGKILL the agent after 3 chunks; restarted, it asks only for the missing ones."""
+    import threading
+
+    bundle = factory.bundle("1.2.0", seed=2)
+    agent = _listen(store, broker, "pi-03", pause="transfer:3")
+    result: list[DeployStatus] = []
+    statuses: list[DeployStatus] = []
+    sender = threading.Thread(target=lambda: result.append(send_bundle(
+        bundle, broker=Broker.parse(broker), fleet="lab", device="pi-03", chunk_size=1024,
+        timeout_s=120, retry_s=2, on_status=statuses.append)))
+    sender.start()
+    _wait_line(agent, "PAUSED transfer:3")
+    agent.send_signal(signal.SIGKILL)
+    agent.wait()
+    held = sorted(p.name for p in (store / "transfers").glob("*/*.chunk"))
+    assert len(held) == 3
+    agent = _listen(store, broker, "pi-03")
+    try:
+        sender.join(120)
+    finally:
+        _stop(agent)
+    assert result and result[0].status == "active", (result, statuses)
+    total = -(-bundle.stat().st_size // 1024)
+    resumed = [s for s in statuses if s.status == "downloading"][-1]
+    assert len(resumed.missing) == total - 3, "the restarted agent must not ask for chunks it held"
+    assert ModelStore(store).current().manifest.version == "1.2.0"  # type: ignore[union-attr]
