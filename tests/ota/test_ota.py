@@ -162,3 +162,43 @@ def test_resume_after_agent_killed_mid_transfer(store: Path, factory: Factory, b
     resumed = [s for s in statuses if s.status == "downloading"][-1]
     assert len(resumed.missing) == total - 3, "the restarted agent must not ask for chunks it held"
     assert ModelStore(store).current().manifest.version == "1.2.0"  # type: ignore[union-attr]
+
+
+def test_sigkill_during_transfer_20_times(store: Path, factory: Factory, broker: str) -> None:
+    """One deployment, 20 SIGKILLs of the agent at growing points of the transfer: after
+    each, the store serves the old model with clean staging; the 21st run completes it."""
+    import threading
+
+    from .conftest import SUMMARY
+    from .test_crash import _check_restart
+
+    bundle = factory.bundle("1.1.0", seed=1)
+    chunk = 256
+    assert -(-bundle.stat().st_size // chunk) > 40
+    result: list[DeployStatus] = []
+    sender = threading.Thread(target=lambda: result.append(send_bundle(
+        bundle, broker=Broker.parse(broker), fleet="lab", device="pi-04", chunk_size=chunk,
+        timeout_s=300, retry_s=1)))
+    sender.start()
+    outcomes = {"1.0.0": 0, "1.1.0": 0}
+    for i in range(20):
+        point = f"transfer:{2 * i + 1}"
+        agent = _listen(store, broker, "pi-04", pause=point)
+        _wait_line(agent, f"PAUSED {point}")
+        agent.send_signal(signal.SIGKILL)
+        agent.wait()
+        outcomes[_check_restart(store, factory)] += 1
+        held = len(list((store / "transfers").glob("*/*.chunk")))
+        assert held == 2 * i + 1, f"kill {i}: {held} chunks kept on disk"
+    agent = _listen(store, broker, "pi-04")
+    try:
+        sender.join(300)
+    finally:
+        _stop(agent)
+    assert outcomes == {"1.0.0": 20, "1.1.0": 0}
+    assert result and result[0].status == "active", result
+    assert ModelStore(store).current().manifest.version == "1.1.0"  # type: ignore[union-attr]
+    SUMMARY.append(
+        "crash-safety (transfer over MQTT): 20 SIGKILLs mid-transfer -> old 20, new 0, broken 0; "
+        "resumed from the kept chunks and completed: active 1.1.0"
+    )
