@@ -194,3 +194,19 @@ class Assembly:
         if len(data) != self.offer.size or hashlib.sha256(data).hexdigest() != self.offer.sha256:
             raise BundleError(f"transfer {self.offer.rollout}: reassembled bundle does not match the offer's sha256")
         return data
+
+
+@dataclass(frozen=True)
+class RollbackRequest:
+    """Asks a device to go back to its previous model (a halted canary rollout)."""
+
+    rollout: str
+    reason: str = ""
+
+    def to_payload(self) -> bytes:
+        return json.dumps({"v": PROTOCOL, "type": "rollback", **asdict(self)}).encode()
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> RollbackRequest:
+        d = _load(payload, "rollback")
+        return cls(_checked_id(str(d.get("rollout", ""))), str(d.get("reason", "")))

@@ -16,6 +16,7 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -27,11 +28,12 @@ from device_agent.update.chunks import (
     Chunk,
     DeployStatus,
     Offer,
+    RollbackRequest,
     deploy_topic,
     split,
     status_topic,
 )
-from device_agent.update.flow import Checkpoint, Step, UpdateFlow, UpdatePolicy, UpdateResult
+from device_agent.update.flow import Checkpoint, Status, Step, UpdateFlow, UpdatePolicy, UpdateResult
 from device_agent.update.store import ModelStore
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,8 @@ class DeployListener:
                 self._offer(Offer.from_payload(payload))
             elif kind == "chunk":
                 self._chunk(Chunk.from_payload(payload))
+            elif kind == "rollback":
+                self._rollback(RollbackRequest.from_payload(payload))
         except BundleError as e:
             log.warning("deploy: %s", e)
 
@@ -132,6 +136,15 @@ class DeployListener:
             d.mkdir(parents=True, exist_ok=True)
             atomic_write(d / "offer.json", offer.to_payload())
         self._progress(a)
+
+    def _rollback(self, req: RollbackRequest) -> None:
+        try:
+            slot = self.store.rollback()
+        except EdgeError as e:
+            self._publish(DeployStatus(req.rollout, "rejected", f"rollback: {e}"))
+            return
+        self._publish(DeployStatus(req.rollout, "rolled-back", f"rollback requested: {req.reason}",
+                                   slot.manifest.version))
 
     def _chunk(self, c: Chunk) -> None:
         a = self.assemblies.get(c.rollout)
@@ -160,8 +173,6 @@ class DeployListener:
         try:
             atomic_write(d / "bundle.edgepkg", a.assemble())
         except (BundleError, OSError) as e:
-            from device_agent.update.flow import Status
-
             return UpdateResult(Status.REJECTED, f"transfer: {e}", Step.TRANSFER)
         rollout, version = a.offer.rollout, a.offer.version
 
@@ -203,9 +214,45 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class _HostSession:
+    """A host-side MQTT connection subscribed to one device's deploy/status."""
+
+    def __init__(self, broker: Broker, fleet: str, device: str, rollout: str):
+        self.fleet, self.device, self.rollout = fleet, device, rollout
+        self.inbox: queue.Queue[DeployStatus] = queue.Queue()
+        self.client = _client(f"edge-deploy-{rollout}-{device}", persistent=False)
+        subscribed = threading.Event()
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.on_connect = lambda c, *a: c.subscribe(status_topic(fleet, device), qos=1)
+        self.client.connect(broker.host, broker.port, keepalive=30)
+        self.client.loop_start()
+        if not subscribed.wait(10):
+            self.close()
+            raise EdgeError(f"broker {broker.host}:{broker.port}: no subscription acknowledgement")
+
+    def _on_message(self, c, u, msg) -> None:  # type: ignore[no-untyped-def]
+        try:
+            s = DeployStatus.from_payload(msg.payload)
+        except BundleError:
+            return
+        if s.rollout == self.rollout:
+            self.inbox.put(s)
+
+    def publish(self, payload: bytes) -> None:
+        self.client.publish(deploy_topic(self.fleet, self.device), payload, qos=1)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+StatusCallback = Callable[[DeployStatus], None]
+
+
 def send_bundle(bundle: Path, *, broker: Broker, fleet: str, device: str, rollout: str | None = None,
                 chunk_size: int = 64 * 1024, timeout_s: float = 120.0, retry_s: float = 5.0,
-                on_status=None) -> DeployStatus:  # type: ignore[no-untyped-def]
+                on_status: StatusCallback | None = None) -> DeployStatus:
     """The host's side: offer ``bundle``, send the chunks the device asks for, return its
     final status (``active``, ``rejected``, ``rolled-back``)."""
     from device_agent.bundle import read_manifest
@@ -214,47 +261,41 @@ def send_bundle(bundle: Path, *, broker: Broker, fleet: str, device: str, rollou
     rid = rollout or f"r{uuid.uuid4().hex[:12]}"
     offer, chunks = split(bundle.read_bytes(), rollout=rid, name=m.name, version=m.version,
                           chunk_size=chunk_size)
-    inbox: queue.Queue[DeployStatus] = queue.Queue()
-    client = _client(f"edge-deploy-{rid}", persistent=False)
-
-    def on_message(c, u, msg) -> None:  # type: ignore[no-untyped-def]
-        try:
-            s = DeployStatus.from_payload(msg.payload)
-        except BundleError:
-            return
-        if s.rollout == rid:
-            inbox.put(s)
-
-    subscribed = threading.Event()
-    client.on_message = on_message
-    client.on_subscribe = lambda *a: subscribed.set()
-    client.on_connect = lambda c, *a: c.subscribe(status_topic(fleet, device), qos=1)
-    client.connect(broker.host, broker.port, keepalive=30)
-    client.loop_start()
+    session = _HostSession(broker, fleet, device, rid)
     try:
-        if not subscribed.wait(10):
-            raise EdgeError(f"broker {broker.host}:{broker.port}: no subscription acknowledgement")
-        return _drive(client, offer, chunks, inbox, fleet, device, timeout_s, retry_s, on_status)
+        return _drive(session, offer, chunks, timeout_s, retry_s, on_status)
     finally:
-        client.loop_stop()
-        client.disconnect()
+        session.close()
 
 
-def _drive(client, offer: Offer, chunks: list[Chunk], inbox: queue.Queue[DeployStatus], fleet: str,  # type: ignore[no-untyped-def]
-           device: str, timeout_s: float, retry_s: float, on_status) -> DeployStatus:
-    topic = deploy_topic(fleet, device)
+def send_rollback(*, broker: Broker, fleet: str, device: str, rollout: str, reason: str,
+                  timeout_s: float = 60.0) -> DeployStatus:
+    """Ask ``device`` to return to its previous model; its final status."""
+    session = _HostSession(broker, fleet, device, rollout)
+    try:
+        session.publish(RollbackRequest(rollout, reason).to_payload())
+        try:
+            return session.inbox.get(timeout=timeout_s)
+        except queue.Empty:
+            raise EdgeError(f"rollback of {device}: no answer within {timeout_s} s") from None
+    finally:
+        session.close()
+
+
+def _drive(session: _HostSession, offer: Offer, chunks: list[Chunk], timeout_s: float, retry_s: float,
+           on_status: StatusCallback | None) -> DeployStatus:
     deadline = time.monotonic() + timeout_s
-    client.publish(topic, offer.to_payload(), qos=1)
+    session.publish(offer.to_payload())
     while time.monotonic() < deadline:
         try:
-            s = inbox.get(timeout=retry_s)
+            s = session.inbox.get(timeout=retry_s)
         except queue.Empty:
-            client.publish(topic, offer.to_payload(), qos=1)  # device away or restarted: ask again
+            session.publish(offer.to_payload())  # device away or restarted: ask again
             continue
         if on_status:
             on_status(s)
         if s.final:
             return s
         for i in s.missing:
-            client.publish(topic, chunks[i].to_payload(), qos=1)
-    raise EdgeError(f"deploy {offer.rollout} to {device}: no final status within {timeout_s} s")
+            session.publish(chunks[i].to_payload())
+    raise EdgeError(f"deploy {offer.rollout} to {session.device}: no final status within {timeout_s} s")

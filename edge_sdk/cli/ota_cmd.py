@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
     app.command("sign")(sign)
     app.command("flash")(flash)
     app.command("deploy")(deploy)
+    app.command("rollouts")(rollouts)
 
 
 @cli_errors
@@ -92,21 +93,59 @@ def _install_keys(keys: list[Path], store: ModelStore) -> None:
 @cli_errors
 def deploy(
     bundle: Path = typer.Argument(..., help="A signed .edgepkg bundle"),
-    device: str = typer.Option(..., "--device", help="The device id"),
     broker: str = typer.Option(..., "--broker", help="mqtt://HOST[:PORT]"),
+    device: str = typer.Option(None, "--device", help="One device id"),
+    group: str = typer.Option(None, "--group", help="A group name (recorded with the rollout)"),
+    devices: str = typer.Option(None, "--devices", help="The group's device ids, comma-separated"),
+    canary: float = typer.Option(0.0, "--canary", help="Percent of the group to update first"),
     fleet: str = typer.Option("default", "--fleet"),
+    db: Path = typer.Option(Path("rollouts.db"), "--db", help="Where rollouts are recorded"),
     chunk_size: int = typer.Option(64 * 1024, "--chunk-size", help="Bytes per MQTT message"),
-    timeout: float = typer.Option(300.0, "--timeout", help="Seconds to wait for the final status"),
+    timeout: float = typer.Option(300.0, "--timeout", help="Seconds to wait per device"),
 ) -> None:
-    """Send BUNDLE to one device over MQTT in hashed chunks; print every status it reports."""
+    """Send BUNDLE over MQTT in hashed chunks to one device or a group (canaries first)."""
+    import uuid
+
+    from device_agent.bundle import read_manifest
     from device_agent.errors import EdgeError
     from device_agent.update.chunks import DeployStatus
-    from device_agent.update.transport import Broker, send_bundle
+    from device_agent.update.transport import Broker, send_bundle, send_rollback
+    from edge_sdk.rollout import RolloutLog, RolloutRecord, plan, run_rollout
+
+    targets = [device] if device else [d.strip() for d in (devices or "").split(",") if d.strip()]
+    if not targets or (device and devices):
+        raise EdgeError("deploy: give --device ID, or --group NAME with --devices ID,ID,...")
+    b, m = Broker.parse(broker), read_manifest(bundle)
+    rid = f"r{uuid.uuid4().hex[:12]}"
+    log = RolloutLog(db)
 
     def show(s: DeployStatus) -> None:
         typer.echo(json.dumps(asdict(s)))
 
-    final = send_bundle(bundle, broker=Broker.parse(broker), fleet=fleet, device=device,
-                        chunk_size=chunk_size, timeout_s=timeout, on_status=show)
-    if final.status != "active":
-        raise EdgeError(f"deploy to {device}: {final.status}: {final.reason}")
+    def send(d: str) -> DeployStatus:
+        return send_bundle(bundle, broker=b, fleet=fleet, device=d, rollout=rid, chunk_size=chunk_size,
+                           timeout_s=timeout, on_status=show)
+
+    def rollback(d: str) -> DeployStatus:
+        return send_rollback(broker=b, fleet=fleet, device=d, rollout=rid, reason="canary failed")
+
+    rec = RolloutRecord(rid, f"{group or device}:{bundle.name}", m.version)
+    rec = run_rollout(rec, plan(targets, canary if not device else 0), send, rollback, on_change=log.save)
+    typer.echo(json.dumps({"rollout": rid, "state": rec.state, "devices": rec.devices}))
+    if rec.state != "completed":
+        bad = {d: f"{s}: {rec.reasons.get(d, '')}" for d, s in rec.devices.items() if s != "active"}
+        raise EdgeError(f"rollout {rid} {rec.state}: {bad}")
+
+
+@cli_errors
+def rollouts(db: Path = typer.Option(Path("rollouts.db"), "--db", help="The rollout log")) -> None:
+    """Every recorded rollout: bundle, version, state and each device's status."""
+    from edge_sdk.rollout import RolloutLog
+
+    if not db.exists():
+        from device_agent.errors import EdgeError
+
+        raise EdgeError(f"{db}: no rollout log here (edge deploy --db writes it)")
+    for r in RolloutLog(db).all():
+        devs = ", ".join(f"{d}={s}" for d, s in r["devices"].items())  # type: ignore[attr-defined]
+        typer.echo(f"{r['rollout']}  {r['bundle']}  {r['version']}  {r['state']}  {devs}")

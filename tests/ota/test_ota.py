@@ -20,7 +20,7 @@ from device_agent.errors import BundleError
 from device_agent.update.agent import PAUSE_ENV
 from device_agent.update.chunks import Assembly, Chunk, DeployStatus, Offer, split
 from device_agent.update.store import ModelStore
-from device_agent.update.transport import Broker, send_bundle
+from device_agent.update.transport import Broker, send_bundle, send_rollback
 
 from .conftest import Factory
 from .test_flow import install
@@ -110,12 +110,16 @@ def test_deploy_over_mqtt(store: Path, factory: Factory, broker: str) -> None:
         final = send_bundle(factory.bundle("1.1.0", seed=1), broker=Broker.parse(broker), fleet="lab",
                             device="pi-01", chunk_size=2048, timeout_s=90,
                             on_status=lambda s: seen.append(s.status))
+        assert final.status == "active", final
+        assert seen[0] == "downloading" and "verifying" in seen and "health-check" in seen
+        assert ModelStore(store).current().manifest.version == "1.1.0"  # type: ignore[union-attr]
+        assert not (store / "transfers" / final.rollout).exists()
+        back = send_rollback(broker=Broker.parse(broker), fleet="lab", device="pi-01",
+                             rollout=final.rollout, reason="canary failed")
     finally:
         _stop(agent)
-    assert final.status == "active", final
-    assert seen[0] == "downloading" and "verifying" in seen and "health-check" in seen
-    assert ModelStore(store).current().manifest.version == "1.1.0"  # type: ignore[union-attr]
-    assert not (store / "transfers" / final.rollout).exists()
+    assert back.status == "rolled-back" and back.version == "1.0.0", back
+    assert ModelStore(store).current().manifest.version == "1.0.0"  # type: ignore[union-attr]
 
 
 def test_deploy_command_reports_rejection(store: Path, factory: Factory, broker: str) -> None:
@@ -202,3 +206,59 @@ def test_sigkill_during_transfer_20_times(store: Path, factory: Factory, broker:
         "crash-safety (transfer over MQTT): 20 SIGKILLs mid-transfer -> old 20, new 0, broken 0; "
         "resumed from the kept chunks and completed: active 1.1.0"
     )
+
+
+def test_rollout_plan_and_halt_policy() -> None:
+    from edge_sdk.rollout import RolloutRecord, plan, run_rollout
+
+    p = plan([f"d{i:02d}" for i in range(20)], 10)
+    assert p.canary == ("d00", "d01") and len(p.rest) == 18
+    assert plan(["a", "b", "c"], 1).canary == ("a",)
+    sent: list[str] = []
+    rolled: list[str] = []
+
+    def send(d: str) -> DeployStatus:
+        sent.append(d)
+        return DeployStatus("r", "rejected" if d == "d01" else "active", "health")
+
+    def rollback(d: str) -> DeployStatus:
+        rolled.append(d)
+        return DeployStatus("r", "rolled-back", "asked")
+
+    rec = run_rollout(RolloutRecord("r", "b", "1.0.0"), p, send, rollback)
+    assert rec.state == "halted" and sent == ["d00", "d01"] and rolled == ["d00"]
+    assert rec.devices == {"d00": "rolled-back", "d01": "rejected"}
+
+
+def test_group_canary_deploy_and_rollouts(tmp_path: Path, factory: Factory, broker: str) -> None:
+    """Three agents; the canary rejects the bundle (wrong device type) -> halted, rest untouched.
+    Then a good bundle promotes from the canary to the whole group."""
+    stores, agents = [], []
+    for i, dtype in enumerate(["jetson", "rpi4", "rpi4"]):
+        d = tmp_path / f"s{i}"
+        (d / "keys").mkdir(parents=True)
+        (d / "keys" / "fleet.pub").write_bytes(factory.key.public.read_bytes())
+        assert install(d, factory.bundle("1.0.0")).status.value == "active"
+        ModelStore(d).set_device_type(dtype)
+        stores.append(d)
+        agents.append(_listen(d, broker, f"g{i}"))
+    db = tmp_path / "rollouts.db"
+    base = [sys.executable, "-m", "edge_sdk", "deploy", "--broker", broker, "--fleet", "lab", "--group", "lab",
+            "--devices", "g0,g1,g2", "--canary", "30", "--db", str(db), "--timeout", "90"]
+    try:
+        bad = subprocess.run([*base[:4], str(factory.bundle("1.1.0", device_types=("rpi4",), name="rpi.edgepkg")),
+                              *base[4:]], capture_output=True, text=True)
+        good = subprocess.run([*base[:4], str(factory.bundle("1.2.0", seed=2)), *base[4:]],
+                              capture_output=True, text=True)
+    finally:
+        for a in agents:
+            _stop(a)
+    assert bad.returncode == 2 and "halted" in bad.stderr and "wrong device type" in bad.stderr
+    assert good.returncode == 0, good.stderr
+    versions = [ModelStore(d).current().manifest.version for d in stores]  # type: ignore[union-attr]
+    assert versions == ["1.2.0", "1.2.0", "1.2.0"]
+    listing = subprocess.run([sys.executable, "-m", "edge_sdk", "rollouts", "--db", str(db)],
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(listing) == 2
+    assert "halted" in listing[0] and "g0=rejected" in listing[0] and "g1" not in listing[0]
+    assert "completed" in listing[1] and "g0=active, g1=active, g2=active" in listing[1]
