@@ -15,6 +15,7 @@ def register(app: typer.Typer) -> None:
     app.command("status")(status)
     app.command("healthcheck")(healthcheck)
     app.command("listen")(listen)
+    app.command("daemon")(daemon)
 
 
 def install(
@@ -125,3 +126,64 @@ def listen(
     except EdgeError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
+
+
+def daemon(
+    store: Path = typer.Option(..., "--store", help="The agent's model store directory"),
+    source: str = typer.Option(..., "--source", help="Input: file:DATA.npz[?rate=HZ&loop=1]"),
+    broker: str = typer.Option(None, "--broker", help="mqtt://HOST[:PORT]: also receive deployments"),
+    device_id: str = typer.Option(None, "--device-id"),
+    fleet: str = typer.Option("default", "--fleet"),
+    isolate: bool = typer.Option(False, "--isolate", help="Health-check new models in a child process"),
+    probation_samples: int = typer.Option(200, "--probation-samples", help="Results before judging"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only update events"),
+) -> None:
+    """Serve STORE's current model, take updates as they land, and roll back on regression."""
+    import signal
+    import threading
+
+    from device_agent import __version__
+    from device_agent.serve import EngineRef, serve
+    from device_agent.sinks import StdoutSink
+    from device_agent.sources import open_source
+    from device_agent.update.agent import engine_for_store, env_checkpoint, trust_for
+    from device_agent.update.flow import UpdatePolicy, UpdateResult
+    from device_agent.update.live import LiveUpdates
+    from device_agent.update.probation import ProbationPolicy
+    from device_agent.update.store import ModelStore
+    from device_agent.update.transport import Broker, DeployListener
+
+    stop = threading.Event()
+    try:
+        s = ModelStore(store).init()
+        src = open_source(source)
+
+        def on_term(*_: object) -> None:
+            stop.set()
+            src.close()
+
+        signal.signal(signal.SIGTERM, on_term)
+        listener = None
+        if broker:
+            if not device_id:
+                raise EdgeError("daemon: --broker needs --device-id")
+            policy = UpdatePolicy(agent_version=__version__, isolate=isolate)
+            listener = DeployListener(store=s, broker=Broker.parse(broker), fleet=fleet, device=device_id,
+                                      trust=trust_for(s), policy=policy, checkpoint=env_checkpoint())
+            threading.Thread(target=listener.run, args=(stop,), daemon=True).start()
+
+        def report(result: UpdateResult) -> None:
+            typer.echo(json.dumps({"update": result.to_dict()}), err=True)
+            if listener is not None:
+                listener.report(result)
+
+        with engine_for_store(store) as engine:
+            ref = EngineRef(engine)
+            live = LiveUpdates(s, ref, policy=ProbationPolicy(min_samples=probation_samples), report=report)
+            typer.echo(f"serving {s.current_id()} from {store}", err=True)
+            serve(src, ref, sinks=[] if quiet else [StdoutSink()], observers=[live])
+    except EdgeError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        stop.set()

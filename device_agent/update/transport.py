@@ -71,6 +71,9 @@ class DeployListener:
         self.trust, self.policy, self.checkpoint = trust, policy, checkpoint
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.assemblies: dict[str, Assembly] = {}
+        # Which rollout brought a version; set before the switch, since probation may
+        # roll the new model back before the flow has even returned.
+        self.rollout_of_version: dict[str, str] = {}
         self.client = _client(f"edge-agent-{device}", persistent=True)
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda c, u, msg: self.inbox.put((msg.topic, msg.payload))
@@ -137,6 +140,11 @@ class DeployListener:
             atomic_write(d / "offer.json", offer.to_payload())
         self._progress(a)
 
+    def report(self, result: UpdateResult) -> None:
+        """Publish an outcome decided outside a transfer (a probation rollback)."""
+        rollout = self.rollout_of_version.get(result.version or "", "local")
+        self._publish(DeployStatus(rollout, result.status.value, result.reason, result.version))
+
     def _rollback(self, req: RollbackRequest) -> None:
         try:
             slot = self.store.rollback()
@@ -163,6 +171,7 @@ class DeployListener:
         if missing:
             self._publish(DeployStatus(a.offer.rollout, "downloading", version=a.offer.version, missing=missing))
             return
+        self.rollout_of_version[a.offer.version] = a.offer.rollout
         result = self._install(a)
         self._publish(DeployStatus(a.offer.rollout, result.status.value, result.reason, a.offer.version))
         shutil.rmtree(self.transfers / a.offer.rollout, ignore_errors=True)
@@ -220,7 +229,7 @@ class _HostSession:
     def __init__(self, broker: Broker, fleet: str, device: str, rollout: str):
         self.fleet, self.device, self.rollout = fleet, device, rollout
         self.inbox: queue.Queue[DeployStatus] = queue.Queue()
-        self.client = _client(f"edge-deploy-{rollout}-{device}", persistent=False)
+        self.client = _client(f"edge-deploy-{rollout}-{device}-{uuid.uuid4().hex[:6]}", persistent=False)
         subscribed = threading.Event()
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: subscribed.set()

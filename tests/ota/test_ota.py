@@ -262,3 +262,44 @@ def test_group_canary_deploy_and_rollouts(tmp_path: Path, factory: Factory, brok
     assert len(listing) == 2
     assert "halted" in listing[0] and "g0=rejected" in listing[0] and "g1" not in listing[0]
     assert "completed" in listing[1] and "g0=active, g1=active, g2=active" in listing[1]
+
+
+def test_daemon_swaps_live_and_rolls_back_a_regression(store_dir: Path, factory: Factory, broker: str,
+                                                      digits_npz: Path) -> None:
+    """The serving agent takes an OTA update between inferences; the new model's confidence
+    collapses, probation rolls it back, and ``rolled-back`` arrives on deploy/status."""
+    from device_agent.update.transport import _HostSession
+
+    from .test_commands import _scaled, _val
+
+    w, b = factory.weights(0)
+    sharp = factory.bundle("1.0.0", name="d-sharp.edgepkg", model=_scaled(w * 4, b * 4),
+                           validation=_val(factory, w * 4, b * 4))
+    flat = factory.bundle("1.1.0", name="d-flat.edgepkg", model=_scaled(w * 0.01, b * 0.01),
+                          validation=_val(factory, w * 0.01, b * 0.01))
+    assert install(store_dir, sharp).status.value == "active"
+    env = {k: v for k, v in os.environ.items() if k != PAUSE_ENV}
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "device_agent", "daemon", "--store", str(store_dir), "--source",
+         f"file:{digits_npz}?rate=300&loop=1", "--broker", broker, "--device-id", "pi-05", "--fleet", "lab",
+         "--probation-samples", "60", "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        _wait_line(agent, "serving 1.0.0-")
+        # Subscribed before sending: probation may end within a fraction of a second.
+        watcher = _HostSession(Broker.parse(broker), "lab", "pi-05", "rdaemon")
+        try:
+            final = send_bundle(flat, broker=Broker.parse(broker), fleet="lab", device="pi-05",
+                                rollout="rdaemon", chunk_size=4096, timeout_s=90)
+            assert final.status == "active", final
+            seen = [watcher.inbox.get(timeout=60)]
+            while seen[-1].status != "rolled-back":
+                seen.append(watcher.inbox.get(timeout=60))
+            back = seen[-1]
+        finally:
+            watcher.close()
+    finally:
+        _stop(agent)
+    assert back.status == "rolled-back" and "mean confidence fell" in back.reason, back
+    assert ModelStore(store_dir).current().manifest.version == "1.0.0"  # type: ignore[union-attr]
