@@ -133,7 +133,9 @@ def test_deploy_command_reports_rejection(store: Path, factory: Factory, broker:
     finally:
         _stop(agent)
     assert out.returncode == 2, out.stdout + out.stderr
-    final = DeployStatus(**{k: v for k, v in json.loads(out.stdout.splitlines()[-1]).items()})
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    final = DeployStatus(**[d for d in lines if "status" in d][-1])
+    assert lines[-1]["state"] == "halted" and lines[-1]["devices"] == {"pi-02": "rejected"}
     assert final.status == "rejected" and "downgrade refused" in final.reason
     assert "downgrade refused" in out.stderr
     assert ModelStore(store).current().manifest.version == "1.0.0"  # type: ignore[union-attr]
