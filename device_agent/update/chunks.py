@@ -18,7 +18,10 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from device_agent.errors import BundleError
+from device_agent.errors import BundleError, EdgeError
+from device_agent.telemetry import topics
+from device_agent.telemetry.messages import DeployPhase
+from device_agent.telemetry.messages import DeployStatus as StatusMessage
 
 PROTOCOL = 1
 DEFAULT_CHUNK = 64 * 1024
@@ -27,11 +30,11 @@ _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 def deploy_topic(fleet: str, device: str) -> str:
-    return f"edge/v1/{_checked_id(fleet)}/{_checked_id(device)}/deploy"
+    return topics.deploy(fleet, device)
 
 
 def status_topic(fleet: str, device: str) -> str:
-    return deploy_topic(fleet, device) + "/status"
+    return topics.deploy_status(fleet, device)
 
 
 def _checked_id(v: str) -> str:
@@ -113,33 +116,48 @@ class Chunk:
 
 @dataclass(frozen=True)
 class DeployStatus:
-    """What the device reports on ``deploy/status``."""
+    """What the device reports on ``deploy/status``.
+
+    On the wire this is the fleet's ``deploy_status`` message (so the collector records
+    it) plus two fields of the transfer protocol: ``missing`` and ``device``.
+    """
 
     rollout: str
-    status: str  # downloading / verifying / health-check / active / rolled-back / rejected
+    status: str  # a DeployPhase value: downloading / verifying / health-check / active / ...
     reason: str = ""
     version: str | None = None
     missing: tuple[int, ...] = ()
     device: str = ""
+    ts: float = 0.0  # set by the adapter that publishes it (this module reads no clock)
 
     def to_payload(self) -> bytes:
-        d = asdict(self)
-        d["missing"] = list(self.missing)
-        return json.dumps({"v": PROTOCOL, "type": "deploy-status", **d}).encode()
+        msg = StatusMessage(rollout_id=self.rollout, version=self.version or "", phase=DeployPhase(self.status),
+                            ts=self.ts, reason=_short(self.reason))
+        d = json.loads(msg.to_payload())
+        d["missing"], d["device"] = list(self.missing), self.device
+        return json.dumps(d, separators=(",", ":")).encode()
 
     @classmethod
     def from_payload(cls, payload: bytes) -> DeployStatus:
-        d = _load(payload, "deploy-status")
         try:
-            return cls(str(d["rollout"]), str(d["status"]), str(d.get("reason", "")),
-                       d.get("version"), tuple(int(i) for i in d.get("missing", [])),
-                       str(d.get("device", "")))
-        except (KeyError, TypeError, ValueError) as e:
-            raise BundleError(f"deploy-status: missing or invalid field ({e!r})") from e
+            msg = StatusMessage.from_payload(payload)
+            extra = json.loads(payload)
+            missing = tuple(int(i) for i in extra.get("missing", []))
+        except EdgeError as e:
+            raise BundleError(f"deploy-status: {e}") from e
+        except (TypeError, ValueError) as e:
+            raise BundleError(f"deploy-status: invalid missing list ({e!r})") from e
+        return cls(msg.rollout_id, msg.phase.value, msg.reason, msg.version or None, missing,
+                   str(extra.get("device", "")), msg.ts)
 
     @property
     def final(self) -> bool:
         return self.status in ("active", "rolled-back", "rejected")
+
+
+def _short(reason: str) -> str:
+    # The fleet schema caps strings at 256 characters; keep the cause, which comes last.
+    return reason if len(reason) <= 256 else "…" + reason[-255:]
 
 
 def split(bundle: bytes, *, rollout: str, name: str, version: str,

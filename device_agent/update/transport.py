@@ -106,7 +106,7 @@ class DeployListener:
                                        missing=a.missing()))
 
     def _publish(self, s: DeployStatus) -> None:
-        s = DeployStatus(s.rollout, s.status, s.reason, s.version, s.missing, self.device)
+        s = DeployStatus(s.rollout, s.status, s.reason, s.version, s.missing, self.device, time.time())
         self.client.publish(status_topic(self.fleet, self.device), s.to_payload(), qos=1)
 
     # messages -----------------------------------------------------------------------

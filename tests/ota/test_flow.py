@@ -260,3 +260,27 @@ def test_full_disk(tiny_disk: Path, factory: Factory) -> None:
     res = install(store, factory.bundle("1.1.0", seed=1))
     assert_rejected(store, factory, res, "disk")
     assert "space" in res.reason
+
+
+def test_bundle_without_validation_gets_a_reduced_check(serving: Path, factory: Factory, tmp_path: Path) -> None:
+    """Bundles from `edge optimize` carry no validation set yet: load, finite outputs and
+    latency are still checked, and a NaN model is still refused."""
+    from device_agent.manifest import ModelFormat, TensorSpec
+    from edge_sdk.bundle_writer import ModelPayload, build_bundle
+    from edge_sdk.signing import load_signer
+
+    def bundle(name: str, w: np.ndarray, b: np.ndarray, version: str) -> Path:
+        out = tmp_path / name
+        build_bundle(out, name="digits", version=version, signer=load_signer(factory.key.private),
+                     models=[ModelPayload(onnx_model(w, b), ModelFormat.ONNX,
+                                          inputs=(TensorSpec("x", (-1, 64), "float32"),))])
+        return out
+
+    w, b = factory.weights(0)
+    ok = install(serving, bundle("plain.edgepkg", w, b, "1.1.0"))
+    assert ok.status == Status.ACTIVE, ok.reason
+    w2 = w.copy()
+    w2[:, 0] = np.nan
+    res = install(serving, bundle("plain-nan.edgepkg", w2, b, "1.2.0"))
+    assert res.status == Status.REJECTED and "NaN" in res.reason, res.reason
+    assert serving_version(serving, factory.x) == "1.1.0"

@@ -103,8 +103,8 @@ def test_memory_bomb_is_contained(serving: Path, factory: Factory) -> None:
 def test_endless_model_is_killed_by_the_timeout(serving: Path, factory: Factory) -> None:
     bundle = factory.bundle("1.1.0", model=endless_loop(factory), validation=_val(factory),
                             name="loop.edgepkg")
-    res = install(serving, bundle, isolate=True, health=HealthOptions(timeout_s=8))
-    assert_rejected(serving, factory, res, "did not finish within 8")
+    res = install(serving, bundle, isolate=True, health=HealthOptions(timeout_s=4))
+    assert_rejected(serving, factory, res, "did not finish within 4")
 
 
 def test_child_killed_by_a_signal_is_reported(serving: Path, factory: Factory) -> None:

@@ -103,6 +103,18 @@ def test_chunk_protocol_rejects_corruption() -> None:
         Assembly(offer, max_bytes=999)
 
 
+def test_status_is_the_fleet_deploy_status_message() -> None:
+    """The collector parses what the agent publishes; long reasons fit the 256-char cap."""
+    from device_agent.telemetry.messages import DeployPhase
+    from device_agent.telemetry.messages import DeployStatus as FleetStatus
+
+    s = DeployStatus("r1", "rejected", "verify: " + "x" * 400 + " downgrade refused", "1.0.0", (1, 2), "pi-01", 5.0)
+    fleet = FleetStatus.from_payload(s.to_payload())
+    assert fleet.phase == DeployPhase.REJECTED and fleet.rollout_id == "r1" and fleet.ts == 5.0
+    assert len(fleet.reason) == 256 and fleet.reason.endswith("downgrade refused")
+    assert DeployStatus.from_payload(s.to_payload()).missing == (1, 2)
+
+
 def test_deploy_over_mqtt(store: Path, factory: Factory, broker: str) -> None:
     agent = _listen(store, broker, "pi-01")
     try:
