@@ -134,13 +134,13 @@ def test_deploy_over_mqtt(store: Path, factory: Factory, broker: str) -> None:
     assert ModelStore(store).current().manifest.version == "1.0.0"  # type: ignore[union-attr]
 
 
-def test_deploy_command_reports_rejection(store: Path, factory: Factory, broker: str) -> None:
+def test_deploy_command_reports_rejection(store: Path, factory: Factory, broker: str, tmp_path: Path) -> None:
     agent = _listen(store, broker, "pi-02")
     try:
         out = subprocess.run(
             [sys.executable, "-m", "edge_sdk", "deploy", str(factory.bundle("0.5.0")), "--device", "pi-02",
-             "--fleet", "lab", "--broker", broker, "--timeout", "90"],
-            capture_output=True, text=True,
+             "--fleet", "lab", "--broker", broker, "--timeout", "90", "--db", str(tmp_path / "r.db")],
+            capture_output=True, text=True, cwd=tmp_path,
         )
     finally:
         _stop(agent)
