@@ -29,6 +29,7 @@ from device_agent.manifest import (
     ModelFormat,
     check_member_path,
 )
+from device_agent.onnx_check import check_external_data
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -50,7 +51,7 @@ class Bundle:
     def model_path(self, fmt: ModelFormat, stage: int = 0) -> Path:
         for f in self.manifest.files:
             if f.format == fmt and f.stage == stage:
-                return self.root / f.path
+                return self.root / f.unpacked_path
         raise BundleError(f"bundle {self.manifest.name} has no {fmt.value} model for stage {stage}")
 
     @property
@@ -59,10 +60,42 @@ class Bundle:
         return None if v is None else self.root / v
 
 
+@dataclass(frozen=True)
+class VerifiedBundle:
+    """A bundle checked in memory: signature, manifest, and every member's hash."""
+
+    manifest: Manifest
+    manifest_bytes: bytes
+    signature: bytes | None
+    payload: dict[str, bytes]  # member path → verified (decompressed) bytes
+
+    @property
+    def size(self) -> int:
+        return sum(len(v) for v in self.payload.values())
+
+
 def read_manifest(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES) -> Manifest:
     """Parse a bundle's manifest without unpacking model files (for ``inspect``)."""
-    members = _read_members(Path(path), max_bytes=max_bytes)
+    members = read_members(Path(path), max_bytes=max_bytes)
     return Manifest.from_json(_require(members, MANIFEST_NAME, path))
+
+
+def verify_bundle(
+    path: str | os.PathLike[str],
+    *,
+    check_signature: SignatureCheck | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> VerifiedBundle:
+    """Read and verify a bundle in memory; nothing is written. Any defect is a BundleError."""
+    src = Path(path)
+    members = read_members(src, max_bytes=max_bytes)
+    manifest_bytes = _require(members, MANIFEST_NAME, src)
+    signature = members.get(SIGNATURE_NAME)
+    if check_signature is not None:
+        check_signature(manifest_bytes, signature)
+    manifest = Manifest.from_json(manifest_bytes)
+    payload = _verified_payload(manifest, members, src, max_bytes=max_bytes)
+    return VerifiedBundle(manifest, manifest_bytes, signature, payload)
 
 
 def open_bundle(
@@ -77,17 +110,10 @@ def open_bundle(
     ``check_signature`` receives the manifest bytes and the signature (or ``None``) and
     raises :class:`BundleError` to refuse. Nothing is written unless every check passes.
     """
-    src = Path(path)
-    members = _read_members(src, max_bytes=max_bytes)
-    manifest_bytes = _require(members, MANIFEST_NAME, src)
-    signature = members.get(SIGNATURE_NAME)
-    if check_signature is not None:
-        check_signature(manifest_bytes, signature)
-    manifest = Manifest.from_json(manifest_bytes)
-    payload = _verified_payload(manifest, members, src, max_bytes=max_bytes)
+    v = verify_bundle(path, check_signature=check_signature, max_bytes=max_bytes)
     root = Path(dest)
-    _write_tree(root, payload)
-    return Bundle(manifest=manifest, root=root, manifest_bytes=manifest_bytes, signature=signature)
+    write_tree(root, v.payload)
+    return Bundle(manifest=v.manifest, root=root, manifest_bytes=v.manifest_bytes, signature=v.signature)
 
 
 def _require(members: dict[str, bytes], name: str, src: object) -> bytes:
@@ -96,7 +122,8 @@ def _require(members: dict[str, bytes], name: str, src: object) -> bytes:
     return members[name]
 
 
-def _read_members(src: Path, *, max_bytes: int) -> dict[str, bytes]:
+def read_members(src: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, bytes]:
+    """Every member of the archive (name → bytes), after the per-member safety checks."""
     if not src.is_file():
         raise BundleError(f"{src}: no such bundle file")
     if src.stat().st_size > max_bytes:
@@ -162,9 +189,12 @@ def _verified_payload(
         raise BundleError(f"{src}: members not listed in the manifest: {sorted(extra)}")
     payload: dict[str, bytes] = {}
     for f in manifest.files:
-        payload[f.path] = _verified_file(f, members, src, max_bytes=max_bytes)
+        payload[f.unpacked_path] = _verified_file(f, members, src, max_bytes=max_bytes)
     if manifest.validation is not None:
-        payload[manifest.validation] = _require(members, manifest.validation, src)
+        payload[manifest.validation] = _verified_validation(manifest, members, src)
+    for f in manifest.files:
+        if f.format == ModelFormat.ONNX:
+            check_external_data(f.unpacked_path, payload[f.unpacked_path], set(payload), src)
     return payload
 
 
@@ -185,6 +215,17 @@ def _verified_file(f: ModelFile, members: dict[str, bytes], src: Path, *, max_by
     return raw
 
 
+def _verified_validation(manifest: Manifest, members: dict[str, bytes], src: Path) -> bytes:
+    name = manifest.validation
+    assert name is not None  # callers check
+    data = _require(members, name, src)
+    if len(data) != manifest.validation_size:
+        raise BundleError(f"{src}: {name} is {len(data)} bytes, manifest says {manifest.validation_size}")
+    if hashlib.sha256(data).hexdigest() != manifest.validation_sha256:
+        raise BundleError(f"{src}: sha256 of {name} does not match the manifest (tampered?)")
+    return data
+
+
 def decompress(data: bytes, how: Compression, *, limit: int) -> bytes:
     """Decompress at most ``limit + 1`` bytes, so a bomb cannot exhaust memory."""
     try:
@@ -202,7 +243,8 @@ def decompress(data: bytes, how: Compression, *, limit: int) -> bytes:
     raise BundleError(f"unknown compression {how!r}")
 
 
-def _write_tree(root: Path, payload: dict[str, bytes]) -> None:
+def write_tree(root: Path, payload: dict[str, bytes]) -> None:
+    """Write verified members below ``root`` (created; must be empty), each atomically."""
     root.mkdir(parents=True, exist_ok=True)
     if any(root.iterdir()):
         raise BundleError(f"{root}: destination for the bundle is not empty")

@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from device_agent.errors import EdgeError
+from device_agent.update.cli import register as register_update_commands
 
 app = typer.Typer(
     name="edge-agent",
@@ -28,7 +29,8 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log to st
 
 @app.command("run")
 def run(
-    bundle: Path = typer.Argument(..., help="A .edgepkg bundle, or a .tflite/.onnx file"),
+    bundle: Path = typer.Argument(None, help="A .edgepkg bundle, or a .tflite/.onnx file"),
+    store: Path = typer.Option(None, "--store", help="Serve what the model store's current points to"),
     source: str = typer.Option(
         ..., "--source", help="file:DATA.npz|csv, sim:imu, sim:vibration, dir:PATH, mqtt:TOPIC?broker=URL, stdin"
     ),
@@ -61,7 +63,6 @@ def run(
 ) -> None:
     """Serve every input from SOURCE; print one JSON line per result, then a summary."""
     from device_agent.batching import BatchOptions
-    from device_agent.loader import engine_for
     from device_agent.runtimes import RuntimeOptions
     from device_agent.serve import serve
     from device_agent.sources import open_source
@@ -71,9 +72,8 @@ def run(
         batching = BatchOptions(max_batch=batch, max_wait_ms=batch_ms)
         src = open_source(source, **({"rate": str(rate)} if rate else {}))
         sinks = _sinks(sink, quiet, fleet, device_id, results_qos)
-        with engine_for(
-            bundle, runtime=runtime, options=RuntimeOptions(threads=threads), engine_options=opts
-        ) as engine:
+        opened = _open_engine(bundle, store, runtime, RuntimeOptions(threads=threads), opts)
+        with opened as engine:
             telemetry = None
             if broker:
                 from device_agent.telemetry import agent as tm
@@ -130,6 +130,23 @@ def _sinks(sink: str, quiet: bool, fleet: str, device_id: str | None, qos: int) 
     if not device_id:
         raise EdgeError("--device-id: expected an id with --sink mqtt://..., found nothing")
     return [open_sink(sink, fleet=fleet, device_id=device_id, qos=qos)]
+
+
+def _open_engine(
+    bundle: Path | None, store: Path | None, runtime: str | None, options: Any, engine_options: Any
+) -> Any:
+    from device_agent.loader import engine_for
+    from device_agent.update.agent import engine_for_store
+
+    if (bundle is None) == (store is None):
+        raise EdgeError("run: give either a BUNDLE or --store DIR (exactly one)")
+    if store is not None:
+        return engine_for_store(store, runtime=runtime, options=options, engine_options=engine_options)
+    assert bundle is not None
+    return engine_for(bundle, runtime=runtime, options=options, engine_options=engine_options)
+
+
+register_update_commands(app)
 
 
 def main() -> None:

@@ -188,7 +188,7 @@ class Engine:
             raise BundleError(
                 f"manifest.json: {fmt.value} stages are {stages}; expected 0..{len(files) - 1}"
             )
-        models = [load_model(root / f.path, runtime=runtime, options=options) for f in files]
+        models = [load_model(root / f.unpacked_path, runtime=runtime, options=options) for f in files]
         return cls(models, labels=manifest.labels, manifest=manifest, options=engine_options)
 
     @property

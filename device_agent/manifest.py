@@ -20,6 +20,7 @@ SIGNATURE_NAME = "manifest.sig"
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:[-+][0-9A-Za-z.-]+)?$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_COMPRESSED_SUFFIXES = (".zst", ".z", ".deflate")
 
 
 class ModelFormat(str, Enum):
@@ -85,6 +86,14 @@ class ModelFile:
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
 
+    @property
+    def unpacked_path(self) -> str:
+        """Where the (decompressed) model lives once unpacked: the suffix names its format."""
+        for suffix in _COMPRESSED_SUFFIXES:
+            if self.compression != Compression.NONE and self.path.endswith(suffix):
+                return self.path[: -len(suffix)]
+        return self.path
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelFile:
         return cls(
@@ -94,7 +103,7 @@ class ModelFile:
             format=ModelFormat(d["format"]),
             stage=int(d.get("stage", 0)),
             compression=Compression(d.get("compression", "none")),
-            raw_sha256=d.get("raw_sha256"),
+            raw_sha256=_opt_str(d.get("raw_sha256"), "raw_sha256"),
             raw_size=None if d.get("raw_size") is None else int(d["raw_size"]),
             inputs=tuple(TensorSpec.from_dict(t) for t in d.get("inputs", [])),
             outputs=tuple(TensorSpec.from_dict(t) for t in d.get("outputs", [])),
@@ -139,6 +148,9 @@ class Manifest:
     device_types: tuple[str, ...] = ()
     min_agent_version: str = "0.1.0"
     validation: str | None = None
+    # The validation member is hashed like the model files: every member is checked.
+    validation_sha256: str | None = None
+    validation_size: int | None = None
     format_version: int = FORMAT_VERSION
 
     @property
@@ -170,11 +182,12 @@ class Manifest:
             raise BundleError("manifest.json: expected a JSON object at the top level")
         try:
             m = cls._from_dict(d)
+            # validate() sees values of any JSON type a hostile manifest can hold.
+            m.validate()
         except BundleError:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise BundleError(f"manifest.json: missing or invalid field ({e!r})") from e
-        m.validate()
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as e:
+            raise BundleError(f"manifest.json: missing or invalid field ({e!r})"[:300]) from e
         return m
 
     @classmethod
@@ -198,6 +211,8 @@ class Manifest:
             device_types=tuple(str(x) for x in d.get("device_types", [])),
             min_agent_version=str(d.get("min_agent_version", "0.1.0")),
             validation=None if d.get("validation") is None else str(d["validation"]),
+            validation_sha256=None if d.get("validation_sha256") is None else str(d["validation_sha256"]),
+            validation_size=None if d.get("validation_size") is None else int(d["validation_size"]),
         )
 
     def validate(self) -> None:
@@ -215,6 +230,9 @@ class Manifest:
             check_member_path(p)
         if len(set(paths)) != len(paths):
             raise BundleError("manifest.json: a file path is listed twice")
+        unpacked = [f.unpacked_path for f in self.files] + paths[len(self.files):]
+        if len(set(unpacked)) != len(unpacked):
+            raise BundleError("manifest.json: two members unpack to the same path")
         for f in self.files:
             if not _SHA256.match(f.sha256):
                 raise BundleError(f"manifest.json: sha256 of {f.path} is not 64 hex digits")
@@ -224,9 +242,25 @@ class Manifest:
                 raise BundleError(f"manifest.json: compressed {f.path} lacks raw_sha256/raw_size")
             if f.raw_sha256 is not None and not _SHA256.match(f.raw_sha256):
                 raise BundleError(f"manifest.json: raw_sha256 of {f.path} is not 64 hex digits")
+        if self.validation is not None and (
+            self.validation_sha256 is None
+            or not _SHA256.match(self.validation_sha256)
+            or self.validation_size is None
+            or self.validation_size < 0
+        ):
+            raise BundleError(
+                f"manifest.json: validation member {self.validation} needs validation_sha256 "
+                "(64 hex digits) and a non-negative validation_size"
+            )
         for e in self.exits:
             if not 0.0 <= e.threshold <= 1.0:
                 raise BundleError(f"manifest.json: exit {e.index} threshold {e.threshold} not in [0, 1]")
+
+
+def _opt_str(v: object, what: str) -> str | None:
+    if v is not None and not isinstance(v, str):
+        raise BundleError(f"manifest.json: {what} must be a string, found {type(v).__name__}")
+    return v
 
 
 def _enum_value(o: object) -> object:

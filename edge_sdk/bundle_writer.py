@@ -96,6 +96,11 @@ def write_bundle(
     if signer is not None:
         entries.append((SIGNATURE_NAME, signer(manifest_bytes)))
     entries += sorted(members.items())
+    return write_archive(out, entries)
+
+
+def write_archive(out: str | os.PathLike[str], entries: list[tuple[str, bytes]]) -> Path:
+    """Write ``(name, bytes)`` entries as a tar archive, atomically, in the given order."""
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -155,6 +160,11 @@ def build_bundle(
     )
     if validation is not None:
         members["validation.npz"] = validation
-        base = replace(base, validation="validation.npz")
+        base = replace(
+            base,
+            validation="validation.npz",
+            validation_sha256=hashlib.sha256(validation).hexdigest(),
+            validation_size=len(validation),
+        )
     manifest = replace(base, **fields)  # type: ignore[arg-type]
     return write_bundle(out, manifest, members, signer=signer), manifest

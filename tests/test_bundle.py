@@ -129,3 +129,37 @@ def test_writer_is_deterministic_and_hash_matches(tmp_path: Path) -> None:
     with tarfile.open(a) as t:
         stored = t.extractfile(m.files[0].path).read()  # type: ignore[union-attr]
     assert hashlib.sha256(stored).hexdigest() == m.files[0].sha256
+
+
+@pytest.mark.parametrize("compression", [Compression.ZSTD, Compression.DEFLATE])
+def test_compressed_bundle_is_served(tmp_path: Path, compression: Compression) -> None:
+    """A compressed member unpacks under its model name, so a runtime picks it by suffix."""
+    import numpy as np
+
+    from device_agent.loader import engine_for
+
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3], np.arange(12, dtype=np.float32).tolist())
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])],
+        [w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path, manifest = build_bundle(
+        tmp_path / "c.edgepkg",
+        name="c",
+        version="1.0.0",
+        models=[ModelPayload(model.SerializeToString(), ModelFormat.ONNX)],
+        compression=compression,
+    )
+    assert manifest.files[0].path != manifest.files[0].unpacked_path
+    with engine_for(path) as engine:
+        pred = engine.infer(np.array([[0, 0, 0, 1]], dtype=np.float32))
+    assert pred[0].index == 2  # row 3 of w is [9, 10, 11]
+    assert onnx is not None

@@ -41,7 +41,7 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def start_telemetry(args: AgentTelemetryArgs, bundle: Path, engine: Engine) -> TelemetryPublisher:
+def start_telemetry(args: AgentTelemetryArgs, bundle: Path | None, engine: Engine) -> TelemetryPublisher:
     """Connect (in the background) and start publishing; births carry the model identity."""
     from device_agent import __version__
 
@@ -68,11 +68,21 @@ def start_telemetry(args: AgentTelemetryArgs, bundle: Path, engine: Engine) -> T
         outbox=args.outbox,
         outbox_cap=args.outbox_cap,
         agent_version=__version__,
-        model_name=m.name if m else bundle.stem,
+        model_name=m.name if m else (bundle.stem if bundle else "unknown"),
         model_version=m.version if m else "",
-        model_hash=file_sha256(bundle),
+        model_hash=_model_hash(bundle, engine),
     )
     return TelemetryPublisher(broker, options).start()
+
+
+def _model_hash(bundle: Path | None, engine: Engine) -> str:
+    # A model served from a store has no bundle file: its manifest (which holds every
+    # member's hash) identifies it instead.
+    if bundle is not None:
+        return file_sha256(bundle)
+    if engine.manifest is None:
+        return ""
+    return hashlib.sha256(engine.manifest.to_json()).hexdigest()
 
 
 def interrupt_on_sigterm() -> None:

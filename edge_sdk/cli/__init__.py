@@ -25,6 +25,8 @@ COMMAND_MODULES = [
     "edge_sdk.cli.broker_cmd",
     "edge_sdk.cli.eval_cmd",
     "edge_sdk.cli.bench_cmd",
+    "edge_sdk.cli.keys_cmd",
+    "edge_sdk.cli.ota_cmd",
 ]
 
 for _name in COMMAND_MODULES:

@@ -36,6 +36,7 @@ def optimize(
     version: str = typer.Option("0.1.0", "--version", help="Semantic version of the bundle"),
     runs: int = typer.Option(50, "--runs", help="Timed runs per model for the report"),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+    sign: Path | None = typer.Option(None, "--sign", help="Sign the bundle with this Ed25519 private key"),
 ) -> None:
     """Optimize MODEL into a bundle; print the before/after table and write NAME.report.*."""
     from edge_sdk._quiet import quiet
@@ -44,11 +45,19 @@ def optimize(
     from edge_sdk.pipeline import optimize as run
     from edge_sdk.report import print_table
 
+    if sign is not None:
+        from edge_sdk.signing import load_signer
+
+        load_signer(sign)  # a bad key fails now, not after the optimization
     recipe = _recipe(target, int8, max_drop, calibration, samples, runs)
     job = Job(model=model, data=data, out=out, name=name or _default_name(out), version=version,
               eval_data=eval_data)
     with rich_progress(enabled=not as_json) as progress, quiet():
         report = run(job, recipe, progress=progress)
+    if sign is not None:
+        from edge_sdk.signing import sign_bundle
+
+        sign_bundle(report.bundle, sign, report.bundle)
     if as_json:
         print_json(report.to_dict())
         return

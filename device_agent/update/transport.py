@@ -1,0 +1,310 @@
+"""Over-the-air deployments through MQTT (paho): the device listener and the host sender.
+
+The protocol lives in :mod:`device_agent.update.chunks`; this module only moves its
+messages. The device keeps received chunks under ``STORE/transfers/<rollout>/`` (each
+written atomically after its hash is checked), so a transfer resumes after a dropped
+connection or a restart of the agent: it reports the indices it still misses and the
+sender resends exactly those.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from device_agent.bundle import SignatureCheck, atomic_write
+from device_agent.errors import BundleError, EdgeError
+from device_agent.update.chunks import (
+    Assembly,
+    Chunk,
+    DeployStatus,
+    Offer,
+    RollbackRequest,
+    deploy_topic,
+    split,
+    status_topic,
+)
+from device_agent.update.flow import Checkpoint, Status, Step, UpdateFlow, UpdatePolicy, UpdateResult
+from device_agent.update.store import ModelStore
+
+log = logging.getLogger(__name__)
+TRANSFERS = "transfers"
+_STEP_STATUS = {Step.VERIFY: "verifying", Step.HEALTH: "health-check"}
+
+
+@dataclass(frozen=True)
+class Broker:
+    host: str
+    port: int = 1883
+
+    @classmethod
+    def parse(cls, url: str) -> Broker:
+        u = urlparse(url if "://" in url else f"mqtt://{url}")
+        if u.scheme not in ("mqtt", "tcp") or not u.hostname:
+            raise EdgeError(f"broker {url!r}: expected mqtt://HOST[:PORT]")
+        return cls(u.hostname, u.port or 1883)
+
+
+def _client(client_id: str, *, persistent: bool):  # type: ignore[no-untyped-def]
+    import paho.mqtt.client as mqtt
+
+    # The agent's session persists, so the broker keeps QoS 1 deploy messages for it
+    # while it restarts.
+    return mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent)
+
+
+class DeployListener:
+    """The agent's side: receive offers and chunks, run the update flow, report status."""
+
+    def __init__(self, *, store: ModelStore, broker: Broker, fleet: str, device: str,
+                 trust: SignatureCheck, policy: UpdatePolicy, checkpoint: Checkpoint | None = None):
+        self.store, self.broker, self.fleet, self.device = store, broker, fleet, device
+        self.trust, self.policy, self.checkpoint = trust, policy, checkpoint
+        self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.assemblies: dict[str, Assembly] = {}
+        # Which rollout brought a version; set before the switch, since probation may
+        # roll the new model back before the flow has even returned.
+        self.rollout_of_version: dict[str, str] = {}
+        self.client = _client(f"edge-agent-{device}", persistent=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = lambda c, u, msg: self.inbox.put((msg.topic, msg.payload))
+
+    @property
+    def transfers(self) -> Path:
+        return self.store.root / TRANSFERS
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve deployments until ``stop`` is set."""
+        self.store.recover()
+        self._resume_from_disk()
+        self.client.connect(self.broker.host, self.broker.port, keepalive=30)
+        self.client.loop_start()
+        try:
+            while not stop.is_set():
+                try:
+                    _topic, payload = self.inbox.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                self._handle(payload)
+        finally:
+            self.client.loop_stop()
+            self.client.disconnect()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+        client.subscribe(deploy_topic(self.fleet, self.device), qos=1)
+        for a in self.assemblies.values():  # ask again for what a dropped link lost
+            self._publish(DeployStatus(a.offer.rollout, "downloading", version=a.offer.version,
+                                       missing=a.missing()))
+
+    def _publish(self, s: DeployStatus) -> None:
+        s = DeployStatus(s.rollout, s.status, s.reason, s.version, s.missing, self.device, time.time())
+        self.client.publish(status_topic(self.fleet, self.device), s.to_payload(), qos=1)
+
+    # messages -----------------------------------------------------------------------
+    def _handle(self, payload: bytes) -> None:
+        try:
+            kind = json.loads(payload).get("type")
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            log.warning("deploy: ignoring a message that is not JSON")
+            return
+        try:
+            if kind == "offer":
+                self._offer(Offer.from_payload(payload))
+            elif kind == "chunk":
+                self._chunk(Chunk.from_payload(payload))
+            elif kind == "rollback":
+                self._rollback(RollbackRequest.from_payload(payload))
+        except BundleError as e:
+            log.warning("deploy: %s", e)
+
+    def _offer(self, offer: Offer) -> None:
+        a = self.assemblies.get(offer.rollout)
+        if a is None or a.offer != offer:
+            try:
+                a = Assembly(offer, self.policy.max_bytes)
+            except BundleError as e:
+                self._publish(DeployStatus(offer.rollout, "rejected", f"transfer: {e}", offer.version))
+                return
+            self.assemblies[offer.rollout] = a
+            d = self.transfers / offer.rollout
+            d.mkdir(parents=True, exist_ok=True)
+            atomic_write(d / "offer.json", offer.to_payload())
+        self._progress(a)
+
+    def report(self, result: UpdateResult) -> None:
+        """Publish an outcome decided outside a transfer (a probation rollback)."""
+        rollout = self.rollout_of_version.get(result.version or "", "local")
+        self._publish(DeployStatus(rollout, result.status.value, result.reason, result.version))
+
+    def _rollback(self, req: RollbackRequest) -> None:
+        try:
+            slot = self.store.rollback()
+        except EdgeError as e:
+            self._publish(DeployStatus(req.rollout, "rejected", f"rollback: {e}"))
+            return
+        self._publish(DeployStatus(req.rollout, "rolled-back", f"rollback requested: {req.reason}",
+                                   slot.manifest.version))
+
+    def _chunk(self, c: Chunk) -> None:
+        a = self.assemblies.get(c.rollout)
+        if a is None or c.index in a.parts:
+            return
+        a.check(c)
+        atomic_write(self.transfers / c.rollout / f"{c.index}.chunk", c.data)
+        a.add(c)
+        if self.checkpoint:
+            self.checkpoint(Step.TRANSFER, len(a.parts))
+        if not a.missing():
+            self._progress(a)
+
+    def _progress(self, a: Assembly) -> None:
+        missing = a.missing()
+        if missing:
+            self._publish(DeployStatus(a.offer.rollout, "downloading", version=a.offer.version, missing=missing))
+            return
+        self.rollout_of_version[a.offer.version] = a.offer.rollout
+        result = self._install(a)
+        self._publish(DeployStatus(a.offer.rollout, result.status.value, result.reason, a.offer.version))
+        shutil.rmtree(self.transfers / a.offer.rollout, ignore_errors=True)
+        self.assemblies.pop(a.offer.rollout, None)
+
+    def _install(self, a: Assembly) -> UpdateResult:
+        d = self.transfers / a.offer.rollout
+        try:
+            atomic_write(d / "bundle.edgepkg", a.assemble())
+        except (BundleError, OSError) as e:
+            return UpdateResult(Status.REJECTED, f"transfer: {e}", Step.TRANSFER)
+        rollout, version = a.offer.rollout, a.offer.version
+
+        def report(step: Step, i: int) -> None:
+            if i == 0 and step in _STEP_STATUS:
+                self._publish(DeployStatus(rollout, _STEP_STATUS[step], version=version))
+            if self.checkpoint:
+                self.checkpoint(step, i)
+
+        flow = UpdateFlow(self.store, self.trust, self.policy, checkpoint=report)
+        return flow.run(d / "bundle.edgepkg")
+
+    def _resume_from_disk(self) -> None:
+        """Reload partial transfers an earlier run of the agent left behind."""
+        if not self.transfers.is_dir():
+            return
+        for d in self.transfers.iterdir():
+            try:
+                a = Assembly(Offer.from_payload((d / "offer.json").read_bytes()), self.policy.max_bytes)
+            except (OSError, BundleError):
+                shutil.rmtree(d, ignore_errors=True)
+                continue
+            for f in d.glob("*.chunk"):
+                data = f.read_bytes()
+                idx = int(f.stem)
+                expected = Chunk(a.offer.rollout, idx, _sha(data), data)
+                try:
+                    a.check(expected)
+                except BundleError:
+                    f.unlink()
+                    continue
+                a.parts[idx] = data
+            self.assemblies[a.offer.rollout] = a
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+class _HostSession:
+    """A host-side MQTT connection subscribed to one device's deploy/status."""
+
+    def __init__(self, broker: Broker, fleet: str, device: str, rollout: str):
+        self.fleet, self.device, self.rollout = fleet, device, rollout
+        self.inbox: queue.Queue[DeployStatus] = queue.Queue()
+        self.client = _client(f"edge-deploy-{rollout}-{device}-{uuid.uuid4().hex[:6]}", persistent=False)
+        subscribed = threading.Event()
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.on_connect = lambda c, *a: c.subscribe(status_topic(fleet, device), qos=1)
+        self.client.connect(broker.host, broker.port, keepalive=30)
+        self.client.loop_start()
+        if not subscribed.wait(10):
+            self.close()
+            raise EdgeError(f"broker {broker.host}:{broker.port}: no subscription acknowledgement")
+
+    def _on_message(self, c, u, msg) -> None:  # type: ignore[no-untyped-def]
+        try:
+            s = DeployStatus.from_payload(msg.payload)
+        except BundleError:
+            return
+        if s.rollout == self.rollout:
+            self.inbox.put(s)
+
+    def publish(self, payload: bytes) -> None:
+        self.client.publish(deploy_topic(self.fleet, self.device), payload, qos=1)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+StatusCallback = Callable[[DeployStatus], None]
+
+
+def send_bundle(bundle: Path, *, broker: Broker, fleet: str, device: str, rollout: str | None = None,
+                chunk_size: int = 64 * 1024, timeout_s: float = 120.0, retry_s: float = 5.0,
+                on_status: StatusCallback | None = None) -> DeployStatus:
+    """The host's side: offer ``bundle``, send the chunks the device asks for, return its
+    final status (``active``, ``rejected``, ``rolled-back``)."""
+    from device_agent.bundle import read_manifest
+
+    m = read_manifest(bundle)
+    rid = rollout or f"r{uuid.uuid4().hex[:12]}"
+    offer, chunks = split(bundle.read_bytes(), rollout=rid, name=m.name, version=m.version,
+                          chunk_size=chunk_size)
+    session = _HostSession(broker, fleet, device, rid)
+    try:
+        return _drive(session, offer, chunks, timeout_s, retry_s, on_status)
+    finally:
+        session.close()
+
+
+def send_rollback(*, broker: Broker, fleet: str, device: str, rollout: str, reason: str,
+                  timeout_s: float = 60.0) -> DeployStatus:
+    """Ask ``device`` to return to its previous model; its final status."""
+    session = _HostSession(broker, fleet, device, rollout)
+    try:
+        session.publish(RollbackRequest(rollout, reason).to_payload())
+        try:
+            return session.inbox.get(timeout=timeout_s)
+        except queue.Empty:
+            raise EdgeError(f"rollback of {device}: no answer within {timeout_s} s") from None
+    finally:
+        session.close()
+
+
+def _drive(session: _HostSession, offer: Offer, chunks: list[Chunk], timeout_s: float, retry_s: float,
+           on_status: StatusCallback | None) -> DeployStatus:
+    deadline = time.monotonic() + timeout_s
+    session.publish(offer.to_payload())
+    while time.monotonic() < deadline:
+        try:
+            s = session.inbox.get(timeout=retry_s)
+        except queue.Empty:
+            session.publish(offer.to_payload())  # device away or restarted: ask again
+            continue
+        if on_status:
+            on_status(s)
+        if s.final:
+            return s
+        for i in s.missing:
+            session.publish(chunks[i].to_payload())
+    raise EdgeError(f"deploy {offer.rollout} to {session.device}: no final status within {timeout_s} s")

@@ -1,0 +1,151 @@
+"""``edge verify``, ``edge sign`` and ``edge flash``: signed bundles on the host."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import typer
+
+from device_agent.update.store import ModelStore
+from edge_sdk.cli._common import cli_errors
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify")(verify)
+    app.command("sign")(sign)
+    app.command("flash")(flash)
+    app.command("deploy")(deploy)
+    app.command("rollouts")(rollouts)
+
+
+@cli_errors
+def verify(
+    bundle: Path = typer.Argument(..., help="A .edgepkg bundle"),
+    key: list[Path] = typer.Option(..., "--key", help="Trusted public key file (or dir of *.pub)"),
+) -> None:
+    """Check the signature and every member's hash; exit 2 with the reason if any fails."""
+    from device_agent.bundle import verify_bundle
+    from device_agent.trust import TrustStore
+
+    trust = TrustStore.from_paths(key)
+    v = verify_bundle(bundle, check_signature=trust)
+    assert v.signature is not None  # the trust check refuses unsigned bundles
+    signer = trust.verify(v.manifest_bytes, v.signature)
+    m = v.manifest
+    typer.echo(f"ok: {m.name} {m.version}, {len(v.payload)} members verified, signed by key {signer}")
+
+
+@cli_errors
+def sign(
+    bundle: Path = typer.Argument(..., help="A .edgepkg bundle"),
+    key: Path = typer.Option(..., "--key", help="Ed25519 private key (from edge keys new)"),
+    out: Path = typer.Option(..., "-o", "--out", help="The signed bundle to write"),
+) -> None:
+    """Sign a bundle's exact manifest bytes with KEY and write the result to OUT."""
+    from edge_sdk.signing import sign_bundle
+
+    typer.echo(f"signed: {sign_bundle(bundle, key, out)}")
+
+
+@cli_errors
+def flash(
+    bundle: Path = typer.Argument(..., help="A signed .edgepkg bundle"),
+    to: Path = typer.Option(..., "--to", help="The agent's model store (e.g. a mounted SD card)"),
+    key: list[Path] = typer.Option(..., "--key", help="Trusted public key (also installed in STORE/keys)"),
+    allow_downgrade: bool = typer.Option(False, "--allow-downgrade", help="Accept an older version"),
+    device_type: str = typer.Option(None, "--device-type", help="Record/check the device type"),
+    health_check: bool = typer.Option(True, "--health-check/--no-health-check",
+                                      help="Run the validation set here before switching"),
+) -> None:
+    """Verify BUNDLE and install it into a model store offline, with an atomic switch."""
+    from device_agent import __version__
+    from device_agent.errors import EdgeError
+    from device_agent.trust import TrustStore
+    from device_agent.update.flow import Status, UpdateFlow, UpdatePolicy
+    store = ModelStore(to).init()
+    store.recover()
+    if device_type:
+        store.set_device_type(device_type)
+    trust = TrustStore.from_paths([*key, store.keys_dir])
+    policy = UpdatePolicy(
+        agent_version=__version__, allow_downgrade=allow_downgrade, health_check=health_check,
+    )
+    result = UpdateFlow(store, trust, policy).run(bundle)
+    typer.echo(json.dumps(result.to_dict()))
+    if result.status != Status.ACTIVE:
+        raise EdgeError(f"flash refused {bundle}: {result.reason}")
+    _install_keys(key, store)
+
+
+def _install_keys(keys: list[Path], store: ModelStore) -> None:
+    """Copy the trusted keys into STORE/keys so the agent trusts the same signer."""
+    for k in keys:
+        files = sorted(k.glob("*.pub")) if k.is_dir() else [k]
+        for f in files:
+            dest = store.keys_dir / (f.name if f.name.endswith(".pub") else f.name + ".pub")
+            if not dest.exists():
+                shutil.copyfile(f, dest)
+
+
+@cli_errors
+def deploy(
+    bundle: Path = typer.Argument(..., help="A signed .edgepkg bundle"),
+    broker: str = typer.Option(..., "--broker", help="mqtt://HOST[:PORT]"),
+    device: str = typer.Option(None, "--device", help="One device id"),
+    group: str = typer.Option(None, "--group", help="A group name (recorded with the rollout)"),
+    devices: str = typer.Option(None, "--devices", help="The group's device ids, comma-separated"),
+    canary: float = typer.Option(0.0, "--canary", help="Percent of the group to update first"),
+    fleet: str = typer.Option("default", "--fleet"),
+    db: Path = typer.Option(Path("rollouts.db"), "--db", help="Where rollouts are recorded"),
+    chunk_size: int = typer.Option(64 * 1024, "--chunk-size", help="Bytes per MQTT message"),
+    timeout: float = typer.Option(300.0, "--timeout", help="Seconds to wait per device"),
+) -> None:
+    """Send BUNDLE over MQTT in hashed chunks to one device or a group (canaries first)."""
+    import uuid
+
+    from device_agent.bundle import read_manifest
+    from device_agent.errors import EdgeError
+    from device_agent.update.chunks import DeployStatus
+    from device_agent.update.transport import Broker, send_bundle, send_rollback
+    from edge_sdk.rollout import RolloutLog, RolloutRecord, plan, run_rollout
+
+    targets = [device] if device else [d.strip() for d in (devices or "").split(",") if d.strip()]
+    if not targets or (device and devices):
+        raise EdgeError("deploy: give --device ID, or --group NAME with --devices ID,ID,...")
+    b, m = Broker.parse(broker), read_manifest(bundle)
+    rid = f"r{uuid.uuid4().hex[:12]}"
+    log = RolloutLog(db)
+
+    def show(s: DeployStatus) -> None:
+        typer.echo(json.dumps(asdict(s)))
+
+    def send(d: str) -> DeployStatus:
+        return send_bundle(bundle, broker=b, fleet=fleet, device=d, rollout=rid, chunk_size=chunk_size,
+                           timeout_s=timeout, on_status=show)
+
+    def rollback(d: str) -> DeployStatus:
+        return send_rollback(broker=b, fleet=fleet, device=d, rollout=rid, reason="canary failed")
+
+    rec = RolloutRecord(rid, f"{group or device}:{bundle.name}", m.version)
+    rec = run_rollout(rec, plan(targets, canary if not device else 0), send, rollback, on_change=log.save)
+    typer.echo(json.dumps({"rollout": rid, "state": rec.state, "devices": rec.devices}))
+    if rec.state != "completed":
+        bad = {d: f"{s}: {rec.reasons.get(d, '')}" for d, s in rec.devices.items() if s != "active"}
+        raise EdgeError(f"rollout {rid} {rec.state}: {bad}")
+
+
+@cli_errors
+def rollouts(db: Path = typer.Option(Path("rollouts.db"), "--db", help="The rollout log")) -> None:
+    """Every recorded rollout: bundle, version, state and each device's status."""
+    from edge_sdk.rollout import RolloutLog
+
+    if not db.exists():
+        from device_agent.errors import EdgeError
+
+        raise EdgeError(f"{db}: no rollout log here (edge deploy --db writes it)")
+    for r in RolloutLog(db).all():
+        devs = ", ".join(f"{d}={s}" for d, s in r["devices"].items())  # type: ignore[attr-defined]
+        typer.echo(f"{r['rollout']}  {r['bundle']}  {r['version']}  {r['state']}  {devs}")

@@ -1,0 +1,319 @@
+"""Over-the-air deployment through a real Mosquitto: chunks with hashes, resume after the
+agent is killed mid-transfer, hostile transfers rejected with the reason on deploy/status."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from device_agent.errors import BundleError
+from device_agent.update.agent import PAUSE_ENV
+from device_agent.update.chunks import Assembly, Chunk, DeployStatus, Offer, split
+from device_agent.update.store import ModelStore
+from device_agent.update.transport import Broker, send_bundle, send_rollback
+
+from .conftest import Factory
+from .test_flow import install
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    conf = tmp_path_factory.mktemp("mosq") / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    yield f"mqtt://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
+
+
+def _listen(store: Path, broker: str, device: str, pause: str | None = None) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    env.pop(PAUSE_ENV, None)
+    if pause:
+        env[PAUSE_ENV] = pause
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "device_agent", "listen", "--store", str(store), "--broker", broker,
+         "--device-id", device, "--fleet", "lab"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    _wait_line(proc, "listening on")
+    return proc
+
+
+def _wait_line(proc: subprocess.Popen[str], prefix: str, timeout: float = 60) -> None:
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if select.select([proc.stderr], [], [], 0.5)[0]:
+            line = proc.stderr.readline()
+            assert line, f"agent exited before printing {prefix!r} (rc={proc.poll()})"
+            if line.startswith(prefix):
+                return
+    raise AssertionError(f"agent never printed {prefix!r}")
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(15)
+
+
+@pytest.fixture
+def store(store_dir: Path, factory: Factory) -> Path:
+    assert install(store_dir, factory.bundle("1.0.0")).status.value == "active"
+    return store_dir
+
+
+def test_chunk_protocol_rejects_corruption() -> None:
+    data = os.urandom(1000)
+    offer, chunks = split(data, rollout="r1", name="m", version="1.0.0", chunk_size=300)
+    assert offer.chunks == 4 and Offer.from_payload(offer.to_payload()) == offer
+    a = Assembly(offer, max_bytes=10_000)
+    bad = Chunk("r1", 1, chunks[1].sha256, b"x" + chunks[1].data[1:])
+    with pytest.raises(BundleError, match="does not match its sha256"):
+        a.add(Chunk.from_payload(bad.to_payload()))
+    for c in reversed(chunks):
+        a.add(Chunk.from_payload(c.to_payload()))
+    assert a.assemble() == data
+    with pytest.raises(BundleError, match="exceeds the cap"):
+        Assembly(offer, max_bytes=999)
+
+
+def test_status_is_the_fleet_deploy_status_message() -> None:
+    """The collector parses what the agent publishes; long reasons fit the 256-char cap."""
+    from device_agent.telemetry.messages import DeployPhase
+    from device_agent.telemetry.messages import DeployStatus as FleetStatus
+
+    s = DeployStatus("r1", "rejected", "verify: " + "x" * 400 + " downgrade refused", "1.0.0", (1, 2), "pi-01", 5.0)
+    fleet = FleetStatus.from_payload(s.to_payload())
+    assert fleet.phase == DeployPhase.REJECTED and fleet.rollout_id == "r1" and fleet.ts == 5.0
+    assert len(fleet.reason) == 256 and fleet.reason.endswith("downgrade refused")
+    assert DeployStatus.from_payload(s.to_payload()).missing == (1, 2)
+
+
+def test_deploy_over_mqtt(store: Path, factory: Factory, broker: str) -> None:
+    agent = _listen(store, broker, "pi-01")
+    try:
+        seen: list[str] = []
+        final = send_bundle(factory.bundle("1.1.0", seed=1), broker=Broker.parse(broker), fleet="lab",
+                            device="pi-01", chunk_size=2048, timeout_s=90,
+                            on_status=lambda s: seen.append(s.status))
+        assert final.status == "active", final
+        assert seen[0] == "downloading" and "verifying" in seen and "health-check" in seen
+        assert ModelStore(store).current().manifest.version == "1.1.0"  # type: ignore[union-attr]
+        assert not (store / "transfers" / final.rollout).exists()
+        back = send_rollback(broker=Broker.parse(broker), fleet="lab", device="pi-01",
+                             rollout=final.rollout, reason="canary failed")
+    finally:
+        _stop(agent)
+    assert back.status == "rolled-back" and back.version == "1.0.0", back
+    assert ModelStore(store).current().manifest.version == "1.0.0"  # type: ignore[union-attr]
+
+
+def test_deploy_command_reports_rejection(store: Path, factory: Factory, broker: str, tmp_path: Path) -> None:
+    agent = _listen(store, broker, "pi-02")
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "edge_sdk", "deploy", str(factory.bundle("0.5.0")), "--device", "pi-02",
+             "--fleet", "lab", "--broker", broker, "--timeout", "90", "--db", str(tmp_path / "r.db")],
+            capture_output=True, text=True, cwd=tmp_path,
+        )
+    finally:
+        _stop(agent)
+    assert out.returncode == 2, out.stdout + out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    final = DeployStatus(**[d for d in lines if "status" in d][-1])
+    assert lines[-1]["state"] == "halted" and lines[-1]["devices"] == {"pi-02": "rejected"}
+    assert final.status == "rejected" and "downgrade refused" in final.reason
+    assert "downgrade refused" in out.stderr
+    assert ModelStore(store).current().manifest.version == "1.0.0"  # type: ignore[union-attr]
+
+
+def test_resume_after_agent_killed_mid_transfer(store: Path, factory: Factory, broker: str) -> None:
+    """SIGKILL the agent after 3 chunks; restarted, it asks only for the missing ones."""
+    import threading
+
+    bundle = factory.bundle("1.2.0", seed=2)
+    agent = _listen(store, broker, "pi-03", pause="transfer:3")
+    result: list[DeployStatus] = []
+    statuses: list[DeployStatus] = []
+    sender = threading.Thread(target=lambda: result.append(send_bundle(
+        bundle, broker=Broker.parse(broker), fleet="lab", device="pi-03", chunk_size=1024,
+        timeout_s=120, retry_s=2, on_status=statuses.append)))
+    sender.start()
+    _wait_line(agent, "PAUSED transfer:3")
+    agent.send_signal(signal.SIGKILL)
+    agent.wait()
+    held = sorted(p.name for p in (store / "transfers").glob("*/*.chunk"))
+    assert len(held) == 3
+    agent = _listen(store, broker, "pi-03")
+    try:
+        sender.join(120)
+    finally:
+        _stop(agent)
+    assert result and result[0].status == "active", (result, statuses)
+    total = -(-bundle.stat().st_size // 1024)
+    resumed = [s for s in statuses if s.status == "downloading"][-1]
+    assert len(resumed.missing) == total - 3, "the restarted agent must not ask for chunks it held"
+    assert ModelStore(store).current().manifest.version == "1.2.0"  # type: ignore[union-attr]
+
+
+def test_sigkill_during_transfer_20_times(store: Path, factory: Factory, broker: str) -> None:
+    """One deployment, 20 SIGKILLs of the agent at growing points of the transfer: after
+    each, the store serves the old model with clean staging; the 21st run completes it."""
+    import threading
+
+    from .conftest import SUMMARY
+    from .test_crash import _check_restart
+
+    bundle = factory.bundle("1.1.0", seed=1)
+    chunk = 256
+    assert -(-bundle.stat().st_size // chunk) > 40
+    result: list[DeployStatus] = []
+    sender = threading.Thread(target=lambda: result.append(send_bundle(
+        bundle, broker=Broker.parse(broker), fleet="lab", device="pi-04", chunk_size=chunk,
+        timeout_s=300, retry_s=1)))
+    sender.start()
+    outcomes = {"1.0.0": 0, "1.1.0": 0}
+    for i in range(20):
+        point = f"transfer:{2 * i + 1}"
+        agent = _listen(store, broker, "pi-04", pause=point)
+        _wait_line(agent, f"PAUSED {point}")
+        agent.send_signal(signal.SIGKILL)
+        agent.wait()
+        outcomes[_check_restart(store, factory)] += 1
+        held = len(list((store / "transfers").glob("*/*.chunk")))
+        assert held == 2 * i + 1, f"kill {i}: {held} chunks kept on disk"
+    agent = _listen(store, broker, "pi-04")
+    try:
+        sender.join(300)
+    finally:
+        _stop(agent)
+    assert outcomes == {"1.0.0": 20, "1.1.0": 0}
+    assert result and result[0].status == "active", result
+    assert ModelStore(store).current().manifest.version == "1.1.0"  # type: ignore[union-attr]
+    SUMMARY.append(
+        "crash-safety (transfer over MQTT): 20 SIGKILLs mid-transfer -> old 20, new 0, broken 0; "
+        "resumed from the kept chunks and completed: active 1.1.0"
+    )
+
+
+def test_rollout_plan_and_halt_policy() -> None:
+    from edge_sdk.rollout import RolloutRecord, plan, run_rollout
+
+    p = plan([f"d{i:02d}" for i in range(20)], 10)
+    assert p.canary == ("d00", "d01") and len(p.rest) == 18
+    assert plan(["a", "b", "c"], 1).canary == ("a",)
+    sent: list[str] = []
+    rolled: list[str] = []
+
+    def send(d: str) -> DeployStatus:
+        sent.append(d)
+        return DeployStatus("r", "rejected" if d == "d01" else "active", "health")
+
+    def rollback(d: str) -> DeployStatus:
+        rolled.append(d)
+        return DeployStatus("r", "rolled-back", "asked")
+
+    rec = run_rollout(RolloutRecord("r", "b", "1.0.0"), p, send, rollback)
+    assert rec.state == "halted" and sent == ["d00", "d01"] and rolled == ["d00"]
+    assert rec.devices == {"d00": "rolled-back", "d01": "rejected"}
+
+
+def test_group_canary_deploy_and_rollouts(tmp_path: Path, factory: Factory, broker: str) -> None:
+    """Three agents; the canary rejects the bundle (wrong device type) -> halted, rest untouched.
+    Then a good bundle promotes from the canary to the whole group."""
+    stores, agents = [], []
+    for i, dtype in enumerate(["jetson", "rpi4", "rpi4"]):
+        d = tmp_path / f"s{i}"
+        (d / "keys").mkdir(parents=True)
+        (d / "keys" / "fleet.pub").write_bytes(factory.key.public.read_bytes())
+        assert install(d, factory.bundle("1.0.0")).status.value == "active"
+        ModelStore(d).set_device_type(dtype)
+        stores.append(d)
+        agents.append(_listen(d, broker, f"g{i}"))
+    db = tmp_path / "rollouts.db"
+    base = [sys.executable, "-m", "edge_sdk", "deploy", "--broker", broker, "--fleet", "lab", "--group", "lab",
+            "--devices", "g0,g1,g2", "--canary", "30", "--db", str(db), "--timeout", "90"]
+    try:
+        bad = subprocess.run([*base[:4], str(factory.bundle("1.1.0", device_types=("rpi4",), name="rpi.edgepkg")),
+                              *base[4:]], capture_output=True, text=True)
+        good = subprocess.run([*base[:4], str(factory.bundle("1.2.0", seed=2)), *base[4:]],
+                              capture_output=True, text=True)
+    finally:
+        for a in agents:
+            _stop(a)
+    assert bad.returncode == 2 and "halted" in bad.stderr and "wrong device type" in bad.stderr
+    assert good.returncode == 0, good.stderr
+    versions = [ModelStore(d).current().manifest.version for d in stores]  # type: ignore[union-attr]
+    assert versions == ["1.2.0", "1.2.0", "1.2.0"]
+    listing = subprocess.run([sys.executable, "-m", "edge_sdk", "rollouts", "--db", str(db)],
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(listing) == 2
+    assert "halted" in listing[0] and "g0=rejected" in listing[0] and "g1" not in listing[0]
+    assert "completed" in listing[1] and "g0=active, g1=active, g2=active" in listing[1]
+
+
+def test_daemon_swaps_live_and_rolls_back_a_regression(store_dir: Path, factory: Factory, broker: str,
+                                                      digits_npz: Path) -> None:
+    """The serving agent takes an OTA update between inferences; the new model's confidence
+    collapses, probation rolls it back, and ``rolled-back`` arrives on deploy/status."""
+    from device_agent.update.transport import _HostSession
+
+    from .test_commands import _scaled, _val
+
+    w, b = factory.weights(0)
+    sharp = factory.bundle("1.0.0", name="d-sharp.edgepkg", model=_scaled(w * 4, b * 4),
+                           validation=_val(factory, w * 4, b * 4))
+    flat = factory.bundle("1.1.0", name="d-flat.edgepkg", model=_scaled(w * 0.01, b * 0.01),
+                          validation=_val(factory, w * 0.01, b * 0.01))
+    assert install(store_dir, sharp).status.value == "active"
+    env = {k: v for k, v in os.environ.items() if k != PAUSE_ENV}
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "device_agent", "daemon", "--store", str(store_dir), "--source",
+         f"file:{digits_npz}?rate=300&loop=1", "--broker", broker, "--device-id", "pi-05", "--fleet", "lab",
+         "--probation-samples", "60", "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        _wait_line(agent, "serving 1.0.0-")
+        # Subscribed before sending: probation may end within a fraction of a second.
+        watcher = _HostSession(Broker.parse(broker), "lab", "pi-05", "rdaemon")
+        try:
+            final = send_bundle(flat, broker=Broker.parse(broker), fleet="lab", device="pi-05",
+                                rollout="rdaemon", chunk_size=4096, timeout_s=90)
+            assert final.status == "active", final
+            seen = [watcher.inbox.get(timeout=60)]
+            while seen[-1].status != "rolled-back":
+                seen.append(watcher.inbox.get(timeout=60))
+            back = seen[-1]
+        finally:
+            watcher.close()
+    finally:
+        _stop(agent)
+    assert back.status == "rolled-back" and "mean confidence fell" in back.reason, back
+    assert ModelStore(store_dir).current().manifest.version == "1.0.0"  # type: ignore[union-attr]
