@@ -1,0 +1,85 @@
+"""Criteria that rank channels: a small protocol and the three usual ones (pure numpy).
+
+A criterion sees one piece of :class:`Evidence` at a time (a producer's kernel viewed
+as one row per output channel, or a batch norm's scale per channel) and returns one
+score per channel, or None when that evidence says nothing to it. Higher = keep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+import numpy as np
+
+
+class EvidenceKind(str, Enum):
+    KERNEL = "kernel"  # rows: output channels of a Conv/Dense kernel
+    BN_SCALE = "bn_scale"  # rows: channels of a BatchNormalization's gamma
+
+
+@dataclass(frozen=True)
+class Evidence:
+    kind: EvidenceKind
+    layer: str
+    values: np.ndarray  # shape (channels, k)
+
+
+class Criterion(Protocol):
+    """Scores channels from one piece of evidence; None means "not my kind of evidence"."""
+
+    name: str
+
+    def score(self, evidence: Evidence) -> np.ndarray | None: ...
+
+
+@dataclass(frozen=True)
+class L1Norm:
+    name: str = "l1"
+
+    def score(self, evidence: Evidence) -> np.ndarray | None:
+        if evidence.kind is not EvidenceKind.KERNEL:
+            return None
+        return np.abs(evidence.values).sum(axis=1)
+
+
+@dataclass(frozen=True)
+class L2Norm:
+    name: str = "l2"
+
+    def score(self, evidence: Evidence) -> np.ndarray | None:
+        if evidence.kind is not EvidenceKind.KERNEL:
+            return None
+        return np.sqrt(np.square(evidence.values).sum(axis=1))
+
+
+@dataclass(frozen=True)
+class BNScale:
+    """|gamma| of the batch norm after a producer (network slimming)."""
+
+    name: str = "bn_scale"
+
+    def score(self, evidence: Evidence) -> np.ndarray | None:
+        if evidence.kind is not EvidenceKind.BN_SCALE:
+            return None
+        return np.abs(evidence.values[:, 0])
+
+
+class CriterionKind(str, Enum):
+    L1 = "l1"
+    L2 = "l2"
+    BN_SCALE = "bn_scale"
+
+
+CRITERIA: dict[CriterionKind, Criterion] = {
+    CriterionKind.L1: L1Norm(),
+    CriterionKind.L2: L2Norm(),
+    CriterionKind.BN_SCALE: BNScale(),
+}
+
+
+def normalized(scores: np.ndarray) -> np.ndarray:
+    """Scores divided by their mean, so layers of different scale can be summed and compared."""
+    mean = float(np.mean(scores)) if scores.size else 0.0
+    return scores / mean if mean > 0 else np.ones_like(scores, dtype=np.float64)
