@@ -1,0 +1,1 @@
+"""Pure numerical cores of the compression passes (no TensorFlow, no IO)."""

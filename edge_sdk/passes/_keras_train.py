@@ -1,0 +1,50 @@
+"""Small training helpers shared by the Keras passes that fine-tune (share, distill)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from device_agent.errors import EdgeError
+from edge_sdk.data import Dataset, fit_to_shape
+
+
+def outputs_probabilities(model: Any) -> bool:
+    """True when the model ends in a softmax (its outputs are probabilities, not logits)."""
+    history = getattr(model.outputs[0], "_keras_history", None) if model.outputs else None
+    last = history.operation if history is not None else model.layers[-1]
+    act = getattr(last, "activation", None)
+    name = getattr(act, "__name__", str(act)) if act is not None else ""
+    return "softmax" in name or type(last).__name__ == "Softmax"
+
+
+def log_probs(out: Any, probabilities: bool) -> Any:
+    """Log-probabilities from a model's outputs, whether they are logits or probabilities."""
+    import tensorflow as tf
+
+    if probabilities:
+        return tf.math.log(tf.clip_by_value(out, 1e-7, 1.0))
+    return tf.nn.log_softmax(out, axis=-1)
+
+
+def batches(ds: Dataset, batch: int, *, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """Shuffled batches forever (the caller decides how many steps)."""
+    rng = np.random.default_rng(seed)
+    while True:
+        idx = rng.permutation(len(ds))
+        for i in range(0, len(idx), batch):
+            j = idx[i : i + batch]
+            yield ds.x[j], None if ds.y is None else ds.y[j]
+
+
+def fitted(model: Any, ds: Dataset, what: str) -> Dataset:
+    if len(ds) == 0:
+        raise EdgeError(f"{what}: the data set {ds.source} is empty")
+    return fit_to_shape(ds, tuple(model.input_shape), what="model")
+
+
+def accuracy(model: Any, ds: Dataset) -> float:
+    out = model.predict(ds.x, verbose=0, batch_size=256)
+    return float(np.mean(np.argmax(out, axis=-1) == ds.require_labels()))

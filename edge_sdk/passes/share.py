@@ -1,0 +1,162 @@
+"""Weight sharing: each kernel's weights clustered by k-means into K shared values.
+
+After clustering, the centroids are fine-tuned: the gradient of every weight in a
+cluster is summed into its centroid (Deep Compression §3.3), so the layer keeps at most
+K distinct values while the loss goes down. An int8 export then has at most K distinct
+int8 values per kernel, which a general-purpose compressor (zstd, deflate) exploits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from device_agent.errors import EdgeError
+from edge_sdk.compress.kmeans import Codebook, KMeansInit, check_clusters, cluster_sums, kmeans_1d
+from edge_sdk.passes._keras_train import batches, fitted, log_probs, outputs_probabilities
+from edge_sdk.passes.base import PassContext, PassOutcome
+
+SHARED_LAYERS = {
+    "Conv1D", "Conv2D", "Conv3D", "Dense", "DepthwiseConv1D", "DepthwiseConv2D",
+    "SeparableConv1D", "SeparableConv2D",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShareConfig:
+    clusters: int = 16
+    layer_clusters: tuple[tuple[str, int], ...] = field(default_factory=tuple)
+    init: KMeansInit = KMeansInit.LINEAR
+    fine_tune_steps: int = 150
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        check_clusters(self.clusters, "--share")
+        for name, k in self.layer_clusters:
+            check_clusters(k, f"--share for layer {name!r}")
+        if self.fine_tune_steps < 0:
+            raise EdgeError(f"share: fine_tune_steps must be >= 0, got {self.fine_tune_steps}")
+
+
+@dataclass
+class _Shared:
+    var: Any
+    book: Codebook
+    adam: _Adam
+
+
+@dataclass
+class _Adam:
+    """Adam on one centroid vector (numpy; a handful of values per layer)."""
+
+    lr: float
+    m: np.ndarray
+    v: np.ndarray
+    t: int = 0
+
+    def step(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+        self.t += 1
+        self.m = 0.9 * self.m + 0.1 * g
+        self.v = 0.999 * self.v + 0.001 * g * g
+        mh, vh = self.m / (1 - 0.9**self.t), self.v / (1 - 0.999**self.t)
+        return x - self.lr * mh / (np.sqrt(vh) + 1e-8)
+
+
+@dataclass(frozen=True)
+class SharePass:
+    """Cluster each Conv/Dense kernel into K values and fine-tune the centroids."""
+
+    config: ShareConfig = field(default_factory=ShareConfig)
+    name: str = "share"
+
+    def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
+        import keras
+
+        shared_model = keras.models.clone_model(model)
+        shared_model.set_weights(model.get_weights())
+        shared = self._cluster(shared_model, ctx)
+        notes = self._fine_tune(shared_model, shared, ctx)
+        distinct = max(len(np.unique(s.var.numpy())) for s in shared)
+        changes: dict[str, float | int | str] = {
+            "shared_kernels": len(shared),
+            "clusters": self.config.clusters,
+            "max_distinct_values": distinct,
+            "shared_weights": sum(int(s.book.labels.size) for s in shared),
+        }
+        return PassOutcome(model=shared_model, changes=changes, notes=notes)
+
+    def _cluster(self, model: Any, ctx: PassContext) -> list[_Shared]:
+        per_layer = dict(self.config.layer_clusters)
+        unknown = set(per_layer) - {layer.name for layer in model.layers}
+        if unknown:
+            raise EdgeError(f"share: no layer named {sorted(unknown)[0]!r} in model {model.name!r}")
+        targets = [lay for lay in _flat_layers(model) if type(lay).__name__ in SHARED_LAYERS]
+        if not targets:
+            raise EdgeError(f"share: model {model.name!r} has no Conv or Dense layer to share")
+        out = []
+        for i, layer in enumerate(targets):
+            ctx.progress("share: clustering", i, len(targets))
+            k = per_layer.get(layer.name, self.config.clusters)
+            for var in layer.trainable_weights:
+                if len(var.shape) < 2:  # biases stay as they are
+                    continue
+                book = kmeans_1d(var.numpy(), k, init=self.config.init, seed=ctx.seed)
+                var.assign(book.decode().astype(np.float32))
+                zeros = np.zeros_like(book.centroids)
+                out.append(_Shared(var, book, _Adam(self.config.learning_rate, zeros, zeros.copy())))
+        return out
+
+    def _fine_tune(self, model: Any, shared: list[_Shared], ctx: PassContext) -> tuple[str, ...]:
+        steps = self.config.fine_tune_steps
+        if steps == 0:
+            return ("centroids not fine-tuned (fine_tune_steps=0)",)
+        target = _loss_target(ctx)
+        if target is None:
+            return ("centroids not fine-tuned: no labels in the data and no teacher model",)
+        import tensorflow as tf
+
+        ds = fitted(model, ctx.calibration, "share")
+        probs, teacher = outputs_probabilities(model), ctx.teacher
+        it = batches(ds, self.config.batch_size, seed=ctx.seed)
+        for step in range(steps):
+            x, y = next(it)
+            with tf.GradientTape() as tape:
+                out = model(x, training=False)
+                loss = _loss(out, x, y, teacher, probs)
+            grads = tape.gradient(loss, [s.var.value for s in shared])
+            for s, g in zip(shared, grads, strict=True):
+                k = len(s.book.centroids)
+                cg = cluster_sums(s.book.labels, np.asarray(g), k)
+                s.book = Codebook(s.adam.step(s.book.centroids, cg), s.book.labels)
+                s.var.assign(s.book.decode().astype(np.float32))
+            if step % 10 == 0:
+                ctx.progress("share: fine-tuning centroids", step, steps)
+        return (f"centroids fine-tuned for {steps} steps on {target}",)
+
+
+def _flat_layers(model: Any) -> list[Any]:
+    out = []
+    for layer in model.layers:
+        out.extend(_flat_layers(layer) if hasattr(layer, "layers") and layer.layers else [layer])
+    return out
+
+
+def _loss_target(ctx: PassContext) -> str | None:
+    if ctx.calibration.y is not None:
+        return "labels"
+    return "teacher outputs" if ctx.teacher is not None else None
+
+
+def _loss(out: Any, x: np.ndarray, y: np.ndarray | None, teacher: Any, probs: bool) -> Any:
+    """Cross-entropy against the labels, or against the teacher's output distribution."""
+    import tensorflow as tf
+
+    lp = log_probs(out, probs)
+    if y is not None:
+        picked = tf.gather(lp, tf.constant(y, dtype=tf.int32), axis=1, batch_dims=1)
+        return -tf.reduce_mean(picked)
+    soft = tf.exp(log_probs(teacher(x, training=False), outputs_probabilities(teacher)))
+    return -tf.reduce_mean(tf.reduce_sum(soft * lp, axis=-1))
