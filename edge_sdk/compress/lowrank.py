@@ -11,7 +11,7 @@ def rank_for_energy(s: np.ndarray, energy: float) -> int:
     if sq.sum() <= 0:
         return 1
     kept = np.cumsum(sq) / sq.sum()
-    return int(min(np.searchsorted(kept, energy - 1e-12) + 1, len(s)))
+    return min(int(np.searchsorted(kept, energy - 1e-12)) + 1, len(s))
 
 
 def rank_for_budget(n_in: int, n_out: int, fraction: float) -> int:

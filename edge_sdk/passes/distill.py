@@ -54,7 +54,7 @@ class _Pair:
     t_probs: bool
 
 
-@dataclass(frozen=True)
+@dataclass
 class DistillPass:
     """Fine-tune the student on the teacher's softened outputs (and labels when present)."""
 

@@ -43,7 +43,7 @@ class _Plan:
     b: np.ndarray
 
 
-@dataclass(frozen=True)
+@dataclass
 class LowRankPass:
     """Factorize Dense and 1×1 Conv2D kernels by truncated SVD."""
 

@@ -44,7 +44,7 @@ class PruneConfig:
             check_ratio(r, f"prune ratio for layer {name!r}")
 
 
-@dataclass(frozen=True)
+@dataclass
 class PrunePass:
     """Remove the lowest-ranked channels of every prunable group and rebuild the model."""
 

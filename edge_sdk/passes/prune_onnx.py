@@ -35,7 +35,7 @@ class OnnxPruneConfig:
             raise EdgeError(f"prune_onnx: samples must be >= 1, got {self.samples}")
 
 
-@dataclass(frozen=True)
+@dataclass
 class OnnxPrunePass:
     """Remove channels of ONNX Conv/Gemm/MatMul chains and refit the next layer."""
 

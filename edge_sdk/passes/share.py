@@ -65,7 +65,7 @@ class _Adam:
         return x - self.lr * mh / (np.sqrt(vh) + 1e-8)
 
 
-@dataclass(frozen=True)
+@dataclass
 class SharePass:
     """Cluster each Conv/Dense kernel into K values and fine-tune the centroids."""
 

@@ -29,7 +29,8 @@ class Evidence:
 class Criterion(Protocol):
     """Scores channels from one piece of evidence; None means "not my kind of evidence"."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def score(self, evidence: Evidence) -> np.ndarray | None: ...
 

@@ -84,7 +84,8 @@ def weight_name(ix: GraphIndex, node: Any) -> str | None:
         return None  # shared weights cannot be cut for one user
     if node.op_type == "Conv":
         w = ix.arrays[node.input[1]]
-        if ix.attr(node, "group", 1) != 1 or w.ndim != 4 or ix.attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        auto_pad = ix.attr(node, "auto_pad", b"NOTSET")
+        if ix.attr(node, "group", 1) != 1 or w.ndim != 4 or auto_pad not in (b"NOTSET", "NOTSET"):
             return None
     if node.op_type == "Gemm" and (
         ix.attr(node, "transA", 0) != 0 or ix.attr(node, "alpha", 1.0) != 1.0 or ix.attr(node, "beta", 1.0) != 1.0
@@ -121,7 +122,8 @@ def find_chains(model: Any) -> tuple[list[Chain], list[str]]:
 
 def _follow(ix: GraphIndex, producer: Any) -> tuple[Chain | None, str]:
     n = out_channels(ix, producer)
-    t, middle, spatial = producer.output[0], [], 1
+    t, spatial = producer.output[0], 1
+    middle: list[str] = []
     while True:
         if t in ix.outputs:
             return None, "its output is a model output"

@@ -143,5 +143,5 @@ def test_bad_input(onnx_digits: Any, digits: Any) -> None:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
         [numpy_helper.from_array(np.ones((4, 3), np.float32), "w")],
     )
-    with pytest.raises(EdgeError, match="no prunable Conv/Gemm/MatMul chain.*model output"):
+    with pytest.raises(EdgeError, match=r"no prunable Conv/Gemm/MatMul chain.*model output"):
         OnnxPrunePass().apply(helper.make_model(g), _ctx(digits))
