@@ -25,7 +25,7 @@ def _zoo() -> Any:
     L = keras.layers
     inp = keras.Input((6, 6, 2))
     a = L.Conv2D(8, 3, padding="same", activation="relu", name="c1")(inp)
-    b = L.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(a)
+    b = L.DepthwiseConv2D(3, padding="same", depth_multiplier=2, use_bias=False, name="dw")(a)
     b = L.Conv2D(8, 1, name="c2")(b)
     s = L.Add(name="add")([a, b])
     p = L.SeparableConv2D(6, 3, padding="same", name="sep")(s)
@@ -48,7 +48,9 @@ def test_residual_concat_and_flatten_groups() -> None:
     m = _zoo()
     nodes, outputs = nodes_from_keras(m)
     a = analyze(nodes, outputs)
-    # both sides of the Add are one group, and nothing is unknown
+    # both sides of the Add are one group, and nothing is unknown; the depthwise layer
+    # (multiplier 2) repeats each of c1's slots twice for c2's input
+    assert a.in_maps["c2"][0] == [s for s in a.producers["c1"] for _ in range(2)]
     assert a.unknown == {}
     units = a.units()
     assert {tuple(sorted(p)) for p in units.values()} == {("c1", "c2"), ("sep",), ("c3",), ("fc",)}
@@ -81,6 +83,17 @@ def test_rebuilt_model_equals_original_with_removed_channels_zeroed() -> None:
     assert small.get_layer("c1").filters == 4 and small.get_layer("c2").filters == 4
     assert small.get_layer("sep").filters == 3 and small.get_layer("fc").units == 8
     assert small.get_layer("out").units == 5
+    assert small.get_layer("dw").get_weights()[0].shape == (3, 3, 4, 2)
+
+
+def test_pruned_model_saves_and_loads(tmp_path: Path) -> None:
+    import keras
+
+    small = PrunePass(PruneConfig(ratio=0.5)).apply(_zoo(), _cost_ctx()).model
+    small.save(tmp_path / "small.keras")
+    again = keras.models.load_model(tmp_path / "small.keras")
+    x = np.random.default_rng(0).random((2, 6, 6, 2), dtype=np.float32)
+    np.testing.assert_allclose(again(x).numpy(), small(x).numpy(), rtol=1e-5, atol=1e-6)
 
 
 def _l1() -> Any:
