@@ -145,3 +145,30 @@ def test_bad_input(onnx_digits: Any, digits: Any) -> None:
     )
     with pytest.raises(EdgeError, match=r"no prunable Conv/Gemm/MatMul chain.*model output"):
         OnnxPrunePass().apply(helper.make_model(g), _ctx(digits))
+
+
+def test_keras_exported_onnx_prunes_the_chains_it_understands(cnn: Any, digits: Any, tmp_path: Path) -> None:
+    """A graph from ``model.export(format="onnx")`` (NHWC input, transposes inside)."""
+    import contextlib
+    import io
+
+    import onnx
+
+    from device_agent.runtimes import load_model
+
+    cnn(digits.x_test[:1])
+    with contextlib.redirect_stdout(io.StringIO()):
+        cnn.export(str(tmp_path / "k.onnx"), format="onnx")
+    model = onnx.load(str(tmp_path / "k.onnx"))
+    ctx = PassContext(calibration=Dataset(digits.x_train, digits.y_train, "train"),
+                      validation=Dataset(digits.x_train, digits.y_train, "train"))
+    out = OnnxPrunePass(OnnxPruneConfig(ratio=0.3)).apply(model, ctx)
+    assert out.changes["chains"] == 2 and out.changes["channels_removed"] == int(0.3 * 16) + int(0.3 * 64)
+    assert any("conv2" in n for n in out.notes)  # conv2 → Transpose → Reshape is left alone
+    accs = []
+    for name, m in (("a", model), ("b", out.model)):
+        onnx.save(m, str(tmp_path / f"{name}.onnx"))
+        pred = load_model(tmp_path / f"{name}.onnx", runtime="onnxruntime").predict1(digits.x_test)
+        accs.append(float(np.mean(np.argmax(pred, 1) == digits.y_test)))
+    print(f"keras-exported onnx prune 0.3: accuracy {accs[0]:.4f} -> {accs[1]:.4f}; {out.changes}")
+    assert accs[1] >= accs[0] - 0.02
