@@ -33,7 +33,7 @@ def test_search_within_budget(lenet: Any, digits: Any) -> None:
     res = search(lenet, ctx, cfg)
     print("\n" + format_steps(res), res.layer_ratios, res.clusters)
     base, *rest = res.steps
-    assert base.drop == 0 and [s.name for s in rest][0] == "prune"
+    assert base.drop == 0 and rest[0].name == "prune"
     assert all(s.drop <= 1.0 for s in rest)
     assert rest[-1].params < base.params and rest[0].macs < base.macs
     assert set(res.sensitivity) == {"c1", "c2", "fc1"}
