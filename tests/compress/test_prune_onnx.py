@@ -172,3 +172,34 @@ def test_keras_exported_onnx_prunes_the_chains_it_understands(cnn: Any, digits: 
         accs.append(float(np.mean(np.argmax(pred, 1) == digits.y_test)))
     print(f"keras-exported onnx prune 0.3: accuracy {accs[0]:.4f} -> {accs[1]:.4f}; {out.changes}")
     assert accs[1] >= accs[0] - 0.02
+
+
+def test_palettized_onnx_runs_in_onnx_runtime(onnx_digits: Any, digits: Any, tmp_path: Path) -> None:
+    import onnx
+
+    from device_agent.manifest import Compression
+    from edge_sdk.bundle_writer import compress
+    from edge_sdk.passes.share_onnx import OnnxShareConfig, OnnxSharePass
+
+    out = OnnxSharePass(OnnxShareConfig(clusters=32)).apply(onnx_digits, _ctx(digits))
+    onnx.checker.check_model(out.model)
+    assert out.changes["palettized_weights"] == 3  # c2, fc1, out (c1 has 144 < 256 values)
+    codebooks = [t for t in out.model.graph.initializer if t.name.endswith("__codebook")]
+    assert all(tuple(t.dims) == (32,) for t in codebooks)
+    before = _accuracy(onnx_digits, tmp_path / "a.onnx", digits)
+    after = _accuracy(out.model, tmp_path / "b.onnx", digits)
+    raw = [(tmp_path / f"{n}.onnx").read_bytes() for n in "ab"]
+    z = [len(compress(r, Compression.ZSTD)) for r in raw]
+    print(f"palettized onnx K=32: accuracy {before:.4f} -> {after:.4f}; bytes raw {len(raw[0])} -> "
+          f"{len(raw[1])}, zstd {z[0]} -> {z[1]}")
+    assert after >= before - 0.01
+    assert len(raw[1]) < 0.35 * len(raw[0]) and z[1] < 0.35 * z[0]
+
+
+def test_palettize_bad_input(onnx_digits: Any, digits: Any) -> None:
+    from edge_sdk.passes.share_onnx import OnnxShareConfig, OnnxSharePass
+
+    with pytest.raises(EdgeError, match=r"cluster count must be in 2\.\.256"):
+        OnnxShareConfig(clusters=300)
+    with pytest.raises(EdgeError, match="no Conv/Gemm/MatMul weight with at least"):
+        OnnxSharePass(OnnxShareConfig(min_size=10**7)).apply(onnx_digits, _ctx(digits))
