@@ -19,7 +19,7 @@ from edge_sdk.compress.reconstruct import ConvGeometry, column_energy, im2col, r
 from edge_sdk.data import Dataset, fit_to_shape
 from edge_sdk.passes.base import PassContext, PassOutcome
 from edge_sdk.passes.prune import check_ratio
-from edge_sdk.pruning.onnx_graph import Chain, GraphIndex, find_chains
+from edge_sdk.pruning.onnx_graph import Chain, GraphIndex, find_chains, with_node_names
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,7 +45,7 @@ class OnnxPrunePass:
     def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
         import onnx
 
-        original = _named(model)
+        original = with_node_names(model)
         chains, skipped = find_chains(original)
         if not chains:
             raise EdgeError(
@@ -210,23 +210,22 @@ def _cut_producer_side(ix: GraphIndex, chain: Chain, keep: list[int]) -> None:
         cut(refit_bias, 0)
     for name in chain.middle:
         m = ix.nodes[name]
+        if m.op_type == "Conv":  # depthwise: one filter per kept channel
+            cut(m.input[1], 0)
+            if len(m.input) > 2 and m.input[2] in ix.arrays:
+                cut(m.input[2], 0)
+            _set_group(m, len(keep))
+            continue
         params = m.input[1:5] if m.op_type == "BatchNormalization" else m.input[1:2]
         for t in params:
             if t in ix.arrays and ix.arrays[t].size == chain.channels:
                 cut(t, 0)
 
 
-def _named(model: Any) -> Any:
-    import onnx
-
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    seen: set[str] = set()
-    for i, n in enumerate(m.graph.node):
-        if not n.name or n.name in seen:
-            n.name = f"{n.op_type}_{i}"
-        seen.add(n.name)
-    return m
+def _set_group(node: Any, group: int) -> None:
+    for a in node.attribute:
+        if a.name == "group":
+            a.i = group
 
 
 def _input_shape(model: Any) -> tuple[int, ...]:

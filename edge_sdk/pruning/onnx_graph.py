@@ -2,7 +2,7 @@
 
 A chain is a Conv (ungrouped) / Gemm / MatMul whose output reaches exactly one
 Conv / Gemm / MatMul through single-consumer ops that keep channels apart
-(BatchNormalization, Relu, pooling, a per-channel bias Add, Flatten). Removing output
+(BatchNormalization, Relu, pooling, a per-channel bias Add, a depthwise Conv, Flatten). Removing output
 channel c of the producer removes c from those ops and the matching input slice of the
 consumer (after a Flatten, the S positions c·S … c·S+S−1 of the NCHW flattening).
 """
@@ -15,11 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from device_agent.errors import EdgeError
+
 PRODUCERS = {"Conv", "Gemm", "MatMul"}
 CHANNEL_OPS = {
     "BatchNormalization", "Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid",
     "HardSwish", "Elu", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
-    "Dropout", "Identity", "Add", "Flatten",
+    "Dropout", "Identity", "Add", "Flatten", "Conv",  # Conv: depthwise only
 }
 
 
@@ -105,8 +107,28 @@ def out_channels(ix: GraphIndex, node: Any) -> int:
     return int(w.shape[1])
 
 
+def with_node_names(model: Any) -> Any:
+    """A copy of ``model`` in which every node has a unique name (chains refer to names)."""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    seen: set[str] = set()
+    for i, n in enumerate(m.graph.node):
+        if not n.name or n.name in seen:
+            n.name = f"{n.op_type}_{i}"
+        seen.add(n.name)
+    return m
+
+
 def find_chains(model: Any) -> tuple[list[Chain], list[str]]:
-    """Every prunable chain in graph order, and why other producers were skipped."""
+    """Every prunable chain in graph order, and why other producers were skipped.
+
+    Nodes must have unique names (see :func:`with_node_names`).
+    """
+    names = [n.name for n in model.graph.node]
+    if "" in names or len(set(names)) != len(names):
+        raise EdgeError("ONNX graph: node names are missing or repeated; name them with with_node_names()")
     ix = GraphIndex(model)
     chains, skipped = [], []
     for node in model.graph.node:
@@ -151,6 +173,8 @@ def _follow(ix: GraphIndex, producer: Any) -> tuple[Chain | None, str]:
 def _channel_op_problem(ix: GraphIndex, node: Any, n: int) -> str:
     if node.op_type not in CHANNEL_OPS:
         return f"{node.name} ({node.op_type}) is not an op the analysis knows"
+    if node.op_type == "Conv" and not is_depthwise(ix, node, n):
+        return f"{node.name} (Conv) is grouped or has no constant weight"
     if node.op_type == "Flatten" and ix.attr(node, "axis", 1) != 1:
         return f"Flatten {node.name} with axis != 1"
     if node.op_type == "BatchNormalization" and not all(i in ix.inits and ix.single_use(i) for i in node.input[1:5]):
@@ -160,3 +184,12 @@ def _channel_op_problem(ix: GraphIndex, node: Any, n: int) -> str:
         if b is None or b.size not in (1, n) or not ix.single_use(node.input[1]):
             return f"Add {node.name} is not a per-channel bias"
     return ""
+
+
+def is_depthwise(ix: GraphIndex, node: Any, n: int) -> bool:
+    """A Conv with one filter per input channel: channels pass through it one to one."""
+    w = ix.arrays.get(node.input[1]) if len(node.input) > 1 else None
+    return (
+        w is not None and ix.single_use(node.input[1]) and ix.attr(node, "group", 1) == n
+        and w.ndim == 4 and w.shape[0] == n and w.shape[1] == 1
+    )

@@ -12,7 +12,7 @@ from device_agent.errors import EdgeError
 from edge_sdk.data import Dataset
 from edge_sdk.passes.base import PassContext
 from edge_sdk.passes.prune_onnx import OnnxPruneConfig, OnnxPrunePass
-from edge_sdk.pruning.onnx_graph import find_chains
+from edge_sdk.pruning.onnx_graph import find_chains, with_node_names
 
 
 def _nchw(x: np.ndarray) -> np.ndarray:
@@ -88,7 +88,7 @@ def _ctx(digits: Any) -> PassContext:
 
 
 def test_chains_found(onnx_digits: Any) -> None:
-    chains, skipped = find_chains(onnx_digits)
+    chains, skipped = find_chains(with_node_names(onnx_digits))
     assert [(c.producer, c.consumer, c.spatial) for c in chains] == [
         ("c1", "c2", 1), ("c2", "fc1", 16), ("fc1", "out", 1)
     ]
@@ -203,3 +203,47 @@ def test_palettize_bad_input(onnx_digits: Any, digits: Any) -> None:
         OnnxShareConfig(clusters=300)
     with pytest.raises(EdgeError, match="no Conv/Gemm/MatMul weight with at least"):
         OnnxSharePass(OnnxShareConfig(min_size=10**7)).apply(onnx_digits, _ctx(digits))
+
+
+def test_depthwise_conv_passes_channels_through(tmp_path: Path) -> None:
+    """Conv → Relu → depthwise Conv → Relu → 1x1 Conv: the depthwise filters go too."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = {
+        "w1": rng.normal(size=(8, 1, 3, 3)), "b1": rng.normal(size=8) * 0.1,
+        "dw": rng.normal(size=(8, 1, 3, 3)), "db": rng.normal(size=8) * 0.1,
+        "w3": rng.normal(size=(16, 8, 1, 1)), "fc": rng.normal(size=(16, 10)),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["a"], name="c1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["a"], ["r"]),
+        helper.make_node("Conv", ["r", "dw", "db"], ["d"], name="dw", group=8, pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["d"], ["rd"]),
+        helper.make_node("Conv", ["rd", "w3"], ["c"], name="c3"),
+        helper.make_node("GlobalAveragePool", ["c"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("MatMul", ["f", "fc"], ["y"], name="fc"),
+    ]
+    g = helper.make_graph(
+        nodes, "dw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()],
+    )
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    chains, _ = find_chains(with_node_names(model))
+    assert [(c.producer, c.middle, c.consumer) for c in chains][0] == ("c1", ("Relu_1", "dw", "Relu_3"), "c3")
+    x = rng.random((64, 1, 8, 8), dtype=np.float32)
+    ctx = PassContext(calibration=Dataset(x, None, "x"), validation=Dataset(x, None, "x"))
+    refit = OnnxPrunePass(OnnxPruneConfig(ratio=0.25)).apply(model, ctx).model
+    sliced = OnnxPrunePass(OnnxPruneConfig(ratio=0.25, reconstruct=False)).apply(model, ctx).model
+    onnx.checker.check_model(refit)
+    dw = next(n for n in refit.graph.node if n.name == "dw")
+    assert helper.get_attribute_value(next(a for a in dw.attribute if a.name == "group")) == 6
+    outs = [ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0] for m in (model, refit, sliced)]
+    assert outs[1].shape == (64, 10)
+    err_refit, err_sliced = (float(np.mean(np.square(o - outs[0]))) for o in outs[1:])
+    assert err_refit < err_sliced
