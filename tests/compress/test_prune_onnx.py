@@ -235,7 +235,8 @@ def test_depthwise_conv_passes_channels_through(tmp_path: Path) -> None:
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     chains, _ = find_chains(with_node_names(model))
-    assert [(c.producer, c.middle, c.consumer) for c in chains][0] == ("c1", ("Relu_1", "dw", "Relu_3"), "c3")
+    c0 = chains[0]
+    assert (c0.producer, c0.middle, c0.consumer) == ("c1", ("Relu_1", "dw", "Relu_3"), "c3")
     x = rng.random((64, 1, 8, 8), dtype=np.float32)
     ctx = PassContext(calibration=Dataset(x, None, "x"), validation=Dataset(x, None, "x"))
     refit = OnnxPrunePass(OnnxPruneConfig(ratio=0.25)).apply(model, ctx).model
