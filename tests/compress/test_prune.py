@@ -215,3 +215,23 @@ def _group_sizes(m: Any) -> list[int]:
 
     nodes, outputs = nodes_from_keras(m)
     return [len(u) for u in groups_of(analyze(nodes, outputs)).values()]
+
+
+def test_conv1d_and_two_outputs() -> None:
+    import keras
+
+    L = keras.layers
+    inp = keras.Input((20, 3))
+    x = L.Conv1D(12, 3, activation="relu", name="k1")(inp)
+    x = L.SeparableConv1D(10, 3, name="k2")(x)
+    h = L.GlobalMaxPooling1D()(x)
+    a = L.Dense(4, name="head_a")(h)
+    b = L.Dense(2, name="head_b")(L.Dense(8, activation="relu", name="mid")(h))
+    m = keras.Model(inp, [a, b])
+    out = PrunePass(PruneConfig(ratio=0.5)).apply(m, _cost_ctx())
+    small = out.model
+    assert [small.get_layer(n).filters for n in ("k1", "k2")] == [6, 5]
+    assert small.get_layer("mid").units == 4
+    assert small.get_layer("head_a").units == 4 and small.get_layer("head_b").units == 2
+    ys = small(np.random.default_rng(0).random((2, 20, 3), dtype=np.float32))
+    assert [tuple(y.shape) for y in ys] == [(2, 4), (2, 2)]
