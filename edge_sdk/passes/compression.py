@@ -9,9 +9,10 @@ weight freely would undo the clusters (sharing fine-tunes its own centroids). Th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from device_agent.errors import EdgeError
-from edge_sdk.passes.base import GraphPass
+from edge_sdk.passes.base import GraphPass, PassContext, PassOutcome
 from edge_sdk.passes.distill import DistillConfig, DistillPass
 from edge_sdk.passes.lowrank import LowRankConfig, LowRankPass
 from edge_sdk.passes.prune import PruneConfig, PrunePass
@@ -54,3 +55,30 @@ def onnx_passes(flags: CompressionFlags) -> list[GraphPass]:
     if flags.share is not None:
         passes.append(OnnxSharePass(OnnxShareConfig(clusters=flags.share)))
     return passes
+
+
+class ByModelKind:
+    """One recipe step that runs the Keras or the ONNX pass, whichever fits the model."""
+
+    def __init__(self, name: str, keras_pass: GraphPass, onnx_pass: GraphPass | None):
+        self.name = name
+        self._keras = keras_pass
+        self._onnx = onnx_pass
+
+    def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
+        if not hasattr(model, "SerializeToString"):
+            return self._keras.apply(model, ctx)
+        if self._onnx is None:
+            raise EdgeError(f"{self.name}: needs a Keras model (the ONNX path is post-training)")
+        return self._onnx.apply(model, ctx)
+
+
+def recipe_passes(flags: CompressionFlags) -> tuple[GraphPass, ...]:
+    """The compression steps for a recipe that does not yet know the model's kind."""
+    keras = {p.name: p for p in keras_passes(flags)}
+    onnx: dict[str, GraphPass] = {}
+    if flags.prune is not None:
+        onnx["prune"] = OnnxPrunePass(OnnxPruneConfig(ratio=flags.prune))
+    if flags.share is not None:
+        onnx["share"] = OnnxSharePass(OnnxShareConfig(clusters=flags.share))
+    return tuple(ByModelKind(name, p, onnx.get(name)) for name, p in keras.items())
