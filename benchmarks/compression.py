@@ -93,7 +93,7 @@ def main() -> None:
     from edge_sdk.passes.distill import DistillConfig, DistillPass
     from edge_sdk.passes.prune import PruneConfig, PrunePass
     from edge_sdk.passes.share import ShareConfig, SharePass
-    from edge_sdk.pruning.cost import keras_cost
+    from edge_sdk.analysis import keras_cost
 
     xtr, ytr, xte, yte = digits_28()
     model = lenet5(xtr, ytr)

@@ -24,7 +24,7 @@ from device_agent.errors import EdgeError
 from edge_sdk.passes.base import PassContext
 from edge_sdk.passes.prune import PruneConfig, PrunePass
 from edge_sdk.passes.share import ShareConfig, SharePass
-from edge_sdk.pruning.cost import keras_cost
+from edge_sdk.analysis import keras_cost
 
 Sensitivity = Mapping[str, Mapping[float, float]]  # group -> ratio -> drop (points)
 

@@ -11,6 +11,7 @@ import typer
 from edge_sdk.cli._common import cli_errors, print_json
 
 if TYPE_CHECKING:
+    from edge_sdk.passes.compression import CompressionFlags
     from edge_sdk.pipeline import Recipe
 
 
@@ -35,6 +36,15 @@ def optimize(
     name: str | None = typer.Option(None, "--name", help="Model name (default: bundle file name)"),
     version: str = typer.Option("0.1.0", "--version", help="Semantic version of the bundle"),
     runs: int = typer.Option(50, "--runs", help="Timed runs per model for the report"),
+    prune: float | None = typer.Option(
+        None, "--prune", help="Remove this fraction of channels, in [0, 1) (Keras: rebuilt smaller; "
+        "ONNX: refit by least squares)"),
+    share: int | None = typer.Option(
+        None, "--share", help="Weight sharing: K values per kernel, 2..256 (ONNX: palettized)"),
+    lowrank: float | None = typer.Option(
+        None, "--lowrank", help="Factorize Dense/1x1 Conv keeping this fraction of SVD energy (Keras)"),
+    distill: bool = typer.Option(
+        False, "--distill", help="Recover accuracy by distillation from the original model (Keras)"),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
     sign: Path | None = typer.Option(None, "--sign", help="Sign the bundle with this Ed25519 private key"),
 ) -> None:
@@ -49,7 +59,10 @@ def optimize(
         from edge_sdk.signing import load_signer
 
         load_signer(sign)  # a bad key fails now, not after the optimization
-    recipe = _recipe(target, int8, max_drop, calibration, samples, runs)
+    from edge_sdk.passes.compression import CompressionFlags
+
+    flags = CompressionFlags(prune=prune, share=share, lowrank=lowrank, distill=distill)
+    recipe = _recipe(target, int8, max_drop, calibration, samples, runs, flags)
     job = Job(model=model, data=data, out=out, name=name or _default_name(out), version=version,
               eval_data=eval_data)
     with rich_progress(enabled=not as_json) as progress, quiet():
@@ -65,8 +78,9 @@ def optimize(
 
 
 def _recipe(target: str, int8: bool, max_drop: float, calibration: str, samples: int,
-            runs: int) -> Recipe:
+            runs: int, flags: CompressionFlags) -> Recipe:
     from device_agent.errors import EdgeError
+    from edge_sdk.passes.compression import recipe_passes
     from edge_sdk.passes.quantize import Calibration, QuantizeConfig
     from edge_sdk.pipeline import Recipe, Target
 
@@ -82,7 +96,8 @@ def _recipe(target: str, int8: bool, max_drop: float, calibration: str, samples:
     if samples < 1 or max_drop < 0 or runs < 1:
         raise EdgeError("--samples and --runs must be at least 1 and --max-drop at least 0")
     return Recipe(target=tgt, int8=int8, max_drop=max_drop, measure_runs=runs,
-                  quantize=QuantizeConfig(samples=samples, calibration=cal))
+                  quantize=QuantizeConfig(samples=samples, calibration=cal),
+                  passes=recipe_passes(flags))
 
 
 def _default_name(out: Path) -> str:

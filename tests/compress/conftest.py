@@ -76,3 +76,16 @@ def lenet(digits: Any) -> Any:
               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     m.fit(digits.x_train, digits.y_train, epochs=10, batch_size=64, verbose=0)
     return m
+
+
+@pytest.fixture(scope="session")
+def cnn_onnx(keras_cnn: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared Keras CNN exported to ONNX by the converter's own exporter."""
+    import keras
+
+    from edge_sdk.passes.quantize_onnx import OnnxExporter
+
+    work = tmp_path_factory.mktemp("onnx")
+    out = work / "cnn.onnx"
+    out.write_bytes(OnnxExporter().export_float(keras.models.load_model(keras_cnn), work))
+    return out

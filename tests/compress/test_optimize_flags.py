@@ -1,0 +1,66 @@
+"""``edge optimize`` with the compression flags, through the CLI, on real runtimes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from device_agent.bundle import open_bundle
+from device_agent.engine import Engine
+from device_agent.manifest import ModelFormat
+from edge_sdk.cli import app
+
+
+def _run(*args: Any) -> Any:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_prune_distill_share_int8_bundle(keras_cnn: Path, digits: Any, tmp_path: Path) -> None:
+    out = tmp_path / "small.edgepkg"
+    res = _run("optimize", keras_cnn, "--data", digits.train, "--eval-data", digits.test,
+               "--prune", "0.5", "--distill", "--share", "16", "--int8", "--runs", "3", "--json", "-o", out)
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout)
+    steps = {s["step"]: s for s in rep["steps"]}
+    assert [s["step"] for s in rep["steps"]][:4] == ["baseline", "prune", "distill", "share"]
+    assert steps["prune"]["params"] < 0.35 * steps["baseline"]["params"]
+    assert steps["prune"]["macs"] < 0.35 * steps["baseline"]["macs"]
+    print({k: (v["accuracy"], v["params"], v["macs"], v["bytes"]) for k, v in steps.items()})
+    assert steps["share"]["accuracy"] >= steps["baseline"]["accuracy"] - 3.0
+    b = open_bundle(out, tmp_path / "b")
+    preds = Engine.from_bundle_dir(b.root, b.manifest, prefer=ModelFormat.TFLITE).infer(digits.x_test)
+    assert float(np.mean([p.index for p in preds] == digits.y_test)) > 0.85
+
+
+def test_onnx_prune_through_the_cli(cnn_onnx: Path, digits: Any, tmp_path: Path) -> None:
+    out = tmp_path / "o.edgepkg"
+    res = _run("optimize", cnn_onnx, "--data", digits.train, "--eval-data", digits.test, "--target", "onnx",
+               "--prune", "0.3", "--runs", "3", "--json", "-o", out)
+    assert res.exit_code == 0, res.output
+    steps = {s["step"]: s for s in json.loads(res.stdout)["steps"]}
+    assert steps["prune"]["params"] < steps["baseline"]["params"]
+    assert steps["prune"]["accuracy"] >= steps["baseline"]["accuracy"] - 2.0
+
+
+@pytest.mark.parametrize(
+    ("flags", "msg"),
+    [(["--prune", "1.5"], "prune ratio must be in [0, 1)"), (["--share", "1"], "cluster count must be in 2..256"),
+     (["--lowrank", "0"], "--lowrank energy must be in (0, 1]")],
+)
+def test_bad_flags(keras_cnn: Path, digits: Any, tmp_path: Path, flags: list[str], msg: str) -> None:
+    out = tmp_path / "bad.edgepkg"
+    res = _run("optimize", keras_cnn, "--data", digits.train, *flags, "-o", out)
+    assert res.exit_code == 2 and msg in res.output
+    assert not out.exists()
+
+
+def test_distill_on_onnx_is_refused(cnn_onnx: Path, digits: Any, tmp_path: Path) -> None:
+    out = tmp_path / "bad.edgepkg"
+    res = _run("optimize", cnn_onnx, "--data", digits.train, "--target", "onnx", "--distill", "-o", out)
+    assert res.exit_code == 2 and "distill: needs a Keras model" in res.output
+    assert not out.exists()
