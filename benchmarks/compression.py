@@ -87,13 +87,13 @@ def measure(path: Path, x: np.ndarray, y: np.ndarray, runs: int = 300) -> tuple[
 
 def main() -> None:
     from device_agent.manifest import Compression
+    from edge_sdk.analysis import keras_cost
     from edge_sdk.bundle_writer import compress
     from edge_sdk.data import Dataset
     from edge_sdk.passes.base import PassContext
     from edge_sdk.passes.distill import DistillConfig, DistillPass
     from edge_sdk.passes.prune import PruneConfig, PrunePass
     from edge_sdk.passes.share import ShareConfig, SharePass
-    from edge_sdk.analysis import keras_cost
 
     xtr, ytr, xte, yte = digits_28()
     model = lenet5(xtr, ytr)

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from device_agent.errors import EdgeError
+from edge_sdk.analysis import keras_cost
 from edge_sdk.passes.base import PassContext
 from edge_sdk.passes.prune import PruneConfig, PrunePass
 from edge_sdk.passes.share import ShareConfig, SharePass
-from edge_sdk.analysis import keras_cost
 
 Sensitivity = Mapping[str, Mapping[float, float]]  # group -> ratio -> drop (points)
 

@@ -51,6 +51,7 @@ def optimize(
     """Optimize MODEL into a bundle; print the before/after table and write NAME.report.*."""
     from edge_sdk._quiet import quiet
     from edge_sdk.cli._progress import rich_progress
+    from edge_sdk.passes.compression import CompressionFlags
     from edge_sdk.pipeline import Job
     from edge_sdk.pipeline import optimize as run
     from edge_sdk.report import print_table
@@ -59,8 +60,6 @@ def optimize(
         from edge_sdk.signing import load_signer
 
         load_signer(sign)  # a bad key fails now, not after the optimization
-    from edge_sdk.passes.compression import CompressionFlags
-
     flags = CompressionFlags(prune=prune, share=share, lowrank=lowrank, distill=distill)
     recipe = _recipe(target, int8, max_drop, calibration, samples, runs, flags)
     job = Job(model=model, data=data, out=out, name=name or _default_name(out), version=version,

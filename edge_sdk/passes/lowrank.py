@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from device_agent.errors import EdgeError
+from edge_sdk.analysis import keras_cost
 from edge_sdk.compress.lowrank import factorize, rank_for_budget, rank_for_energy, saves
 from edge_sdk.passes.base import PassContext, PassOutcome
-from edge_sdk.analysis import keras_cost
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,8 +13,8 @@ from enum import Enum
 from typing import Any
 
 from device_agent.errors import EdgeError
-from edge_sdk.passes.base import PassContext, PassOutcome
 from edge_sdk.analysis import keras_cost
+from edge_sdk.passes.base import PassContext, PassOutcome
 from edge_sdk.pruning.criteria import CRITERIA, CriterionKind
 from edge_sdk.pruning.graph import analyze, nodes_from_keras
 from edge_sdk.pruning.rebuild import gather_evidence, rebuild
