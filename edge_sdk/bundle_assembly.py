@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from device_agent.manifest import Compression
 from device_agent.runtimes import load_model
 from edge_sdk.bundle_writer import ModelPayload, build_bundle
 from edge_sdk.report import Report, report_paths, write_reports
@@ -28,7 +29,8 @@ def payloads(report: Report) -> list[ModelPayload]:
     return out
 
 
-def write_outputs(report: Report, labels: tuple[str, ...]) -> Report:
+def write_outputs(report: Report, labels: tuple[str, ...], *,
+                  compression: Compression = Compression.NONE) -> Report:
     """Write the bundle and the three report files for ``report``; returns it."""
     final = report.bundle
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -36,7 +38,7 @@ def write_outputs(report: Report, labels: tuple[str, ...]) -> Report:
     try:
         staged_bundle = stage / final.name
         build_bundle(staged_bundle, name=report.name, version=report.version,
-                     models=payloads(report), labels=labels,
+                     models=payloads(report), labels=labels, compression=compression,
                      optimization=report.optimization_summary())
         # mkstemp creates 0600 files; a bundle is meant to be copied and served.
         staged_bundle.chmod(0o644)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from device_agent.errors import EdgeError
-from device_agent.manifest import ModelFormat, parse_semver
+from device_agent.manifest import Compression, ModelFormat, parse_semver
 from device_agent.runtimes import load_model
 from edge_sdk import analysis
 from edge_sdk.data import Dataset, fit_to_shape, load_dataset
@@ -79,6 +79,7 @@ class Recipe:
     validation_fraction: float = 0.5
     measure_runs: int = 50
     seed: int = 0
+    compression: Compression = Compression.NONE  # how model files are stored in the bundle
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -87,6 +88,7 @@ class Recipe:
             "int8": self.int8,
             "quantize": self.quantize.describe() if self.int8 else None,
             "max_drop_points": self.max_drop,
+            "compression": self.compression.value,
         }
 
 
@@ -132,7 +134,7 @@ def optimize(job: Job, recipe: Recipe, *, progress: Progress = no_progress) -> R
             validation_samples=len(state.val),
         )
         progress("writing bundle", 0, 1)
-        return write_outputs(report, state.labels)
+        return write_outputs(report, state.labels, compression=recipe.compression)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -43,6 +43,8 @@ def optimize(
         None, "--share", help="Weight sharing: K values per kernel, 2..256 (ONNX: palettized)"),
     lowrank: float | None = typer.Option(
         None, "--lowrank", help="Factorize Dense/1x1 Conv keeping this fraction of SVD energy (Keras)"),
+    compress: str = typer.Option(
+        "none", "--compress", help="Store model files in the bundle compressed: none, zstd or deflate"),
     distill: bool = typer.Option(
         False, "--distill", help="Recover accuracy by distillation from the original model (Keras)"),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
@@ -61,7 +63,7 @@ def optimize(
 
         load_signer(sign)  # a bad key fails now, not after the optimization
     flags = CompressionFlags(prune=prune, share=share, lowrank=lowrank, distill=distill)
-    recipe = _recipe(target, int8, max_drop, calibration, samples, runs, flags)
+    recipe = _recipe(target, int8, max_drop, calibration, samples, runs, flags, compress)
     job = Job(model=model, data=data, out=out, name=name or _default_name(out), version=version,
               eval_data=eval_data)
     with rich_progress(enabled=not as_json) as progress, quiet():
@@ -77,8 +79,9 @@ def optimize(
 
 
 def _recipe(target: str, int8: bool, max_drop: float, calibration: str, samples: int,
-            runs: int, flags: CompressionFlags) -> Recipe:
+            runs: int, flags: CompressionFlags, compress: str = "none") -> Recipe:
     from device_agent.errors import EdgeError
+    from device_agent.manifest import Compression
     from edge_sdk.passes.compression import recipe_passes
     from edge_sdk.passes.quantize import Calibration, QuantizeConfig
     from edge_sdk.pipeline import Recipe, Target
@@ -92,11 +95,15 @@ def _recipe(target: str, int8: bool, max_drop: float, calibration: str, samples:
     except ValueError:
         raise EdgeError(
             f"--calibration {calibration!r}: expected minmax, percentile or entropy") from None
+    try:
+        stored = Compression(compress)
+    except ValueError:
+        raise EdgeError(f"--compress {compress!r}: expected none, zstd or deflate") from None
     if samples < 1 or max_drop < 0 or runs < 1:
         raise EdgeError("--samples and --runs must be at least 1 and --max-drop at least 0")
     return Recipe(target=tgt, int8=int8, max_drop=max_drop, measure_runs=runs,
                   quantize=QuantizeConfig(samples=samples, calibration=cal),
-                  passes=recipe_passes(flags))
+                  passes=recipe_passes(flags), compression=stored)
 
 
 def _default_name(out: Path) -> str:

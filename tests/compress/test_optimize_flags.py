@@ -23,7 +23,8 @@ def _run(*args: Any) -> Any:
 def test_prune_distill_share_int8_bundle(keras_cnn: Path, digits: Any, tmp_path: Path) -> None:
     out = tmp_path / "small.edgepkg"
     res = _run("optimize", keras_cnn, "--data", digits.train, "--eval-data", digits.test,
-               "--prune", "0.5", "--distill", "--share", "16", "--int8", "--runs", "3", "--json", "-o", out)
+               "--prune", "0.5", "--distill", "--share", "16", "--int8", "--compress", "zstd", "--runs", "3",
+               "--json", "-o", out)
     assert res.exit_code == 0, res.output
     rep = json.loads(res.stdout)
     steps = {s["step"]: s for s in rep["steps"]}
@@ -32,7 +33,12 @@ def test_prune_distill_share_int8_bundle(keras_cnn: Path, digits: Any, tmp_path:
     assert steps["prune"]["macs"] < 0.35 * steps["baseline"]["macs"]
     print({k: (v["accuracy"], v["params"], v["macs"], v["bytes"]) for k, v in steps.items()})
     assert steps["share"]["accuracy"] >= steps["baseline"]["accuracy"] - 3.0
-    b = open_bundle(out, tmp_path / "b")
+    b = open_bundle(out, tmp_path / "b")  # verifies both the stored and the raw sha256
+    (f,) = b.manifest.stage_files(ModelFormat.TFLITE)
+    assert f.compression.value == "zstd" and f.raw_size == steps["int8 tflite"]["bytes"]
+    print(f"int8 tflite raw {f.raw_size} B, stored zstd {f.size} B")
+    assert f.size < 0.8 * f.raw_size  # K=16 shared int8 kernels compress
+    assert rep["recipe"]["compression"] == "zstd" and rep["recipe"]["passes"] == ["prune", "distill", "share"]
     preds = Engine.from_bundle_dir(b.root, b.manifest, prefer=ModelFormat.TFLITE).infer(digits.x_test)
     assert float(np.mean([p.index for p in preds] == digits.y_test)) > 0.85
 
@@ -50,7 +56,7 @@ def test_onnx_prune_through_the_cli(cnn_onnx: Path, digits: Any, tmp_path: Path)
 @pytest.mark.parametrize(
     ("flags", "msg"),
     [(["--prune", "1.5"], "prune ratio must be in [0, 1)"), (["--share", "1"], "cluster count must be in 2..256"),
-     (["--lowrank", "0"], "--lowrank energy must be in (0, 1]")],
+     (["--lowrank", "0"], "--lowrank energy must be in (0, 1]"), (["--compress", "lz4"], "--compress 'lz4'")],
 )
 def test_bad_flags(keras_cnn: Path, digits: Any, tmp_path: Path, flags: list[str], msg: str) -> None:
     out = tmp_path / "bad.edgepkg"
