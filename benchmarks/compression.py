@@ -6,7 +6,10 @@ batch 1 in LiteRT (medians of repeated runs). Rows: each step alone, TensorFlow'
 int8 post-training quantization (what a user would otherwise run), and the full
 pipeline prune → distill → share → int8 → zstd.
 
-    PYTHONPATH=$PWD python benchmarks/compression.py
+    python -m benchmarks.compression
+
+The model is the example's LeNet-5 (:mod:`edge_sdk.demo.digits`: 28×28 digits, fixed
+seed and split), trained here for 12 epochs.
 """
 
 from __future__ import annotations
@@ -14,42 +17,18 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-
-def digits_28() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = np.kron(d.images / 16.0, np.ones((3, 3)))  # 24×24, padded to LeNet's 28×28
-    x = np.pad(x, ((0, 0), (2, 2), (2, 2))).astype(np.float32)[..., None]
-    idx = np.random.default_rng(0).permutation(len(x))
-    cut = int(len(x) * 0.8)
-    y = d.target.astype(np.int64)
-    return x[idx[:cut]], y[idx[:cut]], x[idx[cut:]], y[idx[cut:]]
-
-
-def lenet5(x: np.ndarray, y: np.ndarray) -> Any:
-    import keras
-
-    keras.utils.set_random_seed(0)
-    L = keras.layers
-    m = keras.Sequential([
-        keras.Input((28, 28, 1)), L.Conv2D(20, 5, activation="relu", name="conv1"), L.MaxPooling2D(2),
-        L.Conv2D(50, 5, activation="relu", name="conv2"), L.MaxPooling2D(2), L.Flatten(),
-        L.Dense(500, activation="relu", name="fc1"), L.Dense(10, name="fc2"),
-    ])
-    m.compile(optimizer=keras.optimizers.Adam(1e-3),
-              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    m.fit(x, y, epochs=12, batch_size=32, verbose=0)
-    return m
 
 
 def tflite(model: Any, path: Path, calib: np.ndarray | None = None) -> Path:
@@ -86,17 +65,23 @@ def measure(path: Path, x: np.ndarray, y: np.ndarray, runs: int = 300) -> tuple[
 
 
 def main() -> None:
+    import keras
+
     from device_agent.manifest import Compression
     from edge_sdk.analysis import keras_cost
     from edge_sdk.bundle_writer import compress
     from edge_sdk.data import Dataset
+    from edge_sdk.demo.digits import train
     from edge_sdk.passes.base import PassContext
     from edge_sdk.passes.distill import DistillConfig, DistillPass
     from edge_sdk.passes.prune import PruneConfig, PrunePass
     from edge_sdk.passes.share import ShareConfig, SharePass
 
-    xtr, ytr, xte, yte = digits_28()
-    model = lenet5(xtr, ytr)
+    with tempfile.TemporaryDirectory() as tmp:
+        art = train(tmp, epochs=12)
+        model = keras.models.load_model(art.model, compile=False)
+        with np.load(art.train) as tr, np.load(art.test) as te:
+            xtr, ytr, xte, yte = tr["x"], tr["y"], te["x"], te["y"]
     cal, val = Dataset(xtr, ytr, "train").split(0.85, seed=0)
     ctx = PassContext(calibration=cal, validation=val, teacher=model)
     pruned = PrunePass(PruneConfig(ratio=0.7)).apply(model, ctx).model
