@@ -13,20 +13,30 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from device_agent.manifest import Compression
+from device_agent.manifest import Compression, ModelFormat
 from device_agent.runtimes import load_model
 from edge_sdk.bundle_writer import ModelPayload, build_bundle
 from edge_sdk.report import Report, report_paths, write_reports
 
 
 def payloads(report: Report) -> list[ModelPayload]:
-    """One model per target; tensor specs (with int8 scale/zero point) from the runtime."""
+    """One model per target (one per stage and target for a cascade); tensor specs (with
+    int8 scale/zero point) from the runtime."""
+    if report.cascade is not None:
+        return [_payload(p, t.format, stage=k)
+                for t in report.cascade.targets for k, p in enumerate(t.files)]
     out = []
     for t in report.targets:
         model = load_model(t.final_path)
         out.append(ModelPayload(data=t.final_path.read_bytes(), format=t.format,
                                 inputs=model.inputs, outputs=model.outputs))
     return out
+
+
+def _payload(path: Path, fmt: ModelFormat, *, stage: int) -> ModelPayload:
+    model = load_model(path)
+    return ModelPayload(data=path.read_bytes(), format=fmt, stage=stage, inputs=model.inputs,
+                        outputs=model.outputs)
 
 
 def write_outputs(report: Report, labels: tuple[str, ...], *,
@@ -39,6 +49,7 @@ def write_outputs(report: Report, labels: tuple[str, ...], *,
         staged_bundle = stage / final.name
         build_bundle(staged_bundle, name=report.name, version=report.version,
                      models=payloads(report), labels=labels, compression=compression,
+                     exits=report.cascade.exits if report.cascade is not None else (),
                      optimization=report.optimization_summary())
         # mkstemp creates 0600 files; a bundle is meant to be copied and served.
         staged_bundle.chmod(0o644)

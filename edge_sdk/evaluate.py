@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,6 +34,7 @@ class EvalConfig:
     batch_size: int = 64
     runtime: str | None = None
     threads: int | None = None
+    thresholds: Mapping[int | None, float] = field(default_factory=dict)  # early-exit overrides
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class EvalResult:
     batch_size: int
     reference: str | None = None
     agreement: float | None = None
+    exits: dict[str, int] | None = None  # inputs answered per cascade stage (device engine)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,26 +89,46 @@ def batches(n: int, size: int) -> Iterator[slice]:
 
 
 class Predictor(Protocol):
-    """Float batch in, float outputs out; ``input_shape`` has -1 for dynamic dims."""
+    """Float batch in, float outputs out; ``input_shape`` has -1 for dynamic dims.
+
+    ``preprocesses``: the predictor applies the bundle's own preprocessing to raw
+    readings, so data is passed as read, not fitted to ``input_shape``. ``exits``
+    counts the inputs answered at each cascade stage so far.
+    """
 
     runtime: str
     input_shape: tuple[int, ...]
+    preprocesses: bool
+    exits: dict[int, int] | None
 
     def predict(self, x: np.ndarray) -> np.ndarray: ...
 
 
 class _AgentPredictor:
-    def __init__(self, model: Any):
-        self._model = model
-        self.runtime = str(model.backend)
-        self.input_shape = tuple(model.inputs[0].shape)
+    """The device's engine: manifest preprocessing, then the cascade (or the one model)."""
+
+    def __init__(self, engine: Any):
+        self._engine = engine
+        self.runtime = str(engine.model.backend)
+        self.input_shape = tuple(engine.input_shape)
+        self.preprocesses = bool(engine.pipeline)
+        self.exits: dict[int, int] | None = {}
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self._model.predict1(x))
+        preds = self._engine.infer_many(list(x))
+        for p in preds:
+            if isinstance(p, Exception):
+                raise p
+        if self.exits is not None:
+            for p in preds:
+                self.exits[p.stage] = self.exits.get(p.stage, 0) + 1
+        return np.stack([np.asarray(p.output).reshape(-1) for p in preds])
 
 
 class _KerasPredictor:
     runtime = "keras"
+    preprocesses = False
+    exits = None
 
     def __init__(self, model: Any):
         self._model = model
@@ -141,15 +163,21 @@ def open_predictor(path: Path, config: EvalConfig) -> Iterator[Predictor]:
     if is_keras_path(path):
         from edge_sdk.models import load_source
 
+        if config.thresholds:
+            raise EdgeError(f"{path}: --exit-threshold applies to early-exit bundles, "
+                            "not to a Keras model")
         yield _KerasPredictor(load_source(path).obj)
         return
+    from device_agent.engine import EngineOptions
     from device_agent.loader import engine_for
     from device_agent.runtimes import RuntimeOptions
 
     opts = RuntimeOptions(threads=config.threads)
     prefer = preferred_format(config.runtime)
-    with engine_for(path, runtime=config.runtime, options=opts, prefer=prefer) as engine:
-        yield _AgentPredictor(engine.model)
+    eopts = EngineOptions(thresholds=dict(config.thresholds))
+    with engine_for(path, runtime=config.runtime, options=opts, prefer=prefer,
+                    engine_options=eopts) as engine:
+        yield _AgentPredictor(engine)
 
 
 def predict_all(predictor: Predictor, x: np.ndarray, batch_size: int) -> tuple[np.ndarray, int]:
@@ -166,6 +194,8 @@ def predict_all(predictor: Predictor, x: np.ndarray, batch_size: int) -> tuple[n
         if size == 1:
             raise
     # A runtime refused to resize its batch dimension: the model is batch-1 only.
+    if predictor.exits is not None:
+        predictor.exits.clear()  # the batches that ran are counted again below
     return _run_batches(predictor, x, 1), 1
 
 
@@ -215,13 +245,14 @@ def evaluate(
     if ds.y is None and reference is None:
         ds.require_labels()
     with open_predictor(path, cfg) as p:
-        fitted = fit_to_shape(ds, p.input_shape, what=f"model {path.name}")
-        pred, used = predict_all(p, fitted.x, cfg.batch_size)
-        runtime = p.runtime
+        x = ds.x if p.preprocesses else fit_to_shape(ds, p.input_shape, what=f"model {path.name}").x
+        pred, used = predict_all(p, x, cfg.batch_size)
+        runtime, exits = p.runtime, p.exits
     agree = None
     if reference is not None:
-        with open_predictor(Path(reference), cfg) as r:
-            ref_x = fit_to_shape(ds, r.input_shape, what=f"reference {Path(reference).name}").x
+        with open_predictor(Path(reference), replace(cfg, thresholds={})) as r:
+            ref_x = ds.x if r.preprocesses else fit_to_shape(
+                ds, r.input_shape, what=f"reference {Path(reference).name}").x
             agree = agreement(pred, predict_all(r, ref_x, cfg.batch_size)[0])
     acc = None if ds.y is None else accuracy(pred, ds.y)
     return EvalResult(
@@ -235,6 +266,7 @@ def evaluate(
         batch_size=used,
         reference=None if reference is None else str(reference),
         agreement=agree,
+        exits=None if exits is None else {str(k): v for k, v in sorted(exits.items())},
     )
 
 

@@ -7,7 +7,11 @@ Order of a run:
   3. every graph pass of ``Recipe.passes`` in order (float → float), measured after each;
   4. per target: export float, then (``int8``) quantize with the remedy search;
   5. time baseline and optimized files through the device runtimes;
-  6. write the bundle and the report files, all or nothing.
+  6. (``early_exit``) the cascade export: exit heads on the final float model, stages
+     exported per target like the full model, thresholds calibrated on the shipped
+     stages (``edge_sdk.cascade_export``; not a graph pass: it yields several models
+     and must calibrate after conversion); the bundle then holds the stages;
+  7. write the bundle and the report files, all or nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,10 +37,14 @@ from edge_sdk.evaluate import artifact_accuracy, keras_accuracy
 from edge_sdk.measure import measure_artifact
 from edge_sdk.models import SourceKind, SourceModel, load_source
 from edge_sdk.passes.base import GraphPass, PassContext, Progress, no_progress
+from edge_sdk.passes.early_exit import EarlyExitConfig, check_exit_layers
 from edge_sdk.passes.quantize import Decision, Exporter, QuantizeConfig, search
 from edge_sdk.passes.quantize_onnx import OnnxExporter
 from edge_sdk.passes.quantize_tflite import TFLiteExporter
 from edge_sdk.report import Comparison, Metrics, Report, StepRecord, TargetResult
+
+if TYPE_CHECKING:
+    from edge_sdk.cascade_export import CascadeResult
 
 
 class Target(str, Enum):
@@ -80,6 +88,7 @@ class Recipe:
     measure_runs: int = 50
     seed: int = 0
     compression: Compression = Compression.NONE  # how model files are stored in the bundle
+    early_exit: EarlyExitConfig | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -89,6 +98,7 @@ class Recipe:
             "quantize": self.quantize.describe() if self.int8 else None,
             "max_drop_points": self.max_drop,
             "compression": self.compression.value,
+            "early_exit": None if self.early_exit is None else self.early_exit.describe(),
         }
 
 
@@ -126,12 +136,13 @@ def optimize(job: Job, recipe: Recipe, *, progress: Progress = no_progress) -> R
         _run_passes(state, recipe, progress)
         results = [_run_target(state, recipe, fmt, progress) for fmt in recipe.target.formats]
         comparisons = [_compare(state, r, recipe, progress) for r in results]
+        cascade = _cascade(state, recipe, results, progress) if recipe.early_exit else None
         report = Report(
             name=job.name, version=job.version, bundle=job.out, source=str(job.model),
             recipe=recipe.summary(), steps=tuple(state.steps), targets=tuple(results),
             comparisons=tuple(comparisons),
             calibration_samples=min(len(state.calib), recipe.quantize.samples),
-            validation_samples=len(state.val),
+            validation_samples=len(state.val), cascade=cascade,
         )
         progress("writing bundle", 0, 1)
         return write_outputs(report, state.labels, compression=recipe.compression)
@@ -159,6 +170,11 @@ def _prepare(job: Job, recipe: Recipe, work: Path, progress: Progress) -> _State
     if source.kind == SourceKind.ONNX and ModelFormat.TFLITE in recipe.target.formats:
         raise EdgeError(f"{job.model}: an ONNX model can only be optimized to --target onnx "
                         f"(asked for {recipe.target.value})")
+    if recipe.early_exit is not None:
+        if not source.is_keras:
+            raise EdgeError(f"{job.model}: --early-exit trains exit heads and needs a Keras "
+                            f"model (.keras/.h5/SavedModel); got {source.kind.value}")
+        check_exit_layers(source.obj, recipe.early_exit)
     shape, outputs = _io_shape(source)
     calib, val = _split(job, recipe, shape)
     for ds in (calib, val):
@@ -258,6 +274,31 @@ def _run_target(state: _State, recipe: Recipe, fmt: ModelFormat,
     return TargetResult(format=fmt, float_path=work / f"float.{fmt.value}", final_path=final,
                         float_accuracy=float_acc, final_accuracy=decision.chosen.accuracy,
                         decision=decision, notes=notes)
+
+
+def _cascade(state: _State, recipe: Recipe, results: list[TargetResult],
+             progress: Progress) -> CascadeResult:
+    from dataclasses import replace
+
+    from edge_sdk.cascade_export import export_cascade
+
+    assert recipe.early_exit is not None
+    cfg = replace(recipe.early_exit, max_drop=recipe.max_drop, seed=recipe.seed)
+    result = export_cascade(
+        state.model, calib=state.calib, val=state.val, config=cfg,
+        exporters=[EXPORTERS[r.format]() for r in results],
+        quantize={r.format: r.decision.chosen.config if r.decision else None for r in results},
+        full_models={r.format: r.final_path for r in results}, work=state.work,
+        progress=progress,
+    )
+    for t in result.targets:
+        note = (f"exits after {','.join(result.split_layers)}; thresholds "
+                f"{[round(e.threshold, 4) for e in result.exits]}; exits per stage "
+                f"{list(t.exit_counts)}")
+        state.steps.append(StepRecord(step=f"early exit {t.format.value}", accuracy=t.accuracy,
+                                      params=result.params, macs=int(round(result.mean_macs)), bytes=t.bytes,
+                                      note=note))
+    return result
 
 
 def _artifact_cost(fmt: ModelFormat, data: bytes, model: Any) -> analysis.ModelCost:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from device_agent.manifest import ModelFormat
 from edge_sdk.measure import Measurement
 from edge_sdk.passes.quantize import Attempt, Decision
+
+if TYPE_CHECKING:
+    from edge_sdk.cascade_export import CascadeResult
 
 
 @dataclass(frozen=True)
@@ -121,9 +124,11 @@ class Report:
     comparisons: tuple[Comparison, ...]
     calibration_samples: int
     validation_samples: int
+    cascade: CascadeResult | None = None  # set when the bundle is an early-exit cascade
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "cascade": None if self.cascade is None else self.cascade.to_dict(),
             "name": self.name,
             "version": self.version,
             "bundle": str(self.bundle),
@@ -143,7 +148,10 @@ class Report:
     def optimization_summary(self) -> dict[str, Any]:
         """The manifest's ``optimization`` field: recipe, steps, baseline and optimized."""
         d = self.to_dict()
-        return {k: d[k] for k in ("recipe", "steps", "targets", "comparisons")}
+        out = {k: d[k] for k in ("recipe", "steps", "targets", "comparisons")}
+        if self.cascade is not None:
+            out["early_exit"] = d["cascade"]
+        return out
 
 
 def report_paths(bundle: Path) -> dict[str, Path]:
@@ -199,7 +207,32 @@ def to_markdown(report: Report) -> str:
         lines += [f"| {a.remedy} | {a.config.describe()} | {a.accuracy:.2f} | {a.drop:+.2f} |"
                   for a in t.decision.attempts]
         lines += [f"- {n}" for n in t.notes]
+    if report.cascade is not None:
+        lines += ["", *cascade_markdown(report.cascade)]
     return "\n".join(lines) + "\n"
+
+
+def cascade_rows(c: CascadeResult) -> list[tuple[str, str, str, str, str]]:
+    """(format, accuracy full → cascade, mean latency full → cascade, speedup, exits) rows."""
+    rows = []
+    for t in c.targets:
+        n = max(sum(t.exit_counts), 1)
+        exits = " / ".join(f"{k}: {cnt} ({100 * cnt / n:.0f}%)" for k, cnt in enumerate(t.exit_counts))
+        rows.append((t.format.value, f"{t.full_accuracy:.2f} → {t.accuracy:.2f}",
+                     f"{t.latency_full_ms:.4f} → {t.latency_cascade_ms:.4f}",
+                     f"{t.speedup:.2f}x", exits))
+    return rows
+
+
+def cascade_markdown(c: CascadeResult) -> list[str]:
+    lines = [f"## Early exit: exits after {', '.join(c.split_layers)} ({c.criterion})", "",
+             f"Thresholds {[round(e.threshold, 4) for e in c.exits]} calibrated on "
+             f"{c.calibrated_on.value} within {c.max_drop} points of the full model; mean MACs "
+             f"per input {c.mean_macs:,.0f} of {c.full_macs:,} (validation).", "",
+             "| target | accuracy % full → cascade | mean latency ms full → cascade | speedup "
+             "| exits per stage |", "|---|---:|---:|---:|---|"]
+    lines += [f"| {' | '.join(r)} |" for r in cascade_rows(c)]
+    return lines
 
 
 def write_chart(report: Report, path: Path) -> None:
@@ -211,10 +244,12 @@ def write_chart(report: Report, path: Path) -> None:
 
     panels = (("size_bytes", "size (KB)", 1 / 1024), ("latency_p50_ms", "latency p50 (ms)", 1.0),
               ("accuracy", "accuracy (%)", 1.0))
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
+    fig, axes = plt.subplots(1, 4 if report.cascade else 3, figsize=(14 if report.cascade else 11, 3.6))
     labels = [c.format.value for c in report.comparisons]
     pos = list(range(len(labels)))
-    for ax, (key, title, k) in zip(axes, panels, strict=True):
+    if report.cascade is not None:
+        _cascade_panel(axes[3], report.cascade)
+    for ax, (key, title, k) in zip(axes[:3], panels, strict=True):
         b = [getattr(c.baseline, key) * k for c in report.comparisons]
         o = [getattr(c.optimized, key) * k for c in report.comparisons]
         ax.bar([p - 0.2 for p in pos], b, 0.4, label="baseline (float32)")
@@ -226,6 +261,19 @@ def write_chart(report: Report, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def _cascade_panel(ax: Any, c: CascadeResult) -> None:
+    """Exit distribution per target: the share of validation inputs leaving at each stage."""
+    width = 0.8 / max(len(c.targets), 1)
+    for i, t in enumerate(c.targets):
+        n = max(sum(t.exit_counts), 1)
+        xs = [k + (i - (len(c.targets) - 1) / 2) * width for k in range(len(t.exit_counts))]
+        ax.bar(xs, [100 * cnt / n for cnt in t.exit_counts], width,
+               label=f"{t.format.value} {t.speedup:.1f}x faster")
+    ax.set_xticks(range(len(c.stage_macs)), [f"stage {k}" for k in range(len(c.stage_macs))])
+    ax.set_title("exits (% of inputs)")
+    ax.legend(fontsize=8)
 
 
 def print_table(report: Report, console: Any = None) -> None:
@@ -251,4 +299,21 @@ def print_table(report: Report, console: Any = None) -> None:
                       f"drop {ch.drop:+.2f} points (budget {tr.decision.budget})")
         for n in tr.notes:
             con.print(f"note: {escape(n)}")
+    if report.cascade is not None:
+        _print_cascade(con, report.cascade)
     con.print(f"bundle: {escape(str(report.bundle))}")
+
+
+def _print_cascade(con: Any, c: CascadeResult) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title=f"early exit after {', '.join(c.split_layers)} ({c.criterion}): full model → "
+                    "cascade, validation, batch 1")
+    for col in ("target", "accuracy %", "mean latency ms", "speedup", "exits per stage"):
+        t.add_column(col, justify="left" if col in ("target", "exits per stage") else "right")
+    for r in cascade_rows(c):
+        t.add_row(*(escape(cell) for cell in r))
+    con.print(t)
+    con.print(f"thresholds {[round(e.threshold, 4) for e in c.exits]}; mean MACs per input "
+              f"{c.mean_macs:,.0f} of {c.full_macs:,}")

@@ -1,8 +1,9 @@
-"""``edge optimize``: a Keras or ONNX model → an (int8) ``.edgepkg`` plus its report."""
+"""``edge optimize``: a Keras or ONNX model → an (int8, early-exit) ``.edgepkg`` plus its report."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ from edge_sdk.cli._common import cli_errors, print_json
 
 if TYPE_CHECKING:
     from edge_sdk.passes.compression import CompressionFlags
+    from edge_sdk.passes.early_exit import EarlyExitConfig
     from edge_sdk.pipeline import Recipe
 
 
@@ -49,6 +51,13 @@ def optimize(
         False, "--distill", help="Recover accuracy by distillation from the original model (Keras)"),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
     sign: Path | None = typer.Option(None, "--sign", help="Sign the bundle with this Ed25519 private key"),
+    early_exit: bool = typer.Option(False, "--early-exit",
+                                    help="Add exit heads: the bundle becomes a cascade of stages"),
+    exit_at: str | None = typer.Option(None, "--exit-at", help="Layers to exit after, LAYER,..."),
+    exit_fractions: str | None = typer.Option(
+        None, "--exit-fractions", help="Exit where these fractions of MACs are spent (0.2,0.5)"),
+    exit_criterion: str = typer.Option("max_prob", "--exit-criterion", help="max_prob or entropy"),
+    exit_epochs: int = typer.Option(40, "--exit-epochs", help="Epochs to train each exit head"),
 ) -> None:
     """Optimize MODEL into a bundle; print the before/after table and write NAME.report.*."""
     from edge_sdk._quiet import quiet
@@ -64,6 +73,8 @@ def optimize(
         load_signer(sign)  # a bad key fails now, not after the optimization
     flags = CompressionFlags(prune=prune, share=share, lowrank=lowrank, distill=distill)
     recipe = _recipe(target, int8, max_drop, calibration, samples, runs, flags, compress)
+    recipe = replace(recipe, early_exit=_early_exit(
+        early_exit, exit_at, exit_fractions, exit_criterion, exit_epochs))
     job = Job(model=model, data=data, out=out, name=name or _default_name(out), version=version,
               eval_data=eval_data)
     with rich_progress(enabled=not as_json) as progress, quiet():
@@ -104,6 +115,32 @@ def _recipe(target: str, int8: bool, max_drop: float, calibration: str, samples:
     return Recipe(target=tgt, int8=int8, max_drop=max_drop, measure_runs=runs,
                   quantize=QuantizeConfig(samples=samples, calibration=cal),
                   passes=recipe_passes(flags), compression=stored)
+
+
+def _early_exit(enabled: bool, at: str | None, fractions: str | None, criterion: str,
+                epochs: int) -> EarlyExitConfig | None:
+    from device_agent.errors import EdgeError
+    from device_agent.exit_policy import Criterion
+    from edge_sdk.passes.early_exit import EarlyExitConfig
+
+    if not enabled:
+        if at is not None or fractions is not None:
+            raise EdgeError("--exit-at/--exit-fractions need --early-exit")
+        return None
+    if at is not None and fractions is not None:
+        raise EdgeError("--exit-at and --exit-fractions: give one of them, not both")
+    try:
+        crit = Criterion(criterion)
+    except ValueError:
+        raise EdgeError(f"--exit-criterion {criterion!r}: expected max_prob or entropy") from None
+    layers = tuple(n.strip() for n in (at or "").split(",") if n.strip())
+    if at is not None and not layers:
+        raise EdgeError(f"--exit-at {at!r}: expected layer names like conv1,pool2")
+    try:
+        fracs = tuple(float(f) for f in fractions.split(",")) if fractions else (0.2,)
+    except ValueError:
+        raise EdgeError(f"--exit-fractions {fractions!r}: expected numbers like 0.2,0.5") from None
+    return EarlyExitConfig(at_layers=layers, mac_fractions=fracs, criterion=crit, epochs=epochs)
 
 
 def _default_name(out: Path) -> str:

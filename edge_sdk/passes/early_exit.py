@@ -59,6 +59,23 @@ class EarlyExitConfig:
     temperature: float = 1.0
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        bad = [f for f in self.mac_fractions if not 0.0 < f < 1.0]
+        if bad or not (self.at_layers or self.mac_fractions):
+            raise EdgeError(f"early exit: MAC fractions {list(self.mac_fractions)}: expected "
+                            "at least one, each strictly between 0 and 1 (e.g. 0.2,0.5)")
+        if self.epochs < 1:
+            raise EdgeError(f"early exit: head epochs {self.epochs}: expected at least 1")
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as plain JSON values (recorded in the report and the manifest)."""
+        where: dict[str, Any] = (
+            {"at_layers": list(self.at_layers)} if self.at_layers
+            else {"mac_fractions": list(self.mac_fractions)}
+        )
+        return {**where, "criterion": self.criterion.value, "head": self.head.value,
+                "epochs": self.epochs, "temperature": self.temperature}
+
 
 @dataclass(frozen=True)
 class Cascade:
@@ -126,6 +143,15 @@ def layer_macs(layers: Sequence[Any], input_shape: tuple[int, ...]) -> list[int]
         positions = int(np.prod([d for d in out.shape[1:-1]])) if len(out.shape) > 2 else 1
         macs.append(int(np.prod(kernel.shape)) * positions)
     return macs
+
+
+def check_exit_layers(model: Any, cfg: EarlyExitConfig) -> None:
+    """Refuse ``at_layers`` that name no layer of ``model`` (before any expensive work)."""
+    names = [ly.name for ly in getattr(model, "layers", [])]
+    missing = [n for n in cfg.at_layers if n not in names]
+    if missing:
+        raise EdgeError(f"--exit-at {','.join(missing)}: no such layer in model "
+                        f"{getattr(model, 'name', '?')}; layers are {', '.join(names)}")
 
 
 def choose_splits(layers: Sequence[Any], macs: Sequence[int], cfg: EarlyExitConfig) -> list[int]:
