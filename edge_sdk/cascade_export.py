@@ -58,10 +58,11 @@ class CascadeTarget:
     exit_counts: tuple[int, ...]
     latency_full_ms: float  # mean per input, batch 1, device engine
     latency_cascade_ms: float
+    sizes: tuple[int, ...] = ()  # bytes per stage file (the files go with the scratch folder)
 
     @property
     def bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.files)
+        return sum(self.sizes)
 
     @property
     def speedup(self) -> float:
@@ -72,6 +73,7 @@ class CascadeTarget:
             "format": self.format.value,
             "files": [p.name for p in self.files],
             "bytes": self.bytes,
+            "stage_bytes": list(self.sizes),
             "accuracy": self.accuracy,
             "full_accuracy": self.full_accuracy,
             "exits": {str(k): c for k, c in enumerate(self.exit_counts)},
@@ -214,6 +216,7 @@ def _measure(fmt: ModelFormat, paths: Sequence[Path], exits: Sequence[ExitStage]
         exit_counts=tuple(int(c) for c in np.bincount(stage, minlength=n_stages)),
         latency_full_ms=round(statistics.median(t_full), 5),
         latency_cascade_ms=round(statistics.median(t_casc), 5),
+        sizes=tuple(p.stat().st_size for p in paths),
     )
 
 
