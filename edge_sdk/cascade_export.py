@@ -44,7 +44,7 @@ from edge_sdk.passes.quantize import Exporter, QuantizeConfig
 # Inputs timed per model and repeats (median): enough for a stable mean on tiny models,
 # small enough to add well under a second to a run.
 TIMED_INPUTS = 200
-TIMING_REPEATS = 3
+TIMING_REPEATS = 5
 
 
 @dataclass(frozen=True)
@@ -208,6 +208,8 @@ def _measure(fmt: ModelFormat, paths: Sequence[Path], exits: Sequence[ExitStage]
     full_acc = _accuracy(base.cascade(val.x.astype(np.float32))[0], y)
     x = list(val.x[:TIMED_INPUTS].astype(np.float32))
     t_full, t_casc = [], []
+    _per_input_ms(base, x[:20])  # warm-up: first invokes allocate and pick kernels
+    _per_input_ms(casc, x[:20])
     for _ in range(TIMING_REPEATS):  # interleaved, so drift on a shared machine hits both
         t_full.append(_per_input_ms(base, x))
         t_casc.append(_per_input_ms(casc, x))

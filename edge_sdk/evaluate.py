@@ -128,7 +128,7 @@ class _AgentPredictor:
 class _KerasPredictor:
     runtime = "keras"
     preprocesses = False
-    exits = None
+    exits: dict[int, int] | None = None
 
     def __init__(self, model: Any):
         self._model = model

@@ -296,8 +296,8 @@ def _cascade(state: _State, recipe: Recipe, results: list[TargetResult],
                 f"{[round(e.threshold, 4) for e in result.exits]}; exits per stage "
                 f"{list(t.exit_counts)}")
         state.steps.append(StepRecord(step=f"early exit {t.format.value}", accuracy=t.accuracy,
-                                      params=result.params, macs=int(round(result.mean_macs)), bytes=t.bytes,
-                                      note=note))
+                                      params=result.params, macs=round(result.mean_macs),
+                                      bytes=t.bytes, note=note))
     return result
 
 

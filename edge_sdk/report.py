@@ -217,7 +217,8 @@ def cascade_rows(c: CascadeResult) -> list[tuple[str, str, str, str, str]]:
     rows = []
     for t in c.targets:
         n = max(sum(t.exit_counts), 1)
-        exits = " / ".join(f"{k}: {cnt} ({100 * cnt / n:.0f}%)" for k, cnt in enumerate(t.exit_counts))
+        exits = " / ".join(f"{k}: {cnt} ({100 * cnt / n:.0f}%)"
+                           for k, cnt in enumerate(t.exit_counts))
         rows.append((t.format.value, f"{t.full_accuracy:.2f} → {t.accuracy:.2f}",
                      f"{t.latency_full_ms:.4f} → {t.latency_cascade_ms:.4f}",
                      f"{t.speedup:.2f}x", exits))
@@ -244,7 +245,8 @@ def write_chart(report: Report, path: Path) -> None:
 
     panels = (("size_bytes", "size (KB)", 1 / 1024), ("latency_p50_ms", "latency p50 (ms)", 1.0),
               ("accuracy", "accuracy (%)", 1.0))
-    fig, axes = plt.subplots(1, 4 if report.cascade else 3, figsize=(14 if report.cascade else 11, 3.6))
+    panels_n = 4 if report.cascade is not None else 3
+    fig, axes = plt.subplots(1, panels_n, figsize=(3.6 * panels_n + 0.2, 3.6))
     labels = [c.format.value for c in report.comparisons]
     pos = list(range(len(labels)))
     if report.cascade is not None:
