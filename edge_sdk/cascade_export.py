@@ -8,9 +8,10 @@ full model's export, as the pipeline's last model step:
 1. heads are trained on the calibration split by self-distillation (backbone frozen);
 2. every stage is exported through the same exporters as the full model (TFLite float or
    int8, ONNX float or int8 QDQ), int8 stages calibrated on the previous stage's features;
-3. thresholds are calibrated on the validation split with the first target's stages,
+3. thresholds are calibrated on the validation split with each target's stages,
    through ``device_agent``'s engine code, so the cascade stays within ``max_drop``
-   points of the full model (the cascade's own last stage);
+   points of the full model (the cascade's own last stage); each exit keeps the highest
+   of the targets' thresholds, since one set of exits serves every target;
 4. per target, the shipped cascade and the full model are run through the device
    engine, one input at a time: accuracy, exit counts and mean latency per input.
 """
@@ -33,11 +34,13 @@ from device_agent.runtimes import load_model
 from edge_sdk.data import Dataset
 from edge_sdk.passes.base import Progress, no_progress
 from edge_sdk.passes.early_exit import (
+    Calibration,
     Cascade,
     EarlyExitConfig,
     build_cascade,
     calibrate,
     stage_probabilities,
+    with_thresholds,
 )
 from edge_sdk.passes.quantize import Exporter, QuantizeConfig
 
@@ -93,11 +96,11 @@ class CascadeResult:
     stage_macs: tuple[int, ...]
     full_macs: int
     mean_macs: float
-    full_accuracy: float  # fraction, validation, calibration target's last stage
-    cascade_accuracy: float  # fraction, validation, calibration target
+    full_accuracy: float  # fraction, validation, first target's last stage
+    cascade_accuracy: float  # fraction, validation, first target
     exit_rates: tuple[float, ...]
     max_drop: float
-    calibrated_on: ModelFormat
+    calibrated_on: tuple[ModelFormat, ...]
     targets: tuple[CascadeTarget, ...]
     params: int = 0  # backbone and heads
 
@@ -114,7 +117,7 @@ class CascadeResult:
             "mean_macs": self.mean_macs,
             "full_macs": self.full_macs,
             "max_drop": self.max_drop,
-            "calibrated_on": self.calibrated_on.value,
+            "calibrated_on": [f.value for f in self.calibrated_on],
             "params": self.params,
         }
 
@@ -148,13 +151,8 @@ def export_cascade(
         progress(f"early exit: exporting {ex.format.value} stages", 0, 1)
         files[ex.format] = _export(ex, cascade, inputs, quantize.get(ex.format),
                                    work / f"cascade-{ex.format.value}")
-    first = exporters[0].format
-    progress(f"early exit: calibrating thresholds on {first.value}", 0, 1)
-    models = [load_model(p) for p in files[first]]
-    cal = calibrate(
-        stage_probabilities(models, val.x), val.require_labels(), criterion=config.criterion,
-        max_drop=config.max_drop, stage_macs=cascade.stage_macs,
-    )
+    progress("early exit: calibrating thresholds", 0, 1)
+    cal = _calibrate(files, val, config, cascade.stage_macs)
     targets = []
     for fmt, paths in files.items():
         progress(f"early exit: timing {fmt.value} cascade against the full model", 0, 1)
@@ -163,9 +161,22 @@ def export_cascade(
         split_layers=cascade.split_layers, criterion=config.criterion.value, exits=cal.exits,
         stage_macs=cascade.stage_macs, full_macs=cal.full_macs, mean_macs=cal.mean_macs,
         full_accuracy=cal.full_accuracy, cascade_accuracy=cal.cascade_accuracy,
-        exit_rates=cal.exit_rates, max_drop=config.max_drop, calibrated_on=first,
+        exit_rates=cal.exit_rates, max_drop=config.max_drop, calibrated_on=tuple(files),
         targets=tuple(targets), params=sum(int(s.count_params()) for s in cascade.stages),
     )
+
+
+def _calibrate(files: Mapping[ModelFormat, Sequence[Path]], val: Dataset,
+               config: EarlyExitConfig, stage_macs: Sequence[int]) -> Calibration:
+    """Thresholds per target, then the highest of them per exit: each target's stages
+    convert (and quantize) a little differently, and one set of exits serves them all."""
+    y = val.require_labels()
+    probs = [stage_probabilities([load_model(p) for p in paths], val.x) for paths in files.values()]
+    cals = [calibrate(p, y, criterion=config.criterion, max_drop=config.max_drop,
+                      stage_macs=stage_macs) for p in probs]
+    thresholds = [max(c.exits[k].threshold for c in cals) for k in range(len(cals[0].exits))]
+    return with_thresholds(probs[0], y, thresholds, criterion=config.criterion,
+                           stage_macs=stage_macs)
 
 
 def _stage_inputs(cascade: Cascade, x: np.ndarray) -> list[np.ndarray]:

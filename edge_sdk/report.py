@@ -228,7 +228,7 @@ def cascade_rows(c: CascadeResult) -> list[tuple[str, str, str, str, str]]:
 def cascade_markdown(c: CascadeResult) -> list[str]:
     lines = [f"## Early exit: exits after {', '.join(c.split_layers)} ({c.criterion})", "",
              f"Thresholds {[round(e.threshold, 4) for e in c.exits]} calibrated on "
-             f"{c.calibrated_on.value} within {c.max_drop} points of the full model; mean MACs "
+             f"{'+'.join(f.value for f in c.calibrated_on)} within {c.max_drop} points of the full model; mean MACs "
              f"per input {c.mean_macs:,.0f} of {c.full_macs:,} (validation).", "",
              "| target | accuracy % full → cascade | mean latency ms full → cascade | speedup "
              "| exits per stage |", "|---|---:|---:|---:|---|"]

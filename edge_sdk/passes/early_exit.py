@@ -287,6 +287,22 @@ def calibrate(
             if (pred == reference).mean() >= floor:
                 best = float(t)
         rules[k] = ExitRule(stage=k, threshold=best, criterion=criterion)
+    return with_thresholds(stage_probs, reference, [r.threshold for _, r in sorted(rules.items())],
+                           criterion=criterion, stage_macs=stage_macs)
+
+
+def with_thresholds(
+    stage_probs: Sequence[np.ndarray],
+    reference: np.ndarray,
+    thresholds: Sequence[float],
+    *,
+    criterion: Criterion,
+    stage_macs: Sequence[int],
+) -> Calibration:
+    """What the cascade does on this data with the given thresholds (one per exit)."""
+    full_acc = float((stage_probs[-1].argmax(axis=1) == reference).mean())
+    rules = {k: ExitRule(stage=k, threshold=float(t), criterion=criterion)
+             for k, t in enumerate(thresholds)}
     stage, pred = cascade_decisions(stage_probs, rules)
     rates = tuple(float((stage == k).mean()) for k in range(len(stage_probs)))
     cum = np.cumsum(stage_macs)

@@ -185,3 +185,26 @@ def test_eval_refuses_thresholds_outside_unit_interval(float_exit: ExitRun, digi
         assert res.stdout == ""
     res = run_cli("eval", float_exit.bundle, "--data", digits.test, "--exit-threshold", "3:0.5")
     assert res.exit_code == 2 and "stage 3 has no exit" in res.stderr
+
+
+@pytest.mark.slow
+def test_digits_example_with_early_exit(tmp_path: Path) -> None:
+    """examples/digits/run.py --early-exit: an int8 LeNet-5 cascade, served by the agent."""
+    import os
+    import subprocess
+    import sys
+
+    from edge_sdk.demo.digits import train
+
+    root = Path(__file__).resolve().parents[2]
+    train(tmp_path, epochs=2)  # run.py reuses these instead of training again
+    env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.run([sys.executable, str(root / "examples/digits/run.py"), str(tmp_path),
+                          "--early-exit"], capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "agent: 360 inputs" in run.stdout and "early exit after pool1" in run.stdout
+    m = read_manifest(tmp_path / "digits-exit.edgepkg")
+    assert [f.stage for f in m.stage_files(ModelFormat.TFLITE)] == [0, 1]
+    assert m.optimization["early_exit"]["split_layers"] == ["pool1"]
+    served = run.stdout.split("exits ")[-1]
+    assert "'0':" in served  # some test inputs left at the first exit
