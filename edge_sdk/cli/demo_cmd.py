@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 import typer
@@ -20,9 +21,11 @@ def demo(
                                     "(default: a new temporary folder)"),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
 ) -> None:
-    """Train LeNet-5 on digits, optimize it to an int8 bundle, serve it, print the report."""
+    """Train LeNet-5 on digits, optimize it to an int8 bundle, serve it, print the report;
+    then run a small fleet (embedded broker, collector, 3 agents) and show its status."""
     from edge_sdk._quiet import quiet
     from edge_sdk.cli._progress import rich_progress
+    from edge_sdk.cli.fleet_cmd import fleet_console, status_table
     from edge_sdk.demo.steps import DemoState, run_demo
     from edge_sdk.report import print_table
 
@@ -33,9 +36,12 @@ def demo(
         state = run_demo(DemoState(out=folder, progress=progress, say=lines.append))
     report = state.results["report"]
     if as_json:
-        print_json({**report.to_dict(), "serve": state.results["serve"]})
+        print_json({**report.to_dict(), "serve": state.results["serve"],
+                    "fleet": state.results["fleet"]})
         return
     for line in lines:
         typer.echo(line)
     print_table(report)
+    typer.echo(f"$ edge fleet status --db {state.results['fleet_db']}")
+    fleet_console().print(status_table(state.results["fleet"], time.time()))
     typer.echo(f"files in {folder}")

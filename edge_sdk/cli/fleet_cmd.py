@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(fleet_app, name="fleet")
 
 
-def _console() -> Any:
+def fleet_console() -> Any:
     from rich.console import Console
 
     c = Console()
@@ -46,7 +46,8 @@ def status_rows(store: Any, now: float) -> list[dict[str, Any]]:
             "fleet": d["fleet"], "device": d["device"], "status": d["status"],
             "model": d["model_name"], "model_version": d["model_version"],
             "latency_p50_ms": d["latency_p50"], "latency_p95_ms": d["latency_p95"],
-            "throughput_per_s": d["throughput"], "errors": d["errors"],
+            "throughput_per_s": d["throughput"], "inferences": d["inferences"],
+            "errors": d["errors"],
             "cache_hits": d["cache_hits"], "exits": json.loads(d["exits"]) if d["exits"] else {},
             "last_seen": d["last_seen"], "last_seen_s_ago": round(now - float(d["last_seen"]), 1),
             "boot_id": d["boot_id"], "seq": d["seq"],
@@ -58,8 +59,8 @@ def status_table(rows: list[dict[str, Any]], now: float) -> Any:
     from rich.table import Table
 
     t = Table(title=f"fleet: {len(rows)} devices")
-    for col in ("fleet", "device", "status", "model", "p50 ms", "p95 ms", "per s", "errors",
-                "cache", "exits", "last seen"):  # fmt: skip
+    for col in ("fleet", "device", "status", "model", "p50 ms", "p95 ms", "per s", "n/window",
+                "errors", "cache", "exits", "last seen"):  # fmt: skip
         t.add_column(col)
     colors = {"online": "green", "offline": "red"}
     for r in rows:
@@ -68,7 +69,8 @@ def status_table(rows: list[dict[str, Any]], now: float) -> Any:
         t.add_row(
             r["fleet"], r["device"], st, f"{r['model']} {r['model_version']}".strip() or "-",
             _fmt(r["latency_p50_ms"]), _fmt(r["latency_p95_ms"]), _fmt(r["throughput_per_s"], 1),
-            _fmt(r["errors"]), _fmt(r["cache_hits"]), exits, _ago(r["last_seen"], now),
+            _fmt(r["inferences"]), _fmt(r["errors"]), _fmt(r["cache_hits"]), exits,
+            _ago(r["last_seen"], now),
         )  # fmt: skip
     return t
 
@@ -85,7 +87,7 @@ def status(db: str = DB, as_json: bool = JSON) -> None:
     if as_json:
         print_json(rows)
         return
-    _console().print(status_table(rows, now))
+    fleet_console().print(status_table(rows, now))
 
 
 @fleet_app.command("watch")
@@ -103,7 +105,7 @@ def watch(
     store = open_store(db)
     n = 0
     try:
-        with Live(console=_console(), refresh_per_second=4) as live:
+        with Live(console=fleet_console(), refresh_per_second=4) as live:
             while True:
                 now = time.time()
                 live.update(status_table(status_rows(store, now), now))
@@ -149,7 +151,7 @@ def history(
             _fmt(r["latency_p95"]), _fmt(r["latency_p99"]), str(r["errors"]),
             _fmt(r["cpu_percent"], 1), _fmt(rss, 1), _fmt(r["temperature_c"], 1), str(r["dropped"]),
         )  # fmt: skip
-    _console().print(t)
+    fleet_console().print(t)
 
 
 @fleet_app.command("alerts")
@@ -185,7 +187,7 @@ def alerts(
     for r in rows:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["ts"]))
         t.add_row(when, r["fleet"], r["device"], r["kind"], r["severity"], r["message"])
-    _console().print(t)
+    fleet_console().print(t)
 
 
 def _publish(url: str, new: list[Any]) -> None:

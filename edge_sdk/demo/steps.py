@@ -1,16 +1,20 @@
 """``edge demo``: the whole path on shipped data, as a list of steps.
 
 Each step takes the shared :class:`DemoState` and fills in its part; later issues add
-steps (deploy to a fleet, watch telemetry) by appending to :data:`STEPS`.
+steps (deploy to a fleet, watch telemetry) by appending to :data:`STEPS`. A step that
+starts something (a broker, a process) registers its stop on ``state.cleanup``, which
+:func:`run_demo` closes after the last step or the first failure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_sdk.demo import fleet
 from edge_sdk.passes.base import Progress, no_progress
 
 
@@ -22,6 +26,7 @@ class DemoState:
     progress: Progress = no_progress
     say: Callable[[str], None] = print
     results: dict[str, Any] = field(default_factory=dict)
+    cleanup: ExitStack = field(default_factory=ExitStack)
 
 
 def train_step(s: DemoState) -> None:
@@ -63,11 +68,18 @@ STEPS: list[tuple[str, Callable[[DemoState], None]]] = [
     ("train", train_step),
     ("optimize", optimize_step),
     ("serve", serve_step),
+    *fleet.STEPS,
 ]
 
 
-def run_demo(state: DemoState) -> DemoState:
-    """Run every step in order; each step's result lands in ``state.results``."""
-    for _name, step in STEPS:
-        step(state)
+def run_demo(
+    state: DemoState, steps: Sequence[tuple[str, Callable[[DemoState], None]]] | None = None
+) -> DemoState:
+    """Run every step in order; each step's result lands in ``state.results``.
+
+    Whatever the steps started is stopped before this returns or raises.
+    """
+    with state.cleanup:
+        for _name, step in STEPS if steps is None else steps:
+            step(state)
     return state

@@ -1,12 +1,20 @@
-"""An embedded amqtt broker for demos: no system packages needed."""
+"""An embedded amqtt broker for demos: no system packages needed.
+
+amqtt (0.12) has no shared subscriptions: a ``$share/GROUP/...`` filter is kept as a
+literal filter that no topic matches, so a collector must subscribe plainly here
+(``CollectorOptions(share_group=None)``, ``edge collector`` without ``--share-group``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import threading
+from collections.abc import Callable
 
 from device_agent.errors import EdgeError
+from edge_sdk.fleet.mosquitto import free_port
 
 
 def broker_config(host: str, port: int) -> dict[str, object]:
@@ -16,7 +24,9 @@ def broker_config(host: str, port: int) -> dict[str, object]:
     }
 
 
-async def _serve(host: str, port: int, stop: asyncio.Event) -> None:
+async def _serve(
+    host: str, port: int, stop: asyncio.Event, started: Callable[[], None] = lambda: None
+) -> None:
     from amqtt.broker import Broker
 
     b = Broker(broker_config(host, port))
@@ -24,6 +34,7 @@ async def _serve(host: str, port: int, stop: asyncio.Event) -> None:
         await b.start()
     except Exception as e:
         raise EdgeError(f"broker: cannot listen on {host}:{port} ({e})") from e
+    started()
     try:
         await stop.wait()
     finally:
@@ -35,3 +46,47 @@ def run_broker(host: str, port: int) -> None:
     logging.getLogger("amqtt").setLevel(logging.WARNING)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(host, port, asyncio.Event()))
+
+
+class EmbeddedBroker:
+    """An amqtt broker on its own event-loop thread; :meth:`start` returns once it listens."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        self.host, self.port = host, port or free_port()
+        self._listening = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="embedded-broker", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> EmbeddedBroker:
+        logging.getLogger("amqtt").setLevel(logging.WARNING)
+        self._thread.start()
+        if not self._listening.wait(timeout):
+            raise EdgeError(f"broker: not listening on {self.host}:{self.port} after {timeout} s")
+        if self._error:
+            raise self._error
+        return self
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+            await _serve(self.host, self.port, self._stop, self._listening.set)
+
+        try:
+            asyncio.run(main())
+        except BaseException as e:  # reported by start(); the thread ends either way
+            self._error = e
+            self._listening.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Disconnect every client and close the port."""
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread.is_alive():
+            self._thread.join(timeout)

@@ -41,6 +41,18 @@ def test_edge_demo(tmp_path: Path) -> None:
     b = open_bundle(tmp_path / "digits.edgepkg", tmp_path / "unpacked")
     assert b.manifest.name == "digits-lenet5"
     assert (tmp_path / "digits.report.png").read_bytes()[:4] == b"\x89PNG"
+    # The fleet part: 3 agents served the bundle through the embedded broker and collector.
+    assert f"edge fleet status --db {tmp_path / 'fleet.db'}" in proc.stdout
+    status = subprocess.run([sys.executable, "-m", "edge_sdk", "fleet", "status", "--db",
+                             str(tmp_path / "fleet.db"), "--json"],
+                            capture_output=True, text=True, env=_env(), timeout=120)
+    assert status.returncode == 0, status.stderr[-2000:]
+    devices = {d["device"]: d for d in json.loads(status.stdout)}
+    assert sorted(devices) == ["demo-01", "demo-02", "demo-03"]
+    for d in devices.values():
+        assert d["model"] == "digits-lenet5" and d["status"] == "offline"
+        assert d["inferences"] > 0 and d["errors"] == 0
+        assert d["device"] in proc.stdout
 
 
 def test_demo_json_flag_parses(tmp_path: Path) -> None:
