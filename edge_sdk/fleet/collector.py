@@ -1,8 +1,8 @@
 """``edge collector``: MQTT → batched, deduplicated rows in SQLite or PostgreSQL.
 
-paho's thread only enqueues raw messages; one writer thread parses them, writes a batch
-in one transaction and only then acknowledges the batch (paho ``manual_ack``), in the
-order received as MQTT 3.1.1 requires. A crash before the commit therefore loses
+paho's thread only enqueues the received messages; one writer thread parses them,
+writes a batch in one transaction and only then acknowledges the batch (paho
+``manual_ack``), in the order received as MQTT 3.1.1 requires. A crash before the commit therefore loses
 nothing: the broker redelivers to the persistent session (clean_session=False) and
 the unique (fleet, device, boot_id, seq) constraint drops what was already stored.
 A payload that fails validation is counted, logged and acknowledged, never stored.
@@ -18,6 +18,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
+from typing import Any
+
+import orjson
 
 from device_agent.mqtt import BrokerOptions, MqttClient
 from device_agent.telemetry import topics
@@ -27,9 +30,12 @@ from device_agent.telemetry.messages import (
     MessageError,
     State,
     TelemetryWindow,
+    check_envelope,
+    window_exits,
+    window_values,
 )
 from edge_sdk.fleet.metrics import Metrics, serve_metrics
-from edge_sdk.fleet.store import Batch, Store, open_store
+from edge_sdk.fleet.store import Batch, Store, exits_json, open_store
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +54,9 @@ class CollectorOptions:
     alert_interval_s: float = 30.0
 
 
-@dataclass(frozen=True)
-class _Raw:
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    at: float
+_TELEMETRY = topics.Kind.TELEMETRY
+_UNKNOWN = object()
+_MAX_ROUTES = 100_000  # cached topic parses; cleared when a flood of odd topics fills it
 
 
 def default_client_id(group: str | None) -> str:
@@ -75,7 +77,8 @@ class Collector:
     def __init__(self, options: CollectorOptions, *, metrics: Metrics | None = None):
         self.options = options
         self.metrics = metrics or Metrics()
-        self._queue: queue.SimpleQueue[_Raw] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()  # paho MQTTMessages
+        self._routes: dict[str, topics.Parsed | None] = {}
         self._stopping = threading.Event()
         self._ready = threading.Event()
         self.subscribed = threading.Event()  # set after the broker's SUBACK
@@ -96,7 +99,9 @@ class Collector:
         self.mqtt.subscribe(self.filter, qos=1)
 
     def _on_message(self, msg) -> None:  # type: ignore[no-untyped-def]  # paho thread
-        self._queue.put(_Raw(msg.topic, msg.payload, msg.mid, msg.qos, time.time()))
+        # Nothing else here: paho's thread and the writer share one GIL, so every
+        # microsecond spent on this thread is one the writer cannot use.
+        self._queue.put(msg)
 
     def start(self, timeout: float = 30.0) -> Collector:
         """Open the database (migrating it), then connect and subscribe."""
@@ -135,7 +140,7 @@ class Collector:
         finally:
             store.close()
 
-    def _drain(self) -> list[_Raw]:
+    def _drain(self) -> list[Any]:
         try:
             first = self._queue.get(timeout=0.2)
         except queue.Empty:
@@ -148,10 +153,14 @@ class Collector:
                 break
         return batch
 
-    def _store(self, store: Store, raws: list[_Raw]) -> None:
-        batch, kinds = Batch(), Counter[str]()
-        for raw in raws:
-            kinds[self._parse_into(batch, raw)] += 1
+    def _store(self, store: Store, msgs: list[Any]) -> None:
+        batch, kinds, at = Batch(), Counter[str](), time.time()
+        for msg in msgs:
+            try:
+                topic = msg.topic
+            except UnicodeDecodeError:
+                topic = ""
+            kinds[self._parse_into(batch, topic, msg.payload, at)] += 1
         for kind, n in kinds.items():
             if kind:
                 self.metrics.inc("edge_collector_messages_total", n, "messages received", kind=kind)
@@ -170,33 +179,46 @@ class Collector:
         m.inc("edge_collector_batches_total", 1, "batches written")
         m.inc("edge_collector_windows_stored_total", result.inserted, "telemetry windows stored")
         m.inc("edge_collector_duplicates_total", result.duplicates, "duplicate windows skipped")
-        for raw in raws:
-            if raw.qos > 0:
-                self.mqtt.ack(raw.mid, raw.qos)
+        ack = self.mqtt.ack
+        for msg in msgs:
+            if msg.qos:
+                ack(msg.mid, msg.qos)
 
-    def _parse_into(self, batch: Batch, raw: _Raw) -> str:
+    def _route(self, topic: str) -> topics.Parsed | None:
+        parsed = self._routes.get(topic, _UNKNOWN)
+        if parsed is _UNKNOWN:
+            if len(self._routes) >= _MAX_ROUTES:
+                self._routes.clear()
+            parsed = self._routes[topic] = topics.parse(topic)
+        return parsed  # type: ignore[return-value]
+
+    def _parse_into(self, batch: Batch, topic: str, payload: bytes, at: float) -> str:
         """Add one message to ``batch``; returns its kind for the counters ('' if ignored)."""
-        parsed = topics.parse(raw.topic)
+        parsed = self._route(topic)
         if parsed is None or parsed.kind not in _PARSERS:
-            kind = "alerts" if raw.topic.endswith("/alerts") else "other"
+            kind = "alerts" if topic.endswith("/alerts") else "other"
             self.metrics.inc("edge_collector_ignored_total", 1, "messages not stored", kind=kind)
             return ""
         try:
-            if len(raw.payload) > MAX_PAYLOAD:
-                raise MessageError(
-                    f"payload of {len(raw.payload)} bytes over {MAX_PAYLOAD}", "oversized"
+            if len(payload) > MAX_PAYLOAD:
+                raise MessageError(f"payload of {len(payload)} bytes over {MAX_PAYLOAD}", "oversized")
+            if parsed.kind is _TELEMETRY:
+                # The fleet's bulk: straight from the validated dict to a row, no object.
+                o = check_envelope(_loads(payload), TelemetryWindow.TYPE)
+                row = window_values(o)
+                batch.rows.append(
+                    (parsed.fleet, parsed.device, *row, exits_json(window_exits(o)), at)
                 )
-            msg = _PARSERS[parsed.kind](raw.payload)
+                return _TELEMETRY.value
+            msg = _PARSERS[parsed.kind](payload)
         except MessageError as e:
             self.metrics.inc(
                 "edge_collector_rejected_total", 1, "invalid payloads", reason=e.reason
             )
-            log.warning("rejected %s (%s): %s", raw.topic, e.reason, e)
+            log.warning("rejected %s (%s): %s", topic, e.reason, e)
             return parsed.kind.value
-        item = (parsed.fleet, parsed.device, msg, raw.at)
-        if isinstance(msg, TelemetryWindow):
-            batch.windows.append(item)  # type: ignore[arg-type]
-        elif isinstance(msg, State):
+        item = (parsed.fleet, parsed.device, msg, at)
+        if isinstance(msg, State):
             batch.states.append(item)  # type: ignore[arg-type]
         else:
             batch.deploys.append(item)  # type: ignore[arg-type]
@@ -215,3 +237,12 @@ class Collector:
             self.metrics.inc("edge_collector_alerts_total", len(new), "alerts raised")
         except Exception:
             log.exception("collector chores failed")
+
+
+def _loads(payload: bytes) -> Any:
+    """JSON → Python with orjson: about 6x the standard library's speed on a window, and
+    strict (no NaN or Infinity, no float that overflows; nesting capped, never a crash)."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as e:
+        raise MessageError(f"payload: expected a JSON object, found invalid JSON ({e})") from None

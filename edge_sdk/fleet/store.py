@@ -8,29 +8,57 @@ functions, ``RETURNING``).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from device_agent.errors import EdgeError
-from device_agent.telemetry.messages import Alert, DeployStatus, State, TelemetryWindow
+from device_agent.telemetry.messages import (
+    WINDOW_FIELDS,
+    Alert,
+    DeployStatus,
+    State,
+    TelemetryWindow,
+)
 from edge_sdk.fleet import schema
 from edge_sdk.fleet.schema import Dialect
+
+# Telemetry rows as the collector builds them straight from a validated payload:
+# fleet, device, the window fields in messages.WINDOW_FIELDS order, exits JSON, received_at.
+_COLUMN_OF = {"start": "start_ts", "end": "end_ts"}
+WINDOW_ROW_COLUMNS = (
+    "fleet", "device", *(_COLUMN_OF.get(k, k) for k in WINDOW_FIELDS), "exits", "received_at",
+)  # fmt: skip
+_BOOT_AT = WINDOW_ROW_COLUMNS.index("boot_id")
+
+
+def exits_json(exits: dict[str, int]) -> str:
+    """The stored form of a window's exit counts (sorted keys; read back with json.loads)."""
+    return orjson.dumps(exits, option=orjson.OPT_SORT_KEYS).decode()
 
 
 @dataclass
 class Batch:
-    """Messages for one transaction; items are (fleet, device, message, received_at)."""
+    """Messages for one transaction; items are (fleet, device, message, received_at).
+
+    ``rows`` holds telemetry already in :data:`WINDOW_ROW_COLUMNS` form (the collector's
+    fast path, which never builds a :class:`TelemetryWindow`).
+    """
 
     windows: list[tuple[str, str, TelemetryWindow, float]] = field(default_factory=list)
     states: list[tuple[str, str, State, float]] = field(default_factory=list)
     deploys: list[tuple[str, str, DeployStatus, float]] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.windows) + len(self.states) + len(self.deploys)
+        return len(self.windows) + len(self.states) + len(self.deploys) + len(self.rows)
+
+    def window_rows(self) -> list[tuple[Any, ...]]:
+        return self.rows + [_window_row(f, d, w, at) for f, d, w, at in self.windows]
 
 
 @dataclass(frozen=True)
@@ -98,9 +126,10 @@ class Store:
     # ---- writes -------------------------------------------------------------------------
     def write(self, batch: Batch) -> WriteResult:
         """Store a batch atomically; windows already stored are skipped (not an error)."""
+        rows = batch.window_rows()
         with self.transaction() as cur:
-            inserted = self._insert_windows(cur, batch.windows)
-            self._touch_devices(cur, batch.windows)
+            inserted = self._insert_windows(cur, rows)
+            self._touch_devices(cur, rows)
             for fleet, device, st, at in batch.states:
                 self._upsert_state(cur, fleet, device, st, at)
             if batch.deploys:
@@ -108,32 +137,29 @@ class Store:
                     (f, d, m.rollout_id, m.version, m.phase.value, m.reason, m.boot_id, m.ts, at)
                     for f, d, m, at in batch.deploys
                 ])  # fmt: skip
-        return WriteResult(inserted, len(batch.windows) - inserted)
+        return WriteResult(inserted, len(rows) - inserted)
 
     def _insert_sql(self, table: str, cols: Sequence[str], conflict: str = "") -> str:
         marks = ", ".join("?" * len(cols))
         return self._sql(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks}) {conflict}")
 
-    def _insert_windows(
-        self, cur: Any, windows: list[tuple[str, str, TelemetryWindow, float]]
-    ) -> int:
-        if not windows:
+    def _insert_windows(self, cur: Any, rows: list[tuple[Any, ...]]) -> int:
+        if not rows:
             return 0
         sql = self._insert_sql(
             "telemetry",
-            schema.TELEMETRY_COLUMNS,
+            WINDOW_ROW_COLUMNS,
             "ON CONFLICT (fleet, device, boot_id, seq) DO NOTHING",
         )
-        cur.executemany(sql, [_window_row(f, d, w, at) for f, d, w, at in windows])
+        cur.executemany(sql, rows)
         return self._changes(cur)
 
-    def _touch_devices(
-        self, cur: Any, windows: list[tuple[str, str, TelemetryWindow, float]]
-    ) -> None:
+    def _touch_devices(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
         latest: dict[tuple[str, str], tuple[float, str]] = {}
-        for f, d, w, at in windows:
-            if at >= latest.get((f, d), (-1.0, ""))[0]:
-                latest[(f, d)] = (at, w.boot_id)
+        for r in rows:
+            key = (r[0], r[1])
+            if r[-1] >= latest.get(key, (-1.0, ""))[0]:
+                latest[key] = (r[-1], r[_BOOT_AT])
         greatest = "MAX" if self.dialect.name == "sqlite" else "GREATEST"
         sql = self._insert_sql(
             "devices",
@@ -256,12 +282,7 @@ class Store:
 
 
 def _window_row(fleet: str, device: str, w: TelemetryWindow, at: float) -> tuple[Any, ...]:
-    return (
-        fleet, device, w.boot_id, w.seq, w.start, w.end, w.inferences, w.errors, w.throughput,
-        w.latency_p50, w.latency_p95, w.latency_p99, w.cache_hits,
-        json.dumps(w.exits, sort_keys=True), w.cpu_percent, w.rss_bytes, w.temperature_c,
-        w.dropped, w.model_version, at,
-    )  # fmt: skip
+    return (fleet, device, *(getattr(w, k) for k in WINDOW_FIELDS), exits_json(w.exits), at)
 
 
 def open_store(db: str) -> Store:

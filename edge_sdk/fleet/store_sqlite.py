@@ -17,6 +17,9 @@ def connect_sqlite(path: str) -> Store:
         # NORMAL in WAL mode: a committed batch survives a process crash; the collector
         # acknowledges messages to the broker only after the commit.
         conn.execute("PRAGMA synchronous=NORMAL")
+        # 32 MiB of page cache (default 2 MiB): the dedupe index takes inserts all over
+        # its B-tree, one device after another; measured 20-30% less time per batch.
+        conn.execute("PRAGMA cache_size=-32768")
     except sqlite3.DatabaseError as e:
         raise EdgeError(f"{path}: not a usable SQLite database ({e})") from e
     wrapped = _AutocommitSqlite(conn)

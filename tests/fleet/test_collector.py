@@ -177,6 +177,12 @@ def test_hostile_payloads_are_counted_never_stored_never_crash(broker, procs, tm
         json.dumps({**good, "exits": {"0": "many"}}).encode(),
         json.dumps({**good, "end": 0.5}).encode(),
         b'{"v":1,"type":"telemetry","seq":1,"boot_id":"b","start":1,"end":Infinity}',
+        # These three once stopped the collector: a count too big for a 64-bit column
+        # (every retry of the batch failed), a number too big for a float and deep
+        # nesting (both killed the writer thread).
+        json.dumps({**good, "seq": 2**70}).encode(),
+        json.dumps({**good, "latency_p50": 10**400}).encode(),
+        b"[" * 60000,
     ]
     for p in bad_payloads:
         c.publish(t, p, qos=1)

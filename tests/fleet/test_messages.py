@@ -10,6 +10,7 @@ from device_agent.errors import EdgeError
 from device_agent.telemetry import topics
 from device_agent.telemetry.messages import (
     MAX_PAYLOAD,
+    WINDOW_FIELDS,
     Alert,
     AlertKind,
     DeployPhase,
@@ -19,6 +20,7 @@ from device_agent.telemetry.messages import (
     State,
     Status,
     TelemetryWindow,
+    window_values,
 )
 
 WINDOW = TelemetryWindow(
@@ -105,6 +107,13 @@ def _with(**changes: object) -> bytes:
             "end",
         ),
         (b"x" * (MAX_PAYLOAD + 1), "oversized", "payload"),
+        (_with(seq=2**63), "malformed", "seq:"),
+        (_with(rss_bytes=2**64), "malformed", "rss_bytes:"),
+        (_with(latency_p50=10**400), "malformed", "latency_p50:"),
+        (_with(cpu_percent=-1e300), "malformed", "cpu_percent:"),
+        (_with(model_version="v" * 257), "malformed", "model_version:"),
+        (_with(exits={str(i): 1 for i in range(33)}), "malformed", "exits:"),
+        (b"[" * 60000, "malformed", "payload"),
     ],
 )
 def test_bad_payloads_name_the_field(payload: bytes, reason: str, field: str) -> None:
@@ -133,3 +142,14 @@ def test_topics_are_built_in_one_place() -> None:
 def test_ids_cannot_inject_topic_levels(bad: str) -> None:
     with pytest.raises(EdgeError, match="device id"):
         topics.state("lab", bad)
+
+
+def test_window_values_fill_defaults_and_keep_field_order() -> None:
+    o = json.loads(_with(cpu_percent=None, rss_bytes=None, dropped=None, model_version=None))
+    del o["errors"]
+    vals = dict(zip(WINDOW_FIELDS, window_values(o), strict=True))
+    assert vals["errors"] == 0 and vals["dropped"] == 0 and vals["model_version"] == ""
+    assert vals["cpu_percent"] is None and vals["rss_bytes"] is None
+    assert vals["seq"] == WINDOW.seq and vals["boot_id"] == WINDOW.boot_id
+    w = TelemetryWindow.from_payload(json.dumps(o))
+    assert isinstance(w.latency_p50, float) and w.errors == 0
