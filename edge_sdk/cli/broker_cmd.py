@@ -29,4 +29,6 @@ def broker(
 
     chosen = port or free_port(host)
     typer.echo(f"broker: mqtt://{host}:{chosen}", err=False)
+    typer.echo("broker: no $share subscriptions here; run edge collector without --share-group",
+               err=True)  # fmt: skip
     run_broker(host, chosen)

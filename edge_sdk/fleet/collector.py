@@ -2,10 +2,11 @@
 
 paho's thread only enqueues the received messages; one writer thread parses them,
 writes a batch in one transaction and only then acknowledges the batch (paho
-``manual_ack``), in the order received as MQTT 3.1.1 requires. A crash before the commit therefore loses
-nothing: the broker redelivers to the persistent session (clean_session=False) and
-the unique (fleet, device, boot_id, seq) constraint drops what was already stored.
-A payload that fails validation is counted, logged and acknowledged, never stored.
+``manual_ack``), in the order received as MQTT 3.1.1 requires. A crash before the
+commit therefore loses nothing: the broker redelivers to the persistent session
+(clean_session=False) and the unique (fleet, device, boot_id, seq) constraint drops
+what was already stored. A payload that fails validation is counted, logged and
+acknowledged, never stored.
 """
 
 from __future__ import annotations
@@ -216,6 +217,10 @@ class Collector:
                 "edge_collector_rejected_total", 1, "invalid payloads", reason=e.reason
             )
             log.warning("rejected %s (%s): %s", topic, e.reason, e)
+            return parsed.kind.value
+        except Exception:  # a payload the checks did not foresee must not stop the writer
+            self.metrics.inc("edge_collector_rejected_total", 1, "invalid payloads", reason="error")
+            log.exception("rejected %s: unexpected error while parsing", topic)
             return parsed.kind.value
         item = (parsed.fleet, parsed.device, msg, at)
         if isinstance(msg, State):
