@@ -48,18 +48,21 @@ def queue_for(mq: Mosquitto, client_id: str, devices: int, windows: int) -> None
     simulate(SimOptions(broker=mq.url, devices=devices, windows=windows, fleet="bench"))
 
 
-def drain_bare(mq: Mosquitto, client_id: str, expected: int) -> float:
-    """Messages per second for a subscriber that only counts."""
+def drain_bare(mq: Mosquitto, client_id: str, expected: int) -> tuple[float, float]:
+    """(messages per second, CPU µs per message) for a subscriber that only counts."""
     n = 0
     first = 0.0
     done = threading.Event()
 
+    cpu = [0.0, 0.0]
+
     def on_message(msg: object) -> None:
         nonlocal n, first
         if n == 0:
-            first = time.perf_counter()
+            first, cpu[0] = time.perf_counter(), time.process_time()
         n += 1
         if n >= expected:
+            cpu[1] = time.process_time()
             done.set()
 
     c = MqttClient(
@@ -70,7 +73,7 @@ def drain_bare(mq: Mosquitto, client_id: str, expected: int) -> float:
     done.wait(300)
     rate = (n - 1) / (time.perf_counter() - first)
     c.stop()
-    return rate
+    return rate, (cpu[1] - cpu[0]) / (n - 1) * 1e6
 
 
 def count_rows(db: str) -> tuple[int, float]:
@@ -93,19 +96,26 @@ def count_rows(db: str) -> tuple[int, float]:
     return int(n), float(t or 0.0)
 
 
-def drain_collector(mq: Mosquitto, client_id: str, db: str, expected: int) -> float:
-    """Messages per second from the first message received to the last row committed."""
+def drain_collector(mq: Mosquitto, client_id: str, db: str, expected: int) -> tuple[float, float]:
+    """(messages per second from the first message received to the last row committed,
+    the collector process's CPU µs per message over the same span)."""
+    import psutil
+
     p = subprocess.Popen(
         [sys.executable, "-m", "edge_sdk", "collector", "--broker", mq.url, "--db", db,
          "--client-id", client_id, "--alert-interval", "3600"],
         env=ENV, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    proc, cpu0 = psutil.Process(p.pid), None
     try:
         deadline = time.time() + 600
         while time.time() < deadline:
             n, first = count_rows(db)
+            if n and cpu0 is None:
+                cpu0 = sum(proc.cpu_times()[:2])
             if n >= expected:
-                return (expected - 1) / (time.time() - first)
+                cpu = sum(proc.cpu_times()[:2]) - (cpu0 or 0.0)
+                return (expected - 1) / (time.time() - first), cpu / (expected - 1) * 1e6
             time.sleep(0.05)
         raise SystemExit(f"collector stored only {n} of {expected}")
     finally:
@@ -115,10 +125,10 @@ def drain_collector(mq: Mosquitto, client_id: str, db: str, expected: int) -> fl
 
 def ingest(
     devices: int, windows: int, root: Path, pg: str | None, rounds: int
-) -> list[tuple[str, float]]:
+) -> list[tuple[str, float, float]]:
     """Median rate of each consumer over ``rounds`` interleaved rounds (fresh database each)."""
     total = devices * windows
-    rates: dict[str, list[float]] = {}
+    rates: dict[str, list[tuple[float, float]]] = {}
     mq = Mosquitto(root / "mq").start()
     try:
         for r in range(rounds):
@@ -141,7 +151,10 @@ def ingest(
                     drop_schema(pg, schema)
     finally:
         mq.stop()
-    return [(k, statistics.median(v)) for k, v in rates.items()]
+    return [
+        (k, statistics.median(r for r, _ in v), statistics.median(c for _, c in v))
+        for k, v in rates.items()
+    ]
 
 
 def tiny_model(root: Path) -> tuple[Path, Path]:
@@ -243,17 +256,21 @@ def main() -> None:
         print_agent(a, telemetry_cost(root, a.inferences, a.repeats))
 
 
-def print_ingest(a: argparse.Namespace, rows: list[tuple[str, float]]) -> None:
+def print_ingest(a: argparse.Namespace, rows: list[tuple[str, float, float]]) -> None:
     total = a.devices * a.windows
-    base = rows[0][1]
+    base, base_cpu = rows[0][1], rows[0][2]
     print(
         f"\nCollector ingest: {a.devices} simulated devices × {a.windows} windows = {total} "
-        f"QoS 1 messages queued in Mosquitto, then drained; median of {a.rounds} rounds"
+        f"QoS 1 messages queued in Mosquitto, then drained; median of {a.rounds} rounds. "
+        "CPU: the consumer process's CPU time per message while draining (less disturbed "
+        "than wall time by other load on the machine)"
     )
-    print(f"| {'consumer':<36} | {'msgs/s':>9} | {'vs bare':>7} |")
-    print(f"|{'-' * 38}|{'-' * 11}|{'-' * 9}|")
-    for name, rate in rows:
-        print(f"| {name:<36} | {rate:>9,.0f} | {rate / base:>7.2f} |")
+    print(f"| {'consumer':<36} | {'msgs/s':>9} | {'vs bare':>7} | {'CPU µs/msg':>10} "
+          f"| {'vs bare':>7} |")  # fmt: skip
+    print(f"|{'-' * 38}|{'-' * 11}|{'-' * 9}|{'-' * 12}|{'-' * 9}|")
+    for name, rate, cpu in rows:
+        print(f"| {name:<36} | {rate:>9,.0f} | {rate / base:>7.2f} | {cpu:>10.1f} "
+              f"| {cpu / base_cpu:>7.2f} |")  # fmt: skip
 
 
 def print_agent(a: argparse.Namespace, agent: dict[str, tuple[float, float]]) -> None:
