@@ -173,9 +173,11 @@ class DeployListener:
             return
         self.rollout_of_version[a.offer.version] = a.offer.rollout
         result = self._install(a)
-        self._publish(DeployStatus(a.offer.rollout, result.status.value, result.reason, a.offer.version))
+        # Clean up before reporting: once the sender hears the outcome, the device holds
+        # no leftovers of this transfer (the store already has the result).
         shutil.rmtree(self.transfers / a.offer.rollout, ignore_errors=True)
         self.assemblies.pop(a.offer.rollout, None)
+        self._publish(DeployStatus(a.offer.rollout, result.status.value, result.reason, a.offer.version))
 
     def _install(self, a: Assembly) -> UpdateResult:
         d = self.transfers / a.offer.rollout
