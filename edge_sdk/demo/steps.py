@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_sdk.demo import ota
 from edge_sdk.passes.base import Progress, no_progress
 
 
@@ -63,6 +64,7 @@ STEPS: list[tuple[str, Callable[[DemoState], None]]] = [
     ("train", train_step),
     ("optimize", optimize_step),
     ("serve", serve_step),
+    *ota.STEPS,
 ]
 
 
