@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -69,7 +68,8 @@ def amqtt_broker() -> Iterator[str]:
     from edge_sdk.fleet.mosquitto import free_port
 
     logging.getLogger("amqtt").setLevel(logging.WARNING)
-    port, ready, box = free_port(), threading.Event(), {}
+    port, ready = free_port(), threading.Event()
+    box: dict[str, Any] = {}
 
     async def main() -> None:
         from amqtt.broker import Broker
@@ -102,15 +102,28 @@ def amqtt_broker() -> Iterator[str]:
 
 
 def _wait_line(proc: subprocess.Popen[str], prefix: str, timeout: float) -> None:
+    """Read the agent's stderr on a thread (select() cannot see lines already buffered)."""
+    import queue
+
     assert proc.stderr is not None
+    lines: queue.Queue[str] = queue.Queue()
+    stream = proc.stderr
+
+    def pump() -> None:  # also drains the pipe for as long as the agent runs
+        for line in iter(stream.readline, ""):
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if select.select([proc.stderr], [], [], 0.2)[0]:
-            line = proc.stderr.readline()
-            if not line:
-                raise EdgeError(f"demo ota: the agent exited before serving (code {proc.wait()})")
-            if line.startswith(prefix):
-                return
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=min(left, 0.5))
+        except queue.Empty:
+            if proc.poll() is not None:
+                raise EdgeError(f"demo ota: the agent exited before serving (code {proc.returncode})") from None
+            continue
+        if line.startswith(prefix):
+            return
     raise EdgeError(f"demo ota: the agent did not start serving within {timeout:.0f} s")
 
 
@@ -191,8 +204,11 @@ def ota_step(s: DemoState) -> None:
     s.results["ota"] = {"statuses": statuses, "agent": status, "seconds": round(time.monotonic() - t0, 1)}
     s.say(f"ota: signed {v1.name} and {v2.name} with a fresh key ({public.name}); "
           f"edge-agent daemon {DEVICE} served 0.1.0")
-    s.say(f"ota: edge deploy {v2.name} --device {DEVICE}: deploy/status {seq}")
-    s.say(f"ota: {DEVICE} now serves {status['name']} {status['version']} (previous {status['previous']})")
+    chunks = -(-v2.stat().st_size // CHUNK)
+    s.say(f"ota: edge deploy {v2.name} --device {DEVICE} ({v2.stat().st_size:,} bytes in {chunks} "
+          f"chunks of {CHUNK // 1024} KiB, QoS 1): deploy/status {seq}")
+    s.say(f"ota: {DEVICE} now serves {status['name']} {status['version']} (previous {status['previous']}); "
+          f"agent start to switch {s.results['ota']['seconds']} s")
 
 
 def _given(url: str) -> Callable[[], Any]:

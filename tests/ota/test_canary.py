@@ -140,7 +140,6 @@ def test_canary_without_probation_verdict_is_rolled_back(tmp_path: Path, factory
                                                          mosquitto: str) -> None:
     """A canary that switches but never reports a verdict (it serves nothing, so no
     probation) halts the rollout at the timeout, and the host rolls it back."""
-    w, b = factory.weights(0)
     first = factory.bundle("1.0.0", name="t-1.edgepkg")
     new = factory.bundle("1.1.0", name="t-2.edgepkg")
     stores = [_store(tmp_path, factory, f"t{i}", first) for i in range(2)]

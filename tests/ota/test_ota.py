@@ -147,7 +147,8 @@ def test_deploy_command_reports_rejection(store: Path, factory: Factory, broker:
     assert out.returncode == 2, out.stdout + out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     final = DeployStatus(**[d for d in lines if "status" in d][-1])
-    assert lines[-1]["state"] == "halted" and lines[-1]["devices"] == {"pi-02": "rejected"}
+    assert lines[-1]["outcome"] == "failed" and lines[-1]["devices"] == {"pi-02": "rejected"}
+    assert lines[0]["canary"] == [] and lines[0]["rest"] == ["pi-02"]
     assert final.status == "rejected" and "downgrade refused" in final.reason
     assert "downgrade refused" in out.stderr
     assert ModelStore(store).current().manifest.version == "1.0.0"  # type: ignore[union-attr]
