@@ -180,9 +180,10 @@ class DeployListener:
             return
         self.rollout_of_version[a.offer.version] = a.offer.rollout
         result = self._install(a)
-        self._publish(DeployStatus(a.offer.rollout, result.status.value, result.reason, a.offer.version))
+        # Clean up before reporting: whoever sees the final status sees no leftovers.
         shutil.rmtree(self.transfers / a.offer.rollout, ignore_errors=True)
         self.assemblies.pop(a.offer.rollout, None)
+        self._publish(DeployStatus(a.offer.rollout, result.status.value, result.reason, a.offer.version))
 
     def _install(self, a: Assembly) -> UpdateResult:
         d = self.transfers / a.offer.rollout
