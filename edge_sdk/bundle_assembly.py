@@ -7,11 +7,14 @@ place only when every file is complete, so a failure leaves no partial output.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from device_agent.manifest import Compression, ModelFormat
 from device_agent.runtimes import load_model
@@ -39,9 +42,33 @@ def _payload(path: Path, fmt: ModelFormat, *, stage: int) -> ModelPayload:
                         outputs=model.outputs)
 
 
+VALIDATION_SAMPLES = 8
+
+
+def validation_npz(report: Report, held_out: np.ndarray, n: int = VALIDATION_SAMPLES) -> bytes:
+    """``validation.npz`` for the bundle: ``n`` held-out inputs ``x`` and the outputs ``y``
+    the shipped artifact gives them, recorded through the real runtime.
+
+    The agent's health check loads the manifest's first target and runs its stage 0,
+    so that is the model recorded here (a cascade's first stage, else the model).
+    """
+    x = np.ascontiguousarray(held_out[:n], dtype=np.float32)
+    if len(x) == 0:
+        raise ValueError("validation_npz: no held-out inputs to record")
+    first = report.cascade.targets[0].files[0] if report.cascade is not None else report.targets[0].final_path
+    y = np.asarray(load_model(first).predict1(x))
+    buf = io.BytesIO()
+    np.savez(buf, x=x, y=y)
+    return buf.getvalue()
+
+
 def write_outputs(report: Report, labels: tuple[str, ...], *,
-                  compression: Compression = Compression.NONE) -> Report:
-    """Write the bundle and the three report files for ``report``; returns it."""
+                  compression: Compression = Compression.NONE,
+                  held_out: np.ndarray | None = None) -> Report:
+    """Write the bundle and the three report files for ``report``; returns it.
+
+    With ``held_out`` inputs the bundle carries a validation set (:func:`validation_npz`).
+    """
     final = report.bundle
     final.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
@@ -50,6 +77,7 @@ def write_outputs(report: Report, labels: tuple[str, ...], *,
         build_bundle(staged_bundle, name=report.name, version=report.version,
                      models=payloads(report), labels=labels, compression=compression,
                      exits=report.cascade.exits if report.cascade is not None else (),
+                     validation=None if held_out is None else validation_npz(report, held_out),
                      optimization=report.optimization_summary())
         # mkstemp creates 0600 files; a bundle is meant to be copied and served.
         staged_bundle.chmod(0o644)

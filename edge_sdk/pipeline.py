@@ -145,7 +145,7 @@ def optimize(job: Job, recipe: Recipe, *, progress: Progress = no_progress) -> R
             validation_samples=len(state.val), cascade=cascade,
         )
         progress("writing bundle", 0, 1)
-        return write_outputs(report, state.labels, compression=recipe.compression)
+        return write_outputs(report, state.labels, compression=recipe.compression, held_out=state.val.x)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

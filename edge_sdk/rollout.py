@@ -2,26 +2,43 @@
 
 :func:`plan` is pure (which devices are canaries). :func:`run_rollout` drives a
 ``send`` callable per device (in the CLI: an MQTT transfer) and a ``rollback`` callable,
-so the policy is tested without a broker: any canary that does not become ``active``
-halts the rollout and the canaries that did switch are rolled back. Every rollout and
-every device's outcome is recorded in SQLite (:class:`RolloutLog`).
+so the policy is tested without a broker. Canaries must pass the health check *and*
+probation (``probation-passed``); any canary that does not halts the rollout, and every
+canary that may have switched is asked to roll back. The rest is then never touched.
+The devices of one phase are updated concurrently.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import sqlite3
-import time
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from enum import Enum
+from typing import Any
 
 from device_agent.errors import EdgeError
 from device_agent.update.chunks import DeployStatus
 
-Send = Callable[[str], DeployStatus]
+# send(device, wait_for_probation) → the device's final (or settled) status
+Send = Callable[[str, bool], DeployStatus]
 Rollback = Callable[[str], DeployStatus]
+MAX_PARALLEL = 8
+_HEALTHY = {"active", "probation-passed"}
+_BACK = {"rejected", "rolled-back"}  # the device is on its old model
+
+
+class Phase(str, Enum):
+    CANARY = "canary"
+    PROMOTED = "promoted"
+    HALTED = "halted"
+
+
+class Outcome(str, Enum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -43,71 +60,88 @@ def plan(devices: Sequence[str], canary_percent: float) -> Plan:
 
 @dataclass
 class RolloutRecord:
+    """What the host saw of one rollout (the collector records the devices' own reports)."""
+
     rollout: str
     bundle: str
     version: str
-    devices: dict[str, str] = field(default_factory=dict)  # device → status
+    devices: dict[str, str] = field(default_factory=dict)  # device → last status seen
     reasons: dict[str, str] = field(default_factory=dict)
-    state: str = "running"  # running / completed / halted
+    phase: Phase = Phase.CANARY
+    outcome: Outcome = Outcome.RUNNING
 
 
 def run_rollout(rec: RolloutRecord, p: Plan, send: Send, rollback: Rollback,
                 on_change: Callable[[RolloutRecord], None] = lambda r: None) -> RolloutRecord:
-    """Canaries first; promote to the rest only if every canary became active."""
-    for phase in (p.canary, p.rest):
-        failed = [d for d in phase if not _deploy_one(rec, d, send, on_change)]
-        if failed and phase is p.canary and p.rest:
-            for d in p.canary:
-                if rec.devices.get(d) == "active":
-                    s = rollback(d)
-                    rec.devices[d], rec.reasons[d] = s.status, "canary halted: " + s.reason
-            rec.state = "halted"
+    """Canaries first (healthy and through probation); promote to the rest only then."""
+    lock = threading.Lock()
+    if p.canary and p.rest:
+        rec.phase = Phase.CANARY
+        on_change(rec)
+        ok = _phase(rec, p.canary, send, True, lock, on_change)
+        if not ok:
+            _halt(rec, p.canary, rollback, lock)
             on_change(rec)
             return rec
-    rec.state = "completed" if all(s == "active" for s in rec.devices.values()) else "halted"
+    rec.phase = Phase.PROMOTED
+    on_change(rec)
+    _phase(rec, p.rest if p.canary and p.rest else p.canary + p.rest, send, False, lock, on_change)
+    rec.outcome = Outcome.COMPLETED if all(s in _HEALTHY for s in rec.devices.values()) else Outcome.FAILED
     on_change(rec)
     return rec
 
 
-def _deploy_one(rec: RolloutRecord, device: str, send: Send,
-                on_change: Callable[[RolloutRecord], None]) -> bool:
-    try:
-        s = send(device)
-        rec.devices[device], rec.reasons[device] = s.status, s.reason
-    except EdgeError as e:
-        rec.devices[device], rec.reasons[device] = "unreachable", str(e)
-    on_change(rec)
-    return rec.devices[device] == "active"
+def _phase(rec: RolloutRecord, devices: tuple[str, ...], send: Send, probation: bool,
+           lock: threading.Lock, on_change: Callable[[RolloutRecord], None]) -> bool:
+    def one(d: str) -> bool:
+        try:
+            s = send(d, probation)
+            status, reason = s.status, s.reason
+        except EdgeError as e:
+            status, reason = "unreachable", str(e)
+        with lock:
+            rec.devices[d], rec.reasons[d] = status, reason
+            on_change(rec)
+        return status == "probation-passed" if probation else status in _HEALTHY
+
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, max(1, len(devices)))) as pool:
+        return all(list(pool.map(one, devices)))
 
 
-class RolloutLog:
-    """Rollouts in SQLite (WAL): one row per rollout, updated as devices report."""
+def _halt(rec: RolloutRecord, canaries: tuple[str, ...], rollback: Rollback, lock: threading.Lock) -> None:
+    """Roll back every canary that may be serving the new model (not those already back)."""
+    rec.phase, rec.outcome = Phase.HALTED, Outcome.FAILED
+    for d in canaries:
+        if rec.devices.get(d) in _BACK:
+            continue
+        try:
+            s = rollback(d)
+            status, reason = s.status, s.reason
+        except EdgeError as e:
+            status, reason = "unreachable", f"rollback failed: {e}"
+        with lock:
+            why = rec.reasons.get(d) or rec.devices.get(d, "no report")
+            rec.devices[d], rec.reasons[d] = status, f"canary halted ({why}); {reason}"
 
-    def __init__(self, path: str | Path):
-        self.db = sqlite3.connect(str(path))
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS rollouts (rollout TEXT PRIMARY KEY, bundle TEXT, version TEXT,"
-            " state TEXT, devices TEXT, reasons TEXT, started REAL, updated REAL)"
-        )
 
-    def save(self, r: RolloutRecord) -> None:
-        now = time.time()
-        with self.db:
-            self.db.execute(
-                "INSERT INTO rollouts VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(rollout) DO UPDATE SET "
-                "state=excluded.state, devices=excluded.devices, reasons=excluded.reasons, updated=excluded.updated",
-                (r.rollout, r.bundle, r.version, r.state, json.dumps(r.devices), json.dumps(r.reasons), now, now),
-            )
+# deploy/status phase → the column it counts in (anything else, or no report yet: pending)
+_BUCKET = {"active": "active", "probation-passed": "active", "rejected": "rejected",
+           "rolled-back": "rolled-back"}
 
-    def all(self) -> list[dict[str, object]]:
-        rows = self.db.execute(
-            "SELECT rollout, bundle, version, state, devices, reasons, started, updated FROM rollouts ORDER BY started"
-        ).fetchall()
-        keys = ("rollout", "bundle", "version", "state", "devices", "reasons", "started", "updated")
-        out = []
-        for row in rows:
-            d = dict(zip(keys, row, strict=True))
-            d["devices"], d["reasons"] = json.loads(str(d["devices"])), json.loads(str(d["reasons"]))
-            out.append(d)
-        return out
+
+def summarize(row: dict[str, Any]) -> dict[str, Any]:
+    """One stored rollout (``Store.rollouts``) → targeted devices counted by their latest
+    report: active / rejected / rolled-back / pending, plus phase and outcome."""
+    counts = {"active": 0, "rejected": 0, "rolled-back": 0, "pending": 0}
+    devices = []
+    for d in row["devices"]:
+        counts[_BUCKET.get(d["phase"] or "", "pending")] += 1
+        devices.append({"device": d["device"], "canary": bool(d["canary"]),
+                        "status": d["phase"] or "pending", "reason": d["reason"] or ""})
+    return {
+        "rollout": row["rollout_id"], "fleet": row["fleet"], "group": row["device_group"],
+        "bundle": row["bundle"], "name": row["name"], "version": row["version"],
+        "canary_percent": row["canary_percent"], "phase": row["phase"], "outcome": row["outcome"],
+        "targeted": len(devices), **counts, "devices": devices,
+        "started": row["started"], "updated": row["updated"],
+    }  # fmt: skip

@@ -43,6 +43,7 @@ class DeployPhase(str, Enum):
     VERIFYING = "verifying"
     HEALTH_CHECK = "health-check"
     ACTIVE = "active"
+    PROBATION_PASSED = "probation-passed"  # after active: the new model did not regress
     ROLLED_BACK = "rolled-back"
     REJECTED = "rejected"
 

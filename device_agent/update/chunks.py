@@ -152,7 +152,13 @@ class DeployStatus:
 
     @property
     def final(self) -> bool:
+        """The update flow is over (``active`` may still be judged by probation)."""
         return self.status in ("active", "rolled-back", "rejected")
+
+    @property
+    def settled(self) -> bool:
+        """Probation is over too: the new model stays, or the device is on its old one."""
+        return self.status in ("probation-passed", "rolled-back", "rejected")
 
 
 def _short(reason: str) -> str:
@@ -220,6 +226,7 @@ class RollbackRequest:
 
     rollout: str
     reason: str = ""
+    version: str = ""  # roll back only while serving this version ("" = whatever it serves)
 
     def to_payload(self) -> bytes:
         return json.dumps({"v": PROTOCOL, "type": "rollback", **asdict(self)}).encode()
@@ -227,4 +234,5 @@ class RollbackRequest:
     @classmethod
     def from_payload(cls, payload: bytes) -> RollbackRequest:
         d = _load(payload, "rollback")
-        return cls(_checked_id(str(d.get("rollout", ""))), str(d.get("reason", "")))
+        return cls(_checked_id(str(d.get("rollout", ""))), str(d.get("reason", "")),
+                   str(d.get("version", "")))

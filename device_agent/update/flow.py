@@ -48,6 +48,7 @@ class Status(str, Enum):
 
     ACTIVE = "active"
     REJECTED = "rejected"
+    PROBATION_PASSED = "probation-passed"  # reported by the serving agent after ``active``
     ROLLED_BACK = "rolled-back"
 
 

@@ -146,6 +146,13 @@ class DeployListener:
         self._publish(DeployStatus(rollout, result.status.value, result.reason, result.version))
 
     def _rollback(self, req: RollbackRequest) -> None:
+        cur = self.store.current()
+        if req.version and (cur is None or cur.manifest.version != req.version):
+            # This device never switched (or already went back): nothing to undo.
+            have = cur.manifest.version if cur else "nothing"
+            self._publish(DeployStatus(req.rollout, "rolled-back",
+                                       f"rollback requested: {req.reason}; already serving {have}", have))
+            return
         try:
             slot = self.store.rollback()
         except EdgeError as e:
@@ -263,9 +270,14 @@ StatusCallback = Callable[[DeployStatus], None]
 
 def send_bundle(bundle: Path, *, broker: Broker, fleet: str, device: str, rollout: str | None = None,
                 chunk_size: int = 64 * 1024, timeout_s: float = 120.0, retry_s: float = 5.0,
-                on_status: StatusCallback | None = None) -> DeployStatus:
+                on_status: StatusCallback | None = None,
+                probation_timeout_s: float | None = None) -> DeployStatus:
     """The host's side: offer ``bundle``, send the chunks the device asks for, return its
-    final status (``active``, ``rejected``, ``rolled-back``)."""
+    final status (``active``, ``rejected``, ``rolled-back``).
+
+    With ``probation_timeout_s`` an ``active`` device is also waited for until its
+    probation verdict (``probation-passed`` or ``rolled-back``); EdgeError if none comes.
+    """
     from device_agent.bundle import read_manifest
 
     m = read_manifest(bundle)
@@ -274,17 +286,36 @@ def send_bundle(bundle: Path, *, broker: Broker, fleet: str, device: str, rollou
                           chunk_size=chunk_size)
     session = _HostSession(broker, fleet, device, rid)
     try:
-        return _drive(session, offer, chunks, timeout_s, retry_s, on_status)
+        s = _drive(session, offer, chunks, timeout_s, retry_s, on_status)
+        if probation_timeout_s is None or s.status != "active":
+            return s
+        return _await_verdict(session, probation_timeout_s, on_status)
     finally:
         session.close()
 
 
+def _await_verdict(session: _HostSession, timeout_s: float, on_status: StatusCallback | None) -> DeployStatus:
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            s = session.inbox.get(timeout=left)
+        except queue.Empty:
+            break
+        if on_status:
+            on_status(s)
+        if s.settled:
+            return s
+    raise EdgeError(f"deploy {session.rollout} to {session.device}: active, but no probation verdict "
+                    f"within {timeout_s} s (is the agent serving with edge-agent daemon?)")
+
+
 def send_rollback(*, broker: Broker, fleet: str, device: str, rollout: str, reason: str,
-                  timeout_s: float = 60.0) -> DeployStatus:
-    """Ask ``device`` to return to its previous model; its final status."""
+                  timeout_s: float = 60.0, version: str = "") -> DeployStatus:
+    """Ask ``device`` to return to its previous model (only if it serves ``version``, when
+    given); its final status."""
     session = _HostSession(broker, fleet, device, rollout)
     try:
-        session.publish(RollbackRequest(rollout, reason).to_payload())
+        session.publish(RollbackRequest(rollout, reason, version).to_payload())
         try:
             return session.inbox.get(timeout=timeout_s)
         except queue.Empty:

@@ -18,7 +18,10 @@ def register(app: typer.Typer) -> None:
     app.command("sign")(sign)
     app.command("flash")(flash)
     app.command("deploy")(deploy)
-    app.command("rollouts")(rollouts)
+    # ``edge fleet rollouts`` reads the fleet database, so it lives in the fleet group.
+    from edge_sdk.cli.fleet_cmd import fleet_app
+
+    fleet_app.command("rollouts")(fleet_rollouts)
 
 
 @cli_errors
@@ -99,53 +102,101 @@ def deploy(
     devices: str = typer.Option(None, "--devices", help="The group's device ids, comma-separated"),
     canary: float = typer.Option(0.0, "--canary", help="Percent of the group to update first"),
     fleet: str = typer.Option("default", "--fleet"),
-    db: Path = typer.Option(Path("rollouts.db"), "--db", help="Where rollouts are recorded"),
+    db: str = typer.Option("fleet.db", "--db", help="Fleet database (SQLite file or postgresql://...)"),
     chunk_size: int = typer.Option(64 * 1024, "--chunk-size", help="Bytes per MQTT message"),
     timeout: float = typer.Option(300.0, "--timeout", help="Seconds to wait per device"),
+    probation_timeout: float = typer.Option(
+        300.0, "--probation-timeout", help="Seconds to wait for a canary's probation verdict"),
 ) -> None:
-    """Send BUNDLE over MQTT in hashed chunks to one device or a group (canaries first)."""
+    """Send BUNDLE over MQTT in hashed chunks to one device or a group (canaries first).
+
+    Canaries must become active and pass probation before the rest is updated; the
+    rollout is recorded in the fleet database (see ``edge fleet rollouts``).
+    """
+    import time
     import uuid
 
     from device_agent.bundle import read_manifest
     from device_agent.errors import EdgeError
     from device_agent.update.chunks import DeployStatus
     from device_agent.update.transport import Broker, send_bundle, send_rollback
-    from edge_sdk.rollout import RolloutLog, RolloutRecord, plan, run_rollout
+    from edge_sdk.fleet.store import open_store
+    from edge_sdk.rollout import RolloutRecord, plan, run_rollout
 
     targets = [device] if device else [d.strip() for d in (devices or "").split(",") if d.strip()]
     if not targets or (device and devices):
         raise EdgeError("deploy: give --device ID, or --group NAME with --devices ID,ID,...")
     b, m = Broker.parse(broker), read_manifest(bundle)
     rid = f"r{uuid.uuid4().hex[:12]}"
-    log = RolloutLog(db)
+    p = plan(targets, canary if not device else 0)
+    store = open_store(db)
+    now = time.time()
+    store.start_rollout({
+        "rollout_id": rid, "fleet": fleet, "bundle": bundle.name, "name": m.name, "version": m.version,
+        "device_group": group or device or "", "canary_percent": float(canary if not device else 0),
+        "phase": "canary" if p.canary and p.rest else "promoted", "outcome": "running",
+        "started": now, "updated": now,
+    }, p.canary, p.rest)  # fmt: skip
+    typer.echo(json.dumps({"rollout": rid, "canary": list(p.canary), "rest": list(p.rest)}))
 
     def show(s: DeployStatus) -> None:
         typer.echo(json.dumps(asdict(s)))
 
-    def send(d: str) -> DeployStatus:
+    def send(d: str, probation: bool) -> DeployStatus:
         return send_bundle(bundle, broker=b, fleet=fleet, device=d, rollout=rid, chunk_size=chunk_size,
-                           timeout_s=timeout, on_status=show)
+                           timeout_s=timeout, on_status=show,
+                           probation_timeout_s=probation_timeout if probation else None)
 
     def rollback(d: str) -> DeployStatus:
-        return send_rollback(broker=b, fleet=fleet, device=d, rollout=rid, reason="canary failed")
+        s = send_rollback(broker=b, fleet=fleet, device=d, rollout=rid, reason="canary failed",
+                          version=m.version)
+        show(s)
+        return s
 
-    rec = RolloutRecord(rid, f"{group or device}:{bundle.name}", m.version)
-    rec = run_rollout(rec, plan(targets, canary if not device else 0), send, rollback, on_change=log.save)
-    typer.echo(json.dumps({"rollout": rid, "state": rec.state, "devices": rec.devices}))
-    if rec.state != "completed":
-        bad = {d: f"{s}: {rec.reasons.get(d, '')}" for d, s in rec.devices.items() if s != "active"}
-        raise EdgeError(f"rollout {rid} {rec.state}: {bad}")
+    def record(r: RolloutRecord) -> None:
+        store.update_rollout(rid, phase=r.phase.value, outcome=r.outcome.value, ts=time.time())
+
+    try:
+        rec = run_rollout(RolloutRecord(rid, bundle.name, m.version), p, send, rollback, on_change=record)
+    finally:
+        store.close()
+    typer.echo(json.dumps({"rollout": rid, "phase": rec.phase.value, "outcome": rec.outcome.value,
+                           "devices": rec.devices}))
+    if rec.outcome.value != "completed":
+        bad = {d: f"{s}: {rec.reasons.get(d, '')}" for d, s in rec.devices.items()
+               if s not in ("active", "probation-passed")}
+        raise EdgeError(f"rollout {rid} {rec.phase.value}: {bad}")
 
 
 @cli_errors
-def rollouts(db: Path = typer.Option(Path("rollouts.db"), "--db", help="The rollout log")) -> None:
-    """Every recorded rollout: bundle, version, state and each device's status."""
-    from edge_sdk.rollout import RolloutLog
+def fleet_rollouts(
+    db: str = typer.Option("fleet.db", "--db", help="SQLite file or postgresql://..."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    limit: int = typer.Option(20, "--limit", help="How many of the latest rollouts"),
+) -> None:
+    """Every recorded rollout: devices targeted, active / rejected / rolled-back / pending,
+    phase (canary / promoted / halted) and outcome."""
+    from edge_sdk.fleet.store import open_store
+    from edge_sdk.rollout import summarize
 
-    if not db.exists():
-        from device_agent.errors import EdgeError
+    store = open_store(db)
+    try:
+        rows = [summarize(r) for r in store.rollouts(limit)]
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
 
-        raise EdgeError(f"{db}: no rollout log here (edge deploy --db writes it)")
-    for r in RolloutLog(db).all():
-        devs = ", ".join(f"{d}={s}" for d, s in r["devices"].items())  # type: ignore[attr-defined]
-        typer.echo(f"{r['rollout']}  {r['bundle']}  {r['version']}  {r['state']}  {devs}")
+    t = Table(title=f"rollouts: {len(rows)}")
+    for col in ("rollout", "bundle", "version", "group", "canary %", "targeted", "active", "rejected",
+                "rolled-back", "pending", "phase", "outcome"):  # fmt: skip
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["rollout"], r["bundle"], r["version"], r["group"], f"{r['canary_percent']:g}",
+                  *(str(r[k]) for k in ("targeted", "active", "rejected", "rolled-back", "pending")),
+                  r["phase"], r["outcome"])
+    c = Console()
+    (c if c.is_terminal else Console(width=160)).print(t)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_sdk.demo import fleet
+from edge_sdk.demo import fleet, ota
 from edge_sdk.passes.base import Progress, no_progress
 
 
@@ -69,6 +69,7 @@ STEPS: list[tuple[str, Callable[[DemoState], None]]] = [
     ("optimize", optimize_step),
     ("serve", serve_step),
     *fleet.STEPS,
+    *ota.STEPS,
 ]
 
 

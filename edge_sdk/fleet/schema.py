@@ -59,8 +59,23 @@ CREATE TABLE alerts (
 );
 """
 
+# Rollouts (edge deploy): the host records what it targets and how far it got; the
+# devices' own reports stay in deploy_status, joined on rollout_id.
+_V2 = """
+CREATE TABLE rollouts (
+    rollout_id TEXT PRIMARY KEY, fleet TEXT NOT NULL, bundle TEXT NOT NULL, name TEXT NOT NULL,
+    version TEXT NOT NULL, device_group TEXT NOT NULL, canary_percent {real} NOT NULL,
+    phase TEXT NOT NULL, outcome TEXT NOT NULL, started {real} NOT NULL, updated {real} NOT NULL
+);
+CREATE TABLE rollout_devices (
+    rollout_id TEXT NOT NULL, device TEXT NOT NULL, canary INTEGER NOT NULL,
+    PRIMARY KEY (rollout_id, device)
+);
+CREATE INDEX deploy_status_rollout ON deploy_status (rollout_id, device, ts);
+"""
+
 # version → DDL template. Add a migration by appending; never edit a shipped one.
-MIGRATIONS: dict[int, str] = {1: _V1}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
 
 
 def statements(version: int, dialect: Dialect) -> list[str]:
@@ -80,6 +95,10 @@ DEVICE_COLUMNS = (
 )  # fmt: skip
 DEPLOY_COLUMNS = (
     "fleet", "device", "rollout_id", "version", "phase", "reason", "boot_id", "ts", "received_at",
+)  # fmt: skip
+ROLLOUT_COLUMNS = (
+    "rollout_id", "fleet", "bundle", "name", "version", "device_group", "canary_percent",
+    "phase", "outcome", "started", "updated",
 )  # fmt: skip
 ALERT_COLUMNS = (
     "alert_key", "fleet", "device", "kind", "severity", "message", "value", "baseline", "ts",

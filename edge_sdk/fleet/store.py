@@ -210,6 +210,39 @@ class Store:
                     new.append(a)
         return new
 
+    def start_rollout(self, row: dict[str, Any], canary: Sequence[str], rest: Sequence[str]) -> None:
+        """Record a rollout (``schema.ROLLOUT_COLUMNS``) and the devices it targets."""
+        with self.transaction() as cur:
+            cur.execute(self._insert_sql("rollouts", schema.ROLLOUT_COLUMNS),
+                        tuple(row[c] for c in schema.ROLLOUT_COLUMNS))
+            cur.executemany(self._insert_sql("rollout_devices", ("rollout_id", "device", "canary")),
+                            [(row["rollout_id"], d, int(d in canary)) for d in (*canary, *rest)])
+
+    def update_rollout(self, rollout_id: str, *, phase: str, outcome: str, ts: float) -> None:
+        with self.transaction() as cur:
+            cur.execute(self._sql("UPDATE rollouts SET phase = ?, outcome = ?, updated = ? WHERE rollout_id = ?"),
+                        (phase, outcome, ts, rollout_id))
+
+    def rollouts(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest rollouts, oldest first, each with ``devices``: every targeted device
+        with its latest deploy/status report for that rollout (phase ``None`` if none yet)."""
+        rows = self._query("SELECT * FROM rollouts ORDER BY started DESC LIMIT ?", [limit])[::-1]
+        if not rows:
+            return []
+        marks = ", ".join("?" * len(rows))
+        devs = self._query(
+            "SELECT rd.rollout_id, rd.device, rd.canary, s.phase, s.reason, s.version, s.ts "
+            "FROM rollout_devices rd JOIN rollouts r ON r.rollout_id = rd.rollout_id LEFT JOIN ("
+            "  SELECT fleet, rollout_id, device, phase, reason, version, ts, ROW_NUMBER() OVER "
+            "  (PARTITION BY fleet, rollout_id, device ORDER BY ts DESC, id DESC) AS rn FROM deploy_status) s "
+            "ON s.fleet = r.fleet AND s.rollout_id = rd.rollout_id AND s.device = rd.device AND s.rn = 1 "
+            f"WHERE rd.rollout_id IN ({marks}) ORDER BY rd.rollout_id, rd.canary DESC, rd.device",
+            [r["rollout_id"] for r in rows],
+        )
+        for r in rows:
+            r["devices"] = [d for d in devs if d["rollout_id"] == r["rollout_id"]]
+        return rows
+
     def prune(self, older_than: float) -> int:
         """Retention: delete telemetry, deploy status and alerts older than ``older_than``."""
         with self.transaction() as cur:
