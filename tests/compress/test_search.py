@@ -71,7 +71,7 @@ def test_float_budget_and_flags() -> None:
     assert from_flags(False, 0.5, False, True) is None
     with pytest.raises(EdgeError, match="leave out --prune/--share/--lowrank"):
         from_flags(True, 0.5, True, False)
-    with pytest.raises(EdgeError, match="--max-drop must be >= 0 points, got -0.1"):
+    with pytest.raises(EdgeError, match=r"--max-drop must be >= 0 points, got -0\.1"):
         from_flags(None, -0.1, False, False)
 
 
