@@ -42,6 +42,8 @@ from edge_sdk.passes.quantize import Decision, Exporter, QuantizeConfig, search
 from edge_sdk.passes.quantize_onnx import OnnxExporter
 from edge_sdk.passes.quantize_tflite import TFLiteExporter
 from edge_sdk.report import Comparison, Metrics, Report, StepRecord, TargetResult
+from edge_sdk.search import SearchConfig
+from edge_sdk.step_metrics import StepSize, codec, model_size
 
 if TYPE_CHECKING:
     from edge_sdk.cascade_export import CascadeResult
@@ -89,6 +91,10 @@ class Recipe:
     seed: int = 0
     compression: Compression = Compression.NONE  # how model files are stored in the bundle
     early_exit: EarlyExitConfig | None = None
+    # --max-drop search: it chooses the graph passes, and ``max_drop`` covers the whole
+    # recipe (float steps and int8) against the input model's accuracy.
+    search: SearchConfig | None = None
+    measure_steps: bool = True  # export, size and time the model after every graph step
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -99,6 +105,8 @@ class Recipe:
             "max_drop_points": self.max_drop,
             "compression": self.compression.value,
             "early_exit": None if self.early_exit is None else self.early_exit.describe(),
+            "search": self.search.describe() if self.search else None,
+            "max_drop_covers": "whole recipe" if self.search else ("int8" if self.int8 else "nothing"),
         }
 
 
@@ -123,6 +131,7 @@ class _State:
     labels: tuple[str, ...]
     steps: list[StepRecord]
     work: Path
+    chosen: dict[str, Any] = field(default_factory=dict)  # what a search chose
 
 
 def optimize(job: Job, recipe: Recipe, *, progress: Progress = no_progress) -> Report:
@@ -137,9 +146,11 @@ def optimize(job: Job, recipe: Recipe, *, progress: Progress = no_progress) -> R
         results = [_run_target(state, recipe, fmt, progress) for fmt in recipe.target.formats]
         comparisons = [_compare(state, r, recipe, progress) for r in results]
         cascade = _cascade(state, recipe, results, progress) if recipe.early_exit else None
+        _time_target_steps(state, comparisons)
         report = Report(
             name=job.name, version=job.version, bundle=job.out, source=str(job.model),
-            recipe=recipe.summary(), steps=tuple(state.steps), targets=tuple(results),
+            recipe={**recipe.summary(), **_searched(state, recipe, results)},
+            steps=tuple(state.steps), targets=tuple(results),
             comparisons=tuple(comparisons),
             calibration_samples=min(len(state.calib), recipe.quantize.samples),
             validation_samples=len(state.val), cascade=cascade,
@@ -237,14 +248,67 @@ def _baseline(state: _State) -> StepRecord:
 def _run_passes(state: _State, recipe: Recipe, progress: Progress) -> None:
     ctx = PassContext(calibration=state.calib, validation=state.val, teacher=state.source.obj,
                       progress=progress, seed=recipe.seed)
-    for i, p in enumerate(recipe.passes):
-        progress(f"pass {p.name}", i, len(recipe.passes))
+    passes = recipe.passes
+    if recipe.search is not None:
+        from edge_sdk.search import plan
+
+        passes, result = plan(state.model, ctx, recipe.search)
+        state.chosen = result.summary()
+    if passes and recipe.measure_steps:
+        state.steps[0] = _sized(state, recipe, state.steps[0], state.model, progress)
+    for i, p in enumerate(passes):
+        progress(f"pass {p.name}", i, len(passes))
         outcome = p.apply(state.model, ctx)
         state.model = outcome.model
         cost = _cost(state.model)
         note = "; ".join([*(f"{k}={v}" for k, v in outcome.changes.items()), *outcome.notes])
-        state.steps.append(StepRecord(step=p.name, accuracy=_accuracy(state, state.model),
-                                      params=cost.params, macs=cost.macs, bytes=0, note=note))
+        step = StepRecord(step=p.name, accuracy=_accuracy(state, state.model),
+                          params=cost.params, macs=cost.macs, bytes=0, note=note)
+        state.steps.append(_sized(state, recipe, step, state.model, progress)
+                           if recipe.measure_steps else step)
+
+
+def _sized(state: _State, recipe: Recipe, step: StepRecord, model: Any,
+           progress: Progress) -> StepRecord:
+    """``step`` with the raw/compressed bytes and latency of ``model`` exported."""
+    from dataclasses import replace
+
+    progress(f"measuring step {step.step}", 0, 1)
+    with converting(ModelFormat.ONNX if hasattr(model, "SerializeToString") else ModelFormat.TFLITE,
+                    f"export after step {step.step}"):
+        size: StepSize = model_size(model, state.val.x, recipe.compression)
+    note = step.note if step.step != "baseline" else f"{step.note}; bytes: exported float"
+    return replace(step, bytes=size.raw_bytes, compressed_bytes=size.compressed_bytes,
+                   latency_p50_ms=size.latency_p50_ms, note=note)
+
+
+def _time_target_steps(state: _State, comparisons: list[Comparison]) -> None:
+    """The export and int8 steps get the latency the comparison measured."""
+    from dataclasses import replace
+
+    by_step: dict[str, float] = {}
+    for c in comparisons:
+        by_step[f"export {c.format.value} float32"] = c.baseline.latency_p50_ms
+        by_step[f"int8 {c.format.value}"] = c.optimized.latency_p50_ms
+    for i, s in enumerate(state.steps):
+        if s.step in by_step:
+            state.steps[i] = replace(s, latency_p50_ms=by_step[s.step])
+
+
+def _searched(state: _State, recipe: Recipe, results: list[TargetResult]) -> dict[str, Any]:
+    """The search's choice and the whole recipe's measured drop; over budget fails."""
+    if recipe.search is None:
+        return {}
+    base = state.steps[0].accuracy
+    drops = {r.format.value: round(base - r.final_accuracy, 4) for r in results}
+    over = {f: d for f, d in drops.items() if d > recipe.max_drop}
+    if over:
+        steps = ", ".join(f"{s.step} {s.accuracy:.2f}%" for s in state.steps)
+        raise EdgeError(f"--max-drop {recipe.max_drop}: nothing met the budget; the chosen recipe "
+                        f"measured {over} points of drop after export (steps: {steps}). The bundle "
+                        "was not written: raise --max-drop, or leave out --int8")
+    return {"passes": [s["step"] for s in state.chosen["chosen"]], "search_result": state.chosen,
+            "total_drop_points": drops}
 
 
 def _run_target(state: _State, recipe: Recipe, fmt: ModelFormat,
@@ -259,7 +323,8 @@ def _run_target(state: _State, recipe: Recipe, fmt: ModelFormat,
     float_acc = artifact_accuracy(float_bytes, fmt, x, y)
     cost = _artifact_cost(fmt, float_bytes, state.model)
     state.steps.append(StepRecord(step=f"export {fmt.value} float32", accuracy=float_acc,
-                                  params=cost.params, macs=cost.macs, bytes=len(float_bytes)))
+                                  params=cost.params, macs=cost.macs, bytes=len(float_bytes),
+                                  compressed_bytes=_packed(float_bytes, recipe)))
     (work / f"float.{fmt.value}").write_bytes(float_bytes)
     if not recipe.int8:
         return TargetResult(format=fmt, float_path=work / f"float.{fmt.value}",
@@ -270,6 +335,7 @@ def _run_target(state: _State, recipe: Recipe, fmt: ModelFormat,
     final.write_bytes(decision.data)
     state.steps.append(StepRecord(step=f"int8 {fmt.value}", accuracy=decision.chosen.accuracy,
                                   params=cost.params, macs=cost.macs, bytes=len(decision.data),
+                                  compressed_bytes=_packed(decision.data, recipe),
                                   note=f"remedy: {decision.chosen.remedy}"))
     return TargetResult(format=fmt, float_path=work / f"float.{fmt.value}", final_path=final,
                         float_accuracy=float_acc, final_accuracy=decision.chosen.accuracy,
@@ -299,6 +365,18 @@ def _cascade(state: _State, recipe: Recipe, results: list[TargetResult],
                                       params=result.params, macs=round(result.mean_macs),
                                       bytes=t.bytes, note=note))
     return result
+def _packed(data: bytes, recipe: Recipe) -> int:
+    from edge_sdk.bundle_writer import compress
+
+    return len(compress(data, codec(recipe.compression)))
+
+
+def _int8_budget(state: _State, recipe: Recipe, float_acc: float) -> float:
+    """Points int8 may cost against the float export: all of ``max_drop`` without a
+    search; with one, what the float steps left of the whole recipe's budget."""
+    if recipe.search is None:
+        return recipe.max_drop
+    return max(0.0, round(recipe.max_drop - (state.steps[0].accuracy - float_acc), 6))
 
 
 def _artifact_cost(fmt: ModelFormat, data: bytes, model: Any) -> analysis.ModelCost:
@@ -330,13 +408,14 @@ def _quantize(state: _State, recipe: Recipe, exporter: Exporter, float_acc: floa
         convert=lambda c: _quantize_once(exporter, state, c, work),
         evaluate=score,
         sensitive=lambda: _sensitive(exporter, state, cfg, score),
-        reference=float_acc, max_drop=recipe.max_drop, progress=progress,
+        reference=float_acc, max_drop=_int8_budget(state, recipe, float_acc), progress=progress,
     )
     if not decision.within_budget:
         tried = ", ".join(f"{a.remedy} ({a.drop:+.2f})" for a in decision.attempts)
         raise EdgeError(
             f"int8 {exporter.format.value}: accuracy drops {decision.chosen.drop:.2f} points, over "
-            f"--max-drop {recipe.max_drop}, after every remedy [{tried}]; raise --max-drop, "
+            f"its budget of {decision.budget} (--max-drop {recipe.max_drop}) after every remedy "
+            f"[{tried}]; raise --max-drop, "
             "give more calibration data, or leave out --int8"
         )
     return decision, notes

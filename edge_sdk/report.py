@@ -73,8 +73,10 @@ class StepRecord:
     accuracy: float
     params: int
     macs: int
-    bytes: int
+    bytes: int  # raw bytes of the step's model file (Keras steps: exported float TFLite)
     note: str = ""
+    compressed_bytes: int | None = None  # ``bytes`` after the bundle's codec (zstd if none)
+    latency_p50_ms: float | None = None  # single-sample p50 in the device runtime
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,17 @@ def table_rows(c: Comparison) -> list[tuple[str, str, str, str]]:
             for k, label, unit in ROWS]
 
 
+STEP_COLUMNS = ("step", "accuracy %", "params", "MACs", "raw bytes", "compressed bytes",
+                "latency p50 ms", "note")
+
+
+def step_row(s: StepRecord) -> tuple[str, ...]:
+    """One step, formatted in :data:`STEP_COLUMNS` order ("-" where not measured)."""
+    opt = "-" if s.compressed_bytes is None else f"{s.compressed_bytes:,}"
+    lat = "-" if s.latency_p50_ms is None else f"{s.latency_p50_ms:.4g}"
+    return (s.step, f"{s.accuracy:.2f}", f"{s.params:,}", f"{s.macs:,}", f"{s.bytes:,}", opt, lat, s.note)
+
+
 def to_markdown(report: Report) -> str:
     lines = [f"# {report.name} {report.version}: optimization report", "",
              f"Source `{report.source}`; bundle `{report.bundle.name}`; "
@@ -194,10 +207,9 @@ def to_markdown(report: Report) -> str:
                   "| metric | baseline | optimized | change |", "|---|---:|---:|---:|"]
         lines += [f"| {' | '.join(r)} |" for r in table_rows(c)]
         lines.append("")
-    lines += ["## Steps", "", "| step | accuracy % | params | MACs | bytes | note |",
-              "|---|---:|---:|---:|---:|---|"]
-    lines += [f"| {s.step} | {s.accuracy:.2f} | {s.params:,} | {s.macs:,} | {s.bytes:,} "
-              f"| {s.note} |" for s in report.steps]
+    lines += ["## Steps", "", "| step | accuracy % | params | MACs | raw bytes | compressed bytes "
+              "| latency p50 ms | note |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines += [f"| {' | '.join(step_row(s))} |" for s in report.steps]
     for t in report.targets:
         if t.decision is None:
             continue
@@ -293,6 +305,13 @@ def print_table(report: Report, console: Any = None) -> None:
         for r in table_rows(c):
             t.add_row(*(escape(cell) for cell in r))
         con.print(t)
+    steps = Table(title=f"{report.name}: after each step")
+    for col in STEP_COLUMNS:
+        steps.add_column(col, justify="left" if col in ("step", "note") else "right",
+                         no_wrap=col != "note")
+    for s in report.steps:
+        steps.add_row(*(escape(cell) for cell in step_row(s)))
+    con.print(steps)
     for tr in report.targets:
         if tr.decision is not None:
             ch = tr.decision.chosen

@@ -29,7 +29,16 @@ def optimize(
     out: Path = typer.Option(..., "-o", "--out", help="The bundle to write (NAME.edgepkg)"),
     int8: bool = typer.Option(False, "--int8", help="Full-integer int8 post-training quantization"),
     target: str = typer.Option("tflite", "--target", help="tflite, onnx or both"),
-    max_drop: float = typer.Option(1.0, "--max-drop", help="Accuracy budget in points"),
+    max_drop: float | None = typer.Option(
+        None, "--max-drop", help="Accuracy budget in points (default 1.0). Alone (no --prune/--share/"
+        "--lowrank): searches the most compressive prune+distill+share recipe whose measured drop, "
+        "int8 included, stays within it. With chosen steps: the int8 budget only"),
+    search: bool | None = typer.Option(
+        None, "--search/--no-search", help="Force or forbid the --max-drop search (default: search "
+        "when --max-drop is given without --prune/--share/--lowrank)"),
+    step_metrics: bool = typer.Option(
+        True, "--step-metrics/--no-step-metrics", help="Export, size and time the model after every "
+        "compression step for the report (off: those cells read '-')"),
     calibration: str = typer.Option("minmax", "--calibration",
                                     help="minmax, percentile or entropy (ONNX only)"),
     samples: int = typer.Option(200, "--samples", help="Calibration samples"),
@@ -45,8 +54,9 @@ def optimize(
         None, "--share", help="Weight sharing: K values per kernel, 2..256 (ONNX: palettized)"),
     lowrank: float | None = typer.Option(
         None, "--lowrank", help="Factorize Dense/1x1 Conv keeping this fraction of SVD energy (Keras)"),
-    compress: str = typer.Option(
-        "none", "--compress", help="Store model files in the bundle compressed: none, zstd or deflate"),
+    compress: str | None = typer.Option(
+        None, "--compress", help="Store model files in the bundle compressed: none, zstd or deflate "
+        "(default: zstd with the --max-drop search, else none)"),
     distill: bool = typer.Option(
         False, "--distill", help="Recover accuracy by distillation from the original model (Keras)"),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
@@ -71,9 +81,15 @@ def optimize(
         from edge_sdk.signing import load_signer
 
         load_signer(sign)  # a bad key fails now, not after the optimization
+
+    from edge_sdk.search import from_flags
+
     flags = CompressionFlags(prune=prune, share=share, lowrank=lowrank, distill=distill)
-    recipe = _recipe(target, int8, max_drop, calibration, samples, runs, flags, compress)
-    recipe = replace(recipe, early_exit=_early_exit(
+    chosen = any(v is not None for v in (prune, share, lowrank)) or early_exit
+    searching = from_flags(search, max_drop, chosen, int8)
+    recipe = _recipe(target, int8, 1.0 if max_drop is None else max_drop, calibration, samples, runs,
+                     flags, compress or ("zstd" if searching else "none"))
+    recipe = replace(recipe, search=searching, measure_steps=step_metrics, early_exit=_early_exit(
         early_exit, exit_at, exit_fractions, exit_criterion, exit_epochs))
     job = Job(model=model, data=data, out=out, name=name or _default_name(out), version=version,
               eval_data=eval_data)

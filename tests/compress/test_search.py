@@ -9,7 +9,16 @@ import pytest
 from device_agent.errors import EdgeError
 from edge_sdk.data import Dataset
 from edge_sdk.passes.base import PassContext
-from edge_sdk.search import SearchConfig, back_off, format_steps, pick_ratios, search
+from edge_sdk.search import (
+    SearchConfig,
+    back_off,
+    float_budget,
+    format_steps,
+    from_flags,
+    pick_ratios,
+    plan,
+    search,
+)
 from tests.compress.conftest import context
 
 SENS = {"a": {0.25: 0.0, 0.5: 0.4, 0.75: 3.0}, "b": {0.25: 0.1, 0.5: 0.9, 0.75: 5.0}}
@@ -34,7 +43,10 @@ def test_search_within_budget(lenet: Any, digits: Any) -> None:
     print("\n" + format_steps(res), res.layer_ratios, res.clusters)
     base, *rest = res.steps
     assert base.drop == 0 and rest[0].name == "prune"
-    assert all(s.drop <= 1.0 for s in rest)
+    # the recipe ends within budget; a step over it is a prune that distillation recovered
+    assert rest[-1].drop <= 1.0
+    assert all(s.drop <= 1.0 or (s.name == "prune" and rest[i + 1].name == "distill") for i, s in enumerate(rest))
+    assert len(res.models) == len(rest)
     assert rest[-1].params < base.params and rest[0].macs < base.macs
     assert set(res.sensitivity) == {"c1", "c2", "fc1"}
     assert dict(res.layer_ratios) and all(r in (0.0, 0.25, 0.5, 0.75) for _, r in res.layer_ratios)
@@ -42,8 +54,25 @@ def test_search_within_budget(lenet: Any, digits: Any) -> None:
 
 
 def test_budget_no_recipe_meets(lenet: Any, digits: Any) -> None:
-    with pytest.raises(EdgeError, match=r"--max-drop 0.0: no pruning step stays within the budget"):
-        search(lenet, context(digits), SearchConfig(max_drop=0.0, ratios=(0.97,), clusters=(4,)))
+    # 97% of every group's channels and 2 values per kernel without fine-tuning: no step is lossless
+    cfg = SearchConfig(max_drop=0.0, ratios=(0.97,), clusters=(2,), share_fine_tune_steps=0, distill=None)
+    with pytest.raises(EdgeError, match=r"--max-drop 0.0: nothing met the budget; the cheapest pruning "
+                       r"\(\w+ at 97%\) costs [\d.]+ points; sharing at 2 clusters costs [\d.]+"):
+        plan(lenet, context(digits), cfg)
+
+
+def test_float_budget_and_flags() -> None:
+    assert float_budget(0.5, int8=False) == 0.5
+    assert float_budget(0.5, int8=True) == pytest.approx(0.3)
+    assert from_flags(None, None, False, True) is None  # no --max-drop: no search
+    assert from_flags(None, 0.5, True, True) is None  # chosen steps: --max-drop is the int8 budget
+    cfg = from_flags(None, 0.5, False, True)
+    assert cfg is not None and cfg.max_drop == pytest.approx(0.3)
+    assert from_flags(False, 0.5, False, True) is None
+    with pytest.raises(EdgeError, match="leave out --prune/--share/--lowrank"):
+        from_flags(True, 0.5, True, False)
+    with pytest.raises(EdgeError, match=r"--max-drop must be >= 0 points, got -0\.1"):
+        from_flags(None, -0.1, False, False)
 
 
 def test_bad_search_config() -> None:

@@ -1,0 +1,78 @@
+"""``edge optimize --max-drop P`` alone: the searched recipe, through the CLI, on real runtimes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from device_agent.bundle import open_bundle
+from edge_sdk.cli import app
+
+STEP_FIELDS = {"step", "accuracy", "params", "macs", "bytes", "compressed_bytes", "latency_p50_ms", "note"}
+
+
+def _run(*args: Any) -> Any:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_search_beats_int8_only_within_budget(keras_cnn: Path, digits: Any, tmp_path: Path) -> None:
+    common = ("--data", digits.train, "--eval-data", digits.test, "--int8", "--runs", "3", "--json")
+    searched, plain = tmp_path / "searched.edgepkg", tmp_path / "plain.edgepkg"
+    res = _run("optimize", keras_cnn, *common, "--max-drop", "1.0", "-o", searched)
+    assert res.exit_code == 0, res.output
+    base = _run("optimize", keras_cnn, *common, "--max-drop", "1.0", "--compress", "zstd", "-o", plain,
+                "--no-search")
+    assert base.exit_code == 0, base.output
+    rep = json.loads((tmp_path / "searched.report.json").read_text())
+    steps = rep["steps"]
+    print("\n".join(str(s) for s in steps), searched.stat().st_size, plain.stat().st_size)
+    # smaller than the int8-only bundle even when that one is zstd-compressed too
+    assert searched.stat().st_size < 0.7 * plain.stat().st_size
+    assert json.loads(base.stdout)["recipe"]["passes"] == []
+    # the measured drop of the whole recipe (int8 included) stays within the budget
+    total = steps[0]["accuracy"] - steps[-1]["accuracy"]
+    assert steps[-1]["step"] == "int8 tflite" and total <= 1.0
+    assert rep["recipe"]["total_drop_points"]["tflite"] <= 1.0 and rep["recipe"]["max_drop_covers"] == "whole recipe"
+    names = [s["step"] for s in steps]
+    assert names[0] == "baseline" and "share" in names and names[1:-2] == rep["recipe"]["passes"]
+    for s in steps:  # every step: parameters, MACs, raw and compressed bytes, accuracy, latency
+        assert set(s) == STEP_FIELDS
+        assert s["bytes"] > 0 and s["compressed_bytes"] > 0 and s["latency_p50_ms"] > 0, s
+    share = names.index("share")
+    assert steps[share]["compressed_bytes"] < 0.5 * steps[share]["bytes"]  # clustered kernels compress
+    assert steps[-1]["params"] < steps[0]["params"] or rep["recipe"]["search_result"]["clusters"] is not None
+    md = (tmp_path / "searched.report.md").read_text()
+    assert "| compressed bytes | latency p50 ms |" in md and "| share |" in md
+    b = open_bundle(searched, tmp_path / "b")
+    assert b.manifest.optimization["recipe"]["passes"] == rep["recipe"]["passes"]
+
+
+def test_printed_table_lists_steps(keras_cnn: Path, digits: Any, tmp_path: Path) -> None:
+    out = tmp_path / "t.edgepkg"
+    res = _run("optimize", keras_cnn, "--data", digits.train, "--eval-data", digits.test, "--prune", "0.25",
+               "--runs", "3", "--no-step-metrics", "-o", out)
+    assert res.exit_code == 0, res.output
+    assert "after each step" in res.output and "compressed" in res.output
+    rep = json.loads((tmp_path / "t.report.json").read_text())
+    prune = next(s for s in rep["steps"] if s["step"] == "prune")
+    assert prune["compressed_bytes"] is None and prune["latency_p50_ms"] is None  # explicitly skipped
+    assert rep["recipe"]["search"] is None and rep["recipe"]["max_drop_covers"] == "nothing"
+
+
+def test_negative_budget_and_conflicting_flags(keras_cnn: Path, digits: Any, tmp_path: Path) -> None:
+    out = tmp_path / "bad.edgepkg"
+    res = _run("optimize", keras_cnn, "--data", digits.train, "--max-drop", "-0.5", "-o", out)
+    assert res.exit_code == 2 and "--max-drop must be >= 0 points, got -0.5" in res.output
+    res = _run("optimize", keras_cnn, "--data", digits.train, "--search", "--prune", "0.3", "-o", out)
+    assert res.exit_code == 2 and "leave out --prune/--share/--lowrank" in res.output
+    assert not out.exists() and not (tmp_path / "bad.report.json").exists()
+
+
+def test_onnx_search_is_refused(cnn_onnx: Path, digits: Any, tmp_path: Path) -> None:
+    out = tmp_path / "o.edgepkg"
+    res = _run("optimize", cnn_onnx, "--data", digits.train, "--target", "onnx", "--max-drop", "0.5", "-o", out)
+    assert res.exit_code == 2 and "search needs a Keras model" in res.output
+    assert not out.exists()
