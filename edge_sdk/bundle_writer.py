@@ -109,6 +109,9 @@ def write_archive(out: str | os.PathLike[str], entries: list[tuple[str, bytes]])
             with tarfile.open(fileobj=fh, mode="w", format=tarfile.PAX_FORMAT) as tar:
                 for name, data in entries:
                     tar.addfile(_info(name, len(data)), io.BytesIO(data))
+            # tarfile pads the archive to a 10 KiB record after the end-of-archive blocks;
+            # readers stop at those blocks, so the padding is only bytes on the wire.
+            fh.truncate(tar.offset)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)

@@ -146,7 +146,7 @@ def optimize(job: Job, recipe: Recipe, *, progress: Progress = no_progress) -> R
         results = [_run_target(state, recipe, fmt, progress) for fmt in recipe.target.formats]
         comparisons = [_compare(state, r, recipe, progress) for r in results]
         cascade = _cascade(state, recipe, results, progress) if recipe.early_exit else None
-        _time_target_steps(state, comparisons)
+        _time_target_steps(state, comparisons, results, recipe)
         report = Report(
             name=job.name, version=job.version, bundle=job.out, source=str(job.model),
             recipe={**recipe.summary(), **_searched(state, recipe, results)},
@@ -282,13 +282,19 @@ def _sized(state: _State, recipe: Recipe, step: StepRecord, model: Any,
                    latency_p50_ms=size.latency_p50_ms, note=note)
 
 
-def _time_target_steps(state: _State, comparisons: list[Comparison]) -> None:
+def _time_target_steps(state: _State, comparisons: list[Comparison], results: list[TargetResult],
+                      recipe: Recipe) -> None:
     """The export and int8 steps get the latency the comparison measured."""
     from dataclasses import replace
 
     by_step: dict[str, float] = {}
-    for c in comparisons:
-        by_step[f"export {c.format.value} float32"] = c.baseline.latency_p50_ms
+    for c, r in zip(comparisons, results, strict=True):
+        export = f"export {c.format.value} float32"
+        if r.baseline_path is None:
+            by_step[export] = c.baseline.latency_p50_ms
+        else:  # the comparison timed the input model; this export is the compressed float
+            x = state.val.x.astype(np.float32)
+            by_step[export] = measure_artifact(r.float_path, x, runs=recipe.measure_runs).latency_p50_ms
         by_step[f"int8 {c.format.value}"] = c.optimized.latency_p50_ms
     for i, s in enumerate(state.steps):
         if s.step in by_step:
@@ -326,10 +332,12 @@ def _run_target(state: _State, recipe: Recipe, fmt: ModelFormat,
                                   params=cost.params, macs=cost.macs, bytes=len(float_bytes),
                                   compressed_bytes=_packed(float_bytes, recipe)))
     (work / f"float.{fmt.value}").write_bytes(float_bytes)
+    base_path, base_acc = _original_export(state, exporter, work)
     if not recipe.int8:
         return TargetResult(format=fmt, float_path=work / f"float.{fmt.value}",
                             final_path=work / f"float.{fmt.value}", float_accuracy=float_acc,
-                            final_accuracy=float_acc, decision=None, notes=())
+                            final_accuracy=float_acc, decision=None, notes=(),
+                            baseline_path=base_path, baseline_accuracy=base_acc)
     decision, notes = _quantize(state, recipe, exporter, float_acc, progress)
     final = work / f"int8.{fmt.value}"
     final.write_bytes(decision.data)
@@ -339,7 +347,22 @@ def _run_target(state: _State, recipe: Recipe, fmt: ModelFormat,
                                   note=f"remedy: {decision.chosen.remedy}"))
     return TargetResult(format=fmt, float_path=work / f"float.{fmt.value}", final_path=final,
                         float_accuracy=float_acc, final_accuracy=decision.chosen.accuracy,
-                        decision=decision, notes=notes)
+                        decision=decision, notes=notes,
+                        baseline_path=base_path, baseline_accuracy=base_acc)
+
+
+def _original_export(state: _State, exporter: Exporter, work: Path) -> tuple[Path | None, float | None]:
+    """The input model exported as is, when graph passes replaced it (else ``None``)."""
+    if state.model is state.source.obj:
+        return None, None
+    fmt = exporter.format
+    orig = work / "original"
+    orig.mkdir()
+    with converting(fmt, "float32 export of the input model"):
+        data = exporter.export_float(state.source.obj, orig)
+    path = orig / f"float.{fmt.value}"
+    path.write_bytes(data)
+    return path, artifact_accuracy(data, fmt, state.val.x, state.val.require_labels())
 
 
 def _cascade(state: _State, recipe: Recipe, results: list[TargetResult],
@@ -461,10 +484,11 @@ def _supported_config(cfg: QuantizeConfig,
 def _compare(state: _State, r: TargetResult, recipe: Recipe, progress: Progress) -> Comparison:
     progress(f"timing {r.format.value} models", 0, 1)
     x = state.val.x.astype(np.float32)
-    base = measure_artifact(r.float_path, x, runs=recipe.measure_runs)
+    ref_path, ref_acc = r.reference
+    base = measure_artifact(ref_path, x, runs=recipe.measure_runs)
     opt = measure_artifact(r.final_path, x, runs=recipe.measure_runs)
     return Comparison(
         format=r.format,
-        baseline=Metrics.of(r.float_path.stat().st_size, r.float_accuracy, base),
+        baseline=Metrics.of(ref_path.stat().st_size, ref_acc, base),
         optimized=Metrics.of(r.final_path.stat().st_size, r.final_accuracy, opt),
     )

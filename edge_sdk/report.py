@@ -94,6 +94,17 @@ class TargetResult:
     final_accuracy: float
     decision: Decision | None
     notes: tuple[str, ...]
+    # The input model's own float export, when graph passes changed the model: the
+    # before/after comparison is against what the user brought, not the compressed float.
+    baseline_path: Path | None = None
+    baseline_accuracy: float | None = None
+
+    @property
+    def reference(self) -> tuple[Path, float]:
+        """The file and accuracy the before/after comparison starts from."""
+        if self.baseline_path is not None and self.baseline_accuracy is not None:
+            return self.baseline_path, self.baseline_accuracy
+        return self.float_path, self.float_accuracy
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"format": self.format.value, "float_accuracy": self.float_accuracy,

@@ -163,3 +163,11 @@ def test_compressed_bundle_is_served(tmp_path: Path, compression: Compression) -
         pred = engine.infer(np.array([[0, 0, 0, 1]], dtype=np.float32))
     assert pred[0].index == 2  # row 3 of w is [9, 10, 11]
     assert onnx is not None
+
+
+def test_archive_carries_no_record_padding(tmp_path: Path) -> None:
+    """A tiny bundle costs its members plus headers, not a 10 KiB tar record."""
+    path, data = _bundle(tmp_path)
+    size = path.stat().st_size
+    assert size < len(data) + 6 * 1024  # headers (PAX + ustar) and the end-of-archive blocks
+    assert open_bundle(path, tmp_path / "out").manifest.name == "m"

@@ -39,6 +39,11 @@ def test_prune_distill_share_int8_bundle(keras_cnn: Path, digits: Any, tmp_path:
     print(f"int8 tflite raw {f.raw_size} B, stored zstd {f.size} B")
     assert f.size < 0.8 * f.raw_size  # K=16 shared int8 kernels compress
     assert rep["recipe"]["compression"] == "zstd" and rep["recipe"]["passes"] == ["prune", "distill", "share"]
+    # The before/after table starts from the input model's float export, not the pruned one.
+    (cmp,) = rep["comparisons"]
+    assert cmp["baseline"]["size_bytes"] > 2 * steps["export tflite float32"]["bytes"]
+    assert cmp["baseline"]["accuracy"] == pytest.approx(steps["baseline"]["accuracy"], abs=1.0)
+    assert cmp["optimized"]["size_bytes"] == steps["int8 tflite"]["bytes"]
     preds = Engine.from_bundle_dir(b.root, b.manifest, prefer=ModelFormat.TFLITE).infer(digits.x_test)
     assert float(np.mean([p.index for p in preds] == digits.y_test)) > 0.85
 
