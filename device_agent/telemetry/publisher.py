@@ -114,6 +114,13 @@ class TelemetryPublisher:
             clean=clean,
         )
 
+    def set_model(self, *, name: str, version: str, model_hash: str) -> None:
+        """A model swap (update or rollback): a new retained birth names the model now served."""
+        from dataclasses import replace
+
+        self.options = replace(self.options, model_name=name, model_version=version, model_hash=model_hash)
+        self.mqtt.publish(self.state_topic, self._state(Status.ONLINE).to_payload(), qos=1, retain=True)
+
     def _on_connect(self) -> None:  # paho thread
         self.mqtt.publish(
             self.state_topic, self._state(Status.ONLINE).to_payload(), qos=1, retain=True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -136,9 +137,15 @@ def daemon(
     fleet: str = typer.Option("default", "--fleet"),
     isolate: bool = typer.Option(False, "--isolate", help="Health-check new models in a child process"),
     probation_samples: int = typer.Option(200, "--probation-samples", help="Results before judging"),
+    telemetry_interval: float = typer.Option(10.0, "--telemetry-interval", help="Telemetry window seconds"),
+    outbox: Path = typer.Option(None, "--outbox", help="Telemetry outbox (SQLite) path"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only update events"),
 ) -> None:
-    """Serve STORE's current model, take updates as they land, and roll back on regression."""
+    """Serve STORE's current model, take updates as they land, and roll back on regression.
+
+    With ``--broker`` it also publishes telemetry and births (re-published after a swap).
+    """
+    import hashlib
     import signal
     import threading
 
@@ -172,16 +179,33 @@ def daemon(
                                       trust=trust_for(s), policy=policy, checkpoint=env_checkpoint())
             threading.Thread(target=listener.run, args=(stop,), daemon=True).start()
 
+        telemetry: Any = None
+
         def report(result: UpdateResult) -> None:
             typer.echo(json.dumps({"update": result.to_dict()}), err=True)
             if listener is not None:
                 listener.report(result)
+            m = ref.engine.manifest
+            if telemetry is not None and m is not None:
+                telemetry.set_model(name=m.name, version=m.version,
+                                    model_hash=hashlib.sha256(m.to_json()).hexdigest())
 
         with engine_for_store(store) as engine:
             ref = EngineRef(engine)
             live = LiveUpdates(s, ref, policy=ProbationPolicy(min_samples=probation_samples), report=report)
+            if broker:
+                from device_agent.telemetry import agent as tm
+
+                args = tm.AgentTelemetryArgs(broker=broker, device_id=device_id, fleet=fleet,
+                                             interval_s=telemetry_interval, outbox=outbox)
+                telemetry = tm.start_telemetry(args, None, engine)
             typer.echo(f"serving {s.current_id()} from {store}", err=True)
-            serve(src, ref, sinks=[] if quiet else [StdoutSink()], observers=[live])
+            try:
+                serve(src, ref, sinks=[] if quiet else [StdoutSink()],
+                      observers=[live, *([telemetry] if telemetry else [])])
+            finally:
+                if telemetry is not None:
+                    telemetry.close()
     except EdgeError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

@@ -6,6 +6,7 @@ import json
 import shutil
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -98,8 +99,9 @@ def deploy(
     bundle: Path = typer.Argument(..., help="A signed .edgepkg bundle"),
     broker: str = typer.Option(..., "--broker", help="mqtt://HOST[:PORT]"),
     device: str = typer.Option(None, "--device", help="One device id"),
-    group: str = typer.Option(None, "--group", help="A group name (recorded with the rollout)"),
-    devices: str = typer.Option(None, "--devices", help="The group's device ids, comma-separated"),
+    group: str = typer.Option(
+        None, "--group", help="A fleet: without --devices, every device the fleet database knows in it"),
+    devices: str = typer.Option(None, "--devices", help="Only these device ids, comma-separated"),
     canary: float = typer.Option(0.0, "--canary", help="Percent of the group to update first"),
     fleet: str = typer.Option("default", "--fleet"),
     db: str = typer.Option("fleet.db", "--db", help="Fleet database (SQLite file or postgresql://...)"),
@@ -123,13 +125,19 @@ def deploy(
     from edge_sdk.fleet.store import open_store
     from edge_sdk.rollout import RolloutRecord, plan, run_rollout
 
-    targets = [device] if device else [d.strip() for d in (devices or "").split(",") if d.strip()]
-    if not targets or (device and devices):
-        raise EdgeError("deploy: give --device ID, or --group NAME with --devices ID,ID,...")
+    if device and (group or devices):
+        raise EdgeError("deploy: give --device ID, or --group FLEET [--devices ID,ID,...], not both")
+    if group and fleet == "default":
+        fleet = group
     b, m = Broker.parse(broker), read_manifest(bundle)
+    store = open_store(db)
+    try:
+        targets = _targets(store, device, group, devices)
+    except EdgeError:
+        store.close()
+        raise
     rid = f"r{uuid.uuid4().hex[:12]}"
     p = plan(targets, canary if not device else 0)
-    store = open_store(db)
     now = time.time()
     store.start_rollout({
         "rollout_id": rid, "fleet": fleet, "bundle": bundle.name, "name": m.name, "version": m.version,
@@ -166,6 +174,25 @@ def deploy(
         bad = {d: f"{s}: {rec.reasons.get(d, '')}" for d, s in rec.devices.items()
                if s not in ("active", "probation-passed")}
         raise EdgeError(f"rollout {rid} {rec.phase.value}: {bad}")
+
+
+def _targets(store: Any, device: str | None, group: str | None, devices: str | None) -> list[str]:
+    """The devices a deploy reaches: one, a list, or every device of the group's fleet."""
+    from device_agent.errors import EdgeError
+
+    if device:
+        return [device]
+    if devices:
+        listed = [d.strip() for d in devices.split(",") if d.strip()]
+        if listed:
+            return listed
+    if not group:
+        raise EdgeError("deploy: give --device ID, or --group FLEET (optionally with --devices ID,ID,...)")
+    known = sorted({r["device"] for r in store.devices() if r["fleet"] == group})
+    if not known:
+        raise EdgeError(f"deploy --group {group}: the fleet database knows no device in fleet {group!r} "
+                        "(is the collector running? or list them with --devices)")
+    return known
 
 
 @cli_errors

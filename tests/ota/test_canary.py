@@ -80,6 +80,22 @@ def _wait_rollouts(db: str, want: int, timeout: float = 30) -> list[dict]:  # ty
     return rows
 
 
+def _wait_versions(db: str, devices: set[str], version: str, timeout: float = 20) -> dict[str, str]:
+    """Model version per device as the collector stored the devices' births."""
+    deadline = time.monotonic() + timeout
+    seen: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        store = open_store(db)
+        try:
+            seen = {r["device"]: r["model_version"] for r in store.devices() if r["device"] in devices}
+        finally:
+            store.close()
+        if set(seen) == devices and set(seen.values()) == {version}:
+            break
+        time.sleep(0.5)
+    return seen
+
+
 def test_canary_probation_halts_then_good_bundle_promotes(tmp_path: Path, factory: Factory, mosquitto: str,
                                                         digits_npz: Path) -> None:
     w, b = factory.weights(0)
@@ -101,8 +117,10 @@ def test_canary_probation_halts_then_good_bundle_promotes(tmp_path: Path, factor
     try:
         bad = _edge("deploy", str(flat), *base)
         after_bad = [ModelStore(s).current().manifest.version for s in stores]  # type: ignore[union-attr]
-        ok = _edge("deploy", str(good), *base)
+        # The group without --devices: every device the collector has seen in fleet "lab".
+        ok = _edge("deploy", str(good), *[a for a in base if a != "g0,g1,g2" and a != "--devices"])
         rows = _wait_rollouts(db, 2)
+        versions = _wait_versions(db, {"g0", "g1", "g2"}, "1.2.0")
     finally:
         for a in agents:
             _stop(a)
@@ -116,6 +134,8 @@ def test_canary_probation_halts_then_good_bundle_promotes(tmp_path: Path, factor
     assert statuses.index("probation-passed") < max(i for i, s in enumerate(statuses) if s == "active")
     assert [ModelStore(s).current().manifest.version for s in stores] == ["1.2.0"] * 3  # type: ignore[union-attr]
 
+    # The daemons publish births: the fleet shows every device serving the new version.
+    assert versions == {"g0": "1.2.0", "g1": "1.2.0", "g2": "1.2.0"}
     halted, promoted = rows
     print("edge fleet rollouts:", json.dumps([{k: r[k] for k in ("rollout", "version", "targeted", "active",
           "rejected", "rolled-back", "pending", "phase", "outcome")} for r in rows]))
