@@ -12,7 +12,7 @@ from typing import Any
 
 from tests.fleet.conftest import Procs, outbox_seqs, sqlite_rows, wait_for
 
-OUTAGE_S = 10  # the issue says 30 s; 10 s shows the same property (dozens of windows queued)
+OUTAGE_S = 30  # as the issue asks: long enough for a keepalive to expire and the outbox to fill
 
 
 def collector_up(procs: Procs, url: str, db: Path, client_id: str = "c1", **kw: Any) -> Any:
