@@ -44,6 +44,11 @@ class FileSource:
         self.loop = loop
         self._closed = False
 
+    @property
+    def backlogged(self) -> bool:
+        """Without a rate every row is already waiting: the serve loop may batch them."""
+        return not self.rate
+
     def __iter__(self) -> Iterator[Reading]:
         period = 1.0 / self.rate if self.rate else 0.0
         next_t = time.monotonic()
