@@ -1,0 +1,122 @@
+"""The serve loop's fast paths give the same answers as the general ones, on real LiteRT.
+
+Reused quantization buffers, top-1 from raw int8 logits, the one-array micro-batch and
+automatic batching of a backlogged source are speed-ups only: every test here compares
+one of them with the path it shortcuts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device_agent.batching import BatchOptions, queued_batches
+from device_agent.engine import Engine, RowQuantizer, to_model_dtype
+from device_agent.errors import EdgeError, InputError
+from device_agent.manifest import TensorSpec
+from device_agent.quant import quantize
+from device_agent.runtimes import load_model
+from device_agent.serve import serve
+from device_agent.sinks.base import Result
+from device_agent.sources.file import FileSource
+from tests.conftest import DigitsSplit
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.results: list[Result] = []
+
+    def emit(self, result: Result) -> None:
+        self.results.append(result)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("dtype", "scale", "zp"), [("int8", 1 / 255, -128), ("uint8", 0.05, 3), ("int8", 0.1, 7)])
+def test_row_quantizer_equals_the_allocating_quantizer(dtype: str, scale: float, zp: int) -> None:
+    spec = TensorSpec(name="x", shape=(-1, 4, 4, 1), dtype=dtype, scale=scale, zero_point=zp)
+    q = RowQuantizer(spec)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        x = (rng.normal(size=(1, 4, 4, 1)) * 20 * scale).astype(np.float32)
+        # exact ties (x.5 steps, where round-half-even matters) and far out of range
+        x.flat[:6] = np.float32(scale) * np.array([0.5, 1.5, -2.5, 3.5, 1e6, -1e6], np.float32)
+        got = q(x).copy()
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(got, to_model_dtype(x, spec))
+        np.testing.assert_array_equal(got, quantize(x, spec))
+    batch = rng.normal(size=(5, 4, 4, 1)).astype(np.float32)  # another shape, its own buffers
+    np.testing.assert_array_equal(q(batch), quantize(batch, spec))
+
+
+def test_int8_one_reading_path_matches_the_batched_path(int8_tflite: Path, digits: DigitsSplit) -> None:
+    engine = Engine(load_model(int8_tflite))
+    assert engine.stages[0].logits_quantized  # the raw-integer top-1 is what is tested
+    x = digits.x_test[:60]
+    batched = engine.infer(x)
+    for row, ref in zip(x, batched, strict=True):
+        one = engine.infer_one(row)
+        assert one.index == ref.index
+        assert one.confidence == pytest.approx(ref.confidence, rel=1e-5, abs=1e-6)
+
+
+def test_float_one_reading_path_matches_the_batched_path(float_tflite: Path, digits: DigitsSplit) -> None:
+    engine = Engine(load_model(float_tflite))
+    x = digits.x_test[:30]
+    for row, ref in zip(x, engine.infer(x), strict=True):
+        one = engine.infer_one(row)
+        assert (one.index, one.confidence) == (ref.index, pytest.approx(ref.confidence, rel=1e-5))
+
+
+def test_runtime_resizes_between_batch_sizes(int8_tflite: Path, digits: DigitsSplit) -> None:
+    engine = Engine(load_model(int8_tflite))
+    x = digits.x_test[:9]
+    ones = [engine.infer_one(r).index for r in x]
+    assert [p.index for p in engine.infer(x[:4])] == ones[:4]
+    assert engine.infer_one(x[8]).index == ones[8]  # back to one row after a batch of 4
+    assert [p.index for p in engine.infer(x)] == ones
+
+
+def test_one_array_micro_batch_still_names_the_bad_reading(int8_tflite: Path, digits: DigitsSplit) -> None:
+    engine = Engine(load_model(int8_tflite))
+    x = list(digits.x_test[:6])
+    good = engine.infer_many(x)
+    assert all(not isinstance(p, Exception) for p in good)
+    bad = [r.copy() for r in x]
+    bad[3][0, 0, 0] = np.nan
+    out = engine.infer_many(bad)
+    assert isinstance(out[3], InputError) and "NaN" in str(out[3])
+    for i in (0, 1, 2, 4, 5):
+        assert out[i].index == good[i].index  # type: ignore[union-attr]
+
+
+def test_backlogged_file_source_is_batched_with_the_same_answers(
+    int8_tflite: Path, digits: DigitsSplit
+) -> None:
+    engine = Engine(load_model(int8_tflite))
+    one, auto = Collect(), Collect()
+    serve(FileSource(digits.test), engine, sinks=[one])
+    stats = serve(FileSource(digits.test), engine, sinks=[auto], batch=BatchOptions(backlog=8))
+    n = len(digits.y_test)
+    assert stats.count == n and stats.errors == 0
+    assert [r.index for r in auto.results] == [r.index for r in one.results]
+    assert [r.input_id for r in auto.results] == [r.input_id for r in one.results]
+    assert stats.summary()["accuracy"] == pytest.approx(np.mean([r.index == r.truth for r in one.results]))
+    # batched results carry their batch's latency: groups of 8 share one value
+    assert len({r.latency_ms for r in auto.results}) <= -(-n // 8)
+    assert len({r.latency_ms for r in one.results}) > n // 2
+
+
+def test_paced_source_is_not_backlogged(digits: DigitsSplit) -> None:
+    assert FileSource(digits.test).backlogged
+    assert not FileSource(digits.test, rate=100.0).backlogged
+
+
+def test_queued_batches_keep_order_and_every_item() -> None:
+    assert list(queued_batches(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert list(queued_batches([], 3)) == []
+    with pytest.raises(EdgeError, match="--backlog-batch"):
+        BatchOptions(backlog=-1)
