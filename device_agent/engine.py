@@ -103,10 +103,20 @@ class Stage:
         lspec = self.out_specs[logits]
         self._lscale = float(lspec.scale or 0.0)
         self._lzero = int(lspec.zero_point or 0)
+        # Set by build_stages: the next stage takes this stage's integer features as they
+        # are (same quantization), so they are neither dequantized nor quantized again.
+        self.hands_off_raw = False
 
-    def logits_row(self, row: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """One row → its float logits (flat) and the raw outputs."""
-        raw = self.invoke([self.to_input(row)])
+    def hand_off(self, raw_features: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Features for the next stage, and whether they are already in its input dtype."""
+        if self.hands_off_raw:
+            return raw_features, True
+        return self.features_float(raw_features), False
+
+    def logits_row(self, row: np.ndarray, ready: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One row (``ready``: already in the model's dtype) → its float logits (flat) and
+        the raw outputs."""
+        raw = self.invoke([row if ready else self.to_input(row)])
         z = raw[self.logits]
         if self.logits_quantized:
             z = dequantize(z, self.out_specs[self.logits])
@@ -114,7 +124,9 @@ class Stage:
             self.probabilities = looks_like_probabilities(z.reshape(1, -1))
         return z.reshape(-1), raw
 
-    def top_row(self, row: np.ndarray, rule: ExitRule | None) -> tuple[int, float, float, np.ndarray, list[np.ndarray]]:
+    def top_row(
+        self, row: np.ndarray, rule: ExitRule | None, ready: bool = False
+    ) -> tuple[int, float, float, np.ndarray, list[np.ndarray]]:
         """One row → (winner, its probability, exit score, output row, raw outputs).
 
         For quantized logits the winner and its softmax probability come from the raw
@@ -122,10 +134,10 @@ class Stage:
         the softmax needs only ``scale * (q - q_max)``, so nothing is dequantized.
         """
         if not self.logits_quantized or self.probabilities is None or not _plain_top(rule):
-            z, raw = self.logits_row(row)
+            z, raw = self.logits_row(row, ready)
             i, conf, score = _top(z, self.probabilities, rule)  # type: ignore[arg-type]
             return i, conf, score, z, raw
-        raw = self.invoke([self.to_input(row)])
+        raw = self.invoke([row if ready else self.to_input(row)])
         q = raw[self.logits]
         if q.size > 64:
             z, _ = self.logits_row_from(raw)
@@ -150,10 +162,11 @@ class Stage:
         probs, raw = self.run_raw(x)
         return probs, (None if raw is None else self.features_float(raw))
 
-    def run_raw(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def run_raw(self, x: np.ndarray, ready: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """Like :meth:`run`, but features stay in the model's dtype (dequantize only rows
-        that go on: most rows of a good cascade exit here)."""
-        raw = self.invoke([self.to_input(x)])
+        that go on: most rows of a good cascade exit here). ``ready``: ``x`` is already
+        in the model's input dtype."""
+        raw = self.invoke([x if ready else self.to_input(x)])
         return self.probabilities_of(self.logits_of(raw[self.logits], len(x))), (
             None if self.features is None else raw[self.features]
         )
@@ -372,7 +385,7 @@ class Engine:
         idx = np.arange(n)
         for k in range(last + 1):
             if k > 0:
-                probs, feats = self.stages[k].run_raw(self.stages[k - 1].features_float(feats))  # type: ignore[arg-type]
+                probs, feats = self.stages[k].run_raw(*self.stages[k - 1].hand_off(feats))  # type: ignore[arg-type]
             rule = self.rules.get(k) if k < last else None
             done = rule.exits(probs) if rule is not None else np.full(len(idx), k == last)
             out[idx[done]] = probs[done]
@@ -488,12 +501,13 @@ class Engine:
             i, conf, _, z, _ = self.stages[0].top_row(row, None)
             return Prediction(index=i, label=self._label(i), confidence=conf, stage=0, output=z)
         last = len(self.stages) - 1
+        ready = False
         for k, st in enumerate(self.stages):
             rule = self.rules.get(k) if k < last else None
-            i, conf, score, z, raw = st.top_row(row, rule)
+            i, conf, score, z, raw = st.top_row(row, rule, ready)
             if k == last or (rule is not None and score > rule.threshold):
                 return Prediction(index=i, label=self._label(i), confidence=conf, stage=k, output=z)
-            row = st.features_float(raw[st.features])  # type: ignore[index]
+            row, ready = st.hand_off(raw[st.features])  # type: ignore[index]
         raise AssertionError("the last stage always answers")
 
     def _label(self, i: int) -> str:
@@ -538,7 +552,24 @@ def build_stages(models: Sequence[Model]) -> list[Stage]:
         nxt = tuple(models[k + 1].inputs[0].shape[1:])
         stages.append(_pair_outputs(m, k, nxt, classes))
     stages.append(Stage(last, logits=0, features=None))
+    for st, nxt_stage in zip(stages, stages[1:], strict=False):
+        st.hands_off_raw = same_quantization(st.out_specs[st.features], nxt_stage.in_spec)  # type: ignore[index]
     return stages
+
+
+def same_quantization(out: TensorSpec, nxt: TensorSpec) -> bool:
+    """Whether integer features ``out`` can feed input ``nxt`` unchanged.
+
+    Dequantizing with ``out``'s scale and quantizing with ``nxt``'s gives back the same
+    integers when the dtypes and zero points match and the scales agree to well within
+    1/256 relative (converters store the same float32 scale, sometimes one ulp apart):
+    ``|q - zp| <= 255``, so the requantized value stays within 0.01 of ``q``.
+    """
+    if not (out.quantized and nxt.quantized) or out.dtype != nxt.dtype:
+        return False
+    if out.zero_point != nxt.zero_point or not out.scale or not nxt.scale:
+        return False
+    return abs(out.scale / nxt.scale - 1.0) < 1e-5
 
 
 def _pair_outputs(m: Model, k: int, next_input: tuple[int, ...], classes: int) -> Stage:

@@ -120,3 +120,20 @@ def test_queued_batches_keep_order_and_every_item() -> None:
     assert list(queued_batches([], 3)) == []
     with pytest.raises(EdgeError, match="--backlog-batch"):
         BatchOptions(backlog=-1)
+
+
+def test_int8_features_pass_between_stages_unchanged_when_quantization_matches() -> None:
+    from device_agent.engine import same_quantization
+
+    out = TensorSpec(name="f", shape=(-1, 4), dtype="int8", scale=0.005791344679892063, zero_point=-128)
+    same = TensorSpec(name="g", shape=(-1, 4), dtype="int8", scale=0.005791344214230776, zero_point=-128)
+    assert same_quantization(out, same)  # one float32 ulp apart, as converters write them
+    rng = np.random.default_rng(0)
+    q = rng.integers(-128, 128, size=(64, 4)).astype(np.int8)
+    from device_agent.quant import dequantize
+
+    np.testing.assert_array_equal(quantize(dequantize(q, out), same), q)  # what skipping saves
+    other_zp = TensorSpec(name="g", shape=(-1, 4), dtype="int8", scale=same.scale, zero_point=0)
+    other_scale = TensorSpec(name="g", shape=(-1, 4), dtype="int8", scale=0.01, zero_point=-128)
+    as_float = TensorSpec(name="g", shape=(-1, 4), dtype="float32")
+    assert not any(same_quantization(out, s) for s in (other_zp, other_scale, as_float))
