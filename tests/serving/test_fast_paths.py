@@ -137,3 +137,47 @@ def test_int8_features_pass_between_stages_unchanged_when_quantization_matches()
     other_scale = TensorSpec(name="g", shape=(-1, 4), dtype="int8", scale=0.01, zero_point=-128)
     as_float = TensorSpec(name="g", shape=(-1, 4), dtype="float32")
     assert not any(same_quantization(out, s) for s in (other_zp, other_scale, as_float))
+
+
+@pytest.fixture(scope="module")
+def int8_cascade(keras_cnn: Path, digits: DigitsSplit, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two int8 stages: an exit after conv1, then the rest of the model."""
+    import keras
+
+    from edge_sdk.data import Dataset
+    from edge_sdk.passes.early_exit import EarlyExitConfig, write_cascade_bundle
+
+    model = keras.models.load_model(keras_cnn)
+    cfg = EarlyExitConfig(at_layers=("conv1",), epochs=5, max_drop=0.5)
+    path, _ = write_cascade_bundle(
+        tmp_path_factory.mktemp("casc8") / "c8.edgepkg",
+        model,
+        Dataset(digits.x_train, digits.y_train, "train"),
+        Dataset(digits.x_test, digits.y_test, "test"),
+        cfg,
+        name="c8",
+        int8=True,
+    )
+    return path
+
+
+@pytest.mark.parametrize("hand_off", [True, False])
+def test_int8_cascade_answers_do_not_depend_on_the_handoff(
+    int8_cascade: Path, digits: DigitsSplit, hand_off: bool
+) -> None:
+    from device_agent.engine import EngineOptions
+    from device_agent.loader import engine_for
+
+    x = digits.x_test[:40]
+    last = EngineOptions(thresholds={None: 1.0})  # every row goes through both stages
+    with engine_for(int8_cascade, engine_options=last) as ref, engine_for(int8_cascade, engine_options=last) as e:
+        assert ref.stages[0].hands_off_raw  # the converter wrote one quantization for both sides
+        ref.stages[0].hands_off_raw = False  # the reference dequantizes and quantizes again
+        e.stages[0].hands_off_raw = hand_off
+        p_ref, s_ref = ref.cascade(x)
+        p, s = e.cascade(x)
+        ones = [e.infer_one(r) for r in x]
+    assert (s == 1).all() and (s_ref == 1).all()
+    np.testing.assert_array_equal(p, p_ref)
+    assert [o.index for o in ones] == p_ref.argmax(axis=1).tolist()
+    assert {o.stage for o in ones} == {1}
