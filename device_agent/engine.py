@@ -23,6 +23,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -552,7 +553,7 @@ def build_stages(models: Sequence[Model]) -> list[Stage]:
         nxt = tuple(models[k + 1].inputs[0].shape[1:])
         stages.append(_pair_outputs(m, k, nxt, classes))
     stages.append(Stage(last, logits=0, features=None))
-    for st, nxt_stage in zip(stages, stages[1:], strict=False):
+    for st, nxt_stage in pairwise(stages):
         st.hands_off_raw = same_quantization(st.out_specs[st.features], nxt_stage.in_spec)  # type: ignore[index]
     return stages
 
