@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
@@ -325,7 +325,7 @@ class Engine:
             self._check_finite(x)
         rows = hit.tensor if hit is not None and hit.tensor is not None else self._prepare(x)
         pred = self._answer(rows)
-        self.cache.put(key, rows, replace(pred, cached=True))
+        self.cache.put(key, rows, _cached(pred))
         return pred
 
     def infer_many(self, values: Sequence[np.ndarray]) -> list[Prediction | InputError]:
@@ -477,7 +477,7 @@ class Engine:
             pred = self._prediction(p.mean(axis=0) if len(r) > 1 else p[0], int(s.max()))
             out[i] = pred
             if self.cache is not None and key is not None:
-                self.cache.put(key, r, replace(pred, cached=True))
+                self.cache.put(key, r, _cached(pred))
 
     def _answer_rows(
         self,
@@ -492,7 +492,7 @@ class Engine:
             pred = Prediction(index=k, label=self._label(k), confidence=c, stage=s, output=p)
             out[i] = pred
             if self.cache is not None and key is not None:
-                self.cache.put(key, r, replace(pred, cached=True))
+                self.cache.put(key, r, _cached(pred))
 
     def _single(self, row: np.ndarray) -> Prediction:
         # One row through the cascade, the path taken once per reading. It avoids numpy
@@ -518,6 +518,11 @@ class Engine:
         i = int(p.argmax())
         label = self.labels[i] if i < len(self.labels) else str(i)
         return Prediction(index=i, label=label, confidence=float(p[i]), stage=stage, output=p)
+
+
+def _cached(p: Prediction) -> Prediction:
+    # The copy a cache hit returns; ``dataclasses.replace`` costs ~1 µs more per miss.
+    return Prediction(p.index, p.label, p.confidence, p.stage, True, p.output)
 
 
 def _top(z: np.ndarray, is_prob: bool, rule: ExitRule | None) -> tuple[int, float, float]:

@@ -181,3 +181,17 @@ def test_int8_cascade_answers_do_not_depend_on_the_handoff(
     np.testing.assert_array_equal(p, p_ref)
     assert [o.index for o in ones] == p_ref.argmax(axis=1).tolist()
     assert {o.stage for o in ones} == {1}
+
+
+def test_small_inputs_are_keyed_by_their_bytes_large_by_a_digest() -> None:
+    from device_agent.cache import VERBATIM_BYTES, input_key
+
+    small = np.linspace(0, 1, 784, dtype=np.float32).reshape(28, 28, 1)
+    assert small.nbytes <= VERBATIM_BYTES
+    assert input_key(small).endswith(small.tobytes())  # the key is the data: no collision
+    large = np.linspace(0, 1, 4096, dtype=np.float32)
+    k = input_key(large)
+    assert len(k) == len(f"{large.dtype.str}{large.shape}") + 16
+    nudged = large.copy()
+    nudged[-1] = np.nextafter(nudged[-1], np.float32(2))
+    assert input_key(nudged) != k and input_key(large.copy()) == k
