@@ -35,6 +35,7 @@ TARGETS = ("tflite", "onnx")
 PRECISIONS = ("float32", "int8")
 RUNTIME = {"tflite": "litert", "onnx": "onnxruntime"}
 MICRO_BATCH = 16
+AUTO_BATCH = 32  # edge-agent run --backlog-batch default
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -267,7 +268,7 @@ def measure_serve(plan: Plan, model: Path, test: Path) -> ServeLoop:
         with engine_for(model, runtime="litert", options=RuntimeOptions(threads=plan.threads)) as engine:
             result.serve_per_s.append(_agent_serve_loop(engine, test, plan.serve_samples))
             result.auto_batched_per_s.append(
-                _agent_serve_loop(engine, test, plan.serve_samples, backlog=MICRO_BATCH)
+                _agent_serve_loop(engine, test, plan.serve_samples, backlog=AUTO_BATCH)
             )
             result.batched_infer_per_s.append(_batched_infer(engine, x, plan.serve_samples))
             costs.append(_stage_costs(engine, x, test, passes=3))
@@ -307,7 +308,7 @@ def table(rows: Sequence[Row], serve: ServeLoop) -> str:
         f"| bare `interpreter.invoke()` loop, batch 1, inputs pre-quantized | {b_med:,.0f} | 1.00x |",
         f"| bare loop quantizing each float row | {bq_med:,.0f} | {bq_med / b_med:.2f}x |",
         f"| agent `serve()` batch 1 (file source, no sinks) | {s_med:,.0f} | {serve.ratio:.2f}x |",
-        f"| agent `serve()` auto-batched: backlogged file source, up to {MICRO_BATCH} queued "
+        f"| agent `serve()` auto-batched: backlogged file source, up to {AUTO_BATCH} queued "
         f"readings per run | {ab_med:,.0f} | {serve.auto_ratio:.2f}x |",
         f"| for comparison: `Engine.infer` on batches of {MICRO_BATCH} (no loop) | {mb_med:,.0f} "
         f"| {mb_med / b_med:.2f}x |",
@@ -335,7 +336,7 @@ def targets(rows: Sequence[Row], serve: ServeLoop) -> list[tuple[str, float, str
         ]
     out.append(("serve loop / bare invoke throughput, batch 1", serve.ratio, ">= 0.9", serve.ratio >= 0.9))
     out.append((
-        f"serve loop / bare invoke throughput, auto-batched backlog (<= {MICRO_BATCH} per run)",
+        f"serve loop / bare invoke throughput, auto-batched backlog (<= {AUTO_BATCH} per run)",
         serve.auto_ratio, ">= 0.9", serve.auto_ratio >= 0.9,
     ))
     return out

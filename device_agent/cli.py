@@ -47,7 +47,7 @@ def run(
     batch: int = typer.Option(1, "--batch", help="Micro-batch up to N inputs"),
     batch_ms: float = typer.Option(5.0, "--batch-ms", help="...or until T ms passed, whichever first"),
     backlog_batch: int = typer.Option(
-        16, "--backlog-batch", help="Run up to N already-queued inputs together (file replay without --rate); 0 = off"
+        32, "--backlog-batch", help="Run up to N already-queued inputs together (file replay without --rate); 0 = off"
     ),
     sink: str = typer.Option("stdout", "--sink", help="Results to stdout or mqtt://HOST:PORT"),
     results_qos: int = typer.Option(0, "--results-qos", help="QoS (0 or 1) of MQTT results"),

@@ -195,3 +195,26 @@ def test_small_inputs_are_keyed_by_their_bytes_large_by_a_digest() -> None:
     nudged = large.copy()
     nudged[-1] = np.nextafter(nudged[-1], np.float32(2))
     assert input_key(nudged) != k and input_key(large.copy()) == k
+
+
+def test_cli_batches_a_file_backlog_by_default_and_not_with_zero(int8_tflite: Path, digits: DigitsSplit) -> None:
+    import json
+    import subprocess
+    import sys
+
+    def run(*extra: str) -> list[dict[str, object]]:
+        cmd = [sys.executable, "-m", "device_agent", "run", str(int8_tflite), "--source", f"file:{digits.test}"]
+        out = subprocess.run([*cmd, *extra], capture_output=True, text=True, check=True, timeout=120)
+        return [json.loads(s) for s in out.stdout.strip().splitlines()]
+
+    auto, one = run(), run("--backlog-batch", "0")
+    n = len(digits.y_test)
+    assert len(auto) == len(one) == n + 1
+    assert [r["index"] for r in auto[:n]] == [r["index"] for r in one[:n]]
+    assert auto[-1]["summary"]["accuracy"] == one[-1]["summary"]["accuracy"]  # type: ignore[index]
+    # batched results share their batch's latency (32 readings each); one by one they vary
+    def chunks(rows: list[dict[str, object]]) -> list[set[object]]:
+        return [{r["latency_ms"] for r in rows[i : min(i + 32, n)]} for i in range(0, n, 32)]
+
+    assert all(len(c) == 1 for c in chunks(auto))
+    assert all(len(c) > 1 for c in chunks(one)[:-1])
