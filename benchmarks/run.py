@@ -313,7 +313,7 @@ def table(rows: Sequence[Row], serve: ServeLoop) -> str:
         f"| for comparison: `Engine.infer` on batches of {MICRO_BATCH} (no loop) | {mb_med:,.0f} "
         f"| {mb_med / b_med:.2f}x |",
         "",
-        "| where batch-1 serve() spends one sample | µs | share |",
+        "| where serve() spends one sample (batch 1) | µs | share |",
         "|---|---|---|",
     ]
     total = sum(serve.stage_us.values())
@@ -334,12 +334,18 @@ def targets(rows: Sequence[Row], serve: ServeLoop) -> list[tuple[str, float, str
             (f"{t}: accuracy drop (points)", drop, "<= 0.5", drop <= 0.5),
             (f"{t}: int8 p50 speedup at batch 1", speed, ">= 1.5x", speed >= 1.5),
         ]
-    out.append(("serve loop / bare invoke throughput, batch 1", serve.ratio, ">= 0.9", serve.ratio >= 0.9))
-    out.append((
-        f"serve loop / bare invoke throughput, auto-batched backlog (<= {AUTO_BATCH} per run)",
-        serve.auto_ratio, ">= 0.9", serve.auto_ratio >= 0.9,
-    ))
+    out.append(("serve loop / bare invoke throughput", serve.ratio, ">= 0.9", serve.ratio >= 0.9))
     return out
+
+
+def auto_batched_text(serve: ServeLoop) -> str:
+    """The auto-batched serve loop against the same target, beside (not instead of) the
+    batch-1 verdict: it serves a backlog, not readings as they arrive."""
+    met = "met" if serve.auto_ratio >= 0.9 else "not met"
+    return (
+        f"also  serve loop / bare invoke throughput, auto-batched backlog (<= {AUTO_BATCH} queued "
+        f"readings per run): {serve.auto_ratio:.3f} (target >= 0.9 {met}; the verdict above is batch 1)"
+    )
 
 
 def targets_text(checks: Sequence[tuple[str, float, str, bool]]) -> str:
@@ -389,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"LeNet-5 on sklearn digits (28x28, {n_test} test samples); "
         f"medians of {plan.repeats} repeats; {plan.threads} runtime thread(s)"
         f"{' [QUICK MODE: not a measurement]' if args.quick else ''}\n\n"
-        f"{table(rows, serve)}\n\nTargets (issue 2):\n{targets_text(checks)}"
+        f"{table(rows, serve)}\n\nTargets (issue 2):\n{targets_text(checks)}\n{auto_batched_text(serve)}"
     )
     print(text)
     write_results(args.out, text, rows, serve, checks, plan)
