@@ -3,7 +3,8 @@
 Pure: no clock, no IO. Keys are the input's dtype and shape followed by a 128-bit
 digest of its bytes (``sha256`` truncated: the stdlib hash that uses the CPU's SHA
 instructions, x86 SHA-NI and ARMv8 crypto; measured 2.2 µs for a 28×28 float input
-here against 6.6 µs for ``blake2b``), so two inputs share a key exactly when they are the same
+here against 6.6 µs for ``blake2b``) or, up to ``VERBATIM_BYTES``, the bytes themselves
+(cheaper than any digest at that size), so two inputs share a key exactly when they are the same
 array (``exact`` mode), or when every element falls in the same cell of a grid of
 step ``tolerance`` (``near`` mode: the key is built from ``round(x / tolerance)``).
 Near mode is a grid, not a distance ball: two readings closer than the tolerance can
@@ -85,7 +86,15 @@ def input_key(x: np.ndarray, *, tolerance: float = 0.0) -> bytes:
     if head is None:
         head = _HEADS.setdefault((a.dtype.str, a.shape), f"{a.dtype.str}{a.shape}".encode())
     # The shape/dtype prefix is kept verbatim, so only the data goes through the hash.
+    # Small inputs are keyed by their bytes themselves: copying 3 KB costs ~0.1 µs where
+    # sha256 costs ~2.3 µs, and a key that *is* the data can never collide.
+    if a.nbytes <= VERBATIM_BYTES:
+        return head + a.tobytes()
     return head + hashlib.sha256(a.data).digest()[:16]
+
+
+# Up to this size a key holds the input's bytes (a 28×28 float image is 3,136 bytes).
+VERBATIM_BYTES = 4096
 
 
 _HEADS: dict[tuple[str, tuple[int, ...]], bytes] = {}

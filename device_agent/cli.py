@@ -46,6 +46,9 @@ def run(
     ),
     batch: int = typer.Option(1, "--batch", help="Micro-batch up to N inputs"),
     batch_ms: float = typer.Option(5.0, "--batch-ms", help="...or until T ms passed, whichever first"),
+    backlog_batch: int = typer.Option(
+        32, "--backlog-batch", help="Run up to N already-queued inputs together (file replay without --rate); 0 = off"
+    ),
     sink: str = typer.Option("stdout", "--sink", help="Results to stdout or mqtt://HOST:PORT"),
     results_qos: int = typer.Option(0, "--results-qos", help="QoS (0 or 1) of MQTT results"),
     broker: str = typer.Option(None, "--broker", help="Publish telemetry to mqtt[s]://HOST:PORT"),
@@ -69,7 +72,7 @@ def run(
 
     try:
         opts = _engine_options(cache, cache_mb, exit_threshold)
-        batching = BatchOptions(max_batch=batch, max_wait_ms=batch_ms)
+        batching = BatchOptions(max_batch=batch, max_wait_ms=batch_ms, backlog=backlog_batch)
         src = open_source(source, **({"rate": str(rate)} if rate else {}))
         sinks = _sinks(sink, quiet, fleet, device_id, results_qos)
         opened = _open_engine(bundle, store, runtime, RuntimeOptions(threads=threads), opts)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from device_agent.batching import BatchOptions, micro_batches
+from device_agent.batching import BatchOptions, is_backlogged, micro_batches, queued_batches
 from device_agent.engine import Engine, Prediction
 from device_agent.errors import EdgeError
 from device_agent.sinks.base import Result, Sink
@@ -69,14 +69,21 @@ def serve(
     limit: int | None = None,
     batch: BatchOptions | None = None,
 ) -> RunStats:
-    """Serve every reading of ``source`` until it ends (or ``limit`` results)."""
+    """Serve every reading of ``source`` until it ends (or ``limit`` results).
+
+    ``batch.max_batch > 1`` micro-batches every source; otherwise ``batch.backlog > 1``
+    batches a backlogged source (see ``device_agent.batching``) when the model takes a
+    batch dimension. Batched results carry their batch's latency.
+    """
     ref = engine if isinstance(engine, EngineRef) else EngineRef(engine)
     stats = RunStats()
     everyone = [StatsObserver(stats), *observers]
     start = time.perf_counter()
     try:
         if batch is not None and batch.max_batch > 1 and _can_batch(ref.engine):
-            _loop_batched(source, ref, sinks, everyone, limit, batch)
+            _loop_batched(micro_batches(source, batch), ref, sinks, everyone, limit)
+        elif batch is not None and batch.backlog > 1 and is_backlogged(source) and ref.engine.batchable:
+            _loop_batched(queued_batches(source, batch.backlog), ref, sinks, everyone, limit)
         else:
             _loop(source, ref, sinks, everyone, limit)
     finally:
@@ -109,15 +116,14 @@ def _loop(
 
 
 def _loop_batched(
-    source: Source,
+    batches: Iterable[list[Reading]],
     ref: EngineRef,
     sinks: Sequence[Sink],
     observers: Sequence[Observer],
     limit: int | None,
-    opts: BatchOptions,
 ) -> None:
     seq = 0
-    for readings in micro_batches(source, opts):
+    for readings in batches:
         for result in _serve_batch(ref.engine, readings, seq, observers):
             seq += 1
             for o in observers:

@@ -44,9 +44,16 @@ class FileSource:
         self.loop = loop
         self._closed = False
 
+    @property
+    def backlogged(self) -> bool:
+        """Without a rate every row is already waiting: the serve loop may batch them."""
+        return not self.rate
+
     def __iter__(self) -> Iterator[Reading]:
         period = 1.0 / self.rate if self.rate else 0.0
         next_t = time.monotonic()
+        name = self.path.name  # looked up once: per row it costs as much as the Reading
+        labels = None if self.y is None else [int(v) for v in self.y.tolist()]
         while not self._closed:
             for i, row in enumerate(self.x):
                 if self._closed:
@@ -56,8 +63,8 @@ class FileSource:
                     delay = next_t - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
-                meta = {} if self.y is None else {"label": int(self.y[i])}
-                yield Reading(id=f"{self.path.name}:{i}", value=row, meta=meta)
+                meta = {} if labels is None else {"label": labels[i]}
+                yield Reading(id=f"{name}:{i}", value=row, meta=meta)
             if not self.loop:
                 return
 
