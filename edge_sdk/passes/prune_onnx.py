@@ -19,7 +19,7 @@ from edge_sdk.compress.reconstruct import ConvGeometry, column_energy, im2col, r
 from edge_sdk.data import Dataset, fit_to_shape
 from edge_sdk.passes.base import PassContext, PassOutcome
 from edge_sdk.passes.prune import check_ratio
-from edge_sdk.pruning.onnx_graph import Chain, GraphIndex, find_chains, with_node_names
+from edge_sdk.pruning.onnx_graph import GraphIndex, Group, Use, find_groups, trace_group, with_node_names
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,8 +46,8 @@ class OnnxPrunePass:
         import onnx
 
         original = with_node_names(model)
-        chains, skipped = find_chains(original)
-        if not chains:
+        groups, skipped = find_groups(original)
+        if not groups:
             raise EdgeError(
                 "prune_onnx: no prunable Conv/Gemm/MatMul chain in the model"
                 + (f" ({'; '.join(skipped)})" if skipped else "")
@@ -55,44 +55,89 @@ class OnnxPrunePass:
         x = _calibration(original, ctx.calibration, self.config.samples)
         current = onnx.ModelProto()
         current.CopyFrom(original)
+        kept_out: dict[str, list[int]] = {}  # producer → its original output channels still there
         removed = 0
-        for i, chain in enumerate(chains):
-            ctx.progress("prune_onnx: chains", i, len(chains))
-            removed += self._prune_chain(original, current, chain, x)
-        ctx.progress("prune_onnx: chains", len(chains), len(chains))
+        for i, group in enumerate(groups):
+            ctx.progress("prune_onnx: groups", i, len(groups))
+            removed += self._prune_group(original, current, group.producers[0], x, kept_out)
+        ctx.progress("prune_onnx: groups", len(groups), len(groups))
         onnx.checker.check_model(current)
         before, after = _params(original), _params(current)
         changes: dict[str, float | int | str] = {
-            "chains": len(chains), "channels": sum(c.channels for c in chains),
+            "chains": len(groups), "channels": sum(g.channels for g in groups),
             "channels_removed": removed, "params_before": before, "params_after": after,
+            "residual_groups": sum(1 for g in groups if _has_join(original, g, "Add")),
+            "concat_groups": sum(1 for g in groups if _has_join(original, g, "Concat")),
         }
         notes = tuple(f"not pruned: {s}" for s in skipped)
         return PassOutcome(model=current, changes=changes, notes=notes)
 
-    def _prune_chain(self, original: Any, current: Any, chain: Chain, x: np.ndarray) -> int:
-        k = min(int(np.floor(self.config.ratio * chain.channels + 1e-9)), chain.channels - 1)
+    def _prune_group(
+        self, original: Any, current: Any, seed: str, x: np.ndarray, kept_out: dict[str, list[int]]
+    ) -> int:
+        ix_o, ix_c = GraphIndex(original), GraphIndex(current)
+        group, why = trace_group(ix_c, ix_c.nodes[seed])
+        if group is None:  # cutting earlier groups cannot break a group; guard anyway
+            raise EdgeError(f"prune_onnx: group of {seed} no longer traceable after earlier cuts: {why}")
+        n = group.channels
+        k = min(int(np.floor(self.config.ratio * n + 1e-9)), n - 1)
         if k == 0:
             return 0
-        ix_o, ix_c = GraphIndex(original), GraphIndex(current)
-        cons_o, cons_c = ix_o.nodes[chain.consumer], ix_c.nodes[chain.consumer]
+        fits = [self._use_fit(original, current, ix_o, ix_c, u, x, kept_out) for u in group.uses]
+        importance = sum(f.importance(n) for f in fits)
+        drop = sorted(np.argsort(importance, kind="stable")[:k].tolist())
+        keep = [c for c in range(n) if c not in set(drop)]
+        for f in fits:
+            f.apply(ix_c, drop, self.config.reconstruct)
+        _cut_group(ix_c, group, drop)
+        for p in group.producers:
+            prev = kept_out.get(p, list(range(n)))
+            kept_out[p] = [prev[c] for c in keep]
+        return k
+
+    def _use_fit(
+        self, original: Any, current: Any, ix_o: GraphIndex, ix_c: GraphIndex, use: Use,
+        x: np.ndarray, kept_out: dict[str, list[int]],
+    ) -> _UseFit:
+        cons_o, cons_c = ix_o.nodes[use.node], ix_c.nodes[use.node]
         x_orig = _activation(original, cons_o.input[0], x)
         x_new = _activation(current, cons_c.input[0], x)
         layer = _Linear.of(ix_o, cons_o)
-        rows = sample_rows(len(layer.columns(x_orig)), self.config.max_rows)
-        target = layer.columns(x_orig)[rows] @ layer.matrix + layer.bias
+        cols_o = layer.columns(x_orig)
+        rows = sample_rows(len(cols_o), self.config.max_rows)
+        target = cols_o[rows] @ layer.matrix + layer.bias
+        if use.node in kept_out:  # its own output channels were cut by an earlier group
+            target = target[:, kept_out[use.node]]
         cur = _Linear.of(ix_c, cons_c)
         cols = cur.columns(x_new)[rows]
-        energy = column_energy(cols, cur.matrix)
-        per_channel = energy.reshape(chain.channels, -1).sum(axis=1)
-        keep = sorted(np.argsort(per_channel, kind="stable")[k:].tolist())
-        kept_cols = cur.kept_columns(chain, keep)
-        if self.config.reconstruct:
-            w, b = refit(cols[:, kept_cols], target)
+        return _UseFit(use, cur, cols, target)
+
+
+@dataclass(frozen=True)
+class _UseFit:
+    """One consumer of a group: its current columns and the original output to refit to."""
+
+    use: Use
+    layer: _Linear
+    cols: np.ndarray
+    target: np.ndarray
+
+    def importance(self, n: int) -> np.ndarray:
+        """Each group channel's share of this consumer's output energy (sums to ≤ 1)."""
+        energy = column_energy(self.cols, self.layer.matrix)
+        per = np.array([energy[self.layer.columns_of(self.use, [c])].sum() for c in range(n)])
+        return per / max(float(energy.sum()), 1e-12)
+
+    def apply(self, ix: GraphIndex, drop: list[int], reconstruct: bool) -> None:
+        gone = set(self.layer.columns_of(self.use, drop))
+        kept = [i for i in range(self.cols.shape[1]) if i not in gone]
+        cur = self.layer
+        if reconstruct:
+            w, b = refit(self.cols[:, kept], self.target)
         else:
-            w, b = cur.matrix[kept_cols], np.zeros_like(cur.bias) if cur.node.op_type == "MatMul" else cur.bias
-        _cut_producer_side(ix_c, chain, keep)
-        cur.store(ix_c, w, b, len(keep) * chain.spatial)
-        return k
+            w = cur.matrix[kept]
+            b = np.zeros_like(cur.bias) if cur.node.op_type == "MatMul" else cur.bias
+        cur.store(ix, w, b)
 
 
 @dataclass(frozen=True)
@@ -128,19 +173,20 @@ class _Linear:
             return x.reshape(len(x), -1)
         return im2col(x, self.geometry)
 
-    def kept_columns(self, chain: Chain, keep: list[int]) -> list[int]:
+    def columns_of(self, use: Use, channels: list[int]) -> list[int]:
+        """The matrix rows (input columns) that read the given group channels."""
         if self.geometry is None:
-            return chain.positions(keep)
+            return use.positions(channels)
         per = self.geometry.kernel[0] * self.geometry.kernel[1]
-        return [c * per + j for c in keep for j in range(per)]
+        return [c * per + j for c in use.positions(channels) for j in range(per)]
 
-    def store(self, ix: GraphIndex, w: np.ndarray, b: np.ndarray, n_in: int) -> None:
+    def store(self, ix: GraphIndex, w: np.ndarray, b: np.ndarray) -> None:
         from onnx import numpy_helper
 
         node = self.node
         old = ix.arrays[node.input[1]]
         if node.op_type == "Conv":
-            new = w.T.reshape(old.shape[0], n_in, old.shape[2], old.shape[3])
+            new = w.T.reshape(old.shape[0], -1, old.shape[2], old.shape[3])
         elif node.op_type == "Gemm" and ix.attr(node, "transB", 0):
             new = w.T
         else:
@@ -193,33 +239,46 @@ def _add_bias_after(ix: GraphIndex, node: Any, b: np.ndarray) -> None:
     graph.node.insert(pos + 1, add)
 
 
-def _cut_producer_side(ix: GraphIndex, chain: Chain, keep: list[int]) -> None:
+def _cut_group(ix: GraphIndex, group: Group, drop: list[int]) -> None:
+    """Remove the dropped channels from every producer and per-channel op of the group."""
     from onnx import numpy_helper
 
-    def cut(name: str, axis: int) -> None:
-        arr = np.take(ix.arrays[name], keep, axis=axis)
+    def cut(name: str, axis: int, offset: int = 0) -> None:
+        arr = ix.arrays[name]
+        gone = {offset + c for c in drop}
+        arr = np.take(arr, [i for i in range(arr.shape[axis]) if i not in gone], axis=axis)
         ix.inits[name].CopyFrom(numpy_helper.from_array(arr, name))
+        ix.arrays[name] = arr
 
-    p = ix.nodes[chain.producer]
-    trans = p.op_type == "Gemm" and ix.attr(p, "transB", 0)
-    cut(p.input[1], 0 if p.op_type == "Conv" or trans else 1)
-    if len(p.input) > 2 and p.input[2] in ix.arrays and ix.arrays[p.input[2]].size == chain.channels:
-        cut(p.input[2], 0)
-    refit_bias = f"{p.name}_refit_bias"  # an Add inserted after a refit MatMul
-    if p.op_type == "MatMul" and refit_bias in ix.arrays:
-        cut(refit_bias, 0)
-    for name in chain.middle:
+    n = group.channels
+    for name in group.producers:
+        p = ix.nodes[name]
+        trans = p.op_type == "Gemm" and ix.attr(p, "transB", 0)
+        cut(p.input[1], 0 if p.op_type == "Conv" or trans else 1)
+        if len(p.input) > 2 and p.input[2] in ix.arrays and ix.arrays[p.input[2]].size == n:
+            cut(p.input[2], 0)
+    for name, off in group.middle:
         m = ix.nodes[name]
         if m.op_type == "Conv":  # depthwise: one filter per kept channel
-            cut(m.input[1], 0)
+            cut(m.input[1], 0, off)
             if len(m.input) > 2 and m.input[2] in ix.arrays:
-                cut(m.input[2], 0)
-            _set_group(m, len(keep))
+                cut(m.input[2], 0, off)
+            _set_group(m, int(ix.arrays[m.input[1]].shape[0]))
             continue
         params = m.input[1:5] if m.op_type == "BatchNormalization" else m.input[1:2]
         for t in params:
-            if t in ix.arrays and ix.arrays[t].size == chain.channels:
-                cut(t, 0)
+            if t in ix.arrays and ix.arrays[t].size > 1 and t in ix.inits:
+                cut(t, 0 if ix.arrays[t].ndim <= 1 else _channel_axis(ix.arrays[t]), off)
+
+
+def _channel_axis(arr: np.ndarray) -> int:
+    """A bias broadcast against NCHW (C,1,1) or (1,C,1,1) / (1,C): its one non-1 axis."""
+    return int(next(i for i, d in enumerate(arr.shape) if d > 1))
+
+
+def _has_join(model: Any, group: Group, op: str) -> bool:
+    types = {n.name: n.op_type for n in model.graph.node}
+    return any(types[j] == op for j in group.joins)
 
 
 def _set_group(node: Any, group: int) -> None:

@@ -1,10 +1,14 @@
-"""Prunable chains in an ONNX graph: producer → per-channel ops → one consumer.
+"""Prunable channel groups in an ONNX graph: producers → per-channel ops → consumers.
 
-A chain is a Conv (ungrouped) / Gemm / MatMul whose output reaches exactly one
-Conv / Gemm / MatMul through single-consumer ops that keep channels apart
-(BatchNormalization, Relu, pooling, a per-channel bias Add, a depthwise Conv, Flatten). Removing output
-channel c of the producer removes c from those ops and the matching input slice of the
-consumer (after a Flatten, the S positions c·S … c·S+S−1 of the NCHW flattening).
+A group starts at a Conv (ungrouped) / Gemm / MatMul and follows its output through ops
+that keep channels apart (BatchNormalization, Relu, pooling, a per-channel bias Add, a
+depthwise Conv, Flatten) to the Conv / Gemm / MatMul layers that read it. A residual Add of
+two activations pulls every producer of either side into the same group (they must lose
+the same channels); a channel-axis Concat places the group's channels at an offset in its
+output. Removing channel c removes it from every producer and per-channel op, and the
+matching input slice of every consumer (after a Flatten, the S positions c·S … c·S+S−1 of
+the NCHW flattening). A chain is the simple case: one producer, one consumer.
+Grouped (not depthwise) Convs are left unpruned: their per-group channel counts are tied.
 """
 
 from __future__ import annotations
@@ -122,52 +126,193 @@ def with_node_names(model: Any) -> Any:
 
 
 def find_chains(model: Any) -> tuple[list[Chain], list[str]]:
-    """Every prunable chain in graph order, and why other producers were skipped.
+    """The groups that are plain chains (one producer, one consumer), and every skip reason.
 
     Nodes must have unique names (see :func:`with_node_names`).
     """
+    groups, skipped = find_groups(model)
+    chains = [
+        Chain(g.producers[0], tuple(m for m, _ in g.middle), g.uses[0].node, g.channels, g.uses[0].spatial)
+        for g in groups if g.is_chain
+    ]
+    return chains, skipped
+
+
+@dataclass(frozen=True)
+class Use:
+    """A consumer reading a group's channels: channel c sits at input positions
+    ``offset + c*spatial … offset + c*spatial + spatial − 1`` along its axis 1."""
+
+    node: str
+    offset: int
+    spatial: int
+
+    def positions(self, channels: Iterable[int]) -> list[int]:
+        return [self.offset + c * self.spatial + p for c in channels for p in range(self.spatial)]
+
+
+@dataclass(frozen=True)
+class Group:
+    """Producers whose output channels must be removed together, the per-channel ops
+    between them (each with the offset of the group's channels in its tensor), and the
+    consumers that read them. A residual Add of two activations joins its producers; a
+    channel-axis Concat shifts the group's channels by the widths of the inputs before it."""
+
+    producers: tuple[str, ...]
+    middle: tuple[tuple[str, int], ...]
+    uses: tuple[Use, ...]
+    channels: int
+    joins: tuple[str, ...] = ()  # the Add / Concat nodes the group passes through
+
+    @property
+    def is_chain(self) -> bool:
+        return len(self.producers) == 1 and len(self.uses) == 1 and not self.joins
+
+
+def find_groups(model: Any) -> tuple[list[Group], list[str]]:
+    """Every prunable channel group in graph order, and why other producers were skipped."""
     names = [n.name for n in model.graph.node]
     if "" in names or len(set(names)) != len(names):
         raise EdgeError("ONNX graph: node names are missing or repeated; name them with with_node_names()")
     ix = GraphIndex(model)
-    chains, skipped = [], []
+    groups: list[Group] = []
+    skipped: list[str] = []
+    seen: set[str] = set()
     for node in model.graph.node:
-        if weight_name(ix, node) is None:
+        if node.op_type == "Conv" and ix.attr(node, "group", 1) != 1:
+            skipped.append(f"{node.name} (Conv): grouped Conv (group={ix.attr(node, 'group', 1)}) is left unpruned")
             continue
-        chain, why = _follow(ix, node)
-        if chain is None:
+        if node.name in seen or weight_name(ix, node) is None:
+            continue
+        group, why = trace_group(ix, node)
+        if group is None:
             skipped.append(f"{node.name} ({node.op_type}): {why}")
         else:
-            chains.append(chain)
-    return chains, skipped
+            seen.update(group.producers)
+            groups.append(group)
+    return groups, skipped
 
 
-def _follow(ix: GraphIndex, producer: Any) -> tuple[Chain | None, str]:
-    n = out_channels(ix, producer)
-    t, spatial = producer.output[0], 1
-    middle: list[str] = []
-    while True:
-        if t in ix.outputs:
-            return None, "its output is a model output"
-        if not ix.single_use(t):
-            return None, f"tensor {t} has {len(ix.consumers.get(t, []))} consumers"
-        c = ix.consumers[t][0]
+def trace_group(ix: GraphIndex, seed: Any) -> tuple[Group | None, str]:
+    """The channel group of ``seed``'s output, or None and the reason it cannot be pruned."""
+    t = _Tracer(ix, seed)
+    why = t.run()
+    if why:
+        return None, why
+    return Group(tuple(t.producers), tuple(t.middle), tuple(t.uses), t.n, tuple(t.joins)), ""
+
+
+class _Tracer:
+    """Closure over the tensors that carry the seed's channels, forwards and backwards."""
+
+    def __init__(self, ix: GraphIndex, seed: Any):
+        self.ix, self.seed, self.n = ix, seed, out_channels(ix, seed)
+        self.made_by = {o: n for n in ix.model.graph.node for o in n.output}
+        self.producers: list[str] = [seed.name]
+        self.middle: list[tuple[str, int]] = []
+        self.uses: list[Use] = []
+        self.joins: list[str] = []
+        self.visited: set[str] = {seed.name}
+        self.layout: dict[str, tuple[int, int]] = {}
+        self.queue: list[tuple[str, int, int]] = [(seed.output[0], 0, 1)]
+
+    def run(self) -> str:
+        while self.queue:
+            t, off, sp = self.queue.pop(0)
+            if t in self.layout:
+                if self.layout[t] != (off, sp):
+                    return f"tensor {t} carries the channels at two different positions"
+                continue
+            self.layout[t] = (off, sp)
+            if t in self.ix.outputs:
+                return "its output is a model output" if t == self.seed.output[0] else f"its channel group reaches model output {t}"
+            why = self._backward(t) if (off, sp) == (0, 1) else ""
+            for c in self.ix.consumers.get(t, []):
+                why = why or self._forward(c, t, off, sp)
+            if why:
+                return why
+        return ""
+
+    def _backward(self, t: str) -> str:
+        node = self.made_by.get(t)
+        if node is None:
+            return f"its channel group reaches graph input {t}"
+        if node.name in self.visited:
+            return ""
+        if node.op_type in PRODUCERS and weight_name(self.ix, node) is not None:
+            if out_channels(self.ix, node) != self.n:
+                return f"{node.name} joins its channel group with a different channel count"
+            self.visited.add(node.name)
+            self.producers.append(node.name)
+            self.queue.append((node.output[0], 0, 1))
+            return ""
+        if _is_join_add(self.ix, node) or (node.op_type in CHANNEL_OPS and node.op_type != "Flatten"):
+            self.queue.append((node.input[0], 0, 1))
+            return self._forward(node, node.input[0], 0, 1)
+        return f"its channel group is also produced by {node.name} ({node.op_type}), which the analysis cannot cut"
+
+    def _forward(self, c: Any, t: str, off: int, sp: int) -> str:
+        if c.name in self.visited:
+            return ""
+        self.visited.add(c.name)
+        if _is_join_add(self.ix, c):
+            if (off, sp) != (0, 1):
+                return f"residual Add {c.name} after a Concat or Flatten"
+            self.joins.append(c.name)
+            self.middle.append((c.name, 0))
+            self.queue.extend((i, 0, 1) for i in [*c.input, c.output[0]])
+            return ""
+        if c.op_type == "Concat":
+            return self._concat(c, t, off, sp)
         if c.input[0] != t:
-            return None, f"{c.name} ({c.op_type}) reads it as a non-data input"
-        if c.op_type in PRODUCERS and weight_name(ix, c) is not None:
-            if c.op_type == "Conv" and spatial != 1:
-                return None, "a Conv after a Flatten"
-            return Chain(producer.name, tuple(middle), c.name, n, spatial), ""
-        why = _channel_op_problem(ix, c, n)
+            return f"{c.name} ({c.op_type}) reads it as a non-data input"
+        if c.op_type in PRODUCERS and weight_name(self.ix, c) is not None:
+            if c.op_type == "Conv" and sp != 1:
+                return "a Conv after a Flatten"
+            self.uses.append(Use(c.name, off, sp))
+            return ""
+        width = self._width(t)
+        why = _channel_op_problem(self.ix, c, width)
         if why:
-            return None, why
+            return why
         if c.op_type == "Flatten":
-            shape = ix.shapes.get(t, ())
-            if len(shape) < 2 or any(d < 0 for d in shape[2:]):
-                return None, f"unknown shape before Flatten {c.name}"
-            spatial = int(np.prod(shape[2:]))
-        middle.append(c.name)
-        t = c.output[0]
+            shape = self.ix.shapes.get(t, ())
+            if len(shape) < 2 or any(d < 0 for d in shape[2:]) or sp != 1:
+                return f"unknown shape before Flatten {c.name}"
+            s = int(np.prod(shape[2:]))
+            self.queue.append((c.output[0], off * s, s))
+            return ""
+        if sp != 1 and c.op_type in {"BatchNormalization", "Conv", "Add"}:
+            return f"{c.name} ({c.op_type}) after a Flatten"
+        self.middle.append((c.name, off))
+        self.queue.append((c.output[0], off, sp))
+        return ""
+
+    def _concat(self, c: Any, t: str, off: int, sp: int) -> str:
+        rank = len(self.ix.shapes.get(t, ()))
+        axis = int(self.ix.attr(c, "axis", 1))
+        if rank == 0 or (axis + rank if axis < 0 else axis) != 1 or list(c.input).count(t) != 1:
+            return f"Concat {c.name} is not along the channel axis (or its shapes are unknown)"
+        before = list(c.input)[: list(c.input).index(t)]
+        widths = [self.ix.shapes.get(i, ())[1:2] for i in before]
+        if any(len(w) != 1 or w[0] < 0 for w in widths):
+            return f"Concat {c.name}: unknown width of an input"
+        self.joins.append(c.name)
+        self.queue.append((c.output[0], off + sum(w[0] for w in widths), sp))
+        return ""
+
+    def _width(self, t: str) -> int:
+        shape = self.ix.shapes.get(t, ())
+        return shape[1] if len(shape) > 1 and shape[1] > 0 else self.n
+
+
+def _is_join_add(ix: GraphIndex, node: Any) -> bool:
+    """An Add of two activation tensors (a residual), not an Add of a constant bias."""
+    return (
+        node.op_type == "Add" and len(node.input) == 2
+        and all(i not in ix.inits for i in node.input)
+        and ix.shapes.get(node.input[0], (-1,)) == ix.shapes.get(node.input[1], (-2,))
+    )
 
 
 def _channel_op_problem(ix: GraphIndex, node: Any, n: int) -> str:
