@@ -213,22 +213,24 @@ class _Tracer:
         self.uses: list[Use] = []
         self.joins: list[str] = []
         self.visited: set[str] = {seed.name}
-        self.layout: dict[str, tuple[int, int]] = {}
-        self.queue: list[tuple[str, int, int]] = [(seed.output[0], 0, 1)]
+        # tensor → (offset, spatial, whole): whole means it holds exactly the group's channels
+        self.layout: dict[str, tuple[int, int, bool]] = {}
+        self.queue: list[tuple[str, int, int, bool]] = [(seed.output[0], 0, 1, True)]
 
     def run(self) -> str:
         while self.queue:
-            t, off, sp = self.queue.pop(0)
+            t, off, sp, whole = self.queue.pop(0)
             if t in self.layout:
-                if self.layout[t] != (off, sp):
+                if self.layout[t] != (off, sp, whole):
                     return f"tensor {t} carries the channels at two different positions"
                 continue
-            self.layout[t] = (off, sp)
+            self.layout[t] = (off, sp, whole)
             if t in self.ix.outputs:
-                return "its output is a model output" if t == self.seed.output[0] else f"its channel group reaches model output {t}"
-            why = self._backward(t) if (off, sp) == (0, 1) else ""
+                own = t == self.seed.output[0]
+                return "its output is a model output" if own else f"its channel group reaches model output {t}"
+            why = self._backward(t) if whole else ""
             for c in self.ix.consumers.get(t, []):
-                why = why or self._forward(c, t, off, sp)
+                why = why or self._forward(c, t, off, sp, whole)
             if why:
                 return why
         return ""
@@ -244,26 +246,26 @@ class _Tracer:
                 return f"{node.name} joins its channel group with a different channel count"
             self.visited.add(node.name)
             self.producers.append(node.name)
-            self.queue.append((node.output[0], 0, 1))
+            self.queue.append((node.output[0], 0, 1, True))
             return ""
         if _is_join_add(self.ix, node) or (node.op_type in CHANNEL_OPS and node.op_type != "Flatten"):
-            self.queue.append((node.input[0], 0, 1))
-            return self._forward(node, node.input[0], 0, 1)
+            self.queue.append((node.input[0], 0, 1, True))
+            return self._forward(node, node.input[0], 0, 1, True)
         return f"its channel group is also produced by {node.name} ({node.op_type}), which the analysis cannot cut"
 
-    def _forward(self, c: Any, t: str, off: int, sp: int) -> str:
+    def _forward(self, c: Any, t: str, off: int, sp: int, whole: bool) -> str:
+        if c.op_type == "Concat":  # may take several of the group's tensors: each gets a slice
+            return self._concat(c, t, off, sp)
         if c.name in self.visited:
             return ""
         self.visited.add(c.name)
         if _is_join_add(self.ix, c):
-            if (off, sp) != (0, 1):
+            if not whole:
                 return f"residual Add {c.name} after a Concat or Flatten"
             self.joins.append(c.name)
             self.middle.append((c.name, 0))
-            self.queue.extend((i, 0, 1) for i in [*c.input, c.output[0]])
+            self.queue.extend((i, 0, 1, True) for i in [*c.input, c.output[0]])
             return ""
-        if c.op_type == "Concat":
-            return self._concat(c, t, off, sp)
         if c.input[0] != t:
             return f"{c.name} ({c.op_type}) reads it as a non-data input"
         if c.op_type in PRODUCERS and weight_name(self.ix, c) is not None:
@@ -280,12 +282,12 @@ class _Tracer:
             if len(shape) < 2 or any(d < 0 for d in shape[2:]) or sp != 1:
                 return f"unknown shape before Flatten {c.name}"
             s = int(np.prod(shape[2:]))
-            self.queue.append((c.output[0], off * s, s))
+            self.queue.append((c.output[0], off * s, s, False))
             return ""
         if sp != 1 and c.op_type in {"BatchNormalization", "Conv", "Add"}:
             return f"{c.name} ({c.op_type}) after a Flatten"
         self.middle.append((c.name, off))
-        self.queue.append((c.output[0], off, sp))
+        self.queue.append((c.output[0], off, sp, whole))
         return ""
 
     def _concat(self, c: Any, t: str, off: int, sp: int) -> str:
@@ -297,8 +299,10 @@ class _Tracer:
         widths = [self.ix.shapes.get(i, ())[1:2] for i in before]
         if any(len(w) != 1 or w[0] < 0 for w in widths):
             return f"Concat {c.name}: unknown width of an input"
+        if c.name in self.joins:
+            return f"Concat {c.name} takes the same channels twice"
         self.joins.append(c.name)
-        self.queue.append((c.output[0], off + sum(w[0] for w in widths), sp))
+        self.queue.append((c.output[0], off + sum(w[0] for w in widths), sp, False))
         return ""
 
     def _width(self, t: str) -> int:

@@ -6,7 +6,6 @@ as NCHW ONNX graphs, so node names and layouts are known exactly.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -249,3 +248,64 @@ def test_grouped_conv_is_named_and_left_alone(digits: Any) -> None:
     s = _shapes(out.model)
     assert s["w1"] == (8, 1, 3, 3) and s["wg"] == (8, 4, 3, 3) and s["w3"] == (9, 8, 1, 1)
     assert _run(out.model, _nchw(digits.x_test[:5])).shape == (5, 10)
+
+
+def test_stacked_residual_blocks_form_one_group(digits: Any) -> None:
+    """Two residual blocks on one stream: every producer writing the stream loses the same channels."""
+    import onnx
+    from onnx import helper
+
+    rng = np.random.default_rng(1)
+    c = 16
+    inits = {"w0": rng.normal(size=(c, 1, 3, 3)) * 0.5}
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["a0"], name="c0", **SAME),
+             helper.make_node("Relu", ["a0"], ["s0"], name="relu0")]
+    for b in (1, 2):
+        inits[f"wa{b}"] = rng.normal(size=(c, c, 3, 3)) * 0.1
+        inits[f"wb{b}"] = rng.normal(size=(c, c, 3, 3)) * 0.1
+        nodes += [
+            helper.make_node("Conv", [f"s{b - 1}", f"wa{b}"], [f"h{b}"], name=f"ca{b}", **SAME),
+            helper.make_node("Relu", [f"h{b}"], [f"rh{b}"], name=f"rh{b}"),
+            helper.make_node("Conv", [f"rh{b}", f"wb{b}"], [f"o{b}"], name=f"cb{b}", **SAME),
+            helper.make_node("Add", [f"s{b - 1}", f"o{b}"], [f"sum{b}"], name=f"add{b}"),
+            helper.make_node("Relu", [f"sum{b}"], [f"s{b}"], name=f"rs{b}"),
+        ]
+    inits["fc"] = rng.normal(size=(c, 10))
+    nodes += [helper.make_node("GlobalAveragePool", ["s2"], ["g"], name="gap"),
+              helper.make_node("Flatten", ["g"], ["f"], name="flat"),
+              helper.make_node("MatMul", ["f", "fc"], ["y"], name="fc")]
+    model = _model(nodes, inits, "stacked")
+    groups, _ = find_groups(with_node_names(model))
+    stream = next(g for g in groups if "c0" in g.producers)
+    assert sorted(stream.producers) == ["c0", "cb1", "cb2"] and sorted(stream.joins) == ["add1", "add2"]
+    assert sorted(u.node for u in stream.uses) == ["ca1", "ca2", "fc"]
+    ctx, x = _ctx(digits), _nchw(digits.x_test)
+    ref = _run(model, x)
+    errs = []
+    for reconstruct in (True, False):
+        out = OnnxPrunePass(OnnxPruneConfig(ratio=0.25, reconstruct=reconstruct)).apply(model, ctx)
+        onnx.checker.check_model(out.model)
+        s = _shapes(out.model)
+        assert s["w0"][0] == s["wb1"][0] == s["wb2"][0] == 12 and s["wa2"][1] == 12 and s["fc"] == (12, 10)
+        errs.append(float(np.mean(np.square(_run(out.model, x) - ref))))
+    print(f"stacked residual mean squared output error at 0.25: refit {errs[0]:.4f}, sliced {errs[1]:.4f}")
+    assert errs[0] < errs[1]
+
+
+def test_residual_from_the_model_input_is_named(digits: Any) -> None:
+    """A skip straight from the graph input cannot lose channels: the producer is left alone."""
+    from onnx import helper
+
+    rng = np.random.default_rng(2)
+    inits = {"w1": rng.normal(size=(1, 1, 3, 3)), "w2": rng.normal(size=(8, 1, 3, 3)), "fc": rng.normal(size=(8, 10))}
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["a"], name="c1", **SAME),
+        helper.make_node("Add", ["a", "x"], ["s"], name="skip"),
+        helper.make_node("Conv", ["s", "w2"], ["b"], name="c2", **SAME),
+        helper.make_node("GlobalAveragePool", ["b"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["f"], name="flat"),
+        helper.make_node("MatMul", ["f", "fc"], ["y"], name="fc"),
+    ]
+    out = OnnxPrunePass(OnnxPruneConfig(ratio=0.3)).apply(_model(nodes, inits, "inskip"), _ctx(digits))
+    assert "not pruned: c1 (Conv): its channel group reaches graph input x" in out.notes
+    assert _shapes(out.model)["w1"] == (1, 1, 3, 3) and _shapes(out.model)["w2"] == (6, 1, 3, 3)
