@@ -1,10 +1,12 @@
 """Post-training channel pruning of ONNX models, with least-squares reconstruction.
 
-For each prunable chain (:mod:`edge_sdk.pruning.onnx_graph`), in graph order: run the
-model as pruned so far on the calibration data, rank the producer's channels by their
-contribution to the consumer's output, remove the lowest ``ratio`` of them, and refit
-the consumer so that, on the remaining channels, it reproduces what the *original*
-model's consumer produced (:mod:`edge_sdk.compress.reconstruct`). No retraining.
+For each channel group (:mod:`edge_sdk.pruning.onnx_graph`: one producer and its consumer,
+or every producer and consumer tied by a residual Add, or one Concat input with its slice
+of the consumers), in graph order: run the model as pruned so far on the calibration data,
+rank the group's channels by their share of each consumer's output energy (summed over
+the consumers), remove the lowest ``ratio`` of them from every producer and per-channel
+op, and refit every consumer so that, on its remaining input channels, it reproduces what
+the *original* model's consumer produced (:mod:`edge_sdk.compress.reconstruct`). No retraining.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class OnnxPruneConfig:
 
 @dataclass
 class OnnxPrunePass:
-    """Remove channels of ONNX Conv/Gemm/MatMul chains and refit the next layer."""
+    """Remove channels of ONNX Conv/Gemm/MatMul groups and refit the layers that read them."""
 
     config: OnnxPruneConfig = field(default_factory=OnnxPruneConfig)
     name: str = "prune_onnx"

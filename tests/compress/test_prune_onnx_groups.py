@@ -309,3 +309,45 @@ def test_residual_from_the_model_input_is_named(digits: Any) -> None:
     out = OnnxPrunePass(OnnxPruneConfig(ratio=0.3)).apply(_model(nodes, inits, "inskip"), _ctx(digits))
     assert "not pruned: c1 (Conv): its channel group reaches graph input x" in out.notes
     assert _shapes(out.model)["w1"] == (1, 1, 3, 3) and _shapes(out.model)["w2"] == (6, 1, 3, 3)
+
+
+def test_per_channel_ops_after_a_concat_are_cut_at_the_offset(digits: Any) -> None:
+    """Concat → BN → Relu → depthwise Conv → Conv: each branch's cut lands at its own offset."""
+    import onnx
+    from onnx import helper
+
+    rng = np.random.default_rng(3)
+    inits = {"wa": rng.normal(size=(6, 1, 3, 3)), "wb": rng.normal(size=(4, 1, 1, 1)),
+             "s": rng.random(10) + 0.5, "b": rng.normal(size=10) * 0.1, "m": rng.normal(size=10) * 0.1,
+             "v": rng.random(10) + 0.5, "dw": rng.normal(size=(10, 1, 3, 3)), "w3": rng.normal(size=(8, 10, 1, 1)),
+             "fc": rng.normal(size=(8, 10))}
+    nodes = [
+        helper.make_node("Conv", ["x", "wa"], ["a"], name="ca", **SAME),
+        helper.make_node("Conv", ["x", "wb"], ["b_"], name="cb"),
+        helper.make_node("Concat", ["a", "b_"], ["cat"], name="cat", axis=1),
+        helper.make_node("BatchNormalization", ["cat", "s", "b", "m", "v"], ["n"], name="bn"),
+        helper.make_node("Relu", ["n"], ["r"], name="relu"),
+        helper.make_node("Conv", ["r", "dw"], ["d"], name="dw", group=10, **SAME),
+        helper.make_node("Conv", ["d", "w3"], ["c"], name="c3"),
+        helper.make_node("GlobalAveragePool", ["c"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["f"], name="flat"),
+        helper.make_node("MatMul", ["f", "fc"], ["y"], name="fc"),
+    ]
+    model = _model(nodes, inits, "catbn")
+    groups, _ = find_groups(with_node_names(model))
+    cb = next(g for g in groups if g.producers == ("cb",))
+    assert ("bn", 6) in cb.middle and ("dw", 6) in cb.middle and cb.uses[0].offset == 6
+    out = OnnxPrunePass(OnnxPruneConfig(ratio=0.5, reconstruct=False)).apply(model, _ctx(digits)).model
+    onnx.checker.check_model(out)
+    s = _shapes(out)
+    assert s["wa"][0] == 3 and s["wb"][0] == 2 and s["s"] == (5,) and s["dw"] == (5, 1, 3, 3) and s["w3"][1] == 5
+    dw = next(n for n in out.graph.node if n.name == "dw")
+    assert helper.get_attribute_value(next(a for a in dw.attribute if a.name == "group")) == 5
+    # Without refit the survivors are untouched: each kept BN entry pairs with its kept depthwise filter.
+    from onnx import numpy_helper
+
+    arr = {t.name: numpy_helper.to_array(t) for t in out.graph.initializer}
+    kept = [next(i for i in range(10) if np.array_equal(inits["dw"][i].astype(np.float32), f)) for f in arr["dw"]]
+    assert np.allclose(arr["s"], inits["s"][kept].astype(np.float32))
+    assert kept[:3] == sorted(kept[:3]) and all(k < 6 for k in kept[:3]) and all(k >= 6 for k in kept[3:])
+    assert _run(out, _nchw(digits.x_test[:4])).shape == (4, 10)
