@@ -185,14 +185,17 @@ def daemon(
             typer.echo(json.dumps({"update": result.to_dict()}), err=True)
             if listener is not None:
                 listener.report(result)
-            m = ref.engine.manifest
+
+        def swapped(engine: Any) -> None:
+            m = engine.manifest
             if telemetry is not None and m is not None:
                 telemetry.set_model(name=m.name, version=m.version,
                                     model_hash=hashlib.sha256(m.to_json()).hexdigest())
 
         with engine_for_store(store) as engine:
             ref = EngineRef(engine)
-            live = LiveUpdates(s, ref, policy=ProbationPolicy(min_samples=probation_samples), report=report)
+            live = LiveUpdates(s, ref, policy=ProbationPolicy(min_samples=probation_samples), report=report,
+                               on_swap=swapped)
             if broker:
                 from device_agent.telemetry import agent as tm
 

@@ -34,8 +34,10 @@ class LiveUpdates:
 
     def __init__(self, store: ModelStore, ref: EngineRef, *, policy: ProbationPolicy,
                  report: Report = lambda r: None, check_every: int = 20,
-                 runtime: str | None = None, options: RuntimeOptions | None = None):
+                 runtime: str | None = None, options: RuntimeOptions | None = None,
+                 on_swap: Callable[[Engine], None] = lambda e: None):
         self.store, self.ref, self.policy, self.report = store, ref, policy, report
+        self.on_swap = on_swap  # e.g. telemetry re-announcing the model now served
         self.check_every, self.runtime, self.options = check_every, runtime, options
         self.serving = store.current_id()
         self.counter = WindowCounter()
@@ -71,6 +73,7 @@ class LiveUpdates:
         log.info("serving %s %s (probation starts)", slot.manifest.name, slot.manifest.version)
         self.baseline, self.counter = self.counter.window(), WindowCounter()
         self.ref.engine, self.serving = engine, slot.id
+        self.on_swap(engine)
 
     def _judge(self) -> None:
         assert self.baseline is not None
@@ -95,3 +98,4 @@ class LiveUpdates:
             self.ref.engine = Engine.from_bundle_dir(slot.root, slot.manifest, runtime=self.runtime,
                                                      options=self.options)
             self.serving, self.counter = slot.id, WindowCounter()
+            self.on_swap(self.ref.engine)

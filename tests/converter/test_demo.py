@@ -48,11 +48,15 @@ def test_edge_demo(tmp_path: Path) -> None:
                             capture_output=True, text=True, env=_env(), timeout=120)
     assert status.returncode == 0, status.stderr[-2000:]
     devices = {d["device"]: d for d in json.loads(status.stdout)}
-    assert sorted(devices) == ["demo-01", "demo-02", "demo-03"]
+    # Three agents from the fleet step, and the daemon the OTA step updated over the air.
+    assert sorted(devices) == ["demo-01", "demo-02", "demo-03", "demo-ota"]
     for d in devices.values():
         assert d["model"] == "digits-lenet5" and d["status"] == "offline"
-        assert d["inferences"] > 0 and d["errors"] == 0
-        assert d["device"] in proc.stdout
+        assert d["errors"] == 0
+    for name in ("demo-01", "demo-02", "demo-03"):
+        assert devices[name]["inferences"] > 0 and name in proc.stdout
+    # its last birth names the version it was updated to
+    assert devices["demo-ota"]["model_version"] == "0.2.0", devices["demo-ota"]
 
 
 def test_demo_json_flag_parses(tmp_path: Path) -> None:
