@@ -58,7 +58,7 @@ def validation_npz(report: Report, held_out: np.ndarray, n: int = VALIDATION_SAM
     first = report.cascade.targets[0].files[0] if report.cascade is not None else report.targets[0].final_path
     y = np.asarray(load_model(first).predict1(x))
     buf = io.BytesIO()
-    np.savez(buf, x=x, y=y)
+    np.savez_compressed(buf, x=x, y=y)  # a few KiB matter in a bundle of tens
     return buf.getvalue()
 
 
