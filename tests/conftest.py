@@ -7,6 +7,7 @@ uses real TensorFlow/LiteRT/ONNX Runtime without paying for training again.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,3 +70,23 @@ def keras_cnn(digits: DigitsSplit, tmp_path_factory: pytest.TempPathFactory) -> 
     path = tmp_path_factory.mktemp("models") / "cnn.keras"
     m.save(path)
     return path
+
+
+@pytest.fixture
+def pg_dsn() -> Iterator[str]:
+    """A uniquely named schema in the test PostgreSQL (``EDGE_TEST_PG_DSN`` overrides the
+    server), dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    base = os.environ.get("EDGE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+    schema = f"edge_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(base, autocommit=True) as con:
+        con.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(base, autocommit=True) as con:
+            con.execute(f"DROP SCHEMA {schema} CASCADE")

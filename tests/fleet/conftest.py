@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -179,19 +178,3 @@ def outbox_seqs(path: Path) -> list[tuple[str, int]]:
     rows = sqlite_rows(path, "SELECT payload FROM outbox ORDER BY id")
     return [(json.loads(p)["boot_id"], json.loads(p)["seq"]) for (p,) in rows]
 
-
-@pytest.fixture
-def pg_dsn() -> Iterator[str]:
-    """A uniquely named schema in the test PostgreSQL, dropped afterwards."""
-    import psycopg
-
-    base = os.environ.get("EDGE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-    schema = f"edge_fleet_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(base, autocommit=True) as con:
-        con.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(base, autocommit=True) as con:
-            con.execute(f"DROP SCHEMA {schema} CASCADE")

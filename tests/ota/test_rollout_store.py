@@ -4,13 +4,9 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from device_agent.telemetry.messages import DeployPhase, DeployStatus
@@ -21,22 +17,6 @@ from edge_sdk.rollout import summarize
 
 runner = CliRunner()
 
-
-@pytest.fixture
-def pg_dsn() -> Iterator[str]:
-    """A uniquely named schema in the test PostgreSQL, dropped afterwards."""
-    import psycopg
-
-    base = os.environ.get("EDGE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-    name = f"edge_ota_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(base, autocommit=True) as con:
-        con.execute(f"CREATE SCHEMA {name}")
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options=-csearch_path%3D{name}"
-    finally:
-        with psycopg.connect(base, autocommit=True) as con:
-            con.execute(f"DROP SCHEMA {name} CASCADE")
 
 
 def _record(store: Store, rid: str, t0: float) -> None:
