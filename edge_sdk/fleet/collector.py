@@ -1,8 +1,8 @@
 """``edge collector``: MQTT → batched, deduplicated rows in SQLite or PostgreSQL.
 
-paho's thread only enqueues the received messages; one writer thread parses them,
-writes a batch in one transaction and only then acknowledges the batch (paho
-``manual_ack``), in the order received as MQTT 3.1.1 requires. A crash before the
+The MQTT thread (:class:`~edge_sdk.fleet.subscriber.Subscriber`) only enqueues what each
+read brought; one writer thread parses it, writes a batch in one transaction and only
+then acknowledges the batch, in the order received as MQTT 3.1.1 requires. A crash before the
 commit therefore loses nothing: the broker redelivers to the persistent session
 (clean_session=False) and the unique (fleet, device, boot_id, seq) constraint drops
 what was already stored. A payload that fails validation is counted, logged and
@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from device_agent.mqtt import BrokerOptions, MqttClient
+from device_agent.mqtt import BrokerOptions
 from device_agent.telemetry import topics
 from device_agent.telemetry.messages import (
     MAX_PAYLOAD,
@@ -36,7 +36,9 @@ from device_agent.telemetry.messages import (
     window_values,
 )
 from edge_sdk.fleet.metrics import Metrics, serve_metrics
+from edge_sdk.fleet.mqtt_codec import Publish
 from edge_sdk.fleet.store import Batch, Store, exits_json, open_store
+from edge_sdk.fleet.subscriber import Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +80,19 @@ class Collector:
     def __init__(self, options: CollectorOptions, *, metrics: Metrics | None = None):
         self.options = options
         self.metrics = metrics or Metrics()
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()  # paho MQTTMessages
+        # (connection generation, messages of one socket read)
+        self._queue: queue.SimpleQueue[tuple[int, list[Publish]]] = queue.SimpleQueue()
         self._routes: dict[str, topics.Parsed | None] = {}
         self._stopping = threading.Event()
         self._ready = threading.Event()
         self.subscribed = threading.Event()  # set after the broker's SUBACK
         self._error: BaseException | None = None
         self.filter = topics.shared(topics.fleet_filter(options.fleet), options.share_group)
-        self.mqtt = MqttClient(
-            options.broker, on_connect=self._on_connect, on_message=self._on_message,
+        self.mqtt = Subscriber(
+            options.broker, self.filter, on_messages=self._on_messages,
+            on_connect=self._on_connect,
             on_disconnect=lambda: self.metrics.set("edge_collector_connected", 0),
-            on_subscribe=self.subscribed.set, manual_ack=True,
+            on_subscribe=self.subscribed.set, max_packet=MAX_PAYLOAD + 4096,
         )  # fmt: skip
         self._writer = threading.Thread(
             target=self._write_loop, name="collector-writer", daemon=True
@@ -97,12 +101,11 @@ class Collector:
 
     def _on_connect(self) -> None:
         self.metrics.set("edge_collector_connected", 1, "1 while connected to the broker")
-        self.mqtt.subscribe(self.filter, qos=1)
 
-    def _on_message(self, msg) -> None:  # type: ignore[no-untyped-def]  # paho thread
-        # Nothing else here: paho's thread and the writer share one GIL, so every
+    def _on_messages(self, msgs: list[Publish], generation: int) -> None:  # MQTT thread
+        # Nothing else here: the MQTT thread and the writer share one GIL, so every
         # microsecond spent on this thread is one the writer cannot use.
-        self._queue.put(msg)
+        self._queue.put((generation, msgs))
 
     def start(self, timeout: float = 30.0) -> Collector:
         """Open the database (migrating it), then connect and subscribe."""
@@ -141,27 +144,28 @@ class Collector:
         finally:
             store.close()
 
-    def _drain(self) -> list[Any]:
+    def _drain(self) -> list[tuple[int, list[Publish]]]:
+        """Whatever has arrived, as (generation, messages) reads, up to ``batch_max`` messages."""
         try:
             first = self._queue.get(timeout=0.2)
         except queue.Empty:
             return []
-        batch = [first]
-        while len(batch) < self.options.batch_max:
+        reads, n = [first], len(first[1])
+        while n < self.options.batch_max:
             try:
-                batch.append(self._queue.get_nowait())
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
-        return batch
+            reads.append(item)
+            n += len(item[1])
+        return reads
 
-    def _store(self, store: Store, msgs: list[Any]) -> None:
+    def _store(self, store: Store, reads: list[tuple[int, list[Publish]]]) -> None:
         batch, kinds, at = Batch(), Counter[str](), time.time()
-        for msg in msgs:
-            try:
-                topic = msg.topic
-            except UnicodeDecodeError:
-                topic = ""
-            kinds[self._parse_into(batch, topic, msg.payload, at)] += 1
+        parse = self._parse_into
+        for _, msgs in reads:
+            for msg in msgs:
+                kinds[parse(batch, msg, at)] += 1
         for kind, n in kinds.items():
             if kind:
                 self.metrics.inc("edge_collector_messages_total", n, "messages received", kind=kind)
@@ -180,10 +184,8 @@ class Collector:
         m.inc("edge_collector_batches_total", 1, "batches written")
         m.inc("edge_collector_windows_stored_total", result.inserted, "telemetry windows stored")
         m.inc("edge_collector_duplicates_total", result.duplicates, "duplicate windows skipped")
-        ack = self.mqtt.ack
-        for msg in msgs:
-            if msg.qos:
-                ack(msg.mid, msg.qos)
+        for generation, msgs in reads:
+            self.mqtt.ack(generation, [msg.mid for msg in msgs if msg.qos])
 
     def _route(self, topic: str) -> topics.Parsed | None:
         parsed = self._routes.get(topic, _UNKNOWN)
@@ -193,16 +195,18 @@ class Collector:
             parsed = self._routes[topic] = topics.parse(topic)
         return parsed  # type: ignore[return-value]
 
-    def _parse_into(self, batch: Batch, topic: str, payload: bytes, at: float) -> str:
+    def _parse_into(self, batch: Batch, msg: Publish, at: float) -> str:
         """Add one message to ``batch``; returns its kind for the counters ('' if ignored)."""
+        topic, payload = msg.topic, msg.payload
         parsed = self._route(topic)
         if parsed is None or parsed.kind not in _PARSERS:
             kind = "alerts" if topic.endswith("/alerts") else "other"
             self.metrics.inc("edge_collector_ignored_total", 1, "messages not stored", kind=kind)
             return ""
         try:
-            if len(payload) > MAX_PAYLOAD:
-                raise MessageError(f"payload of {len(payload)} bytes over {MAX_PAYLOAD}", "oversized")
+            size = msg.oversize or len(payload)
+            if size > MAX_PAYLOAD:
+                raise MessageError(f"payload of {size} bytes over {MAX_PAYLOAD}", "oversized")
             if parsed.kind is _TELEMETRY:
                 # The fleet's bulk: straight from the validated dict to a row, no object.
                 o = check_envelope(_loads(payload), TelemetryWindow.TYPE)
@@ -211,7 +215,7 @@ class Collector:
                     (parsed.fleet, parsed.device, *row, exits_json(window_exits(o)), at)
                 )
                 return _TELEMETRY.value
-            msg = _PARSERS[parsed.kind](payload)
+            message = _PARSERS[parsed.kind](payload)
         except MessageError as e:
             self.metrics.inc(
                 "edge_collector_rejected_total", 1, "invalid payloads", reason=e.reason
@@ -222,8 +226,8 @@ class Collector:
             self.metrics.inc("edge_collector_rejected_total", 1, "invalid payloads", reason="error")
             log.exception("rejected %s: unexpected error while parsing", topic)
             return parsed.kind.value
-        item = (parsed.fleet, parsed.device, msg, at)
-        if isinstance(msg, State):
+        item = (parsed.fleet, parsed.device, message, at)
+        if isinstance(message, State):
             batch.states.append(item)  # type: ignore[arg-type]
         else:
             batch.deploys.append(item)  # type: ignore[arg-type]
@@ -238,7 +242,7 @@ class Collector:
                 store.prune(time.time() - self.options.retention_days * 86400)
             new = evaluate_store(store, AlertRules(), now=time.time())
             for a in new:
-                self.mqtt.publish(topics.alerts(a.fleet), a.to_payload(), qos=1)
+                self.mqtt.publish(topics.alerts(a.fleet), a.to_payload())
             self.metrics.inc("edge_collector_alerts_total", len(new), "alerts raised")
         except Exception:
             log.exception("collector chores failed")

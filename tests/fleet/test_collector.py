@@ -187,6 +187,8 @@ def test_hostile_payloads_are_counted_never_stored_never_crash(broker, procs, tm
     for p in bad_payloads:
         c.publish(t, p, qos=1)
     c.publish(t, json.dumps({**good, "pad": "x" * MAX_PAYLOAD}).encode(), qos=1)  # oversized
+    # Past the collector's packet cap: its body is skipped, never buffered, and acknowledged.
+    c.publish(t, b"[" + b" " * (3 << 20) + b"]", qos=1)
     c.publish(t, json.dumps({**good, "v": 2}).encode(), qos=1)  # wrong version
     c.publish(t, json.dumps({**good, "v": "1"}).encode(), qos=1)
     c.publish(topics.state("lab", "pi-09"), b"offline", qos=1)
@@ -198,7 +200,7 @@ def test_hostile_payloads_are_counted_never_stored_never_crash(broker, procs, tm
     m = metrics(port)
     assert col.poll() is None, "collector crashed"
     assert m['edge_collector_rejected_total{reason="malformed"}'] == len(bad_payloads) + 1
-    assert m['edge_collector_rejected_total{reason="oversized"}'] == 1
+    assert m['edge_collector_rejected_total{reason="oversized"}'] == 2
     assert m['edge_collector_rejected_total{reason="version"}'] == 2
     assert m['edge_collector_ignored_total{kind="other"}'] == 1
     assert m["edge_collector_windows_stored_total"] == 1
@@ -209,8 +211,25 @@ def test_hostile_payloads_are_counted_never_stored_never_crash(broker, procs, tm
         "rejected edge/v1/lab/pi-09/telemetry (oversized)"
         in (procs.root / "collector-c1.log").read_text()
     )
+    # Everything rejected was acknowledged: a restarted collector on the same persistent
+    # session receives none of it again, only the next valid window.
+    col.terminate()
+    col.wait(10)
+    col = procs.collector(mq.url, str(db), client_id="c1", extra=("--metrics-port", "0"))
+    log_file = procs.root / "collector-c1.log"
+    wait_for(lambda: log_file.read_text().count("collector: subscribed") == 2, 30, "second SUBACK")
+    port = int(re.findall(r"metrics port (\d+)", log_file.read_text())[-1])
+    c = MqttClient(BrokerOptions(url=mq.url, client_id="fuzzer2"))
+    c.start()
+    assert c.wait_connected(10)
+    c.publish(t, window(1, "fz"), qos=1).wait_for_publish(10)
+    c.stop()
+    wait_for(lambda: len(sqlite_rows(db, "SELECT 1 FROM telemetry")) == 2, 20, "the next window")
+    m = metrics(port)
+    assert not any(k.startswith("edge_collector_rejected_total") and v for k, v in m.items()), m
+    assert m['edge_collector_messages_total{kind="telemetry"}'] == 1
     print(
-        f"\nhostile payloads: {len(bad_payloads) + 4} rejected and counted "
-        f"(malformed {len(bad_payloads) + 1}, oversized 1, version 2), 1 ignored topic, "
-        "collector alive, 1 valid row, integrity ok"
+        f"\nhostile payloads: {len(bad_payloads) + 5} rejected and counted "
+        f"(malformed {len(bad_payloads) + 1}, oversized 2, version 2), 1 ignored topic, "
+        "collector alive, 1 valid row, integrity ok, none redelivered after a restart"
     )
