@@ -144,8 +144,12 @@ class TelemetryPublisher:
     def _run(self) -> None:
         next_close = time.monotonic() + self.options.interval_s
         while not self._stopping.is_set():
-            self._wake.wait(timeout=max(0.0, min(0.2, next_close - time.monotonic())))
+            # Sleeps until the window closes unless paho reports a PUBACK or a connect:
+            # every other wake-up would take the GIL from the serve loop for nothing.
+            self._wake.wait(timeout=max(0.0, next_close - time.monotonic()))
             self._wake.clear()
+            if self._stopping.is_set():
+                return  # close() closes the last window itself
             if time.monotonic() >= next_close:
                 next_close += self.options.interval_s
                 self._guard(self.close_window)
@@ -182,6 +186,7 @@ class TelemetryPublisher:
     def close(self, *, grace_s: float = 3.0) -> None:
         """Clean shutdown: last window, deliver what we can, ``offline``, DISCONNECT (no Will)."""
         self._stopping.set()
+        self._wake.set()
         self._worker.join(timeout=5)
         self._guard(self.close_window)
         deadline = time.monotonic() + grace_s
