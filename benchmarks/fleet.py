@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -184,38 +185,87 @@ def serve_once(engine: object, data: Path, n: int, publisher: object | None) -> 
     return stats.count / wall, stats.count / cpu
 
 
-def telemetry_cost(root: Path, n: int, repeats: int) -> dict[str, tuple[float, float]]:
-    """Medians of alternating off/on runs in one process, on one engine (1 runtime thread).
+def telemetry_cost(root: Path, n: int, repeats: int) -> dict[str, Any]:
+    """Telemetry off against on, in one process, on one engine (1 runtime thread).
 
-    CPU time covers every thread (paho's network loop, the telemetry worker), so the CPU
-    ratio is the telemetry's cost even when other work on the machine disturbs wall time.
+    Throughput: medians over ``repeats`` ABBA-ordered pairs (off/on, then on/off), so a
+    drift of the machine's speed during the run does not favour either side. Cost, the
+    robust way: the CPU time of the telemetry threads (paho's network loop and the
+    window worker, read per thread from /proc) and the observer's in-loop cost per
+    inference timed alone, both as a share of the CPU an inference takes.
     """
     from device_agent.loader import engine_for
     from device_agent.runtimes import RuntimeOptions
-    from device_agent.telemetry.publisher import TelemetryOptions, TelemetryPublisher
 
     tflite, data = tiny_model(root)
     mq = Mosquitto(root / "mq-agent").start()
     runs: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
+    threads_cpu: list[float] = []
     try:
         with engine_for(tflite, options=RuntimeOptions(threads=1)) as engine:
             serve_once(engine, data, n // 4, None)  # warm-up
             for i in range(repeats):
-                runs["off"].append(serve_once(engine, data, n, None))
-                pub = TelemetryPublisher(
-                    BrokerOptions(url=mq.url, client_id=f"bench-agent-{i}"),
-                    TelemetryOptions(fleet="bench", device_id=f"bench-agent-{i}", interval_s=1.0,
-                                     outbox=root / f"ob{i}.db"),
-                ).start()  # fmt: skip
-                pub.mqtt.wait_connected(10)
-                runs["on"].append(serve_once(engine, data, n, pub))
-                pub.close()
+                for mode in ("off", "on") if i % 2 == 0 else ("on", "off"):
+                    if mode == "off":
+                        runs["off"].append(serve_once(engine, data, n, None))
+                        continue
+                    pub = _publisher(mq, root, i)
+                    before = _thread_cpu(pub)
+                    runs["on"].append(serve_once(engine, data, n, pub))
+                    threads_cpu.append(_thread_cpu(pub) - before)
+                    pub.close()
+            per_call = _observer_seconds(_publisher(mq, root, repeats))
     finally:
         mq.stop()
-    return {
+    med = {
         k: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v))
         for k, v in runs.items()
     }
+    inference_cpu = 1.0 / med["off"][1]
+    return {
+        **med,
+        "threads_share": statistics.median(threads_cpu) / n / inference_cpu,
+        "observer_share": per_call / inference_cpu,
+        "observer_us": per_call * 1e6,
+        "inference_us": inference_cpu * 1e6,
+    }
+
+
+def _publisher(mq: Mosquitto, root: Path, i: int) -> Any:
+    from device_agent.telemetry.publisher import TelemetryOptions, TelemetryPublisher
+
+    pub = TelemetryPublisher(
+        BrokerOptions(url=mq.url, client_id=f"bench-agent-{i}"),
+        TelemetryOptions(fleet="bench", device_id=f"bench-agent-{i}", interval_s=1.0,
+                         outbox=root / f"ob{i}.db"),
+    ).start()  # fmt: skip
+    pub.mqtt.wait_connected(10)
+    return pub
+
+
+def _thread_cpu(pub: Any) -> float:
+    """CPU seconds so far of every thread but this one (the publisher's and paho's)."""
+    import psutil
+
+    me = threading.get_native_id()
+    return sum(t.user_time + t.system_time for t in psutil.Process().threads() if t.id != me)
+
+
+def _observer_seconds(pub: Any, calls: int = 200_000) -> float:
+    """Median CPU seconds of one ``on_result`` call (the telemetry's work per inference)."""
+    from device_agent.sinks.base import Result
+
+    result = Result(seq=0, input_id="x", index=3, label="3", confidence=0.9, latency_ms=0.04)
+    times = []
+    try:
+        for _ in range(5):
+            t0 = time.process_time()
+            for _ in range(calls):
+                pub.on_result(result)
+            times.append((time.process_time() - t0) / calls)
+    finally:
+        pub.close()
+    return statistics.median(times)
 
 
 def pg_schema(dsn: str) -> tuple[str, str]:
@@ -240,7 +290,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", type=int, default=1000)
     ap.add_argument("--windows", type=int, default=30)
-    ap.add_argument("--inferences", type=int, default=20000)
+    ap.add_argument("--inferences", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument(
         "--pg",
@@ -273,11 +323,11 @@ def print_ingest(a: argparse.Namespace, rows: list[tuple[str, float, float]]) ->
               f"| {cpu / base_cpu:>7.2f} |")  # fmt: skip
 
 
-def print_agent(a: argparse.Namespace, agent: dict[str, tuple[float, float]]) -> None:
+def print_agent(a: argparse.Namespace, agent: dict[str, Any]) -> None:
     off, on = agent["off"], agent["on"]
     print(
         f"\nAgent inference throughput, {a.inferences} inferences per run, median of "
-        f"{a.repeats} alternating runs (telemetry: 1 s windows to a local Mosquitto)"
+        f"{a.repeats} ABBA-ordered pairs (telemetry: 1 s windows to a local Mosquitto)"
     )
     print(
         f"| {'telemetry':<10} | {'per wall s':>10} | {'ratio':>6} "
@@ -288,6 +338,16 @@ def print_agent(a: argparse.Namespace, agent: dict[str, tuple[float, float]]) ->
         print(
             f"| {name:<10} | {w:>10,.0f} | {w / off[0]:>6.3f} | {c:>10,.0f} | {c / off[1]:>6.3f} |"
         )
+    total = agent["observer_share"] + agent["threads_share"]
+    print(
+        f"\nTelemetry's cost per inference ({agent['inference_us']:.1f} µs of CPU each, "
+        "telemetry off):\n"
+        f"| {'part':<44} | {'share':>6} |\n|{'-' * 46}|{'-' * 8}|\n"
+        f"| {'observer call in the loop (' + format(agent['observer_us'], '.2f') + ' µs, timed alone)':<44} "
+        f"| {agent['observer_share']:>6.2%} |\n"
+        f"| {'telemetry threads (paho, window worker)':<44} | {agent['threads_share']:>6.2%} |\n"
+        f"| {'total':<44} | {total:>6.2%} |"
+    )
 
 
 if __name__ == "__main__":
