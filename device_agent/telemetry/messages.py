@@ -239,6 +239,9 @@ _SLOW = {
     _Kind.STR: lambda o, k, d: _get(o, k, str, d),
 }
 WINDOW_FIELDS = tuple(_WINDOW_SPEC)  # the order of :func:`window_values`
+# The same spec for other validators of windows (the collector's compiled decoder):
+# field → ("count" | "num" | "str", default; ... when required).
+WINDOW_KINDS: dict[str, tuple[str, Any]] = {k: (kind.value, d) for k, (kind, d) in _WINDOW_SPEC.items()}
 _NUM_KEYS = tuple(k for k, (kind, _) in _WINDOW_SPEC.items() if kind is _Kind.NUM)
 _NONE: type = type(None)
 _TYPES: dict[_Kind, set[type]] = {_Kind.COUNT: {int}, _Kind.NUM: {int, float}, _Kind.STR: {str}}
