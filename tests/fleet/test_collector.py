@@ -113,6 +113,10 @@ def test_acl_device_cannot_publish_to_another_devices_topics(
         lambda: sqlite_rows(db, "SELECT 1 FROM telemetry WHERE device='pi-01'"), 30, "pi-01 windows"
     )
     procs.stop(agent)  # the broker forces client id = user name: one pi-01 connection at a time
+    wait_for(  # the broker has seen the agent leave: its clean "offline" reached the collector
+        lambda: sqlite_rows(db, "SELECT 1 FROM devices WHERE device='pi-01' AND status='offline'"),
+        20, "pi-01 offline",
+    )  # fmt: skip
     # pi-01 (authenticated) tries to write pi-02's telemetry and state, then its own.
     rogue = MqttClient(
         BrokerOptions(url=mq.url, client_id="pi-01x", username="pi-01", password="p1-secret")
