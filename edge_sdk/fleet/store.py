@@ -146,6 +146,8 @@ class Store:
     def _insert_windows(self, cur: Any, rows: list[tuple[Any, ...]]) -> int:
         if not rows:
             return 0
+        if self.dialect.name == "postgresql":
+            return self._copy_windows(cur, rows)
         sql = self._insert_sql(
             "telemetry",
             WINDOW_ROW_COLUMNS,
@@ -153,6 +155,27 @@ class Store:
         )
         cur.executemany(sql, rows)
         return self._changes(cur)
+
+    def _copy_windows(self, cur: Any, rows: list[tuple[Any, ...]]) -> int:
+        """PostgreSQL: COPY into a per-session staging table, then one INSERT ... SELECT.
+
+        ``executemany`` costs a server round of parse/bind/execute per row, COPY streams
+        the batch; the INSERT keeps the deduplication (``ON CONFLICT DO NOTHING``) and
+        the storage order (a fresh temporary table is read back in insertion order).
+        """
+        cols = ", ".join(WINDOW_ROW_COLUMNS)
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS telemetry_stage ON COMMIT DELETE ROWS "
+            f"AS SELECT {cols} FROM telemetry WITH NO DATA"
+        )
+        with cur.copy(f"COPY telemetry_stage ({cols}) FROM STDIN") as copy:
+            for r in rows:
+                copy.write_row(r)
+        cur.execute(
+            f"INSERT INTO telemetry ({cols}) SELECT {cols} FROM telemetry_stage "
+            "ON CONFLICT (fleet, device, boot_id, seq) DO NOTHING"
+        )
+        return max(int(cur.rowcount), 0)
 
     def _touch_devices(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
         latest: dict[tuple[str, str], tuple[float, str]] = {}

@@ -73,6 +73,27 @@ def db(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-unty
     return str(request.getfixturevalue("pg_dsn"))
 
 
+def test_batches_keep_arrival_order_and_drop_duplicates_within_and_across(db: str) -> None:
+    store = open_store(db)
+
+    def batch(*keys: tuple[str, int]) -> Batch:
+        b = Batch()
+        for dev, seq in keys:
+            w = TelemetryWindow(seq=seq, boot_id="b1", start=seq, end=seq + 1.0, inferences=seq)
+            b.windows.append(("lab", dev, w, 100.0 + seq))
+        return b
+
+    r = store.write(batch(("z", 5), ("a", 9), ("z", 5), ("m", 1), ("a", 2)))
+    assert (r.inserted, r.duplicates) == (4, 1)
+    r = store.write(batch(("a", 9), ("q", 0), ("m", 1)))
+    assert (r.inserted, r.duplicates) == (1, 2)
+    assert [(d, s) for _, d, _, s in store.telemetry_keys()] == [
+        ("z", 5), ("a", 9), ("m", 1), ("a", 2), ("q", 0),
+    ]  # fmt: skip
+    assert [h["inferences"] for h in store.history("a")] == [2, 9]
+    store.close()
+
+
 def invoke(*args: str) -> Any:
     r = runner.invoke(app, list(args))
     assert r.exit_code == 0, r.output
