@@ -124,6 +124,37 @@ def drain_collector(mq: Mosquitto, client_id: str, db: str, expected: int) -> tu
         p.wait()
 
 
+def live(devices: int, windows: int, rate: float, root: Path) -> dict[str, float]:
+    """A collector subscribed first, then the fleet publishing at ``rate`` messages/s:
+    does it keep up (rows stored per second over the whole run) and is anything lost."""
+    mq = Mosquitto(root / "mq-live").start()
+    db, log = root / "live.db", root / "live-collector.log"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "edge_sdk", "collector", "--broker", mq.url, "--db", str(db),
+         "--client-id", "live", "--alert-interval", "3600"],
+        env=ENV, stderr=log.open("wb"),
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 60
+        while "collector: subscribed" not in log.read_text():
+            if time.time() > deadline or p.poll() is not None:
+                raise SystemExit(f"live collector did not subscribe: {log.read_text()[-500:]}")
+            time.sleep(0.05)
+        sim = simulate(SimOptions(broker=mq.url, devices=devices, windows=windows,
+                                  fleet="live", rate=rate))  # fmt: skip
+        published = time.time()
+        total = devices * windows
+        while (n := count_rows(str(db))[0]) < total and time.time() < published + 120:
+            time.sleep(0.05)
+        done = time.time()
+    finally:
+        p.terminate()
+        p.wait()
+        mq.stop()
+    return {"offered": sim["per_s"], "stored": n / (done - sim["started_at"]), "lag": done - published,
+            "lost": total - n, "total": total}  # fmt: skip
+
+
 def ingest(
     devices: int, windows: int, root: Path, pg: str | None, rounds: int
 ) -> list[tuple[str, float, float]]:
@@ -297,12 +328,16 @@ def main() -> None:
         default=os.environ.get("EDGE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test"),
     )
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--only", choices=["ingest", "agent"], default=None)
+    ap.add_argument("--live-rate", type=float, default=20_000)
+    ap.add_argument("--live-windows", type=int, default=100)
+    ap.add_argument("--only", choices=["ingest", "live", "agent"], default=None)
     a = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="edge-fleet-bench-"))
-    if a.only != "agent":
+    if a.only in (None, "ingest"):
         print_ingest(a, ingest(a.devices, a.windows, root, a.pg or None, a.rounds))
-    if a.only != "ingest":
+    if a.only in (None, "live"):
+        print_live(a, live(a.devices, a.live_windows, a.live_rate, root))
+    if a.only in (None, "agent"):
         print_agent(a, telemetry_cost(root, a.inferences, a.repeats))
 
 
@@ -321,6 +356,18 @@ def print_ingest(a: argparse.Namespace, rows: list[tuple[str, float, float]]) ->
     for name, rate, cpu in rows:
         print(f"| {name:<36} | {rate:>9,.0f} | {rate / base:>7.2f} | {cpu:>10.1f} "
               f"| {cpu / base_cpu:>7.2f} |")  # fmt: skip
+
+
+def print_live(a: argparse.Namespace, r: dict[str, float]) -> None:
+    print(
+        f"\nLive ingest: the collector subscribed, then {a.devices} simulated devices publish "
+        f"{r['total']:,.0f} windows (QoS 1) at a target of {a.live_rate:,.0f}/s through Mosquitto"
+    )
+    print(f"| {'offered msgs/s':>14} | {'stored msgs/s':>13} | {'lag after last publish':>22} "
+          f"| {'lost':>4} |")  # fmt: skip
+    print(f"|{'-' * 16}|{'-' * 15}|{'-' * 24}|{'-' * 6}|")
+    print(f"| {r['offered']:>14,.0f} | {r['stored']:>13,.0f} | {r['lag']:>20.2f} s "
+          f"| {r['lost']:>4,.0f} |")  # fmt: skip
 
 
 def print_agent(a: argparse.Namespace, agent: dict[str, Any]) -> None:
