@@ -18,6 +18,7 @@ import numpy as np
 
 from device_agent.manifest import Compression, ModelFormat
 from device_agent.runtimes import load_model
+from device_agent.update.health import stored_inputs, validation_inputs
 from edge_sdk.bundle_writer import ModelPayload, build_bundle
 from edge_sdk.report import Report, report_paths, write_reports
 
@@ -50,15 +51,20 @@ def validation_npz(report: Report, held_out: np.ndarray, n: int = VALIDATION_SAM
     the shipped artifact gives them, recorded through the real runtime.
 
     The agent's health check loads the manifest's first target and runs its stage 0,
-    so that is the model recorded here (a cascade's first stage, else the model).
+    so that is the model recorded here (a cascade's first stage, else the model). When
+    that model takes int8/uint8 input, ``x`` is stored quantized with its input
+    parameters (a quarter of the float bytes: the inputs were most of a compressed
+    bundle) and ``y`` is recorded from exactly those inputs, so the replay stays exact.
     """
     x = np.ascontiguousarray(held_out[:n], dtype=np.float32)
     if len(x) == 0:
         raise ValueError("validation_npz: no held-out inputs to record")
     first = report.cascade.targets[0].files[0] if report.cascade is not None else report.targets[0].final_path
-    y = np.asarray(load_model(first).predict1(x))
+    model = load_model(first)
+    stored = stored_inputs(x, model.inputs[0]) if len(model.inputs) == 1 else x
+    y = np.asarray(model.predict1(validation_inputs(stored, model.inputs[0])))
     buf = io.BytesIO()
-    np.savez_compressed(buf, x=x, y=y)  # a few KiB matter in a bundle of tens
+    np.savez_compressed(buf, x=stored, y=y)  # a few KiB matter in a bundle of tens
     return buf.getvalue()
 
 

@@ -1,10 +1,12 @@
 """Health check of a staged model: load, warm up, and replay the bundle's validation set.
 
 The bundle carries ``validation.npz`` with inputs ``x`` and the outputs ``y`` recorded at
-build time. A model passes when its outputs agree within tolerance, contain no NaN or
-infinity, and the median batch latency stays within the budget. :func:`judge` is the pure
-decision; :func:`check_slot` is the IO around it; :func:`check_slot_isolated` runs the same
-check in a child process, so a model that crashes its runtime cannot take the agent down.
+build time; ``x`` is float, or (for a model with int8/uint8 input) already quantized with
+the model's own input parameters (:func:`stored_inputs`). A model passes when its outputs
+agree within tolerance, contain no NaN or infinity, and the median batch latency stays
+within the budget. :func:`judge` is the pure decision; :func:`check_slot` is the IO around
+it; :func:`check_slot_isolated` runs the same check in a child process, so a model that
+crashes its runtime cannot take the agent down.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from device_agent.errors import BundleError, EdgeError
-from device_agent.manifest import Manifest
+from device_agent.manifest import Manifest, TensorSpec
+from device_agent.quant import dequantize, quantize
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,9 +81,30 @@ def load_validation(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """``x`` and ``y`` from a validation.npz; never unpickles anything."""
     try:
         with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as z:
-            return np.asarray(z["x"]), np.asarray(z["y"])
+            x, y = np.asarray(z["x"]), np.asarray(z["y"])
     except (OSError, ValueError, KeyError, EOFError) as e:
         raise BundleError(f"{path.name}: expected an .npz with arrays x and y ({e})") from e
+    if x.dtype.kind != "f" and x.dtype not in (np.int8, np.uint8):
+        raise BundleError(f"{path.name}: x has dtype {x.dtype}; expected float, int8 or uint8")
+    if y.dtype.kind != "f":
+        raise BundleError(f"{path.name}: y has dtype {y.dtype}; expected float outputs")
+    return x, y
+
+
+def stored_inputs(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Validation inputs as a bundle stores them: quantized when the model's input is."""
+    return quantize(x, spec) if spec.quantized else np.asarray(x, dtype=np.float32)
+
+
+def validation_inputs(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """The float batch to replay from stored inputs ``x``. Integer inputs must be the
+    model's own quantized dtype; dequantized, they quantize back to the same integers."""
+    if x.dtype.kind == "f":
+        return x
+    if not spec.quantized or x.dtype != np.dtype(spec.dtype):
+        raise BundleError(f"validation inputs are {x.dtype}, but input {spec.name} takes "
+                          f"{spec.dtype}{' (quantized)' if spec.quantized else ''}")
+    return dequantize(x, spec)
 
 
 def check_slot(root: Path, manifest: Manifest, opts: HealthOptions) -> HealthReport:
@@ -92,6 +116,7 @@ def check_slot(root: Path, manifest: Manifest, opts: HealthOptions) -> HealthRep
     x, y = load_validation(root / manifest.validation)
     try:
         engine = Engine.from_bundle_dir(root, manifest)
+        x = validation_inputs(x, engine.model.inputs[0])
         for _ in range(opts.warmup):
             engine.model.predict1(x)
         latencies = []

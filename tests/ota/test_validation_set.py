@@ -12,9 +12,17 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from device_agent.manifest import MANIFEST_NAME, Manifest
+from device_agent.errors import BundleError
+from device_agent.manifest import MANIFEST_NAME, Manifest, TensorSpec
+from device_agent.quant import quantize
 from device_agent.update.flow import Status
-from device_agent.update.health import HealthOptions, check_slot
+from device_agent.update.health import (
+    HealthOptions,
+    check_slot,
+    load_validation,
+    stored_inputs,
+    validation_inputs,
+)
 from device_agent.update.store import ModelStore
 from edge_sdk.bundle_writer import write_bundle
 from edge_sdk.cli import app
@@ -57,6 +65,8 @@ def test_optimized_bundle_carries_recorded_outputs(signed_optimized: tuple[Path,
     with np.load(io.BytesIO(members["validation.npz"])) as z:
         x, y = z["x"], z["y"]
     assert x.shape[0] == 8 and x.shape[1:] == tuple(np.load(digits.train)["x"].shape[1:])
+    # an int8 model's inputs are stored in its own input dtype: a quarter of float32's bytes
+    assert x.dtype == np.int8 and manifest.inputs[0].dtype == "int8"
     assert y.shape == (8, 10) and np.isfinite(y).all()
     # The recorded outputs are a trained classifier's, not noise: mostly confident.
     assert float(np.mean(y.max(axis=1))) > 0.5
@@ -73,6 +83,32 @@ def test_health_check_replays_the_validation_set(signed_optimized: tuple[Path, K
     # "ok" exactly: the full check ran (the reduced check says "no validation.npz").
     assert report.ok and report.reason == "ok", report
     assert report.max_abs_error is not None and report.max_abs_error <= 1e-3
+
+
+SPEC = TensorSpec("x", (-1, 4), "int8", scale=0.05, zero_point=-3)
+
+
+def test_stored_inputs_replay_exactly() -> None:
+    x = np.random.default_rng(0).uniform(-10, 10, size=(64, 4)).astype(np.float32)
+    q = stored_inputs(x, SPEC)
+    assert q.dtype == np.int8 and q.min() == -128 and q.max() == 127  # clipped like the model's input
+    # dequantized for the float API, the inputs quantize back to exactly the stored integers
+    np.testing.assert_array_equal(quantize(validation_inputs(q, SPEC), SPEC), q)
+    assert validation_inputs(x, SPEC) is x  # float inputs (older bundles) pass through
+    float_spec = TensorSpec("x", (-1, 4), "float32")
+    assert stored_inputs(x, float_spec).dtype == np.float32
+    with pytest.raises(BundleError, match="validation inputs are int8, but input x takes float32"):
+        validation_inputs(q, float_spec)
+    with pytest.raises(BundleError, match="validation inputs are uint8"):
+        validation_inputs(q.view(np.uint8), SPEC)
+
+
+def test_validation_npz_dtypes_are_checked(tmp_path: Path) -> None:
+    for x, y, msg in ((np.zeros((2, 4), np.int32), np.zeros((2, 3), np.float32), "x has dtype int32"),
+                      (np.zeros((2, 4), np.float32), np.zeros((2, 3), np.int64), "y has dtype int64")):
+        np.savez(tmp_path / "v.npz", x=x, y=y)
+        with pytest.raises(BundleError, match=msg):
+            load_validation(tmp_path / "v.npz")
 
 
 def test_tampered_validation_output_is_rejected(signed_optimized: tuple[Path, KeyPair], tmp_path: Path) -> None:
