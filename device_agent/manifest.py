@@ -169,7 +169,7 @@ class Manifest:
         """Canonical bytes: these exact bytes are hashed and signed."""
         d = asdict(self)
         d["targets"] = [t.value for t in self.targets]
-        return json.dumps(d, sort_keys=True, indent=2, default=_enum_value).encode() + b"\n"
+        return json.dumps(d, sort_keys=True, separators=(",", ":"), default=_enum_value).encode() + b"\n"
 
     @classmethod
     def from_json(cls, data: bytes) -> Manifest:
