@@ -418,7 +418,7 @@ def _artifact_cost(fmt: ModelFormat, data: bytes, model: Any) -> analysis.ModelC
 
 def _quantize(state: _State, recipe: Recipe, exporter: Exporter, float_acc: float,
               progress: Progress) -> tuple[Decision, tuple[str, ...]]:
-    cfg, notes = _supported_config(recipe.quantize, exporter)
+    cfg, notes = _shared_config(*_supported_config(recipe.quantize, exporter), state.model)
     work = state.work / exporter.format.value
     x, y = state.val.x, state.val.require_labels()
 
@@ -467,6 +467,21 @@ def converting(fmt: ModelFormat, what: str) -> Iterator[None]:
     except Exception as e:  # each converter raises its own types
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
         raise EdgeError(f"{fmt.value} {what} failed: {type(e).__name__}: {first}") from e
+
+
+def _shared_config(cfg: QuantizeConfig, notes: tuple[str, ...],
+                   model: Any) -> tuple[QuantizeConfig, tuple[str, ...]]:
+    """Per-tensor weight scales for shared kernels: per-channel scales would turn each
+    kernel's K values into up to K per channel, which the bundle's compressor cannot fold
+    (the remedy search still tries per-channel when per-tensor costs the budget)."""
+    from dataclasses import replace
+
+    from edge_sdk.passes.share import kernels_shared
+
+    if not cfg.per_channel or not kernels_shared(model):
+        return cfg, notes
+    return replace(cfg, per_channel=False), (*notes, "shared kernels: int8 weights use one scale "
+                                             "per tensor, so each keeps its K shared values")
 
 
 def _supported_config(cfg: QuantizeConfig,

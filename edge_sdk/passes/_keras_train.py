@@ -29,6 +29,22 @@ def log_probs(out: Any, probabilities: bool) -> Any:
     return tf.nn.log_softmax(out, axis=-1)
 
 
+def distill_loss(student_lp: Any, teacher_lp: Any, y: np.ndarray | None, *,
+                 temperature: float, alpha: float) -> Any:
+    """Hinton et al. (2015): cross-entropy to the teacher's distribution softened by
+    ``temperature`` (scaled by T² so its gradients keep their size), mixed ``alpha : 1 -
+    alpha`` with the hard labels when there are any. Inputs are log-probabilities."""
+    import tensorflow as tf
+
+    t = temperature
+    soft_t = tf.nn.softmax(teacher_lp / t, axis=-1)
+    soft = -tf.reduce_mean(tf.reduce_sum(soft_t * tf.nn.log_softmax(student_lp / t, axis=-1), axis=-1)) * t * t
+    if y is None:
+        return soft
+    hard = -tf.reduce_mean(tf.gather(student_lp, tf.constant(y, tf.int32), axis=1, batch_dims=1))
+    return alpha * soft + (1.0 - alpha) * hard
+
+
 def batches(ds: Dataset, batch: int, *, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """Shuffled batches forever (the caller decides how many steps)."""
     rng = np.random.default_rng(seed)
