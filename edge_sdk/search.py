@@ -1,4 +1,4 @@
-"""Accuracy-budget search: the most compressive prune (+ distill) + share recipe within
+"""Accuracy-budget search: the most compressive prune (+ distill) + low-rank + share recipe within
 ``max_drop`` points.
 
 1. Sensitivity: each channel group of the model is pruned alone at each ratio of a
@@ -8,7 +8,12 @@
    model is tried first (where recovery makes the difference, on the first candidates);
    otherwise the group whose chosen step costs most steps down one notch
    (:func:`pick_ratios`, :func:`back_off`; pure).
-3. Weight sharing: the smallest cluster count whose total drop stays within the budget.
+3. Low-rank: the lowest retained SVD energy (of a short ladder) whose factorization of
+   the Dense/1×1 Conv layers saves weights with the total drop still within the budget.
+4. Weight sharing: the smallest cluster count whose total drop stays within the budget.
+   When the factorization left no cluster count within the budget, sharing is tried on
+   the model before it, and preferred when it fits: sharing shrinks every kernel, the
+   factorization only some.
 
 Accuracy is top-1 on the validation labels, or agreement with the original model's
 top-1 when the data has no labels. Every chosen step is kept with its model, so the
@@ -29,6 +34,7 @@ from device_agent.errors import EdgeError
 from edge_sdk.analysis import keras_cost
 from edge_sdk.passes.base import GraphPass, PassContext, PassOutcome
 from edge_sdk.passes.distill import DistillConfig, DistillPass
+from edge_sdk.passes.lowrank import LowRankConfig, LowRankPass
 from edge_sdk.passes.prune import PruneConfig, PrunePass
 from edge_sdk.passes.share import ShareConfig, SharePass
 
@@ -43,6 +49,7 @@ class SearchConfig:
     max_drop: float = 0.5  # accuracy points, for the float steps this search chooses
     ratios: tuple[float, ...] = (0.25, 0.5, 0.625, 0.75)
     clusters: tuple[int, ...] = (4, 8, 16, 32, 64)
+    lowrank: tuple[float, ...] = (0.5, 0.7, 0.9)  # SVD energies, most compressive first; () skips
     share_fine_tune_steps: int = 60
     distill: DistillConfig | None = field(default_factory=lambda: DistillConfig(epochs=10, patience=2))
     distill_tries: int = 2  # candidates (most compressive first) that get a distillation try
@@ -52,10 +59,13 @@ class SearchConfig:
             raise EdgeError(f"--max-drop must be >= 0 points, got {self.max_drop}")
         if not self.ratios or any(not 0 < r < 1 for r in self.ratios) or list(self.ratios) != sorted(self.ratios):
             raise EdgeError(f"search ratios must be increasing and in (0, 1), got {self.ratios}")
+        if any(not 0 < e <= 1 for e in self.lowrank) or list(self.lowrank) != sorted(self.lowrank):
+            raise EdgeError(f"search low-rank energies must be increasing and in (0, 1], got {self.lowrank}")
 
     def describe(self) -> dict[str, Any]:
         return {"float_budget_points": self.max_drop, "ratios": list(self.ratios),
-                "clusters": list(self.clusters), "distill": self.distill is not None}
+                "clusters": list(self.clusters), "lowrank_energies": list(self.lowrank),
+                "distill": self.distill is not None}
 
 
 def float_budget(max_drop: float, int8: bool) -> float:
@@ -146,8 +156,13 @@ def search(model: Any, ctx: PassContext, config: SearchConfig) -> SearchResult:
     sens = sensitivity(model, ctx, config, ev)
     ratios = pick_ratios(sens, config.max_drop)
     chosen = _prune_within(model, _with_teacher(ctx, model), ratios, sens, config, ev)
-    shared, tried = _share_within(chosen[-1][1] if chosen else model, ctx, config, ev)
-    chosen += shared
+    current = chosen[-1][1] if chosen else model
+    low = _lowrank_within(current, ctx, config, ev)
+    shared, tried = _share_within(low[-1][1] if low else current, ctx, config, ev)
+    if low and not shared:
+        retry, tried = _share_within(current, ctx, config, ev)
+        low, shared = ([], retry) if retry else (low, shared)
+    chosen += low + shared
     if not chosen:
         raise EdgeError(_nothing_met(config, sens, tried))
     k = int(shared[0][0].detail.split()[0]) if shared else None
@@ -245,6 +260,22 @@ def _fits(step: SearchStep, pruned: Any, ctx: PassContext, config: SearchConfig,
     student = DistillPass(config.distill).apply(pruned, ctx).model
     d = ev.step("distill", f"T={config.distill.temperature}, alpha={config.distill.alpha}", student)
     return [(step, pruned), (d, student)] if d.drop <= config.max_drop else []
+
+
+def _lowrank_within(model: Any, ctx: PassContext, config: SearchConfig, ev: _Evaluator) -> Chosen:
+    """The lowest energy of ``config.lowrank`` whose factorization saves weights within budget."""
+    for i, energy in enumerate(config.lowrank):
+        ctx.progress("search: low-rank", i, len(config.lowrank))
+        try:
+            out = LowRankPass(LowRankConfig(energy=energy)).apply(model, ctx)
+        except EdgeError:  # no Dense or 1x1 Conv layer
+            return []
+        if not out.changes["factorized_layers"]:
+            continue
+        s = ev.step("lowrank", f"{energy:.0%} of SVD energy, ranks {out.changes['ranks']}", out.model)
+        if s.drop <= config.max_drop:
+            return [(s, out.model)]
+    return []
 
 
 def _share_within(model: Any, ctx: PassContext, config: SearchConfig,

@@ -31,8 +31,8 @@ def optimize(
     target: str = typer.Option("tflite", "--target", help="tflite, onnx or both"),
     max_drop: float | None = typer.Option(
         None, "--max-drop", help="Accuracy budget in points (default 1.0). Alone (no --prune/--share/"
-        "--lowrank): searches the most compressive prune+distill+share recipe whose measured drop, "
-        "int8 included, stays within it. With chosen steps: the int8 budget only"),
+        "--lowrank): searches the most compressive prune+distill+low-rank+share recipe whose "
+        "measured drop, int8 included, stays within it. With chosen steps: the int8 budget only"),
     search: bool | None = typer.Option(
         None, "--search/--no-search", help="Force or forbid the --max-drop search (default: search "
         "when --max-drop is given without --prune/--share/--lowrank)"),

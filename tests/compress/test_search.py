@@ -53,9 +53,25 @@ def test_search_within_budget(lenet: Any, digits: Any) -> None:
     assert "search: sensitivity" in seen
 
 
+def test_lowrank_step_only_within_budget(lenet: Any, digits: Any) -> None:
+    from edge_sdk.search import _evaluator, _lowrank_within
+
+    ctx = context(digits)
+    ev = _evaluator(lenet, ctx)
+    loose = _lowrank_within(lenet, ctx, SearchConfig(max_drop=100.0, lowrank=(0.3, 0.9)), ev)
+    assert [s.name for s, _ in loose] == ["lowrank"] and loose[0][0].detail.startswith("30% of SVD energy")
+    assert loose[0][1].get_layer("fc1_lowrank") is not None
+    assert loose[0][0].params < ev.step("baseline", "", lenet).params
+    # keeping 30% of fc1's energy costs accuracy: with no budget, no factorization is chosen
+    assert loose[0][0].drop > 0
+    assert _lowrank_within(lenet, ctx, SearchConfig(max_drop=0.0, lowrank=(0.3,)), ev) == []
+
+
 def test_budget_no_recipe_meets(lenet: Any, digits: Any) -> None:
-    # 97% of every group's channels and 2 values per kernel without fine-tuning: no step is lossless
-    cfg = SearchConfig(max_drop=0.0, ratios=(0.97,), clusters=(2,), share_fine_tune_steps=0, distill=None)
+    # 97% of every group's channels, 5% of the SVD energy and 2 values per kernel without
+    # fine-tuning: no step is lossless
+    cfg = SearchConfig(max_drop=0.0, ratios=(0.97,), clusters=(2,), share_fine_tune_steps=0, distill=None,
+                       lowrank=(0.05,))
     with pytest.raises(EdgeError, match=r"--max-drop 0.0: nothing met the budget; the cheapest pruning "
                        r"\(\w+ at 97%\) costs [\d.]+ points; sharing at 2 clusters costs [\d.]+"):
         plan(lenet, context(digits), cfg)
@@ -80,3 +96,5 @@ def test_bad_search_config() -> None:
         SearchConfig(max_drop=-1)
     with pytest.raises(EdgeError, match="increasing and in"):
         SearchConfig(ratios=(0.5, 0.25))
+    with pytest.raises(EdgeError, match="low-rank energies must be increasing"):
+        SearchConfig(lowrank=(0.9, 0.5))
