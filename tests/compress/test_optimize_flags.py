@@ -38,6 +38,10 @@ def test_prune_distill_share_int8_bundle(keras_cnn: Path, digits: Any, tmp_path:
     assert f.compression.value == "zstd" and f.raw_size == steps["int8 tflite"]["bytes"]
     print(f"int8 tflite raw {f.raw_size} B, stored zstd {f.size} B")
     assert f.size < 0.8 * f.raw_size  # K=16 shared int8 kernels compress
+    kernels = _int8_kernels(b.root / f.unpacked_path)
+    assert len(kernels) == 4  # conv1, conv2, fc1, logits
+    # per-tensor scales: each shared kernel keeps its 16 values in int8 (not 16 per channel)
+    assert all(len(np.unique(k)) <= 16 for k in kernels), [len(np.unique(k)) for k in kernels]
     assert rep["recipe"]["compression"] == "zstd" and rep["recipe"]["passes"] == ["prune", "distill", "share"]
     # The before/after table starts from the input model's float export, not the pruned one.
     (cmp,) = rep["comparisons"]
@@ -46,6 +50,17 @@ def test_prune_distill_share_int8_bundle(keras_cnn: Path, digits: Any, tmp_path:
     assert cmp["optimized"]["size_bytes"] == steps["int8 tflite"]["bytes"]
     preds = Engine.from_bundle_dir(b.root, b.manifest, prefer=ModelFormat.TFLITE).infer(digits.x_test)
     assert float(np.mean([p.index for p in preds] == digits.y_test)) > 0.85
+
+
+def _int8_kernels(path: Path) -> list[np.ndarray]:
+    """The int8 weight tensors of a .tflite: output channels first, more than one of them
+    (activations have the batch of 1 first)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    interp.allocate_tensors()
+    return [interp.get_tensor(d["index"]) for d in interp.get_tensor_details()
+            if d["dtype"] == np.int8 and len(d["shape"]) in (2, 4) and d["shape"][0] > 1]
 
 
 def test_onnx_prune_through_the_cli(cnn_onnx: Path, digits: Any, tmp_path: Path) -> None:
