@@ -5,9 +5,9 @@ cluster is summed into its centroid (Deep Compression §3.3), so the layer keeps
 K distinct values while the loss goes down. With the original model as teacher the loss
 is distillation's (its softened outputs mixed with the labels): on the digits LeNet-5,
 fine-tuning on the labels alone cost half a point of test accuracy that the clustering
-itself had not, while the teacher's outputs kept it. Centroids that end up worse on the
-validation split than k-means left them are not kept. An int8 export then has at most K distinct
-int8 values per kernel, which a general-purpose compressor (zstd, deflate) exploits.
+itself had not, while the teacher's outputs kept it. An int8 export with one scale per
+tensor then has at most K distinct int8 values per kernel, which a general-purpose
+compressor (zstd, deflate) exploits.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import numpy as np
 from device_agent.errors import EdgeError
 from edge_sdk.compress.kmeans import Codebook, KMeansInit, check_clusters, cluster_sums, kmeans_1d
 from edge_sdk.passes._keras_train import (
-    accuracy,
     batches,
     distill_loss,
     fitted,
@@ -129,15 +128,7 @@ class SharePass:
         target = _loss_target(ctx)
         if target is None:
             return ("centroids not fine-tuned: no labels in the data and no teacher model",)
-        before, books = _val_accuracy(model, ctx), [s.book for s in shared]
         self._steps(model, shared, ctx)
-        after = _val_accuracy(model, ctx)
-        if before is not None and after is not None and after < before:
-            for s, book in zip(shared, books, strict=True):
-                s.book = book
-                s.var.assign(book.decode().astype(np.float32))
-            return (f"centroids fine-tuned for {steps} steps on {target} lowered validation accuracy "
-                    f"({before:.4f} -> {after:.4f}); the k-means centroids were kept",)
         return (f"centroids fine-tuned for {steps} steps on {target}",)
 
     def _steps(self, model: Any, shared: list[_Shared], ctx: PassContext) -> None:
@@ -198,8 +189,3 @@ def _loss_target(ctx: PassContext) -> str | None:
         return "teacher outputs and labels" if ctx.calibration.y is not None else "teacher outputs"
     return "labels" if ctx.calibration.y is not None else None
 
-
-def _val_accuracy(model: Any, ctx: PassContext) -> float | None:
-    if ctx.validation.y is None or len(ctx.validation) == 0:
-        return None
-    return accuracy(model, fitted(model, ctx.validation, "share"))
