@@ -53,6 +53,23 @@ def test_fine_tuning_lowers_the_loss(lenet: Any, digits: Any) -> None:
         assert len(np.unique(w)) <= 4
 
 
+def test_fine_tuning_follows_the_teacher(lenet: Any, digits: Any) -> None:
+    from edge_sdk.passes._keras_train import distill_loss, log_probs
+
+    ctx = context(digits, teacher=lenet)
+    raw = SharePass(ShareConfig(clusters=4, fine_tune_steps=0)).apply(lenet, ctx).model
+    tuned = SharePass(ShareConfig(clusters=4, fine_tune_steps=60)).apply(lenet, ctx)
+    assert tuned.notes == ("centroids fine-tuned for 60 steps on teacher outputs and labels",)
+    x, y = ctx.validation.x, ctx.validation.y
+    teacher = log_probs(lenet(x), False)
+
+    def loss(m: Any) -> float:
+        return float(distill_loss(log_probs(m(x), False), teacher, y, temperature=4.0, alpha=0.7))
+
+    print(f"K=4 validation distillation loss: clustered {loss(raw):.4f}, fine-tuned {loss(tuned.model):.4f}")
+    assert loss(tuned.model) < loss(raw)
+
+
 def test_int8_export_uses_at_most_k_values_and_compresses(
     lenet: Any, shared: Any, digits: Any, tmp_path: Path
 ) -> None:
