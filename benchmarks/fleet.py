@@ -219,8 +219,10 @@ def serve_once(engine: object, data: Path, n: int, publisher: object | None) -> 
 def telemetry_cost(root: Path, n: int, repeats: int) -> dict[str, Any]:
     """Telemetry off against on, in one process, on one engine (1 runtime thread).
 
-    Throughput: medians over ``repeats`` ABBA-ordered pairs (off/on, then on/off), so a
-    drift of the machine's speed during the run does not favour either side. Cost, the
+    Throughput: ``repeats`` ABBA-ordered pairs (off/on, then on/off); the ratio is the
+    median of the pairs' own on/off ratios, so a drift of the machine's speed during the
+    run cancels within each pair (consecutive identical runs differ by up to ±15% on a
+    shared 2-core machine, more than the effect measured). Cost, the
     robust way: the CPU time of the telemetry threads (paho's network loop and the
     window worker, read per thread from /proc) and the observer's in-loop cost per
     inference timed alone, both as a share of the CPU an inference takes.
@@ -253,8 +255,11 @@ def telemetry_cost(root: Path, n: int, repeats: int) -> dict[str, Any]:
         for k, v in runs.items()
     }
     inference_cpu = 1.0 / med["off"][1]
+    pairs = [(on[0] / off[0], on[1] / off[1]) for off, on in zip(runs["off"], runs["on"], strict=True)]
     return {
         **med,
+        "pair_ratios": (statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)),
+        "pair_spread": (min(p[1] for p in pairs), max(p[1] for p in pairs)),
         "threads_share": statistics.median(threads_cpu) / n / inference_cpu,
         "observer_share": per_call / inference_cpu,
         "observer_us": per_call * 1e6,
@@ -321,8 +326,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", type=int, default=1000)
     ap.add_argument("--windows", type=int, default=30)
-    ap.add_argument("--inferences", type=int, default=100_000)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--inferences", type=int, default=20_000)
+    ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument(
         "--pg",
         default=os.environ.get("EDGE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test"),
@@ -373,8 +378,8 @@ def print_live(a: argparse.Namespace, r: dict[str, float]) -> None:
 def print_agent(a: argparse.Namespace, agent: dict[str, Any]) -> None:
     off, on = agent["off"], agent["on"]
     print(
-        f"\nAgent inference throughput, {a.inferences} inferences per run, median of "
-        f"{a.repeats} ABBA-ordered pairs (telemetry: 1 s windows to a local Mosquitto)"
+        f"\nAgent inference throughput, {a.inferences} inferences per run, {a.repeats} "
+        "ABBA-ordered pairs (telemetry: 1 s windows to a local Mosquitto); medians"
     )
     print(
         f"| {'telemetry':<10} | {'per wall s':>10} | {'ratio':>6} "
@@ -385,6 +390,9 @@ def print_agent(a: argparse.Namespace, agent: dict[str, Any]) -> None:
         print(
             f"| {name:<10} | {w:>10,.0f} | {w / off[0]:>6.3f} | {c:>10,.0f} | {c / off[1]:>6.3f} |"
         )
+    (pw, pc), (lo, hi) = agent["pair_ratios"], agent["pair_spread"]
+    print(f"on/off within each pair, median: {pw:.3f} per wall s, {pc:.3f} per CPU s "
+          f"(CPU ratios of the pairs from {lo:.3f} to {hi:.3f})")  # fmt: skip
     total = agent["observer_share"] + agent["threads_share"]
     print(
         f"\nTelemetry's cost per inference ({agent['inference_us']:.1f} µs of CPU each, "
