@@ -9,10 +9,15 @@ from typing import Any, Protocol
 import numpy as np
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Reading:
     """One raw input from a sensor or file. ``value`` is ``None`` for a reading that
-    failed at the source (``error`` says why): the loop counts it and goes on."""
+    failed at the source (``error`` says why): the loop counts it and goes on.
+
+    Not frozen, like :class:`~device_agent.sinks.base.Result`: sources build one per
+    reading and a frozen dataclass's ``__init__`` costs twice as much; treat it as
+    read-only.
+    """
 
     id: str
     value: np.ndarray | None
