@@ -141,14 +141,14 @@ def test_int8_features_pass_between_stages_unchanged_when_quantization_matches()
 
 @pytest.fixture(scope="module")
 def int8_cascade(keras_cnn: Path, digits: DigitsSplit, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two int8 stages: an exit after conv1, then the rest of the model."""
+    """Two all-int8 stages (``float_first=False``): an exit after conv1, then the rest."""
     import keras
 
     from edge_sdk.data import Dataset
     from edge_sdk.passes.early_exit import EarlyExitConfig, write_cascade_bundle
 
     model = keras.models.load_model(keras_cnn)
-    cfg = EarlyExitConfig(at_layers=("conv1",), epochs=5, max_drop=0.5)
+    cfg = EarlyExitConfig(at_layers=("conv1",), epochs=5, max_drop=0.5, float_first=False)
     path, _ = write_cascade_bundle(
         tmp_path_factory.mktemp("casc8") / "c8.edgepkg",
         model,
