@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device_agent.cache import CacheConfig, CacheMode, LRUCache, input_key
+from device_agent.cache import CacheConfig, CacheMode, LRUCache, float32_key, input_key
 from device_agent.errors import BundleError, InputError
 from device_agent.exit_policy import Criterion, ExitRule, confidence, override, rules_from_manifest
 from device_agent.manifest import Manifest, ModelFormat, TensorSpec
@@ -336,20 +336,27 @@ class Engine:
             if plan is not None:
                 return self._single(x.reshape(plan))  # a known shape: skip the general path
             return self._answer(self._prepare(x))
+        return self._infer_cached(value, self.cache)
+
+    def _infer_cached(self, value: np.ndarray, cache: LRUCache) -> Prediction:
         if self._tol:  # near keys round the values: NaN must be refused before keying
             x = self._finite(value)
             key = input_key(x, tolerance=self._tol)
         else:  # an exact hit is byte-identical to an input that was checked on its miss
             x = self._float(value)
-            key = input_key(x)
-        hit = self.cache.get(key)
+            key = float32_key(x)
+        hit = cache.get(key)
         if hit is not None and hit.result is not None:
             return hit.result  # type: ignore[no-any-return]
-        if not self._tol:
-            self._check_finite(x)
-        rows = hit.tensor if hit is not None and hit.tensor is not None else self._prepare(x)
+        if hit is not None and hit.tensor is not None:
+            rows = hit.tensor  # preprocessed before; the answers changed (new thresholds)
+        else:
+            if not self._tol and not _all_finite(x):
+                raise InputError(f"input of shape {x.shape} contains NaN or infinite values")
+            plan = self._row_plans.get(x.shape)
+            rows = x.reshape(plan) if plan is not None else self._prepare(x)
         pred = self._answer(rows)
-        self.cache.put(key, rows, _cached(pred))
+        cache.put(key, rows, _cached(pred))
         return pred
 
     def infer_many(self, values: Sequence[np.ndarray]) -> list[Prediction | InputError]:
@@ -436,7 +443,7 @@ class Engine:
     @staticmethod
     def _float(value: np.ndarray) -> np.ndarray:
         try:
-            return np.asarray(value, dtype=np.float32)
+            return np.asarray(value, dtype=_F32)
         except (TypeError, ValueError) as e:
             raise InputError(f"input is not numeric ({e})") from None
 
