@@ -103,6 +103,9 @@ class Stage:
         self.feed, self.fetch = feeder(model.runtime)
         self.logits_quantized = self.out_specs[logits].quantized
         self.to_input = RowQuantizer(self.in_spec) if self.in_spec.quantized else _float_input(self.in_spec)
+        # float32 rows are fed as they are: feed() takes any layout (the interpreter
+        # copies the input anyway), so the one-reading path skips to_input.
+        self.float_in = self.in_spec.dtype == "float32"
         lspec = self.out_specs[logits]
         self._lscale = float(lspec.scale or 0.0)
         self._lzero = int(lspec.zero_point or 0)
@@ -135,7 +138,7 @@ class Stage:
         top = max(ql)
         i = ql.index(top)
         if not self.logits_quantized:
-            conf = top if self.probabilities else _max_softmax(ql, top)
+            conf = top if self.probabilities else 1.0 / sum([_exp(v - top) for v in ql])
         elif self.probabilities:
             conf = (top - self._lzero) * self._lscale
         else:
@@ -276,6 +279,9 @@ class Engine:
         self._tol = cfg.tolerance if cfg.mode == CacheMode.NEAR else 0.0
         self._plans: dict[tuple[int, ...], tuple[int, ...] | str] = {}
         self._row_plans: dict[tuple[int, ...], tuple[int, ...]] = {}
+        # Label of every class index, so the per-reading path builds no string.
+        classes = max(self.stages[-1].out_specs[self.stages[-1].logits].shape[-1], len(labels))
+        self._names = tuple(labels[i] if i < len(labels) else str(i) for i in range(classes))
         self._sample = tuple(self.stages[0].in_spec.shape[1:])
         self._plain = len(self.stages) == 1
 
@@ -330,13 +336,27 @@ class Engine:
 
     def infer_one(self, value: np.ndarray) -> Prediction:
         """One raw reading → its prediction. Bad input raises :class:`InputError`."""
-        if self.cache is None:
-            x = self._finite(value)
-            plan = self._row_plans.get(x.shape)
-            if plan is not None:
-                return self._single(x.reshape(plan))  # a known shape: skip the general path
+        if self.cache is not None:
+            return self._infer_cached(value, self.cache)
+        # The per-reading path, kept flat: in the serve loop the CPU caches are cold
+        # after every invoke, and each Python call level costs ~0.5 µs there.
+        try:
+            x = np.asarray(value, dtype=_F32)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"input is not numeric ({e})") from None
+        ones = _ONES.get(x.size)
+        if ones is None or not _isfinite(np.vdot(x, ones)):
+            self._check_finite(x)  # the full check, only when the sum is not finite
+        plan = self._row_plans.get(x.shape)
+        if plan is None:
             return self._answer(self._prepare(x))
-        return self._infer_cached(value, self.cache)
+        if not self._plain:
+            return self._single(x.reshape(plan))
+        st = self.stages[0]
+        st.feed(x.reshape(plan) if st.float_in else st.to_input(x.reshape(plan)))
+        i, conf, _, z = st.top(None)
+        names = self._names
+        return Prediction(i, names[i] if i < len(names) else str(i), conf, 0, False, z)
 
     def _infer_cached(self, value: np.ndarray, cache: LRUCache) -> Prediction:
         if self._tol:  # near keys round the values: NaN must be refused before keying
@@ -536,12 +556,12 @@ class Engine:
         # exit at the first stage), and dequantized only when the next stage needs it.
         if self._plain:
             st = self.stages[0]
-            st.feed(st.to_input(row))
+            st.feed(row if st.float_in else st.to_input(row))
             i, conf, _, z = st.top(None)
             return Prediction(i, self._label(i), conf, 0, False, z)
         ready, last = False, len(self.stages) - 1
         for k, (st, rule) in enumerate(zip(self.stages, self._stage_rules, strict=True)):
-            st.feed(row if ready else st.to_input(row))
+            st.feed(row if ready or st.float_in else st.to_input(row))
             i, conf, score, z = st.top(rule)
             if k == last or (rule is not None and score > rule.threshold):
                 return Prediction(i, self._label(i), conf, k, False, z)
@@ -549,11 +569,12 @@ class Engine:
         raise AssertionError("the last stage always answers")
 
     def _label(self, i: int) -> str:
-        return self.labels[i] if i < len(self.labels) else str(i)
+        names = self._names
+        return names[i] if i < len(names) else str(i)
 
     def _prediction(self, p: np.ndarray, stage: int) -> Prediction:
         i = int(p.argmax())
-        label = self.labels[i] if i < len(self.labels) else str(i)
+        label = self._label(i)
         return Prediction(index=i, label=label, confidence=float(p[i]), stage=stage, output=p)
 
 
@@ -581,13 +602,10 @@ _isfinite = math.isfinite
 
 
 def _max_softmax(z: list[float], top: float) -> float:
-    """softmax(z)[argmax] of plain floats: ``exp(top) / sum(exp(z))``, one C-level pass
-    (``map``), falling back to the shifted form where ``exp`` would overflow (or all
-    terms underflow)."""
-    try:
-        return _exp(top) / sum(map(_exp, z))
-    except (OverflowError, ZeroDivisionError):
-        return 1.0 / sum([_exp(v - top) for v in z])
+    """softmax(z)[argmax] of plain floats. (In the serve loop, where the CPU caches are
+    cold after each invoke, this list comprehension measured faster than ``map`` or
+    numpy on 10 classes.)"""
+    return 1.0 / sum([_exp(v - top) for v in z])
 
 
 def build_stages(models: Sequence[Model]) -> list[Stage]:

@@ -84,7 +84,8 @@ def _loop(
     limit: int | None,
 ) -> None:
     # The per-reading path, kept flat: one engine call, one clock pair, one Result.
-    seq, clock, add = 0, time.perf_counter, stats.add
+    seq, clock = 0, time.perf_counter
+    latencies, exits = stats.latencies_ms, stats.exits
     for reading in source:
         value = reading.value
         if value is None:
@@ -96,14 +97,19 @@ def _loop(
         except (EdgeError, ValueError) as e:
             _fail(reading, str(e), observers, stats)
             continue
-        result = Result(seq, reading.id, pred.index, pred.label, pred.confidence,
-                        (clock() - t0) * 1000.0, pred.stage, pred.cached, reading.meta.get("label"))
-        add(result)
+        ms = (clock() - t0) * 1000.0
+        result = Result(seq, reading.id, pred.index, pred.label, pred.confidence, ms,
+                        pred.stage, pred.cached, reading.meta.get("label"))
+        latencies.append(ms)  # RunStats.add, inlined: a call level costs ~0.5 µs here
+        exits[pred.stage] = exits.get(pred.stage, 0) + 1
+        if pred.cached or result.truth is not None:
+            stats.count_extra(result)
         for o in observers:
             o.on_result(result)
         for sink in sinks:
             sink.emit(result)
         seq += 1
+        stats.count = seq
         if limit is not None and seq >= limit:
             return
 

@@ -2,7 +2,8 @@
 
 A backend is one file in this package with one class; the registry in ``__init__``
 names it. The contract is deliberately small: ``inputs``, ``outputs`` and ``run``.
-A backend may also offer the one-input pair ``feed(tensor)`` (set the input, run) and
+A backend may also offer the one-input pair ``feed(tensor)`` (set the input, in any
+memory layout, and run) and
 ``fetch(i)`` (output ``i`` of the last run): the engine's one-reading path uses it to
 read only the outputs it needs (a cascade stage's features only for rows that go on).
 :func:`feeder` gives that pair for any backend, over ``run`` when it has none.
@@ -62,6 +63,6 @@ def feeder(runtime: Runtime) -> tuple[Feed, Fetch]:
     last: list[np.ndarray] = []
 
     def run_one(tensor: np.ndarray) -> None:
-        last[:] = runtime.run([tensor])
+        last[:] = runtime.run([np.ascontiguousarray(tensor)])
 
     return run_one, last.__getitem__

@@ -57,8 +57,8 @@ class OnnxRuntime:
 
 
     def feed(self, tensor: np.ndarray) -> None:
-        """Run on one input; read outputs with :meth:`fetch` (ONNX Runtime returns all)."""
-        self._last = self.run([tensor])
+        """Run on one input (any layout); read outputs with :meth:`fetch`."""
+        self._last = self.run([np.ascontiguousarray(tensor)])
 
     def fetch(self, i: int) -> np.ndarray:
         return self._last[i]
