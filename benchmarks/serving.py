@@ -39,7 +39,7 @@ from device_agent.loader import engine_for
 from device_agent.preprocess import Pipeline
 from device_agent.runtimes import RuntimeOptions, load_model
 from device_agent.serve import serve
-from device_agent.sources.base import Reading
+from device_agent.sources.base import Reading, finite_rows
 
 ONE_THREAD = RuntimeOptions(threads=1)
 
@@ -109,7 +109,8 @@ class Replay:
     """A source over an in-memory list (no file or pacing cost in the measurement)."""
 
     def __init__(self, xs: list[np.ndarray]):
-        self.readings = [Reading(id=str(i), value=x) for i, x in enumerate(xs)]
+        finite = finite_rows(np.asarray(xs))  # checked once, as FileSource does
+        self.readings = [Reading(id=str(i), value=x, finite=finite[i]) for i, x in enumerate(xs)]
 
     def __iter__(self) -> Iterator[Reading]:
         return iter(self.readings)

@@ -119,14 +119,13 @@ class Stage:
             return raw_features, True
         return self.features_float(raw_features), False
 
-    def top(self, rule: ExitRule | None) -> tuple[int, float, float, np.ndarray]:
-        """The last :attr:`feed`'s one row → (winner, its probability, exit score, output row).
+    def top(self, q: np.ndarray, rule: ExitRule | None) -> tuple[int, float, float, np.ndarray]:
+        """One row's logits output ``q`` → (winner, its probability, exit score, output row).
 
         For quantized logits the winner and its softmax probability come from the raw
         integers: argmax is unchanged by ``(q - zp) * scale`` with ``scale > 0``, and
         the softmax needs only ``scale * (q - q_max)``, so nothing is dequantized.
         """
-        q = self.fetch(self.logits)
         if self.probabilities is None:  # the first answer decides logits or probabilities
             z = dequantize(q, self.out_specs[self.logits]) if self.logits_quantized else q
             self.probabilities = looks_like_probabilities(z.reshape(1, -1))
@@ -334,33 +333,38 @@ class Engine:
 
     # -- serving ---------------------------------------------------------------------
 
-    def infer_one(self, value: np.ndarray) -> Prediction:
-        """One raw reading → its prediction. Bad input raises :class:`InputError`."""
+    def infer_one(self, value: np.ndarray, finite: bool = False) -> Prediction:
+        """One raw reading → its prediction. Bad input raises :class:`InputError`.
+
+        ``finite``: the caller has checked that every value is finite (see
+        :attr:`Reading.finite <device_agent.sources.base.Reading>`); the check is skipped.
+        """
         if self.cache is not None:
-            return self._infer_cached(value, self.cache)
+            return self._infer_cached(value, self.cache, finite)
         # The per-reading path, kept flat: in the serve loop the CPU caches are cold
         # after every invoke, and each Python call level costs ~0.5 µs there.
         try:
             x = np.asarray(value, dtype=_F32)
         except (TypeError, ValueError) as e:
             raise InputError(f"input is not numeric ({e})") from None
-        ones = _ONES.get(x.size)
-        if ones is None or not _isfinite(np.vdot(x, ones)):
-            self._check_finite(x)  # the full check, only when the sum is not finite
+        if not finite:
+            ones = _ONES.get(x.size)
+            if ones is None or not _isfinite(np.vdot(x, ones)):
+                self._check_finite(x)  # the full check, only when the sum is not finite
         plan = self._row_plans.get(x.shape)
         if plan is None:
             return self._answer(self._prepare(x))
         if not self._plain:
             return self._single(x.reshape(plan))
         st = self.stages[0]
-        st.feed(x.reshape(plan) if st.float_in else st.to_input(x.reshape(plan)))
-        i, conf, _, z = st.top(None)
+        q = st.feed(x.reshape(plan) if st.float_in else st.to_input(x.reshape(plan)), st.logits)
+        i, conf, _, z = st.top(q, None)
         names = self._names
         return Prediction(i, names[i] if i < len(names) else str(i), conf, 0, False, z)
 
-    def _infer_cached(self, value: np.ndarray, cache: LRUCache) -> Prediction:
+    def _infer_cached(self, value: np.ndarray, cache: LRUCache, finite: bool) -> Prediction:
         if self._tol:  # near keys round the values: NaN must be refused before keying
-            x = self._finite(value)
+            x = self._float(value) if finite else self._finite(value)
             key = input_key(x, tolerance=self._tol)
         else:  # an exact hit is byte-identical to an input that was checked on its miss
             x = self._float(value)
@@ -371,7 +375,7 @@ class Engine:
         if hit is not None and hit.tensor is not None:
             rows = hit.tensor  # preprocessed before; the answers changed (new thresholds)
         else:
-            if not self._tol and not _all_finite(x):
+            if not finite and not self._tol and not _all_finite(x):
                 raise InputError(f"input of shape {x.shape} contains NaN or infinite values")
             plan = self._row_plans.get(x.shape)
             rows = x.reshape(plan) if plan is not None else self._prepare(x)
@@ -556,13 +560,13 @@ class Engine:
         # exit at the first stage), and dequantized only when the next stage needs it.
         if self._plain:
             st = self.stages[0]
-            st.feed(row if st.float_in else st.to_input(row))
-            i, conf, _, z = st.top(None)
+            q = st.feed(row if st.float_in else st.to_input(row), st.logits)
+            i, conf, _, z = st.top(q, None)
             return Prediction(i, self._label(i), conf, 0, False, z)
         ready, last = False, len(self.stages) - 1
         for k, (st, rule) in enumerate(zip(self.stages, self._stage_rules, strict=True)):
-            st.feed(row if ready or st.float_in else st.to_input(row))
-            i, conf, score, z = st.top(rule)
+            q = st.feed(row if ready or st.float_in else st.to_input(row), st.logits)
+            i, conf, score, z = st.top(q, rule)
             if k == last or (rule is not None and score > rule.threshold):
                 return Prediction(i, self._label(i), conf, k, False, z)
             row, ready = st.hand_off(st.fetch(st.features))  # type: ignore[arg-type]

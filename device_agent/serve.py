@@ -93,7 +93,7 @@ def _loop(
             continue
         t0 = clock()
         try:
-            pred = ref.engine.infer_one(value)
+            pred = ref.engine.infer_one(value, reading.finite)
         except (EdgeError, ValueError) as e:
             _fail(reading, str(e), observers, stats)
             continue

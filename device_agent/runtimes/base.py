@@ -2,10 +2,10 @@
 
 A backend is one file in this package with one class; the registry in ``__init__``
 names it. The contract is deliberately small: ``inputs``, ``outputs`` and ``run``.
-A backend may also offer the one-input pair ``feed(tensor)`` (set the input, in any
-memory layout, and run) and
-``fetch(i)`` (output ``i`` of the last run): the engine's one-reading path uses it to
-read only the outputs it needs (a cascade stage's features only for rows that go on).
+A backend may also offer the one-input pair ``feed(tensor, i)`` (set the input, in
+any memory layout, run, return output ``i``) and ``fetch(j)`` (another output of the
+same run): the engine's one-reading path uses it to read only the outputs it needs
+(a cascade stage's features only for rows that go on).
 :func:`feeder` gives that pair for any backend, over ``run`` when it has none.
 Quantization of inputs and dequantization of outputs is done above the backend, from
 the specs the backend reports, so every backend behaves the same.
@@ -51,7 +51,7 @@ class Backend(Protocol):
     def load(self, path: Path, options: RuntimeOptions) -> Runtime: ...
 
 
-Feed = Callable[[np.ndarray], None]
+Feed = Callable[[np.ndarray, int], np.ndarray]
 Fetch = Callable[[int], np.ndarray]
 
 
@@ -62,7 +62,8 @@ def feeder(runtime: Runtime) -> tuple[Feed, Fetch]:
         return feed, fetch
     last: list[np.ndarray] = []
 
-    def run_one(tensor: np.ndarray) -> None:
+    def run_one(tensor: np.ndarray, i: int) -> np.ndarray:
         last[:] = runtime.run([np.ascontiguousarray(tensor)])
+        return last[i]
 
     return run_one, last.__getitem__

@@ -56,9 +56,10 @@ class OnnxRuntime:
             raise InputError(f"input does not fit the model: {e}") from e
 
 
-    def feed(self, tensor: np.ndarray) -> None:
-        """Run on one input (any layout); read outputs with :meth:`fetch`."""
+    def feed(self, tensor: np.ndarray, i: int) -> np.ndarray:
+        """Run on one input (any layout), return output ``i``; others with :meth:`fetch`."""
         self._last = self.run([np.ascontiguousarray(tensor)])
+        return self._last[i]
 
     def fetch(self, i: int) -> np.ndarray:
         return self._last[i]
