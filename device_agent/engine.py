@@ -354,13 +354,14 @@ class Engine:
         plan = self._row_plans.get(x.shape)
         if plan is None:
             return self._answer(self._prepare(x))
-        if not self._plain:
-            return self._single(x.reshape(plan))
-        st = self.stages[0]
+        # Stage 0 (the whole model, or a cascade's first exit: where most readings stop).
+        st, rule = self.stages[0], self._stage_rules[0]
         q = st.feed(x.reshape(plan) if st.float_in else st.to_input(x.reshape(plan)), st.logits)
-        i, conf, _, z = st.top(q, None)
-        names = self._names
-        return Prediction(i, names[i] if i < len(names) else str(i), conf, 0, False, z)
+        i, conf, score, z = st.top(q, rule)
+        if self._plain or (rule is not None and score > rule.threshold):
+            names = self._names
+            return Prediction(i, names[i] if i < len(names) else str(i), conf, 0, False, z)
+        return self._after(0, st.fetch(st.features))  # type: ignore[arg-type]
 
     def _infer_cached(self, value: np.ndarray, cache: LRUCache, finite: bool) -> Prediction:
         if self._tol:  # near keys round the values: NaN must be refused before keying
@@ -554,21 +555,27 @@ class Engine:
                 self.cache.put(key, r, _cached(pred))
 
     def _single(self, row: np.ndarray) -> Prediction:
-        # One row through the cascade, the path taken once per reading. It avoids numpy
-        # calls on tiny arrays (~1 µs each): for a few classes plain floats are faster.
-        # Features are fetched only for rows that go on (most rows of a good cascade
-        # exit at the first stage), and dequantized only when the next stage needs it.
-        if self._plain:
-            st = self.stages[0]
-            q = st.feed(row if st.float_in else st.to_input(row), st.logits)
-            i, conf, _, z = st.top(q, None)
+        # One row through the cascade. It avoids numpy calls on tiny arrays (~1 µs each):
+        # for a few classes plain floats are faster. (infer_one runs stage 0 inline.)
+        st, rule = self.stages[0], self._stage_rules[0]
+        q = st.feed(row if st.float_in else st.to_input(row), st.logits)
+        i, conf, score, z = st.top(q, rule)
+        if self._plain or (rule is not None and score > rule.threshold):
             return Prediction(i, self._label(i), conf, 0, False, z)
-        ready, last = False, len(self.stages) - 1
-        for k, (st, rule) in enumerate(zip(self.stages, self._stage_rules, strict=True)):
+        return self._after(0, st.fetch(st.features))  # type: ignore[arg-type]
+
+    def _after(self, k: int, raw_features: np.ndarray) -> Prediction:
+        """Stages after ``k`` for one row that did not exit at ``k``. Features are
+        fetched only for rows that go on, and dequantized only when the next stage
+        needs it."""
+        row, ready = self.stages[k].hand_off(raw_features)
+        last = len(self.stages) - 1
+        for j in range(k + 1, last + 1):
+            st, rule = self.stages[j], self._stage_rules[j]
             q = st.feed(row if ready or st.float_in else st.to_input(row), st.logits)
             i, conf, score, z = st.top(q, rule)
-            if k == last or (rule is not None and score > rule.threshold):
-                return Prediction(i, self._label(i), conf, k, False, z)
+            if j == last or (rule is not None and score > rule.threshold):
+                return Prediction(i, self._label(i), conf, j, False, z)
             row, ready = st.hand_off(st.fetch(st.features))  # type: ignore[arg-type]
         raise AssertionError("the last stage always answers")
 
