@@ -107,6 +107,8 @@ class Stage:
         # copies the input anyway), so the one-reading path skips to_input.
         self.float_in = self.in_spec.dtype == "float32"
         lspec = self.out_specs[logits]
+        # Few classes (known from the spec): top-1 in plain floats, not numpy.
+        self._few = 0 < lspec.shape[-1] <= 64 and all(d == 1 or d < 0 for d in lspec.shape[:-1])
         self._lscale = float(lspec.scale or 0.0)
         self._lzero = int(lspec.zero_point or 0)
         # Set by build_stages: the next stage takes this stage's integer features as they
@@ -129,7 +131,7 @@ class Stage:
         if self.probabilities is None:  # the first answer decides logits or probabilities
             z = dequantize(q, self.out_specs[self.logits]) if self.logits_quantized else q
             self.probabilities = looks_like_probabilities(z.reshape(1, -1))
-        if q.size > 64 or (rule is not None and rule.criterion is not Criterion.MAX_PROB):
+        if not self._few or (rule is not None and rule.criterion is not Criterion.MAX_PROB):
             z = dequantize(q, self.out_specs[self.logits]).reshape(-1)
             return (*_top(z, self.probabilities, rule), z)
         row = q.ravel()
@@ -368,7 +370,10 @@ class Engine:
             x = self._float(value) if finite else self._finite(value)
             key = input_key(x, tolerance=self._tol)
         else:  # an exact hit is byte-identical to an input that was checked on its miss
-            x = self._float(value)
+            try:
+                x = np.asarray(value, dtype=_F32)
+            except (TypeError, ValueError) as e:
+                raise InputError(f"input is not numeric ({e})") from None
             key = float32_key(x)
         hit = cache.get(key)
         if hit is not None and hit.result is not None:
