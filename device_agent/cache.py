@@ -172,10 +172,10 @@ class LRUCache:
     def put(self, key: bytes, tensor: np.ndarray | None, result: Any = None) -> None:
         """Store (or replace) an entry; an entry larger than the whole cap is not kept."""
         size = ENTRY_OVERHEAD + len(key) + (0 if tensor is None else tensor.nbytes)
-        size += _result_bytes(result)
-        old = self._d.pop(key, None)
-        if old is not None:
-            self.bytes -= old.nbytes
+        if result is not None:
+            size += _result_bytes(result)
+        if key in self._d:
+            self.bytes -= self._d.pop(key).nbytes
         if size > self.max_bytes:
             return
         self._d[key] = Entry(tensor, result, size)

@@ -43,10 +43,6 @@ class RunStats:
         self.latencies_ms.append(result.latency_ms)
         exits = self.exits
         exits[result.stage] = exits.get(result.stage, 0) + 1
-        self.count_extra(result)
-
-    def count_extra(self, result: Result) -> None:
-        """The counts that only some readings change: cache hits and labelled answers."""
         if result.cached:
             self.cache_hits += 1
         if result.truth is not None:
