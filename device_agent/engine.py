@@ -28,13 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from device_agent.cache import CacheConfig, CacheMode, LRUCache, input_key
+from device_agent.cache import CacheConfig, CacheMode, LRUCache, float32_key, input_key
 from device_agent.errors import BundleError, InputError
 from device_agent.exit_policy import Criterion, ExitRule, confidence, override, rules_from_manifest
 from device_agent.manifest import Manifest, ModelFormat, TensorSpec
 from device_agent.preprocess import Pipeline
 from device_agent.quant import dequantize
 from device_agent.runtimes import RuntimeOptions, load_model
+from device_agent.runtimes.base import feeder
 from device_agent.runtimes.model import Model
 
 log = logging.getLogger(__name__)
@@ -99,9 +100,15 @@ class Stage:
         self.out_specs = model.outputs
         self.probabilities: bool | None = None  # decided on the first output, then fixed
         self.invoke = model.runtime.run
+        self.feed, self.fetch = feeder(model.runtime)
         self.logits_quantized = self.out_specs[logits].quantized
         self.to_input = RowQuantizer(self.in_spec) if self.in_spec.quantized else _float_input(self.in_spec)
+        # float32 rows are fed as they are: feed() takes any layout (the interpreter
+        # copies the input anyway), so the one-reading path skips to_input.
+        self.float_in = self.in_spec.dtype == "float32"
         lspec = self.out_specs[logits]
+        # Few classes (known from the spec): top-1 in plain floats, not numpy.
+        self._few = 0 < lspec.shape[-1] <= 64 and all(d == 1 or d < 0 for d in lspec.shape[:-1])
         self._lscale = float(lspec.scale or 0.0)
         self._lzero = int(lspec.zero_point or 0)
         # Set by build_stages: the next stage takes this stage's integer features as they
@@ -114,49 +121,31 @@ class Stage:
             return raw_features, True
         return self.features_float(raw_features), False
 
-    def logits_row(self, row: np.ndarray, ready: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
-        """One row (``ready``: already in the model's dtype) → its float logits (flat) and
-        the raw outputs."""
-        raw = self.invoke([row if ready else self.to_input(row)])
-        z = raw[self.logits]
-        if self.logits_quantized:
-            z = dequantize(z, self.out_specs[self.logits])
-        if self.probabilities is None:
-            self.probabilities = looks_like_probabilities(z.reshape(1, -1))
-        return z.reshape(-1), raw
-
-    def top_row(
-        self, row: np.ndarray, rule: ExitRule | None, ready: bool = False
-    ) -> tuple[int, float, float, np.ndarray, list[np.ndarray]]:
-        """One row → (winner, its probability, exit score, output row, raw outputs).
+    def top(self, q: np.ndarray, rule: ExitRule | None) -> tuple[int, float, float, np.ndarray]:
+        """One row's logits output ``q`` → (winner, its probability, exit score, output row).
 
         For quantized logits the winner and its softmax probability come from the raw
         integers: argmax is unchanged by ``(q - zp) * scale`` with ``scale > 0``, and
         the softmax needs only ``scale * (q - q_max)``, so nothing is dequantized.
         """
-        if not self.logits_quantized or self.probabilities is None or not _plain_top(rule):
-            z, raw = self.logits_row(row, ready)
-            i, conf, score = _top(z, self.probabilities, rule)  # type: ignore[arg-type]
-            return i, conf, score, z, raw
-        raw = self.invoke([row if ready else self.to_input(row)])
-        q = raw[self.logits]
-        if q.size > 64:
-            z, _ = self.logits_row_from(raw)
-            i, conf, score = _top(z, self.probabilities, rule)
-            return i, conf, score, z, raw
-        ql = q.ravel().tolist()
+        if self.probabilities is None:  # the first answer decides logits or probabilities
+            z = dequantize(q, self.out_specs[self.logits]) if self.logits_quantized else q
+            self.probabilities = looks_like_probabilities(z.reshape(1, -1))
+        if not self._few or (rule is not None and rule.criterion is not Criterion.MAX_PROB):
+            z = dequantize(q, self.out_specs[self.logits]).reshape(-1)
+            return (*_top(z, self.probabilities, rule), z)
+        row = q.ravel()
+        ql = row.tolist()
         top = max(ql)
         i = ql.index(top)
-        s = self._lscale
-        if self.probabilities:
-            conf = (top - self._lzero) * s
+        if not self.logits_quantized:
+            conf = top if self.probabilities else 1.0 / sum([_exp(v - top) for v in ql])
+        elif self.probabilities:
+            conf = (top - self._lzero) * self._lscale
         else:
+            s = self._lscale
             conf = 1.0 / sum([_exp((v - top) * s) for v in ql])
-        return i, conf, conf, q.reshape(-1), raw
-
-    def logits_row_from(self, raw: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        z = dequantize(raw[self.logits], self.out_specs[self.logits])
-        return z.reshape(-1), raw
+        return i, conf, conf, row
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Float batch → (class probabilities, float features or None)."""
@@ -197,6 +186,29 @@ def to_model_dtype(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
 
 
 _F32 = np.dtype(np.float32)
+_ONES: dict[int, np.ndarray] = {}
+
+
+def _all_finite(x: np.ndarray) -> bool:
+    """Whether every value of float array ``x`` is finite.
+
+    One sum is far cheaper than ``isfinite`` over every element; only when the sum is
+    not finite (NaN/inf present, or a float32 overflow) is the full check run. The sum
+    is BLAS's dot with ones: ~0.8 µs cheaper than ``x.sum()`` on a 28×28 image, and
+    silent on overflow (``x·x`` would overflow, and fall back, for far smaller values).
+    """
+    ones = _ONES.get(x.size)
+    if ones is None:
+        ones = _ones(x.size)
+    return _isfinite(np.vdot(x, ones)) or bool(np.isfinite(x).all())
+
+
+def _ones(size: int) -> np.ndarray:
+    """A float32 vector of ones to sum inputs of ``size`` with (kept for a few sizes)."""
+    ones = np.ones(size, dtype=np.float32)
+    if len(_ONES) < 16:
+        _ONES[size] = ones
+    return ones
 
 
 class RowQuantizer:
@@ -232,11 +244,15 @@ class RowQuantizer:
 
 
 def _float_input(spec: TensorSpec) -> Callable[[np.ndarray], np.ndarray]:
+    if spec.dtype == "float32":
+        return _float32_rows
     return lambda x: to_model_dtype(x, spec)
 
 
-def _plain_top(rule: ExitRule | None) -> bool:
-    return rule is None or rule.criterion is Criterion.MAX_PROB
+def _float32_rows(x: np.ndarray) -> np.ndarray:
+    if x.dtype == _F32 and x.flags.c_contiguous:
+        return x  # the usual case: nothing to convert
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 class Engine:
@@ -258,11 +274,15 @@ class Engine:
         self.stages = build_stages(models)
         self.pipeline = Pipeline.parse(manifest.preprocessing) if manifest else Pipeline()
         base = rules_from_manifest(manifest.exits, len(models)) if manifest else {}
-        self.rules: dict[int, ExitRule] = override(base, self.options.thresholds, len(models))
+        self.rules = override(base, self.options.thresholds, len(models))
         cfg = self.options.cache
         self.cache = LRUCache(cfg.max_bytes) if cfg.mode != CacheMode.OFF else None
         self._tol = cfg.tolerance if cfg.mode == CacheMode.NEAR else 0.0
         self._plans: dict[tuple[int, ...], tuple[int, ...] | str] = {}
+        self._row_plans: dict[tuple[int, ...], tuple[int, ...]] = {}
+        # Label of every class index, so the per-reading path builds no string.
+        classes = max(self.stages[-1].out_specs[self.stages[-1].logits].shape[-1], len(labels))
+        self._names = tuple(labels[i] if i < len(labels) else str(i) for i in range(classes))
         self._sample = tuple(self.stages[0].in_spec.shape[1:])
         self._plain = len(self.stages) == 1
 
@@ -288,6 +308,17 @@ class Engine:
         return cls(models, labels=manifest.labels, manifest=manifest, options=engine_options)
 
     @property
+    def rules(self) -> dict[int, ExitRule]:
+        """The exit rule of each stage that has one (stage index → rule)."""
+        return self._rules
+
+    @rules.setter
+    def rules(self, rules: dict[int, ExitRule]) -> None:
+        self._rules = rules
+        last = len(self.stages) - 1  # the last stage always answers: no rule
+        self._stage_rules = [rules.get(k) if k < last else None for k in range(last + 1)]
+
+    @property
     def input_shape(self) -> tuple[int, ...]:
         return self.model.inputs[0].shape
 
@@ -304,28 +335,58 @@ class Engine:
 
     # -- serving ---------------------------------------------------------------------
 
-    def infer_one(self, value: np.ndarray) -> Prediction:
-        """One raw reading → its prediction. Bad input raises :class:`InputError`."""
-        if self.cache is None:
-            x = self._finite(value)
-            plan = None if self.pipeline else self._plans.get(x.shape)
-            if plan is not None and plan.__class__ is tuple and plan[0] == 1:
-                return self._single(x.reshape(plan))  # a known shape: skip the general path
+    def infer_one(self, value: np.ndarray, finite: bool = False) -> Prediction:
+        """One raw reading → its prediction. Bad input raises :class:`InputError`.
+
+        ``finite``: the caller has checked that every value is finite (see
+        :attr:`Reading.finite <device_agent.sources.base.Reading>`); the check is skipped.
+        """
+        if self.cache is not None:
+            return self._infer_cached(value, self.cache, finite)
+        # The per-reading path, kept flat: in the serve loop the CPU caches are cold
+        # after every invoke, and each Python call level costs ~0.5 µs there.
+        try:
+            x = np.asarray(value, dtype=_F32)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"input is not numeric ({e})") from None
+        if not finite:
+            ones = _ONES.get(x.size)
+            if ones is None or not _isfinite(np.vdot(x, ones)):
+                self._check_finite(x)  # the full check, only when the sum is not finite
+        plan = self._row_plans.get(x.shape)
+        if plan is None:
             return self._answer(self._prepare(x))
+        # Stage 0 (the whole model, or a cascade's first exit: where most readings stop).
+        st, rule = self.stages[0], self._stage_rules[0]
+        q = st.feed(x.reshape(plan) if st.float_in else st.to_input(x.reshape(plan)), st.logits)
+        i, conf, score, z = st.top(q, rule)
+        if self._plain or (rule is not None and score > rule.threshold):
+            names = self._names
+            return Prediction(i, names[i] if i < len(names) else str(i), conf, 0, False, z)
+        return self._after(0, st.fetch(st.features))  # type: ignore[arg-type]
+
+    def _infer_cached(self, value: np.ndarray, cache: LRUCache, finite: bool) -> Prediction:
         if self._tol:  # near keys round the values: NaN must be refused before keying
-            x = self._finite(value)
+            x = self._float(value) if finite else self._finite(value)
             key = input_key(x, tolerance=self._tol)
         else:  # an exact hit is byte-identical to an input that was checked on its miss
-            x = self._float(value)
-            key = input_key(x)
-        hit = self.cache.get(key)
+            try:
+                x = np.asarray(value, dtype=_F32)
+            except (TypeError, ValueError) as e:
+                raise InputError(f"input is not numeric ({e})") from None
+            key = float32_key(x)
+        hit = cache.get(key)
         if hit is not None and hit.result is not None:
             return hit.result  # type: ignore[no-any-return]
-        if not self._tol:
-            self._check_finite(x)
-        rows = hit.tensor if hit is not None and hit.tensor is not None else self._prepare(x)
+        if hit is not None and hit.tensor is not None:
+            rows = hit.tensor  # preprocessed before; the answers changed (new thresholds)
+        else:
+            if not finite and not self._tol and not _all_finite(x):
+                raise InputError(f"input of shape {x.shape} contains NaN or infinite values")
+            plan = self._row_plans.get(x.shape)
+            rows = x.reshape(plan) if plan is not None else self._prepare(x)
         pred = self._answer(rows)
-        self.cache.put(key, rows, _cached(pred))
+        cache.put(key, rows, _cached(pred))
         return pred
 
     def infer_many(self, values: Sequence[np.ndarray]) -> list[Prediction | InputError]:
@@ -360,10 +421,10 @@ class Engine:
             x = np.asarray(values, dtype=np.float32)
         except (TypeError, ValueError):  # ragged or not numeric
             return None
-        plan = self._plans.get(x.shape[1:])
-        if plan is None or plan.__class__ is not tuple or plan[0] != 1 or not math.isfinite(x.sum()):
+        plan = self._row_plans.get(x.shape[1:])
+        if plan is None or not math.isfinite(x.sum()):
             return None
-        rows = x.reshape(len(values), *plan[1:])  # type: ignore[misc]
+        rows = x.reshape(len(values), *plan[1:])
         probs, stage = self.cascade(rows)
         out: list[Prediction | InputError] = [InputError("not run")] * len(values)
         self._answer_rows([(i, rows[i : i + 1], None) for i in range(len(values))], probs, stage, out)
@@ -399,24 +460,26 @@ class Engine:
 
     # -- internals -------------------------------------------------------------------
 
-    def _finite(self, value: np.ndarray) -> np.ndarray:
-        x = self._float(value)
-        self._check_finite(x)
+    @staticmethod
+    def _finite(value: np.ndarray) -> np.ndarray:
+        try:
+            x = np.asarray(value, dtype=_F32)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"input is not numeric ({e})") from None
+        if not _all_finite(x):
+            raise InputError(f"input of shape {x.shape} contains NaN or infinite values")
         return x
 
     @staticmethod
     def _float(value: np.ndarray) -> np.ndarray:
         try:
-            return np.asarray(value, dtype=np.float32)
+            return np.asarray(value, dtype=_F32)
         except (TypeError, ValueError) as e:
             raise InputError(f"input is not numeric ({e})") from None
 
     @staticmethod
     def _check_finite(x: np.ndarray) -> None:
-        # One sum is far cheaper than isfinite over every element; only when the sum is
-        # not finite (NaN/inf present, or a float32 overflow) is the full check run.
-        # (x·x would be ~0.6 µs cheaper still, but warns on every large finite input.)
-        if not math.isfinite(x.sum()) and not np.isfinite(x).all():
+        if not _all_finite(x):
             raise InputError(f"input of shape {x.shape} contains NaN or infinite values")
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
@@ -429,6 +492,8 @@ class Engine:
         plan = self._plans.get(x.shape)
         if plan is None:
             plan = self._plans[x.shape] = self._plan(x.shape)
+            if not self.pipeline and isinstance(plan, tuple) and plan[0] == 1:
+                self._row_plans[x.shape] = plan  # one row: infer_one's direct path
         if isinstance(plan, str):
             raise InputError(plan)
         return x.reshape(plan)
@@ -495,28 +560,37 @@ class Engine:
                 self.cache.put(key, r, _cached(pred))
 
     def _single(self, row: np.ndarray) -> Prediction:
-        # One row through the cascade, the path taken once per reading. It avoids numpy
-        # calls on tiny arrays (~1 µs each): for a few classes plain floats are faster,
-        # and only the rows that go on have their features dequantized.
-        if self._plain:
-            i, conf, _, z, _ = self.stages[0].top_row(row, None)
-            return Prediction(index=i, label=self._label(i), confidence=conf, stage=0, output=z)
+        # One row through the cascade. It avoids numpy calls on tiny arrays (~1 µs each):
+        # for a few classes plain floats are faster. (infer_one runs stage 0 inline.)
+        st, rule = self.stages[0], self._stage_rules[0]
+        q = st.feed(row if st.float_in else st.to_input(row), st.logits)
+        i, conf, score, z = st.top(q, rule)
+        if self._plain or (rule is not None and score > rule.threshold):
+            return Prediction(i, self._label(i), conf, 0, False, z)
+        return self._after(0, st.fetch(st.features))  # type: ignore[arg-type]
+
+    def _after(self, k: int, raw_features: np.ndarray) -> Prediction:
+        """Stages after ``k`` for one row that did not exit at ``k``. Features are
+        fetched only for rows that go on, and dequantized only when the next stage
+        needs it."""
+        row, ready = self.stages[k].hand_off(raw_features)
         last = len(self.stages) - 1
-        ready = False
-        for k, st in enumerate(self.stages):
-            rule = self.rules.get(k) if k < last else None
-            i, conf, score, z, raw = st.top_row(row, rule, ready)
-            if k == last or (rule is not None and score > rule.threshold):
-                return Prediction(index=i, label=self._label(i), confidence=conf, stage=k, output=z)
-            row, ready = st.hand_off(raw[st.features])  # type: ignore[index]
+        for j in range(k + 1, last + 1):
+            st, rule = self.stages[j], self._stage_rules[j]
+            q = st.feed(row if ready or st.float_in else st.to_input(row), st.logits)
+            i, conf, score, z = st.top(q, rule)
+            if j == last or (rule is not None and score > rule.threshold):
+                return Prediction(i, self._label(i), conf, j, False, z)
+            row, ready = st.hand_off(st.fetch(st.features))  # type: ignore[arg-type]
         raise AssertionError("the last stage always answers")
 
     def _label(self, i: int) -> str:
-        return self.labels[i] if i < len(self.labels) else str(i)
+        names = self._names
+        return names[i] if i < len(names) else str(i)
 
     def _prediction(self, p: np.ndarray, stage: int) -> Prediction:
         i = int(p.argmax())
-        label = self.labels[i] if i < len(self.labels) else str(i)
+        label = self._label(i)
         return Prediction(index=i, label=label, confidence=float(p[i]), stage=stage, output=p)
 
 
@@ -535,11 +609,19 @@ def _top(z: np.ndarray, is_prob: bool, rule: ExitRule | None) -> tuple[int, floa
     zl = z.tolist()
     top = max(zl)
     i = zl.index(top)
-    conf = top if is_prob else 1.0 / sum([_exp(v - top) for v in zl])
+    conf = top if is_prob else _max_softmax(zl, top)
     return i, conf, conf
 
 
 _exp = math.exp
+_isfinite = math.isfinite
+
+
+def _max_softmax(z: list[float], top: float) -> float:
+    """softmax(z)[argmax] of plain floats. (In the serve loop, where the CPU caches are
+    cold after each invoke, this list comprehension measured faster than ``map`` or
+    numpy on 10 classes.)"""
+    return 1.0 / sum([_exp(v - top) for v in z])
 
 
 def build_stages(models: Sequence[Model]) -> list[Stage]:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from device_agent.sinks.base import Result
 
 
 def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
@@ -32,6 +36,18 @@ class RunStats:
         self.exits: dict[int, int] = {}
         self.cache_hits = 0
         self.cache: dict[str, int] = {}
+
+    def add(self, result: Result) -> None:
+        """Count one served reading."""
+        self.count += 1
+        self.latencies_ms.append(result.latency_ms)
+        exits = self.exits
+        exits[result.stage] = exits.get(result.stage, 0) + 1
+        if result.cached:
+            self.cache_hits += 1
+        if result.truth is not None:
+            self.labelled += 1
+            self.correct += int(result.truth == result.index)
 
     def summary(self) -> dict[str, object]:
         out: dict[str, object] = {

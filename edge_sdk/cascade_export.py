@@ -150,7 +150,7 @@ def export_cascade(
     for ex in exporters:
         progress(f"early exit: exporting {ex.format.value} stages", 0, 1)
         files[ex.format] = _export(ex, cascade, inputs, quantize.get(ex.format),
-                                   work / f"cascade-{ex.format.value}")
+                                   work / f"cascade-{ex.format.value}", config.float_first)
     progress("early exit: calibrating thresholds", 0, 1)
     cal = _calibrate(files, val, config, cascade.stage_macs)
     targets = []
@@ -188,7 +188,7 @@ def _stage_inputs(cascade: Cascade, x: np.ndarray) -> list[np.ndarray]:
 
 
 def _export(exporter: Exporter, cascade: Cascade, inputs: list[np.ndarray],
-            quantize: QuantizeConfig | None, work: Path) -> tuple[Path, ...]:
+            quantize: QuantizeConfig | None, work: Path, float_first: bool) -> tuple[Path, ...]:
     from edge_sdk.pipeline import converting
 
     paths = []
@@ -200,12 +200,22 @@ def _export(exporter: Exporter, cascade: Cascade, inputs: list[np.ndarray],
                 data = exporter.export_float(stage, d)
             else:
                 # keep_float names nodes of the full model's graph, not of the stages.
-                cfg = replace(quantize, keep_float=())
+                keep = _float_first(exporter, stage, quantize, inputs[0]) if k == 0 and float_first else ()
+                cfg = replace(quantize, keep_float=keep)
                 data = exporter.quantize(stage, cfg, Dataset(inputs[k], None, f"stage{k}"), d)
         path = work / f"stage{k}.{exporter.format.value}"
         path.write_bytes(data)
         paths.append(path)
     return tuple(paths)
+
+
+def _float_first(exporter: Exporter, stage: Any, quantize: QuantizeConfig, x: np.ndarray) -> tuple[str, ...]:
+    """Stage 0's first layer, to keep in float (TFLite only: see ``EarlyExitConfig``)."""
+    if exporter.format is not ModelFormat.TFLITE:
+        return ()
+    from edge_sdk.passes.quantize_tflite import first_layer
+
+    return (first_layer(stage, quantize, Dataset(x, None, "stage0")),)
 
 
 def _measure(fmt: ModelFormat, paths: Sequence[Path], exits: Sequence[ExitStage], full: Path,

@@ -66,6 +66,24 @@ class TFLiteInterpreterRuntime:
         get = self._get
         return [get(i) for i in self._out_idx]
 
+    def feed(self, tensor: np.ndarray, i: int) -> np.ndarray:
+        """Set the one input, invoke, return output ``i``; read others with :meth:`fetch`."""
+        if len(self._in_idx) != 1:
+            raise InputError(f"model takes {len(self._in_idx)} inputs, got 1")
+        try:  # the interpreter checks the shape itself; comparing it here too costs more
+            self._set(self._in_idx[0], tensor)
+        except ValueError:
+            if tensor.shape == self._shapes[0]:
+                raise
+            self._fit_shapes([tensor])
+            self._set(self._in_idx[0], tensor)
+        self._invoke()
+        return self._get(self._out_idx[i])  # type: ignore[no-any-return]
+
+    def fetch(self, i: int) -> np.ndarray:
+        """Output ``i`` of the last invoke (a copy, as ``run`` returns)."""
+        return self._get(self._out_idx[i])  # type: ignore[no-any-return]
+
     def _fit_shapes(self, tensors: Sequence[np.ndarray]) -> None:
         # Resizing re-plans the whole graph, so it happens only when a shape changes
         # (a new batch size), never per call.

@@ -2,13 +2,18 @@
 
 A backend is one file in this package with one class; the registry in ``__init__``
 names it. The contract is deliberately small: ``inputs``, ``outputs`` and ``run``.
+A backend may also offer the one-input pair ``feed(tensor, i)`` (set the input, in
+any memory layout, run, return output ``i``) and ``fetch(j)`` (another output of the
+same run): the engine's one-reading path uses it to read only the outputs it needs
+(a cascade stage's features only for rows that go on).
+:func:`feeder` gives that pair for any backend, over ``run`` when it has none.
 Quantization of inputs and dequantization of outputs is done above the backend, from
 the specs the backend reports, so every backend behaves the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -44,3 +49,21 @@ class Backend(Protocol):
     format: ModelFormat
 
     def load(self, path: Path, options: RuntimeOptions) -> Runtime: ...
+
+
+Feed = Callable[[np.ndarray, int], np.ndarray]
+Fetch = Callable[[int], np.ndarray]
+
+
+def feeder(runtime: Runtime) -> tuple[Feed, Fetch]:
+    """``(feed, fetch)`` for one-input calls: the backend's own pair, else one over ``run``."""
+    feed, fetch = getattr(runtime, "feed", None), getattr(runtime, "fetch", None)
+    if feed is not None and fetch is not None:
+        return feed, fetch
+    last: list[np.ndarray] = []
+
+    def run_one(tensor: np.ndarray, i: int) -> np.ndarray:
+        last[:] = runtime.run([np.ascontiguousarray(tensor)])
+        return last[i]
+
+    return run_one, last.__getitem__

@@ -44,6 +44,7 @@ class OnnxRuntime:
         self.outputs = tuple(_spec(a) for a in self._sess.get_outputs())
         self._in_names = [s.name for s in self.inputs]
         self._out_names = [s.name for s in self.outputs]
+        self._last: list[np.ndarray] = []
 
     def run(self, tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
         if len(tensors) != len(self._in_names):
@@ -53,6 +54,15 @@ class OnnxRuntime:
             return list(self._sess.run(self._out_names, feed))
         except ort.capi.onnxruntime_pybind11_state.InvalidArgument as e:
             raise InputError(f"input does not fit the model: {e}") from e
+
+
+    def feed(self, tensor: np.ndarray, i: int) -> np.ndarray:
+        """Run on one input (any layout), return output ``i``; others with :meth:`fetch`."""
+        self._last = self.run([np.ascontiguousarray(tensor)])
+        return self._last[i]
+
+    def fetch(self, i: int) -> np.ndarray:
+        return self._last[i]
 
 
 class OnnxRuntimeBackend:

@@ -9,15 +9,39 @@ from typing import Any, Protocol
 import numpy as np
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Reading:
     """One raw input from a sensor or file. ``value`` is ``None`` for a reading that
-    failed at the source (``error`` says why): the loop counts it and goes on."""
+    failed at the source (``error`` says why): the loop counts it and goes on.
+
+    ``finite``: the source has checked that every value is finite (a file source
+    checks all its rows in one vectorized call when it loads them), so the engine
+    skips its own per-reading check.
+
+    Not frozen, like :class:`~device_agent.sinks.base.Result`: sources build one per
+    reading and a frozen dataclass's ``__init__`` costs twice as much; treat it as
+    read-only.
+    """
 
     id: str
     value: np.ndarray | None
     meta: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    finite: bool = False
+
+
+def finite_rows(x: np.ndarray) -> list[bool]:
+    """Per row of ``x``: whether it is numeric and every value is finite as float32
+    (what the engine checks per reading), in one vectorized call."""
+    try:
+        with np.errstate(over="ignore"):  # beyond float32's range: inf, so not finite
+            f = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError):
+        return [False] * len(x)
+    if f.ndim == 0 or f.size == 0:
+        return [False] * (len(f) if f.ndim else 0)
+    ok = np.all(np.isfinite(f.reshape(len(f), -1)), axis=1)
+    return [bool(v) for v in np.atleast_1d(ok)]
 
 
 class Source(Protocol):

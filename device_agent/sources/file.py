@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from device_agent.errors import EdgeError
-from device_agent.sources.base import Reading
+from device_agent.sources.base import Reading, finite_rows
 
 
 def load_rows(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -54,6 +54,7 @@ class FileSource:
         next_t = time.monotonic()
         name = self.path.name  # looked up once: per row it costs as much as the Reading
         labels = None if self.y is None else [int(v) for v in self.y.tolist()]
+        finite = finite_rows(self.x)
         while not self._closed:
             for i, row in enumerate(self.x):
                 if self._closed:
@@ -64,7 +65,7 @@ class FileSource:
                     if delay > 0:
                         time.sleep(delay)
                 meta = {} if labels is None else {"label": labels[i]}
-                yield Reading(id=f"{name}:{i}", value=row, meta=meta)
+                yield Reading(id=f"{name}:{i}", value=row, meta=meta, finite=finite[i])
             if not self.loop:
                 return
 

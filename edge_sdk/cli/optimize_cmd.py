@@ -68,6 +68,9 @@ def optimize(
         None, "--exit-fractions", help="Exit where these fractions of MACs are spent (0.2,0.5)"),
     exit_criterion: str = typer.Option("max_prob", "--exit-criterion", help="max_prob or entropy"),
     exit_epochs: int = typer.Option(40, "--exit-epochs", help="Epochs to train each exit head"),
+    exit_int8_first: bool = typer.Option(
+        False, "--exit-int8-first", help="With --int8: quantize stage 0's first layer too "
+        "(by default it stays float32: faster on XNNPACK for few input channels)"),
 ) -> None:
     """Optimize MODEL into a bundle; print the before/after table and write NAME.report.*."""
     from edge_sdk._quiet import quiet
@@ -90,7 +93,7 @@ def optimize(
     recipe = _recipe(target, int8, 1.0 if max_drop is None else max_drop, calibration, samples, runs,
                      flags, compress or ("zstd" if searching else "none"))
     recipe = replace(recipe, search=searching, measure_steps=step_metrics, early_exit=_early_exit(
-        early_exit, exit_at, exit_fractions, exit_criterion, exit_epochs))
+        early_exit, exit_at, exit_fractions, exit_criterion, exit_epochs, exit_int8_first))
     job = Job(model=model, data=data, out=out, name=name or _default_name(out), version=version,
               eval_data=eval_data)
     with rich_progress(enabled=not as_json) as progress, quiet():
@@ -134,14 +137,14 @@ def _recipe(target: str, int8: bool, max_drop: float, calibration: str, samples:
 
 
 def _early_exit(enabled: bool, at: str | None, fractions: str | None, criterion: str,
-                epochs: int) -> EarlyExitConfig | None:
+                epochs: int, int8_first: bool = False) -> EarlyExitConfig | None:
     from device_agent.errors import EdgeError
     from device_agent.exit_policy import Criterion
     from edge_sdk.passes.early_exit import EarlyExitConfig
 
     if not enabled:
-        if at is not None or fractions is not None:
-            raise EdgeError("--exit-at/--exit-fractions need --early-exit")
+        if at is not None or fractions is not None or int8_first:
+            raise EdgeError("--exit-at/--exit-fractions/--exit-int8-first need --early-exit")
         return None
     if at is not None and fractions is not None:
         raise EdgeError("--exit-at and --exit-fractions: give one of them, not both")
@@ -156,7 +159,8 @@ def _early_exit(enabled: bool, at: str | None, fractions: str | None, criterion:
         fracs = tuple(float(f) for f in fractions.split(",")) if fractions else (0.2,)
     except ValueError:
         raise EdgeError(f"--exit-fractions {fractions!r}: expected numbers like 0.2,0.5") from None
-    return EarlyExitConfig(at_layers=layers, mac_fractions=fracs, criterion=crit, epochs=epochs)
+    return EarlyExitConfig(at_layers=layers, mac_fractions=fracs, criterion=crit, epochs=epochs,
+                           float_first=not int8_first)
 
 
 def _default_name(out: Path) -> str:

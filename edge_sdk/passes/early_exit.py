@@ -20,7 +20,7 @@ import contextlib
 import io
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,13 @@ class EarlyExitConfig:
     ``at_layers`` names layers after which an exit is placed; when empty, exits go
     after the first layer whose cumulative MACs reach each of ``mac_fractions``.
     ``max_drop`` is in percentage points against the full model on validation.
+
+    ``float_first``: in an int8 TFLite cascade, stage 0's first layer stays float32
+    (the stage takes float input; everything after it is int8). That layer sees the
+    raw input, with few channels: int8 saves little there, costs a quantization of
+    every reading in Python, and LiteRT's XNNPACK int8 kernel for a 1-channel 5×5
+    convolution ran 4× slower than float on x86 (digits stage 0: ~113 µs int8, ~26 µs
+    with conv1 in float). Its weights are few (500 for the digits conv1).
     """
 
     at_layers: tuple[str, ...] = ()
@@ -58,6 +65,7 @@ class EarlyExitConfig:
     epochs: int = 40
     temperature: float = 1.0
     seed: int = 0
+    float_first: bool = True
 
     def __post_init__(self) -> None:
         bad = [f for f in self.mac_fractions if not 0.0 < f < 1.0]
@@ -74,7 +82,8 @@ class EarlyExitConfig:
             else {"mac_fractions": list(self.mac_fractions)}
         )
         return {**where, "criterion": self.criterion.value, "head": self.head.value,
-                "epochs": self.epochs, "temperature": self.temperature}
+                "epochs": self.epochs, "temperature": self.temperature,
+                "float_first": self.float_first}
 
 
 @dataclass(frozen=True)
@@ -365,19 +374,37 @@ class ExportedStage:
     outputs: tuple[TensorSpec, ...]
 
 
-def export_stages(cascade: Cascade, calib_x: np.ndarray, *, int8: bool, workdir: Path) -> list[Any]:
-    """Convert every stage; int8 stages are calibrated on the previous float stage's features."""
+def export_stages(
+    cascade: Cascade, calib_x: np.ndarray, *, int8: bool, workdir: Path, float_first: bool = True
+) -> list[Any]:
+    """Convert every stage; int8 stages are calibrated on the previous float stage's
+    features (``float_first``: see :class:`EarlyExitConfig`)."""
     from device_agent.runtimes import load_model
 
     out, x = [], calib_x
     for k, stage in enumerate(cascade.stages):
-        data = to_tflite(stage, x if int8 else None)
+        if int8 and float_first and k == 0:
+            data = first_layer_float_tflite(stage, x)
+        else:
+            data = to_tflite(stage, x if int8 else None)
         path = workdir / f"stage{k}.tflite"
         path.write_bytes(data)
         out.append((data, load_model(path)))
         if k < len(cascade.stages) - 1:
             x = stage.predict(x, verbose=0)[0]
     return out
+
+
+def first_layer_float_tflite(stage: Any, calib_x: np.ndarray) -> bytes:
+    """An int8 TFLite stage whose first layer stays float32 (float input)."""
+    from edge_sdk.passes.quantize import QuantizeConfig
+    from edge_sdk.passes.quantize_tflite import TFLiteExporter, first_layer
+
+    calib = Dataset(calib_x, None, "calibration")
+    base = QuantizeConfig(samples=len(calib_x))
+    cfg = replace(base, keep_float=(first_layer(stage, base, calib),))
+    with tempfile.TemporaryDirectory(prefix="edge-exit-q-") as tmp:
+        return TFLiteExporter().quantize(stage, cfg, calib, Path(tmp))
 
 
 def stage_probabilities(models: Sequence[Any], x: np.ndarray) -> list[np.ndarray]:
@@ -426,7 +453,8 @@ def write_cascade_bundle(
 
     cascade = build_cascade(model, train, cfg)
     with tempfile.TemporaryDirectory(prefix="edge-exit-") as tmp:
-        exported = export_stages(cascade, train.x[:200], int8=int8, workdir=Path(tmp))
+        exported = export_stages(cascade, train.x[:200], int8=int8, workdir=Path(tmp),
+                                 float_first=cfg.float_first)
         models = [m for _, m in exported]
         probs = stage_probabilities(models, val.x)
         ref = val.y if val.y is not None else probs[-1].argmax(axis=1)

@@ -97,6 +97,27 @@ class TFLiteExporter:
         return rank_layer_stats(buf.getvalue())
 
 
+def first_layer(model: Any, cfg: QuantizeConfig, calib: Dataset) -> str:
+    """The converter's name for the first quantized layer of ``model`` (what
+    ``keep_float`` takes to leave that layer in float32)."""
+    import tensorflow as tf
+
+    conv = TFLiteExporter()._converter(model, cfg, calib)
+    buf = io.StringIO()
+    with quiet():
+        dbg = tf.lite.experimental.QuantizationDebugger(
+            converter=conv, debug_dataset=_representative(calib, min(cfg.samples, 16))
+        )
+        dbg.run()
+        dbg.layer_statistics_dump(buf)
+    import csv
+
+    rows = [r for r in csv.DictReader(io.StringIO(buf.getvalue())) if r["tensor_name"]]
+    if not rows:
+        raise EdgeError(f"{getattr(model, 'name', 'model')}: the converter quantized no layer")
+    return rows[0]["tensor_name"]  # rows are in execution order
+
+
 def rank_layer_stats(csv_text: str) -> list[str]:
     """Tensor names from the debugger's CSV, worst ``sqrt(mse)/scale`` first."""
     import csv

@@ -4,6 +4,7 @@ real TensorFlow, LiteRT and ONNX Runtime."""
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from device_agent.bundle import open_bundle, read_manifest
+from device_agent.errors import EdgeError
 from device_agent.manifest import ModelFormat
 from tests.converter.conftest import run_cli
 
@@ -111,13 +113,34 @@ def test_int8_cascade_on_both_runtimes(int8_exit: ExitRun, digits: Any) -> None:
     m = read_manifest(int8_exit.bundle)
     assert m.exits[0].criterion == "entropy"
     tfl = m.stage_files(ModelFormat.TFLITE)
-    assert tfl[0].inputs[0].dtype == "int8" and tfl[1].inputs[0].dtype == "int8"
+    # stage 0's first layer stays float (EarlyExitConfig.float_first); the rest is int8
+    assert tfl[0].inputs[0].dtype == "float32" and tfl[1].inputs[0].dtype == "int8"
+    assert _tensor_dtypes(int8_exit, tfl[0].unpacked_path) >= {"float32", "int8"}
+    assert int8_exit.report["recipe"]["early_exit"]["float_first"] is True
     assert int8_exit.report["recipe"]["early_exit"]["mac_fractions"] == [0.1]
     for runtime in ("litert", "onnxruntime"):
         r = _eval(int8_exit.bundle, digits.test, "--runtime", runtime)
         assert r["runtime"] == runtime
         assert sum(r["exits"].values()) == r["samples"]
         assert r["accuracy"] > 0.85, (runtime, r)
+
+
+def _tensor_dtypes(run: ExitRun, member: str) -> set[str]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        b = open_bundle(run.bundle, Path(tmp) / "b")
+        it = Interpreter(model_path=str(b.root / member))
+        return {np.dtype(d["dtype"]).name for d in it.get_tensor_details()}
+
+
+def test_exit_int8_first_needs_early_exit() -> None:
+    from edge_sdk.cli.optimize_cmd import _early_exit
+
+    cfg = _early_exit(True, "conv1", None, "max_prob", 5, int8_first=True)
+    assert cfg is not None and not cfg.float_first
+    with pytest.raises(EdgeError, match="--exit-int8-first need --early-exit"):
+        _early_exit(False, None, None, "max_prob", 5, int8_first=True)
 
 
 def test_eval_applies_the_manifest_preprocessing(keras_cnn: Path, digits: Any,

@@ -141,14 +141,14 @@ def test_int8_features_pass_between_stages_unchanged_when_quantization_matches()
 
 @pytest.fixture(scope="module")
 def int8_cascade(keras_cnn: Path, digits: DigitsSplit, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two int8 stages: an exit after conv1, then the rest of the model."""
+    """Two all-int8 stages (``float_first=False``): an exit after conv1, then the rest."""
     import keras
 
     from edge_sdk.data import Dataset
     from edge_sdk.passes.early_exit import EarlyExitConfig, write_cascade_bundle
 
     model = keras.models.load_model(keras_cnn)
-    cfg = EarlyExitConfig(at_layers=("conv1",), epochs=5, max_drop=0.5)
+    cfg = EarlyExitConfig(at_layers=("conv1",), epochs=5, max_drop=0.5, float_first=False)
     path, _ = write_cascade_bundle(
         tmp_path_factory.mktemp("casc8") / "c8.edgepkg",
         model,
@@ -183,18 +183,40 @@ def test_int8_cascade_answers_do_not_depend_on_the_handoff(
     assert {o.stage for o in ones} == {1}
 
 
-def test_small_inputs_are_keyed_by_their_bytes_large_by_a_digest() -> None:
-    from device_agent.cache import VERBATIM_BYTES, input_key
+def test_keys_are_the_data_or_a_digest_without_xxhash(monkeypatch: pytest.MonkeyPatch) -> None:
+    from device_agent import cache
+    from device_agent.cache import VERBATIM_BYTES, float32_key, input_key
 
+    monkeypatch.setattr(cache, "_xxh3", None)  # the stdlib scheme, as on a device without xxhash
     small = np.linspace(0, 1, 784, dtype=np.float32).reshape(28, 28, 1)
     assert small.nbytes <= VERBATIM_BYTES
     assert input_key(small).endswith(small.tobytes())  # the key is the data: no collision
-    large = np.linspace(0, 1, 4096, dtype=np.float32)
-    k = input_key(large)
-    assert len(k) == len(f"{large.dtype.str}{large.shape}") + 16
-    nudged = large.copy()
-    nudged[-1] = np.nextafter(nudged[-1], np.float32(2))
-    assert input_key(nudged) != k and input_key(large.copy()) == k
+    assert float32_key(small) == input_key(small)
+    _check_digest_keys(np.linspace(0, 1, 4096, dtype=np.float32))
+
+
+def test_keys_are_a_128_bit_digest_with_xxhash() -> None:
+    from device_agent import cache
+    from device_agent.cache import float32_key, input_key
+
+    if cache._xxh3 is None:
+        pytest.skip("xxhash is not installed")
+    small = np.linspace(0, 1, 784, dtype=np.float32).reshape(28, 28, 1)
+    _check_digest_keys(small)
+    assert float32_key(small) == input_key(small)
+    flipped = small[:, ::-1]  # not contiguous: keyed by its values in C order
+    assert float32_key(flipped) == input_key(flipped) == input_key(flipped.copy()) != input_key(small)
+    assert input_key(small.astype(">f4")) != input_key(small)  # same values, other bytes and dtype
+
+
+def _check_digest_keys(x: np.ndarray) -> None:
+    from device_agent.cache import input_key
+
+    k = input_key(x)
+    assert len(k) == len(f"{x.dtype.str}{x.shape}") + 16
+    nudged = x.copy()
+    nudged.flat[-1] = np.nextafter(nudged.flat[-1], np.float32(2))
+    assert input_key(nudged) != k and input_key(x.copy()) == k
 
 
 def test_cli_batches_a_file_backlog_by_default_and_not_with_zero(int8_tflite: Path, digits: DigitsSplit) -> None:

@@ -193,3 +193,26 @@ def test_mqtt_refuses_bad_addresses() -> None:
         open_source("mqtt:t?broker=http://x")
     with pytest.raises(EdgeError, match="fleet: expected 1-64 characters"):
         open_sink("mqtt://127.0.0.1:1", fleet="a/b", device_id="d")
+
+
+@pytest.mark.parametrize("model", ["float_tflite", "int8_tflite"])
+def test_file_rows_checked_in_bulk_still_count_each_bad_one(
+    model: str, digits: DigitsSplit, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """FileSource marks rows finite once, up front; rows that are not (NaN, inf, a float64
+    beyond float32's range) go through the engine's own check and are counted."""
+    from device_agent.sources.file import FileSource
+
+    x = digits.x_test[:6].astype(np.float64)
+    x[1, 0, 0, 0] = np.nan
+    x[3, 2, 2, 0] = -np.inf
+    x[4, 5, 5, 0] = 1e300
+    path = tmp_path / "rows.npz"
+    np.savez(path, x=x)
+    assert [r.finite for r in FileSource(path)] == [True, False, True, False, False, True]
+    engine = Engine(load_model(request.getfixturevalue(model)))
+    stats = serve(FileSource(path), engine)
+    assert (stats.count, stats.errors) == (3, 3)
+    good = [engine.infer_one(x[i]).index for i in (0, 2, 5)]
+    checked = [engine.infer_one(x[i], finite=True).index for i in (0, 2, 5)]
+    assert checked == good
