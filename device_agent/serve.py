@@ -22,7 +22,7 @@ from device_agent.engine import Engine, Prediction
 from device_agent.errors import EdgeError
 from device_agent.sinks.base import Result, Sink
 from device_agent.sources.base import Reading, Source
-from device_agent.stats import RunStats
+from device_agent.stats import TRIM_EVERY, RunStats
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,8 @@ def _loop(
             for sink in sinks:
                 sink.emit(result)
             seq += 1
+            if not seq % TRIM_EVERY:
+                stats.trim()
             if limit is not None and seq >= limit:
                 return
     finally:
@@ -135,6 +137,8 @@ def _loop_batched(
         for result in _serve_batch(ref.engine, readings, seq, observers, stats):
             seq += 1
             stats.add(result)
+            if not stats.count % TRIM_EVERY:
+                stats.trim()
             for o in observers:
                 o.on_result(result)
             for sink in sinks:

@@ -21,6 +21,12 @@ def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
     return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(a.mean())}
 
 
+# The summary's latency percentiles cover the latest 100,000 to 200,000 results
+# (6 MB of Python floats at most); the serve loop trims every TRIM_EVERY results.
+LATENCIES_KEPT = 100_000
+TRIM_EVERY = 1 << 16
+
+
 @dataclass
 class RunStats:
     """Counts and latencies for one serve run (the summary the CLI prints)."""
@@ -36,6 +42,12 @@ class RunStats:
         self.exits: dict[int, int] = {}
         self.cache_hits = 0
         self.cache: dict[str, int] = {}
+
+    def trim(self) -> None:
+        """Keep the latest ``LATENCIES_KEPT`` latencies (at most twice that between trims):
+        an agent serving for weeks must not grow a list by every inference it ever ran."""
+        if len(self.latencies_ms) > 2 * LATENCIES_KEPT:
+            del self.latencies_ms[:-LATENCIES_KEPT]
 
     def add(self, result: Result) -> None:
         """Count one served reading."""

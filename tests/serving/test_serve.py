@@ -232,3 +232,22 @@ def test_cli_refuses_bad_options(
     )
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert out.returncode == 2 and len(errors) == 1 and message in errors[0]
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_latencies_kept_for_the_summary_are_bounded(
+    float_tflite: Path, digits: DigitsSplit, monkeypatch: pytest.MonkeyPatch, batched: bool
+) -> None:
+    # A long-running agent must not keep every latency it ever measured.
+    import device_agent.serve
+    import device_agent.stats
+
+    monkeypatch.setattr(device_agent.serve, "TRIM_EVERY", 50)
+    monkeypatch.setattr(device_agent.stats, "LATENCIES_KEPT", 40)
+    xs = list(digits.x_test[:25]) * 40
+    engine = Engine(load_model(float_tflite))
+    opts = BatchOptions(max_batch=4, max_wait_ms=1.0) if batched else None
+    stats = serve(ListSource([Reading(str(i), x) for i, x in enumerate(xs)]), engine, batch=opts)
+    assert stats.count == 1000
+    assert 40 <= len(stats.latencies_ms) <= 80
+    assert stats.summary()["count"] == 1000
