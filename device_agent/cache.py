@@ -178,6 +178,10 @@ class LRUCache:
             self.bytes -= self._d.pop(key).nbytes
         if size > self.max_bytes:
             return
+        if tensor is not None and not tensor.flags.owndata:
+            # A view may be of the caller's buffer, which a source can refill with the next
+            # reading; the entry must keep this reading's values.
+            tensor = tensor.copy()
         self._d[key] = Entry(tensor, result, size)
         self.bytes += size
         while self.bytes > self.max_bytes:

@@ -251,3 +251,17 @@ def test_latencies_kept_for_the_summary_are_bounded(
     assert stats.count == 1000
     assert 40 <= len(stats.latencies_ms) <= 80
     assert stats.summary()["count"] == 1000
+
+
+def test_cached_tensors_survive_a_source_that_reuses_its_buffer(
+    float_tflite: Path, digits: DigitsSplit
+) -> None:
+    engine = Engine(load_model(float_tflite), options=EngineOptions(cache=CacheConfig.parse("exact")))
+    preds = [int(p) for p in _reference(float_tflite, digits.x_test[:50])]
+    a = next(i for i in range(50) if preds[i] != preds[0])
+    buf = digits.x_test[0].astype(np.float32).copy()
+    assert engine.infer_one(buf).index == preds[0]  # a miss: stored
+    buf[...] = digits.x_test[a]  # the source refills its buffer with the next reading
+    assert engine.cache is not None
+    engine.cache.drop_results()  # new thresholds: the stored tensor is answered again
+    assert engine.infer_one(digits.x_test[0].astype(np.float32).copy()).index == preds[0]
