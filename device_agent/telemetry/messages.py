@@ -105,7 +105,23 @@ def _get(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], default: 
         raise MessageError(f"{key}: expected a number of magnitude below 2**63, found {value}")
     if isinstance(value, str) and len(value) > 256:
         raise MessageError(f"{key}: expected at most 256 characters, found {len(value)}")
+    if isinstance(value, str) and not storable(value):
+        raise MessageError(f"{key}: expected text without NUL or lone surrogates, found {value!r}")
     return value
+
+
+def storable(s: str) -> bool:
+    """Text both databases can store: PostgreSQL refuses NUL in text, and a lone surrogate
+    (which JSON escapes can carry) cannot be encoded as UTF-8 at all."""
+    if "\x00" in s:
+        return False
+    if s.isascii():
+        return True
+    try:
+        s.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _names(kind: type | tuple[type, ...]) -> str:
@@ -290,7 +306,7 @@ def _plausible(vals: list[Any]) -> bool:
         v = vals[i]  # NaN fails both comparisons, ±inf one
         if v is not None and not lowest <= v < LIMIT:
             return False
-    return all(vals[i] is None or len(vals[i]) <= 256 for i in _STR_AT)
+    return all(vals[i] is None or (len(vals[i]) <= 256 and storable(vals[i])) for i in _STR_AT)
 
 
 def _fields(o: dict[str, Any], spec: dict[str, tuple[_Kind, Any]]) -> dict[str, Any]:

@@ -206,8 +206,10 @@ def _publish(first: int, buf: bytearray, j: int, end: int) -> Publish:
     qos = (first >> 1) & 0x03
     if qos == 3:
         raise ProtocolError("PUBLISH with QoS 3")
+    if j + 2 > end:
+        raise ProtocolError("PUBLISH shorter than its topic length")
     k = j + 2 + (buf[j] << 8 | buf[j + 1])
-    if k > end:
+    if k + (2 if qos else 0) > end:
         raise ProtocolError("PUBLISH topic longer than the packet")
     try:
         topic = buf[j + 2 : k].decode()

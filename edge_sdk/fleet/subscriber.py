@@ -119,7 +119,7 @@ class Subscriber:
         while not self._stop.is_set():
             try:
                 sock = self._open()
-            except (OSError, codec.ProtocolError) as e:
+            except Exception as e:  # the thread must outlive anything a connect attempt raises
                 log.warning("broker %s: %s; retrying in %.0f s", self.options.url, e, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, float(self.options.reconnect_max_s))
@@ -127,7 +127,7 @@ class Subscriber:
             delay = float(self.options.reconnect_min_s)
             try:
                 self._session(sock)
-            except (OSError, codec.ProtocolError) as e:
+            except Exception as e:  # anything the broker sends must end in a reconnect
                 if not self._stop.is_set():
                     log.warning("lost broker %s: %s", self.options.url, e)
             finally:
@@ -177,7 +177,7 @@ class Subscriber:
     def _session(self, sock: socket.socket) -> None:
         with self._lock:
             self._generation += 1
-            self._out = [codec.subscribe(1, self.topic_filter, self.qos)]
+            self._out = [codec.subscribe(self._new_mid(), self.topic_filter, self.qos)]
             self._out += [codec.publish(t, p, qos=1, mid=m, dup=True)
                           for m, (t, p) in self._pending.items()]  # fmt: skip
         log.info("connected to %s as %s", self.options.url, self.options.client_id)
@@ -186,26 +186,30 @@ class Subscriber:
             self._on_connect()
         self._dispatch(self._early)
         keepalive = float(self.options.keepalive)
-        last_out = last_in = time.monotonic()
+        last_out = time.monotonic()
         ping_sent = 0.0
         while True:
             last_out = self._flush(sock, last_out)
             if self._stop.is_set():
                 sock.sendall(codec.DISCONNECT_PACKET)
                 return
-            if not _readable(sock, self._wake_r, keepalive / 2 if keepalive else None):
-                now = time.monotonic()
-                if ping_sent and now - ping_sent > keepalive:
-                    raise TimeoutError(f"no PINGRESP within {keepalive:.0f} s")
-                if keepalive and not ping_sent and now - max(last_out, last_in) >= keepalive / 2:
-                    sock.sendall(codec.PINGREQ_PACKET)
-                    ping_sent = last_out = now
+            now = time.monotonic()
+            # The broker's keepalive counts only what *we* send: a collector that only
+            # receives (QoS 0 traffic needs no PUBACK) must still ping, whatever arrives.
+            if keepalive and not ping_sent and now - last_out >= keepalive / 2:
+                sock.sendall(codec.PINGREQ_PACKET)
+                ping_sent = last_out = now
+            if ping_sent and now - ping_sent > keepalive:
+                raise TimeoutError(f"no PINGRESP within {keepalive:.0f} s")
+            if not _readable(sock, self._wake_r, keepalive / 4 if keepalive else None):
                 continue
             data = sock.recv(1 << 18)
             if not data:
                 raise ConnectionError("broker closed the connection")
-            last_in, ping_sent = time.monotonic(), 0.0
-            self._dispatch(self._decoder.feed(data))
+            packets = self._decoder.feed(data)
+            if any(type(p) is codec.PingResp for p in packets):
+                ping_sent = 0.0
+            self._dispatch(packets)
 
     def _flush(self, sock: socket.socket, last_out: float) -> float:
         with contextlib.suppress(BlockingIOError):

@@ -56,6 +56,7 @@ _DEFAULT_AT = tuple(
     (i, d) for i, (_, d) in enumerate(WINDOW_KINDS.values()) if d is not ... and d is not None
 )
 _START_AT, _END_AT = WINDOW_FIELDS.index("start"), WINDOW_FIELDS.index("end")
+_STR_AT = tuple(i for i, (kind, _) in enumerate(WINDOW_KINDS.values()) if kind == "str")
 
 
 def decode_window(payload: bytes) -> tuple[list[Any], dict[str, int]]:
@@ -68,8 +69,8 @@ def decode_window(payload: bytes) -> tuple[list[Any], dict[str, int]]:
     for i, default in _DEFAULT_AT:
         if vals[i] is None:
             vals[i] = default
-    if vals[_END_AT] < vals[_START_AT]:
-        return _reference(payload)  # raises, with the numbers as the device sent them
+    if vals[_END_AT] < vals[_START_AT] or any("\x00" in vals[i] for i in _STR_AT):
+        return _reference(payload)  # raises, naming the field as the reference does
     return vals, w.exits or {}  # type: ignore[attr-defined]  # a defstruct field
 
 

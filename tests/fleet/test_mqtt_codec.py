@@ -85,3 +85,9 @@ def test_encoders() -> None:
     assert codec.subscribe(1, "a/#", 1) == b"\x82\x08\x00\x01\x00\x03a/#\x01"
     assert codec.pubacks([1, 258]) == b"\x40\x02\x00\x01\x40\x02\x01\x02"
     assert codec.publish("t", b"x", qos=1, mid=2, dup=True) == b"\x3a\x06\x00\x01t\x00\x02x"
+
+
+@pytest.mark.parametrize("wire", [b"\x30\x01\x00", b"\x32\x03\x00\x01a"])
+def test_publish_too_short_for_its_header_is_a_protocol_error(wire: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        Decoder().feed(wire)
