@@ -96,6 +96,20 @@ def window(seq: int, boot: str = "acl") -> bytes:
     return TelemetryWindow(seq=seq, boot_id=boot, start=1.0, end=2.0, inferences=1).to_payload()
 
 
+def publish_when_connected(c: MqttClient, topic: str, payload: bytes, retain: bool) -> None:
+    """QoS 1 publish that waits out a reconnect (under load the broker has been seen to
+    drop a fresh connection once; paho then refuses the publish instead of queueing it)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if c.wait_connected(1):
+            info = c.publish(topic, payload, qos=1, retain=retain)
+            if info.rc == 0:
+                info.wait_for_publish(10)
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"could not publish to {topic} within 20 s")
+
+
 def test_acl_device_cannot_publish_to_another_devices_topics(
     tiny_model, broker, procs, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -123,13 +137,12 @@ def test_acl_device_cannot_publish_to_another_devices_topics(
     )
     rogue.start()
     assert rogue.wait_connected(10)
-    infos = [
-        rogue.publish(topics.telemetry("lab", "pi-02"), window(0), qos=1),
-        rogue.publish(topics.state("lab", "pi-02"), b'{"v":1}', qos=1, retain=True),
-        rogue.publish(topics.telemetry("lab", "pi-01"), window(7), qos=1),
-    ]
-    for i in infos:
-        i.wait_for_publish(10)
+    for topic, payload, retain in (
+        (topics.telemetry("lab", "pi-02"), window(0), False),
+        (topics.state("lab", "pi-02"), b'{"v":1}', True),
+        (topics.telemetry("lab", "pi-01"), window(7), False),
+    ):
+        publish_when_connected(rogue, topic, payload, retain)
     wait_for(
         lambda: sqlite_rows(db, "SELECT 1 FROM telemetry WHERE boot_id='acl'"),
         20,
