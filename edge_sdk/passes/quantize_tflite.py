@@ -84,35 +84,30 @@ class TFLiteExporter:
     ) -> list[str]:
         """Layers ranked by the debugger's RMSE/scale: the quantization error of each
         layer's output in units of its own quantization step (TensorFlow's heuristic)."""
+        return rank_layer_stats(self._layer_stats(model, cfg, calib, samples=64))
+
+    def _layer_stats(self, model: Any, cfg: QuantizeConfig, calib: Dataset, *, samples: int) -> str:
+        """The quantization debugger's per-layer statistics (CSV, in execution order)."""
         import tensorflow as tf
 
-        conv = self._converter(model, cfg, calib)
         buf = io.StringIO()
         with quiet():
             dbg = tf.lite.experimental.QuantizationDebugger(
-                converter=conv, debug_dataset=_representative(calib, min(cfg.samples, 64))
+                converter=self._converter(model, cfg, calib),
+                debug_dataset=_representative(calib, min(cfg.samples, samples)),
             )
             dbg.run()
             dbg.layer_statistics_dump(buf)
-        return rank_layer_stats(buf.getvalue())
+        return buf.getvalue()
 
 
 def first_layer(model: Any, cfg: QuantizeConfig, calib: Dataset) -> str:
     """The converter's name for the first quantized layer of ``model`` (what
     ``keep_float`` takes to leave that layer in float32)."""
-    import tensorflow as tf
-
-    conv = TFLiteExporter()._converter(model, cfg, calib)
-    buf = io.StringIO()
-    with quiet():
-        dbg = tf.lite.experimental.QuantizationDebugger(
-            converter=conv, debug_dataset=_representative(calib, min(cfg.samples, 16))
-        )
-        dbg.run()
-        dbg.layer_statistics_dump(buf)
     import csv
 
-    rows = [r for r in csv.DictReader(io.StringIO(buf.getvalue())) if r["tensor_name"]]
+    stats = TFLiteExporter()._layer_stats(model, cfg, calib, samples=16)
+    rows = [r for r in csv.DictReader(io.StringIO(stats)) if r["tensor_name"]]
     if not rows:
         raise EdgeError(f"{getattr(model, 'name', 'model')}: the converter quantized no layer")
     return rows[0]["tensor_name"]  # rows are in execution order
