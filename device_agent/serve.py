@@ -86,7 +86,7 @@ def _loop(
     """Serve one reading at a time, counting results in ``stats.count``."""
     # The per-reading path, kept flat: one engine call, one clock pair, one Result.
     seq, clock = 0, time.perf_counter
-    latencies, exits = stats.latencies_ms, stats.exits
+    latencies, exits, trim_every = stats.latencies_ms, stats.exits, TRIM_EVERY
     try:
         for reading in source:
             value = reading.value
@@ -116,7 +116,7 @@ def _loop(
             for sink in sinks:
                 sink.emit(result)
             seq += 1
-            if not seq % TRIM_EVERY:
+            if not seq % trim_every:
                 stats.trim()
             if limit is not None and seq >= limit:
                 return
