@@ -69,6 +69,7 @@ def run(
     from device_agent.runtimes import RuntimeOptions
     from device_agent.serve import serve
     from device_agent.sources import open_source
+    from device_agent.stats import RunStats
 
     try:
         opts = _engine_options(cache, cache_mb, exit_threshold)
@@ -99,9 +100,11 @@ def run(
                     outbox=outbox,
                 )
                 telemetry = tm.start_telemetry(args, bundle, engine)
-            observers = [telemetry] if telemetry else []
+            stats = RunStats()
+            if telemetry:
+                telemetry.watch(stats)
             try:
-                stats = serve(src, engine, sinks=sinks, limit=limit, observers=observers, batch=batching)
+                serve(src, engine, sinks=sinks, limit=limit, batch=batching, stats=stats)
             except KeyboardInterrupt:
                 typer.echo("stopped", err=True)
                 raise typer.Exit(0) from None

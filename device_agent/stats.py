@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -38,16 +39,23 @@ class RunStats:
     elapsed_s: float = 0.0
 
     def __post_init__(self) -> None:
+        # Written by the serve loop in this order per reading: latency, exit, cache hit
+        # (readers on other threads rely on it, see :class:`StatsCursor`).
         self.latencies_ms: list[float] = []
+        self.trimmed = 0  # latencies dropped from the front by trim()
         self.exits: dict[int, int] = {}
         self.cache_hits = 0
         self.cache: dict[str, int] = {}
+        self.trim_lock = threading.Lock()
 
     def trim(self) -> None:
         """Keep the latest ``LATENCIES_KEPT`` latencies (at most twice that between trims):
         an agent serving for weeks must not grow a list by every inference it ever ran."""
         if len(self.latencies_ms) > 2 * LATENCIES_KEPT:
-            del self.latencies_ms[:-LATENCIES_KEPT]
+            with self.trim_lock:
+                drop = len(self.latencies_ms) - LATENCIES_KEPT
+                del self.latencies_ms[:drop]
+                self.trimmed += drop
 
     def add(self, result: Result) -> None:
         """Count one served reading."""
@@ -75,3 +83,53 @@ class RunStats:
         if self.labelled:
             out["accuracy"] = self.correct / self.labelled
         return out
+
+
+@dataclass(frozen=True)
+class StatsDelta:
+    """What a :class:`RunStats` gained between two reads."""
+
+    inferences: int
+    errors: int
+    cache_hits: int
+    exits: dict[int, int]
+    latencies_ms: list[float]
+
+
+class StatsCursor:
+    """Reads what a :class:`RunStats` gained since the last read, from another thread.
+
+    The serve loop never waits for a reader and takes no lock per reading (telemetry
+    that observed every result cost ~0.3 µs per inference, 3–5% of a small model's
+    throughput). The counts are exact across reads: ``inferences`` is the sum of the new
+    exits, and since the loop writes a reading's latency, then its exit, then its cache
+    hit, reading them in the reverse order never counts a hit whose exit is unseen. A
+    hit written in between two reads of one reading's counters is carried to the next
+    delta, so a delta never has more hits than inferences. ``latencies_ms`` may include
+    the latency of a reading that the next delta counts, and holds at most the latest
+    ``LATENCIES_KEPT``–``2 × LATENCIES_KEPT`` of the delta's latencies.
+    """
+
+    def __init__(self, stats: RunStats):
+        self.stats = stats
+        self._hits = stats.cache_hits
+        self._exits = dict(stats.exits)
+        self._errors = stats.errors
+        with stats.trim_lock:
+            self._latencies = stats.trimmed + len(stats.latencies_ms)
+
+    def read(self) -> StatsDelta:
+        s = self.stats
+        hits = s.cache_hits
+        exits = dict(s.exits)  # one C call: a consistent copy
+        errors = s.errors
+        with s.trim_lock:
+            end = s.trimmed + len(s.latencies_ms)
+            latencies = s.latencies_ms[max(self._latencies - s.trimmed, 0) : end - s.trimmed]
+        new_exits = {k: v - self._exits.get(k, 0) for k, v in exits.items() if v != self._exits.get(k, 0)}
+        inferences = sum(new_exits.values())
+        new_hits = min(hits - self._hits, inferences)
+        delta = StatsDelta(inferences, errors - self._errors, new_hits, new_exits, latencies)
+        self._hits += new_hits
+        self._exits, self._errors, self._latencies = exits, errors, end
+        return delta

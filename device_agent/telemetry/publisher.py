@@ -1,6 +1,8 @@
-"""The agent's telemetry: an Observer of the serve loop that publishes windows over MQTT.
+r"""The agent's telemetry: windows of the serve loop's statistics, published over MQTT.
 
-Flow: results → :class:`WindowAggregator` → every ``interval_s`` a window is written to
+Flow: the serve loop counts into its :class:`~device_agent.stats.RunStats` (the publisher
+:meth:`~TelemetryPublisher.watch`\ es it; nothing runs per inference) → every
+``interval_s`` what it gained becomes a window, written to
 the :class:`Outbox` → a worker thread hands outbox rows to paho in order (at most
 ``max_inflight`` unacknowledged) → a row is deleted once paho reports its PUBACK.
 paho resends unacknowledged messages after a reconnect; after a process restart the
@@ -22,8 +24,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 
 from device_agent.mqtt import BrokerOptions, MqttClient, Will
-from device_agent.sinks.base import Result
-from device_agent.sources.base import Reading
+from device_agent.stats import RunStats, StatsCursor
 from device_agent.telemetry import topics
 from device_agent.telemetry.messages import State, Status
 from device_agent.telemetry.outbox import Outbox
@@ -58,7 +59,7 @@ def default_outbox(options: TelemetryOptions) -> Path:
 
 
 class TelemetryPublisher:
-    """Serve-loop observer (``on_result``/``on_error``) that owns the MQTT connection."""
+    """Publishes the windows of one serve loop's statistics and owns the MQTT connection."""
 
     def __init__(
         self,
@@ -76,6 +77,7 @@ class TelemetryPublisher:
         self.outbox = Outbox(options.outbox or default_outbox(options), cap=options.outbox_cap)
         self._agg = WindowAggregator(boot_id=self.boot_id, start=clock())
         self._agg_lock = threading.Lock()
+        self._cursor: StatsCursor | None = None
         self._sampler = SystemSampler()
         self._inflight: list[tuple[paho.MQTTMessageInfo, int]] = []
         self._sent_upto = 0
@@ -87,14 +89,14 @@ class TelemetryPublisher:
             broker, will=will, on_connect=self._on_connect, on_publish=lambda mid: self._wake.set()
         )
 
-    # Observer protocol (serve loop thread)
-    def on_result(self, result: Result) -> None:
-        with self._agg_lock:
-            self._agg.record(result.latency_ms, stage=result.stage, cached=result.cached)
+    @property
+    def windows_closed(self) -> int:
+        return self._agg.seq
 
-    def on_error(self, reading: Reading, reason: str) -> None:
+    def watch(self, stats: RunStats) -> None:
+        """Report what ``stats`` gains from now on (the serve loop's, passed to ``serve``)."""
         with self._agg_lock:
-            self._agg.error()
+            self._cursor = StatsCursor(stats)
 
     def start(self) -> TelemetryPublisher:
         self.mqtt.start()
@@ -131,6 +133,8 @@ class TelemetryPublisher:
         """Close the current window now and queue it in the outbox."""
         sample = self._sampler.sample()
         with self._agg_lock:
+            if self._cursor is not None:
+                self._agg.add(self._cursor.read())
             window = self._agg.close(
                 self.clock(), system=sample, model_version=self.options.model_version
             )

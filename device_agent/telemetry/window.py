@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from device_agent.stats import percentiles
+from device_agent.stats import StatsDelta, percentiles
 from device_agent.telemetry.messages import TelemetryWindow
 
 
@@ -18,7 +18,8 @@ class SystemSample:
 
 
 class WindowAggregator:
-    """Accumulates results into windows; ``close`` returns one window and starts the next.
+    """Accumulates what the serve loop counted into windows; ``close`` returns one window
+    and starts the next.
 
     ``seq`` is monotonic per ``boot_id`` (one process start), so ``(device, boot_id, seq)``
     identifies a window and a missing seq is a visible gap.
@@ -32,22 +33,19 @@ class WindowAggregator:
     def _reset(self, start: float) -> None:
         self.start = start
         self.latencies: list[float] = []
+        self.inferences = 0
         self.errors = 0
         self.cache_hits = 0
         self.exits: dict[int, int] = {}
 
-    def record(self, latency_ms: float, *, stage: int = 0, cached: bool = False) -> None:
-        """One served input. Runs once per inference, so it does as little as possible:
-        stage-0 exits are derived at close time (inferences minus later stages)."""
-        self.latencies.append(latency_ms)
-        if stage:
-            self.exits[stage] = self.exits.get(stage, 0) + 1
-        if cached:
-            self.cache_hits += 1
-
-    def error(self) -> None:
-        """One input that failed."""
-        self.errors += 1
+    def add(self, delta: StatsDelta) -> None:
+        """Counts read from the serve loop's statistics (see ``StatsCursor``)."""
+        self.latencies += delta.latencies_ms
+        self.inferences += delta.inferences
+        self.errors += delta.errors
+        self.cache_hits += delta.cache_hits
+        for stage, n in delta.exits.items():
+            self.exits[stage] = self.exits.get(stage, 0) + n
 
     def close(
         self,
@@ -59,7 +57,7 @@ class WindowAggregator:
     ) -> TelemetryWindow:
         """Finish the window at ``end`` and begin the next one there."""
         p = percentiles(self.latencies)
-        n = len(self.latencies)
+        n = self.inferences
         span = max(end - self.start, 0.0)
         window = TelemetryWindow(
             seq=self.seq,
@@ -73,7 +71,7 @@ class WindowAggregator:
             latency_p95=round(p["p95"], 4),
             latency_p99=round(p["p99"], 4),
             cache_hits=self.cache_hits,
-            exits=self._exit_counts(n),
+            exits={str(k): v for k, v in sorted(self.exits.items()) if v},
             cpu_percent=system.cpu_percent,
             rss_bytes=system.rss_bytes,
             temperature_c=system.temperature_c,
@@ -83,7 +81,3 @@ class WindowAggregator:
         self.seq += 1
         self._reset(end)
         return window
-
-    def _exit_counts(self, n: int) -> dict[str, int]:
-        counts = {0: n - sum(self.exits.values()), **self.exits}
-        return {str(k): v for k, v in sorted(counts.items()) if v}

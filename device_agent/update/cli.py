@@ -153,6 +153,7 @@ def daemon(
     from device_agent.serve import EngineRef, serve
     from device_agent.sinks import StdoutSink
     from device_agent.sources import open_source
+    from device_agent.stats import RunStats
     from device_agent.update.agent import engine_for_store, env_checkpoint, trust_for
     from device_agent.update.flow import UpdatePolicy, UpdateResult
     from device_agent.update.live import LiveUpdates
@@ -203,9 +204,11 @@ def daemon(
                                              interval_s=telemetry_interval, outbox=outbox)
                 telemetry = tm.start_telemetry(args, None, engine)
             typer.echo(f"serving {s.current_id()} from {store}", err=True)
+            stats = RunStats()
+            if telemetry is not None:
+                telemetry.watch(stats)
             try:
-                serve(src, ref, sinks=[] if quiet else [StdoutSink()],
-                      observers=[live, *([telemetry] if telemetry else [])])
+                serve(src, ref, sinks=[] if quiet else [StdoutSink()], observers=[live], stats=stats)
             finally:
                 if telemetry is not None:
                     telemetry.close()

@@ -211,3 +211,21 @@ def test_clean_stop_is_offline_at_once_without_will(tiny_model, broker, procs, t
     assert len(offline) == 1 and offline[0].clean, f"expected one clean offline, got {offline}"
     assert device_row(db, "pi-04")[1] == 1  # type: ignore[index]
     print(f"\nclean stop: offline {took:.2f} s after SIGTERM, published by the agent; no Will")
+
+
+def test_windows_count_every_inference_exactly_once(tiny_model, broker, procs, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Windows are read from the serve loop's own counters at each window's end (nothing
+    per inference): over a run of several windows they add up to what was served."""
+    import json
+
+    mq, db = broker(), tmp_path / "fleet.db"
+    collector_up(procs, mq.url, db)
+    agent = procs.agent(tiny_model, mq.url, "pi-05", outbox=tmp_path / "ob.db", rate=300,
+                        extra=("--limit", "600"))  # fmt: skip
+    assert agent.wait(timeout=60) == 0
+    wait_for(lambda: (device_row(db, "pi-05") or ("",))[0] == "offline", 30, "clean offline")
+    rows = sqlite_rows(db, "SELECT seq, inferences, errors, exits FROM telemetry WHERE device='pi-05' ORDER BY seq")
+    assert len(rows) >= 3, f"expected several windows over ~2 s at 0.3 s, got {rows}"
+    assert [r[0] for r in rows] == list(range(len(rows)))
+    assert sum(r[1] for r in rows) == 600 and sum(r[2] for r in rows) == 0
+    assert sum(json.loads(r[3]).get("0", 0) for r in rows) == 600
