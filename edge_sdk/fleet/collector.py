@@ -31,7 +31,7 @@ from device_agent.telemetry.messages import (
 )
 from edge_sdk.fleet.metrics import Metrics, serve_metrics
 from edge_sdk.fleet.mqtt_codec import Publish
-from edge_sdk.fleet.store import Batch, Store, exits_json, open_store
+from edge_sdk.fleet.store import Batch, Store, WriteResult, exits_json, open_store
 from edge_sdk.fleet.subscriber import Subscriber
 from edge_sdk.fleet.window_decoder import decode_window
 
@@ -165,15 +165,7 @@ class Collector:
             if kind:
                 self.metrics.inc("edge_collector_messages_total", n, "messages received", kind=kind)
         t0 = time.perf_counter()
-        while True:
-            try:
-                result = store.write(batch)
-                break
-            except Exception:
-                # Not acknowledged, so nothing is lost; retry until the database is back.
-                log.exception("writing %d messages failed; retrying", len(batch))
-                self.metrics.inc("edge_collector_write_errors_total", 1, "failed batch writes")
-                time.sleep(1.0)
+        result = self._write(store, batch)
         m = self.metrics
         m.inc("edge_collector_batch_seconds_sum", time.perf_counter() - t0, "time in batch writes")
         m.inc("edge_collector_batches_total", 1, "batches written")
@@ -181,6 +173,34 @@ class Collector:
         m.inc("edge_collector_duplicates_total", result.duplicates, "duplicate windows skipped")
         for generation, msgs in reads:
             self.mqtt.ack(generation, [msg.mid for msg in msgs if msg.qos])
+
+    def _write(self, store: Store, batch: Batch) -> WriteResult:
+        """Store ``batch``. While the database is away, retry (nothing is acknowledged, so
+        nothing is lost); when it refuses the data, halve the batch until the refused
+        message is alone, then reject that one (it is acknowledged, counted and logged)
+        and store the rest: one bad message must not stall the fleet's ingest."""
+        while True:
+            try:
+                return store.write(batch)
+            except Exception as e:
+                if store.refused(e):
+                    return self._split(store, batch, e)
+                log.exception("writing %d messages failed; retrying", len(batch))
+                self.metrics.inc("edge_collector_write_errors_total", 1, "failed batch writes")
+                time.sleep(1.0)
+                try:
+                    store.recover()
+                except Exception:
+                    log.exception("reconnecting to the database failed; retrying")
+
+    def _split(self, store: Store, batch: Batch, error: Exception) -> WriteResult:
+        if len(batch) <= 1:
+            self.metrics.inc("edge_collector_rejected_total", 1, "invalid payloads", reason="database")
+            log.error("rejected a message the database refused (%s): %s", error, _describe(batch))
+            return WriteResult(0, 0)
+        first, second = batch.halves()
+        a, b = self._write(store, first), self._write(store, second)
+        return WriteResult(a.inserted + b.inserted, a.duplicates + b.duplicates)
 
     def _route(self, topic: str) -> topics.Parsed | None:
         parsed = self._routes.get(topic, _UNKNOWN)
@@ -238,3 +258,11 @@ class Collector:
             self.metrics.inc("edge_collector_alerts_total", len(new), "alerts raised")
         except Exception:
             log.exception("collector chores failed")
+
+
+def _describe(batch: Batch) -> str:
+    """fleet/device and what kind of message a one-item batch holds, for the log."""
+    for kind in ("rows", "windows", "states", "deploys"):
+        for item in getattr(batch, kind):
+            return f"{item[0]}/{item[1]} ({'telemetry' if kind in ('rows', 'windows') else kind[:-1]})"
+    return "nothing"

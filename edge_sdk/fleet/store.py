@@ -57,6 +57,16 @@ class Batch:
     def __len__(self) -> int:
         return len(self.windows) + len(self.states) + len(self.deploys) + len(self.rows)
 
+    def halves(self) -> tuple[Batch, Batch]:
+        """Two batches with half the items each (in order), to find an item the database
+        refuses."""
+        items = [(k, item) for k in ("rows", "windows", "states", "deploys") for item in getattr(self, k)]
+        cut = (len(items) + 1) // 2
+        out = (Batch(), Batch())
+        for i, (k, item) in enumerate(items):
+            getattr(out[i >= cut], k).append(item)
+        return out
+
     def window_rows(self) -> list[tuple[Any, ...]]:
         return self.rows + [_window_row(f, d, w, at) for f, d, w, at in self.windows]
 
@@ -74,11 +84,32 @@ def _row(cols: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
 class Store:
     """A fleet database. Not thread-safe: one Store per thread."""
 
-    def __init__(self, conn: Any, dialect: Dialect, *, changes: Callable[[Any], int]):
+    def __init__(
+        self,
+        conn: Any,
+        dialect: Dialect,
+        *,
+        changes: Callable[[Any], int],
+        refused: Callable[[BaseException], bool],
+        reconnect: Callable[[], Any] | None = None,
+    ):
         self.conn, self.dialect = conn, dialect
         self._changes = changes  # rows touched by the last executemany
+        # The database refused the data itself (a constraint, a value it cannot take);
+        # anything else (away, busy, locked, a schema problem) is worth retrying.
+        self.refused = refused
+        self._reconnect = reconnect
         self._ph = "%s" if dialect.name == "postgresql" else "?"
         self.migrate()
+
+    def recover(self) -> None:
+        """After a failed write: a new connection if the old one is broken (a server
+        restart or a killed backend), so the next try can succeed."""
+        if self._reconnect is not None and (self.conn.closed or getattr(self.conn, "broken", False)):
+            try:
+                self.conn.close()
+            finally:
+                self.conn = self._reconnect()
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", self._ph) if self._ph != "?" else sql

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from device_agent.errors import EdgeError
 from edge_sdk.fleet.schema import POSTGRES
 from edge_sdk.fleet.store import Store
@@ -11,8 +13,22 @@ def connect_postgres(dsn: str) -> Store:
     """Connect to ``postgresql://...``; a ``?options=-csearch_path%3DNAME`` picks a schema."""
     import psycopg
 
+    # Named, so a DBA can tell the collector's sessions apart (unless the DSN names it).
+    named: dict[str, Any] = {} if "application_name" in psycopg.conninfo.conninfo_to_dict(dsn) else {
+        "application_name": "edge-collector"}
+
+    def connect() -> psycopg.Connection[Any]:
+        return psycopg.connect(dsn, connect_timeout=10, **named)
+
     try:
-        conn = psycopg.connect(dsn, connect_timeout=10)
+        conn = connect()
     except psycopg.Error as e:
         raise EdgeError(f"--db {dsn}: cannot connect to PostgreSQL ({e})".strip()) from e
-    return Store(conn, POSTGRES, changes=lambda cur: max(int(cur.rowcount), 0))
+    return Store(
+        conn,
+        POSTGRES,
+        changes=lambda cur: max(int(cur.rowcount), 0),
+        # A value out of range or a violated constraint (SQLSTATE classes 22 and 23).
+        refused=lambda e: isinstance(e, (psycopg.DataError, psycopg.IntegrityError)),
+        reconnect=connect,
+    )

@@ -24,9 +24,15 @@ def connect_sqlite(path: str) -> Store:
         raise EdgeError(f"{path}: not a usable SQLite database ({e})") from e
     wrapped = _AutocommitSqlite(conn)
     try:
-        return Store(wrapped, SQLITE, changes=lambda cur: wrapped.last_changes(cur))
+        return Store(wrapped, SQLITE, changes=lambda cur: wrapped.last_changes(cur), refused=_refused)
     except sqlite3.DatabaseError as e:
         raise EdgeError(f"{path}: not a usable fleet database ({e})") from e
+
+
+def _refused(e: BaseException) -> bool:
+    """A constraint or a trigger's abort, a value SQLite cannot take or bind. (Locked,
+    busy, disk full, I/O errors are ``OperationalError``: retried.)"""
+    return isinstance(e, (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, OverflowError))
 
 
 class _AutocommitSqlite:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from device_agent.mqtt import BrokerOptions, MqttClient
 from device_agent.telemetry import topics
@@ -250,3 +251,92 @@ def test_hostile_payloads_are_counted_never_stored_never_crash(broker, procs, tm
         f"(malformed {len(bad_payloads) + 1}, oversized 2, version 2), 1 ignored topic, "
         "collector alive, 1 valid row, integrity ok, none redelivered after a restart"
     )
+
+
+def _publish_windows(url: str, client_id: str, plan: list[tuple[str, int]], boot: str) -> None:
+    """QoS 1 windows (device, seq), every PUBACK awaited."""
+    c = MqttClient(BrokerOptions(url=url, client_id=client_id))
+    c.start()
+    assert c.wait_connected(10)
+    infos = [c.publish(topics.telemetry("lab", dev), window(seq, boot), qos=1) for dev, seq in plan]
+    for info in infos:
+        info.wait_for_publish(10)
+    c.stop()
+
+
+def _refuse_device(db: str, device: str) -> None:
+    """A real constraint in the real database that refuses one device's windows (what a
+    DBA's CHECK or trigger might do), added after the collector's migrations ran."""
+    from edge_sdk.fleet.store import open_store
+
+    open_store(db).close()
+    if db.startswith("postgresql://"):
+        with psycopg.connect(db, autocommit=True) as con:
+            con.execute(
+                "CREATE FUNCTION refuse_device() RETURNS trigger AS $$ BEGIN "
+                f"IF NEW.device = '{device}' THEN RAISE EXCEPTION 'device % refused', NEW.device "
+                "USING ERRCODE = 'check_violation'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+            con.execute("CREATE TRIGGER refuse BEFORE INSERT ON telemetry "
+                        "FOR EACH ROW EXECUTE FUNCTION refuse_device()")  # fmt: skip
+    else:
+        import sqlite3
+
+        con = sqlite3.connect(db)
+        con.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON telemetry WHEN NEW.device = '{device}' "
+                    "BEGIN SELECT RAISE(ABORT, 'device refused'); END")  # fmt: skip
+        con.commit()
+        con.close()
+
+
+def _stored(db: str, boot: str) -> list[tuple[Any, ...]]:
+    sql = f"SELECT device, seq FROM telemetry WHERE boot_id='{boot}' ORDER BY device, seq"
+    if db.startswith("postgresql://"):
+        with psycopg.connect(db) as con:
+            return [tuple(r) for r in con.execute(sql).fetchall()]
+    return sqlite_rows(Path(db), sql)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_window_the_database_refuses_is_rejected_alone(backend, broker, procs, tmp_path, request) -> None:  # type: ignore[no-untyped-def]
+    """The database refuses one device's windows: each is rejected on its own (logged,
+    counted, acknowledged) and every other window of the same batches is stored; before,
+    the whole batch was retried forever and the fleet's ingest stalled."""
+    db = str(tmp_path / "fleet.db") if backend == "sqlite" else request.getfixturevalue("pg_dsn")
+    _refuse_device(db, "pi-bad")
+    mq = broker()
+    collector_up(procs, mq.url, db)
+    plan = [(dev, seq) for seq in range(20) for dev in ("pi-01", "pi-bad", "pi-02")]
+    _publish_windows(mq.url, "pub-1", plan, "refuse")
+    good = sorted((d, s) for d, s in plan if d != "pi-bad")
+    wait_for(lambda: len(_stored(db, "refuse")) >= len(good), 30, "the other devices' windows")
+    _publish_windows(mq.url, "pub-2", [("pi-01", 20)], "refuse")  # not stalled afterwards
+    wait_for(lambda: ("pi-01", 20) in _stored(db, "refuse"), 30, "a later window")
+    assert _stored(db, "refuse") == sorted([*good, ("pi-01", 20)])
+    log = (procs.root / "collector-c1.log").read_text()
+    assert log.count("rejected a message the database refused") == 20
+    assert "lab/pi-bad (telemetry)" in log
+
+
+def test_postgres_backend_killed_collector_reconnects_nothing_lost(broker, procs, pg_dsn) -> None:  # type: ignore[no-untyped-def]
+    """The collector's PostgreSQL session is terminated by the server (as a restart or an
+    admin would): the collector reconnects and every window is stored exactly once."""
+    import psutil
+
+    mq = broker()
+    col = collector_up(procs, mq.url, pg_dsn)
+    _publish_windows(mq.url, "pub-1", [("pi-01", s) for s in range(50)], "kill")
+    wait_for(lambda: len(_stored(pg_dsn, "kill")) >= 50, 30, "the first 50 windows")
+    ports = [c.laddr.port for c in psutil.Process(col.pid).net_connections("tcp") if c.raddr and c.raddr.port == 5432]
+    assert ports, "the collector holds no PostgreSQL connection"
+    with psycopg.connect(pg_dsn, autocommit=True) as con:
+        killed = con.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'edge-collector' AND client_port = ANY(%s)", (ports,)
+        ).fetchall()
+    assert killed == [(True,)]
+    _publish_windows(mq.url, "pub-2", [("pi-01", s) for s in range(50, 100)], "kill")
+    wait_for(lambda: len(_stored(pg_dsn, "kill")) >= 100, 60, "every window after the kill")
+    time.sleep(0.5)
+    assert _stored(pg_dsn, "kill") == [("pi-01", s) for s in range(100)]
+    assert "retrying" in (procs.root / "collector-c1.log").read_text()
