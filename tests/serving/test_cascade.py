@@ -92,6 +92,22 @@ def test_batch_and_single_answers_agree(cascade_bundle: CascadeBundle, digits: D
     assert [(p.index, p.stage) for p in single] == [(p.index, p.stage) for p in many]  # type: ignore[union-attr]
 
 
+def test_exit_heads_flatten_to_a_constant_shape(cascade_bundle: CascadeBundle, tmp_path: Path) -> None:
+    # Keras' Flatten computes the batch size at run time (SHAPE, STRIDED_SLICE, PACK),
+    # ops XNNPACK does not take: each stage then ran as two delegate partitions.
+    from ai_edge_litert.interpreter import Interpreter
+
+    from device_agent.bundle import read_members
+
+    m = read_manifest(cascade_bundle.path)
+    members = read_members(cascade_bundle.path)
+    for f in m.stage_files(ModelFormat.TFLITE)[:-1]:  # the last stage is the model's own tail
+        it = Interpreter(model_content=members[f.path])
+        ops = {op["op_name"] for op in it._get_ops_details()}
+        assert "RESHAPE" in ops and "FULLY_CONNECTED" in ops, (f.path, ops)
+        assert not ops & {"SHAPE", "STRIDED_SLICE", "PACK"}, (f.path, ops)
+
+
 def _rewrite_exits(src: Path, dst: Path, exits: tuple[ExitStage, ...]) -> None:
     import tarfile
 
