@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from device_agent.bundle import read_members
 from device_agent.engine import Engine
-from device_agent.errors import EdgeError
+from device_agent.errors import BundleError, EdgeError
 from device_agent.mqtt import BrokerOptions
 from device_agent.telemetry.publisher import TelemetryOptions, TelemetryPublisher
 
@@ -42,7 +43,8 @@ def file_sha256(path: Path) -> str:
 
 
 def start_telemetry(args: AgentTelemetryArgs, bundle: Path | None, engine: Engine) -> TelemetryPublisher:
-    """Connect (in the background) and start publishing; births carry the model identity."""
+    """Connect (in the background) and start publishing; births carry the model identity.
+    ``bundle``: what is served (a bundle file, a model file, or a store slot's directory)."""
     from device_agent import __version__
 
     if args.qos not in (0, 1):
@@ -70,19 +72,22 @@ def start_telemetry(args: AgentTelemetryArgs, bundle: Path | None, engine: Engin
         agent_version=__version__,
         model_name=m.name if m else (bundle.stem if bundle else "unknown"),
         model_version=m.version if m else "",
-        model_hash=_model_hash(bundle, engine),
+        model_hash=model_hash(bundle) if bundle is not None else "",
     )
     return TelemetryPublisher(broker, options).start()
 
 
-def _model_hash(bundle: Path | None, engine: Engine) -> str:
-    # A model served from a store has no bundle file: its manifest (which holds every
-    # member's hash) identifies it instead.
-    if bundle is not None:
-        return file_sha256(bundle)
-    if engine.manifest is None:
-        return ""
-    return hashlib.sha256(engine.manifest.to_json()).hexdigest()
+def model_hash(path: Path) -> str:
+    """The served model's identity: the sha256 of its manifest as shipped, which lists
+    every member's sha256 (a store slot is named after it), whether it is served from a
+    bundle file or from a store slot; a bare model file's own sha256 otherwise."""
+    if path.is_dir():
+        return hashlib.sha256((path / "manifest.json").read_bytes()).hexdigest()
+    try:
+        manifest = read_members(path).get("manifest.json")
+    except BundleError:  # a .tflite or .onnx file, not an archive
+        manifest = None
+    return hashlib.sha256(manifest).hexdigest() if manifest is not None else file_sha256(path)
 
 
 def interrupt_on_sigterm() -> None:

@@ -145,7 +145,6 @@ def daemon(
 
     With ``--broker`` it also publishes telemetry and births (re-published after a swap).
     """
-    import hashlib
     import signal
     import threading
 
@@ -188,10 +187,11 @@ def daemon(
                 listener.report(result)
 
         def swapped(engine: Any) -> None:
-            m = engine.manifest
-            if telemetry is not None and m is not None:
-                telemetry.set_model(name=m.name, version=m.version,
-                                    model_hash=hashlib.sha256(m.to_json()).hexdigest())
+            m, slot = engine.manifest, s.current()
+            if telemetry is not None and m is not None and slot is not None:
+                from device_agent.telemetry.agent import model_hash
+
+                telemetry.set_model(name=m.name, version=m.version, model_hash=model_hash(slot.root))
 
         with engine_for_store(store) as engine:
             ref = EngineRef(engine)
@@ -202,7 +202,8 @@ def daemon(
 
                 args = tm.AgentTelemetryArgs(broker=broker, device_id=device_id, fleet=fleet,
                                              interval_s=telemetry_interval, outbox=outbox)
-                telemetry = tm.start_telemetry(args, None, engine)
+                slot = s.current()
+                telemetry = tm.start_telemetry(args, slot.root if slot else None, engine)
             typer.echo(f"serving {s.current_id()} from {store}", err=True)
             stats = RunStats()
             if telemetry is not None:

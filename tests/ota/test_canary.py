@@ -8,6 +8,7 @@ passes the canary's probation and is promoted. The collector's database holds bo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from device_agent.bundle import read_members
 from device_agent.update.agent import PAUSE_ENV
 from device_agent.update.store import ModelStore
 from edge_sdk.fleet.mosquitto import Mosquitto
@@ -134,8 +136,16 @@ def test_canary_probation_halts_then_good_bundle_promotes(tmp_path: Path, factor
     assert statuses.index("probation-passed") < max(i for i, s in enumerate(statuses) if s == "active")
     assert [ModelStore(s).current().manifest.version for s in stores] == ["1.2.0"] * 3  # type: ignore[union-attr]
 
-    # The daemons publish births: the fleet shows every device serving the new version.
+    # The daemons publish births: the fleet shows every device serving the new version,
+    # identified by the sha256 of its manifest as shipped (which also names its slot).
     assert versions == {"g0": "1.2.0", "g1": "1.2.0", "g2": "1.2.0"}
+    shipped = hashlib.sha256(read_members(good)["manifest.json"]).hexdigest()
+    store = open_store(db)
+    try:
+        assert {r["model_hash"] for r in store.devices() if r["device"] in versions} == {shipped}
+    finally:
+        store.close()
+    assert ModelStore(stores[0]).current_id().endswith(shipped[:12])  # type: ignore[union-attr]
     halted, promoted = rows
     print("edge fleet rollouts:", json.dumps([{k: r[k] for k in ("rollout", "version", "targeted", "active",
           "rejected", "rolled-back", "pending", "phase", "outcome")} for r in rows]))
