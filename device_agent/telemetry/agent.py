@@ -82,7 +82,8 @@ def model_hash(path: Path) -> str:
     every member's sha256 (a store slot is named after it), whether it is served from a
     bundle file or from a store slot; a bare model file's own sha256 otherwise."""
     if path.is_dir():
-        return hashlib.sha256((path / "manifest.json").read_bytes()).hexdigest()
+        manifest_file = path / "manifest.json"
+        return hashlib.sha256(manifest_file.read_bytes()).hexdigest() if manifest_file.is_file() else ""
     try:
         manifest = read_members(path).get("manifest.json")
     except BundleError:  # a .tflite or .onnx file, not an archive
