@@ -385,8 +385,11 @@ class Engine:
                 raise InputError(f"input of shape {x.shape} contains NaN or infinite values")
             plan = self._row_plans.get(x.shape)
             rows = x.reshape(plan) if plan is not None else self._prepare(x)
-        pred = self._answer(rows)
-        cache.put(key, rows, _cached(pred))
+        pred = self._single(rows) if len(rows) == 1 else self._answer(rows)
+        # The tensor is kept to answer again when thresholds change; a model without
+        # exits never changes its answers, so its entries hold only the result (no copy
+        # of the input per miss, and more entries fit under the byte cap).
+        cache.put(key, None if self._plain else rows, _cached(pred))
         return pred
 
     def infer_many(self, values: Sequence[np.ndarray]) -> list[Prediction | InputError]:

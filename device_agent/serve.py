@@ -90,6 +90,7 @@ def _loop(
     # The per-reading path, kept flat: one engine call, one clock pair, one Result.
     seq, clock = 0, time.perf_counter
     latencies, exits, trim_every = stats.latencies_ms, stats.exits, TRIM_EVERY
+    consumers = bool(sinks or observers)
     try:
         for reading in source:
             value = reading.value
@@ -104,8 +105,6 @@ def _loop(
                 continue
             ms = (clock() - t0) * 1000.0
             truth = reading.meta.get("label")
-            result = Result(seq, reading.id, pred.index, pred.label, pred.confidence, ms,
-                            pred.stage, pred.cached, truth)
             # RunStats.add, inlined: a call level costs ~0.5 µs here
             latencies.append(ms)
             exits[pred.stage] = exits.get(pred.stage, 0) + 1
@@ -114,10 +113,13 @@ def _loop(
             if truth is not None:
                 stats.labelled += 1
                 stats.correct += int(truth == pred.index)
-            for o in observers:
-                o.on_result(result)
-            for sink in sinks:
-                sink.emit(result)
+            if consumers:  # a Result only for someone to read it (-q with telemetry: nobody)
+                result = Result(seq, reading.id, pred.index, pred.label, pred.confidence, ms,
+                                pred.stage, pred.cached, truth)
+                for o in observers:
+                    o.on_result(result)
+                for sink in sinks:
+                    sink.emit(result)
             seq += 1
             if not seq % trim_every:
                 stats.trim()

@@ -253,15 +253,29 @@ def test_latencies_kept_for_the_summary_are_bounded(
     assert stats.summary()["count"] == 1000
 
 
-def test_cached_tensors_survive_a_source_that_reuses_its_buffer(
-    float_tflite: Path, digits: DigitsSplit
-) -> None:
+def test_cached_tensors_survive_a_source_that_reuses_its_buffer(cascade_bundle, digits: DigitsSplit) -> None:  # type: ignore[no-untyped-def]
+    """A cascade's entries keep the input tensor (new thresholds answer it again): the
+    cache must hold its own copy, not a view of the source's buffer."""
+    options = EngineOptions(cache=CacheConfig.parse("exact"))
+    with engine_for(cascade_bundle.path) as plain, engine_for(cascade_bundle.path, engine_options=options) as engine:
+        x = digits.x_test[:50].astype(np.float32)
+        plain.set_thresholds({None: 1.0})  # every input runs to the last stage
+        full = [plain.infer_one(v).index for v in x]
+        a = next(i for i in range(50) if full[i] != full[0])
+        buf = x[0].copy()
+        engine.infer_one(buf)  # a miss: stored
+        buf[...] = x[a]  # the source refills its buffer with the next reading
+        engine.set_thresholds({None: 1.0})  # answers dropped: the stored tensor runs again
+        again = engine.infer_one(x[0].copy())
+        assert again.stage == 2 and again.index == full[0]
+
+
+def test_a_model_without_exits_caches_answers_only(float_tflite: Path, digits: DigitsSplit) -> None:
+    """Its answers never change, so entries hold no copy of the input."""
     engine = Engine(load_model(float_tflite), options=EngineOptions(cache=CacheConfig.parse("exact")))
-    preds = [int(p) for p in _reference(float_tflite, digits.x_test[:50])]
-    a = next(i for i in range(50) if preds[i] != preds[0])
-    buf = digits.x_test[0].astype(np.float32).copy()
-    assert engine.infer_one(buf).index == preds[0]  # a miss: stored
-    buf[...] = digits.x_test[a]  # the source refills its buffer with the next reading
-    assert engine.cache is not None
-    engine.cache.drop_results()  # new thresholds: the stored tensor is answered again
-    assert engine.infer_one(digits.x_test[0].astype(np.float32).copy()).index == preds[0]
+    first = engine.infer_one(digits.x_test[0])
+    again = engine.infer_one(digits.x_test[0].copy())
+    assert again.cached and again.index == first.index
+    assert engine.cache is not None and len(engine.cache) == 1
+    entry = next(iter(engine.cache._d.values()))
+    assert entry.tensor is None and entry.result is not None
