@@ -397,9 +397,12 @@ def print_agent(a: argparse.Namespace, agent: dict[str, Any]) -> None:
     print(f"{agent['windows']} windows closed during the 'on' runs; telemetry threads' CPU per window "
           f"{agent['window_cpu_ms']:.2f} ms: {agent['window_cpu_ms'] / 1000 / WINDOW_S:.3%} of a core "
           f"at {WINDOW_S:g} s windows, {agent['window_cpu_ms'] / 10_000:.4%} at the default 10 s")  # fmt: skip
-    met = total <= 0.03 and 1 - pc <= 0.03
-    print(f"target {'met' if met else 'not met'}: telemetry costs {total:.2%} of an inference's CPU "
-          f"and {1 - pc:.2%} of throughput per CPU s (<= 3%)")  # fmt: skip
+    # The verdict is the direct count: the serve loop runs the same code on and off, so
+    # telemetry's cost is its threads' CPU. The pairs' ratio is printed beside it; on a
+    # shared machine whose consecutive runs differ by more than 3% it cannot settle 3%.
+    print(f"target {'met' if total <= 0.03 else 'not met'}: telemetry costs {total:.2%} of an "
+          f"inference's CPU, counted directly (<= 3%); throughput pairs: {1 - pc:+.2%} per CPU s, "
+          f"pairs from {lo:.3f} to {hi:.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":
