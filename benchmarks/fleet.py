@@ -7,7 +7,7 @@ started on a free port for a persistent session; then that session's consumer co
 drains the queue. The baseline is a bare paho subscriber that only counts (no parsing, no
 database) draining the same queue in the same run, so the ratio shows what parsing,
 validation and storage cost on this machine. Agent: the same model and input served with
-telemetry off and on (1 s windows, a local Mosquitto), medians of alternating runs.
+telemetry off and on (0.25 s windows, a local Mosquitto), medians of alternating runs.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from fleet_sim import SimOptions, simulate  # noqa: E402
 from device_agent.mqtt import BrokerOptions, MqttClient  # noqa: E402
 from edge_sdk.fleet.mosquitto import Mosquitto  # noqa: E402
 
-# Telemetry's work is per window (nothing runs per inference): runs must span windows.
-# 1 s is 10x more windows than the agent's default.
-WINDOW_S = 1.0
+# Telemetry's work is per window (nothing runs per inference): runs (~1 s) must span
+# windows. 0.25 s is 40x more windows than the agent's default, so the cost is an upper bound.
+WINDOW_S = 0.25
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
@@ -269,7 +269,7 @@ def telemetry_cost(root: Path, n: int, repeats: int) -> dict[str, Any]:
         **med,
         "pair_ratios": (statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)),
         "pair_spread": (min(p[1] for p in pairs), max(p[1] for p in pairs)),
-        "threads_share": statistics.median(threads_cpu) / n / inference_cpu,
+        "threads_share": sum(threads_cpu) / (len(threads_cpu) * n) / inference_cpu,
         "window_cpu_ms": sum(threads_cpu) / max(windows, 1) * 1000,
         "windows": windows,
         "inference_us": inference_cpu * 1e6,
@@ -318,8 +318,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", type=int, default=1000)
     ap.add_argument("--windows", type=int, default=30)
-    ap.add_argument("--inferences", type=int, default=250_000, help="per run: several windows")
-    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--inferences", type=int, default=120_000, help="per run: about a window")
+    ap.add_argument("--repeats", type=int, default=25)
     ap.add_argument(
         "--pg",
         default=os.environ.get("EDGE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test"),
@@ -371,7 +371,7 @@ def print_agent(a: argparse.Namespace, agent: dict[str, Any]) -> None:
     off, on = agent["off"], agent["on"]
     print(
         f"\nAgent inference throughput, {a.inferences} inferences per run, {a.repeats} "
-        f"ABBA-ordered pairs (telemetry: {WINDOW_S * 1000:.0f} ms windows to a local Mosquitto); medians"
+        f"ABBA-ordered pairs (telemetry: {WINDOW_S:g} s windows to a local Mosquitto); medians"
     )
     print(
         f"| {'telemetry':<10} | {'per wall s':>10} | {'ratio':>6} "
@@ -396,13 +396,14 @@ def print_agent(a: argparse.Namespace, agent: dict[str, Any]) -> None:
     )
     print(f"{agent['windows']} windows closed during the 'on' runs; telemetry threads' CPU per window "
           f"{agent['window_cpu_ms']:.2f} ms: {agent['window_cpu_ms'] / 1000 / WINDOW_S:.3%} of a core "
-          f"at {WINDOW_S:g} s windows, {agent['window_cpu_ms'] / 10_000:.4%} at the default 10 s")  # fmt: skip
+          f"at {WINDOW_S:g} s windows, {agent['window_cpu_ms'] / 1000:.3%} at 1 s, "
+          f"{agent['window_cpu_ms'] / 10_000:.4%} at the default 10 s")  # fmt: skip
     # The verdict is the direct count: the serve loop runs the same code on and off, so
     # telemetry's cost is its threads' CPU. The pairs' ratio is printed beside it; on a
     # shared machine whose consecutive runs differ by more than 3% it cannot settle 3%.
     print(f"target {'met' if total <= 0.03 else 'not met'}: telemetry costs {total:.2%} of an "
-          f"inference's CPU, counted directly (<= 3%); throughput pairs: {1 - pc:+.2%} per CPU s, "
-          f"pairs from {lo:.3f} to {hi:.3f}")  # fmt: skip
+          f"inference's CPU, counted directly (<= 3%); throughput pairs, on/off per CPU s: median "
+          f"{pc:.3f}, pairs from {lo:.3f} to {hi:.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":
