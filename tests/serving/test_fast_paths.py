@@ -55,6 +55,7 @@ def test_row_quantizer_equals_the_allocating_quantizer(dtype: str, scale: float,
 def test_int8_one_reading_path_matches_the_batched_path(int8_tflite: Path, digits: DigitsSplit) -> None:
     engine = Engine(load_model(int8_tflite))
     assert engine.stages[0].logits_quantized  # the raw-integer top-1 is what is tested
+    assert engine.stages[0]._qexp is not None  # with the softmax from the exp table
     x = digits.x_test[:60]
     batched = engine.infer(x)
     for row, ref in zip(x, batched, strict=True):
@@ -69,6 +70,19 @@ def test_float_one_reading_path_matches_the_batched_path(float_tflite: Path, dig
     for row, ref in zip(x, engine.infer(x), strict=True):
         one = engine.infer_one(row)
         assert (one.index, one.confidence) == (ref.index, pytest.approx(ref.confidence, rel=1e-5))
+
+
+def test_top1_softmax_is_exact_for_huge_and_tiny_logits(float_tflite: Path, digits: DigitsSplit) -> None:
+    """exp(top)/sum(exp(v)) is used while every exp stays finite; beyond, the shifted form."""
+    engine = Engine(load_model(float_tflite))
+    engine.infer_one(digits.x_test[0])  # the stage has seen an output: logits, not probabilities
+    st = engine.stages[0]
+    for logits in ([3.0, -1.0, 2.5, 0.0], [800.0, 790.0, -5.0, 799.5], [-900.0, -905.0, -899.0, -950.0]):
+        q = np.array([logits + [-1e4] * 6], dtype=np.float32)
+        i, conf, score, _ = st.top(q, None)
+        z = q[0].astype(np.float64)
+        ref = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        assert i == int(ref.argmax()) and conf == pytest.approx(ref.max(), rel=1e-9) and score == conf
 
 
 def test_runtime_resizes_between_batch_sizes(int8_tflite: Path, digits: DigitsSplit) -> None:
