@@ -135,6 +135,25 @@ def read_members(src: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, 
         raise BundleError(f"{src}: not a readable bundle archive ({e})") from e
 
 
+def read_manifest_bytes(src: Path) -> bytes | None:
+    """``manifest.json`` exactly as shipped, reading the archive only up to it (the
+    writer puts it first); ``None`` if the file is not a bundle or has none."""
+    try:
+        with tarfile.open(src, mode="r:*") as tar:
+            for i, member in enumerate(_members(tar)):
+                if i >= MAX_MEMBERS:
+                    return None
+                if member.name != MANIFEST_NAME:
+                    continue
+                if not member.isreg() or member.size > MAX_MANIFEST_BYTES:
+                    return None
+                fh = tar.extractfile(member)
+                return None if fh is None else fh.read(member.size)
+    except (tarfile.TarError, EOFError, OSError, zlib.error):
+        return None
+    return None
+
+
 def _collect(tar: tarfile.TarFile, src: Path, *, max_bytes: int) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     total = 0

@@ -99,7 +99,7 @@ def run(
                     password=password,
                     outbox=outbox,
                 )
-                telemetry = tm.start_telemetry(args, bundle, engine)
+                telemetry = tm.start_telemetry(args, bundle or _served_slot(store), engine)
             stats = RunStats()
             if telemetry:
                 telemetry.watch(stats)
@@ -136,6 +136,14 @@ def _sinks(sink: str, quiet: bool, fleet: str, device_id: str | None, qos: int) 
     if not device_id:
         raise EdgeError("--device-id: expected an id with --sink mqtt://..., found nothing")
     return [open_sink(sink, fleet=fleet, device_id=device_id, qos=qos)]
+
+
+def _served_slot(store: Path | None) -> Path | None:
+    """The directory of the slot ``store`` serves (its manifest names the model)."""
+    from device_agent.update.store import ModelStore
+
+    sid = ModelStore(store).current_id() if store is not None else None
+    return ModelStore(store).slots / sid if store is not None and sid else None
 
 
 def _open_engine(

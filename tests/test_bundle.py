@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.bundle import open_bundle, read_manifest
+from device_agent.bundle import open_bundle, read_manifest, read_manifest_bytes, read_members
 from device_agent.errors import BundleError
 from device_agent.manifest import Compression, Manifest, ModelFormat, TensorSpec
 from edge_sdk.bundle_writer import ModelPayload, build_bundle
@@ -105,6 +105,14 @@ def test_size_cap(tmp_path: Path) -> None:
     path, _ = _bundle(tmp_path)
     with pytest.raises(BundleError, match=r"cap|larger"):
         open_bundle(path, tmp_path / "out", max_bytes=1024)
+
+
+def test_manifest_bytes_as_shipped(tmp_path: Path) -> None:
+    """What telemetry hashes to name the model: the member's exact bytes, or None."""
+    path, _ = _bundle(tmp_path)
+    assert read_manifest_bytes(path) == read_members(path)["manifest.json"]
+    (tmp_path / "m.tflite").write_bytes(b"TFL3 not an archive")
+    assert read_manifest_bytes(tmp_path / "m.tflite") is None
 
 
 def test_not_a_tar(tmp_path: Path) -> None:

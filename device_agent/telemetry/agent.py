@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from device_agent.bundle import read_members
+from device_agent.bundle import read_manifest_bytes
 from device_agent.engine import Engine
-from device_agent.errors import BundleError, EdgeError
+from device_agent.errors import EdgeError
 from device_agent.mqtt import BrokerOptions
 from device_agent.telemetry.publisher import TelemetryOptions, TelemetryPublisher
 
@@ -84,10 +84,7 @@ def model_hash(path: Path) -> str:
     if path.is_dir():
         manifest_file = path / "manifest.json"
         return hashlib.sha256(manifest_file.read_bytes()).hexdigest() if manifest_file.is_file() else ""
-    try:
-        manifest = read_members(path).get("manifest.json")
-    except BundleError:  # a .tflite or .onnx file, not an archive
-        manifest = None
+    manifest = read_manifest_bytes(path) if path.suffix.lower() == ".edgepkg" else None
     return hashlib.sha256(manifest).hexdigest() if manifest is not None else file_sha256(path)
 
 

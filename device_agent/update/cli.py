@@ -187,11 +187,14 @@ def daemon(
                 listener.report(result)
 
         def swapped(engine: Any) -> None:
-            m, slot = engine.manifest, s.current()
-            if telemetry is not None and m is not None and slot is not None:
+            # On the serve thread: the slot LiveUpdates now serves, by id (s.current()
+            # would re-hash every member, and a later deploy may have moved `current`).
+            m = engine.manifest
+            if telemetry is not None and m is not None and live.serving is not None:
                 from device_agent.telemetry.agent import model_hash
 
-                telemetry.set_model(name=m.name, version=m.version, model_hash=model_hash(slot.root))
+                telemetry.set_model(name=m.name, version=m.version,
+                                    model_hash=model_hash(s.slots / live.serving))
 
         with engine_for_store(store) as engine:
             ref = EngineRef(engine)
@@ -202,8 +205,8 @@ def daemon(
 
                 args = tm.AgentTelemetryArgs(broker=broker, device_id=device_id, fleet=fleet,
                                              interval_s=telemetry_interval, outbox=outbox)
-                slot = s.current()
-                telemetry = tm.start_telemetry(args, slot.root if slot else None, engine)
+                sid = s.current_id()
+                telemetry = tm.start_telemetry(args, s.slots / sid if sid else None, engine)
             typer.echo(f"serving {s.current_id()} from {store}", err=True)
             stats = RunStats()
             if telemetry is not None:

@@ -128,11 +128,17 @@ class Collector:
             return
         self._ready.set()
         next_chores = 0.0
+        held: list[tuple[int, list[Publish]]] = []  # refused whole: retried with what comes next
         try:
             while not self._stopping.is_set() or not self._queue.empty():
-                batch = self._drain()
-                if batch:
-                    self._store(store, batch)
+                # Held messages wait for new ones to be written with; once a whole batch of
+                # them is refused, the database refuses everything: retry them alone.
+                room = sum(len(msgs) for _, msgs in held) < self.options.batch_max
+                batch = held + (self._drain() if room else [])
+                held = []
+                if batch and not self._store(store, batch):
+                    held = batch
+                    time.sleep(1.0)
                 if time.monotonic() >= next_chores:
                     next_chores = time.monotonic() + self.options.alert_interval_s
                     self._chores(store)
@@ -155,36 +161,50 @@ class Collector:
             n += len(item[1])
         return reads
 
-    def _store(self, store: Store, reads: list[tuple[int, list[Publish]]]) -> None:
+    def _store(self, store: Store, reads: list[tuple[int, list[Publish]]]) -> bool:
+        """Store and acknowledge ``reads``; ``False`` when the database refused every
+        message: then nothing is acknowledged. A message is rejected as refused only when
+        the database took others in the same batch; if it takes none, the problem is the
+        database's (a new constraint, a full table), not the messages'."""
         batch, kinds, at = Batch(), Counter[str](), time.time()
         parse = self._parse_into
         for _, msgs in reads:
             for msg in msgs:
                 kinds[parse(batch, msg, at)] += 1
+        t0 = time.perf_counter()
+        refused: list[tuple[Batch, Exception]] = []
+        result = self._write(store, batch, refused)
+        m = self.metrics
+        if refused and len(refused) == len(batch):
+            m.inc("edge_collector_write_errors_total", 1, "failed batch writes")
+            log.error("the database refused all %d messages of a batch (%s); not acknowledged, "
+                      "retrying with the next messages", len(batch), refused[0][1])
+            return False
+        for one, error in refused:
+            m.inc("edge_collector_rejected_total", 1, "invalid payloads", reason="database")
+            log.error("rejected a message the database refused (%s): %s", error, _describe(one))
         for kind, n in kinds.items():
             if kind:
-                self.metrics.inc("edge_collector_messages_total", n, "messages received", kind=kind)
-        t0 = time.perf_counter()
-        result = self._write(store, batch)
-        m = self.metrics
+                m.inc("edge_collector_messages_total", n, "messages received", kind=kind)
         m.inc("edge_collector_batch_seconds_sum", time.perf_counter() - t0, "time in batch writes")
         m.inc("edge_collector_batches_total", 1, "batches written")
         m.inc("edge_collector_windows_stored_total", result.inserted, "telemetry windows stored")
         m.inc("edge_collector_duplicates_total", result.duplicates, "duplicate windows skipped")
         for generation, msgs in reads:
             self.mqtt.ack(generation, [msg.mid for msg in msgs if msg.qos])
+        return True
 
-    def _write(self, store: Store, batch: Batch) -> WriteResult:
+    def _write(self, store: Store, batch: Batch, refused: list[tuple[Batch, Exception]]) -> WriteResult:
         """Store ``batch``. While the database is away, retry (nothing is acknowledged, so
-        nothing is lost); when it refuses the data, halve the batch until the refused
-        message is alone, then reject that one (it is acknowledged, counted and logged)
-        and store the rest: one bad message must not stall the fleet's ingest."""
+        nothing is lost); when it refuses the data, halve the batch until each refused
+        message is alone and add it to ``refused``: one bad message must not stall the
+        fleet's ingest."""
         while True:
             try:
                 return store.write(batch)
             except Exception as e:
                 if store.refused(e):
-                    return self._split(store, batch, e)
+                    return self._split(store, batch, e, refused)
                 log.exception("writing %d messages failed; retrying", len(batch))
                 self.metrics.inc("edge_collector_write_errors_total", 1, "failed batch writes")
                 time.sleep(1.0)
@@ -193,13 +213,14 @@ class Collector:
                 except Exception:
                     log.exception("reconnecting to the database failed; retrying")
 
-    def _split(self, store: Store, batch: Batch, error: Exception) -> WriteResult:
+    def _split(
+        self, store: Store, batch: Batch, error: Exception, refused: list[tuple[Batch, Exception]]
+    ) -> WriteResult:
         if len(batch) <= 1:
-            self.metrics.inc("edge_collector_rejected_total", 1, "invalid payloads", reason="database")
-            log.error("rejected a message the database refused (%s): %s", error, _describe(batch))
+            refused.append((batch, error))
             return WriteResult(0, 0)
         first, second = batch.halves()
-        a, b = self._write(store, first), self._write(store, second)
+        a, b = self._write(store, first, refused), self._write(store, second, refused)
         return WriteResult(a.inserted + b.inserted, a.duplicates + b.duplicates)
 
     def _route(self, topic: str) -> topics.Parsed | None:

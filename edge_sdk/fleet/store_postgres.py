@@ -13,14 +13,15 @@ def connect_postgres(dsn: str) -> Store:
     """Connect to ``postgresql://...``; a ``?options=-csearch_path%3DNAME`` picks a schema."""
     import psycopg
 
-    # Named, so a DBA can tell the collector's sessions apart (unless the DSN names it).
-    named: dict[str, Any] = {} if "application_name" in psycopg.conninfo.conninfo_to_dict(dsn) else {
-        "application_name": "edge-collector"}
+    named: dict[str, Any] = {}
 
     def connect() -> psycopg.Connection[Any]:
         return psycopg.connect(dsn, connect_timeout=10, **named)
 
     try:
+        # Named, so a DBA can tell the collector's sessions apart (unless the DSN names it).
+        if "application_name" not in psycopg.conninfo.conninfo_to_dict(dsn):
+            named["application_name"] = "edge-collector"
         conn = connect()
     except psycopg.Error as e:
         raise EdgeError(f"--db {dsn}: cannot connect to PostgreSQL ({e})".strip()) from e

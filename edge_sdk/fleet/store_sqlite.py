@@ -30,9 +30,11 @@ def connect_sqlite(path: str) -> Store:
 
 
 def _refused(e: BaseException) -> bool:
-    """A constraint or a trigger's abort, a value SQLite cannot take or bind. (Locked,
-    busy, disk full, I/O errors are ``OperationalError``: retried.)"""
-    return isinstance(e, (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, OverflowError))
+    """A constraint or a trigger's abort, a value SQLite cannot take, or one Python cannot
+    bind (``ProgrammingError`` since 3.11, ``InterfaceError`` before). Locked, busy, disk
+    full and I/O errors are ``OperationalError``: retried."""
+    return isinstance(e, (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError,
+                          sqlite3.InterfaceError, OverflowError))
 
 
 class _AutocommitSqlite:

@@ -265,8 +265,8 @@ def _publish_windows(url: str, client_id: str, plan: list[tuple[str, int]], boot
 
 
 def _refuse_device(db: str, device: str) -> None:
-    """A real constraint in the real database that refuses one device's windows (what a
-    DBA's CHECK or trigger might do), added after the collector's migrations ran."""
+    """A real constraint in the real database that refuses one device's windows (``*``:
+    every device's), as a DBA's CHECK or trigger might, added after the migrations ran."""
     from edge_sdk.fleet.store import open_store
 
     open_store(db).close()
@@ -274,8 +274,9 @@ def _refuse_device(db: str, device: str) -> None:
         with psycopg.connect(db, autocommit=True) as con:
             con.execute(
                 "CREATE FUNCTION refuse_device() RETURNS trigger AS $$ BEGIN "
-                f"IF NEW.device = '{device}' THEN RAISE EXCEPTION 'device % refused', NEW.device "
-                "USING ERRCODE = 'check_violation'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+                f"IF NEW.device = '{device}' OR '{device}' = '*' THEN RAISE EXCEPTION "
+                "'device % refused', NEW.device USING ERRCODE = 'check_violation'; END IF; "
+                "RETURN NEW; END $$ LANGUAGE plpgsql"
             )
             con.execute("CREATE TRIGGER refuse BEFORE INSERT ON telemetry "
                         "FOR EACH ROW EXECUTE FUNCTION refuse_device()")  # fmt: skip
@@ -283,8 +284,22 @@ def _refuse_device(db: str, device: str) -> None:
         import sqlite3
 
         con = sqlite3.connect(db)
-        con.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON telemetry WHEN NEW.device = '{device}' "
+        con.execute("CREATE TRIGGER refuse BEFORE INSERT ON telemetry "
+                    f"WHEN NEW.device = '{device}' OR '{device}' = '*' "
                     "BEGIN SELECT RAISE(ABORT, 'device refused'); END")  # fmt: skip
+        con.commit()
+        con.close()
+
+
+def _allow_again(db: str) -> None:
+    if db.startswith("postgresql://"):
+        with psycopg.connect(db, autocommit=True) as con:
+            con.execute("DROP TRIGGER refuse ON telemetry")
+    else:
+        import sqlite3
+
+        con = sqlite3.connect(db, timeout=30)
+        con.execute("DROP TRIGGER refuse")
         con.commit()
         con.close()
 
@@ -316,6 +331,28 @@ def test_a_window_the_database_refuses_is_rejected_alone(backend, broker, procs,
     log = (procs.root / "collector-c1.log").read_text()
     assert log.count("rejected a message the database refused") == 20
     assert "lab/pi-bad (telemetry)" in log
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_database_refusing_everything_loses_nothing(backend, broker, procs, tmp_path, request) -> None:  # type: ignore[no-untyped-def]
+    """When the database refuses every message (a new constraint all rows fail), that is
+    its problem, not the messages': nothing is acknowledged or rejected, and everything is
+    stored once the constraint is gone."""
+    db = str(tmp_path / "fleet.db") if backend == "sqlite" else request.getfixturevalue("pg_dsn")
+    _refuse_device(db, "*")
+    mq = broker()
+    collector_up(procs, mq.url, db)
+    plan = [("pi-01", s) for s in range(10)]
+    _publish_windows(mq.url, "pub-1", plan[:5], "all")
+    log_path = procs.root / "collector-c1.log"
+    wait_for(lambda: "the database refused all" in log_path.read_text(), 30, "the refusal logged")
+    _publish_windows(mq.url, "pub-2", plan[5:], "all")  # joins the held ones, refused too
+    time.sleep(2.0)
+    assert _stored(db, "all") == []
+    _allow_again(db)
+    wait_for(lambda: len(_stored(db, "all")) >= 10, 30, "every window once allowed")
+    assert _stored(db, "all") == plan
+    assert "rejected a message the database refused" not in log_path.read_text()
 
 
 def test_postgres_backend_killed_collector_reconnects_nothing_lost(broker, procs, pg_dsn) -> None:  # type: ignore[no-untyped-def]

@@ -59,12 +59,16 @@ def test_cursor_reads_across_trims_and_carries_an_early_hit() -> None:
     _count(stats, 1.0)
     stats.trim()  # nothing to trim
     assert cursor.read().latencies_ms == [1.0]
-    # A hit counted before its reading's exit (as a reader racing the loop may see it)
-    # waits for a delta that has an inference to carry it.
+    # A reader racing the loop may see a reading's exit but not yet its cache hit (the
+    # loop writes the exit first): the hit then shows up in a read with no new inference
+    # and waits for a delta that has one to carry it.
+    stats.exits[0] += 1
+    stats.latencies_ms.append(1.0)
+    assert (cursor.read().inferences, 0) == (1, 0)
     stats.cache_hits += 1
     early = cursor.read()
     assert (early.inferences, early.cache_hits) == (0, 0)
-    stats.exits[0] += 1
+    _count(stats, 2.0)
     late = cursor.read()
     assert (late.inferences, late.cache_hits) == (1, 1)
 

@@ -279,3 +279,5 @@ def test_a_model_without_exits_caches_answers_only(float_tflite: Path, digits: D
     assert engine.cache is not None and len(engine.cache) == 1
     entry = next(iter(engine.cache._d.values()))
     assert entry.tensor is None and entry.result is not None
+    engine.set_thresholds({None: 0.5})  # no exit to apply it to: the answers stand
+    assert engine.infer_one(digits.x_test[0].copy()).cached
