@@ -190,17 +190,16 @@ def main() -> None:
                 int8=int8,
             )
             exit_macs = [e.macs for e in cal.exits] + [cal.full_macs]
-            rows += cascade_rows(tag, full, bundle, xte, yte, trials, exit_macs)
+            same = None
             if int8:
                 # The int8 cascade keeps stage 0's first layer in float (EarlyExitConfig.
                 # float_first); the full model with the same treatment compares like for like.
                 same = root / "full_int8_float_first.tflite"
                 same.write_bytes(first_layer_float_tflite(model, xfit[:200]))
-                rows += like_for_like_row(same, bundle, xte, trials)
+            rows += cascade_rows(tag, full, bundle, xte, yte, trials, exit_macs, same)
         full = root / "full_float.tflite"
-        # Throughput trials are short (~0.2 s): more of them pair baseline and ours better
-        # on a shared machine.
-        # The stream uses every digit (train and test: ~1,800 readings per trial, 360 were
+        # Throughput trials are short: more of them pair baseline and ours better on a
+        # shared machine. The stream uses every digit (train and test: ~1,800 readings per trial, 360 were
         # ~20 ms of serving, short enough for a new interpreter's warm-up to show).
         rows += cache_rows(full, np.concatenate([xte, xtr]), 2 * trials)
         rows += overhead_rows(full, root / "exit_float.edgepkg", xte, 2 * trials)
@@ -215,13 +214,20 @@ def cascade_rows(
     y: np.ndarray,
     trials: int,
     exit_macs: list[int],
+    same: Path | None = None,
 ) -> list[tuple[str, str, str, str]]:
+    """Cascade against ``full`` (and, when given, against ``same``: a full model treated
+    like the cascade's stage 0)."""
     base = Engine(load_model(full, options=ONE_THREAD))
+    like = []
     with engine_for(bundle, options=ONE_THREAD) as casc:
         per_full, per_casc, speedup = paired(
             trials, lambda: per_input_ms(base, x), lambda: per_input_ms(casc, x)
         )
         probs, stage = casc.cascade(x)
+        if same is not None:
+            other = Engine(load_model(same, options=ONE_THREAD))
+            like = [paired(trials, lambda: per_input_ms(other, x), lambda: per_input_ms(casc, x))]
     acc_full = float((base.cascade(x)[0].argmax(1) == y).mean())
     acc_casc = float((probs.argmax(1) == y).mean())
     rates = np.bincount(stage, minlength=len(exit_macs)) / len(stage)
@@ -245,22 +251,14 @@ def cascade_rows(
             " / ".join(f"{r:.2f}" for r in rates),
             f"MACs/input {exit_macs[-1] / mean_macs:.2f}x fewer",
         ),
-    ]
-
-
-def like_for_like_row(full: Path, bundle: Path, x: np.ndarray, trials: int) -> list[tuple[str, str, str, str]]:
-    base = Engine(load_model(full, options=ONE_THREAD))
-    with engine_for(bundle, options=ONE_THREAD) as casc:
-        per_full, per_casc, speedup = paired(
-            trials, lambda: per_input_ms(base, x), lambda: per_input_ms(casc, x)
-        )
-    return [
+    ] + [
         (
-            "early exit (int8): vs full, 1st layer float",
-            f"{per_full:.4f} ms",
-            f"{per_casc:.4f} ms",
-            f"{speedup:.2f}x faster (like for like)",
+            f"early exit ({tag}): vs full, 1st layer float",
+            f"{a:.4f} ms",
+            f"{b:.4f} ms",
+            f"{r:.2f}x faster (like for like)",
         )
+        for a, b, r in like
     ]
 
 

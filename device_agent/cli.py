@@ -81,6 +81,7 @@ def run(
             telemetry = None
             if broker:
                 from device_agent.telemetry import agent as tm
+                from device_agent.update.store import ModelStore
 
                 if not device_id:
                     raise EdgeError("--device-id: expected an id with --broker, found nothing")
@@ -99,7 +100,8 @@ def run(
                     password=password,
                     outbox=outbox,
                 )
-                telemetry = tm.start_telemetry(args, bundle or _served_slot(store), engine)
+                served = bundle or (ModelStore(store).current_dir() if store else None)
+                telemetry = tm.start_telemetry(args, served, engine)
             stats = RunStats()
             if telemetry:
                 telemetry.watch(stats)
@@ -136,14 +138,6 @@ def _sinks(sink: str, quiet: bool, fleet: str, device_id: str | None, qos: int) 
     if not device_id:
         raise EdgeError("--device-id: expected an id with --sink mqtt://..., found nothing")
     return [open_sink(sink, fleet=fleet, device_id=device_id, qos=qos)]
-
-
-def _served_slot(store: Path | None) -> Path | None:
-    """The directory of the slot ``store`` serves (its manifest names the model)."""
-    from device_agent.update.store import ModelStore
-
-    sid = ModelStore(store).current_id() if store is not None else None
-    return ModelStore(store).slots / sid if store is not None and sid else None
 
 
 def _open_engine(

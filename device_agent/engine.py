@@ -142,18 +142,11 @@ class Stage:
         ql = q.tolist()[0] if self._row0 else row.tolist()
         top = max(ql)
         i = ql.index(top)
-        # softmax(ql)[i] = exp(top) / sum(exp(v)), with map() over math.exp or a table:
-        # C loops, ~2k fewer interpreter instructions than shifting each logit first.
         if not self.logits_quantized:
-            if self.probabilities:
-                conf = top
-            elif -_EXP_SAFE < top < _EXP_SAFE:
-                conf = _exp(top) / sum(map(_exp, ql))
-            else:
-                conf = 1.0 / sum([_exp(v - top) for v in ql])
+            conf = top if self.probabilities else _max_softmax(ql, top)
         elif self.probabilities:
             conf = (top - self._lzero) * self._lscale
-        elif self._qexp is not None:
+        elif self._qexp is not None:  # the same, from the exp table: a C loop too
             e = self._qexp
             conf = e[top] / sum(map(e.__getitem__, ql))
         else:
@@ -395,8 +388,8 @@ class Engine:
         if hit is not None and hit.tensor is not None:
             rows = hit.tensor  # preprocessed before; the answers changed (new thresholds)
         else:
-            if not finite and not self._tol and not _all_finite(x):
-                raise InputError(f"input of shape {x.shape} contains NaN or infinite values")
+            if not finite and not self._tol:
+                self._check_finite(x)
             plan = self._row_plans.get(x.shape)
             rows = x.reshape(plan) if plan is not None else self._prepare(x)
         pred = self._single(rows) if len(rows) == 1 else self._answer(rows)
@@ -477,14 +470,9 @@ class Engine:
 
     # -- internals -------------------------------------------------------------------
 
-    @staticmethod
-    def _finite(value: np.ndarray) -> np.ndarray:
-        try:
-            x = np.asarray(value, dtype=_F32)
-        except (TypeError, ValueError) as e:
-            raise InputError(f"input is not numeric ({e})") from None
-        if not _all_finite(x):
-            raise InputError(f"input of shape {x.shape} contains NaN or infinite values")
+    def _finite(self, value: np.ndarray) -> np.ndarray:
+        x = self._float(value)
+        self._check_finite(x)
         return x
 
     @staticmethod
@@ -648,7 +636,11 @@ def _exp_table(spec: TensorSpec) -> dict[int, float] | None:
 
 
 def _max_softmax(z: list[float], top: float) -> float:
-    """softmax(z)[argmax] of plain floats, shifted by the top logit (any magnitude)."""
+    """softmax(z)[argmax] of plain floats: ``exp(top) / sum(exp(v))``, summed by ``map``
+    in C (a Python loop shifting each logit first ran per class); beyond the safe range,
+    shifted by the top logit."""
+    if -_EXP_SAFE < top < _EXP_SAFE:
+        return _exp(top) / sum(map(_exp, z))
     return 1.0 / sum([_exp(v - top) for v in z])
 
 

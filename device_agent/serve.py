@@ -87,7 +87,8 @@ def _loop(
     limit: int | None,
 ) -> None:
     """Serve one reading at a time, counting results in ``stats.count``."""
-    # The per-reading path, kept flat: one engine call, one clock pair, one Result.
+    # The per-reading path, kept flat: one engine call, one clock pair, and a Result only
+    # when a sink or observer reads it.
     seq, clock = 0, time.perf_counter
     latencies, exits, trim_every = stats.latencies_ms, stats.exits, TRIM_EVERY
     consumers = bool(sinks or observers)

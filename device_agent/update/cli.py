@@ -205,8 +205,7 @@ def daemon(
 
                 args = tm.AgentTelemetryArgs(broker=broker, device_id=device_id, fleet=fleet,
                                              interval_s=telemetry_interval, outbox=outbox)
-                sid = s.current_id()
-                telemetry = tm.start_telemetry(args, s.slots / sid if sid else None, engine)
+                telemetry = tm.start_telemetry(args, s.current_dir(), engine)
             typer.echo(f"serving {s.current_id()} from {store}", err=True)
             stats = RunStats()
             if telemetry is not None:

@@ -132,6 +132,11 @@ class ModelStore:
             _check_file(root, manifest.validation, manifest.validation_sha256, sid)
         return Slot(id=sid, root=root, manifest=manifest)
 
+    def current_dir(self) -> Path | None:
+        """The directory of the slot being served (not re-verified: see :meth:`current`)."""
+        sid = self.current_id()
+        return None if sid is None else self.slots / sid
+
     def current(self) -> Slot | None:
         sid = self.current_id()
         return None if sid is None else self.slot(sid)
