@@ -119,9 +119,12 @@ def test_backlogged_file_source_is_batched_with_the_same_answers(
     assert [r.index for r in auto.results] == [r.index for r in one.results]
     assert [r.input_id for r in auto.results] == [r.input_id for r in one.results]
     assert stats.summary()["accuracy"] == pytest.approx(np.mean([r.index == r.truth for r in one.results]))
-    # batched results carry their batch's latency: groups of 8 share one value
-    assert len({r.latency_ms for r in auto.results}) <= -(-n // 8)
-    assert len({r.latency_ms for r in one.results}) > n // 2
+    # batched results carry their batch's latency: groups of 8 share one value; one by one
+    # they are timed apart (timings on a fast machine repeat at the clock's resolution,
+    # so "more values than batches", not "mostly distinct")
+    batches = -(-n // 8)
+    assert len({r.latency_ms for r in auto.results}) <= batches
+    assert len({r.latency_ms for r in one.results}) > batches
 
 
 def test_paced_source_is_not_backlogged(digits: DigitsSplit) -> None:
