@@ -86,10 +86,6 @@ def lenet(x: np.ndarray, y: np.ndarray, epochs: int) -> object:
     return m
 
 
-def median_of(trials: int, fn: Callable[[], float]) -> float:
-    return statistics.median(fn() for _ in range(trials))
-
-
 def paired(
     trials: int, base: Callable[[], float], ours: Callable[[], float]
 ) -> tuple[float, float, float]:
@@ -248,7 +244,12 @@ def cascade_rows(
         if same is not None:
             other = Engine(load_model(same, options=ONE_THREAD))
             like = [paired(trials, lambda: per_input_ms(other, x), lambda: per_input_ms(casc, x))]
-    prefix = min(median_of(trials, lambda p=BareLoop(f, x): 1000 / p.per_s()) for f in firsts)  # type: ignore[misc]
+    # Interleaved with the full model like every other row; the highest of the forms'
+    # ratios is the ceiling.
+    ceilings = []
+    for loop in [BareLoop(f, x) for f in firsts]:
+        ceilings.append(paired(trials, lambda: per_input_ms(base, x), lambda: 1000 / loop.per_s()))  # noqa: B023
+    ceiling = max(ceilings, key=lambda c: c[2])
     acc_full = float((base.cascade(x)[0].argmax(1) == y).mean())
     acc_casc = float((probs.argmax(1) == y).mean())
     rates = np.bincount(stage, minlength=len(exit_macs)) / len(stage)
@@ -274,9 +275,9 @@ def cascade_rows(
         ),
         (
             f"early exit ({tag}): ceiling, pool1 alone",
-            f"{per_full:.4f} ms",
-            f"{prefix:.4f} ms",
-            f"{per_full / prefix:.2f}x at most (any head)",
+            f"{ceiling[0]:.4f} ms",
+            f"{ceiling[1]:.4f} ms",
+            f"{ceiling[2]:.2f}x at most (any head)",
         ),
     ] + [
         (
