@@ -41,7 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from device_agent.cache import CacheConfig
 from device_agent.engine import Engine, EngineOptions
 from device_agent.loader import engine_for
+from device_agent.manifest import TensorSpec
 from device_agent.preprocess import Pipeline
+from device_agent.quant import quantize
 from device_agent.runtimes import RuntimeOptions, load_model
 from device_agent.serve import serve
 from device_agent.sources.base import Reading, finite_rows
@@ -132,9 +134,9 @@ class BareLoop:
         i, o = self.it.get_input_details()[0], self.it.get_output_details()[0]
         self.i, self.o = i["index"], o["index"]
         scale, zero = i["quantization"]
-        if scale:  # an integer input: quantized as the engine would
-            lo, hi = np.iinfo(i["dtype"]).min, np.iinfo(i["dtype"]).max
-            xs = np.clip(np.round(xs / np.float32(scale)) + zero, lo, hi)
+        dtype = np.dtype(i["dtype"]).name
+        if scale and dtype in ("int8", "uint8"):  # an integer input: quantized as the engine does
+            xs = quantize(xs, TensorSpec(i["name"], tuple(xs.shape), dtype, float(scale), int(zero)))
         self.tensors = [x[None].astype(i["dtype"]) for x in xs]
         self.per_s()
 
@@ -201,16 +203,17 @@ def main() -> None:
                 same.write_bytes(first_layer_float_tflite(model, xfit[:200]))
             # The layers every input runs before the exit, alone, in each form stage 0
             # may take: no exit after pool1 can be faster than the fastest of them.
-            firsts = []
+            firsts, prefix = [], up_to(model, "pool1")
             for form, convert in prefix_forms(int8):
                 path = root / f"to_pool1_{tag}_{form}.tflite"
-                path.write_bytes(convert(up_to(model, "pool1"), xfit[:200]))
+                path.write_bytes(convert(prefix, xfit[:200]))
                 firsts.append(path)
             rows += cascade_rows(tag, full, bundle, xte, yte, trials, exit_macs, firsts, same)
         full = root / "full_float.tflite"
         # Throughput trials are short: more of them pair baseline and ours better on a
-        # shared machine. The stream uses every digit (train and test: ~1,800 readings per trial, 360 were
-        # ~20 ms of serving, short enough for a new interpreter's warm-up to show).
+        # shared machine. The stream uses every digit (train and test: ~1,800 readings
+        # per trial; 360 were ~20 ms of serving, short enough for a new interpreter's
+        # warm-up to show).
         rows += cache_rows(full, np.concatenate([xte, xtr]), 2 * trials)
         rows += overhead_rows(full, root / "exit_float.edgepkg", xte, 2 * trials)
     print_table(rows)

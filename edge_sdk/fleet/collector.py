@@ -283,7 +283,6 @@ class Collector:
 
 def _describe(batch: Batch) -> str:
     """fleet/device and what kind of message a one-item batch holds, for the log."""
-    for kind in ("rows", "windows", "states", "deploys"):
-        for item in getattr(batch, kind):
-            return f"{item[0]}/{item[1]} ({'telemetry' if kind in ('rows', 'windows') else kind[:-1]})"
+    for kind, item in batch.items():
+        return f"{item[0]}/{item[1]} ({'telemetry' if kind in ('rows', 'windows') else kind[:-1]})"
     return "nothing"

@@ -57,10 +57,14 @@ class Batch:
     def __len__(self) -> int:
         return len(self.windows) + len(self.states) + len(self.deploys) + len(self.rows)
 
+    def items(self) -> list[tuple[str, tuple[Any, ...]]]:
+        """Every item with the name of the list holding it, telemetry first."""
+        return [(k, item) for k in ("rows", "windows", "states", "deploys") for item in getattr(self, k)]
+
     def halves(self) -> tuple[Batch, Batch]:
         """Two batches with half the items each (in order), to find an item the database
         refuses."""
-        items = [(k, item) for k in ("rows", "windows", "states", "deploys") for item in getattr(self, k)]
+        items = self.items()
         cut = (len(items) + 1) // 2
         out = (Batch(), Batch())
         for i, (k, item) in enumerate(items):
