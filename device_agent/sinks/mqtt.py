@@ -1,14 +1,17 @@
-"""Results on MQTT: ``edge/v1/{fleet}/{device_id}/results``, one JSON message per result."""
+"""Results on MQTT: ``edge/v1/{fleet}/{device_id}/results``, one JSON message per result.
+
+``--sink mqtt`` (or the agent's own broker URL) publishes on the agent's one connection;
+``--sink mqtt://HOST:PORT`` naming another broker opens a connection of its own.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 from typing import Any
 
 from device_agent.errors import EdgeError
-from device_agent.mqtt_util import Broker, new_client
+from device_agent.mqtt import BrokerOptions, MqttClient
 from device_agent.sinks.base import Result
 from device_agent.telemetry import topics
 
@@ -20,37 +23,34 @@ class MqttSink:
 
     def __init__(
         self,
-        broker: str,
+        broker: str | None,
         *,
         fleet: str,
         device_id: str,
         qos: int = 0,
+        connection: MqttClient | None = None,
         connect_timeout: float = 10.0,
     ):
         if qos not in (0, 1):
             raise EdgeError(f"--results-qos must be 0 or 1, got {qos}")
         self.topic = topics.results(fleet, device_id)
         self.qos = qos
-        addr = Broker.parse(broker)
-        self._connected = threading.Event()
-        self._client = new_client(f"{device_id}-results")
-        self._client.on_connect = self._on_connect
-        self._client.max_queued_messages_set(10000)
-        try:
-            self._client.connect(addr.host, addr.port, keepalive=30)
-        except OSError as e:
-            raise EdgeError(f"results sink: cannot reach broker {broker} ({e})") from e
-        self._client.loop_start()
-        if not self._connected.wait(connect_timeout):
+        self._last: Any = None
+        if connection is not None and broker in (None, connection.options.url):
+            self._client, self._owns = connection, False
+            return
+        if broker is None:
+            raise EdgeError("--sink mqtt: no broker; give --broker URL or --sink mqtt://HOST:PORT")
+        self._client = MqttClient(BrokerOptions(url=broker, client_id=f"{device_id}-results").check())
+        self._owns = True
+        self._client.start()
+        if not self._client.wait_connected(connect_timeout):
+            why = self._client.last_error or "no answer"
             self.close()
-            raise EdgeError(f"results sink: no connection to {broker} within {connect_timeout}s")
-
-    def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
-        if not getattr(reason, "is_failure", False):
-            self._connected.set()
+            raise EdgeError(f"results sink: no connection to {broker} within {connect_timeout:g} s ({why})")
 
     def emit(self, result: Result) -> None:
-        body = json.dumps(result.to_dict(), separators=(",", ":"))
+        body = json.dumps(result.to_dict(), separators=(",", ":")).encode()
         info = self._client.publish(self.topic, body, qos=self.qos)
         if info.rc != 0:
             log.warning("results sink: publish failed (rc=%s); result %s dropped", info.rc, result.seq)
@@ -58,11 +58,11 @@ class MqttSink:
 
     def close(self, *, flush_timeout: float = 5.0) -> None:
         """Wait (bounded) for the last message to leave, then disconnect."""
-        last = getattr(self, "_last", None)
-        if last is not None and self._connected.is_set():
+        last = self._last
+        if last is not None and self._client.connected:
             try:
                 last.wait_for_publish(timeout=flush_timeout)
             except (RuntimeError, ValueError) as e:
                 log.warning("results sink: last result not confirmed: %s", e)
-        self._client.disconnect()
-        self._client.loop_stop()
+        if self._owns:
+            self._client.stop()

@@ -1,7 +1,7 @@
 """Sources by URI scheme, through an explicit registry.
 
 ``file:DATA.npz[?rate=HZ&loop=1]``, ``sim:imu`` / ``sim:vibration[?seed=&window=&n=&rate=&hold=]``,
-``dir:PATH[?poll=&existing=&idle=&n=]``, ``mqtt:TOPIC?broker=mqtt://host:port[&qos=&timeout=&n=]``,
+``dir:PATH[?poll=&existing=&idle=&n=]``, ``mqtt:TOPIC[?broker=mqtt://host:port&qos=&timeout=&n=]``,
 ``stdin``. Each kind is one module; add one by adding a module and one entry here.
 """
 
@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from device_agent.errors import EdgeError
 from device_agent.sources.base import Reading, Source
+
+if TYPE_CHECKING:
+    from device_agent.mqtt import MqttClient
 
 
 def _num(params: dict[str, str], key: str, default: float | None, uri: str) -> float | None:
@@ -24,7 +28,7 @@ def _num(params: dict[str, str], key: str, default: float | None, uri: str) -> f
         raise EdgeError(f"source {uri!r}: {key}={params[key]!r} is not a number") from None
 
 
-def _file(rest: str, params: dict[str, str]) -> Source:
+def _file(rest: str, params: dict[str, str], connection: MqttClient | None) -> Source:
     from device_agent.sources.file import FileSource
 
     return FileSource(
@@ -32,7 +36,7 @@ def _file(rest: str, params: dict[str, str]) -> Source:
     )
 
 
-def _sim(rest: str, params: dict[str, str]) -> Source:
+def _sim(rest: str, params: dict[str, str], connection: MqttClient | None) -> Source:
     from device_agent.sources.sim import SimSource
 
     if rest not in ("imu", "vibration"):
@@ -51,7 +55,7 @@ def _sim(rest: str, params: dict[str, str]) -> Source:
     )
 
 
-def _dir(rest: str, params: dict[str, str]) -> Source:
+def _dir(rest: str, params: dict[str, str], connection: MqttClient | None) -> Source:
     from device_agent.sources.dir import DirSource
 
     u = f"dir:{rest}"
@@ -64,27 +68,28 @@ def _dir(rest: str, params: dict[str, str]) -> Source:
     )
 
 
-def _mqtt(rest: str, params: dict[str, str]) -> Source:
+def _mqtt(rest: str, params: dict[str, str], connection: MqttClient | None) -> Source:
     from device_agent.sources.mqtt import MqttSource
 
     u = f"mqtt:{rest}"
     return MqttSource(
         rest,
-        broker=params.get("broker", "mqtt://127.0.0.1:1883"),
+        broker=params.get("broker"),
+        connection=connection,
         qos=int(_num(params, "qos", 1, u) or 0),
         timeout=_num(params, "timeout", 10.0, u) or 10.0,
         n=int(_num(params, "n", 0, u) or 0),
     )
 
 
-def _stdin(rest: str, params: dict[str, str]) -> Source:
+def _stdin(rest: str, params: dict[str, str], connection: MqttClient | None) -> Source:
     from device_agent.sources.stdin import StdinSource
 
     return StdinSource()
 
 
-# scheme → factory(rest, params).
-REGISTRY: dict[str, Callable[[str, dict[str, str]], Source]] = {
+# scheme → factory(rest, params, the agent's MQTT connection or None).
+REGISTRY: dict[str, Callable[[str, dict[str, str], MqttClient | None], Source]] = {
     "file": _file,
     "sim": _sim,
     "dir": _dir,
@@ -93,8 +98,9 @@ REGISTRY: dict[str, Callable[[str, dict[str, str]], Source]] = {
 }
 
 
-def open_source(uri: str, **params: str) -> Source:
-    """``"file:test.npz?rate=50"`` → a source. Keyword params override query params."""
+def open_source(uri: str, *, connection: MqttClient | None = None, **params: str) -> Source:
+    """``"file:test.npz?rate=50"`` → a source. Keyword params override query params;
+    ``connection``: the agent's MQTT client, which ``mqtt:`` sources share."""
     scheme, _, rest = uri.partition(":")
     if scheme not in REGISTRY:
         raise EdgeError(
@@ -103,7 +109,7 @@ def open_source(uri: str, **params: str) -> Source:
     rest, _, query = rest.partition("?")
     merged = {k: v[-1] for k, v in parse_qs(query).items()}
     merged.update({k: v for k, v in params.items() if v is not None})
-    return REGISTRY[scheme](rest, merged)
+    return REGISTRY[scheme](rest, merged, connection)
 
 
 __all__ = ["REGISTRY", "Reading", "Source", "open_source"]

@@ -1,4 +1,8 @@
-"""``mqtt:TOPIC?broker=mqtt://host:port``: readings that sensor nodes publish to a broker.
+"""``mqtt:TOPIC[?broker=URL]``: readings that sensor nodes publish to a broker.
+
+Without ``broker=`` (or with the agent's own broker URL) the source subscribes on the
+agent's one connection (``--broker`` and its credentials); another broker gets a
+connection of its own (anonymous; ``mqtt://127.0.0.1:1883`` when the agent has none).
 
 Payloads are a JSON array, a JSON object ``{"x": [...], "id": ..., "label": ...}``, or
 raw little-endian float32 bytes. The subscription is renewed on every reconnect (paho
@@ -12,14 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from device_agent.errors import EdgeError
-from device_agent.mqtt_util import Broker, new_client
+from device_agent.mqtt import BrokerOptions, MqttClient
 from device_agent.sources.base import Reading
 from device_agent.sources.stdin import parse_line
 
@@ -52,7 +55,8 @@ class MqttSource:
         self,
         topic: str,
         *,
-        broker: str = "mqtt://127.0.0.1:1883",
+        broker: str | None = None,
+        connection: MqttClient | None = None,
         qos: int = 1,
         timeout: float = 10.0,
         n: int = 0,
@@ -64,33 +68,27 @@ class MqttSource:
                 "source mqtt: needs a topic, e.g. mqtt:sensors/imu?broker=mqtt://host:1883"
             )
         self.topic, self.qos, self.timeout, self.n = topic, qos, timeout, n
-        self.broker = Broker.parse(broker)
         self._q: queue.Queue[bytes] = queue.Queue(maxsize=10000)
-        self._subscribed = threading.Event()
         self._closed = False
-        self._client = new_client(client_id)
-        self._client.on_connect = self._on_connect
-        self._client.on_message = self._on_message
-        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
-        try:
-            self._client.connect(self.broker.host, self.broker.port, keepalive=30)
-        except OSError as e:
-            raise EdgeError(f"source mqtt: cannot reach broker {broker} ({e})") from e
-        self._client.loop_start()
-        if not self._subscribed.wait(connect_timeout):
+        shared = connection is not None and broker in (None, connection.options.url)
+        if shared:
+            assert connection is not None
+            self._client, self._owns = connection, False
+        else:
+            options = BrokerOptions(url=broker or "mqtt://127.0.0.1:1883", client_id=client_id).check()
+            self._client, self._owns = MqttClient(options), True
+        self._client.subscribe(topic, qos=qos, handler=self._on_message)
+        if self._owns:
+            self._client.start()
+        if not self._client.wait_subscribed(topic, connect_timeout):
+            why = self._client.last_error or "no subscription acknowledgement"
             self.close()
             raise EdgeError(
-                f"source mqtt: no subscription to {topic} on {broker} within {connect_timeout}s"
+                f"source mqtt: no subscription to {topic} on {self._client.options.url} "
+                f"within {connect_timeout:g} s ({why})"
             )
 
-    def _on_connect(self, client: Any, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
-        if getattr(reason, "is_failure", False):
-            log.warning("mqtt source: connection refused: %s", reason)
-            return
-        client.subscribe(self.topic, qos=self.qos)
-        self._subscribed.set()
-
-    def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
+    def _on_message(self, msg: Any) -> None:
         try:
             self._q.put_nowait(bytes(msg.payload))
         except queue.Full:
@@ -119,5 +117,5 @@ class MqttSource:
         if self._closed:
             return
         self._closed = True
-        self._client.loop_stop()
-        self._client.disconnect()
+        if self._owns:
+            self._client.stop()

@@ -63,7 +63,7 @@ class TelemetryPublisher:
 
     def __init__(
         self,
-        broker: BrokerOptions,
+        broker: BrokerOptions | MqttClient,
         options: TelemetryOptions,
         *,
         clock: Callable[[], float] = time.time,
@@ -84,10 +84,13 @@ class TelemetryPublisher:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._worker = threading.Thread(target=self._run, name="telemetry", daemon=True)
-        will = Will(topic=self.state_topic, payload=self._state(Status.OFFLINE).to_payload())
-        self.mqtt = MqttClient(
-            broker, will=will, on_connect=self._on_connect, on_publish=lambda mid: self._wake.set()
-        )
+        # Given options, the publisher owns its connection; given a client (the agent's
+        # one connection), it registers its Will and hooks on it and the owner starts it.
+        self._owns = isinstance(broker, BrokerOptions)
+        self.mqtt = MqttClient(broker) if isinstance(broker, BrokerOptions) else broker
+        self.mqtt.set_will(Will(topic=self.state_topic, payload=self._state(Status.OFFLINE).to_payload()))
+        self.mqtt.add_connect_hook(self._on_connect)
+        self.mqtt.add_publish_hook(lambda mid: self._wake.set())
 
     @property
     def windows_closed(self) -> int:
@@ -99,7 +102,9 @@ class TelemetryPublisher:
             self._cursor = StatsCursor(stats)
 
     def start(self) -> TelemetryPublisher:
-        self.mqtt.start()
+        """Start the window thread (and the connection, when the publisher owns it)."""
+        if self._owns:
+            self.mqtt.start()
         self._worker.start()
         return self
 
@@ -207,5 +212,6 @@ class TelemetryPublisher:
                 retain=True,
             )
             info.wait_for_publish(timeout=max(0.5, deadline - time.monotonic()))
-        self.mqtt.stop()
+        if self._owns:
+            self.mqtt.stop()
         self.outbox.close()

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from device_agent.bundle import SignatureCheck
 from device_agent.engine import Engine, EngineOptions
 from device_agent.errors import EdgeError
 from device_agent.runtimes import RuntimeOptions
@@ -24,6 +25,23 @@ def trust_for(store: ModelStore, extra: list[Path] | None = None) -> TrustStore:
     """The keys in ``STORE/keys`` plus any extra key files or directories."""
     paths = [store.keys_dir] if store.keys_dir.is_dir() else []
     return TrustStore.from_paths(paths + list(extra or []))
+
+
+def keep_keys(keys: list[Path], store: ModelStore) -> list[Path]:
+    """Copy trusted public keys (files, or directories of ``*.pub``) into ``STORE/keys``,
+    so the agent trusts the same signer from then on (``install --key``, ``flash --key``)."""
+    import shutil
+
+    store.keys_dir.mkdir(parents=True, exist_ok=True)
+    kept = []
+    for k in keys:
+        for f in sorted(k.glob("*.pub")) if k.is_dir() else [k]:
+            TrustStore.from_paths([f])  # refuse what is not an Ed25519 public key
+            dest = store.keys_dir / (f.name if f.name.endswith(".pub") else f.name + ".pub")
+            if not dest.exists() or dest.read_bytes() != f.read_bytes():
+                shutil.copyfile(f, dest)
+            kept.append(dest)
+    return kept
 
 
 def env_checkpoint() -> Checkpoint | None:
@@ -50,10 +68,11 @@ def env_checkpoint() -> Checkpoint | None:
 @contextlib.contextmanager
 def engine_for_store(
     root: Path, *, runtime: str | None = None, options: RuntimeOptions | None = None,
-    engine_options: EngineOptions | None = None,
+    engine_options: EngineOptions | None = None, trust: SignatureCheck | None = None,
 ) -> Iterator[Engine]:
-    """Recover the store, then an :class:`Engine` for the slot ``current`` names."""
-    store = ModelStore(root)
+    """Recover the store, then an :class:`Engine` for the slot ``current`` names (its
+    files checked against its manifest, its signature against ``trust`` when given)."""
+    store = ModelStore(root, trust=trust)
     store.recover()
     slot = store.current()
     if slot is None:

@@ -1,10 +1,9 @@
-"""``edge-agent install``, ``status`` and ``healthcheck``: the update flow from the shell."""
+"""``edge-agent install``, ``status`` and ``healthcheck``: the model store from the shell."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -15,14 +14,13 @@ def register(app: typer.Typer) -> None:
     app.command("install")(install)
     app.command("status")(status)
     app.command("healthcheck")(healthcheck)
-    app.command("listen")(listen)
-    app.command("daemon")(daemon)
 
 
 def install(
     bundle: Path = typer.Argument(..., help="A signed .edgepkg bundle"),
     store: Path = typer.Option(..., "--store", help="The agent's model store directory"),
-    key: list[Path] = typer.Option([], "--key", help="Extra trusted public key (file or dir)"),
+    key: list[Path] = typer.Option(
+        [], "--key", help="Trusted public key (file or dir of *.pub), kept in STORE/keys for later updates"),
     device_type: str = typer.Option(None, "--device-type", help="Override STORE/device.json"),
     allow_downgrade: bool = typer.Option(False, "--allow-downgrade", help="Accept an older version"),
     isolate: bool = typer.Option(False, "--isolate", help="Health-check in a child process"),
@@ -30,7 +28,7 @@ def install(
 ) -> None:
     """Verify, stage, health-check and atomically switch to BUNDLE; print the result as JSON."""
     from device_agent import __version__
-    from device_agent.update.agent import env_checkpoint, trust_for
+    from device_agent.update.agent import env_checkpoint, keep_keys, trust_for
     from device_agent.update.flow import Status, UpdateFlow, UpdatePolicy
     from device_agent.update.health import HealthOptions
     from device_agent.update.store import ModelStore
@@ -44,6 +42,8 @@ def install(
         )
         flow = UpdateFlow(s, trust_for(s, key), policy, checkpoint=env_checkpoint())
         result = flow.run(bundle)
+        if result.status == Status.ACTIVE:
+            keep_keys(key, s)  # the next update (OTA included) trusts the same signer
     except EdgeError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
@@ -93,130 +93,3 @@ def healthcheck(
     typer.echo(report.to_json())
     if not report.ok:
         raise typer.Exit(1)
-
-
-def listen(
-    store: Path = typer.Option(..., "--store", help="The agent's model store directory"),
-    broker: str = typer.Option(..., "--broker", help="mqtt://HOST[:PORT]"),
-    device_id: str = typer.Option(..., "--device-id"),
-    fleet: str = typer.Option("default", "--fleet"),
-    isolate: bool = typer.Option(False, "--isolate", help="Health-check in a child process"),
-    allow_downgrade: bool = typer.Option(False, "--allow-downgrade"),
-) -> None:
-    """Receive deployments on the device's deploy topic and apply them (until Ctrl-C)."""
-    import signal
-    import threading
-
-    from device_agent import __version__
-    from device_agent.update.agent import env_checkpoint, trust_for
-    from device_agent.update.flow import UpdatePolicy
-    from device_agent.update.store import ModelStore
-    from device_agent.update.transport import Broker, DeployListener
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        s = ModelStore(store).init()
-        policy = UpdatePolicy(agent_version=__version__, isolate=isolate, allow_downgrade=allow_downgrade)
-        listener = DeployListener(store=s, broker=Broker.parse(broker), fleet=fleet, device=device_id,
-                                  trust=trust_for(s), policy=policy, checkpoint=env_checkpoint())
-        typer.echo(f"listening on {broker} as {fleet}/{device_id}", err=True)
-        listener.run(stop)
-    except KeyboardInterrupt:
-        stop.set()
-    except EdgeError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-
-
-def daemon(
-    store: Path = typer.Option(..., "--store", help="The agent's model store directory"),
-    source: str = typer.Option(..., "--source", help="Input: file:DATA.npz[?rate=HZ&loop=1]"),
-    broker: str = typer.Option(None, "--broker", help="mqtt://HOST[:PORT]: also receive deployments"),
-    device_id: str = typer.Option(None, "--device-id"),
-    fleet: str = typer.Option("default", "--fleet"),
-    isolate: bool = typer.Option(False, "--isolate", help="Health-check new models in a child process"),
-    probation_samples: int = typer.Option(200, "--probation-samples", help="Results before judging"),
-    telemetry_interval: float = typer.Option(10.0, "--telemetry-interval", help="Telemetry window seconds"),
-    outbox: Path = typer.Option(None, "--outbox", help="Telemetry outbox (SQLite) path"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only update events"),
-) -> None:
-    """Serve STORE's current model, take updates as they land, and roll back on regression.
-
-    With ``--broker`` it also publishes telemetry and births (re-published after a swap).
-    """
-    import signal
-    import threading
-
-    from device_agent import __version__
-    from device_agent.serve import EngineRef, serve
-    from device_agent.sinks import StdoutSink
-    from device_agent.sources import open_source
-    from device_agent.stats import RunStats
-    from device_agent.update.agent import engine_for_store, env_checkpoint, trust_for
-    from device_agent.update.flow import UpdatePolicy, UpdateResult
-    from device_agent.update.live import LiveUpdates
-    from device_agent.update.probation import ProbationPolicy
-    from device_agent.update.store import ModelStore
-    from device_agent.update.transport import Broker, DeployListener
-
-    stop = threading.Event()
-    try:
-        s = ModelStore(store).init()
-        src = open_source(source)
-
-        def on_term(*_: object) -> None:
-            stop.set()
-            src.close()
-
-        signal.signal(signal.SIGTERM, on_term)
-        listener = None
-        if broker:
-            if not device_id:
-                raise EdgeError("daemon: --broker needs --device-id")
-            policy = UpdatePolicy(agent_version=__version__, isolate=isolate)
-            listener = DeployListener(store=s, broker=Broker.parse(broker), fleet=fleet, device=device_id,
-                                      trust=trust_for(s), policy=policy, checkpoint=env_checkpoint())
-            threading.Thread(target=listener.run, args=(stop,), daemon=True).start()
-
-        telemetry: Any = None
-
-        def report(result: UpdateResult) -> None:
-            typer.echo(json.dumps({"update": result.to_dict()}), err=True)
-            if listener is not None:
-                listener.report(result)
-
-        def swapped(engine: Any) -> None:
-            # On the serve thread: the slot LiveUpdates now serves, by id (s.current()
-            # would re-hash every member, and a later deploy may have moved `current`).
-            m = engine.manifest
-            if telemetry is not None and m is not None and live.serving is not None:
-                from device_agent.telemetry.agent import model_hash
-
-                telemetry.set_model(name=m.name, version=m.version,
-                                    model_hash=model_hash(s.slots / live.serving))
-
-        with engine_for_store(store) as engine:
-            ref = EngineRef(engine)
-            live = LiveUpdates(s, ref, policy=ProbationPolicy(min_samples=probation_samples), report=report,
-                               on_swap=swapped)
-            if broker:
-                from device_agent.telemetry import agent as tm
-
-                args = tm.AgentTelemetryArgs(broker=broker, device_id=device_id, fleet=fleet,
-                                             interval_s=telemetry_interval, outbox=outbox)
-                telemetry = tm.start_telemetry(args, s.current_dir(), engine)
-            typer.echo(f"serving {s.current_id()} from {store}", err=True)
-            stats = RunStats()
-            if telemetry is not None:
-                telemetry.watch(stats)
-            try:
-                serve(src, ref, sinks=[] if quiet else [StdoutSink()], observers=[live], stats=stats)
-            finally:
-                if telemetry is not None:
-                    telemetry.close()
-    except EdgeError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        stop.set()

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from device_agent.bundle import atomic_write, fsync_dir
+from device_agent.bundle import SignatureCheck, atomic_write, fsync_dir
 from device_agent.errors import BundleError, EdgeError
 from device_agent.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, parse_semver
 
@@ -66,8 +66,10 @@ class Recovery:
 class ModelStore:
     """The on-disk store; every method is safe to interrupt at any point."""
 
-    def __init__(self, root: str | os.PathLike[str]):
+    def __init__(self, root: str | os.PathLike[str], *, trust: SignatureCheck | None = None):
+        """``trust``: when set, every slot loaded must carry a signature it accepts."""
         self.root = Path(root)
+        self.trust = trust
 
     @property
     def slots(self) -> Path:
@@ -120,12 +122,23 @@ class ModelStore:
 
     # slots --------------------------------------------------------------------------
     def slot(self, sid: str) -> Slot:
-        """Load a slot and re-check every member's hash against its manifest."""
+        """Load a slot: its manifest must be the one it was named after (and signed by a
+        trusted key, when the store has ``trust``), every member must match its hash."""
         root = self.slots / sid
         try:
-            manifest = Manifest.from_json((root / MANIFEST_NAME).read_bytes())
+            manifest_bytes = (root / MANIFEST_NAME).read_bytes()
         except OSError as e:
             raise BundleError(f"slot {sid}: cannot read {MANIFEST_NAME} ({e.strerror})") from e
+        manifest = Manifest.from_json(manifest_bytes)
+        if slot_id(manifest, manifest_bytes) != sid:
+            raise BundleError(f"slot {sid}: {MANIFEST_NAME} was changed after install "
+                              "(its sha256 no longer matches the slot name)")
+        if self.trust is not None:
+            signature = root / SIGNATURE_NAME
+            try:
+                self.trust(manifest_bytes, signature.read_bytes() if signature.is_file() else None)
+            except BundleError as e:
+                raise BundleError(f"slot {sid}: {e}") from None
         for f in manifest.files:
             _check_file(root, f.unpacked_path, f.raw_sha256 or f.sha256, sid)
         if manifest.validation is not None and manifest.validation_sha256 is not None:

@@ -17,12 +17,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
-from urllib.parse import urlparse
+from typing import Any
 
 from device_agent.bundle import SignatureCheck, atomic_write
 from device_agent.errors import BundleError, EdgeError
+from device_agent.mqtt import BrokerOptions, MqttClient
 from device_agent.update.chunks import (
     Assembly,
     Chunk,
@@ -41,73 +42,54 @@ TRANSFERS = "transfers"
 _STEP_STATUS = {Step.VERIFY: "verifying", Step.HEALTH: "health-check"}
 
 
-@dataclass(frozen=True)
-class Broker:
-    host: str
-    port: int = 1883
-
-    @classmethod
-    def parse(cls, url: str) -> Broker:
-        u = urlparse(url if "://" in url else f"mqtt://{url}")
-        if u.scheme not in ("mqtt", "tcp") or not u.hostname:
-            raise EdgeError(f"broker {url!r}: expected mqtt://HOST[:PORT]")
-        return cls(u.hostname, u.port or 1883)
-
-
-def _client(client_id: str, *, persistent: bool):  # type: ignore[no-untyped-def]
-    import paho.mqtt.client as mqtt
-
-    # The agent's session persists, so the broker keeps QoS 1 deploy messages for it
-    # while it restarts.
-    return mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent)
-
-
 class DeployListener:
     """The agent's side: receive offers and chunks, run the update flow, report status."""
 
-    def __init__(self, *, store: ModelStore, broker: Broker, fleet: str, device: str,
+    def __init__(self, *, store: ModelStore, mqtt: MqttClient, fleet: str, device: str,
                  trust: SignatureCheck, policy: UpdatePolicy, checkpoint: Checkpoint | None = None):
-        self.store, self.broker, self.fleet, self.device = store, broker, fleet, device
+        """``mqtt``: the agent's one connection (started by the caller, before or after
+        this registers its subscription); its session should persist (``clean_session``
+        off) so the broker keeps QoS 1 deploy messages while the agent restarts."""
+        self.store, self.mqtt, self.fleet, self.device = store, mqtt, fleet, device
         self.trust, self.policy, self.checkpoint = trust, policy, checkpoint
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.assemblies: dict[str, Assembly] = {}
         # Which rollout brought a version; set before the switch, since probation may
         # roll the new model back before the flow has even returned.
         self.rollout_of_version: dict[str, str] = {}
-        self.client = _client(f"edge-agent-{device}", persistent=True)
-        self.client.on_connect = self._on_connect
-        self.client.on_message = lambda c, u, msg: self.inbox.put((msg.topic, msg.payload))
+        self._ready = threading.Event()
+        mqtt.add_connect_hook(self._on_connect)
+        mqtt.subscribe(deploy_topic(fleet, device), qos=1,
+                       handler=lambda msg: self.inbox.put((msg.topic, bytes(msg.payload))))
 
     @property
     def transfers(self) -> Path:
         return self.store.root / TRANSFERS
 
     def run(self, stop: threading.Event) -> None:
-        """Serve deployments until ``stop`` is set."""
+        """Serve deployments until ``stop`` is set (messages queue up while it starts)."""
         self.store.recover()
         self._resume_from_disk()
-        self.client.connect(self.broker.host, self.broker.port, keepalive=30)
-        self.client.loop_start()
-        try:
-            while not stop.is_set():
-                try:
-                    _topic, payload = self.inbox.get(timeout=0.2)
-                except queue.Empty:
-                    continue
-                self._handle(payload)
-        finally:
-            self.client.loop_stop()
-            self.client.disconnect()
+        self._ready.set()
+        if self.mqtt.connected:
+            self._on_connect()
+        while not stop.is_set():
+            try:
+                _topic, payload = self.inbox.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self._handle(payload)
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
-        client.subscribe(deploy_topic(self.fleet, self.device), qos=1)
-        for a in self.assemblies.values():  # ask again for what a dropped link lost
+    def _on_connect(self) -> None:
+        if not self._ready.is_set():
+            return  # run() asks for what is missing once it has read the disk
+        for a in list(self.assemblies.values()):  # ask again for what a dropped link lost
             self._publish(DeployStatus(a.offer.rollout, "downloading", version=a.offer.version,
                                        missing=a.missing()))
 
     def _publish(self, s: DeployStatus) -> None:
         s = DeployStatus(s.rollout, s.status, s.reason, s.version, s.missing, self.device, time.time())
-        self.client.publish(status_topic(self.fleet, self.device), s.to_payload(), qos=1)
+        self.mqtt.publish(status_topic(self.fleet, self.device), s.to_payload(), qos=1)
 
     # messages -----------------------------------------------------------------------
     def _handle(self, payload: bytes) -> None:
@@ -235,21 +217,24 @@ def _sha(data: bytes) -> str:
 class _HostSession:
     """A host-side MQTT connection subscribed to one device's deploy/status."""
 
-    def __init__(self, broker: Broker, fleet: str, device: str, rollout: str):
+    def __init__(self, broker: BrokerOptions, fleet: str, device: str, rollout: str, *,
+                 connect_timeout_s: float = 15.0):
         self.fleet, self.device, self.rollout = fleet, device, rollout
         self.inbox: queue.Queue[DeployStatus] = queue.Queue()
-        self.client = _client(f"edge-deploy-{rollout}-{device}-{uuid.uuid4().hex[:6]}", persistent=False)
-        subscribed = threading.Event()
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.on_connect = lambda c, *a: c.subscribe(status_topic(fleet, device), qos=1)
-        self.client.connect(broker.host, broker.port, keepalive=30)
-        self.client.loop_start()
-        if not subscribed.wait(10):
+        # Several sessions run at once (one per device of a rollout): each needs its own id.
+        prefix = broker.client_id or "edge-deploy"
+        options = replace(broker, client_id=f"{prefix}-{rollout}-{device}-{uuid.uuid4().hex[:6]}",
+                          clean_session=True)
+        self.client = MqttClient(options)
+        topic = status_topic(fleet, device)
+        self.client.subscribe(topic, qos=1, handler=self._on_message)
+        self.client.start()
+        self.client.require_connected(connect_timeout_s)
+        if not self.client.wait_subscribed(topic, 10):
             self.close()
-            raise EdgeError(f"broker {broker.host}:{broker.port}: no subscription acknowledgement")
+            raise EdgeError(f"broker {broker.url}: no subscription acknowledgement for {topic}")
 
-    def _on_message(self, c, u, msg) -> None:  # type: ignore[no-untyped-def]
+    def _on_message(self, msg: Any) -> None:
         try:
             s = DeployStatus.from_payload(msg.payload)
         except BundleError:
@@ -261,14 +246,13 @@ class _HostSession:
         self.client.publish(deploy_topic(self.fleet, self.device), payload, qos=1)
 
     def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        self.client.stop()
 
 
 StatusCallback = Callable[[DeployStatus], None]
 
 
-def send_bundle(bundle: Path, *, broker: Broker, fleet: str, device: str, rollout: str | None = None,
+def send_bundle(bundle: Path, *, broker: BrokerOptions, fleet: str, device: str, rollout: str | None = None,
                 chunk_size: int = 64 * 1024, timeout_s: float = 120.0, retry_s: float = 5.0,
                 on_status: StatusCallback | None = None,
                 probation_timeout_s: float | None = None) -> DeployStatus:
@@ -309,7 +293,7 @@ def _await_verdict(session: _HostSession, timeout_s: float, on_status: StatusCal
                     f"within {timeout_s} s (is the agent serving with edge-agent daemon?)")
 
 
-def send_rollback(*, broker: Broker, fleet: str, device: str, rollout: str, reason: str,
+def send_rollback(*, broker: BrokerOptions, fleet: str, device: str, rollout: str, reason: str,
                   timeout_s: float = 60.0, version: str = "") -> DeployStatus:
     """Ask ``device`` to return to its previous model (only if it serves ``version``, when
     given); its final status."""

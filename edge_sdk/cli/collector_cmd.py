@@ -8,6 +8,8 @@ from types import FrameType
 
 import typer
 
+from device_agent.cli_options import broker_options
+from device_agent.mqtt import BrokerOptions
 from edge_sdk.cli._common import cli_errors
 
 
@@ -16,33 +18,29 @@ def register(app: typer.Typer) -> None:
 
 
 @cli_errors
+@broker_options(required=True)
 def collector(
-    broker: str = typer.Option(..., "--broker", help="mqtt[s]://HOST:PORT"),
+    broker: BrokerOptions = None,  # type: ignore[assignment]
     db: str = typer.Option("fleet.db", "--db", help="SQLite file or postgresql://..."),
     share_group: str = typer.Option(None, "--share-group", help="$share group to split the fleet"),
     fleet: str = typer.Option("+", "--fleet", help="Only this fleet (default: all)"),
-    client_id: str = typer.Option(None, "--client-id", help="Stable MQTT client id (session)"),
     metrics_port: int = typer.Option(None, "--metrics-port", help="Serve Prometheus /metrics"),
     retention_days: float = typer.Option(None, "--retention-days", help="Delete older rows"),
     alert_interval: float = typer.Option(
         30.0, "--alert-interval", help="Seconds between alert runs"
     ),
-    username: str = typer.Option(None, "--username"),
-    password: str = typer.Option(None, "--password", envvar="EDGE_MQTT_PASSWORD"),
-    ca_file: str = typer.Option(None, "--tls-ca"),
-    cert_file: str = typer.Option(None, "--tls-cert"),
-    key_file: str = typer.Option(None, "--tls-key"),
 ) -> None:
-    """Subscribe to edge/v1/FLEET/+/# and store state, telemetry and deploy status."""
-    from device_agent.mqtt import BrokerOptions
+    """Subscribe to edge/v1/FLEET/+/# and store state, telemetry and deploy status.
+
+    A stable --client-id keeps the broker session (and the messages it queues) across restarts.
+    """
+    from dataclasses import replace
+
     from edge_sdk.fleet.collector import Collector, CollectorOptions, default_client_id
 
     options = CollectorOptions(
-        broker=BrokerOptions(
-            url=broker, client_id=client_id or default_client_id(share_group),
-            clean_session=False, username=username, password=password, ca_file=ca_file,
-            cert_file=cert_file, key_file=key_file, max_inflight=1000,
-        ),
+        broker=replace(broker, client_id=broker.client_id or default_client_id(share_group),
+                       clean_session=False, max_inflight=1000),
         db=db, share_group=share_group, fleet=fleet, retention_days=retention_days,
         metrics_port=metrics_port, alert_interval_s=alert_interval,
     )  # fmt: skip
@@ -55,7 +53,7 @@ def collector(
     signal.signal(signal.SIGINT, handler)
     c = Collector(options).start()
     port = c.metrics_server.server_port if c.metrics_server else None
-    typer.echo(f"collector: {broker} → {db} (filter {c.filter}; metrics port {port})", err=True)
+    typer.echo(f"collector: {broker.url} → {db} (filter {c.filter}; metrics port {port})", err=True)
     while not stop.is_set() and not c.subscribed.wait(0.5):
         pass
     if c.subscribed.is_set():

@@ -8,6 +8,8 @@ from typing import Any
 
 import typer
 
+from device_agent.cli_options import broker_options
+from device_agent.mqtt import BrokerOptions
 from edge_sdk.cli._common import cli_errors, print_json
 
 fleet_app = typer.Typer(help="Look at the fleet the collector stores.", no_args_is_help=True)
@@ -156,17 +158,20 @@ def history(
 
 @fleet_app.command("alerts")
 @cli_errors
+@broker_options()
 def alerts(
     db: str = DB,
-    broker: str = typer.Option(
-        None, "--broker", help="Also publish new alerts to edge/v1/FLEET/alerts"
-    ),
+    broker: BrokerOptions | None = None,
     offline_after: float = typer.Option(
         120.0, "--offline-after", help="Seconds offline before alerting"
     ),
     as_json: bool = JSON,
 ) -> None:
-    """Evaluate the alert rules, store new alerts, and list the latest."""
+    """Evaluate the alert rules, store new alerts, and list the latest.
+
+    With --broker (and its credential options) new alerts are also published to
+    edge/v1/FLEET/alerts.
+    """
     from rich.table import Table
 
     from edge_sdk.fleet.alerts import AlertRules, evaluate_store
@@ -190,19 +195,16 @@ def alerts(
     fleet_console().print(t)
 
 
-def _publish(url: str, new: list[Any]) -> None:
+def _publish(broker: BrokerOptions, new: list[Any]) -> None:
     import os
+    from dataclasses import replace
 
-    from device_agent.mqtt import BrokerOptions, MqttClient
+    from device_agent.mqtt import MqttClient
     from device_agent.telemetry import topics
 
-    client = MqttClient(BrokerOptions(url=url, client_id=f"edge-fleet-alerts-{os.getpid()}"))
+    client = MqttClient(replace(broker, client_id=broker.client_id or f"edge-fleet-alerts-{os.getpid()}"))
     client.start()
-    if not client.wait_connected(10):
-        client.stop()
-        from device_agent.errors import EdgeError
-
-        raise EdgeError(f"--broker {url}: could not connect within 10 s")
+    client.require_connected(10)
     infos = [client.publish(topics.alerts(a.fleet), a.to_payload(), qos=1) for a in new]
     for info in infos:
         info.wait_for_publish(timeout=5)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from device_agent.cli_options import broker_options
+from device_agent.mqtt import BrokerOptions
 from device_agent.update.store import ModelStore
 from edge_sdk.cli._common import cli_errors
 
@@ -68,7 +69,9 @@ def flash(
     from device_agent import __version__
     from device_agent.errors import EdgeError
     from device_agent.trust import TrustStore
+    from device_agent.update.agent import keep_keys
     from device_agent.update.flow import Status, UpdateFlow, UpdatePolicy
+
     store = ModelStore(to).init()
     store.recover()
     if device_type:
@@ -81,23 +84,14 @@ def flash(
     typer.echo(json.dumps(result.to_dict()))
     if result.status != Status.ACTIVE:
         raise EdgeError(f"flash refused {bundle}: {result.reason}")
-    _install_keys(key, store)
-
-
-def _install_keys(keys: list[Path], store: ModelStore) -> None:
-    """Copy the trusted keys into STORE/keys so the agent trusts the same signer."""
-    for k in keys:
-        files = sorted(k.glob("*.pub")) if k.is_dir() else [k]
-        for f in files:
-            dest = store.keys_dir / (f.name if f.name.endswith(".pub") else f.name + ".pub")
-            if not dest.exists():
-                shutil.copyfile(f, dest)
+    keep_keys(key, store)
 
 
 @cli_errors
+@broker_options(required=True)
 def deploy(
     bundle: Path = typer.Argument(..., help="A signed .edgepkg bundle"),
-    broker: str = typer.Option(..., "--broker", help="mqtt://HOST[:PORT]"),
+    broker: BrokerOptions = None,  # type: ignore[assignment]
     device: str = typer.Option(None, "--device", help="One device id"),
     group: str = typer.Option(
         None, "--group", help="A fleet: without --devices, every device the fleet database knows in it"),
@@ -121,7 +115,7 @@ def deploy(
     from device_agent.bundle import read_manifest
     from device_agent.errors import EdgeError
     from device_agent.update.chunks import DeployStatus
-    from device_agent.update.transport import Broker, send_bundle, send_rollback
+    from device_agent.update.transport import send_bundle, send_rollback
     from edge_sdk.fleet.store import open_store
     from edge_sdk.rollout import RolloutRecord, plan, run_rollout
 
@@ -129,7 +123,7 @@ def deploy(
         raise EdgeError("deploy: give --device ID, or --group FLEET [--devices ID,ID,...], not both")
     if group and fleet == "default":
         fleet = group
-    b, m = Broker.parse(broker), read_manifest(bundle)
+    b, m = broker, read_manifest(bundle)
     store = open_store(db)
     try:
         targets = _targets(store, device, group, devices)

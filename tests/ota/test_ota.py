@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from device_agent.errors import BundleError
+from device_agent.mqtt import BrokerOptions
 from device_agent.update.agent import PAUSE_ENV
 from device_agent.update.chunks import Assembly, Chunk, DeployStatus, Offer, split
 from device_agent.update.store import ModelStore
-from device_agent.update.transport import Broker, send_bundle, send_rollback
+from device_agent.update.transport import send_bundle, send_rollback
 
 from .conftest import Factory
 from .test_flow import install
@@ -119,14 +120,14 @@ def test_deploy_over_mqtt(store: Path, factory: Factory, broker: str) -> None:
     agent = _listen(store, broker, "pi-01")
     try:
         seen: list[str] = []
-        final = send_bundle(factory.bundle("1.1.0", seed=1), broker=Broker.parse(broker), fleet="lab",
+        final = send_bundle(factory.bundle("1.1.0", seed=1), broker=BrokerOptions(url=broker), fleet="lab",
                             device="pi-01", chunk_size=2048, timeout_s=90,
                             on_status=lambda s: seen.append(s.status))
         assert final.status == "active", final
         assert seen[0] == "downloading" and "verifying" in seen and "health-check" in seen
         assert ModelStore(store).current().manifest.version == "1.1.0"  # type: ignore[union-attr]
         assert not (store / "transfers" / final.rollout).exists()
-        back = send_rollback(broker=Broker.parse(broker), fleet="lab", device="pi-01",
+        back = send_rollback(broker=BrokerOptions(url=broker), fleet="lab", device="pi-01",
                              rollout=final.rollout, reason="canary failed")
     finally:
         _stop(agent)
@@ -163,7 +164,7 @@ def test_resume_after_agent_killed_mid_transfer(store: Path, factory: Factory, b
     result: list[DeployStatus] = []
     statuses: list[DeployStatus] = []
     sender = threading.Thread(target=lambda: result.append(send_bundle(
-        bundle, broker=Broker.parse(broker), fleet="lab", device="pi-03", chunk_size=1024,
+        bundle, broker=BrokerOptions(url=broker), fleet="lab", device="pi-03", chunk_size=1024,
         timeout_s=120, retry_s=2, on_status=statuses.append)))
     sender.start()
     _wait_line(agent, "PAUSED transfer:3")
@@ -196,7 +197,7 @@ def test_sigkill_during_transfer_20_times(store: Path, factory: Factory, broker:
     assert -(-bundle.stat().st_size // chunk) > 40
     result: list[DeployStatus] = []
     sender = threading.Thread(target=lambda: result.append(send_bundle(
-        bundle, broker=Broker.parse(broker), fleet="lab", device="pi-04", chunk_size=chunk,
+        bundle, broker=BrokerOptions(url=broker), fleet="lab", device="pi-04", chunk_size=chunk,
         timeout_s=300, retry_s=1)))
     sender.start()
     outcomes = {"1.0.0": 0, "1.1.0": 0}
@@ -285,9 +286,9 @@ def test_daemon_swaps_live_and_rolls_back_a_regression(store_dir: Path, factory:
     try:
         _wait_line(agent, "serving 1.0.0-")
         # Subscribed before sending: probation may end within a fraction of a second.
-        watcher = _HostSession(Broker.parse(broker), "lab", "pi-05", "rdaemon")
+        watcher = _HostSession(BrokerOptions(url=broker), "lab", "pi-05", "rdaemon")
         try:
-            final = send_bundle(flat, broker=Broker.parse(broker), fleet="lab", device="pi-05",
+            final = send_bundle(flat, broker=BrokerOptions(url=broker), fleet="lab", device="pi-05",
                                 rollout="rdaemon", chunk_size=4096, timeout_s=90)
             assert final.status == "active", final
             seen = [watcher.inbox.get(timeout=60)]

@@ -15,7 +15,7 @@ import pytest
 from device_agent.batching import BatchOptions, batch_complete, micro_batches
 from device_agent.engine import Engine
 from device_agent.errors import EdgeError
-from device_agent.mqtt_util import new_client
+from device_agent.mqtt import BrokerOptions, MqttClient
 from device_agent.runtimes import load_model
 from device_agent.serve import serve
 from device_agent.sinks import open_sink
@@ -104,25 +104,30 @@ def test_micro_batches_flush_on_size_and_on_time() -> None:
     assert [x for b in batches for x in b] == [0, 1, 2] and all(len(b) == 1 for b in batches)
 
 
+def _client(port: int, client_id: str) -> MqttClient:
+    c = MqttClient(BrokerOptions(url=f"mqtt://127.0.0.1:{port}", client_id=client_id)).start()
+    c.require_connected(10)
+    return c
+
+
 def _publish(url_port: int, topic: str, payloads: list[bytes]) -> None:
-    c = new_client("test-pub")
-    c.connect("127.0.0.1", url_port)
-    c.loop_start()
+    try:
+        c = _client(url_port, "test-pub")
+    except EdgeError as e:
+        raise OSError(str(e)) from None  # the broker is still starting: the caller retries
     for p in payloads:
         c.publish(topic, p, qos=1).wait_for_publish(5)
-    c.loop_stop()
-    c.disconnect()
+    c.stop()
 
 
 def test_mqtt_source_to_mqtt_results(
     broker: Broker, float_tflite: Path, digits: DigitsSplit
 ) -> None:
     got: list[dict] = []
-    sub = new_client("test-sub")
-    sub.on_message = lambda c, u, m: got.append(json.loads(m.payload))
-    sub.connect("127.0.0.1", broker.port)
-    sub.subscribe("edge/v1/lab/pi-7/results", qos=1)
-    sub.loop_start()
+    sub = MqttClient(BrokerOptions(url=broker.url, client_id="test-sub"))
+    sub.subscribe("edge/v1/lab/pi-7/results", qos=1, handler=lambda m: got.append(json.loads(m.payload)))
+    sub.start()
+    assert sub.wait_subscribed("edge/v1/lab/pi-7/results", 10)
     src = open_source(f"mqtt:sensors/cam?broker={broker.url}&n=4&timeout=5")
     x = digits.x_test[:3]
     payloads = [
@@ -139,8 +144,7 @@ def test_mqtt_source_to_mqtt_results(
     deadline = time.monotonic() + 5
     while len(got) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
-    sub.loop_stop()
-    sub.disconnect()
+    sub.stop()
     assert stats.count == 3 and stats.errors == 1
     want = load_model(float_tflite).predict1(x).argmax(axis=1).tolist()
     assert [r["index"] for r in got] == want
