@@ -6,7 +6,7 @@
 #
 # Creates a dedicated system user `edge-agent`, a venv in /opt/edge-agent/venv with
 # edge-sdk[agent], the model store /var/lib/edge-agent (owned by that user, with the
-# trusted public keys in keys/), /etc/edge-agent/agent.env, and the systemd unit
+# trusted public keys in keys/), /etc/edge-agent/agent.toml, and the systemd unit
 # tools/edge-agent.service (Restart=on-failure, ProtectSystem=strict, NoNewPrivileges).
 # --dry-run prints every command instead of running it.
 set -euo pipefail
@@ -77,10 +77,32 @@ if [ -n "$DEVICE_TYPE" ]; then
     chown "$USER_NAME:$USER_NAME" "$STORE/device.json"
   fi
 fi
+# The agent's configuration: a small agent.toml (kept when it exists) and the fully
+# commented example beside it (every key: device id, broker, TLS, password file, ...).
+run install -m 0644 "$HERE/agent.toml" "$ETC/agent.toml.example"
 if [ "$DRY" = 1 ]; then
-  echo "+ write $ETC/agent.env EDGE_AGENT_ARGS=--source ${SOURCE:-<set me>}"
-elif [ ! -f "$ETC/agent.env" ]; then
-  printf 'EDGE_AGENT_ARGS=--source %s\n' "${SOURCE:-file:/var/lib/edge-agent/input.npz}" > "$ETC/agent.env"
+  echo "+ write $ETC/agent.toml store=$STORE source=${SOURCE:-<set me>}"
+elif [ ! -f "$ETC/agent.toml" ]; then
+  cat > "$ETC/agent.toml" <<TOML
+# edge-agent configuration; every key is explained in $ETC/agent.toml.example.
+[agent]
+store = "$STORE"
+# device_id = "pi-01"
+# fleet = "default"
+
+[serve]
+source = "${SOURCE:-file:/var/lib/edge-agent/input.npz?rate=10&loop=1}"
+quiet = true
+
+# [broker]
+# url = "mqtts://broker.example.net:8883"
+# username = "pi-01"
+# password_file = "$ETC/broker.password"
+# ca_file = "$ETC/ca.crt"
+
+[telemetry]
+outbox = "$STORE/outbox.db"
+TOML
 fi
 
 run install -m 0644 "$HERE/edge-agent.service" "$UNIT_DIR/edge-agent.service"

@@ -214,4 +214,8 @@ class TelemetryPublisher:
             info.wait_for_publish(timeout=max(0.5, deadline - time.monotonic()))
         if self._owns:
             self.mqtt.stop()
+        left = len(self.outbox)
+        if left:
+            log.warning("telemetry: %d window(s) not delivered to %s, kept in %s for the next run",
+                        left, self.mqtt.options.url, self.outbox.path)
         self.outbox.close()

@@ -116,15 +116,21 @@ class Subscriber:
     # ---- IO thread ------------------------------------------------------------------------
     def _run(self) -> None:
         delay = float(self.options.reconnect_min_s)
+        outage = False  # logged once per outage, not once per attempt
         while not self._stop.is_set():
             try:
                 sock = self._open()
             except Exception as e:  # the thread must outlive anything a connect attempt raises
-                log.warning("broker %s: %s; retrying in %.0f s", self.options.url, e, delay)
+                (log.debug if outage else log.warning)(
+                    "broker %s: %s; retrying every %d to %d s", self.options.url, e,
+                    self.options.reconnect_min_s, self.options.reconnect_max_s)
+                outage = True
                 self._stop.wait(delay)
                 delay = min(delay * 2, float(self.options.reconnect_max_s))
                 continue
-            delay = float(self.options.reconnect_min_s)
+            if outage:
+                log.warning("broker %s: connected again", self.options.url)
+            outage, delay = False, float(self.options.reconnect_min_s)
             try:
                 self._session(sock)
             except Exception as e:  # anything the broker sends must end in a reconnect

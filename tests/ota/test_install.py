@@ -15,7 +15,7 @@ def test_unit_is_hardened_and_restarts() -> None:
     text = UNIT.read_text()
     for line in ("Restart=on-failure", "NoNewPrivileges=yes", "ProtectSystem=strict",
                  "ReadWritePaths=/var/lib/edge-agent", "User=edge-agent",
-                 "--store /var/lib/edge-agent"):
+                 "daemon --config /etc/edge-agent/agent.toml"):
         assert line in text, line
 
 
@@ -40,6 +40,7 @@ def test_install_script_dry_run(tmp_path: Path) -> None:
     assert "/opt/edge-agent/venv/bin/pip install edge-sdk[agent]" in text
     assert "/var/lib/edge-agent/keys/fleet-key.pub" in text
     assert "device_type=rpi4" in text and "systemctl enable edge-agent.service" in text
+    assert "/etc/edge-agent/agent.toml store=/var/lib/edge-agent" in text and "EDGE_AGENT_ARGS" not in text
 
 
 def test_install_script_refuses_missing_key(tmp_path: Path) -> None:
