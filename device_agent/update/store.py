@@ -121,9 +121,10 @@ class ModelStore:
         atomic_write(self.root / DEVICE_FILE, json.dumps({"device_type": device_type}).encode())
 
     # slots --------------------------------------------------------------------------
-    def slot(self, sid: str) -> Slot:
+    def slot(self, sid: str, *, check_trust: bool = True) -> Slot:
         """Load a slot: its manifest must be the one it was named after (and signed by a
-        trusted key, when the store has ``trust``), every member must match its hash."""
+        trusted key, when the store has ``trust`` and ``check_trust``), every member must
+        match its hash. Recovery never checks trust: a key change must not undo installs."""
         root = self.slots / sid
         try:
             manifest_bytes = (root / MANIFEST_NAME).read_bytes()
@@ -133,7 +134,7 @@ class ModelStore:
         if slot_id(manifest, manifest_bytes) != sid:
             raise BundleError(f"slot {sid}: {MANIFEST_NAME} was changed after install "
                               "(its sha256 no longer matches the slot name)")
-        if self.trust is not None:
+        if self.trust is not None and check_trust:
             signature = root / SIGNATURE_NAME
             try:
                 self.trust(manifest_bytes, signature.read_bytes() if signature.is_file() else None)
@@ -227,10 +228,11 @@ class ModelStore:
 
     def _repair_current(self) -> bool:
         sid = self.current_id()
-        if sid is None or self._usable(sid):
+        why = None if sid is None else self._unusable(sid)
+        if sid is None or why is None:
             return False
         prev = self.previous_id()
-        log.warning("store %s: current slot %s is unusable; falling back to %s", self.root, sid, prev)
+        log.warning("store %s: current slot %s is unusable (%s); falling back to %s", self.root, sid, why, prev)
         if prev is not None and self._usable(prev):
             self._write(CURRENT, prev)
         else:
@@ -240,11 +242,15 @@ class ModelStore:
         return True
 
     def _usable(self, sid: str) -> bool:
+        return self._unusable(sid) is None
+
+    def _unusable(self, sid: str) -> str | None:
+        """Why slot ``sid`` cannot be served (hashes, manifest), or None when it can."""
         try:
-            self.slot(sid)
-        except EdgeError:
-            return False
-        return True
+            self.slot(sid, check_trust=False)
+        except EdgeError as e:
+            return str(e)
+        return None
 
 
 def _check_file(root: Path, rel: str, sha: str, sid: str) -> None:
