@@ -19,6 +19,7 @@ import logging
 import os
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,8 +153,12 @@ class MqttClient:
         on_publish: Callable[[int], None] | None = None,
         on_subscribe: Callable[[], None] | None = None,
         manual_ack: bool = False,
+        log_outages: bool = True,
     ):
+        """``log_outages=False``: a one-shot command that reports the failure itself
+        (:meth:`require_connected`) rather than retrying in the background."""
         self.options = options
+        self._log_outages = log_outages
         self.last_error: str | None = None
         self._connected = threading.Event()
         self._outage = False
@@ -247,7 +252,8 @@ class MqttClient:
         self.last_error = what
         if not self._outage:
             self._outage = True
-            log.warning("broker %s: %s; %s", self.options.url, what, self._retry_text())
+            level = logging.WARNING if self._log_outages else logging.DEBUG
+            log.log(level, "broker %s: %s; %s", self.options.url, what, self._retry_text())
 
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
         if reason_code.is_failure:
@@ -315,11 +321,14 @@ class MqttClient:
         return self._connected.wait(timeout)
 
     def require_connected(self, timeout: float) -> None:
-        """Wait for the connection; raise :class:`EdgeError` naming the URL and the reason."""
-        if not self.wait_connected(timeout):
-            self.stop()
-            why = self.last_error or "no answer"
-            raise EdgeError(f"broker {self.options.url}: {why} (gave up after {timeout:g} s)")
+        """Wait for the connection (a one-shot command's): raise :class:`EdgeError` naming
+        the URL and the reason at the first failed attempt, or after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not self.wait_connected(0.05):
+            if self.last_error is not None or time.monotonic() > deadline:
+                self.stop()
+                why = self.last_error or f"no answer within {timeout:g} s"
+                raise EdgeError(f"broker {self.options.url}: {why}")
 
     def publish(
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False

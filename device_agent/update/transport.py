@@ -225,7 +225,7 @@ class _HostSession:
         prefix = broker.client_id or "edge-deploy"
         options = replace(broker, client_id=f"{prefix}-{rollout}-{device}-{uuid.uuid4().hex[:6]}",
                           clean_session=True)
-        self.client = MqttClient(options)
+        self.client = MqttClient(options, log_outages=False)
         topic = status_topic(fleet, device)
         self.client.subscribe(topic, qos=1, handler=self._on_message)
         self.client.start()

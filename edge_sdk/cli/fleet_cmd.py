@@ -202,7 +202,8 @@ def _publish(broker: BrokerOptions, new: list[Any]) -> None:
     from device_agent.mqtt import MqttClient
     from device_agent.telemetry import topics
 
-    client = MqttClient(replace(broker, client_id=broker.client_id or f"edge-fleet-alerts-{os.getpid()}"))
+    client = MqttClient(replace(broker, client_id=broker.client_id or f"edge-fleet-alerts-{os.getpid()}"),
+                        log_outages=False)
     client.start()
     client.require_connected(10)
     infos = [client.publish(topics.alerts(a.fleet), a.to_payload(), qos=1) for a in new]

@@ -140,6 +140,12 @@ def deploy(
         "started": now, "updated": now,
     }, p.canary, p.rest)  # fmt: skip
     typer.echo(json.dumps({"rollout": rid, "canary": list(p.canary), "rest": list(p.rest)}))
+    try:
+        _reach(b)
+    except EdgeError as e:
+        store.update_rollout(rid, phase="halted", outcome="failed", ts=time.time())
+        store.close()
+        raise EdgeError(f"deploy: {e}; rollout {rid} marked failed, no device was sent anything") from None
 
     def show(s: DeployStatus) -> None:
         typer.echo(json.dumps(asdict(s)))
@@ -168,6 +174,18 @@ def deploy(
         bad = {d: f"{s}: {rec.reasons.get(d, '')}" for d, s in rec.devices.items()
                if s not in ("active", "probation-passed")}
         raise EdgeError(f"rollout {rid} {rec.phase.value}: {bad}")
+
+
+def _reach(broker: BrokerOptions) -> None:
+    """Connect once before a rollout starts, so an unreachable broker is one clear error."""
+    from dataclasses import replace
+
+    from device_agent.mqtt import MqttClient
+
+    probe = MqttClient(replace(broker, client_id=f"{broker.client_id or 'edge-deploy'}-probe"), log_outages=False)
+    probe.start()
+    probe.require_connected(15)
+    probe.stop()
 
 
 def _targets(store: Any, device: str | None, group: str | None, devices: str | None) -> list[str]:

@@ -153,3 +153,27 @@ def test_a_fatal_update_error_exits_the_daemon_non_zero(store_dir: Path, factory
     text = log.read_text()
     assert rc == 1, text
     assert text.strip().splitlines()[-1].startswith("error: update listener:"), text
+
+
+def test_deploy_to_an_unreachable_broker_is_one_error_and_a_failed_rollout(factory: Factory,
+                                                                          tmp_path: Path) -> None:
+    from edge_sdk.fleet.mosquitto import free_port
+    from edge_sdk.fleet.store import open_store
+
+    db = tmp_path / "fleet.db"
+    for url in (f"mqtt://127.0.0.1:{free_port()}", "mqtt://nohost.invalid:1883"):
+        out = subprocess.run(
+            [sys.executable, "-m", "edge_sdk", "deploy", str(factory.bundle("1.1.0", seed=1)), "--device", "pi-u",
+             "--fleet", "lab", "--broker", url, "--db", str(db)],
+            capture_output=True, text=True, env=ENV, timeout=120,
+        )  # fmt: skip
+        assert out.returncode == 2, out.stderr
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: deploy: broker {url}: cannot connect"), out.stderr
+        assert "marked failed" in lines[0]
+    store = open_store(str(db))
+    try:
+        rows = store.rollouts(10)
+    finally:
+        store.close()
+    assert [(r["outcome"], r["phase"]) for r in rows] == [("failed", "halted")] * 2
