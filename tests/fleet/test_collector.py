@@ -77,7 +77,7 @@ def test_share_group_one_collector_killed_no_qos1_message_lost(broker, procs, pg
     )
 
 
-ACL_USERS = {"collector": "c-secret", "pi-01": "p1-secret", "pi-02": "p2-secret"}
+ACL_USERS = {"collector": "c-secret", "lab/pi-01": "p1-secret", "lab/pi-02": "p2-secret"}
 
 
 def acl_broker(broker, tmp_path: Path) -> Any:  # type: ignore[no-untyped-def]
@@ -98,8 +98,9 @@ def window(seq: int, boot: str = "acl") -> bytes:
 
 
 def publish_when_connected(c: MqttClient, topic: str, payload: bytes, retain: bool) -> None:
-    """QoS 1 publish that waits out a reconnect (under load the broker has been seen to
-    drop a fresh connection once; paho then refuses the publish instead of queueing it)."""
+    """QoS 1 publish that waits out a reconnect (Mosquitto 2.0.11 drops an MQTT 3.1.1
+    client right after acknowledging a PUBLISH its ACL denied; paho then refuses the next
+    publish instead of queueing it)."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if c.wait_connected(1):
@@ -122,7 +123,7 @@ def test_acl_device_cannot_publish_to_another_devices_topics(
         mq.url,
         "pi-01",
         outbox=tmp_path / "ob.db",
-        extra=("--username", "pi-01", "--password", "p1-secret"),
+        extra=("--username", "lab/pi-01", "--password", "p1-secret"),
     )
     wait_for(
         lambda: sqlite_rows(db, "SELECT 1 FROM telemetry WHERE device='pi-01'"), 30, "pi-01 windows"
@@ -134,7 +135,7 @@ def test_acl_device_cannot_publish_to_another_devices_topics(
     )  # fmt: skip
     # pi-01 (authenticated) tries to write pi-02's telemetry and state, then its own.
     rogue = MqttClient(
-        BrokerOptions(url=mq.url, client_id="pi-01x", username="pi-01", password="p1-secret")
+        BrokerOptions(url=mq.url, client_id="pi-01x", username="lab/pi-01", password="p1-secret")
     )
     rogue.start()
     assert rogue.wait_connected(10)
@@ -156,7 +157,7 @@ def test_acl_device_cannot_publish_to_another_devices_topics(
     assert sqlite_rows(db, "SELECT * FROM devices WHERE device='pi-02'") == []
     # a wrong password is refused outright
     bad = MqttClient(
-        BrokerOptions(url=mq.url, client_id="pi-02", username="pi-02", password="nope")
+        BrokerOptions(url=mq.url, client_id="pi-02", username="lab/pi-02", password="nope")
     )
     bad.start()
     assert not bad.wait_connected(2)
