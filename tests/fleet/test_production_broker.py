@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import queue
 import re
+import shlex
 import ssl
 import threading
 from pathlib import Path
@@ -18,6 +19,7 @@ from typer.testing import CliRunner
 from device_agent.telemetry import topics
 from device_agent.telemetry.messages import State, Status, TelemetryWindow
 from edge_sdk.cli import app
+from tests.fleet.conftest import REPO
 from tests.support.production_broker import (  # noqa: F401  (the fixture)
     LOOPBACK,
     TLS_CERTIFICATE,
@@ -114,22 +116,35 @@ def state(boot: str) -> bytes:
     return State(status=Status.ONLINE, boot_id=boot, ts=1.0).to_payload()
 
 
+def readme_commands() -> list[list[str]]:
+    """The ``edge fleet`` lines of the README's "Production broker" code block."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### Production broker"):]
+    block = section[section.index("```bash\n") + 8 : section.index("```\n", section.index("```bash"))]
+    lines = [shlex.split(line, comments=True) for line in block.splitlines()]
+    assert lines and all(line[:2] == ["edge", "fleet"] for line in lines), block
+    return [line[1:] for line in lines]
+
+
 @pytest.fixture
-def fleet_broker(production_broker: ProductionBroker, tmp_path: Path) -> tuple[ProductionBroker, dict[str, str]]:  # noqa: F811
-    """The production broker with two devices in fleet lab, a collector and a deployer
-    for lab, all added with the README's commands; started."""
-    b, files = production_broker, production_broker.edge_args()
-    pw = {
-        "lab/t-01": password_of(edge("fleet", "add-device", "t-01", "--fleet", "lab", *files)),
-        "lab/t-02": password_of(edge("fleet", "add-device", "t-02", "--fleet", "lab", *files)),
-        "collector": password_of(edge("fleet", "add-user", "collector", "--role", "collector", *files)),
-    }
+def fleet_broker(
+    production_broker: ProductionBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> tuple[ProductionBroker, dict[str, str]]:
+    """The production broker with the README's users (two devices in fleet lab, a
+    collector, a deployer for lab, added by its very commands); started."""
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "deployer.pw").write_text("chosen-deployer-secret\n")
-    out = edge("fleet", "add-user", "deployer", "--role", "deployer", "--fleet", "lab",
-               "--password-from", str(tmp_path / "deployer.pw"), *files)  # fmt: skip
-    assert "password:" not in out  # a password the operator chose is not echoed
-    pw["deployer"] = "chosen-deployer-secret"
-    return b.start(), pw
+    pw = {"deployer": "chosen-deployer-secret"}
+    for args in readme_commands():
+        out = edge(*args, *production_broker.edge_args())
+        user = re.search(r"^user: (\S+)$", out, re.M)
+        assert user, out
+        if "--password-from" in args:
+            assert "password:" not in out  # a password the operator chose is not echoed
+        else:
+            pw[user.group(1)] = password_of(out)
+    assert set(pw) == {"collector", "deployer", "lab/pi-01", "lab/pi-02"}
+    return production_broker.start(), pw
 
 
 def test_production_broker_confines_devices_to_their_own_topics(fleet_broker) -> None:  # type: ignore[no-untyped-def]
@@ -142,58 +157,58 @@ def test_production_broker_confines_devices_to_their_own_topics(fleet_broker) ->
     assert deployer.subscribe("edge/v1/lab/+/deploy/status") == [1]
 
     # Spoofing another id, another fleet, a retained state under another id, sending a
-    # deployment (even to itself): each from a fresh connection as lab/t-01, which the
+    # deployment (even to itself): each from a fresh connection as lab/pi-01, which the
     # broker acknowledges and drops. The device's own messages, sent after, arrive alone.
     for topic, payload, retain in (
-        (topics.telemetry("lab", "t-02"), window(1), False),
-        (topics.telemetry("other", "t-01"), window(2), False),
-        (topics.state("lab", "t-02"), state("spoof"), True),
-        (topics.deploy("lab", "t-01"), b"self-made", False),
+        (topics.telemetry("lab", "pi-02"), window(1), False),
+        (topics.telemetry("other", "pi-01"), window(2), False),
+        (topics.state("lab", "pi-02"), state("spoof"), True),
+        (topics.deploy("lab", "pi-01"), b"self-made", False),
     ):
-        spoofer = Client(b, TLS_PASSWORD, user="lab/t-01", password=pw["lab/t-01"])
+        spoofer = Client(b, TLS_PASSWORD, user="lab/pi-01", password=pw["lab/pi-01"])
         assert spoofer.connect() == 0
         spoofer.attempt(topic, payload, retain=retain)
-    device = Client(b, TLS_PASSWORD, user="lab/t-01", password=pw["lab/t-01"])
+    device = Client(b, TLS_PASSWORD, user="lab/pi-01", password=pw["lab/pi-01"])
     assert device.connect() == 0
-    assert device.subscribe(topics.deploy("lab", "t-01")) == [1]
+    assert device.subscribe(topics.deploy("lab", "pi-01")) == [1]
     # Mosquitto 2.0 grants any subscription and checks "read" per delivered message: the
-    # deployment for t-02 below must not reach t-01 through this one.
-    device.subscribe(topics.deploy("lab", "t-02"))
-    device.publish(topics.state("lab", "t-01"), state("own"), retain=True)
-    device.publish(topics.telemetry("lab", "t-01"), window(3))
-    got = collector.until(topics.telemetry("lab", "t-01"))
-    assert got == [(topics.state("lab", "t-01"), state("own")),
-                   (topics.telemetry("lab", "t-01"), window(3))]  # fmt: skip
+    # deployment for pi-02 below must not reach pi-01 through this one.
+    device.subscribe(topics.deploy("lab", "pi-02"))
+    device.publish(topics.state("lab", "pi-01"), state("own"), retain=True)
+    device.publish(topics.telemetry("lab", "pi-01"), window(3))
+    got = collector.until(topics.telemetry("lab", "pi-01"))
+    assert got == [(topics.state("lab", "pi-01"), state("own")),
+                   (topics.telemetry("lab", "pi-01"), window(3))]  # fmt: skip
 
     # OTA: the deployer's message reaches the device; the device's status reaches the deployer.
-    deployer.publish(topics.deploy("lab", "t-02"), b"for t-02")
-    deployer.publish(topics.deploy("lab", "t-01"), b"offer")
-    assert device.until(topics.deploy("lab", "t-01")) == [(topics.deploy("lab", "t-01"), b"offer")]
-    device.publish(topics.deploy_status("lab", "t-01"), b"active")
-    assert deployer.until(topics.deploy_status("lab", "t-01"))[-1][1] == b"active"
+    deployer.publish(topics.deploy("lab", "pi-02"), b"for pi-02")
+    deployer.publish(topics.deploy("lab", "pi-01"), b"offer")
+    assert device.until(topics.deploy("lab", "pi-01")) == [(topics.deploy("lab", "pi-01"), b"offer")]
+    device.publish(topics.deploy_status("lab", "pi-01"), b"active")
+    assert deployer.until(topics.deploy_status("lab", "pi-01"))[-1][1] == b"active"
     collector.publish(topics.alerts("lab"), b"alert")  # the collector's own alerts topic
     assert collector.until(topics.alerts("lab"))[-1] == (topics.alerts("lab"), b"alert")
     assert device.inbox.empty()
 
-    # Nothing of the spoofed retained state was kept: a new subscriber gets t-01's alone.
+    # Nothing of the spoofed retained state was kept: a new subscriber gets pi-01's alone.
     collector.close()
     again = Client(b, LOOPBACK, user="collector", password=pw["collector"])
     assert again.connect() == 0
     again.subscribe("edge/v1/lab/+/state")
-    device.publish(topics.state("lab", "t-01"), state("marker"))  # not retained: after them
-    assert again.until(topics.state("lab", "t-01")) == [(topics.state("lab", "t-01"), state("own"))]
+    device.publish(topics.state("lab", "pi-01"), state("marker"))  # not retained: after them
+    assert again.until(topics.state("lab", "pi-01")) == [(topics.state("lab", "pi-01"), state("own"))]
     for c in (again, device, deployer):
         c.close()
 
 
 def test_production_broker_refuses_bad_credentials(fleet_broker) -> None:  # type: ignore[no-untyped-def]
     b, pw = fleet_broker
-    wrong = Client(b, TLS_PASSWORD, user="lab/t-01", password=pw["lab/t-02"]).connect()
+    wrong = Client(b, TLS_PASSWORD, user="lab/pi-01", password=pw["lab/pi-02"]).connect()
     assert wrong != 0 and str(wrong) in ("Not authorized", "Bad user name or password")
     anonymous = Client(b, LOOPBACK).connect()
     assert anonymous != 0 and str(anonymous) == "Not authorized"
     # The certificate listener: no client certificate, no TLS session.
-    nocert = Client(b, TLS_CERTIFICATE, user="lab/t-01", password=pw["lab/t-01"]).connect(timeout=3)
+    nocert = Client(b, TLS_CERTIFICATE, user="lab/pi-01", password=pw["lab/pi-01"]).connect(timeout=3)
     assert isinstance(nocert, (OSError, ssl.SSLError)) or nocert in ("no CONNACK",), nocert
     assert b.proc is not None and b.proc.poll() is None
 
@@ -203,16 +218,16 @@ def test_production_broker_client_certificate_is_the_identity(fleet_broker) -> N
     collector = Client(b, LOOPBACK, user="collector", password=pw["collector"])
     assert collector.connect() == 0
     collector.subscribe("edge/v1/#")
-    # A device with a certificate whose Common Name is lab/t-03: no password at all.
-    cert = b.pki.issue("t-03", "lab/t-03")
+    # A device with a certificate whose Common Name is lab/pi-03: no password at all.
+    cert = b.pki.issue("pi-03", "lab/pi-03")
     device = Client(b, TLS_CERTIFICATE, user="whoever", cert=cert)
     assert device.connect() == 0
-    device.attempt(topics.telemetry("lab", "t-01"), window(1))  # the certificate says t-03
+    device.attempt(topics.telemetry("lab", "pi-01"), window(1))  # the certificate says pi-03
     device = Client(b, TLS_CERTIFICATE, user="whoever", cert=cert)
     assert device.connect() == 0
-    device.publish(topics.telemetry("lab", "t-03"), window(2))
-    assert collector.until(topics.telemetry("lab", "t-03")) == [
-        (topics.telemetry("lab", "t-03"), window(2))
+    device.publish(topics.telemetry("lab", "pi-03"), window(2))
+    assert collector.until(topics.telemetry("lab", "pi-03")) == [
+        (topics.telemetry("lab", "pi-03"), window(2))
     ]
     for c in (collector, device):
         c.close()
