@@ -194,7 +194,6 @@ def test_hostile_payloads_are_counted_never_stored_never_crash(broker, procs, tm
         json.dumps({**good, "seq": "1"}).encode(),
         json.dumps({**good, "latency_p95": None, "boot_id": 7}).encode(),
         json.dumps({**good, "exits": {"0": "many"}}).encode(),
-        json.dumps({**good, "end": 0.5}).encode(),
         b'{"v":1,"type":"telemetry","seq":1,"boot_id":"b","start":1,"end":Infinity}',
         # These three once stopped the collector: a count too big for a 64-bit column
         # (every retry of the batch failed), a number too big for a float and deep
@@ -203,7 +202,15 @@ def test_hostile_payloads_are_counted_never_stored_never_crash(broker, procs, tm
         json.dumps({**good, "latency_p50": 10**400}).encode(),
         b"[" * 60000,
     ]
-    for p in bad_payloads:
+    future = time.time() + 3600  # past the collector's clock-skew allowance (300 s)
+    impossible = {  # each well-formed, impossible: counted by the rule it breaks
+        "window": [{"end": 0.5}],
+        "negative": [{"latency_p50": -1.0}, {"cpu_percent": -3}],
+        "percentiles": [{"latency_p50": 5.0, "latency_p95": 4.0, "latency_p99": 6.0}],
+        "counts": [{"exits": {"0": 1, "1": 1}}, {"cache_hits": 2}],
+        "future": [{"start": future - 1, "end": future}],
+    }
+    for p in bad_payloads + [json.dumps({**good, **ch}).encode() for chs in impossible.values() for ch in chs]:
         c.publish(t, p, qos=1)
     c.publish(t, json.dumps({**good, "pad": "x" * MAX_PAYLOAD}).encode(), qos=1)  # oversized
     # Past the collector's packet cap: its body is skipped, never buffered, and acknowledged.
@@ -221,6 +228,8 @@ def test_hostile_payloads_are_counted_never_stored_never_crash(broker, procs, tm
     assert m['edge_collector_rejected_total{reason="malformed"}'] == len(bad_payloads) + 1
     assert m['edge_collector_rejected_total{reason="oversized"}'] == 2
     assert m['edge_collector_rejected_total{reason="version"}'] == 2
+    for reason, changes in impossible.items():
+        assert m[f'edge_collector_rejected_total{{reason="{reason}"}}'] == len(changes), reason
     assert m['edge_collector_ignored_total{kind="other"}'] == 1
     assert m["edge_collector_windows_stored_total"] == 1
     assert sqlite_rows(db, "SELECT device, boot_id, seq FROM telemetry") == [("pi-09", "fz", 0)]

@@ -98,7 +98,7 @@ def _with(**changes: object) -> bytes:
         (_with(seq="3"), "malformed", "seq:"),
         (_with(seq=True), "malformed", "seq:"),
         (_with(boot_id=None), "malformed", "boot_id:"),
-        (_with(end=5.0), "malformed", "end:"),
+        (_with(end=5.0), "window", "end:"),
         (_with(exits={"0": -1}), "malformed", "0:"),
         (_with(latency_p95="fast"), "malformed", "latency_p95:"),
         (
