@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 
 from device_agent.errors import EdgeError
 
-VERSION = 1
+VERSION = 1  # the schema version of every message that does not declare its own
 MAX_PAYLOAD = 64 * 1024  # bytes; a telemetry window is well under 1 KiB
 LIMIT = 2**63  # |number| must stay below: the databases bind integers as 64-bit
 
@@ -66,7 +66,7 @@ class Severity(str, Enum):
     CRITICAL = "critical"
 
 
-def _decode(payload: bytes | str, type_: str) -> dict[str, Any]:
+def _decode(payload: bytes | str, type_: str, versions: tuple[int, ...] = (VERSION,)) -> dict[str, Any]:
     if len(payload) > MAX_PAYLOAD:
         raise MessageError(
             f"payload: expected at most {MAX_PAYLOAD} bytes, found {len(payload)}", "oversized"
@@ -76,16 +76,18 @@ def _decode(payload: bytes | str, type_: str) -> dict[str, Any]:
     # A payload nested a few thousand levels deep exhausts the parser's recursion limit.
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise MessageError(f"payload: expected a JSON object, found invalid JSON ({e})") from None
-    return check_envelope(obj, type_)
+    return check_envelope(obj, type_, versions)
 
 
-def check_envelope(obj: Any, type_: str) -> dict[str, Any]:
-    """``obj`` (a decoded payload) if it is a JSON object of schema ``VERSION`` and ``type_``."""
+def check_envelope(obj: Any, type_: str, versions: tuple[int, ...] = (VERSION,)) -> dict[str, Any]:
+    """``obj`` (a decoded payload) if it is a JSON object of type ``type_`` and one of the
+    schema ``versions`` the caller reads."""
     if type(obj) is not dict:
         raise MessageError(f"payload: expected a JSON object, found {type(obj).__name__}")
-    if obj.get("v") != VERSION or type(obj.get("v")) is not int:
+    if obj.get("v") not in versions or type(obj.get("v")) is not int:
+        expected = " or ".join(map(str, versions))
         raise MessageError(
-            f"v: expected schema version {VERSION}, found {obj.get('v')!r}", "version"
+            f"v: expected schema version {expected}, found {obj.get('v')!r}", "version"
         )
     if obj.get("type") != type_:
         raise MessageError(f"type: expected {type_!r}, found {obj.get('type')!r}")
@@ -161,8 +163,8 @@ def _enum(obj: dict[str, Any], key: str, enum: type[Enum]) -> Any:
         raise MessageError(f"{key}: expected one of {allowed}, found {raw!r}") from None
 
 
-def _encode(type_: str, body: dict[str, Any]) -> bytes:
-    return json.dumps({"v": VERSION, "type": type_, **body}, separators=(",", ":")).encode()
+def _encode(type_: str, body: dict[str, Any], version: int = VERSION) -> bytes:
+    return json.dumps({"v": version, "type": type_, **body}, separators=(",", ":")).encode()
 
 
 M = TypeVar("M")
@@ -170,30 +172,50 @@ M = TypeVar("M")
 
 @dataclass(frozen=True, kw_only=True)
 class State:
-    """Retained device state: birth (``online``) or ``offline`` (Will or clean stop)."""
+    """Retained device state: birth (``online``) or ``offline`` (Will or clean stop).
+
+    Schema version 2: ``ts`` is when the agent published this state itself, and ``None``
+    in the Will, which the agent writes when it connects and the broker publishes once it
+    notices the loss: no time in it would be the time of death, only its arrival is.
+    ``booted`` (when this boot began) orders the states of different boots. Version 1
+    (``ts`` always set, the Will's being its connect time, no ``booted``) is still read.
+    """
 
     TYPE: ClassVar[str] = "state"
+    VERSION: ClassVar[int] = 2
     status: Status
     boot_id: str
-    ts: float
+    ts: float | None
+    booted: float = 0.0
     agent_version: str = ""
     model_name: str = ""
     model_version: str = ""
     model_hash: str = ""
     clean: bool = False  # offline published by the agent itself (not the Will)
 
+    @property
+    def order_ts(self) -> float:
+        """What orders this state against another boot's: ``ts``, or for a Will ``booted``."""
+        return self.booted if self.ts is None else self.ts
+
     def to_payload(self) -> bytes:
         d = asdict(self)
         d["status"] = self.status.value
-        return _encode(self.TYPE, d)
+        return _encode(self.TYPE, d, self.VERSION)
 
     @classmethod
     def from_payload(cls, payload: bytes | str) -> State:
-        o = _decode(payload, cls.TYPE)
+        o = _decode(payload, cls.TYPE, (1, cls.VERSION))
+        if o["v"] == 1:
+            ts: float | None = float(_num(o, "ts") or 0.0)
+            booted = ts
+        else:
+            ts, booted = _num(o, "ts", None), float(_num(o, "booted", 0.0) or 0.0)
         return cls(
             status=_enum(o, "status", Status),
             boot_id=_get(o, "boot_id", str),
-            ts=float(_num(o, "ts") or 0.0),
+            ts=ts,
+            booted=booted or 0.0,
             agent_version=_get(o, "agent_version", str, ""),
             model_name=_get(o, "model_name", str, ""),
             model_version=_get(o, "model_version", str, ""),
