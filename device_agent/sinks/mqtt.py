@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from typing import Any
@@ -50,8 +49,7 @@ class MqttSink:
             self._connected.set()
 
     def emit(self, result: Result) -> None:
-        body = json.dumps(result.to_dict(), separators=(",", ":"))
-        info = self._client.publish(self.topic, body, qos=self.qos)
+        info = self._client.publish(self.topic, result.to_payload(), qos=self.qos)
         if info.rc != 0:
             log.warning("results sink: publish failed (rc=%s); result %s dropped", info.rc, result.seq)
         self._last = info

@@ -404,6 +404,46 @@ def window_exits(o: dict[str, Any]) -> dict[str, int]:
 
 
 @dataclass(frozen=True, kw_only=True)
+class InferenceResult:
+    """One served reading on ``results`` (the agent's ``--sink mqtt``)."""
+
+    TYPE: ClassVar[str] = "result"
+    seq: int
+    input_id: str
+    index: int
+    label: str
+    confidence: float
+    latency_ms: float
+    stage: int = 0
+    cached: bool = False
+    truth: int | None = None
+
+    def to_payload(self) -> bytes:
+        return result_payload(asdict(self))
+
+    @classmethod
+    def from_payload(cls, payload: bytes | str) -> InferenceResult:
+        o = _decode(payload, cls.TYPE)
+        return cls(
+            seq=_count(o, "seq"),
+            input_id=_get(o, "input_id", str),
+            index=_get(o, "index", int),
+            label=_get(o, "label", str, ""),
+            confidence=float(_num(o, "confidence") or 0.0),
+            latency_ms=float(_amount(o, "latency_ms") or 0.0),
+            stage=_count(o, "stage", 0),
+            cached=_get(o, "cached", bool, False),
+            truth=_get(o, "truth", int, None),
+        )
+
+
+def result_payload(fields: dict[str, Any]) -> bytes:
+    """A ``results`` payload from a result's JSON fields (the sink's per-inference path,
+    which builds no :class:`InferenceResult`)."""
+    return _encode(InferenceResult.TYPE, fields)
+
+
+@dataclass(frozen=True, kw_only=True)
 class DeployStatus:
     """A device's progress on one rollout (``deploy/status``)."""
 
