@@ -35,11 +35,12 @@ class Client:
     """One paho client that records what it receives and how its connection went."""
 
     def __init__(self, broker: ProductionBroker, port: int, *, user: str | None = None,
-                 password: str | None = None, cert: tuple[Path, Path] | None = None):  # fmt: skip
+                 password: str | None = None, cert: tuple[Path, Path] | None = None,
+                 client_id: str | None = None):  # fmt: skip
         self.inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.connack: queue.Queue[Any] = queue.Queue()
         self.subacks: queue.Queue[list[Any]] = queue.Queue()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{user}",
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"test-{user}",
                         protocol=mqtt.MQTTv311)  # fmt: skip
         if port != LOOPBACK:
             c.tls_set(ca_certs=str(broker.pki.ca), certfile=cert and str(cert[0]),
@@ -50,8 +51,9 @@ class Client:
         c.on_message = lambda c_, u, msg: self.inbox.put(msg)
         c.on_subscribe = lambda c_, u, mid, codes, p: self.subacks.put(codes)
         self.settled = threading.Event()  # a PUBACK or a lost connection
+        self.dropped = threading.Event()
         c.on_publish = lambda c_, u, mid, rc, p: self.settled.set()
-        c.on_disconnect = lambda c_, u, f, rc, p: self.settled.set()
+        c.on_disconnect = lambda c_, u, f, rc, p: (self.settled.set(), self.dropped.set())
         self.c, self.port = c, broker.ports[port]
 
     def connect(self, timeout: float = 10) -> Any:
@@ -230,4 +232,20 @@ def test_production_broker_client_certificate_is_the_identity(fleet_broker) -> N
         (topics.telemetry("lab", "pi-03"), window(2))
     ]
     for c in (collector, device):
+        c.close()
+
+
+def test_production_broker_client_id_cannot_take_over_another_device(fleet_broker) -> None:  # type: ignore[no-untyped-def]
+    """use_username_as_clientid: pi-02 claiming pi-01's client id gets its own user name as
+    client id instead, so pi-01's session is not taken over (Mosquitto would drop it)."""
+    b, pw = fleet_broker
+    first = Client(b, TLS_PASSWORD, user="lab/pi-01", password=pw["lab/pi-01"], client_id="lab/pi-01")
+    assert first.connect() == 0
+    other = Client(b, TLS_PASSWORD, user="lab/pi-02", password=pw["lab/pi-02"], client_id="lab/pi-01")
+    assert other.connect() == 0
+    assert not first.dropped.wait(1.0)  # a takeover closes the old connection at once
+    same = Client(b, TLS_PASSWORD, user="lab/pi-01", password=pw["lab/pi-01"], client_id="anything")
+    assert same.connect() == 0  # the same user, any client id: the same session, taken over
+    assert first.dropped.wait(10)
+    for c in (first, other, same):
         c.close()
