@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from device_agent.telemetry import topics
 from device_agent.telemetry.messages import State, Status, TelemetryWindow
 from edge_sdk.cli import app
-from tests.fleet.conftest import REPO
+from tests.fleet.conftest import REPO, wait_for
 from tests.support.production_broker import (  # noqa: F401  (the fixture)
     LOOPBACK,
     TLS_CERTIFICATE,
@@ -213,6 +213,19 @@ def test_production_broker_refuses_bad_credentials(fleet_broker) -> None:  # typ
     nocert = Client(b, TLS_CERTIFICATE, user="lab/pi-01", password=pw["lab/pi-01"]).connect(timeout=3)
     assert isinstance(nocert, (OSError, ssl.SSLError)) or nocert in ("no CONNACK",), nocert
     assert b.proc is not None and b.proc.poll() is None
+    # A device added to a running broker gets in once Mosquitto reloads (SIGHUP), not before.
+    user, password = b.add_device("pi-04", "lab")
+    assert str(connect_once(b, user, password)) == "Not authorized"
+    b.reload()
+    wait_for(lambda: connect_once(b, user, password) == 0, 10, "pi-04 admitted after a reload")
+
+
+def connect_once(b: ProductionBroker, user: str, password: str) -> Any:
+    c = Client(b, LOOPBACK, user=user, password=password)
+    try:
+        return c.connect()
+    finally:
+        c.close()
 
 
 def test_production_broker_client_certificate_is_the_identity(fleet_broker) -> None:  # type: ignore[no-untyped-def]

@@ -7,8 +7,10 @@ snippet is included, as on Debian and Raspberry Pi OS, from a main file that mir
 distribution's stock ``mosquitto.conf`` (pid file, persistence, log, ``include_dir``).
 
 Reusable: ``from tests.support.production_broker import production_broker`` makes the
-fixture available to a test module; add users with ``edge fleet add-device``/``add-user``
-(the ``passwd``/``acl`` paths) before :meth:`ProductionBroker.start`.
+fixture available to a test module; add users (``edge fleet add-device``/``add-user`` with
+:meth:`ProductionBroker.edge_args`, or :meth:`~ProductionBroker.add_device` and
+:meth:`~ProductionBroker.add_role_user`) before :meth:`ProductionBroker.start`. TLS
+clients trust ``broker.pki.ca``; ``broker.pki.issue(name, cn)`` makes client certificates.
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ from pathlib import Path
 
 import pytest
 
+from edge_sdk.fleet.broker_auth import (
+    BrokerFiles,
+    Role,
+    add_user,
+    device_user,
+    new_password,
+    role_rules,
+)
 from edge_sdk.fleet.mosquitto import find_binary, free_port, wait_listening
 from tests.support.pki import Pki
 
@@ -84,6 +94,19 @@ class ProductionBroker:
     def edge_args(self) -> list[str]:
         """``--passwd-file``/``--acl-file`` for ``edge fleet add-device``/``add-user``."""
         return ["--passwd-file", str(self.passwd), "--acl-file", str(self.acl)]
+
+    def add_device(self, device: str, fleet: str) -> tuple[str, str]:
+        """(user name, a new password) of a device, as ``edge fleet add-device`` writes it;
+        call :meth:`reload` when the broker already runs."""
+        user, password = device_user(fleet, device), new_password()
+        add_user(BrokerFiles(self.passwd, self.acl), user, password, None)
+        return user, password
+
+    def add_role_user(self, name: str, role: Role, fleet: str = "+") -> str:
+        """A collector or deployer user's new password, as ``edge fleet add-user`` writes it."""
+        password = new_password()
+        add_user(BrokerFiles(self.passwd, self.acl), name, password, role_rules(role, fleet))
+        return password
 
     def start(self, timeout: float = 10.0) -> ProductionBroker:
         with self.log.open("ab") as log:
