@@ -30,9 +30,10 @@ _BACK = {"rejected", "rolled-back"}  # the device is on its old model
 
 
 class Phase(str, Enum):
-    CANARY = "canary"
-    PROMOTED = "promoted"
-    HALTED = "halted"
+    CANARY = "canary"  # the canaries are being updated
+    PROMOTED = "promoted"  # the canaries passed: the rest is being updated
+    HALTED = "halted"  # a canary failed: the rest is never touched
+    DIRECT = "direct"  # no canary stage (one device, or --canary 0): every device at once
 
 
 class Outcome(str, Enum):
@@ -58,6 +59,11 @@ def plan(devices: Sequence[str], canary_percent: float) -> Plan:
     return Plan(ordered[:n], ordered[n:])
 
 
+def initial_phase(p: Plan) -> Phase:
+    """The phase a rollout starts in: ``canary`` when it has a canary stage, else ``direct``."""
+    return Phase.CANARY if p.canary and p.rest else Phase.DIRECT
+
+
 @dataclass
 class RolloutRecord:
     """What the host saw of one rollout (the collector records the devices' own reports)."""
@@ -75,17 +81,16 @@ def run_rollout(rec: RolloutRecord, p: Plan, send: Send, rollback: Rollback,
                 on_change: Callable[[RolloutRecord], None] = lambda r: None) -> RolloutRecord:
     """Canaries first (healthy and through probation); promote to the rest only then."""
     lock = threading.Lock()
-    if p.canary and p.rest:
-        rec.phase = Phase.CANARY
-        on_change(rec)
-        ok = _phase(rec, p.canary, send, True, lock, on_change)
-        if not ok:
+    rec.phase = initial_phase(p)
+    on_change(rec)
+    if rec.phase is Phase.CANARY:
+        if not _phase(rec, p.canary, send, True, lock, on_change):
             _halt(rec, p.canary, rollback, lock)
             on_change(rec)
             return rec
-    rec.phase = Phase.PROMOTED
-    on_change(rec)
-    _phase(rec, p.rest if p.canary and p.rest else p.canary + p.rest, send, False, lock, on_change)
+        rec.phase = Phase.PROMOTED  # only past a canary stage: a direct rollout never is
+        on_change(rec)
+    _phase(rec, p.rest if rec.phase is Phase.PROMOTED else p.canary + p.rest, send, False, lock, on_change)
     rec.outcome = Outcome.COMPLETED if all(s in _HEALTHY for s in rec.devices.values()) else Outcome.FAILED
     on_change(rec)
     return rec

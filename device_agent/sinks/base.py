@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from device_agent.telemetry.messages import result_payload
+
 
 @dataclass(slots=True)
 class Result:
@@ -32,6 +34,10 @@ class Result:
         if d["truth"] is None:
             del d["truth"]
         return d
+
+    def to_payload(self) -> bytes:
+        """The ``results`` message (``v``, ``type``: ``result``, then :meth:`to_dict`)."""
+        return result_payload(self.to_dict())
 
 
 class Sink(Protocol):

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -50,8 +49,7 @@ class MqttSink:
             raise EdgeError(f"results sink: no connection to {broker} within {connect_timeout:g} s ({why})")
 
     def emit(self, result: Result) -> None:
-        body = json.dumps(result.to_dict(), separators=(",", ":")).encode()
-        info = self._client.publish(self.topic, body, qos=self.qos)
+        info = self._client.publish(self.topic, result.to_payload(), qos=self.qos)
         if info.rc != 0:
             log.warning("results sink: publish failed (rc=%s); result %s dropped", info.rc, result.seq)
         self._last = info

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 
 from device_agent.errors import EdgeError
 
-VERSION = 1
+VERSION = 1  # the schema version of every message that does not declare its own
 MAX_PAYLOAD = 64 * 1024  # bytes; a telemetry window is well under 1 KiB
 LIMIT = 2**63  # |number| must stay below: the databases bind integers as 64-bit
 
@@ -25,7 +25,11 @@ LIMIT = 2**63  # |number| must stay below: the databases bind integers as 64-bit
 class MessageError(EdgeError):
     """A payload that is not valid JSON, has the wrong version/type, or a bad field.
 
-    ``reason`` is one of ``malformed``, ``oversized``, ``version`` (for counters).
+    ``reason`` (for counters) is ``malformed``, ``oversized`` or ``version``; for a
+    telemetry window whose fields are each well-formed but impossible: ``negative`` (a
+    latency, throughput or CPU below zero), ``percentiles`` (not p50 <= p95 <= p99),
+    ``window`` (end before start), ``future`` (end past the receiver's clock-skew
+    allowance) or ``counts`` (exits or cache hits adding up to more than the inferences).
     """
 
     def __init__(self, message: str, reason: str = "malformed"):
@@ -62,7 +66,7 @@ class Severity(str, Enum):
     CRITICAL = "critical"
 
 
-def _decode(payload: bytes | str, type_: str) -> dict[str, Any]:
+def _decode(payload: bytes | str, type_: str, versions: tuple[int, ...] = (VERSION,)) -> dict[str, Any]:
     if len(payload) > MAX_PAYLOAD:
         raise MessageError(
             f"payload: expected at most {MAX_PAYLOAD} bytes, found {len(payload)}", "oversized"
@@ -72,16 +76,18 @@ def _decode(payload: bytes | str, type_: str) -> dict[str, Any]:
     # A payload nested a few thousand levels deep exhausts the parser's recursion limit.
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise MessageError(f"payload: expected a JSON object, found invalid JSON ({e})") from None
-    return check_envelope(obj, type_)
+    return check_envelope(obj, type_, versions)
 
 
-def check_envelope(obj: Any, type_: str) -> dict[str, Any]:
-    """``obj`` (a decoded payload) if it is a JSON object of schema ``VERSION`` and ``type_``."""
+def check_envelope(obj: Any, type_: str, versions: tuple[int, ...] = (VERSION,)) -> dict[str, Any]:
+    """``obj`` (a decoded payload) if it is a JSON object of type ``type_`` and one of the
+    schema ``versions`` the caller reads."""
     if type(obj) is not dict:
         raise MessageError(f"payload: expected a JSON object, found {type(obj).__name__}")
-    if obj.get("v") != VERSION or type(obj.get("v")) is not int:
+    if obj.get("v") not in versions or type(obj.get("v")) is not int:
+        expected = " or ".join(map(str, versions))
         raise MessageError(
-            f"v: expected schema version {VERSION}, found {obj.get('v')!r}", "version"
+            f"v: expected schema version {expected}, found {obj.get('v')!r}", "version"
         )
     if obj.get("type") != type_:
         raise MessageError(f"type: expected {type_!r}, found {obj.get('type')!r}")
@@ -141,6 +147,13 @@ def _num(obj: dict[str, Any], key: str, default: Any = ...) -> float | None:
     return None if value is None else float(value)
 
 
+def _amount(obj: dict[str, Any], key: str, default: Any = ...) -> float | None:
+    value = _num(obj, key, default)
+    if value is not None and value < 0:
+        raise MessageError(f"{key}: expected a measurement >= 0, found {value}", "negative")
+    return value
+
+
 def _enum(obj: dict[str, Any], key: str, enum: type[Enum]) -> Any:
     raw = _get(obj, key, str)
     try:
@@ -150,8 +163,8 @@ def _enum(obj: dict[str, Any], key: str, enum: type[Enum]) -> Any:
         raise MessageError(f"{key}: expected one of {allowed}, found {raw!r}") from None
 
 
-def _encode(type_: str, body: dict[str, Any]) -> bytes:
-    return json.dumps({"v": VERSION, "type": type_, **body}, separators=(",", ":")).encode()
+def _encode(type_: str, body: dict[str, Any], version: int = VERSION) -> bytes:
+    return json.dumps({"v": version, "type": type_, **body}, separators=(",", ":")).encode()
 
 
 M = TypeVar("M")
@@ -159,30 +172,50 @@ M = TypeVar("M")
 
 @dataclass(frozen=True, kw_only=True)
 class State:
-    """Retained device state: birth (``online``) or ``offline`` (Will or clean stop)."""
+    """Retained device state: birth (``online``) or ``offline`` (Will or clean stop).
+
+    Schema version 2: ``ts`` is when the agent published this state itself, and ``None``
+    in the Will, which the agent writes when it connects and the broker publishes once it
+    notices the loss: no time in it would be the time of death, only its arrival is.
+    ``booted`` (when this boot began) orders the states of different boots. Version 1
+    (``ts`` always set, the Will's being its connect time, no ``booted``) is still read.
+    """
 
     TYPE: ClassVar[str] = "state"
+    VERSION: ClassVar[int] = 2
     status: Status
     boot_id: str
-    ts: float
+    ts: float | None
+    booted: float = 0.0
     agent_version: str = ""
     model_name: str = ""
     model_version: str = ""
     model_hash: str = ""
     clean: bool = False  # offline published by the agent itself (not the Will)
 
+    @property
+    def order_ts(self) -> float:
+        """What orders this state against another boot's: ``ts``, or for a Will ``booted``."""
+        return self.booted if self.ts is None else self.ts
+
     def to_payload(self) -> bytes:
         d = asdict(self)
         d["status"] = self.status.value
-        return _encode(self.TYPE, d)
+        return _encode(self.TYPE, d, self.VERSION)
 
     @classmethod
     def from_payload(cls, payload: bytes | str) -> State:
-        o = _decode(payload, cls.TYPE)
+        o = _decode(payload, cls.TYPE, (1, cls.VERSION))
+        if o["v"] == 1:
+            ts: float | None = float(_num(o, "ts") or 0.0)
+            booted = ts
+        else:
+            ts, booted = _num(o, "ts", None), float(_num(o, "booted", 0.0) or 0.0)
         return cls(
             status=_enum(o, "status", Status),
             boot_id=_get(o, "boot_id", str),
-            ts=float(_num(o, "ts") or 0.0),
+            ts=ts,
+            booted=booted or 0.0,
             agent_version=_get(o, "agent_version", str, ""),
             model_name=_get(o, "model_name", str, ""),
             model_version=_get(o, "model_version", str, ""),
@@ -224,16 +257,19 @@ class TelemetryWindow:
     @classmethod
     def from_payload(cls, payload: bytes | str) -> TelemetryWindow:
         o = _decode(payload, cls.TYPE)
-        f = dict(zip(WINDOW_FIELDS, window_values(o), strict=True))
+        vals, exits = window_values(o), window_exits(o)
+        check_window(vals, exits)
+        f = dict(zip(WINDOW_FIELDS, vals, strict=True))
         for key in _NUM_KEYS:
             if f[key] is not None:
                 f[key] = float(f[key])
-        return cls(**f, exits=window_exits(o))
+        return cls(**f, exits=exits)
 
 
 class _Kind(Enum):
-    COUNT = "count"
-    NUM = "num"
+    COUNT = "count"  # an integer >= 0
+    NUM = "num"  # any finite number
+    AMOUNT = "amount"  # a finite number >= 0 (a duration, a rate, a share of CPU)
     STR = "str"
 
 
@@ -243,24 +279,27 @@ class _Kind(Enum):
 _WINDOW_SPEC: dict[str, tuple[_Kind, Any]] = {
     "seq": (_Kind.COUNT, ...), "boot_id": (_Kind.STR, ...), "start": (_Kind.NUM, ...),
     "end": (_Kind.NUM, ...), "inferences": (_Kind.COUNT, 0), "errors": (_Kind.COUNT, 0),
-    "throughput": (_Kind.NUM, 0.0), "latency_p50": (_Kind.NUM, 0.0),
-    "latency_p95": (_Kind.NUM, 0.0), "latency_p99": (_Kind.NUM, 0.0),
-    "cache_hits": (_Kind.COUNT, 0), "cpu_percent": (_Kind.NUM, None),
+    "throughput": (_Kind.AMOUNT, 0.0), "latency_p50": (_Kind.AMOUNT, 0.0),
+    "latency_p95": (_Kind.AMOUNT, 0.0), "latency_p99": (_Kind.AMOUNT, 0.0),
+    "cache_hits": (_Kind.COUNT, 0), "cpu_percent": (_Kind.AMOUNT, None),
     "rss_bytes": (_Kind.COUNT, None), "temperature_c": (_Kind.NUM, None),
     "dropped": (_Kind.COUNT, 0), "model_version": (_Kind.STR, ""),
 }  # fmt: skip
 _SLOW = {
     _Kind.COUNT: _count,
     _Kind.NUM: _num,
+    _Kind.AMOUNT: _amount,
     _Kind.STR: lambda o, k, d: _get(o, k, str, d),
 }
 WINDOW_FIELDS = tuple(_WINDOW_SPEC)  # the order of :func:`window_values`
 # The same spec for other validators of windows (the collector's compiled decoder):
-# field → ("count" | "num" | "str", default; ... when required).
+# field → ("count" | "num" | "amount" | "str", default; ... when required).
 WINDOW_KINDS: dict[str, tuple[str, Any]] = {k: (kind.value, d) for k, (kind, d) in _WINDOW_SPEC.items()}
-_NUM_KEYS = tuple(k for k, (kind, _) in _WINDOW_SPEC.items() if kind is _Kind.NUM)
+_NUM_KEYS = tuple(k for k, (kind, _) in _WINDOW_SPEC.items() if kind in (_Kind.NUM, _Kind.AMOUNT))
 _NONE: type = type(None)
-_TYPES: dict[_Kind, set[type]] = {_Kind.COUNT: {int}, _Kind.NUM: {int, float}, _Kind.STR: {str}}
+_TYPES: dict[_Kind, set[type]] = {
+    _Kind.COUNT: {int}, _Kind.NUM: {int, float}, _Kind.AMOUNT: {int, float}, _Kind.STR: {str}
+}
 # Exact types (a decoded JSON value is exactly one of them, and bool is not int here).
 _ALLOWED = tuple(
     frozenset(_TYPES[kind] | (set() if default is ... else {_NONE}))
@@ -268,7 +307,7 @@ _ALLOWED = tuple(
 )
 # (index, lowest value) of every number; all stay below LIMIT.
 _RANGES = tuple(
-    (i, 0 if kind is _Kind.COUNT else 1 - LIMIT)
+    (i, 1 - LIMIT if kind is _Kind.NUM else 0)
     for i, (kind, _) in enumerate(_WINDOW_SPEC.values())
     if kind is not _Kind.STR
 )
@@ -277,6 +316,8 @@ _DEFAULT_AT = tuple(
     (i, d) for i, (_, d) in enumerate(_WINDOW_SPEC.values()) if d is not ... and d is not None
 )
 _START_AT, _END_AT = WINDOW_FIELDS.index("start"), WINDOW_FIELDS.index("end")
+_P50_AT, _P95_AT, _P99_AT = (WINDOW_FIELDS.index(f"latency_p{p}") for p in (50, 95, 99))
+_INFERENCES_AT, _HITS_AT = WINDOW_FIELDS.index("inferences"), WINDOW_FIELDS.index("cache_hits")
 
 
 def window_values(o: dict[str, Any]) -> list[Any]:
@@ -294,9 +335,40 @@ def window_values(o: dict[str, Any]) -> list[Any]:
     for i, default in _DEFAULT_AT:
         if vals[i] is None:
             vals[i] = default
-    if vals[_END_AT] < vals[_START_AT]:
-        raise MessageError(f"end: expected >= start ({vals[_START_AT]}), found {vals[_END_AT]}")
     return vals
+
+
+def check_window(vals: list[Any], exits: dict[str, int]) -> None:
+    """Refuse a window whose fields are each valid but impossible together (``vals`` as
+    :func:`window_values` returns them): :class:`MessageError` with the rule as reason."""
+    # float(): numbers may still be int here (the reference path keeps them), and an
+    # error must read the same whichever path found it.
+    start, end = vals[_START_AT], vals[_END_AT]
+    if end < start:
+        raise MessageError(f"end: expected >= start ({float(start)}), found {float(end)}", "window")
+    p50, p95, p99 = vals[_P50_AT], vals[_P95_AT], vals[_P99_AT]
+    if not p50 <= p95 <= p99:
+        raise MessageError(
+            f"latency: expected p50 <= p95 <= p99, found {float(p50)}, {float(p95)}, {float(p99)}",
+            "percentiles",
+        )
+    inferences = vals[_INFERENCES_AT]
+    if vals[_HITS_AT] > inferences or (exits and sum(exits.values()) > inferences):
+        raise MessageError(
+            f"counts: expected exits and cache hits of at most {inferences} inferences, found "
+            f"{sum(exits.values())} exits and {vals[_HITS_AT]} cache hits", "counts"
+        )  # fmt: skip
+
+
+def check_window_end(end: float, not_after: float) -> None:
+    """Refuse a window that ends after ``not_after`` (the receiver's clock plus the clock
+    skew it allows): a device whose clock runs ahead would otherwise sort before every
+    real window, and pin the device's ``last window`` in the future."""
+    if end > not_after:
+        raise MessageError(
+            f"end: expected at most {not_after:.3f} (now plus the allowed clock skew), "
+            f"found {end}", "future"
+        )  # fmt: skip
 
 
 def _plausible(vals: list[Any]) -> bool:
@@ -329,6 +401,46 @@ def window_exits(o: dict[str, Any]) -> dict[str, int]:
     if len(raw) > 32:
         raise MessageError(f"exits: expected at most 32 stages, found {len(raw)}")
     return {str(k): _count(raw, k) for k in raw}
+
+
+@dataclass(frozen=True, kw_only=True)
+class InferenceResult:
+    """One served reading on ``results`` (the agent's ``--sink mqtt``)."""
+
+    TYPE: ClassVar[str] = "result"
+    seq: int
+    input_id: str
+    index: int
+    label: str
+    confidence: float
+    latency_ms: float
+    stage: int = 0
+    cached: bool = False
+    truth: int | None = None
+
+    def to_payload(self) -> bytes:
+        return result_payload(asdict(self))
+
+    @classmethod
+    def from_payload(cls, payload: bytes | str) -> InferenceResult:
+        o = _decode(payload, cls.TYPE)
+        return cls(
+            seq=_count(o, "seq"),
+            input_id=_get(o, "input_id", str),
+            index=_get(o, "index", int),
+            label=_get(o, "label", str, ""),
+            confidence=float(_num(o, "confidence") or 0.0),
+            latency_ms=float(_amount(o, "latency_ms") or 0.0),
+            stage=_count(o, "stage", 0),
+            cached=_get(o, "cached", bool, False),
+            truth=_get(o, "truth", int, None),
+        )
+
+
+def result_payload(fields: dict[str, Any]) -> bytes:
+    """A ``results`` payload from a result's JSON fields (the sink's per-inference path,
+    which builds no :class:`InferenceResult`)."""
+    return _encode(InferenceResult.TYPE, fields)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,7 +7,8 @@ the :class:`Outbox` → a worker thread hands outbox rows to paho in order (at m
 ``max_inflight`` unacknowledged) → a row is deleted once paho reports its PUBACK.
 paho resends unacknowledged messages after a reconnect; after a process restart the
 outbox is replayed from the oldest row. Birth (retained, QoS 1) is published on every
-connect, the Will says ``offline`` for an unclean loss, :meth:`close` says it cleanly.
+connect, the Will says ``offline`` for an unclean loss (with no time: only its arrival
+tells when), :meth:`close` says it cleanly.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class TelemetryPublisher:
         topics.check_id(options.device_id)
         self.options, self.clock = options, clock
         self.boot_id = uuid.uuid4().hex[:16]
+        self.booted = clock()
         self.state_topic = topics.state(options.fleet, options.device_id)
         self.telemetry_topic = topics.telemetry(options.fleet, options.device_id)
         self.outbox = Outbox(options.outbox or default_outbox(options), cap=options.outbox_cap)
@@ -109,11 +111,15 @@ class TelemetryPublisher:
         return self
 
     def _state(self, status: Status, *, clean: bool = False) -> State:
+        """``offline`` and not ``clean`` is the Will: it carries no ``ts``, since the broker
+        publishes it later, when it notices the loss."""
         o = self.options
+        will = status is Status.OFFLINE and not clean
         return State(
             status=status,
             boot_id=self.boot_id,
-            ts=self.clock(),
+            ts=None if will else self.clock(),
+            booted=self.booted,
             agent_version=o.agent_version,
             model_name=o.model_name,
             model_version=o.model_version,

@@ -129,10 +129,11 @@ class DeployStatus:
     missing: tuple[int, ...] = ()
     device: str = ""
     ts: float = 0.0  # set by the adapter that publishes it (this module reads no clock)
+    boot_id: str = ""  # the agent process's, as in its telemetry; set by the same adapter
 
     def to_payload(self) -> bytes:
         msg = StatusMessage(rollout_id=self.rollout, version=self.version or "", phase=DeployPhase(self.status),
-                            ts=self.ts, reason=_short(self.reason))
+                            ts=self.ts, reason=_short(self.reason), boot_id=self.boot_id)
         d = json.loads(msg.to_payload())
         d["missing"], d["device"] = list(self.missing), self.device
         return json.dumps(d, separators=(",", ":")).encode()
@@ -148,7 +149,7 @@ class DeployStatus:
         except (TypeError, ValueError) as e:
             raise BundleError(f"deploy-status: invalid missing list ({e!r})") from e
         return cls(msg.rollout_id, msg.phase.value, msg.reason, msg.version or None, missing,
-                   str(extra.get("device", "")), msg.ts)
+                   str(extra.get("device", "")), msg.ts, msg.boot_id)
 
     @property
     def final(self) -> bool:

@@ -138,8 +138,8 @@ def history(
     store = open_store(db)
     rows = store.history(device, fleet=fleet, limit=limit)
     store.close()
-    if as_json:
-        print_json(rows)
+    if as_json:  # exits as an object, as in `status --json` (stored as JSON text)
+        print_json([{**r, "exits": json.loads(r["exits"]) if r["exits"] else {}} for r in rows])
         return
     t = Table(title=f"{device}: {len(rows)} windows")
     for col in ("boot", "seq", "end", "n", "per s", "p50", "p95", "p99", "err", "cpu %", "rss MB",

@@ -50,6 +50,9 @@ class CollectorOptions:
     retention_days: float | None = None
     metrics_port: int | None = None
     alert_interval_s: float = 30.0
+    # A window may end this far past the collector's clock (device clocks drift, NTP may
+    # not have synced yet after a boot); later than that it is refused as "future".
+    max_clock_skew_s: float = 300.0
 
 
 _TELEMETRY = topics.Kind.TELEMETRY
@@ -245,7 +248,7 @@ class Collector:
                 raise MessageError(f"payload of {size} bytes over {MAX_PAYLOAD}", "oversized")
             if parsed.kind is _TELEMETRY:
                 # The fleet's bulk: straight from the validated dict to a row, no object.
-                row, exits = decode_window(payload)
+                row, exits = decode_window(payload, not_after=at + self.options.max_clock_skew_s)
                 batch.rows.append((parsed.fleet, parsed.device, *row, exits_json(exits), at))
                 return _TELEMETRY.value
             message = _PARSERS[parsed.kind](payload)

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from device_agent.errors import EdgeError
 from edge_sdk.fleet.mosquitto import free_port
@@ -24,12 +25,32 @@ def broker_config(host: str, port: int) -> dict[str, object]:
     }
 
 
+def _broker(config: dict[str, object]) -> Any:
+    """An amqtt broker that sends retained messages only to the subscriptions they match.
+
+    amqtt 0.12.1, on every CONNECT, replays to the connecting client the retained messages
+    matching *every* topic filter any client has subscribed (``Broker.client_connected``
+    loops over ``self._subscriptions``): with a collector subscribed to the fleet, a client
+    that subscribes to ``nothing/here`` received every retained ``state``. Here a filter's
+    retained messages go to a session only if that session holds the filter.
+    """
+    from amqtt.broker import Broker
+
+    class MatchingRetainedBroker(Broker):
+        async def _publish_retained_messages_for_subscription(
+            self, subscription: tuple[str, int], session: Any
+        ) -> None:
+            holders = self._subscriptions.get(subscription[0], ())
+            if any(s.client_id == session.client_id for s, _ in holders):
+                await super()._publish_retained_messages_for_subscription(subscription, session)
+
+    return MatchingRetainedBroker(config)  # type: ignore[arg-type]
+
+
 async def _serve(
     host: str, port: int, stop: asyncio.Event, started: Callable[[], None] = lambda: None
 ) -> None:
-    from amqtt.broker import Broker
-
-    b = Broker(broker_config(host, port))
+    b = _broker(broker_config(host, port))
     try:
         await b.start()
     except Exception as e:

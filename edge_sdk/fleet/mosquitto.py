@@ -59,6 +59,20 @@ def test_config(port: int, data_dir: Path, extra: str = "") -> str:
     )
 
 
+def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float, root: Path) -> None:
+    """Return once ``port`` on loopback accepts connections; raise if ``proc`` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise EdgeError(f"mosquitto exited with {proc.returncode}; see {root}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise EdgeError(f"mosquitto: port {port} not listening after {timeout} s")
+
+
 class Mosquitto:
     """One broker process; :meth:`stop` and :meth:`start` may be called repeatedly."""
 
@@ -79,16 +93,8 @@ class Mosquitto:
         self.proc = subprocess.Popen(
             [find_binary(), "-c", str(self.config)], stdout=log, stderr=log
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise EdgeError(f"mosquitto exited with {self.proc.returncode}; see {self.root}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise EdgeError(f"mosquitto: port {self.port} not listening after {timeout} s")
+        wait_listening(self.proc, self.port, timeout, self.root)
+        return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """SIGTERM: Mosquitto saves its persistence file and exits cleanly."""

@@ -231,8 +231,9 @@ class Store:
         ])  # fmt: skip
 
     def _upsert_state(self, cur: Any, fleet: str, device: str, st: State, at: float) -> None:
-        # A Will carries the ts of the boot that set it, so a stale Will from an earlier
-        # boot never overrides a newer birth; within one boot, arrival order wins.
+        # state_ts orders states across boots (State.order_ts: a Will has no ts of its own
+        # and stands at its boot's start), so a stale Will from an earlier boot never
+        # overrides a newer birth; within one boot, arrival order wins.
         sql = self._insert_sql(
             "devices",
             schema.DEVICE_COLUMNS,
@@ -249,7 +250,7 @@ class Store:
         )
         cur.execute(sql, (
             fleet, device, st.status.value, at, st.boot_id, st.agent_version, st.model_name,
-            st.model_version, st.model_hash, int(st.clean), st.ts, 0.0,
+            st.model_version, st.model_hash, int(st.clean), st.order_ts, 0.0,
         ))  # fmt: skip
 
     def add_alerts(self, alerts: Sequence[tuple[str, Alert]]) -> list[Alert]:

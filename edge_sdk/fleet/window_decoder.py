@@ -5,10 +5,13 @@ its ``WINDOW_KINDS``); msgspec only runs them faster. Anything it refuses goes t
 the reference path (orjson and the Python checks), which either accepts it — msgspec is
 stricter in a few corners, such as ``1.0`` for an integer — or raises the
 :class:`MessageError` that names the field, so a device sees the same errors either way.
+Then both paths apply the same cross-field rules (``check_window``: percentiles in order,
+counts that add up, end after start) and the receiver's clock (``check_window_end``).
 """
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Annotated, Any, Literal
 
@@ -23,6 +26,8 @@ from device_agent.telemetry.messages import (
     MessageError,
     TelemetryWindow,
     check_envelope,
+    check_window,
+    check_window_end,
     window_exits,
     window_values,
 )
@@ -31,6 +36,7 @@ _Count = Annotated[int, msgspec.Meta(ge=0, le=LIMIT - 1)]
 _TYPES: dict[str, Any] = {
     "count": _Count,
     "num": Annotated[float, msgspec.Meta(gt=-float(LIMIT), lt=float(LIMIT))],
+    "amount": Annotated[float, msgspec.Meta(ge=0.0, lt=float(LIMIT))],
     "str": Annotated[str, msgspec.Meta(max_length=256)],
 }
 
@@ -55,23 +61,39 @@ _values = operator.attrgetter(*WINDOW_FIELDS)
 _DEFAULT_AT = tuple(
     (i, d) for i, (_, d) in enumerate(WINDOW_KINDS.values()) if d is not ... and d is not None
 )
-_START_AT, _END_AT = WINDOW_FIELDS.index("start"), WINDOW_FIELDS.index("end")
+_END_AT = WINDOW_FIELDS.index("end")
+_RULE_VALUES = operator.itemgetter(*(WINDOW_FIELDS.index(k) for k in (
+    "start", "end", "latency_p50", "latency_p95", "latency_p99", "inferences", "cache_hits"
+)))  # fmt: skip
 _STR_AT = tuple(i for i, (kind, _) in enumerate(WINDOW_KINDS.values()) if kind == "str")
 
 
-def decode_window(payload: bytes) -> tuple[list[Any], dict[str, int]]:
-    """(values in ``WINDOW_FIELDS`` order, exits) of a telemetry payload, or MessageError."""
+def decode_window(payload: bytes, *, not_after: float = math.inf) -> tuple[list[Any], dict[str, int]]:
+    """(values in ``WINDOW_FIELDS`` order, exits) of a telemetry payload, or MessageError;
+    a window ending after ``not_after`` (the receiver's clock plus its skew allowance) too."""
     try:
         w = _decoder.decode(payload)
     except Exception:  # refused, or a corner msgspec handles differently: the reference decides
-        return _reference(payload)
+        return _checked(*_reference(payload), not_after)
     vals = list(_values(w))
     for i, default in _DEFAULT_AT:
         if vals[i] is None:
             vals[i] = default
-    if vals[_END_AT] < vals[_START_AT] or any("\x00" in vals[i] for i in _STR_AT):
-        return _reference(payload)  # raises, naming the field as the reference does
-    return vals, w.exits or {}  # type: ignore[attr-defined]  # a defstruct field
+    if any("\x00" in vals[i] for i in _STR_AT):
+        return _checked(*_reference(payload), not_after)  # raises, naming the field
+    exits = w.exits or {}  # type: ignore[attr-defined]  # a defstruct field
+    # The cross-field rules in one expression (the common case); any failure goes
+    # through check_window, which names the rule.
+    start, end, p50, p95, p99, inferences, hits = _RULE_VALUES(vals)
+    if start <= end <= not_after and p50 <= p95 <= p99 and hits <= inferences >= sum(exits.values()):
+        return vals, exits
+    return _checked(vals, exits, not_after)
+
+
+def _checked(vals: list[Any], exits: dict[str, int], not_after: float) -> tuple[list[Any], dict[str, int]]:
+    check_window(vals, exits)
+    check_window_end(vals[_END_AT], not_after)
+    return vals, exits
 
 
 def _reference(payload: bytes) -> tuple[list[Any], dict[str, int]]:

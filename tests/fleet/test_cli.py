@@ -113,6 +113,7 @@ def test_status_history_alerts(db: str, broker) -> None:  # type: ignore[no-unty
     assert "d-ok" in table and "online" in table
     hist = json.loads(invoke("fleet", "history", "d-bad", "--db", db, "--json").stdout)
     assert [h["seq"] for h in hist] == [0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11]
+    assert hist[0]["exits"] == rows[0]["exits"] == {"0": 60, "1": 40}  # an object, as in status
     assert "d-bad: 11 windows" in invoke("fleet", "history", "d-bad", "--db", db).stdout
     mq = broker()
     got: list[Alert] = []

@@ -77,7 +77,7 @@ def test_share_group_one_collector_killed_no_qos1_message_lost(broker, procs, pg
     )
 
 
-ACL_USERS = {"collector": "c-secret", "pi-01": "p1-secret", "pi-02": "p2-secret"}
+ACL_USERS = {"collector": "c-secret", "lab/pi-01": "p1-secret", "lab/pi-02": "p2-secret"}
 
 
 def acl_broker(broker, tmp_path: Path) -> Any:  # type: ignore[no-untyped-def]
@@ -98,8 +98,9 @@ def window(seq: int, boot: str = "acl") -> bytes:
 
 
 def publish_when_connected(c: MqttClient, topic: str, payload: bytes, retain: bool) -> None:
-    """QoS 1 publish that waits out a reconnect (under load the broker has been seen to
-    drop a fresh connection once; paho then refuses the publish instead of queueing it)."""
+    """QoS 1 publish that waits out a reconnect (Mosquitto 2.0.11 drops an MQTT 3.1.1
+    client right after acknowledging a PUBLISH its ACL denied; paho then refuses the next
+    publish instead of queueing it)."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if c.wait_connected(1):
@@ -122,7 +123,7 @@ def test_acl_device_cannot_publish_to_another_devices_topics(
         mq.url,
         "pi-01",
         outbox=tmp_path / "ob.db",
-        extra=("--username", "pi-01", "--password", "p1-secret"),
+        extra=("--username", "lab/pi-01", "--password", "p1-secret"),
     )
     wait_for(
         lambda: sqlite_rows(db, "SELECT 1 FROM telemetry WHERE device='pi-01'"), 30, "pi-01 windows"
@@ -134,7 +135,7 @@ def test_acl_device_cannot_publish_to_another_devices_topics(
     )  # fmt: skip
     # pi-01 (authenticated) tries to write pi-02's telemetry and state, then its own.
     rogue = MqttClient(
-        BrokerOptions(url=mq.url, client_id="pi-01x", username="pi-01", password="p1-secret")
+        BrokerOptions(url=mq.url, client_id="pi-01x", username="lab/pi-01", password="p1-secret")
     )
     rogue.start()
     assert rogue.wait_connected(10)
@@ -156,7 +157,7 @@ def test_acl_device_cannot_publish_to_another_devices_topics(
     assert sqlite_rows(db, "SELECT * FROM devices WHERE device='pi-02'") == []
     # a wrong password is refused outright
     bad = MqttClient(
-        BrokerOptions(url=mq.url, client_id="pi-02", username="pi-02", password="nope")
+        BrokerOptions(url=mq.url, client_id="pi-02", username="lab/pi-02", password="nope")
     )
     bad.start()
     assert not bad.wait_connected(2)
@@ -193,7 +194,6 @@ def test_hostile_payloads_are_counted_never_stored_never_crash(broker, procs, tm
         json.dumps({**good, "seq": "1"}).encode(),
         json.dumps({**good, "latency_p95": None, "boot_id": 7}).encode(),
         json.dumps({**good, "exits": {"0": "many"}}).encode(),
-        json.dumps({**good, "end": 0.5}).encode(),
         b'{"v":1,"type":"telemetry","seq":1,"boot_id":"b","start":1,"end":Infinity}',
         # These three once stopped the collector: a count too big for a 64-bit column
         # (every retry of the batch failed), a number too big for a float and deep
@@ -202,7 +202,15 @@ def test_hostile_payloads_are_counted_never_stored_never_crash(broker, procs, tm
         json.dumps({**good, "latency_p50": 10**400}).encode(),
         b"[" * 60000,
     ]
-    for p in bad_payloads:
+    future = time.time() + 3600  # past the collector's clock-skew allowance (300 s)
+    impossible = {  # each well-formed, impossible: counted by the rule it breaks
+        "window": [{"end": 0.5}],
+        "negative": [{"latency_p50": -1.0}, {"cpu_percent": -3}],
+        "percentiles": [{"latency_p50": 5.0, "latency_p95": 4.0, "latency_p99": 6.0}],
+        "counts": [{"exits": {"0": 1, "1": 1}}, {"cache_hits": 2}],
+        "future": [{"start": future - 1, "end": future}],
+    }
+    for p in bad_payloads + [json.dumps({**good, **ch}).encode() for chs in impossible.values() for ch in chs]:
         c.publish(t, p, qos=1)
     c.publish(t, json.dumps({**good, "pad": "x" * MAX_PAYLOAD}).encode(), qos=1)  # oversized
     # Past the collector's packet cap: its body is skipped, never buffered, and acknowledged.
@@ -220,6 +228,8 @@ def test_hostile_payloads_are_counted_never_stored_never_crash(broker, procs, tm
     assert m['edge_collector_rejected_total{reason="malformed"}'] == len(bad_payloads) + 1
     assert m['edge_collector_rejected_total{reason="oversized"}'] == 2
     assert m['edge_collector_rejected_total{reason="version"}'] == 2
+    for reason, changes in impossible.items():
+        assert m[f'edge_collector_rejected_total{{reason="{reason}"}}'] == len(changes), reason
     assert m['edge_collector_ignored_total{kind="other"}'] == 1
     assert m["edge_collector_windows_stored_total"] == 1
     assert sqlite_rows(db, "SELECT device, boot_id, seq FROM telemetry") == [("pi-09", "fz", 0)]

@@ -57,7 +57,8 @@ WINDOW = TelemetryWindow(
             model_version="1.0.0",
             model_hash="ab",
         ),
-        State(status=Status.OFFLINE, boot_id="b", ts=2.0, clean=True),
+        State(status=Status.OFFLINE, boot_id="b", ts=2.0, booted=1.0, clean=True),
+        State(status=Status.OFFLINE, boot_id="b", ts=None, booted=1.0),  # a Will
         DeployStatus(
             rollout_id="r1",
             version="1.0.1",
@@ -80,6 +81,18 @@ def test_round_trip(msg: object) -> None:
     assert type(msg).from_payload(msg.to_payload()) == msg  # type: ignore[attr-defined]
 
 
+def test_state_is_version_2_and_version_1_is_still_read() -> None:
+    will = State(status=Status.OFFLINE, boot_id="b", ts=None, booted=5.0)
+    assert json.loads(will.to_payload())["v"] == 2 and json.loads(will.to_payload())["ts"] is None
+    assert will.order_ts == 5.0
+    old = b'{"v":1,"type":"state","status":"offline","boot_id":"b","ts":7.5,"clean":false}'
+    parsed = State.from_payload(old)
+    assert (parsed.ts, parsed.booted, parsed.order_ts) == (7.5, 7.5, 7.5)
+    with pytest.raises(MessageError) as e:
+        State.from_payload(old.replace(b'"v":1', b'"v":3'))
+    assert (e.value.reason, str(e.value)) == ("version", "v: expected schema version 1 or 2, found 3")
+
+
 def _with(**changes: object) -> bytes:
     d = json.loads(WINDOW.to_payload())
     d.update(changes)
@@ -98,7 +111,7 @@ def _with(**changes: object) -> bytes:
         (_with(seq="3"), "malformed", "seq:"),
         (_with(seq=True), "malformed", "seq:"),
         (_with(boot_id=None), "malformed", "boot_id:"),
-        (_with(end=5.0), "malformed", "end:"),
+        (_with(end=5.0), "window", "end:"),
         (_with(exits={"0": -1}), "malformed", "0:"),
         (_with(latency_p95="fast"), "malformed", "latency_p95:"),
         (

@@ -10,6 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.subscribe as paho_subscribe
+
+from device_agent.telemetry import topics
+from device_agent.telemetry.messages import State, Status
 from tests.fleet.conftest import Procs, outbox_seqs, sqlite_rows, wait_for
 
 OUTAGE_S = 30  # as the issue asks: long enough for a keepalive to expire and the outbox to fill
@@ -163,7 +167,7 @@ def test_unclean_loss_goes_offline_via_will(tiny_model, broker, procs, tmp_path)
     for d in ("pi-03", "pi-05"):
         wait_for(lambda d=d: (device_row(db, d) or ("",))[0] == "online", 30, f"birth of {d}")
     time.sleep(0.5)
-    t0 = time.monotonic()
+    t0, wall_at_kill = time.monotonic(), time.time()
     killed.send_signal(signal.SIGKILL)
     frozen.send_signal(signal.SIGSTOP)
     took = {}
@@ -174,6 +178,14 @@ def test_unclean_loss_goes_offline_via_will(tiny_model, broker, procs, tmp_path)
         took[d] = time.monotonic() - t0
         assert device_row(db, d)[1] == 0  # type: ignore[index]  # set by the Will, not the agent
     frozen.send_signal(signal.SIGKILL)
+    # The retained Will names no time of death (the agent wrote it when it connected);
+    # the collector dates the offline status by the Will's arrival.
+    will = State.from_payload(
+        paho_subscribe.simple(topics.state("lab", "pi-03"), hostname="127.0.0.1", port=mq.port).payload
+    )
+    assert (will.status, will.ts, will.clean) == (Status.OFFLINE, None, False) and will.booted > 0
+    since = sqlite_rows(db, "SELECT status_since FROM devices WHERE device='pi-03'")[0][0]
+    assert since >= wall_at_kill
     # + 0.5 s for the collector's batch and this test's polling.
     assert took["pi-03"] <= 1.5 * keepalive + 0.5, took
     assert took["pi-05"] <= 6 * keepalive + 0.5, took
