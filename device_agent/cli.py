@@ -25,6 +25,11 @@ app = typer.Typer(
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log to stderr.")) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
+    from device_agent.machine import unsupported_machine
+
+    why = unsupported_machine()
+    if why:  # said at start, before a command gets as far as loading a model
+        typer.echo(f"warning: {why}", err=True)
 
 
 @app.command("run")
@@ -144,11 +149,12 @@ def _open_engine(
     bundle: Path | None, store: Path | None, runtime: str | None, options: Any, engine_options: Any
 ) -> Any:
     from device_agent.loader import engine_for
-    from device_agent.update.agent import engine_for_store
 
     if (bundle is None) == (store is None):
         raise EdgeError("run: give either a BUNDLE or --store DIR (exactly one)")
     if store is not None:
+        from device_agent.update.agent import engine_for_store
+
         return engine_for_store(store, runtime=runtime, options=options, engine_options=engine_options)
     assert bundle is not None
     return engine_for(bundle, runtime=runtime, options=options, engine_options=engine_options)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import importlib
 import logging
-import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from device_agent.errors import RuntimeLoadError
+from device_agent.machine import unsupported_machine
 from device_agent.manifest import EXTRA_FOR_FORMAT, RUNTIME_FOR_FORMAT, ModelFormat
 from device_agent.runtimes.base import Backend, Runtime, RuntimeOptions
 from device_agent.runtimes.model import Model
@@ -113,13 +113,9 @@ def load_model(
 def missing_runtime(fmt: ModelFormat) -> str:
     """What to tell a person whose device has no runtime for ``fmt``: the extra to install,
     or, on 32-bit ARM, that no such runtime exists for it."""
-    machine = platform.machine().lower()
-    if machine.startswith("armv") or machine in ("arm", "armhf", "armel"):
-        return (
-            f"no {RUNTIME_FOR_FORMAT[fmt]} for {fmt.value} models on this 32-bit ARM system ({machine}): "
-            "LiteRT and ONNX Runtime publish no wheels for it; install a 64-bit OS "
-            "(Raspberry Pi OS 64-bit, Ubuntu arm64) on this board"
-        )
+    why = unsupported_machine()
+    if why:
+        return f"no {RUNTIME_FOR_FORMAT[fmt]} for {fmt.value} models: {why}"
     return (
         f"{fmt.value} models need {RUNTIME_FOR_FORMAT[fmt]}, which is not installed here: "
         f"pip install '{DISTRIBUTION}[{EXTRA_FOR_FORMAT[fmt]}]'"
@@ -177,4 +173,5 @@ __all__ = [
     "format_of",
     "load_model",
     "missing_runtime",
+    "unsupported_machine",
 ]
