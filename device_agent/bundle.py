@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import lzma
 import os
 import tarfile
 import tempfile
@@ -18,6 +19,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from device_agent.errors import BundleError
 from device_agent.manifest import (
@@ -246,20 +248,36 @@ def _verified_validation(manifest: Manifest, members: dict[str, bytes], src: Pat
 
 
 def decompress(data: bytes, how: Compression, *, limit: int) -> bytes:
-    """Decompress at most ``limit + 1`` bytes, so a bomb cannot exhaust memory."""
+    """Decompress at most ``limit + 1`` bytes, so a bomb cannot exhaust memory.
+
+    deflate and xz use the standard library; zstd (bundles made before xz became the
+    default) needs the ``zstandard`` package, which the device extras do not install.
+    """
     try:
         if how == Compression.DEFLATE:
-            d = zlib.decompressobj()
-            out = d.decompress(data, limit + 1)
-            return out
+            return zlib.decompressobj().decompress(data, limit + 1)
+        if how == Compression.XZ:
+            return lzma.LZMADecompressor().decompress(data, max_length=limit + 1)
         if how == Compression.ZSTD:
-            import zstandard
-
-            reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
-            return reader.read(limit + 1)
-    except (zlib.error, Exception) as e:  # zstd raises its own ZstdError type
+            return _zstd_reader(data).read(limit + 1)  # type: ignore[no-any-return]
+    except (zlib.error, lzma.LZMAError, EOFError) as e:
+        raise BundleError(f"cannot decompress a {how.value} member: {e}") from e
+    except Exception as e:  # zstandard raises its own ZstdError type
+        if type(e).__name__ != "ZstdError":
+            raise
         raise BundleError(f"cannot decompress a {how.value} member: {e}") from e
     raise BundleError(f"unknown compression {how!r}")
+
+
+def _zstd_reader(data: bytes) -> Any:
+    try:
+        import zstandard
+    except ImportError:
+        raise BundleError(
+            "this bundle stores its model zstd-compressed and the zstandard package is not "
+            "installed: pip install 'edgekit-sdk[zstd]', or re-pack it with --compress xz"
+        ) from None
+    return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
 
 
 def write_tree(root: Path, payload: dict[str, bytes]) -> None:

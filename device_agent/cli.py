@@ -36,6 +36,11 @@ app = typer.Typer(
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log to stderr.")) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
+    from device_agent.machine import unsupported_machine
+
+    why = unsupported_machine()
+    if why:  # said at start, before a command gets as far as loading a model
+        typer.echo(f"warning: {why}", err=True)
 
 
 @app.command("run")

@@ -34,7 +34,7 @@ from device_agent.exit_policy import Criterion, ExitRule, confidence, override, 
 from device_agent.manifest import Manifest, ModelFormat, TensorSpec
 from device_agent.preprocess import Pipeline
 from device_agent.quant import dequantize
-from device_agent.runtimes import RuntimeOptions, load_model
+from device_agent.runtimes import RuntimeOptions, choose_format, load_model
 from device_agent.runtimes.base import feeder
 from device_agent.runtimes.model import Model
 
@@ -304,7 +304,7 @@ class Engine:
         prefer: ModelFormat | None = None,
         engine_options: EngineOptions | None = None,
     ) -> Engine:
-        fmt = prefer if prefer in manifest.targets else manifest.targets[0]
+        fmt = choose_format(manifest.targets, prefer=prefer, runtime=runtime)
         files = manifest.stage_files(fmt)
         stages = [f.stage for f in files]
         if stages != list(range(len(files))):

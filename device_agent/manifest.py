@@ -20,7 +20,7 @@ SIGNATURE_NAME = "manifest.sig"
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:[-+][0-9A-Za-z.-]+)?$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_COMPRESSED_SUFFIXES = (".zst", ".z", ".deflate")
+_COMPRESSED_SUFFIXES = (".zst", ".z", ".deflate", ".xz")
 
 
 class ModelFormat(str, Enum):
@@ -30,12 +30,19 @@ class ModelFormat(str, Enum):
     ONNX = "onnx"
 
 
+# The runtime a model file of each format needs, as the manifest names it per file, and
+# the install extra of the distribution that brings it.
+RUNTIME_FOR_FORMAT = {ModelFormat.TFLITE: "litert", ModelFormat.ONNX: "onnxruntime"}
+EXTRA_FOR_FORMAT = {ModelFormat.TFLITE: "agent-tflite", ModelFormat.ONNX: "agent-onnx"}
+
+
 class Compression(str, Enum):
     """How a member is stored in the archive (the reader handles every value)."""
 
     NONE = "none"
-    ZSTD = "zstd"
+    ZSTD = "zstd"  # readable only where the ``zstandard`` package is installed
     DEFLATE = "deflate"
+    XZ = "xz"  # LZMA (the standard library's ``lzma``)
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,12 @@ class ModelFile:
     raw_size: int | None = None
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
+    runtime: str | None = None  # the runtime this file needs; None in bundles older than the field
+
+    @property
+    def needs_runtime(self) -> str:
+        """The runtime this file needs (named in the manifest, else implied by its format)."""
+        return self.runtime or RUNTIME_FOR_FORMAT[self.format]
 
     @property
     def unpacked_path(self) -> str:
@@ -107,6 +120,7 @@ class ModelFile:
             raw_size=None if d.get("raw_size") is None else int(d["raw_size"]),
             inputs=tuple(TensorSpec.from_dict(t) for t in d.get("inputs", [])),
             outputs=tuple(TensorSpec.from_dict(t) for t in d.get("outputs", [])),
+            runtime=_opt_str(d.get("runtime"), "runtime"),
         )
 
 

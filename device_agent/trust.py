@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from device_agent import ed25519
 from device_agent.errors import BundleError, EdgeError
 
 PUBLIC_SUFFIX = ".pub"
@@ -34,20 +35,14 @@ class TrustedKey:
 
 def load_public_key(path: Path) -> TrustedKey:
     """Read a PEM Ed25519 public key file (as written by ``edge keys new``)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
     try:
         data = path.read_bytes()
     except OSError as e:
         raise EdgeError(f"{path}: cannot read public key ({e.strerror})") from e
     try:
-        key = serialization.load_pem_public_key(data)
+        raw = ed25519.public_key_from_pem(data)
     except ValueError as e:
-        raise EdgeError(f"{path}: expected a PEM public key, found unreadable data") from e
-    if not isinstance(key, Ed25519PublicKey):
-        raise EdgeError(f"{path}: expected an Ed25519 public key, found {type(key).__name__}")
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        raise EdgeError(f"{path}: {e}") from e
     return TrustedKey(key_id=key_id(raw), raw=raw, source=str(path))
 
 
@@ -71,9 +66,6 @@ class TrustStore:
 
     def verify(self, manifest_bytes: bytes, signature: bytes | None) -> str:
         """Return the id of the key that signed ``manifest_bytes``; raise if none did."""
-        from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
         if signature is None:
             raise BundleError("unsigned bundle: no manifest.sig, and only signed bundles are accepted")
         if len(signature) != SIGNATURE_BYTES:
@@ -84,11 +76,8 @@ class TrustStore:
         if not self.keys:
             raise BundleError("no trusted public keys are configured; cannot verify manifest.sig")
         for k in self.keys.values():
-            try:
-                Ed25519PublicKey.from_public_bytes(k.raw).verify(signature, manifest_bytes)
-            except InvalidSignature:
-                continue
-            return k.key_id
+            if ed25519.verify(k.raw, manifest_bytes, signature):
+                return k.key_id
         raise BundleError(
             "manifest.sig: signature does not verify with any trusted key "
             f"({', '.join(sorted(self.keys))}); unknown signer or tampered manifest"

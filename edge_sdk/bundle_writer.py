@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import lzma
 import os
 import tarfile
 import tempfile
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from device_agent.manifest import (
     MANIFEST_NAME,
+    RUNTIME_FOR_FORMAT,
     SIGNATURE_NAME,
     Compression,
     Manifest,
@@ -43,11 +45,19 @@ class ModelPayload:
     name: str | None = None  # member name; default models/stage{N}.{ext}
 
 
+_SUFFIX = {Compression.ZSTD: ".zst", Compression.DEFLATE: ".z", Compression.XZ: ".xz"}
+
+
 def compress(data: bytes, how: Compression) -> bytes:
     if how == Compression.NONE:
         return data
     if how == Compression.DEFLATE:
         return zlib.compress(data, 9)
+    if how == Compression.XZ:
+        # The dictionary no larger than the data: the device's decoder allocates it whole.
+        dict_size = max(1 << 16, 1 << (len(data) - 1).bit_length())
+        filters = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": min(dict_size, 1 << 26)}]
+        return lzma.compress(data, format=lzma.FORMAT_XZ, filters=filters)
     import zstandard
 
     return zstandard.ZstdCompressor(level=19).compress(data)
@@ -59,7 +69,7 @@ def model_file(p: ModelPayload, compression: Compression = Compression.NONE) -> 
     path = p.name or f"models/stage{p.stage}.{ext}"
     stored = compress(p.data, compression)
     if compression != Compression.NONE:
-        path += ".zst" if compression == Compression.ZSTD else ".z"
+        path += _SUFFIX[compression]
     entry = ModelFile(
         path=path,
         sha256=hashlib.sha256(stored).hexdigest(),
@@ -71,6 +81,7 @@ def model_file(p: ModelPayload, compression: Compression = Compression.NONE) -> 
         raw_size=None if compression == Compression.NONE else len(p.data),
         inputs=p.inputs,
         outputs=p.outputs,
+        runtime=RUNTIME_FOR_FORMAT[p.format],
     )
     return entry, stored
 

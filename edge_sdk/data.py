@@ -127,7 +127,7 @@ def _load_image_folder(p: Path) -> Dataset:
     try:
         from PIL import Image
     except ImportError as e:
-        raise EdgeError("reading an image folder needs Pillow: pip install 'edge-sdk[host]'") from e
+        raise EdgeError("reading an image folder needs Pillow: pip install 'edgekit-sdk[host]'") from e
     xs, ys = [], []
     for label, cls in enumerate(classes):
         for f in sorted((p / cls).iterdir()):

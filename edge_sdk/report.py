@@ -75,7 +75,7 @@ class StepRecord:
     macs: int
     bytes: int  # raw bytes of the step's model file (Keras steps: exported float TFLite)
     note: str = ""
-    compressed_bytes: int | None = None  # ``bytes`` after the bundle's codec (zstd if none)
+    compressed_bytes: int | None = None  # ``bytes`` after the bundle's codec (xz if none)
     latency_p50_ms: float | None = None  # single-sample p50 in the device runtime
 
 

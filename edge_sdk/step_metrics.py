@@ -2,7 +2,7 @@
 
 Each graph step's model is exported (float TFLite for Keras, the ONNX graph as is) so the
 report can say what the step shipped: raw bytes, bytes after the bundle's compression
-(zstd when the bundle stores files uncompressed, to show what compression would save),
+(xz, the default codec, when the bundle stores files uncompressed, to show what it would save),
 and the p50 single-sample latency in the device runtime.
 """
 
@@ -31,7 +31,7 @@ class StepSize:
 
 def codec(compression: Compression) -> Compression:
     """The codec a step's compressed size is measured with."""
-    return Compression.ZSTD if compression == Compression.NONE else compression
+    return Compression.XZ if compression == Compression.NONE else compression
 
 
 def file_size(data: bytes, path: Path, x: np.ndarray, compression: Compression,

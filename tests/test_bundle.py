@@ -139,7 +139,7 @@ def test_writer_is_deterministic_and_hash_matches(tmp_path: Path) -> None:
     assert hashlib.sha256(stored).hexdigest() == m.files[0].sha256
 
 
-@pytest.mark.parametrize("compression", [Compression.ZSTD, Compression.DEFLATE])
+@pytest.mark.parametrize("compression", [Compression.ZSTD, Compression.DEFLATE, Compression.XZ])
 def test_compressed_bundle_is_served(tmp_path: Path, compression: Compression) -> None:
     """A compressed member unpacks under its model name, so a runtime picks it by suffix."""
     import numpy as np
@@ -179,3 +179,22 @@ def test_archive_carries_no_record_padding(tmp_path: Path) -> None:
     size = path.stat().st_size
     assert size < len(data) + 6 * 1024  # headers (PAX + ustar) and the end-of-archive blocks
     assert open_bundle(path, tmp_path / "out").manifest.name == "m"
+
+
+def test_zstd_bundle_without_zstandard_names_the_extra(tmp_path: Path) -> None:
+    """Devices install no zstandard: an older zstd bundle is refused with what to do."""
+    import os
+    import subprocess
+    import sys
+
+    path, _ = _bundle(tmp_path, Compression.ZSTD)
+    code = ("import sys; sys.modules['zstandard'] = None\n"
+            "from device_agent.bundle import open_bundle\n"
+            f"open_bundle({str(path)!r}, {str(tmp_path / 'out')!r})\n")
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": root})
+    assert out.returncode != 0
+    assert "BundleError" in out.stderr and "pip install 'edgekit-sdk[zstd]'" in out.stderr
+    assert "--compress xz" in out.stderr
+    assert not (tmp_path / "out").exists()

@@ -11,6 +11,11 @@ fi
 stamp=".venv/.installed-$extra"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
+  # This project was the distribution "edge-sdk" before it became "edgekit-sdk": two
+  # distributions must not own the same packages and scripts in one venv.
+  if .venv/bin/python -m pip show --quiet edge-sdk >/dev/null 2>&1; then
+    .venv/bin/python -m pip uninstall --quiet --yes edge-sdk
+  fi
   .venv/bin/python -m pip install --quiet -e ".[$extra]"
   touch "$stamp"
 fi

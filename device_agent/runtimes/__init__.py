@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from device_agent.errors import RuntimeLoadError
-from device_agent.manifest import ModelFormat
+from device_agent.machine import unsupported_machine
+from device_agent.manifest import EXTRA_FOR_FORMAT, RUNTIME_FOR_FORMAT, ModelFormat
 from device_agent.runtimes.base import Backend, Runtime, RuntimeOptions
 from device_agent.runtimes.model import Model
 
@@ -29,6 +30,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
 }
 
 _SUFFIX = {".tflite": ModelFormat.TFLITE, ".onnx": ModelFormat.ONNX}
+DISTRIBUTION = "edgekit-sdk"
 
 
 @dataclass
@@ -105,7 +107,48 @@ def load_model(
         except Exception as e:  # a parser's own exception type differs per backend
             raise RuntimeLoadError(f"{p}: {name} cannot load this model: {_first_line(e)}") from e
         return Model(rt, backend=name, path=p)
-    raise RuntimeLoadError(f"{p}: no runtime for {fmt.value} is available ({'; '.join(reasons)})")
+    raise RuntimeLoadError(f"{p}: {missing_runtime(fmt)} ({'; '.join(reasons)})")
+
+
+def missing_runtime(fmt: ModelFormat) -> str:
+    """What to tell a person whose device has no runtime for ``fmt``: the extra to install,
+    or, on 32-bit ARM, that no such runtime exists for it."""
+    why = unsupported_machine()
+    if why:
+        return f"no {RUNTIME_FOR_FORMAT[fmt]} for {fmt.value} models: {why}"
+    return (
+        f"{fmt.value} models need {RUNTIME_FOR_FORMAT[fmt]}, which is not installed here: "
+        f"pip install '{DISTRIBUTION}[{EXTRA_FOR_FORMAT[fmt]}]'"
+    )
+
+
+def can_run(fmt: ModelFormat) -> bool:
+    """Whether some registered backend for ``fmt`` imports on this device."""
+    for name in REGISTRY:
+        if _format_hint(name) != fmt:
+            continue
+        try:
+            backend(name)
+        except RuntimeLoadError:
+            continue
+        return True
+    return False
+
+
+def choose_format(
+    targets: tuple[ModelFormat, ...], *, prefer: ModelFormat | None = None, runtime: str | None = None
+) -> ModelFormat:
+    """Which of a bundle's formats to serve: ``prefer`` or ``runtime``'s when the bundle has
+    it, else the first whose runtime is installed; with none installed, a
+    :class:`RuntimeLoadError` naming the extra that brings one."""
+    if runtime in REGISTRY:
+        prefer = _format_hint(runtime)
+    if prefer in targets:
+        return prefer
+    for fmt in targets:
+        if can_run(fmt):
+            return fmt
+    raise RuntimeLoadError("; ".join(missing_runtime(f) for f in targets))
 
 
 def _format_hint(name: str) -> ModelFormat:
@@ -125,6 +168,10 @@ __all__ = [
     "RuntimeOptions",
     "available",
     "backend",
+    "can_run",
+    "choose_format",
     "format_of",
     "load_model",
+    "missing_runtime",
+    "unsupported_machine",
 ]

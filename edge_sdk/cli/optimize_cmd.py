@@ -55,8 +55,8 @@ def optimize(
     lowrank: float | None = typer.Option(
         None, "--lowrank", help="Factorize Dense/1x1 Conv keeping this fraction of SVD energy (Keras)"),
     compress: str | None = typer.Option(
-        None, "--compress", help="Store model files in the bundle compressed: none, zstd or deflate "
-        "(default: zstd with the --max-drop search, else none)"),
+        None, "--compress", help="Store model files in the bundle compressed: none, xz, deflate or zstd "
+        "(default: xz with the --max-drop search, else none; zstd needs the device's zstd extra)"),
     distill: bool = typer.Option(
         False, "--distill", help="Recover accuracy by distillation from the original model (Keras)"),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
@@ -91,7 +91,7 @@ def optimize(
     chosen = any(v is not None for v in (prune, share, lowrank)) or early_exit
     searching = from_flags(search, max_drop, chosen, int8)
     recipe = _recipe(target, int8, 1.0 if max_drop is None else max_drop, calibration, samples, runs,
-                     flags, compress or ("zstd" if searching else "none"))
+                     flags, compress or ("xz" if searching else "none"))
     recipe = replace(recipe, search=searching, measure_steps=step_metrics, early_exit=_early_exit(
         early_exit, exit_at, exit_fractions, exit_criterion, exit_epochs, exit_int8_first))
     job = Job(model=model, data=data, out=out, name=name or _default_name(out), version=version,
@@ -128,7 +128,7 @@ def _recipe(target: str, int8: bool, max_drop: float, calibration: str, samples:
     try:
         stored = Compression(compress)
     except ValueError:
-        raise EdgeError(f"--compress {compress!r}: expected none, zstd or deflate") from None
+        raise EdgeError(f"--compress {compress!r}: expected none, xz, deflate or zstd") from None
     if samples < 1 or max_drop < 0 or runs < 1:
         raise EdgeError("--samples and --runs must be at least 1 and --max-drop at least 0")
     return Recipe(target=tgt, int8=int8, max_drop=max_drop, measure_runs=runs,

@@ -1,0 +1,168 @@
+"""A Debian 12 arm64 root under qemu-user emulation: built once, cached, used in copies.
+
+The root stands for a 64-bit Raspberry Pi OS (bookworm: Python 3.11, the same Debian
+packages) or Jetson Linux board. It is built with ``mmdebstrap`` and cached under
+``~/.cache/edge-sdk/arm64-root-<key>`` (``EDGE_SDK_CACHE`` moves the cache), where the key
+is a hash of everything that defines it (:data:`RECIPE`), so a change of recipe builds a
+new one and a fresh machine builds it once. Each use works in a throwaway copy with
+``/proc``, ``/sys`` and ``/dev`` bound in (pip and ONNX Runtime need them; ``/proc/cpuinfo``
+is a Pi 4's, see :data:`CPUINFO`) and a pip
+cache kept across runs, so wheels are downloaded once per machine.
+
+Needs root (mount, chroot) on a Debian-like x86-64 host; installs ``qemu-user-static``,
+``binfmt-support`` and ``mmdebstrap`` with apt-get when missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+RECIPE = {
+    "suite": "bookworm",
+    "arch": "arm64",
+    "variant": "apt",
+    "include": "python3,python3-venv,python3-pip,ca-certificates",
+    "recipe": 1,  # bump when the build steps below change
+}
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+# What a Raspberry Pi 4 (Cortex-A72) shows in /proc/cpuinfo. Under qemu-user the root would
+# otherwise see the x86 host's, and ONNX Runtime's CPU probe (cpuinfo) crashes on it with
+# SIGSEGV at import; LiteRT does not read it.
+CPUINFO = "".join(
+    f"processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
+    "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\n"
+    "CPU revision\t: 3\n\n" for i in range(4)
+) + "Hardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
+# What a command in the root sees: nothing of the host's environment leaks in.
+ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
+       "LANG": "C.UTF-8", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_DEFAULT_TIMEOUT": "180"}
+
+
+def log(msg: str) -> None:
+    print(f"arm: {msg}", file=sys.stderr, flush=True)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EDGE_SDK_CACHE", Path.home() / ".cache" / "edge-sdk"))
+
+
+def key() -> str:
+    return hashlib.sha256(json.dumps(RECIPE, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def cached_root() -> Path:
+    return cache_dir() / f"arm64-root-{key()}"
+
+
+def ensure_emulation() -> None:
+    """qemu-user-static registered for aarch64 binaries (F flag: works inside a chroot)."""
+    if shutil.which("mmdebstrap") is None or not Path("/usr/bin/qemu-aarch64-static").exists():
+        log("installing qemu-user-static binfmt-support mmdebstrap")
+        apt = ["apt-get", "install", "-y", "-q", "qemu-user-static", "binfmt-support", "mmdebstrap"]
+        if subprocess.run(apt, stdout=subprocess.DEVNULL).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], stdout=subprocess.DEVNULL, check=True)
+            subprocess.run(apt, stdout=subprocess.DEVNULL, check=True)
+    if not (BINFMT / "status").exists():
+        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], check=True)
+    if not (BINFMT / "qemu-aarch64").exists():
+        subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], check=True)
+    if "enabled" not in (BINFMT / "qemu-aarch64").read_text():
+        raise SystemExit("error: qemu-aarch64 is registered with binfmt_misc but disabled")
+
+
+def ensure_root() -> Path:
+    """The cached root, built first if this machine has none for :data:`RECIPE`."""
+    ensure_emulation()
+    root = cached_root()
+    if root.is_dir():
+        return root
+    tmp = root.with_name(root.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    log(f"building {root} (Debian {RECIPE['suite']} arm64; about 5-10 minutes, once per machine)")
+    subprocess.run(["mmdebstrap", f"--arch={RECIPE['arch']}", f"--variant={RECIPE['variant']}",
+                    f"--include={RECIPE['include']}", str(RECIPE["suite"]), str(tmp)],
+                   check=True, stdout=subprocess.DEVNULL)
+    tmp.rename(root)
+    return root
+
+
+def _mounted_below(path: Path) -> list[str]:
+    prefix = str(path.resolve()) + "/"
+    with open("/proc/self/mountinfo") as fh:
+        points = [line.split()[4] for line in fh]
+    return [p for p in points if p.startswith(prefix)]
+
+
+class Chroot:
+    """A working copy of the root; :meth:`run` runs a command inside it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def run(self, argv: Sequence[str], *, check: bool = True, timeout: float = 1800,
+            user: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` inside the root (as ``user``, "UID:GID", if given); output as text."""
+        spec = [f"--userspec={user}"] if user else []
+        env = {**ENV, "HOME": "/tmp"} if user else ENV
+        done = subprocess.run(["chroot", *spec, str(self.path), *argv], capture_output=True, text=True,
+                              env=env, timeout=timeout)
+        if check and done.returncode != 0:
+            raise SystemExit(f"error: in the arm64 root, {' '.join(argv)} exited {done.returncode}:\n"
+                             f"{done.stdout[-3000:]}{done.stderr[-3000:]}")
+        return done
+
+    def put(self, src: Path, dest: str) -> str:
+        """Copy a host file or folder to ``dest`` inside the root; returns ``dest``."""
+        target = self.path / dest.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, target, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, target)
+        return dest
+
+
+@contextlib.contextmanager
+def session(base: Path | None = None) -> Iterator[Chroot]:
+    """A throwaway copy of the cached root with /proc, /sys, /dev and the pip cache bound in."""
+    base = base or ensure_root()
+    work = Path(tempfile.mkdtemp(prefix="arm64-root-", dir=cache_dir()))
+    path = work / "root"
+    subprocess.run(["cp", "-a", str(base), str(path)], check=True)
+    shutil.copy2(HOST_CA, path / "etc/ssl/certs/ca-certificates.crt")  # pip's TLS, as on a board
+    pip_cache = cache_dir() / "arm64-pip"
+    pip_cache.mkdir(parents=True, exist_ok=True)
+    (path / "root/.cache/pip").mkdir(parents=True, exist_ok=True)
+    cpuinfo = work / "cpuinfo"
+    cpuinfo.write_text(CPUINFO)
+    binds = [("/proc", "proc"), ("/sys", "sys"), ("/dev", "dev"), (str(cpuinfo), "proc/cpuinfo"),
+             (str(pip_cache), "root/.cache/pip")]
+    mounted: list[Path] = []
+    try:
+        for src, dest in binds:
+            subprocess.run(["mount", "--bind", src, str(path / dest)], check=True)
+            mounted.append(path / dest)
+        yield Chroot(path)
+    finally:
+        for m in reversed(mounted):
+            if subprocess.run(["umount", str(m)]).returncode != 0:
+                subprocess.run(["umount", "-l", str(m)])
+        left = _mounted_below(path)
+        if left:  # never delete through a bind mount into the host's /dev or /proc
+            raise SystemExit(f"error: still mounted below {path}: {left}; not removing it")
+        shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    print(ensure_root())
