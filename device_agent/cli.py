@@ -10,10 +10,12 @@ from typing import Any
 
 import typer
 
+from device_agent.cli_support import ErrorsGroup
 from device_agent.errors import EdgeError
 from device_agent.update.cli import register as register_update_commands
 
 app = typer.Typer(
+    cls=ErrorsGroup,
     name="edge-agent",
     help="Serve model bundles on a device.",
     no_args_is_help=True,

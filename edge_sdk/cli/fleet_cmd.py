@@ -81,7 +81,7 @@ def status(db: str = DB, as_json: bool = JSON) -> None:
     """Every device: status, model, p50/p95, throughput, errors, cache, exits, last seen."""
     from edge_sdk.fleet.store import open_store
 
-    store, now = open_store(db), time.time()
+    store, now = open_store(db, must_exist=True), time.time()
     rows = status_rows(store, now)
     store.close()
     if as_json:
@@ -102,7 +102,7 @@ def watch(
 
     from edge_sdk.fleet.store import open_store
 
-    store = open_store(db)
+    store = open_store(db, must_exist=True)
     n = 0
     try:
         with Live(console=fleet_console(), refresh_per_second=4) as live:
@@ -133,7 +133,7 @@ def history(
 
     from edge_sdk.fleet.store import open_store
 
-    store = open_store(db)
+    store = open_store(db, must_exist=True)
     rows = store.history(device, fleet=fleet, limit=limit)
     store.close()
     if as_json:

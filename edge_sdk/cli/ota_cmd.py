@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from device_agent.cli_support import check_output_dir, check_output_file
 from device_agent.update.store import ModelStore
 from edge_sdk.cli._common import cli_errors
 
@@ -51,6 +52,7 @@ def sign(
     """Sign a bundle's exact manifest bytes with KEY and write the result to OUT."""
     from edge_sdk.signing import sign_bundle
 
+    check_output_file(out, "signed bundle")
     typer.echo(f"signed: {sign_bundle(bundle, key, out)}")
 
 
@@ -69,6 +71,8 @@ def flash(
     from device_agent.errors import EdgeError
     from device_agent.trust import TrustStore
     from device_agent.update.flow import Status, UpdateFlow, UpdatePolicy
+
+    check_output_dir(to, "model store")
     store = ModelStore(to).init()
     store.recover()
     if device_type:
@@ -206,7 +210,7 @@ def fleet_rollouts(
     from edge_sdk.fleet.store import open_store
     from edge_sdk.rollout import summarize
 
-    store = open_store(db)
+    store = open_store(db, must_exist=True)
     try:
         rows = [summarize(r) for r in store.rollouts(limit)]
     finally:
