@@ -218,16 +218,13 @@ def fleet_rollouts(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from edge_sdk.tables import Column, Table, print_table
 
-    t = Table(title=f"rollouts: {len(rows)}")
-    for col in ("rollout", "bundle", "version", "group", "canary %", "targeted", "active", "rejected",
-                "rolled-back", "pending", "phase", "outcome"):  # fmt: skip
-        t.add_column(col)
-    for r in rows:
-        t.add_row(r["rollout"], r["bundle"], r["version"], r["group"], f"{r['canary_percent']:g}",
-                  *(str(r[k]) for k in ("targeted", "active", "rejected", "rolled-back", "pending")),
-                  r["phase"], r["outcome"])
-    c = Console()
-    (c if c.is_terminal else Console(width=160)).print(t)
+    cols = (Column("rollout"), Column("bundle"), Column("version"), Column("group"),
+            *(Column(n, right=True) for n in ("canary %", "targeted", "active", "rejected",
+                                              "rolled-back", "pending")),
+            Column("phase"), Column("outcome"))
+    out = [(r["rollout"], r["bundle"], r["version"], r["group"], f"{r['canary_percent']:g}",
+            *(str(r[k]) for k in ("targeted", "active", "rejected", "rolled-back", "pending")),
+            r["phase"], r["outcome"]) for r in rows]
+    print_table(Table.of(f"rollouts: {len(rows)}", cols, out))
