@@ -20,11 +20,13 @@ from device_agent.cli_options import (
     agent_options,
     broker_options,
 )
+from device_agent.cli_support import ErrorsGroup
 from device_agent.config import load_config
 from device_agent.errors import EdgeError
 from device_agent.update.cli import register as register_update_commands
 
 app = typer.Typer(
+    cls=ErrorsGroup,
     name="edge-agent",
     help="Serve model bundles on a device.",
     no_args_is_help=True,

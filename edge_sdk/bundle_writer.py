@@ -125,6 +125,8 @@ def write_archive(out: str | os.PathLike[str], entries: list[tuple[str, bytes]])
             fh.truncate(tar.offset)
             fh.flush()
             os.fsync(fh.fileno())
+        # mkstemp creates 0600 files; a bundle is meant to be copied and served.
+        os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

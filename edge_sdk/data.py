@@ -6,7 +6,6 @@ or raises :class:`EdgeError` naming the file and what was wrong.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,6 @@ import numpy as np
 from device_agent.errors import EdgeError
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
-_LABEL_COLUMNS = ("label", "y", "target", "class")
 
 
 @dataclass(frozen=True)
@@ -88,36 +86,15 @@ def _load_npz(p: Path) -> Dataset:
 
 
 def _load_csv(p: Path) -> Dataset:
-    with p.open(newline="") as fh:
-        rows = list(csv.reader(fh))
-    if not rows:
-        raise EdgeError(f"{p}: the CSV file is empty")
-    header = rows[0]
-    has_header = any(not _is_number(c) for c in header)
-    body = rows[1:] if has_header else rows
-    label_col = None
-    if has_header:
-        lowered = [h.strip().lower() for h in header]
-        label_col = next((lowered.index(c) for c in _LABEL_COLUMNS if c in lowered), None)
-    try:
-        table = np.array([[float(c) for c in r] for r in body if r], dtype=np.float64)
-    except ValueError as e:
-        raise EdgeError(f"{p}: every cell must be a number ({e})") from e
-    if table.ndim != 2 or table.size == 0:
-        raise EdgeError(f"{p}: no numeric rows")
-    if label_col is None:
-        return Dataset(table.astype(np.float32), None, str(p))
-    y = table[:, label_col].astype(np.int64)
-    x = np.delete(table, label_col, axis=1).astype(np.float32)
-    return Dataset(x, y, str(p))
+    """The agent's CSV rule (:mod:`device_agent.sources.csv_rows`); here a bad row is an
+    error, since a data set feeds calibration and scores."""
+    from device_agent.sources.csv_rows import read_csv
 
-
-def _is_number(s: str) -> bool:
-    try:
-        float(s)
-        return True
-    except ValueError:
-        return False
+    rows = read_csv(p)
+    bad = next((e for e in rows.errors if e is not None), None)
+    if bad is not None:
+        raise EdgeError(f"{p}: {bad}")
+    return Dataset(rows.x, rows.y, str(p))
 
 
 def _load_image_folder(p: Path) -> Dataset:

@@ -52,9 +52,15 @@ class EvalResult:
     reference: str | None = None
     agreement: float | None = None
     exits: dict[str, int] | None = None  # inputs answered per cascade stage (device engine)
+    # "accuracy" (labels), or "agreement" with recorded outputs (a bundle's validation set)
+    measured: str = "accuracy"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        for k in ("accuracy", "error_rate", "agreement"):  # 1 - 0.9933... is not 0.00666...71
+            if d[k] is not None:
+                d[k] = round(d[k], 6)
+        return d
 
 
 # --- pure core -------------------------------------------------------------------------
@@ -210,17 +216,51 @@ def _run_batches(predictor: Predictor, x: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate(out)
 
 
-def bundled_validation(bundle: Path) -> Dataset:
-    """The validation set a bundle carries (``validation.npz``), for eval without ``--data``."""
-    from device_agent.loader import opened_bundle
+RECORDED = "the outputs recorded in the bundle at build time"
 
+
+def evaluate_bundled(bundle: Path, config: EvalConfig | None = None) -> EvalResult:
+    """Replay the validation set a bundle carries, as a device's health check does: the
+    shipped model on the stored inputs, compared with the outputs recorded when the bundle
+    was built. That set has no labels: the result is top-1 agreement, not accuracy."""
+    from device_agent.engine import Engine
+    from device_agent.loader import opened_bundle
+    from device_agent.runtimes import RuntimeOptions
+    from device_agent.update.health import load_validation, validation_inputs
+
+    cfg = config or EvalConfig()
     if bundle.suffix.lower() != ".edgepkg":
-        raise EdgeError(f"{bundle}: --data is required (only a .edgepkg can carry its own validation set)")
+        raise EdgeError(f"{bundle}: --data is required (only a .edgepkg carries its own validation set)")
+    if not bundle.exists():
+        raise EdgeError(f"{bundle}: no such model file")
     with opened_bundle(bundle) as b:
         if b.validation_path is None:
             raise EdgeError(f"{bundle}: no --data given and the bundle carries no validation set")
-        ds = load_dataset(b.validation_path)
-    return Dataset(ds.x, ds.y, f"{bundle}:{b.manifest.validation}", ds.classes)
+        source = f"{bundle}:{b.manifest.validation}"
+        labelled = _labelled(b.validation_path, source)
+        if labelled is not None:  # a set with class labels: accuracy, as with --data
+            return evaluate(bundle, labelled, config=cfg)
+        x, recorded = load_validation(b.validation_path)
+        engine = Engine.from_bundle_dir(b.root, b.manifest, runtime=cfg.runtime,
+                                        options=RuntimeOptions(threads=cfg.threads),
+                                        prefer=preferred_format(cfg.runtime))
+        model = engine.model
+        got = np.asarray(model.predict1(validation_inputs(x, model.inputs[0])))
+    return EvalResult(
+        artifact=str(bundle), data=source, samples=len(x), accuracy=None, error_rate=None,
+        correct=None, runtime=str(model.backend), batch_size=len(x), reference=RECORDED,
+        agreement=agreement(predicted_classes(got), predicted_classes(recorded)),
+        measured="agreement",
+    )
+
+
+def _labelled(path: Path, source: str) -> Dataset | None:
+    """The validation set as a labelled :class:`Dataset` when its ``y`` holds class labels."""
+    with np.load(path, allow_pickle=False) as z:
+        y = np.asarray(z["y"]) if "y" in z else None
+        if y is None or y.ndim != 1 or y.dtype.kind not in "iu":
+            return None
+        return Dataset(np.asarray(z["x"]).astype(np.float32), y.astype(np.int64), source)
 
 
 def evaluate(
@@ -232,14 +272,15 @@ def evaluate(
 ) -> EvalResult:
     """Top-1 accuracy of ``artifact`` on ``data`` and, with ``reference``, agreement with it.
 
-    ``data=None`` uses the validation set inside a bundle.
+    ``data=None`` replays the validation set inside a bundle (:func:`evaluate_bundled`).
     """
     cfg = config or EvalConfig()
     path = Path(artifact)
     if data is None:
-        ds = bundled_validation(path)
-    else:
-        ds = data if isinstance(data, Dataset) else load_dataset(data)
+        if reference is not None:
+            raise EdgeError("--reference needs --data (the inputs both models are run on)")
+        return evaluate_bundled(path, cfg)
+    ds = data if isinstance(data, Dataset) else load_dataset(data)
     if len(ds) == 0:
         raise EdgeError(f"{ds.source}: the data set is empty")
     if ds.y is None and reference is None:

@@ -302,50 +302,45 @@ def _cascade_panel(ax: Any, c: CascadeResult) -> None:
 
 
 def print_table(report: Report, console: Any = None) -> None:
-    """The before/after table(s) and the steps, with rich."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
+    """The before/after table(s), the steps and the remedy lines, fitted to the width
+    (rich tables in a terminal, plain lines elsewhere; see :mod:`edge_sdk.tables`)."""
+    from edge_sdk.tables import Column, Table
+    from edge_sdk.tables import print_table as show
 
-    con = console or Console()
+    def say(line: str) -> None:
+        if console is not None:
+            console.print(line, markup=False, highlight=False)
+        else:
+            print(line)
+
     for c in report.comparisons:
-        t = Table(title=f"{report.name}: {c.format.value} float32 → optimized")
-        for col, just in (("metric", "left"), ("baseline", "right"), ("optimized", "right"),
-                          ("change", "right")):
-            t.add_column(col, justify=just)  # type: ignore[arg-type]
-        for r in table_rows(c):
-            t.add_row(*(escape(cell) for cell in r))
-        con.print(t)
-    steps = Table(title=f"{report.name}: after each step")
-    for col in STEP_COLUMNS:
-        steps.add_column(col, justify="left" if col in ("step", "note") else "right",
-                         no_wrap=col != "note")
-    for s in report.steps:
-        steps.add_row(*(escape(cell) for cell in step_row(s)))
-    con.print(steps)
+        show(Table.of(f"{report.name}: {c.format.value} float32 → optimized",
+                      ("metric", *(Column(n, right=True) for n in ("baseline", "optimized", "change"))),
+                      table_rows(c)), console)
+    cols = [Column(n, right=True, wrap=n == "note") for n in STEP_COLUMNS]
+    cols[0], cols[-1] = Column("step"), Column("note", wrap=True)
+    show(Table.of(f"{report.name}: after each step", cols, [step_row(s) for s in report.steps]),
+         console)
     for tr in report.targets:
         if tr.decision is not None:
             ch = tr.decision.chosen
-            con.print(f"int8 {tr.format.value}: remedy [bold]{escape(ch.remedy)}[/] "
-                      f"({escape(ch.reason)}); "
-                      f"drop {ch.drop:+.2f} points (budget {tr.decision.budget})")
+            say(f"int8 {tr.format.value}: remedy {ch.remedy} ({ch.reason}); "
+                f"drop {ch.drop:+.2f} points (budget {tr.decision.budget:g})")
         for n in tr.notes:
-            con.print(f"note: {escape(n)}")
+            say(f"note: {n}")
     if report.cascade is not None:
-        _print_cascade(con, report.cascade)
-    con.print(f"bundle: {escape(str(report.bundle))}")
+        _print_cascade(report.cascade, console, say)
+    say(f"bundle: {report.bundle}")
 
 
-def _print_cascade(con: Any, c: CascadeResult) -> None:
-    from rich.markup import escape
-    from rich.table import Table
+def _print_cascade(c: CascadeResult, console: Any, say: Any) -> None:
+    from edge_sdk.tables import Column, Table
+    from edge_sdk.tables import print_table as show
 
-    t = Table(title=f"early exit after {', '.join(c.split_layers)} ({c.criterion}): full model → "
-                    "cascade, validation, batch 1")
-    for col in ("target", "accuracy %", "mean latency ms", "speedup", "exits per stage"):
-        t.add_column(col, justify="left" if col in ("target", "exits per stage") else "right")
-    for r in cascade_rows(c):
-        t.add_row(*(escape(cell) for cell in r))
-    con.print(t)
-    con.print(f"thresholds {[round(e.threshold, 4) for e in c.exits]}; mean MACs per input "
-              f"{c.mean_macs:,.0f} of {c.full_macs:,}")
+    cols = (Column("target"), *(Column(n, right=True) for n in ("accuracy %", "mean latency ms",
+                                                                  "speedup")),
+            Column("exits per stage", wrap=True))
+    show(Table.of(f"early exit after {', '.join(c.split_layers)} ({c.criterion}): full model → "
+                  "cascade, validation, batch 1", cols, cascade_rows(c)), console)
+    say(f"thresholds {[round(e.threshold, 4) for e in c.exits]}; mean MACs per input "
+        f"{c.mean_macs:,.0f} of {c.full_macs:,}")

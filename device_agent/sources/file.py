@@ -10,9 +10,11 @@ import numpy as np
 
 from device_agent.errors import EdgeError
 from device_agent.sources.base import Reading, finite_rows
+from device_agent.sources.csv_rows import read_csv
 
 
-def load_rows(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+def load_readings(path: Path) -> tuple[np.ndarray, np.ndarray | None, tuple[str | None, ...]]:
+    """``x``, labels and, per row, why it is a bad reading (``None`` when it is not)."""
     if not path.is_file():
         raise EdgeError(f"{path}: no such input file")
     if path.suffix.lower() == ".npz":
@@ -20,17 +22,15 @@ def load_rows(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
             with np.load(path, allow_pickle=False) as z:
                 if "x" not in z:
                     raise EdgeError(f"{path}: expected an array named 'x', found {sorted(z.files)}")
-                return np.asarray(z["x"]), (np.asarray(z["y"]) if "y" in z else None)
+                x = np.asarray(z["x"])
+                return x, (np.asarray(z["y"]) if "y" in z else None), (None,) * len(x)
         except EdgeError:
             raise
         except Exception as e:  # corrupt zip or array header
             raise EdgeError(f"{path}: not a readable .npz file ({e})") from e
     if path.suffix.lower() == ".csv":
-        try:
-            data = np.genfromtxt(path, delimiter=",", dtype=np.float32)
-        except ValueError as e:
-            raise EdgeError(f"{path}: not a numeric CSV ({e})") from e
-        return np.atleast_2d(data), None
+        rows = read_csv(path)
+        return rows.x, rows.y, rows.errors
     raise EdgeError(f"{path}: unknown input format {path.suffix!r}; expected .npz or .csv")
 
 
@@ -39,7 +39,7 @@ class FileSource:
 
     def __init__(self, path: Path, *, rate: float | None = None, loop: bool = False):
         self.path = path
-        self.x, self.y = load_rows(path)
+        self.x, self.y, self.errors = load_readings(path)
         self.rate = rate
         self.loop = loop
         self._closed = False
@@ -55,6 +55,7 @@ class FileSource:
         name = self.path.name  # looked up once: per row it costs as much as the Reading
         labels = None if self.y is None else [int(v) for v in self.y.tolist()]
         finite = finite_rows(self.x)
+        errors = self.errors
         while not self._closed:
             for i, row in enumerate(self.x):
                 if self._closed:
@@ -64,6 +65,9 @@ class FileSource:
                     delay = next_t - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
+                if errors[i] is not None:
+                    yield Reading(id=f"{name}:{i}", value=None, error=errors[i])
+                    continue
                 meta = {} if labels is None else {"label": labels[i]}
                 yield Reading(id=f"{name}:{i}", value=row, meta=meta, finite=finite[i])
             if not self.loop:

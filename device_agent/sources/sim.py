@@ -1,8 +1,10 @@
 """``sim:imu`` and ``sim:vibration``: seeded simulated sensors, for demos and tests.
 
 ``sim:imu?seed=0&window=100&n=200&rate=50`` yields windows of a 6-axis IMU
-(accelerometer + gyroscope, shape (window, 6)) cycling through activities (standing,
-walking, running, badminton-like swings) with noise. ``sim:vibration?seed=0&window=256``
+(accelerometer + gyroscope) sampled at 10 Hz, laid out like the UEA BasicMotions data
+the IMU example trains on: shape (6, window), channels first, so that example's bundle
+serves them as they come. Activities (badminton-like swings, running, standing,
+walking) are labelled in that example's class order. ``sim:vibration?seed=0&window=256``
 yields 1-D vibration windows: a shaft frequency with harmonics, and a bearing-fault
 tone in some readings. ``hold=K`` repeats each reading K times with tiny jitter (a
 sensor whose value barely changes, to exercise ``--cache near:TOL``). Readings carry
@@ -18,22 +20,23 @@ import numpy as np
 
 from device_agent.sources.base import Reading
 
-IMU_ACTIVITIES = ("standing", "walking", "running", "badminton")
+# Sorted, as the IMU example orders BasicMotions' classes.
+IMU_ACTIVITIES = ("badminton", "running", "standing", "walking")
 # (step frequency in Hz, accelerometer amplitude, gyroscope amplitude) per activity
-_IMU = {0: (0.0, 0.02, 0.02), 1: (1.8, 0.6, 0.5), 2: (2.8, 1.6, 1.2), 3: (1.1, 2.5, 3.0)}
+_IMU = {0: (1.1, 2.5, 3.0), 1: (2.8, 1.6, 1.2), 2: (0.0, 0.02, 0.02), 3: (1.8, 0.6, 0.5)}
 
 
 def imu_window(
     rng: np.random.Generator, activity: int, window: int, hz: float = 10.0
 ) -> np.ndarray:
-    """One (window, 6) IMU reading for ``activity``."""
+    """One (6, window) IMU reading for ``activity`` (channels first)."""
     f, acc, gyr = _IMU[activity]
     t = np.arange(window) / hz
     phase = rng.uniform(0, 2 * np.pi, 6)
     amp = np.array([acc] * 3 + [gyr] * 3) * rng.uniform(0.8, 1.2, 6)
     sig = amp * np.sin(2 * np.pi * f * t[:, None] + phase)
     sig[:, 2] += 1.0  # gravity on z
-    return (sig + rng.normal(0, 0.05, sig.shape)).astype(np.float32)
+    return np.ascontiguousarray((sig + rng.normal(0, 0.05, sig.shape)).T, dtype=np.float32)
 
 
 def vibration_window(

@@ -28,12 +28,14 @@ def install(
 ) -> None:
     """Verify, stage, health-check and atomically switch to BUNDLE; print the result as JSON."""
     from device_agent import __version__
+    from device_agent.cli_support import check_output_dir
     from device_agent.update.agent import env_checkpoint, keep_keys, trust_for
     from device_agent.update.flow import Status, UpdateFlow, UpdatePolicy
     from device_agent.update.health import HealthOptions
     from device_agent.update.store import ModelStore
 
     try:
+        check_output_dir(store, "model store")
         s = ModelStore(store)
         s.recover()
         policy = UpdatePolicy(
@@ -57,6 +59,10 @@ def status(store: Path = typer.Option(..., "--store", help="The agent's model st
     from device_agent.update.store import ModelStore
 
     try:
+        if not store.is_dir():
+            # A read-only look: never create a store by asking about one.
+            raise EdgeError(f"--store {store}: no model store there (install a bundle first: "
+                            f"edge-agent install BUNDLE --store {store})")
         s = ModelStore(store)
         rec = s.recover()
         slot = s.current()

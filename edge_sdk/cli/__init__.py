@@ -6,7 +6,10 @@ import importlib
 
 import typer
 
+from device_agent.cli_support import ErrorsGroup
+
 app = typer.Typer(
+    cls=ErrorsGroup,
     name="edge",
     help="Optimize models for small devices, ship them, and watch the fleet.",
     no_args_is_help=True,

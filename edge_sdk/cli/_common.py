@@ -10,23 +10,27 @@ from typing import Any, TypeVar
 
 import typer
 
+from device_agent.cli_support import describe_os_error, fail
 from device_agent.errors import EdgeError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def cli_errors(fn: F) -> F:
-    """Turn an :class:`EdgeError` into ``error: <message>`` on stderr and exit code 2."""
+    """Turn an :class:`EdgeError` or ``OSError`` into ``error: <message>`` on stderr and
+    exit code 2 (the top-level group does the same for every command; this keeps a
+    command function called on its own just as clean)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except EdgeError as e:
-            # Library messages (tarfile, parsers) can span lines; the CLI promises one.
-            one_line = "; ".join(part.strip() for part in str(e).splitlines() if part.strip())
-            typer.echo(f"error: {one_line}", err=True)
-            raise typer.Exit(2) from None
+            raise fail(str(e)) from None
+        except BrokenPipeError:
+            raise typer.Exit(0) from None
+        except OSError as e:
+            raise fail(describe_os_error(e)) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -23,12 +23,16 @@ def demo(
 ) -> None:
     """Train LeNet-5 on digits, optimize it to an int8 bundle, serve it, print the report;
     then run a small fleet (embedded broker, collector, 3 agents) and show its status."""
+    from device_agent.cli_support import check_output_dir
     from edge_sdk._quiet import quiet
     from edge_sdk.cli._progress import rich_progress
-    from edge_sdk.cli.fleet_cmd import fleet_console, status_table
+    from edge_sdk.cli.fleet_cmd import status_table
     from edge_sdk.demo.steps import DemoState, run_demo
     from edge_sdk.report import print_table
+    from edge_sdk.tables import print_table as print_fleet
 
+    if out is not None:
+        check_output_dir(out, "demo folder")
     folder = out or Path(tempfile.mkdtemp(prefix="edge-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
@@ -43,5 +47,5 @@ def demo(
         typer.echo(line)
     print_table(report)
     typer.echo(f"$ edge fleet status --db {state.results['fleet_db']}")
-    fleet_console().print(status_table(state.results["fleet"], time.time()))
+    print_fleet(status_table(state.results["fleet"], time.time()))
     typer.echo(f"files in {folder}")

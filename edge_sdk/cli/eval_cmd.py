@@ -54,3 +54,6 @@ def eval_artifact(
         typer.echo(f"exits:      {', '.join(parts)}")
     if result.agreement is not None:
         typer.echo(f"agreement:  {result.agreement * 100:.2f}% with {result.reference}")
+    if result.measured == "agreement" and result.accuracy is None:
+        typer.echo("note:       the bundle's validation set has no labels, so this is top-1 agreement "
+                   "with the recorded outputs, not accuracy; give --data for accuracy")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any
 
@@ -11,6 +12,7 @@ import typer
 from device_agent.cli_options import broker_options
 from device_agent.mqtt import BrokerOptions
 from edge_sdk.cli._common import cli_errors, print_json
+from edge_sdk.tables import Column, Table, is_terminal, print_table, render
 
 fleet_app = typer.Typer(help="Look at the fleet the collector stores.", no_args_is_help=True)
 
@@ -23,11 +25,10 @@ def register(app: typer.Typer) -> None:
 
 
 def fleet_console() -> Any:
+    """A rich console for live views; its width is the terminal's (80 when piped)."""
     from rich.console import Console
 
-    c = Console()
-    # Piped output (logs, CI) would be cut to 80 columns and the table truncated.
-    return c if c.is_terminal else Console(width=160)
+    return Console()
 
 
 def _fmt(v: Any, digits: int = 2) -> str:
@@ -57,24 +58,25 @@ def status_rows(store: Any, now: float) -> list[dict[str, Any]]:
     return out
 
 
-def status_table(rows: list[dict[str, Any]], now: float) -> Any:
-    from rich.table import Table
+STATUS_COLORS = {"online": "green", "offline": "red"}
 
-    t = Table(title=f"fleet: {len(rows)} devices")
-    for col in ("fleet", "device", "status", "model", "p50 ms", "p95 ms", "per s", "n/window",
-                "errors", "cache", "exits", "last seen"):  # fmt: skip
-        t.add_column(col)
-    colors = {"online": "green", "offline": "red"}
+
+def status_table(rows: list[dict[str, Any]], now: float) -> Table:
+    """The status of every device as a :class:`~edge_sdk.tables.Table` (device first)."""
+    cols = (Column("device"), Column("fleet"), Column("status"), Column("model", wrap=True),
+            *(Column(n, right=True) for n in ("p50 ms", "p95 ms", "per s", "n/window", "errors",
+                                              "cache")),
+            Column("exits", wrap=True), Column("last seen", right=True))
+    out = []
     for r in rows:
-        st = f"[{colors.get(r['status'], 'yellow')}]{r['status']}[/]"
         exits = " ".join(f"{k}:{v}" for k, v in r["exits"].items()) or "-"
-        t.add_row(
-            r["fleet"], r["device"], st, f"{r['model']} {r['model_version']}".strip() or "-",
+        out.append((
+            r["device"], r["fleet"], r["status"], f"{r['model']} {r['model_version']}".strip() or "-",
             _fmt(r["latency_p50_ms"]), _fmt(r["latency_p95_ms"]), _fmt(r["throughput_per_s"], 1),
             _fmt(r["inferences"]), _fmt(r["errors"]), _fmt(r["cache_hits"]), exits,
             _ago(r["last_seen"], now),
-        )  # fmt: skip
-    return t
+        ))  # fmt: skip
+    return Table.of(f"fleet: {len(rows)} devices", cols, out, styles=STATUS_COLORS)
 
 
 @fleet_app.command("status")
@@ -83,13 +85,13 @@ def status(db: str = DB, as_json: bool = JSON) -> None:
     """Every device: status, model, p50/p95, throughput, errors, cache, exits, last seen."""
     from edge_sdk.fleet.store import open_store
 
-    store, now = open_store(db), time.time()
+    store, now = open_store(db, must_exist=True), time.time()
     rows = status_rows(store, now)
     store.close()
     if as_json:
         print_json(rows)
         return
-    fleet_console().print(status_table(rows, now))
+    print_table(status_table(rows, now))
 
 
 @fleet_app.command("watch")
@@ -100,25 +102,49 @@ def watch(
     count: int = typer.Option(0, "--count", help="Stop after this many refreshes (0 = Ctrl-C)"),
 ) -> None:
     """The status table, refreshed live."""
-    from rich.live import Live
-
     from edge_sdk.fleet.store import open_store
 
-    store = open_store(db)
-    n = 0
+    store = open_store(db, must_exist=True)
     try:
-        with Live(console=fleet_console(), refresh_per_second=4) as live:
-            while True:
-                now = time.time()
-                live.update(status_table(status_rows(store, now), now))
-                n += 1
-                if count and n >= count:
-                    break
-                time.sleep(interval)
+        if is_terminal():
+            _watch_live(store, interval, count)
+        else:
+            _watch_plain(store, interval, count)
     except KeyboardInterrupt:
         pass
     finally:
         store.close()
+
+
+def _watch_live(store: Any, interval: float, count: int) -> None:
+    from rich.live import Live
+
+    con = fleet_console()
+    n = 0
+    with Live(console=con, refresh_per_second=4) as live:
+        while True:
+            now = time.time()
+            live.update(render(status_table(status_rows(store, now), now), terminal=True,
+                               width=con.width))
+            n += 1
+            if count and n >= count:
+                break
+            time.sleep(interval)
+
+
+def _watch_plain(store: Any, interval: float, count: int) -> None:
+    """Piped: the plain table once per refresh, a blank line between refreshes."""
+    n = 0
+    while True:
+        now = time.time()
+        if n:
+            sys.stdout.write("\n")
+        print_table(status_table(status_rows(store, now), now))
+        sys.stdout.flush()
+        n += 1
+        if count and n >= count:
+            break
+        time.sleep(interval)
 
 
 @fleet_app.command("history")
@@ -131,29 +157,26 @@ def history(
     as_json: bool = JSON,
 ) -> None:
     """One device's telemetry windows over time."""
-    from rich.table import Table
-
     from edge_sdk.fleet.store import open_store
 
-    store = open_store(db)
+    store = open_store(db, must_exist=True)
     rows = store.history(device, fleet=fleet, limit=limit)
     store.close()
     if as_json:  # exits as an object, as in `status --json` (stored as JSON text)
         print_json([{**r, "exits": json.loads(r["exits"]) if r["exits"] else {}} for r in rows])
         return
-    t = Table(title=f"{device}: {len(rows)} windows")
-    for col in ("boot", "seq", "end", "n", "per s", "p50", "p95", "p99", "err", "cpu %", "rss MB",
-                "temp", "dropped"):  # fmt: skip
-        t.add_column(col)
+    cols = (Column("boot"), *(Column(n, right=True) for n in (
+        "seq", "end", "n", "per s", "p50", "p95", "p99", "err", "cpu %", "rss MB", "temp", "dropped")))
+    out = []
     for r in rows:
         rss = None if r["rss_bytes"] is None else r["rss_bytes"] / 1e6
-        t.add_row(
+        out.append((
             r["boot_id"][:8], str(r["seq"]), time.strftime("%H:%M:%S", time.localtime(r["end_ts"])),
             str(r["inferences"]), _fmt(r["throughput"], 1), _fmt(r["latency_p50"]),
             _fmt(r["latency_p95"]), _fmt(r["latency_p99"]), str(r["errors"]),
             _fmt(r["cpu_percent"], 1), _fmt(rss, 1), _fmt(r["temperature_c"], 1), str(r["dropped"]),
-        )  # fmt: skip
-    fleet_console().print(t)
+        ))  # fmt: skip
+    print_table(Table.of(f"{device}: {len(rows)} windows", cols, out))
 
 
 @fleet_app.command("alerts")
@@ -172,8 +195,6 @@ def alerts(
     With --broker (and its credential options) new alerts are also published to
     edge/v1/FLEET/alerts.
     """
-    from rich.table import Table
-
     from edge_sdk.fleet.alerts import AlertRules, evaluate_store
     from edge_sdk.fleet.store import open_store
 
@@ -186,13 +207,10 @@ def alerts(
     if as_json:
         print_json(rows)
         return
-    t = Table(title=f"alerts ({len(new)} new)")
-    for col in ("time", "fleet", "device", "kind", "severity", "message"):
-        t.add_column(col)
-    for r in rows:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["ts"]))
-        t.add_row(when, r["fleet"], r["device"], r["kind"], r["severity"], r["message"])
-    fleet_console().print(t)
+    cols = ("time", "fleet", "device", "kind", "severity", Column("message", wrap=True))
+    out = [(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["ts"])), r["fleet"], r["device"],
+            r["kind"], r["severity"], r["message"]) for r in rows]
+    print_table(Table.of(f"alerts ({len(new)} new)", cols, out))
 
 
 def _publish(broker: BrokerOptions, new: list[Any]) -> None:

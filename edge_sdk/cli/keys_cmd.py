@@ -21,8 +21,10 @@ def new_keys(
     out: Path = typer.Option(..., "--out", help="Private key path; the public key is OUT.pub"),
 ) -> None:
     """Write a new key pair: OUT (private, mode 0600) and OUT.pub. Never overwrites."""
+    from device_agent.cli_support import check_output_file
     from edge_sdk.signing import new_key_pair
 
+    check_output_file(out, "private key")
     kp = new_key_pair(out)
     typer.echo(f"private key: {kp.private} (keep it secret)")
     typer.echo(f"public key:  {kp.public} (copy to each device's keys/ directory)")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from device_agent.cli_support import check_output_file
 from edge_sdk.cli._common import cli_errors, print_json
 
 if TYPE_CHECKING:
@@ -78,8 +79,12 @@ def optimize(
     from edge_sdk.passes.compression import CompressionFlags
     from edge_sdk.pipeline import Job
     from edge_sdk.pipeline import optimize as run
-    from edge_sdk.report import print_table
+    from edge_sdk.report import print_table, report_paths
 
+    # Every file the run will write, checked now rather than after minutes of work.
+    check_output_file(out, "bundle")
+    for path in report_paths(out).values():
+        check_output_file(path, "report")
     if sign is not None:
         from edge_sdk.signing import load_signer
 

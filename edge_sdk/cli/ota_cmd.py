@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from device_agent.cli_options import broker_options
+from device_agent.cli_support import check_output_dir, check_output_file
 from device_agent.mqtt import BrokerOptions
 from device_agent.update.store import ModelStore
 from edge_sdk.cli._common import cli_errors
@@ -52,6 +53,7 @@ def sign(
     """Sign a bundle's exact manifest bytes with KEY and write the result to OUT."""
     from edge_sdk.signing import sign_bundle
 
+    check_output_file(out, "signed bundle")
     typer.echo(f"signed: {sign_bundle(bundle, key, out)}")
 
 
@@ -72,6 +74,7 @@ def flash(
     from device_agent.update.agent import keep_keys
     from device_agent.update.flow import Status, UpdateFlow, UpdatePolicy
 
+    check_output_dir(to, "model store")
     store = ModelStore(to).init()
     store.recover()
     if device_type:
@@ -218,7 +221,7 @@ def fleet_rollouts(
     from edge_sdk.fleet.store import open_store
     from edge_sdk.rollout import summarize
 
-    store = open_store(db)
+    store = open_store(db, must_exist=True)
     try:
         rows = [summarize(r) for r in store.rollouts(limit)]
     finally:
@@ -226,16 +229,13 @@ def fleet_rollouts(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from edge_sdk.tables import Column, Table, print_table
 
-    t = Table(title=f"rollouts: {len(rows)}")
-    for col in ("rollout", "bundle", "version", "group", "canary %", "targeted", "active", "rejected",
-                "rolled-back", "pending", "phase", "outcome"):  # fmt: skip
-        t.add_column(col)
-    for r in rows:
-        t.add_row(r["rollout"], r["bundle"], r["version"], r["group"], f"{r['canary_percent']:g}",
-                  *(str(r[k]) for k in ("targeted", "active", "rejected", "rolled-back", "pending")),
-                  r["phase"], r["outcome"])
-    c = Console()
-    (c if c.is_terminal else Console(width=160)).print(t)
+    cols = (Column("rollout"), Column("bundle"), Column("version"), Column("group"),
+            *(Column(n, right=True) for n in ("canary %", "targeted", "active", "rejected",
+                                              "rolled-back", "pending")),
+            Column("phase"), Column("outcome"))
+    out = [(r["rollout"], r["bundle"], r["version"], r["group"], f"{r['canary_percent']:g}",
+            *(str(r[k]) for k in ("targeted", "active", "rejected", "rolled-back", "pending")),
+            r["phase"], r["outcome"]) for r in rows]
+    print_table(Table.of(f"rollouts: {len(rows)}", cols, out))

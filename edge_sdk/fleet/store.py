@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -377,8 +378,12 @@ def _window_row(fleet: str, device: str, w: TelemetryWindow, at: float) -> tuple
     return (fleet, device, *(getattr(w, k) for k in WINDOW_FIELDS), exits_json(w.exits), at)
 
 
-def open_store(db: str) -> Store:
-    """``fleet.db`` (SQLite, WAL) or ``postgresql://...`` (psycopg 3) → a migrated store."""
+def open_store(db: str, *, must_exist: bool = False) -> Store:
+    """``fleet.db`` (SQLite, WAL) or ``postgresql://...`` (psycopg 3) → a migrated store.
+
+    ``must_exist``: for commands that only read; a missing SQLite file is an error
+    instead of a new, empty database.
+    """
     if db.startswith(("postgresql://", "postgres://")):
         from edge_sdk.fleet.store_postgres import connect_postgres
 
@@ -387,4 +392,7 @@ def open_store(db: str) -> Store:
         raise EdgeError(f"--db: expected a SQLite file path or postgresql://..., found {db!r}")
     from edge_sdk.fleet.store_sqlite import connect_sqlite
 
+    if must_exist and not Path(db).is_file():
+        raise EdgeError(f"--db {db}: no fleet database there (the collector creates it: "
+                        f"edge collector --db {db})")
     return connect_sqlite(db)

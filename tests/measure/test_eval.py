@@ -200,3 +200,33 @@ def test_pure_top1_accuracy_agreement() -> None:
     assert top1(logits, np.array([1, 0, 1, 1])) == 50.0  # the pipeline's percent form
     with pytest.raises(EdgeError, match="3 predictions for 4 labels"):
         accuracy(pred[:3], np.zeros(4))
+
+
+def test_a_bundle_without_labels_reports_agreement_with_its_recorded_outputs(tmp_path: Path) -> None:
+    """An ``edge optimize`` bundle's validation set holds the outputs the model gave at
+    build time, not labels: eval replays it and says it measured agreement, not accuracy."""
+    from device_agent.manifest import ModelFormat, TensorSpec
+    from edge_sdk.bundle_writer import ModelPayload, build_bundle
+    from tests.ota.conftest import onnx_model, reference_outputs, validation_npz
+
+    rng = np.random.default_rng(0)
+    w, b = rng.normal(size=(64, 10)).astype(np.float32), rng.normal(size=10).astype(np.float32)
+    x = rng.uniform(0, 1, (8, 64)).astype(np.float32)
+    out = tmp_path / "m.edgepkg"
+    build_bundle(out, name="m", version="1.0.0",
+                 models=[ModelPayload(onnx_model(w, b), ModelFormat.ONNX,
+                                      inputs=(TensorSpec("x", (-1, 64), "float32"),),
+                                      outputs=(TensorSpec("y", (-1, 10), "float32"),))],
+                 validation=validation_npz(x, reference_outputs(x, w, b)))
+    got = _eval_json(str(out))
+    assert (got["measured"], got["accuracy"], got["agreement"], got["samples"]) == ("agreement", None, 1.0, 8)
+    res = runner.invoke(app, ["eval", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "not accuracy" in res.stdout and "agreement:  100.00%" in res.stdout
+
+
+def test_json_rates_are_rounded(artifacts: Artifacts, digits: DigitsSplit) -> None:
+    got = _eval_json(str(artifacts.tflite), "--data", str(digits.test))
+    for k in ("accuracy", "error_rate"):
+        assert got[k] == round(got[k], 6)
+    assert got["accuracy"] + got["error_rate"] == pytest.approx(1.0)

@@ -34,3 +34,21 @@ def test_imu_example(tmp_path: Path) -> None:
     # 4 balanced classes: chance is 0.25; the served int8 cascade must be a real classifier
     assert agent["accuracy"] >= 0.8, out.stdout[-2000:]
     assert report["keras_float_test_accuracy"] - agent["accuracy"] <= 0.1
+    _readme_simulator_line(tmp_path / "imu.edgepkg")
+
+
+def _readme_simulator_line(bundle: Path) -> None:
+    """README: ``edge-agent run imu.edgepkg --source "sim:imu?seed=1&n=500"``, with the
+    example's own bundle: every simulated reading is served, none fails."""
+    readme = (ROOT / "README.md").read_text()
+    line = 'edge-agent run imu.edgepkg --source "sim:imu?seed=1&n=500"'
+    assert line in readme
+    out = subprocess.run(
+        [sys.executable, "-m", "device_agent", "run", str(bundle), "--source", "sim:imu?seed=1&n=500",
+         "--cache", "near:0.01", "--quiet"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout.strip().splitlines()[-1])["summary"]
+    assert (summary["count"], summary["errors"]) == (500, 0), summary
+    assert "broadcast" not in out.stderr

@@ -29,7 +29,7 @@ def test_sim_sources_are_seeded() -> None:
     a = [r.value for r in open_source("sim:imu?seed=3&n=4")]
     b = [r.value for r in open_source("sim:imu?seed=3&n=4")]
     c = [r.value for r in open_source("sim:imu?seed=4&n=4")]
-    assert all(x.shape == (100, 6) for x in a)  # type: ignore[union-attr]
+    assert all(x.shape == (6, 100) for x in a)  # type: ignore[union-attr]  # BasicMotions layout
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))  # type: ignore[arg-type]
     assert not np.array_equal(a[0], c[0])  # type: ignore[arg-type]
     vib = list(open_source("sim:vibration?seed=1&n=3&window=512"))
