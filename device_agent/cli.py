@@ -37,7 +37,7 @@ def run(
     rate: float = typer.Option(None, "--rate", help="Replay at this many readings per second"),
     runtime: str = typer.Option(None, "--runtime", help="Force a runtime (litert, onnxruntime, ...)"),
     threads: int = typer.Option(None, "--threads", help="Runtime threads"),
-    limit: int = typer.Option(None, "--limit", help="Stop after this many results"),
+    limit: int = typer.Option(None, "--limit", help="Stop after this many readings (answered or not)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the summary"),
     cache: str = typer.Option("off", "--cache", help="Input cache: off, exact or near:TOLERANCE"),
     cache_mb: float = typer.Option(32.0, "--cache-mb", help="Cache memory cap in MiB"),
@@ -69,6 +69,7 @@ def run(
     from device_agent.runtimes import RuntimeOptions
     from device_agent.serve import serve
     from device_agent.sources import open_source
+    from device_agent.sources.base import described
     from device_agent.stats import RunStats
 
     try:
@@ -78,6 +79,7 @@ def run(
         sinks = _sinks(sink, quiet, fleet, device_id, results_qos)
         opened = _open_engine(bundle, store, runtime, RuntimeOptions(threads=threads), opts)
         with opened as engine:
+            engine.check_source(described(src), what=f"source {source}")
             telemetry = None
             if broker:
                 from device_agent.telemetry import agent as tm

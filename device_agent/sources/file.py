@@ -9,18 +9,22 @@ from pathlib import Path
 import numpy as np
 
 from device_agent.errors import EdgeError
+from device_agent.feeds import Described
 from device_agent.sources.base import Reading, finite_rows
 
 
-def load_rows(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+def load_rows(path: Path) -> tuple[np.ndarray | dict[str, np.ndarray], np.ndarray | None]:
+    """Rows ``x`` (or one array per input name, first axis = samples) and labels ``y``."""
     if not path.is_file():
         raise EdgeError(f"{path}: no such input file")
     if path.suffix.lower() == ".npz":
         try:
             with np.load(path, allow_pickle=False) as z:
-                if "x" not in z:
-                    raise EdgeError(f"{path}: expected an array named 'x', found {sorted(z.files)}")
-                return np.asarray(z["x"]), (np.asarray(z["y"]) if "y" in z else None)
+                y = np.asarray(z["y"]) if "y" in z else None
+                if "x" in z:
+                    return np.asarray(z["x"]), y
+                named = {k: np.asarray(z[k]) for k in z.files if k != "y"}
+                return _named_rows(path, named), y
         except EdgeError:
             raise
         except Exception as e:  # corrupt zip or array header
@@ -34,12 +38,25 @@ def load_rows(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     raise EdgeError(f"{path}: unknown input format {path.suffix!r}; expected .npz or .csv")
 
 
+def _named_rows(path: Path, named: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One array per input name; all must hold the same number of samples."""
+    if not named:
+        raise EdgeError(f"{path}: expected an array 'x' or one array per input name, found none")
+    counts = {k: (len(v) if v.ndim else -1) for k, v in named.items()}
+    if len(set(counts.values())) != 1 or -1 in counts.values():
+        raise EdgeError(f"{path}: every array needs the same number of samples on its first axis, "
+                        f"found {counts}")
+    return named
+
+
 class FileSource:
     """Replays rows of a file. ``rate`` (readings per second) paces the replay."""
 
     def __init__(self, path: Path, *, rate: float | None = None, loop: bool = False):
         self.path = path
-        self.x, self.y = load_rows(path)
+        x, self.y = load_rows(path)
+        self.named = x if isinstance(x, dict) else None
+        self.x = next(iter(x.values())) if isinstance(x, dict) else x
         self.rate = rate
         self.loop = loop
         self._closed = False
@@ -54,7 +71,8 @@ class FileSource:
         next_t = time.monotonic()
         name = self.path.name  # looked up once: per row it costs as much as the Reading
         labels = None if self.y is None else [int(v) for v in self.y.tolist()]
-        finite = finite_rows(self.x)
+        finite = finite_rows(self.x) if self.named is None else [False] * len(self.x)
+        named = self.named
         while not self._closed:
             for i, row in enumerate(self.x):
                 if self._closed:
@@ -65,9 +83,16 @@ class FileSource:
                     if delay > 0:
                         time.sleep(delay)
                 meta = {} if labels is None else {"label": labels[i]}
-                yield Reading(id=f"{name}:{i}", value=row, meta=meta, finite=finite[i])
+                value = row if named is None else {k: v[i] for k, v in named.items()}
+                yield Reading(id=f"{name}:{i}", value=value, meta=meta, finite=finite[i])
             if not self.loop:
                 return
+
+    def describe(self) -> Described:
+        """What each reading carries: the sample shape and dtype of every array."""
+        if self.named is None:
+            return {"": (tuple(self.x.shape[1:]), self.x.dtype.name)}
+        return {k: (tuple(v.shape[1:]), v.dtype.name) for k, v in self.named.items()}
 
     def close(self) -> None:
         self._closed = True
