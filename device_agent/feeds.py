@@ -89,8 +89,9 @@ def fit_problem(shape: tuple[int, ...], dtype: str, spec: TensorSpec) -> str | N
     kind_got, kind_want = np.dtype(dtype).kind, np.dtype(spec.dtype).kind
     if kind_want in "iub" and not spec.quantized and kind_got == "f":
         return f"input {spec.name} takes {spec.dtype}; the data is {dtype}"
-    if len(shape) == len(want) and all(w <= 0 or g == w for g, w in zip(shape, want, strict=True)):
-        return None
+    for target in (want, tuple(spec.shape)):  # one sample, or the whole declared tensor
+        if len(shape) == len(target) and all(w <= 0 or g == w for g, w in zip(shape, target, strict=True)):
+            return None
     if want and all(w > 0 for w in want) and int(np.prod(shape)) == int(np.prod(want)):
         return None  # a flat row for an image model: reshaped per reading
     return f"input {spec.name} takes samples of shape {want} ({spec.dtype}); the data has {tuple(shape)}"
