@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device_agent.manifest import Compression, ModelFormat
+from device_agent.manifest import Compression, ModelFormat, OutputKind
 from device_agent.runtimes import load_model
 from device_agent.update.health import stored_inputs, validation_inputs
 from edge_sdk.bundle_writer import ModelPayload, build_bundle
@@ -70,7 +70,8 @@ def validation_npz(report: Report, held_out: np.ndarray, n: int = VALIDATION_SAM
 
 def write_outputs(report: Report, labels: tuple[str, ...], *,
                   compression: Compression = Compression.NONE,
-                  held_out: np.ndarray | None = None) -> Report:
+                  held_out: np.ndarray | None = None,
+                  output_kind: OutputKind = OutputKind.CLASSIFIER) -> Report:
     """Write the bundle and the three report files for ``report``; returns it.
 
     With ``held_out`` inputs the bundle carries a validation set (:func:`validation_npz`).
@@ -84,7 +85,7 @@ def write_outputs(report: Report, labels: tuple[str, ...], *,
                      models=payloads(report), labels=labels, compression=compression,
                      exits=report.cascade.exits if report.cascade is not None else (),
                      validation=None if held_out is None else validation_npz(report, held_out),
-                     optimization=report.optimization_summary())
+                     optimization=report.optimization_summary(), output_kind=output_kind)
         # mkstemp creates 0600 files; a bundle is meant to be copied and served.
         staged_bundle.chmod(0o644)
         staged = report_paths(staged_bundle)

@@ -52,13 +52,16 @@ def _const(name: str, value: np.ndarray):  # type: ignore[no-untyped-def]
 
 
 def stateful_onnx(path: Path) -> Path:
-    """prob = sigmoid(mean(If(sr == 16000, relu(xW + s0), -relu(xW + s0)))); stateN = 0.5 * state + h."""
+    """h = xW + s0; prob = sigmoid(mean(If(sr == 16000, relu(h W2), -relu(h)))); stateN = 0.5 * state + h.
+    ``W`` and ``W2`` are ``Constant`` nodes, ``W2`` inside the ``If``'s then-branch."""
     import onnx
     from onnx import TensorProto, helper
 
     rng = np.random.default_rng(3)
     w = rng.normal(0, 0.5, (16, 8)).astype(np.float32)
-    then = helper.make_graph([helper.make_node("Relu", ["h"], ["y_then"])], "then", [],
+    w2 = rng.normal(0, 0.5, (8, 8)).astype(np.float32)
+    then = helper.make_graph([_const("W2", w2), helper.make_node("MatMul", ["h", "W2"], ["hw"], name="then_mm"),
+                              helper.make_node("Relu", ["hw"], ["y_then"])], "then", [],
                              [helper.make_tensor_value_info("y_then", TensorProto.FLOAT, None)])
     neg = [helper.make_node("Relu", ["h"], ["r"]), helper.make_node("Neg", ["r"], ["y_else"])]
     other = helper.make_graph(neg, "else", [], [helper.make_tensor_value_info("y_else", TensorProto.FLOAT, None)])
@@ -67,12 +70,12 @@ def stateful_onnx(path: Path) -> Path:
         _const("rate16k", np.array(16000, dtype=np.int64)),
         _const("half", np.array(0.5, dtype=np.float32)),
         _const("zero", np.array([0], dtype=np.int64)),
-        helper.make_node("MatMul", ["input", "W"], ["xw"]),
+        helper.make_node("MatMul", ["input", "W"], ["xw"], name="mm"),
         helper.make_node("Gather", ["state", "zero"], ["s0_"], axis=0),
         helper.make_node("Squeeze", ["s0_", "zero"], ["s0"]),
         helper.make_node("Add", ["xw", "s0"], ["h"]),
         helper.make_node("Equal", ["sr", "rate16k"], ["is16k"]),
-        helper.make_node("If", ["is16k"], ["y"], then_branch=then, else_branch=other),
+        helper.make_node("If", ["is16k"], ["y"], name="rate_if", then_branch=then, else_branch=other),
         helper.make_node("ReduceMean", ["y"], ["m"], axes=[1], keepdims=1),
         helper.make_node("Sigmoid", ["m"], ["output"]),
         helper.make_node("Mul", ["state", "half"], ["hs"]),
