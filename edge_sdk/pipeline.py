@@ -96,6 +96,7 @@ class Recipe:
     search: SearchConfig | None = None
     measure_steps: bool = True  # export, size and time the model after every graph step
     output_kind: OutputKind = OutputKind.CLASSIFIER  # recorded in the manifest for the agent
+    validation_samples: int | None = None  # the bundle's health-check set; None: 10% of model bytes
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -159,7 +160,7 @@ def optimize(job: Job, recipe: Recipe, *, progress: Progress = no_progress) -> R
         )
         progress("writing bundle", 0, 1)
         return write_outputs(report, state.labels, compression=recipe.compression, held_out=state.val.x,
-                             output_kind=recipe.output_kind)
+                             output_kind=recipe.output_kind, validation_samples=recipe.validation_samples)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

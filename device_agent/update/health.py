@@ -84,8 +84,8 @@ def load_validation(path: Path) -> tuple[np.ndarray, np.ndarray]:
             x, y = np.asarray(z["x"]), np.asarray(z["y"])
     except (OSError, ValueError, KeyError, EOFError) as e:
         raise BundleError(f"{path.name}: expected an .npz with arrays x and y ({e})") from e
-    if x.dtype.kind != "f" and x.dtype not in (np.int8, np.uint8):
-        raise BundleError(f"{path.name}: x has dtype {x.dtype}; expected float, int8 or uint8")
+    if x.dtype.kind not in "fiu":
+        raise BundleError(f"{path.name}: x has dtype {x.dtype}; expected float or integer inputs")
     if y.dtype.kind != "f":
         raise BundleError(f"{path.name}: y has dtype {y.dtype}; expected float outputs")
     return x, y
@@ -97,10 +97,13 @@ def stored_inputs(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
 
 
 def validation_inputs(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    """The float batch to replay from stored inputs ``x``. Integer inputs must be the
-    model's own quantized dtype; dequantized, they quantize back to the same integers."""
+    """The float batch to replay from stored inputs ``x``. For a quantized input, integer
+    inputs must be the model's own quantized dtype (dequantized, they quantize back to the
+    same integers); for a float input they are values stored narrow, cast back."""
     if x.dtype.kind == "f":
-        return x
+        return x.astype(np.float32, copy=False)
+    if not spec.quantized:
+        return x.astype(np.float32)
     if not spec.quantized or x.dtype != np.dtype(spec.dtype):
         raise BundleError(f"validation inputs are {x.dtype}, but input {spec.name} takes "
                           f"{spec.dtype}{' (quantized)' if spec.quantized else ''}")

@@ -65,6 +65,9 @@ def optimize(
     output_kind: str = typer.Option(
         "classifier", "--output-kind", help="What the outputs mean, for the agent: classifier, raw or "
         "regression (detection: wrap the converted model with edge pack)"),
+    validation_samples: int | None = typer.Option(
+        None, "--validation-samples", min=1, help="Held-out samples the bundle carries for the device's "
+        "health check (default: as many as fit in 10%% of the model files' bytes, at least 1)"),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
     sign: Path | None = typer.Option(None, "--sign", help="Sign the bundle with this Ed25519 private key"),
     early_exit: bool = typer.Option(False, "--early-exit",
@@ -105,7 +108,7 @@ def optimize(
                      flags, compress or ("zstd" if searching else "none"))
     recipe = replace(recipe, search=searching, measure_steps=step_metrics, early_exit=_early_exit(
         early_exit, exit_at, exit_fractions, exit_criterion, exit_epochs, exit_int8_first),
-        output_kind=_output_kind(output_kind, early_exit))
+        output_kind=_output_kind(output_kind, early_exit), validation_samples=validation_samples)
     job = Job(model=model, data=data, out=out, name=name or _default_name(out), version=version,
               eval_data=eval_data)
     with rich_progress(enabled=not as_json) as progress, quiet():
