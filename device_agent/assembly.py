@@ -216,6 +216,7 @@ def _serve(config: AgentConfig, mode: Mode, parts: _Parts, store: ModelStore | N
            engine: Any, echo: Echo) -> None:
     from device_agent.batching import BatchOptions
     from device_agent.serve import EngineRef, serve
+    from device_agent.sources.base import described
 
     s = config.serve
     served = bundle if bundle is not None else (store.current_dir() if store else None)
@@ -225,6 +226,8 @@ def _serve(config: AgentConfig, mode: Mode, parts: _Parts, store: ModelStore | N
     if parts.listener is not None:
         threading.Thread(target=_run_listener, args=(parts,), name="updates", daemon=True).start()
     parts.source = _source(config, parts.mqtt)
+    # A model the source cannot feed is refused here, once, not skipped reading by reading.
+    engine.check_source(described(parts.source), what=f"source {s.source}")
     parts.sinks = _sinks(config, parts.mqtt)
     stats = RunStats()
     if parts.telemetry is not None:

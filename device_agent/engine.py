@@ -25,13 +25,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from device_agent.cache import CacheConfig, CacheMode, LRUCache, float32_key, input_key
-from device_agent.errors import BundleError, InputError
+from device_agent.errors import BundleError, EdgeError, InputError
 from device_agent.exit_policy import Criterion, ExitRule, confidence, override, rules_from_manifest
-from device_agent.manifest import Manifest, ModelFormat, TensorSpec
+from device_agent.feeds import Described, Feeder, Value
+from device_agent.manifest import Manifest, ModelFormat, OutputKind, TensorSpec
+from device_agent.outputs import decode
 from device_agent.preprocess import Pipeline
 from device_agent.quant import dequantize
 from device_agent.runtimes import RuntimeOptions, choose_format, load_model
@@ -60,6 +63,8 @@ class Prediction:
     stage: int = 0
     cached: bool = False
     output: np.ndarray | None = None
+    # A non-classifier's answer (raw tensors, values, detections): index is -1 then.
+    outputs: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -278,7 +283,15 @@ class Engine:
         self.labels = labels
         self.manifest = manifest
         self.options = options or EngineOptions()
-        self.stages = build_stages(models)
+        self.kind = manifest.output_kind if manifest else OutputKind.CLASSIFIER
+        self.feeder = Feeder(self.model.inputs, manifest.constants if manifest else ())
+        # Several inputs, constants or a non-classifier: the named-tensor path
+        # (:meth:`_general`); the classifier fast paths below never see such a model.
+        self.general = self.kind != OutputKind.CLASSIFIER or len(self.feeder.fed) != 1 or len(
+            self.model.inputs) != 1 or not self.model.inputs[0].shape
+        if self.general and len(models) > 1:
+            raise BundleError("early-exit stages need a single-input classifier")
+        self.stages = [] if self.general else build_stages(models)
         self.pipeline = Pipeline.parse(manifest.preprocessing) if manifest else Pipeline()
         base = rules_from_manifest(manifest.exits, len(models)) if manifest else {}
         self.rules = override(base, self.options.thresholds, len(models))
@@ -288,10 +301,11 @@ class Engine:
         self._plans: dict[tuple[int, ...], tuple[int, ...] | str] = {}
         self._row_plans: dict[tuple[int, ...], tuple[int, ...]] = {}
         # Label of every class index, so the per-reading path builds no string.
-        classes = max(self.stages[-1].out_specs[self.stages[-1].logits].shape[-1], len(labels))
+        out0 = self.stages[-1].out_specs[self.stages[-1].logits] if self.stages else self.model.outputs[0]
+        classes = max(out0.shape[-1] if out0.shape else 1, len(labels))
         self._names = tuple(labels[i] if i < len(labels) else str(i) for i in range(classes))
-        self._sample = tuple(self.stages[0].in_spec.shape[1:])
-        self._plain = len(self.stages) == 1
+        self._sample = tuple(self.model.inputs[0].shape[1:])
+        self._plain = len(self.stages) <= 1
 
     @classmethod
     def from_bundle_dir(
@@ -323,7 +337,7 @@ class Engine:
     def rules(self, rules: dict[int, ExitRule]) -> None:
         self._rules = rules
         last = len(self.stages) - 1  # the last stage always answers: no rule
-        self._stage_rules = [rules.get(k) if k < last else None for k in range(last + 1)]
+        self._stage_rules = [rules.get(k) if k < last else None for k in range(max(1, last + 1))]
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -332,7 +346,7 @@ class Engine:
     @property
     def batchable(self) -> bool:
         """Whether every stage accepts more than one row per call."""
-        return all(len(s.in_spec.shape) > 0 and s.in_spec.shape[0] != 1 for s in self.stages)
+        return not self.general and all(len(s.in_spec.shape) > 0 and s.in_spec.shape[0] != 1 for s in self.stages)
 
     def set_thresholds(self, thresholds: Mapping[int | None, float]) -> None:
         """Change exit thresholds while serving; cached answers are dropped, tensors kept."""
@@ -342,12 +356,26 @@ class Engine:
 
     # -- serving ---------------------------------------------------------------------
 
-    def infer_one(self, value: np.ndarray, finite: bool = False) -> Prediction:
+    def check_source(self, described: Described | None, *, what: str) -> None:
+        """Refuse a source whose readings cannot feed this model (``EdgeError``, one line);
+        ``None``: the source cannot know before its first reading."""
+        if described is not None:
+            self.feeder.check(described, what=what)
+        elif len(self.feeder.fed) != 1:
+            raise EdgeError(
+                f"{what} gives one array per reading; the model takes {len(self.feeder.fed)} inputs "
+                f"{[s.name for s in self.feeder.fed]}: serve it from a file:INPUTS.npz with one array "
+                "per input name, or an MQTT source whose JSON payloads name each input"
+            )
+
+    def infer_one(self, value: Value, finite: bool = False) -> Prediction:
         """One raw reading → its prediction. Bad input raises :class:`InputError`.
 
         ``finite``: the caller has checked that every value is finite (see
         :attr:`Reading.finite <device_agent.sources.base.Reading>`); the check is skipped.
         """
+        if self.general:
+            return self._general(value)
         if self.cache is not None:
             return self._infer_cached(value, self.cache, finite)
         # The per-reading path, kept flat: in the serve loop the CPU caches are cold
@@ -372,7 +400,7 @@ class Engine:
             return Prediction(i, names[i] if i < len(names) else str(i), conf, 0, False, z)
         return self._after(0, st.fetch(st.features))  # type: ignore[arg-type]
 
-    def _infer_cached(self, value: np.ndarray, cache: LRUCache, finite: bool) -> Prediction:
+    def _infer_cached(self, value: Value, cache: LRUCache, finite: bool) -> Prediction:
         if self._tol:  # near keys round the values: NaN must be refused before keying
             x = self._float(value) if finite else self._finite(value)
             key = input_key(x, tolerance=self._tol)
@@ -399,8 +427,10 @@ class Engine:
         cache.put(key, None if self._plain else rows, _cached(pred))
         return pred
 
-    def infer_many(self, values: Sequence[np.ndarray]) -> list[Prediction | InputError]:
+    def infer_many(self, values: Sequence[Value]) -> list[Prediction | InputError]:
         """A micro-batch: readings are checked one by one, the good ones run together."""
+        if self.general:
+            return [self._general_or_error(v) for v in values]
         if self.cache is None and not self.pipeline:
             fast = self._many_same_shape(values)
             if fast is not None:
@@ -424,7 +454,7 @@ class Engine:
             self._answer_batch(todo, out)
         return out
 
-    def _many_same_shape(self, values: Sequence[np.ndarray]) -> list[Prediction | InputError] | None:
+    def _many_same_shape(self, values: Sequence[Value]) -> list[Prediction | InputError] | None:
         """Readings of one known shape, all finite, checked and run as one array; ``None``
         sends the batch the per-reading way (which says which reading is bad)."""
         try:
@@ -442,6 +472,8 @@ class Engine:
 
     def infer(self, batch: np.ndarray) -> list[Prediction]:
         """Run a float batch already in the model's input shape; one prediction per row."""
+        if self.general:
+            return [self._general(row) for row in batch]
         x = np.asarray(batch, dtype=np.float32)
         probs, stage = self.cascade(x)
         return [self._prediction(p, int(s)) for p, s in zip(probs, stage, strict=True)]
@@ -470,13 +502,35 @@ class Engine:
 
     # -- internals -------------------------------------------------------------------
 
-    def _finite(self, value: np.ndarray) -> np.ndarray:
+    def _general(self, value: Value) -> Prediction:
+        """Named tensors in, the output kind's answer out (one reading, one call)."""
+        if self.pipeline and not isinstance(value, Mapping):
+            try:
+                value = self.pipeline(np.asarray(value, dtype=_F32))
+            except (ValueError, IndexError) as e:
+                raise InputError(f"preprocessing failed: {e}") from None
+        raw = self.model.run_raw(*self.feeder.tensors(value))
+        outs = [dequantize(r, s) for r, s in zip(raw, self.model.outputs, strict=True)]
+        if self.kind == OutputKind.CLASSIFIER:
+            p = as_probabilities(np.asarray(outs[0], dtype=np.float32).reshape(1, -1))[0]
+            return self._prediction(p, 0)
+        answer = decode(self.kind, outs, self.model.outputs,
+                        self.manifest.detection if self.manifest else None)
+        return Prediction(-1, "", float("nan"), 0, False, None, answer)
+
+    def _general_or_error(self, value: Value) -> Prediction | InputError:
+        try:
+            return self._general(value)
+        except InputError as e:
+            return e
+
+    def _finite(self, value: Value) -> np.ndarray:
         x = self._float(value)
         self._check_finite(x)
         return x
 
     @staticmethod
-    def _float(value: np.ndarray) -> np.ndarray:
+    def _float(value: Value) -> np.ndarray:
         try:
             return np.asarray(value, dtype=_F32)
         except (TypeError, ValueError) as e:

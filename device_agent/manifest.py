@@ -7,6 +7,7 @@ same way and the parser can be fuzzed directly.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from enum import Enum
@@ -43,6 +44,80 @@ class Compression(str, Enum):
     ZSTD = "zstd"  # readable only where the ``zstandard`` package is installed
     DEFLATE = "deflate"
     XZ = "xz"  # LZMA (the standard library's ``lzma``)
+
+
+class OutputKind(str, Enum):
+    """What a model's outputs mean, so the agent reads them right (never arg-maxes a
+    detector's boxes): class scores, tensors as they come, values, or detections."""
+
+    CLASSIFIER = "classifier"
+    RAW = "raw"
+    REGRESSION = "regression"
+    DETECTION = "detection"
+
+
+@dataclass(frozen=True)
+class DetectionSpec:
+    """Which outputs of a detector hold what, and which detections to keep.
+
+    ``boxes`` names an output of shape ``[1, N, 4]`` (or ``[N, 4]``); ``scores`` one of
+    ``[1, N]`` (one class) or ``[1, N, C]`` (per class: the best class wins); ``classes``
+    an optional ``[1, N]`` output of class ids. Detections under ``score_threshold`` are
+    dropped; with ``nms_iou`` overlapping boxes of one class are suppressed.
+    """
+
+    boxes: str
+    scores: str
+    classes: str | None = None
+    score_threshold: float = 0.5
+    nms_iou: float | None = None
+    max_detections: int = 100
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DetectionSpec:
+        return cls(
+            boxes=str(d["boxes"]),
+            scores=str(d["scores"]),
+            classes=_opt_str(d.get("classes"), "detection.classes"),
+            score_threshold=float(d.get("score_threshold", 0.5)),
+            nms_iou=None if d.get("nms_iou") is None else float(d["nms_iou"]),
+            max_detections=int(d.get("max_detections", 100)),
+        )
+
+    def validate(self, outputs: tuple[TensorSpec, ...]) -> None:
+        names = {o.name for o in outputs}
+        for role in ("boxes", "scores", "classes"):
+            name = getattr(self, role)
+            if name is not None and outputs and name not in names:
+                raise BundleError(
+                    f"manifest.json: detection.{role} names output {name!r}; the model's outputs "
+                    f"are {sorted(names)}"
+                )
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise BundleError(f"manifest.json: detection.score_threshold {self.score_threshold} not in [0, 1]")
+        if self.nms_iou is not None and not 0.0 < self.nms_iou <= 1.0:
+            raise BundleError(f"manifest.json: detection.nms_iou {self.nms_iou} not in (0, 1]")
+        if self.max_detections < 1:
+            raise BundleError("manifest.json: detection.max_detections must be at least 1")
+
+
+@dataclass(frozen=True)
+class InputConstant:
+    """An input the manifest fixes (a sample rate, a flag): fed as declared on every call."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    values: tuple[float, ...]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InputConstant:
+        return cls(
+            name=str(d["name"]),
+            dtype=str(d["dtype"]),
+            shape=tuple(int(s) for s in d.get("shape", [])),
+            values=tuple(float(v) for v in d["values"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -165,6 +240,9 @@ class Manifest:
     # The validation member is hashed like the model files: every member is checked.
     validation_sha256: str | None = None
     validation_size: int | None = None
+    output_kind: OutputKind = OutputKind.CLASSIFIER
+    detection: DetectionSpec | None = None
+    constants: tuple[InputConstant, ...] = ()
     format_version: int = FORMAT_VERSION
 
     @property
@@ -227,6 +305,9 @@ class Manifest:
             validation=None if d.get("validation") is None else str(d["validation"]),
             validation_sha256=None if d.get("validation_sha256") is None else str(d["validation_sha256"]),
             validation_size=None if d.get("validation_size") is None else int(d["validation_size"]),
+            output_kind=OutputKind(d.get("output_kind", "classifier")),
+            detection=None if d.get("detection") is None else DetectionSpec.from_dict(d["detection"]),
+            constants=tuple(InputConstant.from_dict(c) for c in d.get("constants", [])),
         )
 
     def validate(self) -> None:
@@ -266,9 +347,29 @@ class Manifest:
                 f"manifest.json: validation member {self.validation} needs validation_sha256 "
                 "(64 hex digits) and a non-negative validation_size"
             )
+        self._validate_outputs()
         for e in self.exits:
             if not 0.0 <= e.threshold <= 1.0:
                 raise BundleError(f"manifest.json: exit {e.index} threshold {e.threshold} not in [0, 1]")
+
+    def _validate_outputs(self) -> None:
+        if (self.output_kind == OutputKind.DETECTION) != (self.detection is not None):
+            raise BundleError(
+                "manifest.json: output_kind 'detection' and a 'detection' entry go together "
+                f"(output_kind is {self.output_kind.value!r})"
+            )
+        if self.detection is not None:
+            self.detection.validate(self.outputs)
+        if self.exits and self.output_kind != OutputKind.CLASSIFIER:
+            raise BundleError("manifest.json: early exits need output_kind 'classifier'")
+        names = {i.name for i in self.inputs}
+        for c in self.constants:
+            if self.inputs and c.name not in names:
+                raise BundleError(f"manifest.json: constant {c.name!r} is not an input of the model")
+            if int(math.prod(c.shape)) != len(c.values):
+                raise BundleError(
+                    f"manifest.json: constant {c.name!r} has {len(c.values)} values for shape {c.shape}"
+                )
 
 
 def _opt_str(v: object, what: str) -> str | None:

@@ -50,7 +50,8 @@ def serve(
     batch: BatchOptions | None = None,
     stats: RunStats | None = None,
 ) -> RunStats:
-    """Serve every reading of ``source`` until it ends (or ``limit`` results).
+    """Serve every reading of ``source`` until it ends (or ``limit`` readings are taken,
+    answered or not).
 
     ``batch.max_batch > 1`` micro-batches every source; otherwise ``batch.backlog > 1``
     batches a backlogged source (see ``device_agent.batching``) when the model takes a
@@ -89,20 +90,25 @@ def _loop(
     """Serve one reading at a time, counting results in ``stats.count``."""
     # The per-reading path, kept flat: one engine call, one clock pair, and a Result only
     # when a sink or observer reads it.
-    seq, clock = 0, time.perf_counter
+    seq, taken, clock = 0, 0, time.perf_counter
     latencies, exits, trim_every = stats.latencies_ms, stats.exits, TRIM_EVERY
     consumers = bool(sinks or observers)
     try:
         for reading in source:
+            taken += 1
             value = reading.value
             if value is None:
                 _fail(reading, reading.error or "source gave no value", observers, stats)
+                if limit is not None and taken >= limit:
+                    return
                 continue
             t0 = clock()
             try:
                 pred = ref.engine.infer_one(value, reading.finite)
             except (EdgeError, ValueError) as e:
                 _fail(reading, str(e), observers, stats)
+                if limit is not None and taken >= limit:
+                    return
                 continue
             ms = (clock() - t0) * 1000.0
             truth = reading.meta.get("label")
@@ -116,7 +122,7 @@ def _loop(
                 stats.correct += int(truth == pred.index)
             if consumers:  # a Result only for someone to read it (-q with telemetry: nobody)
                 result = Result(seq, reading.id, pred.index, pred.label, pred.confidence, ms,
-                                pred.stage, pred.cached, truth)
+                                pred.stage, pred.cached, truth, pred.outputs)
                 for o in observers:
                     o.on_result(result)
                 for sink in sinks:
@@ -124,7 +130,7 @@ def _loop(
             seq += 1
             if not seq % trim_every:
                 stats.trim()
-            if limit is not None and seq >= limit:
+            if limit is not None and taken >= limit:
                 return
     finally:
         stats.count += seq  # also when the source or a sink raises, or on a signal
@@ -138,8 +144,11 @@ def _loop_batched(
     stats: RunStats,
     limit: int | None,
 ) -> None:
-    seq = 0
+    seq = taken = 0
     for readings in batches:
+        if limit is not None:
+            readings = readings[: max(0, limit - taken)]
+        taken += len(readings)
         for result in _serve_batch(ref.engine, readings, seq, observers, stats):
             seq += 1
             stats.add(result)
@@ -149,8 +158,8 @@ def _loop_batched(
                 o.on_result(result)
             for sink in sinks:
                 sink.emit(result)
-            if limit is not None and seq >= limit:
-                return
+        if limit is not None and taken >= limit:
+            return
 
 
 def _can_batch(engine: Engine) -> bool:
@@ -195,6 +204,7 @@ def _result(seq: int, reading: Reading, pred: Prediction, latency_ms: float) -> 
         stage=pred.stage,
         cached=pred.cached,
         truth=reading.meta.get("label"),
+        outputs=pred.outputs,
     )
 
 

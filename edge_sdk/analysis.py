@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,8 @@ class ModelCost:
     params: int
     macs: int
     layers: tuple[LayerCost, ...]
+    notes: tuple[str, ...] = ()  # what was counted where a choice was made (If branches)
+    unknown: tuple[str, ...] = ()  # nodes whose MACs need a dimension nobody fixed
 
     @classmethod
     def of(cls, layers: Sequence[LayerCost], *, params: int | None = None) -> ModelCost:
@@ -128,27 +130,81 @@ def _keras_rows(model: Any) -> Any:
 _NOT_WEIGHTS = ("_scale", "_zero_point")
 
 
-def onnx_cost(model: Any) -> ModelCost:
-    """MACs of Conv, Gemm and MatMul nodes from shape inference at batch 1; params are
-    the elements of weight initializers (shape constants and quantization scales
-    excluded)."""
+def onnx_cost(model: Any, shapes: Mapping[str, tuple[int, ...]] | None = None) -> ModelCost:
+    """MACs of Conv, Gemm and MatMul nodes from shape inference at batch 1 (``shapes`` fix
+    inputs' dynamic dimensions), through ``If`` (the larger branch, named in ``notes``)
+    and ``Loop``/``Scan`` bodies (one iteration); params are the elements of weight
+    initializers and ``Constant`` nodes in every graph (shape constants and quantization
+    scales excluded). Nodes whose MACs depend on a dimension still unknown are listed in
+    ``unknown`` instead of being counted with a guess."""
     import onnx
 
-    fixed = _batch_one(model)
+    fixed = _fixed_inputs(model, shapes or {})
     inferred = onnx.shape_inference.infer_shapes(fixed, data_prop=True)
-    shapes = _value_shapes(inferred)
-    inits = {i.name: tuple(int(d) for d in i.dims) for i in inferred.graph.initializer}
-    params = sum(math.prod(i.dims) for i in inferred.graph.initializer if _is_weight(i))
-    sources = _dequantize_sources(inferred)
-    rows = []
-    for node in inferred.graph.node:
+    walk = _Walk(_dequantize_sources(inferred))
+    rows = walk.graph(inferred.graph, {}, {})
+    return ModelCost(params=walk.params, macs=sum(r.macs for r in rows), layers=tuple(rows),
+                     notes=tuple(walk.notes), unknown=tuple(walk.unknown))
+
+
+class _Walk:
+    """One pass over a graph and its subgraphs: weight elements, MAC rows, notes."""
+
+    def __init__(self, sources: dict[str, str]):
+        self.sources = sources
+        self.params = 0
+        self.notes: list[str] = []
+        self.unknown: list[str] = []
+
+    def graph(self, g: Any, outer_shapes: dict[str, Any], outer_weights: dict[str, Any]) -> list[LayerCost]:
+        from onnx import numpy_helper
+
+        weights = dict(outer_weights)
+        for i in g.initializer:
+            weights[i.name] = tuple(int(d) for d in i.dims)
+            self.params += math.prod(i.dims) if _is_weight(i) else 0
+        for n in g.node:
+            if n.op_type == "Constant":
+                t = next((a.t for a in n.attribute if a.name == "value"), None)
+                if t is not None:
+                    weights[n.output[0]] = tuple(int(d) for d in t.dims)
+                    self.params += numpy_helper.to_array(t).size if _is_weight(t) else 0
+        shapes = {**outer_shapes, **_value_shapes(g)}
+        rows: list[LayerCost] = []
+        for node in g.node:
+            rows += self.node(node, shapes, weights)
+        return rows
+
+    def node(self, node: Any, shapes: dict[str, Any], weights: dict[str, Any]) -> list[LayerCost]:
+        name = node.name or node.output[0]
+        if node.op_type == "If":
+            branches = {a.name: self.graph(a.g, shapes, weights) for a in node.attribute if a.name.endswith("branch")}
+            if not branches:
+                return []
+            macs = {b: sum(r.macs for r in rows) for b, rows in branches.items()}
+            pick = max(macs, key=lambda b: macs[b])
+            self.notes.append(f"If {name}: counted {pick.replace('_branch', '')} branch ({macs[pick]:,} MACs; "
+                              + ", ".join(f"{b.replace('_branch', '')} {m:,}" for b, m in macs.items()) + ")")
+            return branches[pick]
+        if node.op_type in ("Loop", "Scan"):
+            body = next((a.g for a in node.attribute if a.name == "body"), None)
+            rows = [] if body is None else self.graph(body, shapes, weights)
+            self.notes.append(f"{node.op_type} {name}: body counted once ({sum(r.macs for r in rows):,} MACs "
+                              "per iteration)")
+            return rows
         fn = ONNX_MACS.get(node.op_type)
         if fn is None:
-            continue
-        ins = [sources.get(n, n) for n in node.input]
-        macs = fn(node, [shapes.get(n) or inits.get(n) for n in ins], shapes.get(node.output[0]))
-        rows.append(LayerCost(node.name or node.output[0], node.op_type, 0, macs))
-    return ModelCost(params=int(params), macs=sum(r.macs for r in rows), layers=tuple(rows))
+            return []
+        ins = [shapes.get(n) or weights.get(self.sources.get(n, n)) for n in node.input]
+        out = shapes.get(node.output[0])
+        a, b = [*ins, None, None][:2]
+        if out is None and node.op_type == "MatMul" and a is not None and b is not None:
+            out = (*a[:-1], b[-1])  # inside subgraphs inference often leaves no shape
+        used = [t for t in (*ins[:2], out) if t is not None]
+        if out is None or any(d < 0 for t in used for d in t):
+            self.unknown.append(name)
+            return [LayerCost(name, node.op_type, 0, 0)]
+        return [LayerCost(name, node.op_type, 0, fn(node, ins, out))]
 
 
 def _is_weight(init: Any) -> bool:
@@ -160,30 +216,67 @@ def _is_weight(init: Any) -> bool:
         and not init.name.endswith(_NOT_WEIGHTS)
 
 
-def _batch_one(model: Any) -> Any:
+def dynamic_inputs(model: Any) -> dict[str, list[int | str]]:
+    """Graph inputs (initializers aside) with a dimension not fixed: name → dims, with
+    the symbolic names (or ``"?"``) where a dimension is free."""
+    inputs = _graph_inputs(model)
+    batch = _batch_symbols(inputs)
+    out: dict[str, list[int | str]] = {}
+    for inp in inputs:
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+                for d in inp.type.tensor_type.shape.dim]
+        if any(isinstance(d, str) and d not in batch for d in dims[1:]):
+            out[inp.name] = dims
+    return out
+
+
+def _graph_inputs(model: Any) -> list[Any]:
+    init_names = {i.name for i in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in init_names]
+
+
+def _batch_symbols(inputs: list[Any]) -> set[str]:
+    """The names of the inputs' first (batch) dimensions, e.g. ``{"N"}``."""
+    return {i.type.tensor_type.shape.dim[0].dim_param for i in inputs
+            if i.type.tensor_type.shape.dim and i.type.tensor_type.shape.dim[0].dim_param}
+
+
+def _fixed_inputs(model: Any, shapes: Mapping[str, tuple[int, ...]]) -> Any:
+    """A copy with the batch dimension 1 where it is free and ``shapes`` applied."""
     import onnx
 
     m = onnx.ModelProto()
     m.CopyFrom(model)
-    init_names = {i.name for i in m.graph.initializer}
-    for inp in m.graph.input:
-        if inp.name in init_names:
-            continue
+    inputs = _graph_inputs(m)
+    # The batch dimension's name (often "N" or "batch") is 1 wherever it appears, also in
+    # the middle of a state tensor [2, N, 128].
+    batch = _batch_symbols(inputs)
+    for inp in inputs:
         dims = inp.type.tensor_type.shape.dim
-        if dims and not dims[0].HasField("dim_value"):
+        for d in dims:
+            if d.dim_param and d.dim_param in batch and inp.name not in shapes:
+                d.dim_value = 1
+        if inp.name in shapes:
+            want = shapes[inp.name]
+            if len(want) != len(dims):
+                from device_agent.errors import EdgeError
+
+                raise EdgeError(f"--shape {inp.name}: {len(want)} dimensions given, the input has {len(dims)}")
+            for d, v in zip(dims, want, strict=True):
+                d.dim_value = int(v)
+        elif dims and not dims[0].HasField("dim_value"):
             dims[0].dim_value = 1
     return m
 
 
-def _value_shapes(model: Any) -> dict[str, tuple[int, ...] | None]:
+def _value_shapes(g: Any) -> dict[str, tuple[int, ...] | None]:
+    """Shapes of a graph's values; a dimension inference could not fix is -1."""
     out: dict[str, tuple[int, ...] | None] = {}
-    g = model.graph
     for vi in [*g.input, *g.value_info, *g.output]:
         t = vi.type.tensor_type
         if not t.HasField("shape"):
             continue
-        dims = [d.dim_value if d.HasField("dim_value") else 1 for d in t.shape.dim]
-        out[vi.name] = tuple(int(d) for d in dims)
+        out[vi.name] = tuple(int(d.dim_value) if d.HasField("dim_value") else -1 for d in t.shape.dim)
     return out
 
 

@@ -13,6 +13,7 @@ import contextlib
 import os
 import resource
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from device_agent.errors import EdgeError
+from device_agent.feeds import Feeder, constant_tensor, fix_shapes
 from device_agent.manifest import TensorSpec
 from device_agent.runtimes.model import Model
 from device_agent.stats import percentiles
@@ -38,6 +40,8 @@ class BenchConfig:
     data: Path | None = None
     device_cost_per_hour: float | None = None
     seed: int = 0
+    # --shape NAME=1x3x48x192: fixes dynamic dimensions of random inputs.
+    shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("runs", "batch"):
@@ -99,21 +103,26 @@ def cpu_share(cpu_s: float, wall_s: float, cores: int) -> tuple[float, float]:
 
 
 def input_shape(spec: TensorSpec, batch: int) -> tuple[int, ...]:
-    """The model's input shape with the batch set; other dynamic dimensions are an error."""
+    """The model's input shape with the batch set (a rank-0 input stays rank 0); other
+    dynamic dimensions are an error that names ``--shape``."""
+    if not spec.shape:
+        return ()
     rest = spec.shape[1:]
     if any(d <= 0 for d in rest):
+        example = "x".join(str(d if d > 0 else "N") for d in spec.shape)
         raise EdgeError(
-            f"input {spec.name} has dynamic dimensions {spec.shape}; pass --data with real inputs"
+            f"input {spec.name} has dynamic dimensions {spec.shape}; give --shape {spec.name}={example} "
+            "with numbers, or --data with real inputs"
         )
-    return (batch, *rest)
+    return (batch if spec.shape[0] <= 0 or batch > 1 else spec.shape[0], *rest)
 
 
 def random_inputs(spec: TensorSpec, batch: int, rng: np.random.Generator) -> np.ndarray:
     """Float inputs in [0, 1) (integer inputs: small ids) of the model's shape."""
     shape = input_shape(spec, batch)
     if np.dtype(spec.dtype).kind in "iu" and not spec.quantized:
-        return rng.integers(0, 10, size=shape).astype(spec.dtype)
-    return rng.random(shape, dtype=np.float32)
+        return np.asarray(rng.integers(0, 10, size=shape)).astype(spec.dtype)
+    return np.asarray(rng.random(shape, dtype=np.float32))
 
 
 # --- process probes (IO) ---------------------------------------------------------------
@@ -157,21 +166,42 @@ class ProcessProbe:
 # --- measurement -----------------------------------------------------------------------
 
 
-def _inputs(model: Model, config: BenchConfig) -> tuple[list[list[np.ndarray]], str]:
-    """Batches ready for ``run_raw``: random, or cut from ``config.data`` cyclically."""
+def _inputs(model: Model, config: BenchConfig, feeder: Feeder) -> tuple[list[list[np.ndarray]], str]:
+    """Batches ready for ``run_raw``: random, or cut from ``config.data`` cyclically.
+
+    Inputs the manifest fixes (constants) are fed as declared; several named inputs come
+    from an ``.npz`` with one array per input name, one sample per call."""
     rng = np.random.default_rng(config.seed)
+    specs = fix_shapes(model.inputs, config.shapes)
+    consts = {c.name: constant_tensor(c) for c in feeder.constants}
     if config.data is None:
-        xs = [model.prepare(random_inputs(s, config.batch, rng), i) for i, s in enumerate(model.inputs)]
+        xs = [consts[s.name] if s.name in consts else _prepare(model, random_inputs(s, config.batch, rng), i)
+              for i, s in enumerate(specs)]
         return [xs], "random"
-    if len(model.inputs) != 1:
-        raise EdgeError(f"{model.path}: --data feeds one input; the model has {len(model.inputs)}")
-    from edge_sdk.data import fit_to_shape, load_dataset
+    from edge_sdk.data import fit_to_shape, load_dataset, load_named
+
+    named = load_named(config.data)
+    if named is not None or len(feeder.fed) != 1:
+        if named is None:
+            raise EdgeError(f"{model.path.name}: takes {len(feeder.fed)} inputs {[s.name for s in feeder.fed]}; "
+                            f"give --data as an .npz with one array per input name")
+        if config.batch != 1:
+            raise EdgeError("--batch: inputs by name are fed one sample per call; use --batch 1")
+        n = min(config.runs, len(next(iter(named.values()))))
+        return [feeder.tensors({k: v[i] for k, v in named.items()}) for i in range(n)], str(config.data)
 
     ds = fit_to_shape(load_dataset(config.data), model.inputs[0].shape, what=f"model {model.path.name}")
     # Enough distinct batches to cover the data once (or one per run), wrapping around.
     n_batches = min(config.runs, -(-len(ds) // config.batch))
     x = ds.x[np.arange(n_batches * config.batch) % len(ds)]
     return [[model.prepare(x[s : s + config.batch])] for s in range(0, len(x), config.batch)], str(config.data)
+
+
+def _prepare(model: Model, x: np.ndarray, i: int) -> np.ndarray:
+    spec = model.inputs[i]
+    if not spec.shape:  # rank 0: as declared, no batch dimension
+        return np.asarray(x, dtype=spec.dtype)
+    return model.prepare(x, i)
 
 
 def time_calls(model: Model, feeds: list[list[np.ndarray]], runs: int, warmup: int) -> tuple[list[float], float]:
@@ -205,7 +235,7 @@ def bench_artifact(path: str | Path, *, config: BenchConfig) -> BenchResult:
     with engine_for(p, runtime=config.runtime, options=opts, prefer=prefer) as engine:
         load_ms = (time.perf_counter() - t0) * 1000.0
         model = engine.model
-        feeds, source = _inputs(model, config)
+        feeds, source = _inputs(model, config, engine.feeder)
         cpu0 = probe.cpu_seconds()
         lat, wall = time_calls(model, feeds, config.runs, config.warmup)
         cpu_s = probe.cpu_seconds() - cpu0

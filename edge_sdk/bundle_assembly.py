@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from device_agent.manifest import Compression, ModelFormat
+from device_agent.manifest import Compression, ModelFormat, OutputKind
 from device_agent.runtimes import load_model
 from device_agent.update.health import stored_inputs, validation_inputs
+from device_agent.validation import sample_budget, smallest_exact
 from edge_sdk.bundle_writer import ModelPayload, build_bundle
 from edge_sdk.report import Report, report_paths, write_reports
 
@@ -43,38 +44,49 @@ def _payload(path: Path, fmt: ModelFormat, *, stage: int) -> ModelPayload:
                         outputs=model.outputs)
 
 
-VALIDATION_SAMPLES = 8
+def validation_npz(report: Report, held_out: np.ndarray, n: int | None = None) -> tuple[bytes, int]:
+    """``validation.npz`` for the bundle and how many samples it holds: held-out inputs
+    ``x`` and the outputs ``y`` the shipped artifact gives them, recorded through the
+    real runtime.
 
-
-def validation_npz(report: Report, held_out: np.ndarray, n: int = VALIDATION_SAMPLES) -> bytes:
-    """``validation.npz`` for the bundle: ``n`` held-out inputs ``x`` and the outputs ``y``
-    the shipped artifact gives them, recorded through the real runtime.
-
-    The agent's health check loads the manifest's first target and runs its stage 0,
-    so that is the model recorded here (a cascade's first stage, else the model). When
-    that model takes int8/uint8 input, ``x`` is stored quantized with its input
-    parameters (a quarter of the float bytes: the inputs were most of a compressed
-    bundle) and ``y`` is recorded from exactly those inputs, so the replay stays exact.
+    ``n`` samples when given; by default as many as fit in 10% of the model files'
+    bytes, at least one. The agent's health check loads the manifest's first target and
+    runs its stage 0, so that is the model recorded here (a cascade's first stage, else
+    the model). When that model takes int8/uint8 input, ``x`` is stored quantized with its
+    input parameters; otherwise in the narrowest dtype that gives back the same float32
+    values (float16 for k/16 pixels, uint8 for raw ones). ``y`` is recorded from exactly
+    the stored inputs, so the replay stays exact.
     """
-    x = np.ascontiguousarray(held_out[:n], dtype=np.float32)
-    if len(x) == 0:
+    if len(held_out) == 0:
         raise ValueError("validation_npz: no held-out inputs to record")
     first = report.cascade.targets[0].files[0] if report.cascade is not None else report.targets[0].final_path
     model = load_model(first)
-    stored = stored_inputs(x, model.inputs[0]) if len(model.inputs) == 1 else x
-    y = np.asarray(model.predict1(validation_inputs(stored, model.inputs[0])))
+    spec = model.inputs[0]
+    x = np.ascontiguousarray(held_out, dtype=np.float32)
+    stored = stored_inputs(x, spec) if spec.quantized else smallest_exact(x)
+    if n is None:
+        n = sample_budget(stored[0].nbytes, sum(len(p.data) for p in payloads(report)))
+    stored = stored[:n]
+    y = np.asarray(model.predict1(validation_inputs(stored, spec)))
     buf = io.BytesIO()
     np.savez_compressed(buf, x=stored, y=y)  # a few KiB matter in a bundle of tens
-    return buf.getvalue()
+    return buf.getvalue(), len(stored)
 
 
 def write_outputs(report: Report, labels: tuple[str, ...], *,
                   compression: Compression = Compression.NONE,
-                  held_out: np.ndarray | None = None) -> Report:
+                  held_out: np.ndarray | None = None,
+                  output_kind: OutputKind = OutputKind.CLASSIFIER,
+                  validation_samples: int | None = None) -> Report:
     """Write the bundle and the three report files for ``report``; returns it.
 
-    With ``held_out`` inputs the bundle carries a validation set (:func:`validation_npz`).
+    With ``held_out`` inputs the bundle carries a validation set (:func:`validation_npz`,
+    ``validation_samples`` of them or as many as its byte budget allows).
     """
+    validation = None
+    if held_out is not None:
+        validation, kept = validation_npz(report, held_out, validation_samples)
+        report = replace(report, bundled_validation=kept)
     final = report.bundle
     final.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
@@ -83,8 +95,8 @@ def write_outputs(report: Report, labels: tuple[str, ...], *,
         build_bundle(staged_bundle, name=report.name, version=report.version,
                      models=payloads(report), labels=labels, compression=compression,
                      exits=report.cascade.exits if report.cascade is not None else (),
-                     validation=None if held_out is None else validation_npz(report, held_out),
-                     optimization=report.optimization_summary())
+                     validation=validation,
+                     optimization=report.optimization_summary(), output_kind=output_kind)
         # mkstemp creates 0600 files; a bundle is meant to be copied and served.
         staged_bundle.chmod(0o644)
         staged = report_paths(staged_bundle)

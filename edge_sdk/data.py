@@ -137,3 +137,27 @@ def fit_to_shape(ds: Dataset, shape: tuple[int, ...], *, what: str = "model") ->
     raise EdgeError(
         f"{ds.source}: samples have shape {ds.x.shape[1:]}, the {what} expects {want}"
     )
+
+
+def load_named(path: str | Path) -> dict[str, np.ndarray] | None:
+    """One array per input name from an ``.npz`` without ``x`` (first axis = samples, a
+    ``y`` array of labels aside); ``None`` for any other data (read by :func:`load_dataset`).
+
+    Arrays keep their own dtype: an int64 input stays int64."""
+    p = Path(path)
+    if p.is_dir() or p.suffix.lower() != ".npz":
+        return None
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            if "x" in z.files:
+                return None
+            named = {k: np.asarray(z[k]) for k in z.files if k != "y"}
+    except FileNotFoundError:
+        raise EdgeError(f"{p}: no such data file") from None
+    except Exception as e:  # zipfile, pickle and format errors differ by corruption
+        raise EdgeError(f"{p}: not a readable .npz file ({e})") from e
+    counts = {k: (len(v) if v.ndim else 0) for k, v in named.items()}
+    if not named or len(set(counts.values())) != 1 or 0 in counts.values():
+        raise EdgeError(f"{p}: expected 'x', or one array per input name with the same number of "
+                        f"samples on the first axis; found {counts or 'no arrays'}")
+    return named

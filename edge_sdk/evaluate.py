@@ -54,6 +54,9 @@ class EvalResult:
     exits: dict[str, int] | None = None  # inputs answered per cascade stage (device engine)
     # "accuracy" (labels), or "agreement" with recorded outputs (a bundle's validation set)
     measured: str = "accuracy"
+    output_kind: str = "classifier"
+    # Not a classifier, or compared by outputs: the largest |difference| from --reference.
+    max_abs_diff: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -276,6 +279,13 @@ def evaluate(
     """
     cfg = config or EvalConfig()
     path = Path(artifact)
+    named = None
+    if data is not None and not isinstance(data, Dataset):
+        from edge_sdk.data import load_named
+
+        named = load_named(data)
+    if named is not None or _general(path, cfg):
+        return _evaluate_tensors(path, data, named, reference, cfg)
     if data is None:
         if reference is not None:
             raise EdgeError("--reference needs --data (the inputs both models are run on)")
@@ -309,6 +319,80 @@ def evaluate(
         agreement=agree,
         exits=None if exits is None else {str(k): v for k, v in sorted(exits.items())},
     )
+
+
+def _general(path: Path, cfg: EvalConfig) -> bool:
+    """Whether ``path`` is served by the named-tensor path (several inputs, not a classifier)."""
+    if is_keras_path(path) or not path.exists():
+        return False
+    with open_predictor(path, cfg) as p:
+        return bool(p._engine.general)  # type: ignore[attr-defined]
+
+
+def tensor_outputs(engine: Any, samples: list[Any]) -> list[np.ndarray]:
+    """Every output of each sample, float, flattened: the engine's feeder and model."""
+    from device_agent.quant import dequantize
+
+    out = []
+    for v in samples:
+        raw = engine.model.run_raw(*engine.feeder.tensors(v))
+        out.append(np.concatenate([np.asarray(dequantize(r, s), dtype=np.float64).reshape(-1)
+                                   for r, s in zip(raw, engine.model.outputs, strict=True)]))
+    return out
+
+
+def _run_tensors(path: Path, samples: list[Any], cfg: EvalConfig) -> tuple[list[np.ndarray], str, str, int]:
+    """(outputs per sample, runtime, output kind, first output's size) of ``path``."""
+    with open_predictor(path, cfg) as p:
+        engine = p._engine  # type: ignore[attr-defined]
+        outs = tensor_outputs(engine, samples)
+        first = int(np.prod([d if d > 0 else 1 for d in engine.model.outputs[0].shape]))
+        return outs, p.runtime, engine.kind.value, first
+
+
+def _evaluate_tensors(path: Path, data: str | Path | Dataset | None, named: dict[str, np.ndarray] | None,
+                      reference: str | Path | None, cfg: EvalConfig) -> EvalResult:
+    """Evaluation one sample per call with inputs by name: top-1 for a classifier (on its
+    first output), else agreement with ``reference`` as the largest output difference."""
+    y = None
+    if named is not None:
+        n = len(next(iter(named.values())))
+        samples: list[Any] = [{k: v[i] for k, v in named.items()} for i in range(n)]
+        y = _named_labels(Path(str(data)))
+        source = str(data)
+    else:
+        ds = bundled_validation(path) if data is None else (
+            data if isinstance(data, Dataset) else load_dataset(data))
+        samples, y, source = list(ds.x), ds.y, ds.source
+    outs, runtime, kind, first = _run_tensors(path, samples, cfg)
+    if kind != "classifier" and reference is None:
+        raise EdgeError(f"{path.name}: a {kind} model has no classes to score against labels; "
+                        "give --reference MODEL to compare its outputs with another model's")
+    pred = np.array([o[:first].argmax() for o in outs]) if kind == "classifier" else None
+    if pred is None:
+        y = None  # labels are class ids: they mean nothing to raw, regression or detection outputs
+    elif y is None and reference is None:
+        raise EdgeError(f"{source}: no labels ('y') and no --reference to compare with")
+    agree = diff = None
+    if reference is not None:
+        ref, _, _, _ = _run_tensors(Path(reference), samples, replace(cfg, thresholds={}))
+        diff = max(float(np.max(np.abs(a - b))) if a.shape == b.shape else float("inf")
+                   for a, b in zip(outs, ref, strict=True))
+        if pred is not None:
+            agree = agreement(pred, np.array([o[:first].argmax() for o in ref]))
+    acc = None if y is None or pred is None else accuracy(pred, y)
+    return EvalResult(
+        artifact=str(path), data=source, samples=len(samples), accuracy=acc,
+        error_rate=None if acc is None else 1.0 - acc,
+        correct=None if acc is None or pred is None or y is None else int(np.sum(pred == y)),
+        runtime=runtime, batch_size=1, reference=None if reference is None else str(reference),
+        agreement=agree, output_kind=kind, max_abs_diff=diff,
+    )
+
+
+def _named_labels(path: Path) -> np.ndarray | None:
+    with np.load(path, allow_pickle=False) as z:
+        return np.asarray(z["y"]).astype(np.int64) if "y" in z.files else None
 
 
 # --- accuracy in percent for the converter's pipeline (models as files or bytes) -------

@@ -4,7 +4,7 @@ manifest. One describer per kind, chosen by a registry."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -51,16 +51,37 @@ def _describe_saved_model(path: Path) -> dict[str, Any]:
             "outputs": _keras_io(model, "outputs"), **_tflite_weights(interp)}
 
 
-def _describe_onnx(path: Path) -> dict[str, Any]:
+def _describe_onnx(path: Path, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Any]:
     from device_agent.runtimes import load_model
     from edge_sdk.models import load_source
 
     proto = load_source(path).obj
-    cost = analysis.onnx_cost(proto)
+    _check_shape_names(shapes, [i.name for i in proto.graph.input])
+    cost = analysis.onnx_cost(proto, shapes)
     model = load_model(path)
-    return {"kind": "onnx", "inputs": _specs(model.inputs), "outputs": _specs(model.outputs),
-            "params": cost.params, "macs": cost.macs, "opset": _opset(proto),
-            "ops": _op_counts(n.op_type for n in proto.graph.node)}
+    free = {k: v for k, v in analysis.dynamic_inputs(proto).items() if k not in shapes}
+    info: dict[str, Any] = {"kind": "onnx", "inputs": _specs(model.inputs), "outputs": _specs(model.outputs),
+                            "params": cost.params, "macs": cost.macs if not cost.unknown else _unknown(free),
+                            "opset": _opset(proto), "ops": _op_counts(n.op_type for n in proto.graph.node)}
+    if cost.notes:
+        info["macs_notes"] = list(cost.notes)
+    if cost.unknown:
+        info["macs_known_part"] = cost.macs
+    return info
+
+
+def _unknown(free: Mapping[str, list[int | str]]) -> str:
+    """What to say instead of a MAC count that depends on dimensions nobody fixed."""
+    if not free:
+        return "unknown: give --shape for the dynamic inputs"
+    hint = " ".join(f"--shape {n}={'x'.join(str(d) for d in dims)}" for n, dims in free.items())
+    return f"unknown: give {hint} (with numbers for the named dimensions)"
+
+
+def _check_shape_names(shapes: Mapping[str, tuple[int, ...]], names: list[str]) -> None:
+    unknown = sorted(set(shapes) - set(names))
+    if unknown:
+        raise EdgeError(f"--shape names {unknown}; the model's inputs are {names}")
 
 
 def _opset(proto: Any) -> int:
@@ -74,15 +95,26 @@ def _op_counts(ops: Any) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def _describe_tflite(path: Path) -> dict[str, Any]:
+def _describe_tflite(path: Path, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Any]:
     from device_agent.runtimes import load_model
 
     model = load_model(path)
+    _check_shape_names(shapes, [s.name for s in model.inputs])
     inner = getattr(model.runtime, "_interp", None)
     info: dict[str, Any] = {"kind": "tflite", "backend": model.backend,
                             "inputs": _specs(model.inputs), "outputs": _specs(model.outputs)}
-    if inner is not None:
-        info.update(_tflite_weights(inner))
+    if inner is None:
+        return info
+    for d in inner.get_input_details():
+        if d["name"] in shapes:
+            inner.resize_tensor_input(d["index"], list(shapes[d["name"]]))
+    if shapes:
+        inner.allocate_tensors()
+    info.update(_tflite_weights(inner))
+    free = {s.name: [d if d > 0 else "?" for d in s.shape] for s in model.inputs
+            if s.name not in shapes and any(d <= 0 for d in s.shape[1:])}
+    if free:
+        info["macs_known_part"], info["macs"] = info["macs"], _unknown(free)
     return info
 
 
@@ -123,7 +155,7 @@ def _tflite_macs(op: dict[str, Any], shapes: dict[int, list[int]]) -> int:
     return analysis.dense_macs(rows, w[1], w[0])
 
 
-def _describe_bundle(path: Path) -> dict[str, Any]:
+def _describe_bundle(path: Path, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Any]:
     from device_agent.bundle import read_manifest
 
     m = read_manifest(path)
@@ -134,27 +166,37 @@ def _describe_bundle(path: Path) -> dict[str, Any]:
             "outputs": _specs(m.outputs), "labels": list(m.labels),
             "files": [{"path": f.path, "format": f.format.value, "size": f.size}
                       for f in m.files],
-            "optimization": summary, "manifest": manifest}
+            "output_kind": m.output_kind.value, "optimization": summary, "manifest": manifest}
 
 
-DESCRIBERS: dict[str, Callable[[Path], dict[str, Any]]] = {
-    ".keras": _describe_keras,
-    ".h5": _describe_keras,
-    ".hdf5": _describe_keras,
+def _describe_keras_shaped(path: Path, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Any]:
+    return _describe_keras(path)
+
+
+DESCRIBERS: dict[str, Callable[[Path, Mapping[str, tuple[int, ...]]], dict[str, Any]]] = {
+    ".keras": _describe_keras_shaped,
+    ".h5": _describe_keras_shaped,
+    ".hdf5": _describe_keras_shaped,
     ".onnx": _describe_onnx,
     ".tflite": _describe_tflite,
     ".edgepkg": _describe_bundle,
 }
 
 
-def describe(path: str | Path) -> dict[str, Any]:
-    """A JSON-ready description of a model file, a SavedModel folder or a bundle."""
+def describe(path: str | Path, shapes: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, Any]:
+    """A JSON-ready description of a model file, a SavedModel folder or a bundle.
+
+    ``shapes`` (``--shape``) fix inputs' dynamic dimensions for the MAC count; without
+    them a count that depends on a free dimension reads "unknown: give --shape ..."."""
     p = Path(path)
     if not p.exists():
         raise EdgeError(f"{p}: no such file or folder")
-    fn = _describe_saved_model if p.is_dir() else DESCRIBERS.get(p.suffix.lower())
+    if p.is_dir():
+        info = _describe_saved_model(p)
+        return {"path": str(p), "file_size": analysis.file_size(p), **info}
+    fn = DESCRIBERS.get(p.suffix.lower())
     if fn is None:
         raise EdgeError(f"{p}: unknown artifact {p.suffix!r}; expected .keras, .h5, a "
                         f"SavedModel folder, {', '.join(k for k in DESCRIBERS if k != '.hdf5')}")
-    info = fn(p)
+    info = fn(p, shapes or {})
     return {"path": str(p), "file_size": analysis.file_size(p), **info}

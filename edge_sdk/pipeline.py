@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from device_agent.errors import EdgeError
-from device_agent.manifest import Compression, ModelFormat, parse_semver
+from device_agent.manifest import Compression, ModelFormat, OutputKind, parse_semver
 from device_agent.runtimes import load_model
 from edge_sdk import analysis
 from edge_sdk.data import Dataset, fit_to_shape, load_dataset
@@ -95,6 +95,8 @@ class Recipe:
     # recipe (float steps and int8) against the input model's accuracy.
     search: SearchConfig | None = None
     measure_steps: bool = True  # export, size and time the model after every graph step
+    output_kind: OutputKind = OutputKind.CLASSIFIER  # recorded in the manifest for the agent
+    validation_samples: int | None = None  # the bundle's health-check set; None: 10% of model bytes
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -107,6 +109,7 @@ class Recipe:
             "early_exit": None if self.early_exit is None else self.early_exit.describe(),
             "search": self.search.describe() if self.search else None,
             "max_drop_covers": "whole recipe" if self.search else ("int8" if self.int8 else "nothing"),
+            "output_kind": self.output_kind.value,
         }
 
 
@@ -156,7 +159,8 @@ def optimize(job: Job, recipe: Recipe, *, progress: Progress = no_progress) -> R
             validation_samples=len(state.val), cascade=cascade,
         )
         progress("writing bundle", 0, 1)
-        return write_outputs(report, state.labels, compression=recipe.compression, held_out=state.val.x)
+        return write_outputs(report, state.labels, compression=recipe.compression, held_out=state.val.x,
+                             output_kind=recipe.output_kind, validation_samples=recipe.validation_samples)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -239,7 +243,7 @@ def _baseline(state: _State) -> StepRecord:
         from edge_sdk.inspect import describe
 
         info = describe(state.source.path)
-        cost = analysis.ModelCost(params=info["params"], macs=info["macs"], layers=())
+        cost = analysis.ModelCost(params=info["params"], macs=info.get("macs_known_part", info["macs"]), layers=())
     return StepRecord(step="baseline", accuracy=_accuracy(state, state.model),
                       params=cost.params, macs=cost.macs,
                       bytes=analysis.file_size(state.source.path), note=state.source.kind.value)
@@ -344,11 +348,22 @@ def _run_target(state: _State, recipe: Recipe, fmt: ModelFormat,
     state.steps.append(StepRecord(step=f"int8 {fmt.value}", accuracy=decision.chosen.accuracy,
                                   params=cost.params, macs=cost.macs, bytes=len(decision.data),
                                   compressed_bytes=_packed(decision.data, recipe),
-                                  note=f"remedy: {decision.chosen.remedy}"))
+                                  note=f"remedy: {decision.chosen.remedy}{_int8_note(fmt, decision.data)}"))
     return TargetResult(format=fmt, float_path=work / f"float.{fmt.value}", final_path=final,
                         float_accuracy=float_acc, final_accuracy=decision.chosen.accuracy,
                         decision=decision, notes=notes,
                         baseline_path=base_path, baseline_accuracy=base_acc)
+
+
+def _int8_note(fmt: ModelFormat, data: bytes) -> str:
+    """For ONNX: what the quantized file holds (int8 and float weights), read from it."""
+    if fmt != ModelFormat.ONNX:
+        return ""
+    import onnx
+
+    from edge_sdk.passes.onnx_prep import check_int8
+
+    return "; " + check_int8(onnx.load_from_string(data)).describe()
 
 
 def _original_export(state: _State, exporter: Exporter, work: Path) -> tuple[Path | None, float | None]:
@@ -413,7 +428,7 @@ def _artifact_cost(fmt: ModelFormat, data: bytes, model: Any) -> analysis.ModelC
         from edge_sdk.inspect import describe
 
         info = describe(path)
-    return analysis.ModelCost(params=info["params"], macs=info["macs"], layers=())
+    return analysis.ModelCost(params=info["params"], macs=info.get("macs_known_part", info["macs"]), layers=())
 
 
 def _quantize(state: _State, recipe: Recipe, exporter: Exporter, float_acc: float,
@@ -438,8 +453,8 @@ def _quantize(state: _State, recipe: Recipe, exporter: Exporter, float_acc: floa
         raise EdgeError(
             f"int8 {exporter.format.value}: accuracy drops {decision.chosen.drop:.2f} points, over "
             f"its budget of {decision.budget} (--max-drop {recipe.max_drop}) after every remedy "
-            f"[{tried}]; raise --max-drop, "
-            "give more calibration data, or leave out --int8"
+            f"[{tried}]; --max-drop {max(decision.chosen.drop, 0.0) + 0.01:.2f} accepts the best of them "
+            "(it bounds int8 alone with --no-search), or give more calibration data, or leave out --int8"
         )
     return decision, notes
 

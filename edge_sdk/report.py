@@ -138,9 +138,11 @@ class Report:
     calibration_samples: int
     validation_samples: int
     cascade: CascadeResult | None = None  # set when the bundle is an early-exit cascade
+    bundled_validation: int = 0  # held-out samples the bundle carries for the health check
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "bundled_validation_samples": self.bundled_validation,
             "cascade": None if self.cascade is None else self.cascade.to_dict(),
             "name": self.name,
             "version": self.version,
@@ -330,6 +332,8 @@ def print_table(report: Report, console: Any = None) -> None:
             say(f"note: {n}")
     if report.cascade is not None:
         _print_cascade(report.cascade, console, say)
+    say(f"validation set in the bundle: {report.bundled_validation} of {report.validation_samples} "
+        "held-out samples (the device's health check replays them)")
     say(f"bundle: {report.bundle}")
 
 

@@ -25,10 +25,22 @@ class Result:
     stage: int = 0
     cached: bool = False
     truth: int | None = None
+    # A non-classifier's answer (raw tensors, values or detections, by the bundle's
+    # output kind): then there is no class, label or confidence to report.
+    outputs: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form; floats are rounded here, once per emitted result."""
         d = asdict(self)
+        if d["outputs"] is None:
+            del d["outputs"]
+        else:
+            for k in ("index", "label", "confidence"):
+                del d[k]
+            d["latency_ms"] = round(d["latency_ms"], 4)
+            if d["truth"] is None:
+                del d["truth"]
+            return d
         d["confidence"] = round(d["confidence"], 6)
         d["latency_ms"] = round(d["latency_ms"], 4)
         if d["truth"] is None:

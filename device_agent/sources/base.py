@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from device_agent.feeds import Described, Value
+
 
 @dataclass(slots=True)
 class Reading:
@@ -24,7 +26,7 @@ class Reading:
     """
 
     id: str
-    value: np.ndarray | None
+    value: Value | None  # one array, or arrays by input name (a model with several inputs)
     meta: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     finite: bool = False
@@ -48,3 +50,10 @@ class Source(Protocol):
     def __iter__(self) -> Iterator[Reading]: ...
 
     def close(self) -> None: ...
+
+
+def described(source: Source) -> Described | None:
+    """What the source's readings carry (input name → sample shape and dtype; ``""`` for
+    one unnamed array), when it knows before serving (a file); else ``None``."""
+    describe = getattr(source, "describe", None)
+    return None if describe is None else describe()  # type: ignore[no-any-return]

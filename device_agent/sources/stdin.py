@@ -1,4 +1,5 @@
-"""``stdin``: one reading per line, JSON: an array, or ``{"x": [...], "id": ..., "label": ...}``.
+"""``stdin``: one reading per line, JSON: an array, ``{"x": [...], "id": ..., "label": ...}``,
+or ``{"inputs": {"NAME": [...], ...}}`` for a model with several named inputs.
 
 A malformed line becomes an error reading (counted, skipped); the source ends at EOF.
 """
@@ -27,6 +28,8 @@ def parse_line(line: str, n: int) -> Reading:
         rid = str(obj.get("id", rid))
         if isinstance(obj.get("label"), int):
             meta["label"] = obj["label"]
+        if isinstance(obj.get("inputs"), dict):
+            return _named(rid, obj["inputs"], meta, n)
         obj = obj.get("x")
     if not isinstance(obj, list):
         return Reading(
@@ -36,6 +39,19 @@ def parse_line(line: str, n: int) -> Reading:
         value = np.asarray(obj, dtype=np.float32)
     except (TypeError, ValueError) as e:
         return Reading(id=rid, value=None, error=f"line {n}: not a numeric array ({e})")
+    return Reading(id=rid, value=value, meta=meta)
+
+
+def _named(rid: str, inputs: dict[str, Any], meta: dict[str, Any], n: int) -> Reading:
+    """``{"inputs": {"audio": [...], "sr": 16000}}``: one array per input name, each in
+    the dtype JSON gives it (integers stay integers; the model's dtype is applied later)."""
+    try:
+        value = {str(k): np.asarray(v) for k, v in inputs.items()}
+    except (TypeError, ValueError) as e:
+        return Reading(id=rid, value=None, error=f"line {n}: 'inputs' is not numeric ({e})")
+    bad = [k for k, v in value.items() if v.dtype.kind not in "fiub"]
+    if bad:
+        return Reading(id=rid, value=None, error=f"line {n}: inputs {bad} are not numeric arrays")
     return Reading(id=rid, value=value, meta=meta)
 
 

@@ -84,8 +84,8 @@ def load_validation(path: Path) -> tuple[np.ndarray, np.ndarray]:
             x, y = np.asarray(z["x"]), np.asarray(z["y"])
     except (OSError, ValueError, KeyError, EOFError) as e:
         raise BundleError(f"{path.name}: expected an .npz with arrays x and y ({e})") from e
-    if x.dtype.kind != "f" and x.dtype not in (np.int8, np.uint8):
-        raise BundleError(f"{path.name}: x has dtype {x.dtype}; expected float, int8 or uint8")
+    if x.dtype.kind not in "fiu":
+        raise BundleError(f"{path.name}: x has dtype {x.dtype}; expected float or integer inputs")
     if y.dtype.kind != "f":
         raise BundleError(f"{path.name}: y has dtype {y.dtype}; expected float outputs")
     return x, y
@@ -97,10 +97,13 @@ def stored_inputs(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
 
 
 def validation_inputs(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    """The float batch to replay from stored inputs ``x``. Integer inputs must be the
-    model's own quantized dtype; dequantized, they quantize back to the same integers."""
+    """The float batch to replay from stored inputs ``x``. For a quantized input, integer
+    inputs must be the model's own quantized dtype (dequantized, they quantize back to the
+    same integers); for a float input they are values stored narrow, cast back."""
     if x.dtype.kind == "f":
-        return x
+        return x.astype(np.float32, copy=False)
+    if not spec.quantized:
+        return x.astype(np.float32)
     if not spec.quantized or x.dtype != np.dtype(spec.dtype):
         raise BundleError(f"validation inputs are {x.dtype}, but input {spec.name} takes "
                           f"{spec.dtype}{' (quantized)' if spec.quantized else ''}")
@@ -113,6 +116,9 @@ def check_slot(root: Path, manifest: Manifest, opts: HealthOptions) -> HealthRep
 
     if manifest.validation is None:
         return _check_without_validation(root, manifest, opts)
+    named = load_named_validation(root / manifest.validation)
+    if named is not None:
+        return _check_named(root, manifest, *named, opts)
     x, y = load_validation(root / manifest.validation)
     try:
         engine = Engine.from_bundle_dir(root, manifest)
@@ -132,19 +138,63 @@ def check_slot(root: Path, manifest: Manifest, opts: HealthOptions) -> HealthRep
     return judge(y, np.asarray(got), latencies, opts)
 
 
-def _check_without_validation(root: Path, manifest: Manifest, opts: HealthOptions) -> HealthReport:
-    """No recorded outputs: load, warm up and run synthetic inputs; outputs must be finite."""
-    from device_agent.engine import Engine
+def load_named_validation(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
+    """The ``in.NAME`` inputs and ``y`` of a named validation set; ``None`` for the ``x`` form."""
+    from device_agent.validation import named_inputs
 
     try:
-        engine = Engine.from_bundle_dir(root, manifest)
-        spec = engine.model.inputs[0]
-        shape = tuple(d if d > 0 else 1 for d in spec.shape)
-        x = np.random.default_rng(0).uniform(0.0, 1.0, size=(4, *shape[1:])).astype(np.float32)
+        with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as z:
+            arrays = {k: np.asarray(z[k]) for k in z.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise BundleError(f"{path.name}: not a readable .npz ({e})") from e
+    named = named_inputs(arrays)
+    if named is None:
+        return None
+    if "y" not in arrays or arrays["y"].dtype.kind != "f":
+        raise BundleError(f"{path.name}: expected float outputs 'y' beside the inputs")
+    return named, arrays["y"]
+
+
+def _check_named(root: Path, manifest: Manifest, inputs: dict[str, np.ndarray], y: np.ndarray,
+                 opts: HealthOptions) -> HealthReport:
+    """Replay every recorded sample with its exact tensors (any number of inputs)."""
+    from device_agent.engine import Engine
+    from device_agent.validation import replay
+
+    try:
+        model = Engine.from_bundle_dir(root, manifest).model
+        for _ in range(opts.warmup):
+            replay(model, inputs)
+        latencies = []
+        for _ in range(max(1, opts.runs)):
+            t0 = time.perf_counter()
+            got = replay(model, inputs)
+            latencies.append((time.perf_counter() - t0) * 1000.0)
+    except EdgeError as e:
+        return HealthReport(False, f"the model failed to load or run: {e}")
+    except Exception as e:  # each runtime raises its own types
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        return HealthReport(False, f"the runtime failed while running the model: {first[:300]}")
+    return judge(y, got, latencies, opts)
+
+
+def _check_without_validation(root: Path, manifest: Manifest, opts: HealthOptions) -> HealthReport:
+    """No recorded outputs: load, warm up and run synthetic inputs (every input, in its
+    declared dtype; the manifest's constants as declared); outputs must be finite."""
+    from device_agent.engine import Engine
+    from device_agent.feeds import constant_tensor
+    from device_agent.validation import replay
+
+    try:
+        model = Engine.from_bundle_dir(root, manifest).model
+        consts = {c.name: constant_tensor(c) for c in manifest.constants}
+        rng = np.random.default_rng(0)
+        inputs = {s.name: (consts[s.name] if s.name in consts else synthetic(s, rng))[None]
+                  for s in model.inputs}
         latencies = []
         for i in range(opts.warmup + max(1, opts.runs)):
             t0 = time.perf_counter()
-            got = np.asarray(engine.model.predict1(x))
+            got = replay(model, inputs)
             if i >= opts.warmup:
                 latencies.append((time.perf_counter() - t0) * 1000.0)
     except EdgeError as e:
@@ -157,6 +207,17 @@ def _check_without_validation(root: Path, manifest: Manifest, opts: HealthOption
         return HealthReport(True, "ok (no validation.npz: load, finite outputs and latency checked)",
                             None, report.latency_ms)
     return report
+
+
+def synthetic(spec: TensorSpec, rng: np.random.Generator) -> np.ndarray:
+    """One tensor of ``spec``'s shape (dynamic dimensions 1) and dtype: floats in [0, 1),
+    integers 0 (an index, a length or a flag is safe at 0)."""
+    shape = tuple(d if d > 0 else 1 for d in spec.shape)
+    if np.dtype(spec.dtype).kind == "f":
+        return rng.uniform(0.0, 1.0, size=shape).astype(spec.dtype)
+    if spec.quantized:
+        return quantize(rng.uniform(0.0, 1.0, size=shape), spec)
+    return np.zeros(shape, dtype=spec.dtype)
 
 
 def check_slot_isolated(root: Path, opts: HealthOptions) -> HealthReport:

@@ -22,6 +22,7 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "edge_sdk.cli.inspect_cmd",
     "edge_sdk.cli.optimize_cmd",
+    "edge_sdk.cli.pack_cmd",
     "edge_sdk.cli.demo_cmd",
     "edge_sdk.cli.collector_cmd",
     "edge_sdk.cli.fleet_cmd",

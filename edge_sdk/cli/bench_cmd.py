@@ -22,18 +22,23 @@ def bench(
     batch: int = typer.Option(1, "--batch", help="Samples per call"),
     runtime: str = typer.Option(None, "--runtime", help="Force a runtime (litert, onnxruntime, ...)"),
     xnnpack: bool = typer.Option(True, "--xnnpack/--no-xnnpack", help="LiteRT's XNNPACK CPU delegate"),
-    data: Path = typer.Option(None, "--data", help="Real inputs (.npz/CSV/folder) instead of random"),
+    data: Path = typer.Option(None, "--data", help="Real inputs instead of random: .npz (x, or one array "
+                              "per input name), CSV or folder"),
     device_cost: float = typer.Option(
         None, "--device-cost", help="Device cost per hour: adds the cost of 1,000 inferences"
     ),
+    shape: list[str] = typer.Option(
+        [], "--shape", help="Fix an input's dynamic dimensions: NAME=1x3x48x192 (repeatable)"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Load time, latency p50/p95/p99, throughput, peak RSS, CPU utilization (and cost)."""
+    from device_agent.feeds import parse_shape_options
     from edge_sdk.bench import BenchConfig, bench_artifact
 
     cfg = BenchConfig(
         runs=runs, warmup=warmup, threads=threads, batch=batch, runtime=runtime,
         data=data, device_cost_per_hour=device_cost, xnnpack=xnnpack,
+        shapes=parse_shape_options(shape),
     )
     r = bench_artifact(artifact, config=cfg)
     if as_json:

@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
 def eval_artifact(
     artifact: Path = typer.Argument(..., help="A .tflite, .onnx, .edgepkg, .keras/.h5 or SavedModel"),
     data: Path = typer.Option(
-        None, "--data", help="Labelled data: .npz (x, y), CSV or image folder (default: a bundle's own)"
+        None, "--data", help="Labelled data: .npz (x, y; or one array per input name, y), CSV or image "
+        "folder (default: a bundle's own)"
     ),
     reference: Path = typer.Option(
         None, "--reference", help="Another model: report how often both pick the same class"
@@ -57,3 +58,6 @@ def eval_artifact(
     if result.measured == "agreement" and result.accuracy is None:
         typer.echo("note:       the bundle's validation set has no labels, so this is top-1 agreement "
                    "with the recorded outputs, not accuracy; give --data for accuracy")
+    if result.max_abs_diff is not None:
+        typer.echo(f"outputs:    max |difference| {result.max_abs_diff:.6g} from {result.reference} "
+                   f"({result.output_kind})")

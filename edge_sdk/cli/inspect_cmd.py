@@ -17,12 +17,15 @@ def register(app: typer.Typer) -> None:
 @cli_errors
 def inspect_artifact(
     artifact: Path = typer.Argument(..., help="A .keras/.h5/SavedModel, .onnx, .tflite, .edgepkg"),
+    shape: list[str] = typer.Option(
+        [], "--shape", help="Fix an input's dynamic dimensions for the MAC count: NAME=1x3x48x192"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Show inputs, outputs, parameters, MACs, file size and, for a bundle, its manifest."""
+    from device_agent.feeds import parse_shape_options
     from edge_sdk.inspect import describe
 
-    info = describe(artifact)
+    info = describe(artifact, parse_shape_options(shape))
     if as_json:
         print_json(info)
         return

@@ -13,6 +13,7 @@ from device_agent.cli_support import check_output_file
 from edge_sdk.cli._common import cli_errors, print_json
 
 if TYPE_CHECKING:
+    from device_agent.manifest import OutputKind
     from edge_sdk.passes.compression import CompressionFlags
     from edge_sdk.passes.early_exit import EarlyExitConfig
     from edge_sdk.pipeline import Recipe
@@ -29,7 +30,9 @@ def optimize(
                               "split into calibration and validation"),
     out: Path = typer.Option(..., "-o", "--out", help="The bundle to write (NAME.edgepkg)"),
     int8: bool = typer.Option(False, "--int8", help="Full-integer int8 post-training quantization"),
-    target: str = typer.Option("tflite", "--target", help="tflite, onnx or both"),
+    target: str | None = typer.Option(
+        None, "--target", help="tflite, onnx or both (default: the input's own format: onnx for an "
+        ".onnx model, else tflite)"),
     max_drop: float | None = typer.Option(
         None, "--max-drop", help="Accuracy budget in points (default 1.0). Alone (no --prune/--share/"
         "--lowrank): searches the most compressive prune+distill+low-rank+share recipe whose "
@@ -60,6 +63,12 @@ def optimize(
         "(default: xz with the --max-drop search, else none; zstd needs the device's zstd extra)"),
     distill: bool = typer.Option(
         False, "--distill", help="Recover accuracy by distillation from the original model (Keras)"),
+    output_kind: str = typer.Option(
+        "classifier", "--output-kind", help="What the outputs mean, for the agent: classifier, raw or "
+        "regression (detection: wrap the converted model with edge pack)"),
+    validation_samples: int | None = typer.Option(
+        None, "--validation-samples", min=1, help="Held-out samples the bundle carries for the device's "
+        "health check (default: as many as fit in 10%% of the model files' bytes, at least 1)"),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
     sign: Path | None = typer.Option(None, "--sign", help="Sign the bundle with this Ed25519 private key"),
     early_exit: bool = typer.Option(False, "--early-exit",
@@ -94,11 +103,17 @@ def optimize(
 
     flags = CompressionFlags(prune=prune, share=share, lowrank=lowrank, distill=distill)
     chosen = any(v is not None for v in (prune, share, lowrank)) or early_exit
-    searching = from_flags(search, max_drop, chosen, int8)
+    # ONNX is the post-training path: --max-drop bounds its steps (int8, --prune/--share),
+    # it does not start the Keras search (unless --search insists, and is refused).
+    onnx_input = model.suffix.lower() == ".onnx"
+    searching = None if onnx_input and search is not True else from_flags(search, max_drop, chosen, int8)
+    if target is None:
+        target = "onnx" if model.suffix.lower() == ".onnx" else "tflite"
     recipe = _recipe(target, int8, 1.0 if max_drop is None else max_drop, calibration, samples, runs,
                      flags, compress or ("xz" if searching else "none"))
     recipe = replace(recipe, search=searching, measure_steps=step_metrics, early_exit=_early_exit(
-        early_exit, exit_at, exit_fractions, exit_criterion, exit_epochs, exit_int8_first))
+        early_exit, exit_at, exit_fractions, exit_criterion, exit_epochs, exit_int8_first),
+        output_kind=_output_kind(output_kind, early_exit), validation_samples=validation_samples)
     job = Job(model=model, data=data, out=out, name=name or _default_name(out), version=version,
               eval_data=eval_data)
     with rich_progress(enabled=not as_json) as progress, quiet():
@@ -166,6 +181,22 @@ def _early_exit(enabled: bool, at: str | None, fractions: str | None, criterion:
         raise EdgeError(f"--exit-fractions {fractions!r}: expected numbers like 0.2,0.5") from None
     return EarlyExitConfig(at_layers=layers, mac_fractions=fracs, criterion=crit, epochs=epochs,
                            float_first=not int8_first)
+
+
+def _output_kind(value: str, early_exit: bool) -> OutputKind:
+    from device_agent.errors import EdgeError
+    from device_agent.manifest import OutputKind
+
+    try:
+        kind = OutputKind(value)
+    except ValueError:
+        raise EdgeError(f"--output-kind {value!r}: expected classifier, raw or regression") from None
+    if kind == OutputKind.DETECTION:
+        raise EdgeError("--output-kind detection: name the box and score outputs with edge pack "
+                        "(--boxes/--scores) on the converted model")
+    if early_exit and kind != OutputKind.CLASSIFIER:
+        raise EdgeError(f"--early-exit needs --output-kind classifier (got {kind.value})")
+    return kind
 
 
 def _default_name(out: Path) -> str:

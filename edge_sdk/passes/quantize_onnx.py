@@ -95,7 +95,7 @@ class OnnxExporter:
             Calibration.ENTROPY: CalibrationMethod.Entropy,
         }
         self.export_float(model, workdir)
-        src = workdir / FLOAT_NAME
+        src = self._prepared(workdir, cfg.per_channel)
         name, batch = _input_name_and_batch(onnx.load(str(src)))
         out = workdir / "int8.onnx"
         x = calib.x[: cfg.samples].astype(np.float32)
@@ -114,6 +114,20 @@ class OnnxExporter:
         out.unlink()
         return data
 
+    @staticmethod
+    def _prepared(workdir: Path, per_channel: bool) -> Path:
+        """The float export after ONNX Runtime's pre-processing (and, for per-channel
+        scales, opset 13), made once per run and setting."""
+        import onnx
+
+        from edge_sdk.passes.onnx_prep import prepare
+
+        path = workdir / f"prepared{'-pc' if per_channel else ''}.onnx"
+        if not path.exists():
+            with quiet():
+                onnx.save(prepare(onnx.load(str(workdir / FLOAT_NAME)), per_channel=per_channel), str(path))
+        return path
+
     def sensitive_layers(
         self, model: Any, cfg: QuantizeConfig, calib: Dataset, workdir: Path,
         score: Callable[[bytes], float],
@@ -121,7 +135,7 @@ class OnnxExporter:
         """Nodes ranked by how much accuracy returns when that node alone stays float."""
         import onnx
 
-        graph = onnx.load(str(workdir / FLOAT_NAME)).graph
+        graph = onnx.load(str(self._prepared(workdir, cfg.per_channel))).graph
         nodes = [n.name for n in graph.node if n.op_type in QUANTIZABLE_OPS and n.name]
         gains = []
         for node in nodes[:MAX_SENSITIVITY_PROBES]:

@@ -178,7 +178,8 @@ def test_missing_data(tmp_path: Path, keras_cnn: Path) -> None:
 
 
 def test_tflite_target_from_onnx_is_refused(tmp_path: Path, onnx_cnn: Path, digits: Any) -> None:
-    assert "--target onnx" in _bad(tmp_path, onnx_cnn, "--data", digits.train)
+    # Without --target an .onnx input goes to ONNX (tests/byom); asked for TFLite, it is refused.
+    assert "--target onnx" in _bad(tmp_path, onnx_cnn, "--data", digits.train, "--target", "tflite")
 
 
 def test_bad_version_refused_before_any_work(tmp_path: Path, keras_cnn: Path,

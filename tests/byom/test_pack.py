@@ -1,0 +1,162 @@
+"""``edge pack`` on third-party-shaped models, served by the agent with the right kind of
+result: detections, named raw tensors, several inputs with a constant; refused at load
+when the source cannot feed the model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from device_agent.bundle import read_manifest
+from device_agent.loader import opened_bundle
+from device_agent.manifest import OutputKind
+from device_agent.runtimes import load_model
+from device_agent.update.health import HealthOptions, check_slot
+from edge_sdk.cli import app
+from tests.byom.conftest import Byom
+
+runner = CliRunner()
+
+
+def edge(*args: str) -> str:
+    res = runner.invoke(app, list(args))
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+def agent(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "device_agent", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def results(out: str) -> list[dict]:  # type: ignore[type-arg]
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return [r for r in rows if "summary" not in r]
+
+
+@pytest.fixture(scope="module")
+def detector_bundle(byom: Byom) -> Path:
+    out = byom.root / "detector.edgepkg"
+    edge("pack", str(byom.detector), "-o", str(out), "--key", str(byom.key), "--output-kind", "detection",
+         "--score-threshold", "0.3", "--nms-iou", "0.5", "--labels", "face", "--data", str(byom.images))
+    return out
+
+
+def test_detector_bundle_serves_boxes_scores_and_classes_not_an_argmax(byom: Byom, detector_bundle: Path) -> None:
+    m = read_manifest(detector_bundle)
+    assert m.output_kind == OutputKind.DETECTION and m.detection is not None
+    boxes_out = next(o for o in m.outputs if o.shape[-1] == 4)
+    assert m.detection.boxes == boxes_out.name and m.detection.scores != boxes_out.name
+    assert m.validation is not None and "validation" in m.optimization
+
+    proc = agent("run", str(detector_bundle), "--source", f"file:{byom.images}")
+    assert proc.returncode == 0, proc.stderr
+    rows = results(proc.stdout)
+    assert len(rows) == 6
+    model = load_model(byom.detector)
+    x = np.load(byom.images)["x"]
+    for row, img in zip(rows, x, strict=True):
+        assert "index" not in row and "confidence" not in row
+        det = row["outputs"]
+        assert set(det) == {"boxes", "scores", "classes"}
+        outs = dict(zip([o.name for o in model.outputs], model.predict(img[None]), strict=True))
+        scores = outs[m.detection.scores].reshape(-1)
+        assert all(s >= 0.3 for s in det["scores"])
+        assert det["scores"] == sorted(det["scores"], reverse=True)
+        # NMS keeps at most as many as pass the threshold, and the best one always.
+        assert 1 <= len(det["scores"]) <= int((scores >= 0.3).sum())
+        assert det["scores"][0] == pytest.approx(float(scores.max()), abs=1e-5)
+        assert all(len(b) == 4 for b in det["boxes"])
+
+
+def test_segmenter_raw_output_is_a_named_spatial_tensor(byom: Byom) -> None:
+    out = byom.root / "seg.edgepkg"
+    edge("pack", str(byom.segmenter), "-o", str(out), "--output-kind", "raw")
+    assert read_manifest(out).validation is None
+    assert "none" in read_manifest(out).optimization["validation"]
+    proc = agent("run", str(out), "--source", f"file:{byom.images}", "--limit", "2")
+    assert proc.returncode == 0, proc.stderr
+    rows = results(proc.stdout)
+    assert len(rows) == 2
+    (name, tensor), = rows[0]["outputs"].items()
+    assert name == load_model(byom.segmenter).outputs[0].name
+    assert tensor["shape"] == [1, 16, 16, 3] and len(tensor["values"]) == 16 * 16 * 3
+    summary = json.loads(proc.stdout.splitlines()[-1])["summary"]
+    assert summary["count"] == 2
+
+
+@pytest.fixture(scope="module")
+def vad_bundle(byom: Byom) -> Path:
+    out = byom.root / "vad.edgepkg"
+    edge("pack", str(byom.vad), "-o", str(out), "--key", str(byom.key), "--output-kind", "raw",
+         "--constant", "sr=16000", "--data", str(byom.vad_inputs))
+    return out
+
+
+def test_several_inputs_with_a_constant_are_fed_by_name(byom: Byom, vad_bundle: Path) -> None:
+    m = read_manifest(vad_bundle)
+    (sr,) = m.constants
+    assert (sr.name, sr.dtype, sr.shape, sr.values) == ("sr", "int64", (), (16000.0,))
+    proc = agent("run", str(vad_bundle), "--source", f"file:{byom.vad_inputs}")
+    assert proc.returncode == 0, proc.stderr
+    rows = results(proc.stdout)
+    assert len(rows) == 5
+    z = np.load(byom.vad_inputs)
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(byom.vad))
+    for i, row in enumerate(rows):
+        want = sess.run(None, {"input": z["input"][i : i + 1], "state": z["state"][i],
+                               "sr": np.array(16000, np.int64)})
+        assert row["outputs"]["output"]["values"] == pytest.approx(want[0].reshape(-1).tolist(), abs=1e-6)
+        assert row["outputs"]["stateN"]["shape"] == [2, 1, 8]
+
+
+def test_packed_bundles_pass_the_health_check_on_their_recorded_outputs(vad_bundle: Path,
+                                                                       detector_bundle: Path) -> None:
+    for bundle in (vad_bundle, detector_bundle):
+        with opened_bundle(bundle) as b:
+            report = check_slot(b.root, b.manifest, HealthOptions())
+        assert report.ok, report.reason
+        assert report.max_abs_error is not None and report.max_abs_error < 1e-4
+
+
+def test_agent_refuses_at_load_a_source_that_cannot_feed_the_model(byom: Byom, vad_bundle: Path) -> None:
+    # One array per reading, for a model with two inputs left to feed: one line, exit 2.
+    proc = agent("run", str(vad_bundle), "--source", f"file:{byom.images}?loop=1", timeout=30)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert proc.stderr.startswith("error:") and "input" in proc.stderr and "state" in proc.stderr
+    # Without the constant, the sample rate must come from the file: it is named as missing.
+    bare = agent("run", str(byom.vad), "--source", f"file:{byom.vad_inputs}", timeout=30)
+    assert bare.returncode == 2 and "['sr']" in bare.stderr, bare.stderr
+    # Named, but of the wrong shape.
+    wrong = byom.root / "wrong.npz"
+    np.savez(wrong, input=np.zeros((3, 12), np.float32), state=np.zeros((3, 2, 1, 8), np.float32))
+    proc = agent("run", str(vad_bundle), "--source", f"file:{wrong}", timeout=30)
+    assert proc.returncode == 2 and "input input takes samples of shape (16,)" in proc.stderr, proc.stderr
+
+
+def test_limit_counts_readings_taken_even_when_none_is_answered(byom: Byom, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.npz"  # the right shape, but every value NaN: each reading is refused
+    np.savez(bad, x=np.full((4, 16, 16, 3), np.nan, np.float32))
+    proc = agent("run", str(byom.segmenter), "--source", f"file:{bad}?loop=1", "--limit", "9", "-q",
+                 timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])["summary"]
+    assert summary["errors"] == 9 and summary["count"] == 0
+
+
+def test_pack_refuses_what_it_cannot_do(byom: Byom, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["pack", str(byom.detector), "-o", str(tmp_path / "d.edgepkg"), "--int8"])
+    assert res.exit_code == 2 and "already converted" in res.output
+    res = runner.invoke(app, ["pack", str(byom.vad), "-o", str(tmp_path / "v.edgepkg"),
+                              "--constant", "rate=16000"])
+    assert res.exit_code == 2 and "no such input" in res.output
+    assert not list(tmp_path.iterdir())
