@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "edge_sdk.cli.demo_cmd",
     "edge_sdk.cli.collector_cmd",
     "edge_sdk.cli.fleet_cmd",
+    "edge_sdk.cli.fleet_ui_cmd",
     "edge_sdk.cli.broker_cmd",
     "edge_sdk.cli.eval_cmd",
     "edge_sdk.cli.bench_cmd",

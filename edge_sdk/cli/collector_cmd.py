@@ -22,7 +22,15 @@ def collector(
     share_group: str = typer.Option(None, "--share-group", help="$share group to split the fleet"),
     fleet: str = typer.Option("+", "--fleet", help="Only this fleet (default: all)"),
     client_id: str = typer.Option(None, "--client-id", help="Stable MQTT client id (session)"),
-    metrics_port: int = typer.Option(None, "--metrics-port", help="Serve Prometheus /metrics"),
+    metrics_port: int = typer.Option(
+        None, "--metrics-port", help="Alias of --http 127.0.0.1:PORT (Prometheus /metrics)"
+    ),
+    http: str = typer.Option(
+        None, "--http", help="Serve the dashboard and /metrics on HOST:PORT (loopback unless a token)"
+    ),
+    http_token: str = typer.Option(
+        None, "--http-token", envvar="EDGE_HTTP_TOKEN", help="Required to listen beyond loopback"
+    ),
     retention_days: float = typer.Option(None, "--retention-days", help="Delete older rows"),
     alert_interval: float = typer.Option(
         30.0, "--alert-interval", help="Seconds between alert runs"
@@ -34,8 +42,16 @@ def collector(
     key_file: str = typer.Option(None, "--tls-key"),
 ) -> None:
     """Subscribe to edge/v1/FLEET/+/# and store state, telemetry and deploy status."""
+    from device_agent.errors import EdgeError
     from device_agent.mqtt import BrokerOptions
     from edge_sdk.fleet.collector import Collector, CollectorOptions, default_client_id
+    from edge_sdk.fleet.http_server import HttpOptions, parse_listen
+
+    if http and metrics_port is not None:
+        raise EdgeError("--metrics-port is an alias of --http 127.0.0.1:PORT: give one of them")
+    listen = parse_listen(http, token=http_token) if http else None
+    if metrics_port is not None:
+        listen = HttpOptions(port=metrics_port, token=http_token)
 
     options = CollectorOptions(
         broker=BrokerOptions(
@@ -44,7 +60,7 @@ def collector(
             cert_file=cert_file, key_file=key_file, max_inflight=1000,
         ),
         db=db, share_group=share_group, fleet=fleet, retention_days=retention_days,
-        metrics_port=metrics_port, alert_interval_s=alert_interval,
+        http=listen, alert_interval_s=alert_interval,
     )  # fmt: skip
     stop = threading.Event()
 
@@ -56,6 +72,8 @@ def collector(
     c = Collector(options).start()
     port = c.metrics_server.server_port if c.metrics_server else None
     typer.echo(f"collector: {broker} → {db} (filter {c.filter}; metrics port {port})", err=True)
+    if c.metrics_server:
+        typer.echo(f"collector: dashboard {c.metrics_server.url}", err=True)
     while not stop.is_set() and not c.subscribed.wait(0.5):
         pass
     if c.subscribed.is_set():

@@ -18,7 +18,6 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from http.server import ThreadingHTTPServer
 
 from device_agent.mqtt import BrokerOptions
 from device_agent.telemetry import topics
@@ -29,7 +28,8 @@ from device_agent.telemetry.messages import (
     State,
     TelemetryWindow,
 )
-from edge_sdk.fleet.metrics import Metrics, serve_metrics
+from edge_sdk.fleet.http_server import FleetHttpServer, HttpOptions, serve_http
+from edge_sdk.fleet.metrics import Metrics
 from edge_sdk.fleet.mqtt_codec import Publish
 from edge_sdk.fleet.store import Batch, Store, WriteResult, exits_json, open_store
 from edge_sdk.fleet.subscriber import Subscriber
@@ -48,8 +48,15 @@ class CollectorOptions:
     fleet: str = "+"
     batch_max: int = 5000
     retention_days: float | None = None
-    metrics_port: int | None = None
+    metrics_port: int | None = None  # an alias: serve /metrics (and the dashboard) on loopback
+    http: HttpOptions | None = None  # the dashboard and /metrics
     alert_interval_s: float = 30.0
+
+    def http_options(self) -> HttpOptions | None:
+        """Where the one HTTP server listens, if anywhere (``http`` wins over ``metrics_port``)."""
+        if self.http is None and self.metrics_port is not None:
+            return HttpOptions(port=self.metrics_port)
+        return self.http
 
 
 _TELEMETRY = topics.Kind.TELEMETRY
@@ -92,7 +99,7 @@ class Collector:
         self._writer = threading.Thread(
             target=self._write_loop, name="collector-writer", daemon=True
         )
-        self.metrics_server: ThreadingHTTPServer | None = None
+        self.metrics_server: FleetHttpServer | None = None  # the dashboard and /metrics
 
     def _on_connect(self) -> None:
         self.metrics.set("edge_collector_connected", 1, "1 while connected to the broker")
@@ -107,8 +114,12 @@ class Collector:
         self._writer.start()
         if not self._ready.wait(timeout) or self._error:
             raise self._error or TimeoutError("collector store did not open")
-        if self.options.metrics_port is not None:
-            self.metrics_server = serve_metrics(self.metrics, self.options.metrics_port)
+        http = self.options.http_options()
+        if http is not None:
+            from edge_sdk.fleet.dashboard import DashboardData
+
+            data = DashboardData(lambda: open_store(self.options.db))
+            self.metrics_server = serve_http(http, data=data, metrics=self.metrics)
         self.mqtt.start()
         return self
 
@@ -117,7 +128,7 @@ class Collector:
         self._writer.join(timeout=30)
         self.mqtt.stop()
         if self.metrics_server:
-            self.metrics_server.shutdown()
+            self.metrics_server.stop()
 
     def _write_loop(self) -> None:
         try:

@@ -363,6 +363,48 @@ class Store:
     def alerts(self, limit: int = 200) -> list[dict[str, Any]]:
         return self._query("SELECT * FROM alerts ORDER BY ts DESC, id DESC LIMIT ?", [limit])
 
+    # ---- dashboard reads ----------------------------------------------------------------
+    def device_rows(self, fleet: str, device: str) -> list[dict[str, Any]]:
+        """:meth:`devices` for one device (empty if unknown)."""
+        return [d for d in self.devices() if d["fleet"] == fleet and d["device"] == device]
+
+    def series(self, fleet: str, device: str, *, start: float, end: float, step: float) -> list[dict[str, Any]]:
+        """Chart points of one device over [start, end] in ``step``-second buckets, each
+        :meth:`Agg.point <edge_sdk.fleet.series.Agg.point>` with its bucket start ``t``."""
+        from edge_sdk.fleet.series import rollup_windows
+
+        rows = self._query(
+            "SELECT fleet, device, start_ts, end_ts, inferences, errors, cache_hits, dropped, "
+            "latency_p50, latency_p95, latency_p99, cpu_percent, rss_bytes, temperature_c, exits "
+            "FROM telemetry WHERE fleet = ? AND device = ? AND end_ts >= ? AND end_ts <= ? ORDER BY end_ts",
+            [fleet, device, start, end],
+        )
+        aggs = rollup_windows(rows, step)
+        return [{"t": key[2], **aggs[key].point()} for key in sorted(aggs)]
+
+    def device_deploys(self, fleet: str, device: str, limit: int = 50) -> list[dict[str, Any]]:
+        """A device's latest deployment status reports, newest first."""
+        return self._query(
+            "SELECT * FROM deploy_status WHERE fleet = ? AND device = ? ORDER BY ts DESC, id DESC LIMIT ?",
+            [fleet, device, limit],
+        )
+
+    def device_alerts(self, fleet: str, device: str, limit: int = 50) -> list[dict[str, Any]]:
+        return self._query(
+            "SELECT * FROM alerts WHERE fleet = ? AND device = ? ORDER BY ts DESC, id DESC LIMIT ?",
+            [fleet, device, limit],
+        )
+
+    def change_marker(self) -> tuple[Any, ...]:
+        """A value that changes whenever a device, alert, deployment or rollout does."""
+        row = self._query(
+            "SELECT (SELECT MAX(last_seen) FROM devices) AS a, (SELECT MAX(status_since) FROM devices) AS b, "
+            "(SELECT MAX(state_ts) FROM devices) AS c, (SELECT COUNT(*) FROM devices) AS d, "
+            "(SELECT MAX(id) FROM alerts) AS e, (SELECT MAX(id) FROM deploy_status) AS f, "
+            "(SELECT MAX(updated) FROM rollouts) AS g"
+        )[0]
+        return tuple(row.values())
+
     def telemetry_keys(self) -> list[tuple[str, str, str, int]]:
         """(fleet, device, boot_id, seq) of every stored window, in storage order."""
         rows = self._query("SELECT fleet, device, boot_id, seq FROM telemetry ORDER BY id")
