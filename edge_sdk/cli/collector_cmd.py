@@ -35,6 +35,15 @@ def collector(
     alert_interval: float = typer.Option(
         30.0, "--alert-interval", help="Seconds between alert runs"
     ),
+    homeassistant: bool = typer.Option(
+        False, "--homeassistant", help="Publish Home Assistant MQTT discovery for every device"
+    ),
+    ha_prefix: str = typer.Option(
+        "homeassistant", "--homeassistant-prefix", help="Home Assistant's discovery prefix"
+    ),
+    ha_interval: float = typer.Option(
+        10.0, "--homeassistant-interval", help="Seconds between Home Assistant updates"
+    ),
     username: str = typer.Option(None, "--username"),
     password: str = typer.Option(None, "--password", envvar="EDGE_MQTT_PASSWORD"),
     ca_file: str = typer.Option(None, "--tls-ca"),
@@ -45,6 +54,7 @@ def collector(
     from device_agent.errors import EdgeError
     from device_agent.mqtt import BrokerOptions
     from edge_sdk.fleet.collector import Collector, CollectorOptions, default_client_id
+    from edge_sdk.fleet.homeassistant import check_prefix as topics_prefix
     from edge_sdk.fleet.http_server import HttpOptions, parse_listen
 
     if http and metrics_port is not None:
@@ -61,6 +71,7 @@ def collector(
         ),
         db=db, share_group=share_group, fleet=fleet, retention_days=retention_days,
         http=listen, alert_interval_s=alert_interval,
+        homeassistant=topics_prefix(ha_prefix) if homeassistant else None, homeassistant_interval_s=ha_interval,
     )  # fmt: skip
     stop = threading.Event()
 

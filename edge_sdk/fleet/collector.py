@@ -28,6 +28,7 @@ from device_agent.telemetry.messages import (
     State,
     TelemetryWindow,
 )
+from edge_sdk.fleet.homeassistant import Mirror
 from edge_sdk.fleet.http_server import FleetHttpServer, HttpOptions, serve_http
 from edge_sdk.fleet.metrics import Metrics
 from edge_sdk.fleet.mqtt_codec import Publish
@@ -51,6 +52,8 @@ class CollectorOptions:
     metrics_port: int | None = None  # an alias: serve /metrics (and the dashboard) on loopback
     http: HttpOptions | None = None  # the dashboard and /metrics
     alert_interval_s: float = 30.0
+    homeassistant: str | None = None  # MQTT discovery prefix; None: no Home Assistant
+    homeassistant_interval_s: float = 10.0
 
     def http_options(self) -> HttpOptions | None:
         """Where the one HTTP server listens, if anywhere (``http`` wins over ``metrics_port``)."""
@@ -100,6 +103,7 @@ class Collector:
             target=self._write_loop, name="collector-writer", daemon=True
         )
         self.metrics_server: FleetHttpServer | None = None  # the dashboard and /metrics
+        self._ha = Mirror(options.homeassistant) if options.homeassistant else None
 
     def _on_connect(self) -> None:
         self.metrics.set("edge_collector_connected", 1, "1 while connected to the broker")
@@ -138,7 +142,7 @@ class Collector:
             self._ready.set()
             return
         self._ready.set()
-        next_chores = 0.0
+        next_chores = next_ha = 0.0
         held: list[tuple[int, list[Publish]]] = []  # refused whole: retried with what comes next
         try:
             while not self._stopping.is_set() or not self._queue.empty():
@@ -153,6 +157,9 @@ class Collector:
                 if time.monotonic() >= next_chores:
                     next_chores = time.monotonic() + self.options.alert_interval_s
                     self._chores(store)
+                if self._ha is not None and time.monotonic() >= next_ha:
+                    next_ha = time.monotonic() + self.options.homeassistant_interval_s
+                    self._homeassistant(store, self._ha)
         finally:
             store.close()
 
@@ -250,6 +257,10 @@ class Collector:
             kind = "alerts" if topic.endswith("/alerts") else "other"
             self.metrics.inc("edge_collector_ignored_total", 1, "messages not stored", kind=kind)
             return ""
+        if not payload and not msg.oversize and parsed.kind is topics.Kind.STATE:
+            # An empty retained birth: ``edge fleet retire`` cleared it from the broker.
+            self.metrics.inc("edge_collector_ignored_total", 1, "messages not stored", kind="cleared")
+            return ""
         try:
             size = msg.oversize or len(payload)
             if size > MAX_PAYLOAD:
@@ -276,6 +287,21 @@ class Collector:
         else:
             batch.deploys.append(item)  # type: ignore[arg-type]
         return parsed.kind.value
+
+    def _homeassistant(self, store: Store, mirror: Mirror) -> None:
+        """Publish (retained) the discovery configs and values that changed since last time."""
+        if not self.mqtt.connected:
+            return  # the next round sends everything still different
+        try:
+            updates = mirror.updates(store.devices())
+        except Exception:
+            log.exception("reading devices for Home Assistant failed")
+            return
+        for topic, payload in updates:
+            self.mqtt.publish(topic, payload, retain=True)
+            mirror.sent(topic, payload)
+        self.metrics.inc("edge_collector_homeassistant_published_total", len(updates),
+                         "Home Assistant discovery configs and states published")  # fmt: skip
 
     def _chores(self, store: Store) -> None:
         """Retention and alert evaluation, between batches on the writer thread."""

@@ -310,6 +310,22 @@ class Store:
                 n += max(cur.rowcount, 0)
         return n
 
+    def retire(self, device: str, fleet: str | None = None) -> list[tuple[str, str]]:
+        """Drop a device from ``devices`` (status, alerts, Home Assistant); its telemetry
+        stays for history. Returns the (fleet, device) dropped; refuses an id that several
+        fleets share unless ``fleet`` says which."""
+        where, params = "device = ?", [device]
+        if fleet:
+            where, params = where + " AND fleet = ?", [*params, fleet]
+        rows = self._query(f"SELECT fleet, device FROM devices WHERE {where}", params)
+        found = [(r["fleet"], r["device"]) for r in rows]
+        if len(found) > 1:
+            fleets = ", ".join(f for f, _ in found)
+            raise EdgeError(f"device {device!r} is in several fleets ({fleets}): say which with --fleet")
+        with self.transaction() as cur:
+            cur.execute(self._sql(f"DELETE FROM devices WHERE {where}"), tuple(params))
+        return found
+
     # ---- reads --------------------------------------------------------------------------
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         cur = self.conn.cursor()
