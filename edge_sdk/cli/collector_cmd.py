@@ -31,7 +31,12 @@ def collector(
     http_token: str = typer.Option(
         None, "--http-token", envvar="EDGE_HTTP_TOKEN", help="Required to listen beyond loopback"
     ),
-    retention_days: float = typer.Option(None, "--retention-days", help="Delete older rows"),
+    retention_days: float = typer.Option(
+        None, "--retention-days", help="Delete raw windows, deploy reports and alerts older than this"
+    ),
+    rollup_retention_days: float = typer.Option(
+        None, "--rollup-retention-days", help="Delete hourly rollups older than this (default: keep)"
+    ),
     alert_interval: float = typer.Option(
         30.0, "--alert-interval", help="Seconds between alert runs"
     ),
@@ -70,6 +75,7 @@ def collector(
             cert_file=cert_file, key_file=key_file, max_inflight=1000,
         ),
         db=db, share_group=share_group, fleet=fleet, retention_days=retention_days,
+        rollup_retention_days=rollup_retention_days,
         http=listen, alert_interval_s=alert_interval,
         homeassistant=topics_prefix(ha_prefix) if homeassistant else None, homeassistant_interval_s=ha_interval,
     )  # fmt: skip

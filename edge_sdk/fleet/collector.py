@@ -48,7 +48,8 @@ class CollectorOptions:
     share_group: str | None = None
     fleet: str = "+"
     batch_max: int = 5000
-    retention_days: float | None = None
+    retention_days: float | None = None  # raw windows, deploy reports, alerts
+    rollup_retention_days: float | None = None  # hourly rollups (kept for months, typically)
     metrics_port: int | None = None  # an alias: serve /metrics (and the dashboard) on loopback
     http: HttpOptions | None = None  # the dashboard and /metrics
     alert_interval_s: float = 30.0
@@ -104,6 +105,7 @@ class Collector:
         )
         self.metrics_server: FleetHttpServer | None = None  # the dashboard and /metrics
         self._ha = Mirror(options.homeassistant) if options.homeassistant else None
+        self._next_prune = 0.0
 
     def _on_connect(self) -> None:
         self.metrics.set("edge_collector_connected", 1, "1 while connected to the broker")
@@ -288,6 +290,12 @@ class Collector:
             batch.deploys.append(item)  # type: ignore[arg-type]
         return parsed.kind.value
 
+    def _prune(self, store: Store) -> None:
+        raw, hourly, now = self.options.retention_days, self.options.rollup_retention_days, time.time()
+        if raw or hourly:
+            store.prune(now - raw * 86400 if raw else 0.0,
+                        rollups_older_than={3600: now - hourly * 86400} if hourly else None)  # fmt: skip
+
     def _homeassistant(self, store: Store, mirror: Mirror) -> None:
         """Publish (retained) the discovery configs and values that changed since last time."""
         if not self.mqtt.connected:
@@ -308,8 +316,11 @@ class Collector:
         from edge_sdk.fleet.alerts import AlertRules, evaluate_store
 
         try:
-            if self.options.retention_days:
-                store.prune(time.time() - self.options.retention_days * 86400)
+            if time.monotonic() >= self._next_prune:
+                # Hourly at most: retention counts in days, and the raw table has no index
+                # on time alone (one would slow every insert), so a prune reads it all.
+                self._next_prune = time.monotonic() + 3600
+                self._prune(store)
             new = evaluate_store(store, AlertRules(), now=time.time())
             for a in new:
                 self.mqtt.publish(topics.alerts(a.fleet), a.to_payload())

@@ -22,7 +22,7 @@ SUM_COLUMNS = (
     "cpu_n", "cpu_sum", "rss_n", "rss_sum", "temp_n", "temp_sum",
 )  # fmt: skip
 # … or kept at their maximum.
-MAX_COLUMNS = ("p95_max", "p99_max", "temp_max", "end_max")
+MAX_COLUMNS = ("p95_max", "p99_max", "end_max")
 AGG_COLUMNS = SUM_COLUMNS + MAX_COLUMNS
 
 
@@ -52,8 +52,6 @@ class Agg:
             if w[col] is not None:
                 v[f"{key}_n"] += 1
                 v[f"{key}_sum"] += float(w[col])
-        if w["temperature_c"] is not None:
-            v["temp_max"] = max(v["temp_max"], float(w["temperature_c"]))
         v["end_max"] = max(v["end_max"], float(w["end_ts"]))
         for stage, count in exits.items():
             self.exits[stage] = self.exits.get(stage, 0) + int(count)
