@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Makes sure the system programs the tests use are present: Mosquitto (the tests start
-# their own brokers on free ports) and a PostgreSQL server (127.0.0.1:5432, database
-# "test"), installing them with apt-get and starting PostgreSQL when missing.
+# their own brokers on free ports), a PostgreSQL server (127.0.0.1:5432, database
+# "test") and Chromium (the dashboard test drives Debian's headless browser through the
+# playwright package, which never downloads one), installing them with apt-get and
+# starting PostgreSQL when missing.
 set -euo pipefail
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   echo "installing: ${need_apt[*]}"

@@ -27,6 +27,8 @@ COMMAND_MODULES = [
     "edge_sdk.cli.collector_cmd",
     "edge_sdk.cli.fleet_cmd",
     "edge_sdk.cli.fleet_users_cmd",
+    "edge_sdk.cli.fleet_ui_cmd",
+    "edge_sdk.cli.fleet_retire_cmd",
     "edge_sdk.cli.broker_cmd",
     "edge_sdk.cli.eval_cmd",
     "edge_sdk.cli.bench_cmd",

@@ -24,10 +24,32 @@ def collector(
     db: str = typer.Option("fleet.db", "--db", help="SQLite file or postgresql://..."),
     share_group: str = typer.Option(None, "--share-group", help="$share group to split the fleet"),
     fleet: str = typer.Option("+", "--fleet", help="Only this fleet (default: all)"),
-    metrics_port: int = typer.Option(None, "--metrics-port", help="Serve Prometheus /metrics"),
-    retention_days: float = typer.Option(None, "--retention-days", help="Delete older rows"),
+    metrics_port: int = typer.Option(
+        None, "--metrics-port", help="Alias of --http 127.0.0.1:PORT (Prometheus /metrics)"
+    ),
+    http: str = typer.Option(
+        None, "--http", help="Serve the dashboard and /metrics on HOST:PORT (loopback unless a token)"
+    ),
+    http_token: str = typer.Option(
+        None, "--http-token", envvar="EDGE_HTTP_TOKEN", help="Required to listen beyond loopback"
+    ),
+    retention_days: float = typer.Option(
+        None, "--retention-days", help="Delete raw windows, deploy reports and alerts older than this"
+    ),
+    rollup_retention_days: float = typer.Option(
+        None, "--rollup-retention-days", help="Delete hourly rollups older than this (default: keep)"
+    ),
     alert_interval: float = typer.Option(
         30.0, "--alert-interval", help="Seconds between alert runs"
+    ),
+    homeassistant: bool = typer.Option(
+        False, "--homeassistant", help="Publish Home Assistant MQTT discovery for every device"
+    ),
+    ha_prefix: str = typer.Option(
+        "homeassistant", "--homeassistant-prefix", help="Home Assistant's discovery prefix"
+    ),
+    ha_interval: float = typer.Option(
+        10.0, "--homeassistant-interval", help="Seconds between Home Assistant updates"
     ),
 ) -> None:
     """Subscribe to edge/v1/FLEET/+/# and store state, telemetry and deploy status.
@@ -36,13 +58,24 @@ def collector(
     """
     from dataclasses import replace
 
+    from device_agent.errors import EdgeError
     from edge_sdk.fleet.collector import Collector, CollectorOptions, default_client_id
+    from edge_sdk.fleet.homeassistant import check_prefix as topics_prefix
+    from edge_sdk.fleet.http_server import HttpOptions, parse_listen
+
+    if http and metrics_port is not None:
+        raise EdgeError("--metrics-port is an alias of --http 127.0.0.1:PORT: give one of them")
+    listen = parse_listen(http, token=http_token) if http else None
+    if metrics_port is not None:
+        listen = HttpOptions(port=metrics_port, token=http_token)
 
     options = CollectorOptions(
         broker=replace(broker, client_id=broker.client_id or default_client_id(share_group),
                        clean_session=False, max_inflight=1000),
         db=db, share_group=share_group, fleet=fleet, retention_days=retention_days,
-        metrics_port=metrics_port, alert_interval_s=alert_interval,
+        rollup_retention_days=rollup_retention_days,
+        http=listen, alert_interval_s=alert_interval,
+        homeassistant=topics_prefix(ha_prefix) if homeassistant else None, homeassistant_interval_s=ha_interval,
     )  # fmt: skip
     stop = threading.Event()
 
@@ -54,6 +87,8 @@ def collector(
     c = Collector(options).start()
     port = c.metrics_server.server_port if c.metrics_server else None
     typer.echo(f"collector: {broker.url} → {db} (filter {c.filter}; metrics port {port})", err=True)
+    if c.metrics_server:
+        typer.echo(f"collector: dashboard {c.metrics_server.url}", err=True)
     while not stop.is_set() and not c.subscribed.wait(0.5):
         pass
     if c.subscribed.is_set():

@@ -18,7 +18,6 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from http.server import ThreadingHTTPServer
 
 from device_agent.mqtt import BrokerOptions
 from device_agent.telemetry import topics
@@ -29,7 +28,9 @@ from device_agent.telemetry.messages import (
     State,
     TelemetryWindow,
 )
-from edge_sdk.fleet.metrics import Metrics, serve_metrics
+from edge_sdk.fleet.homeassistant import Mirror
+from edge_sdk.fleet.http_server import FleetHttpServer, HttpOptions, serve_http
+from edge_sdk.fleet.metrics import Metrics
 from edge_sdk.fleet.mqtt_codec import Publish
 from edge_sdk.fleet.store import Batch, Store, WriteResult, exits_json, open_store
 from edge_sdk.fleet.subscriber import Subscriber
@@ -47,12 +48,22 @@ class CollectorOptions:
     share_group: str | None = None
     fleet: str = "+"
     batch_max: int = 5000
-    retention_days: float | None = None
-    metrics_port: int | None = None
+    retention_days: float | None = None  # raw windows, deploy reports, alerts
+    rollup_retention_days: float | None = None  # hourly rollups (kept for months, typically)
+    metrics_port: int | None = None  # an alias: serve /metrics (and the dashboard) on loopback
+    http: HttpOptions | None = None  # the dashboard and /metrics
     alert_interval_s: float = 30.0
     # A window may end this far past the collector's clock (device clocks drift, NTP may
     # not have synced yet after a boot); later than that it is refused as "future".
     max_clock_skew_s: float = 300.0
+    homeassistant: str | None = None  # MQTT discovery prefix; None: no Home Assistant
+    homeassistant_interval_s: float = 10.0
+
+    def http_options(self) -> HttpOptions | None:
+        """Where the one HTTP server listens, if anywhere (``http`` wins over ``metrics_port``)."""
+        if self.http is None and self.metrics_port is not None:
+            return HttpOptions(port=self.metrics_port)
+        return self.http
 
 
 _TELEMETRY = topics.Kind.TELEMETRY
@@ -95,7 +106,9 @@ class Collector:
         self._writer = threading.Thread(
             target=self._write_loop, name="collector-writer", daemon=True
         )
-        self.metrics_server: ThreadingHTTPServer | None = None
+        self.metrics_server: FleetHttpServer | None = None  # the dashboard and /metrics
+        self._ha = Mirror(options.homeassistant) if options.homeassistant else None
+        self._next_prune = 0.0
 
     def _on_connect(self) -> None:
         self.metrics.set("edge_collector_connected", 1, "1 while connected to the broker")
@@ -110,8 +123,12 @@ class Collector:
         self._writer.start()
         if not self._ready.wait(timeout) or self._error:
             raise self._error or TimeoutError("collector store did not open")
-        if self.options.metrics_port is not None:
-            self.metrics_server = serve_metrics(self.metrics, self.options.metrics_port)
+        http = self.options.http_options()
+        if http is not None:
+            from edge_sdk.fleet.dashboard import DashboardData
+
+            data = DashboardData(lambda: open_store(self.options.db))
+            self.metrics_server = serve_http(http, data=data, metrics=self.metrics)
         self.mqtt.start()
         return self
 
@@ -120,7 +137,7 @@ class Collector:
         self._writer.join(timeout=30)
         self.mqtt.stop()
         if self.metrics_server:
-            self.metrics_server.shutdown()
+            self.metrics_server.stop()
 
     def _write_loop(self) -> None:
         try:
@@ -130,7 +147,7 @@ class Collector:
             self._ready.set()
             return
         self._ready.set()
-        next_chores = 0.0
+        next_chores = next_ha = 0.0
         held: list[tuple[int, list[Publish]]] = []  # refused whole: retried with what comes next
         try:
             while not self._stopping.is_set() or not self._queue.empty():
@@ -145,6 +162,9 @@ class Collector:
                 if time.monotonic() >= next_chores:
                     next_chores = time.monotonic() + self.options.alert_interval_s
                     self._chores(store)
+                if self._ha is not None and time.monotonic() >= next_ha:
+                    next_ha = time.monotonic() + self.options.homeassistant_interval_s
+                    self._homeassistant(store, self._ha)
         finally:
             store.close()
 
@@ -242,6 +262,10 @@ class Collector:
             kind = "alerts" if topic.endswith("/alerts") else "other"
             self.metrics.inc("edge_collector_ignored_total", 1, "messages not stored", kind=kind)
             return ""
+        if not payload and not msg.oversize and parsed.kind is topics.Kind.STATE:
+            # An empty retained birth: ``edge fleet retire`` cleared it from the broker.
+            self.metrics.inc("edge_collector_ignored_total", 1, "messages not stored", kind="cleared")
+            return ""
         try:
             size = msg.oversize or len(payload)
             if size > MAX_PAYLOAD:
@@ -269,13 +293,37 @@ class Collector:
             batch.deploys.append(item)  # type: ignore[arg-type]
         return parsed.kind.value
 
+    def _prune(self, store: Store) -> None:
+        raw, hourly, now = self.options.retention_days, self.options.rollup_retention_days, time.time()
+        if raw or hourly:
+            store.prune(now - raw * 86400 if raw else 0.0,
+                        rollups_older_than={3600: now - hourly * 86400} if hourly else None)  # fmt: skip
+
+    def _homeassistant(self, store: Store, mirror: Mirror) -> None:
+        """Publish (retained) the discovery configs and values that changed since last time."""
+        if not self.mqtt.connected:
+            return  # the next round sends everything still different
+        try:
+            updates = mirror.updates(store.devices())
+        except Exception:
+            log.exception("reading devices for Home Assistant failed")
+            return
+        for topic, payload in updates:
+            self.mqtt.publish(topic, payload, retain=True)
+            mirror.sent(topic, payload)
+        self.metrics.inc("edge_collector_homeassistant_published_total", len(updates),
+                         "Home Assistant discovery configs and states published")  # fmt: skip
+
     def _chores(self, store: Store) -> None:
         """Retention and alert evaluation, between batches on the writer thread."""
         from edge_sdk.fleet.alerts import AlertRules, evaluate_store
 
         try:
-            if self.options.retention_days:
-                store.prune(time.time() - self.options.retention_days * 86400)
+            if time.monotonic() >= self._next_prune:
+                # Hourly at most: retention counts in days, and the raw table has no index
+                # on time alone (one would slow every insert), so a prune reads it all.
+                self._next_prune = time.monotonic() + 3600
+                self._prune(store)
             new = evaluate_store(store, AlertRules(), now=time.time())
             for a in new:
                 self.mqtt.publish(topics.alerts(a.fleet), a.to_payload())

@@ -25,7 +25,7 @@ from device_agent.telemetry.messages import (
     State,
     TelemetryWindow,
 )
-from edge_sdk.fleet import schema
+from edge_sdk.fleet import rollups, schema
 from edge_sdk.fleet.schema import Dialect
 
 # Telemetry rows as the collector builds them straight from a validated payload:
@@ -147,6 +147,9 @@ class Store:
             for version in sorted(set(schema.MIGRATIONS) - done):
                 for stmt in schema.statements(version, self.dialect):
                     cur.execute(stmt)
+                if version == 3:  # rollups of the windows stored before there were any
+                    self._roll_up(cur, "telemetry")
+                    cur.execute(rollups.latest_from(self.dialect, "telemetry"))
                 cur.execute(
                     self._sql("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)"),
                     (version, time.time()),
@@ -180,17 +183,43 @@ class Store:
         return self._sql(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks}) {conflict}")
 
     def _insert_windows(self, cur: Any, rows: list[tuple[Any, ...]]) -> int:
+        """Insert the windows not stored yet and add exactly those to the rollups."""
         if not rows:
             return 0
         if self.dialect.name == "postgresql":
-            return self._copy_windows(cur, rows)
+            inserted = self._copy_windows(cur, rows)
+            if inserted:
+                self._roll_up(cur, "telemetry_new")
+                cur.execute(rollups.latest_from(self.dialect, "telemetry_new"))
+            return inserted
         sql = self._insert_sql(
             "telemetry",
             WINDOW_ROW_COLUMNS,
             "ON CONFLICT (fleet, device, boot_id, seq) DO NOTHING",
         )
+        # BEGIN IMMEDIATE holds the write lock: the ids past this one are this batch's rows.
+        cur.execute("SELECT seq FROM sqlite_sequence WHERE name = 'telemetry'")
+        before = int((cur.fetchone() or (0,))[0])
         cur.executemany(sql, rows)
-        return self._changes(cur)
+        inserted = self._changes(cur)
+        if not inserted:
+            return 0
+        # The rowid range, not an index: SQLite's planner would otherwise walk a whole index.
+        new = f"(SELECT * FROM telemetry NOT INDEXED WHERE id > {before})"
+        self._roll_up(cur, new)
+        if inserted == len(rows):  # no duplicates: ids follow one another in batch order
+            with_ids = [(before + i, *r) for i, r in enumerate(rows, 1)]
+        else:
+            cur.execute(f"SELECT id, {', '.join(WINDOW_ROW_COLUMNS)} FROM {new} s ORDER BY id")
+            with_ids = cur.fetchall()
+        cur.executemany(rollups.upsert_latest(self.dialect), rollups.latest_rows(with_ids, WINDOW_ROW_COLUMNS))
+        return inserted
+
+    def _roll_up(self, cur: Any, src: str) -> None:
+        """Add the windows of relation ``src`` to the rollups."""
+        for res in schema.ROLLUP_RESOLUTIONS:
+            cur.execute(rollups.upsert_rollups(self.dialect, res, src))
+            cur.execute(rollups.upsert_exits(self.dialect, res, src))
 
     def _copy_windows(self, cur: Any, rows: list[tuple[Any, ...]]) -> int:
         """PostgreSQL: COPY into a per-session staging table, then one INSERT ... SELECT.
@@ -204,12 +233,18 @@ class Store:
             "CREATE TEMP TABLE IF NOT EXISTS telemetry_stage ON COMMIT DELETE ROWS "
             f"AS SELECT {cols} FROM telemetry WITH NO DATA"
         )
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS telemetry_new ON COMMIT DELETE ROWS "
+            f"AS SELECT id, {cols} FROM telemetry WITH NO DATA"
+        )
         with cur.copy(f"COPY telemetry_stage ({cols}) FROM STDIN") as copy:
             for r in rows:
                 copy.write_row(r)
+        # The rows actually inserted (not the duplicates) feed the rollups.
         cur.execute(
-            f"INSERT INTO telemetry ({cols}) SELECT {cols} FROM telemetry_stage "
-            "ON CONFLICT (fleet, device, boot_id, seq) DO NOTHING"
+            f"WITH ins AS (INSERT INTO telemetry ({cols}) SELECT {cols} FROM telemetry_stage "
+            f"ON CONFLICT (fleet, device, boot_id, seq) DO NOTHING RETURNING id, {cols}) "
+            "INSERT INTO telemetry_new SELECT * FROM ins"
         )
         return max(int(cur.rowcount), 0)
 
@@ -303,14 +338,35 @@ class Store:
             r["devices"] = [d for d in devs if d["rollout_id"] == r["rollout_id"]]
         return rows
 
-    def prune(self, older_than: float) -> int:
-        """Retention: delete telemetry, deploy status and alerts older than ``older_than``."""
+    def prune(self, older_than: float, *, rollups_older_than: dict[int, float] | None = None) -> int:
+        """Retention: delete telemetry, deploy status and alerts older than ``older_than``
+        and, per resolution (seconds → time), rollups older than ``rollups_older_than``."""
         with self.transaction() as cur:
             n = 0
             for table, col in (("telemetry", "end_ts"), ("deploy_status", "ts"), ("alerts", "ts")):
                 cur.execute(self._sql(f"DELETE FROM {table} WHERE {col} < ?"), (older_than,))
                 n += max(cur.rowcount, 0)
+            for res, before in (rollups_older_than or {}).items():
+                for table in ("rollups", "rollup_exits"):
+                    cur.execute(self._sql(f"DELETE FROM {table} WHERE res = ? AND bucket < ?"), (res, before))
+                    n += max(cur.rowcount, 0)
         return n
+
+    def retire(self, device: str, fleet: str | None = None) -> list[tuple[str, str]]:
+        """Drop a device from ``devices`` (status, alerts, Home Assistant); its telemetry
+        stays for history. Returns the (fleet, device) dropped; refuses an id that several
+        fleets share unless ``fleet`` says which."""
+        where, params = "device = ?", [device]
+        if fleet:
+            where, params = where + " AND fleet = ?", [*params, fleet]
+        rows = self._query(f"SELECT fleet, device FROM devices WHERE {where}", params)
+        found = [(r["fleet"], r["device"]) for r in rows]
+        if len(found) > 1:
+            fleets = ", ".join(f for f, _ in found)
+            raise EdgeError(f"device {device!r} is in several fleets ({fleets}): say which with --fleet")
+        with self.transaction() as cur:
+            cur.execute(self._sql(f"DELETE FROM devices WHERE {where}"), tuple(params))
+        return found
 
     # ---- reads --------------------------------------------------------------------------
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
@@ -326,23 +382,24 @@ class Store:
 
     def devices(self) -> list[dict[str, Any]]:
         """Every device with its state and its latest telemetry window (by window end)."""
-        return self._query(
-            "SELECT d.*, t.seq, t.end_ts, t.inferences, t.errors, t.throughput, t.latency_p50, "
-            "t.latency_p95, t.latency_p99, t.cache_hits, t.exits, t.cpu_percent, t.rss_bytes, "
-            "t.temperature_c, t.dropped FROM devices d LEFT JOIN ("
-            "  SELECT *, ROW_NUMBER() OVER "
-            "  (PARTITION BY fleet, device ORDER BY end_ts DESC, id DESC) AS rn FROM telemetry) t "
-            "ON t.fleet = d.fleet AND t.device = d.device AND t.rn = 1 "
-            "ORDER BY d.fleet, d.device"
-        )
+        return self._query(self._DEVICES_SQL + "ORDER BY d.fleet, d.device")
+
+    # The latest window comes from device_latest (kept by write), never a scan of telemetry.
+    _DEVICES_SQL = (
+        "SELECT d.*, t.seq, t.end_ts, t.inferences, t.errors, t.throughput, t.latency_p50, "
+        "t.latency_p95, t.latency_p99, t.cache_hits, t.exits, t.cpu_percent, t.rss_bytes, "
+        "t.temperature_c, t.dropped FROM devices d LEFT JOIN device_latest t "
+        "ON t.fleet = d.fleet AND t.device = d.device "
+    )
 
     def history(
         self, device: str, *, fleet: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
-        """The latest ``limit`` windows of one device, oldest first."""
-        where, params = "device = ?", [device]
+        """The latest ``limit`` windows of one device, oldest first (through the
+        (fleet, device, end_ts) index: the fleets come from ``device_latest``)."""
+        where, params = "device = ? AND fleet IN (SELECT fleet FROM device_latest WHERE device = ?)", [device, device]
         if fleet:
-            where, params = where + " AND fleet = ?", [*params, fleet]
+            where, params = "device = ? AND fleet = ?", [device, fleet]
         rows = self._query(
             f"SELECT * FROM telemetry WHERE {where} ORDER BY end_ts DESC, id DESC LIMIT ?",
             [*params, limit],
@@ -350,13 +407,41 @@ class Store:
         return rows[::-1]
 
     def recent_windows(self, per_device: int = 30) -> list[dict[str, Any]]:
-        """The last ``per_device`` windows of every device (input of the alert rules)."""
-        return self._query(
-            "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY fleet, device "
-            "ORDER BY end_ts DESC, id DESC) AS rn FROM telemetry) t WHERE rn <= ? "
-            "ORDER BY fleet, device, end_ts, id",
-            [per_device],
+        """The last ``per_device`` windows of every device (input of the alert rules):
+        one index range per device, never a scan of the table."""
+        if self.dialect.name == "postgresql":
+            return self._query(
+                "SELECT t.* FROM device_latest d CROSS JOIN LATERAL (SELECT * FROM telemetry x "
+                "WHERE x.fleet = d.fleet AND x.device = d.device ORDER BY x.end_ts DESC, x.id DESC LIMIT ?) t "
+                "ORDER BY t.fleet, t.device, t.end_ts, t.id",
+                [per_device],
+            )
+        out: list[dict[str, Any]] = []
+        for d in self._query("SELECT fleet, device FROM device_latest ORDER BY fleet, device"):
+            out += self._query(
+                "SELECT * FROM telemetry WHERE fleet = ? AND device = ? ORDER BY end_ts DESC, id DESC LIMIT ?",
+                [d["fleet"], d["device"], per_device],
+            )[::-1]
+        return out
+
+    def history_range(self, device: str, *, fleet: str, start: float, end: float, res: int) -> list[dict[str, Any]]:
+        """One device's rollups of resolution ``res`` (60 or 3600) over [start, end], oldest
+        first, each with its ``exits`` per stage."""
+        rows = self._query(
+            "SELECT * FROM rollups WHERE res = ? AND fleet = ? AND device = ? AND bucket >= ? AND bucket <= ? "
+            "ORDER BY bucket",
+            [res, fleet, device, start, end],
         )
+        exits: dict[float, dict[str, int]] = {}
+        for e in self._query(
+            "SELECT bucket, stage, count FROM rollup_exits WHERE res = ? AND fleet = ? AND device = ? "
+            "AND bucket >= ? AND bucket <= ?",
+            [res, fleet, device, start, end],
+        ):
+            exits.setdefault(float(e["bucket"]), {})[e["stage"]] = int(e["count"])
+        for r in rows:
+            r["exits"] = exits.get(float(r["bucket"]), {})
+        return rows
 
     def deploys(self, limit: int = 500) -> list[dict[str, Any]]:
         """The latest deployment status reports, newest first."""
@@ -364,6 +449,54 @@ class Store:
 
     def alerts(self, limit: int = 200) -> list[dict[str, Any]]:
         return self._query("SELECT * FROM alerts ORDER BY ts DESC, id DESC LIMIT ?", [limit])
+
+    # ---- dashboard reads ----------------------------------------------------------------
+    def device_rows(self, fleet: str, device: str) -> list[dict[str, Any]]:
+        """:meth:`devices` for one device (empty if unknown)."""
+        return self._query(self._DEVICES_SQL + "WHERE d.fleet = ? AND d.device = ?", [fleet, device])
+
+    def series(self, fleet: str, device: str, *, start: float, end: float, step: float) -> list[dict[str, Any]]:
+        """Chart points of one device over [start, end] in ``step``-second buckets, each
+        :meth:`Agg.point <edge_sdk.fleet.series.Agg.point>` with its bucket start ``t``."""
+        from edge_sdk.fleet.series import merge_rows, rollup_windows
+
+        res = max((r for r in schema.ROLLUP_RESOLUTIONS if r <= step), default=0)
+        if res:  # whole rollup buckets: from the one holding ``start``
+            rows = self.history_range(device, fleet=fleet, start=start - start % res, end=end, res=res)
+            ex = {(fleet, device, float(r["bucket"])): r["exits"] for r in rows}
+            aggs = merge_rows(rows, ex, step)
+            return [{"t": key[2], **aggs[key].point()} for key in sorted(aggs)]
+        rows = self._query(
+            "SELECT fleet, device, start_ts, end_ts, inferences, errors, cache_hits, dropped, "
+            "latency_p50, latency_p95, latency_p99, cpu_percent, rss_bytes, temperature_c, exits "
+            "FROM telemetry WHERE fleet = ? AND device = ? AND end_ts >= ? AND end_ts <= ? ORDER BY end_ts",
+            [fleet, device, start, end],
+        )
+        aggs = rollup_windows(rows, step)
+        return [{"t": key[2], **aggs[key].point()} for key in sorted(aggs)]
+
+    def device_deploys(self, fleet: str, device: str, limit: int = 50) -> list[dict[str, Any]]:
+        """A device's latest deployment status reports, newest first."""
+        return self._query(
+            "SELECT * FROM deploy_status WHERE fleet = ? AND device = ? ORDER BY ts DESC, id DESC LIMIT ?",
+            [fleet, device, limit],
+        )
+
+    def device_alerts(self, fleet: str, device: str, limit: int = 50) -> list[dict[str, Any]]:
+        return self._query(
+            "SELECT * FROM alerts WHERE fleet = ? AND device = ? ORDER BY ts DESC, id DESC LIMIT ?",
+            [fleet, device, limit],
+        )
+
+    def change_marker(self) -> tuple[Any, ...]:
+        """A value that changes whenever a device, alert, deployment or rollout does."""
+        row = self._query(
+            "SELECT (SELECT MAX(last_seen) FROM devices) AS a, (SELECT MAX(status_since) FROM devices) AS b, "
+            "(SELECT MAX(state_ts) FROM devices) AS c, (SELECT COUNT(*) FROM devices) AS d, "
+            "(SELECT MAX(id) FROM alerts) AS e, (SELECT MAX(id) FROM deploy_status) AS f, "
+            "(SELECT MAX(updated) FROM rollouts) AS g"
+        )[0]
+        return tuple(row.values())
 
     def telemetry_keys(self) -> list[tuple[str, str, str, int]]:
         """(fleet, device, boot_id, seq) of every stored window, in storage order."""

@@ -56,7 +56,7 @@ class Subscriber:
         self._connected = threading.Event()
         self._lock = threading.Lock()  # guards _out, _generation, _pending, _next_mid
         self._out: list[bytes] = []
-        self._pending: dict[int, tuple[str, bytes]] = {}  # our QoS 1 publishes not yet acked
+        self._pending: dict[int, tuple[str, bytes, bool]] = {}  # our QoS 1 publishes not yet acked
         self._next_mid = 0
         self._generation = 0
         self._wake_r, self._wake_w = socket.socketpair()
@@ -94,12 +94,12 @@ class Subscriber:
             self._out.append(codec.pubacks(mids))
         self._wake()
 
-    def publish(self, topic: str, payload: bytes) -> None:
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         """Publish at QoS 1; kept and resent (DUP) after a reconnect until acknowledged."""
         with self._lock:
             mid = self._new_mid()
-            self._pending[mid] = (topic, payload)
-            self._out.append(codec.publish(topic, payload, qos=1, mid=mid))
+            self._pending[mid] = (topic, payload, retain)
+            self._out.append(codec.publish(topic, payload, qos=1, mid=mid, retain=retain))
         self._wake()
 
     def _new_mid(self) -> int:
@@ -184,8 +184,8 @@ class Subscriber:
         with self._lock:
             self._generation += 1
             self._out = [codec.subscribe(self._new_mid(), self.topic_filter, self.qos)]
-            self._out += [codec.publish(t, p, qos=1, mid=m, dup=True)
-                          for m, (t, p) in self._pending.items()]  # fmt: skip
+            self._out += [codec.publish(t, p, qos=1, mid=m, dup=True, retain=r)
+                          for m, (t, p, r) in self._pending.items()]  # fmt: skip
         log.info("connected to %s as %s", self.options.url, self.options.client_id)
         self._connected.set()
         if self._on_connect:
