@@ -31,7 +31,14 @@ import numpy as np
 
 from device_agent.cache import CacheConfig, CacheMode, LRUCache, float32_key, input_key
 from device_agent.errors import BundleError, EdgeError, InputError
-from device_agent.exit_policy import Criterion, ExitRule, confidence, override, rules_from_manifest
+from device_agent.exit_policy import (
+    Criterion,
+    ExitRule,
+    override,
+    rules_from_manifest,
+    scores,
+    softmax,
+)
 from device_agent.feeds import Described, Feeder, Value
 from device_agent.manifest import Manifest, ModelFormat, OutputKind, TensorSpec
 from device_agent.outputs import decode
@@ -75,10 +82,10 @@ class EngineOptions:
     thresholds: Mapping[int | None, float] = field(default_factory=dict)
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+# The plain-float top-1 probability of the one-reading path is within ~1e-6 of the
+# float32 score (:func:`device_agent.exit_policy.scores`); this close to a threshold the
+# float32 score decides, so one reading exits exactly when it would in a batch.
+_NEAR = 1e-4
 
 
 def as_probabilities(out: np.ndarray) -> np.ndarray:
@@ -143,8 +150,20 @@ class Stage:
         if not self._few or (rule is not None and rule.criterion is not Criterion.MAX_PROB):
             z = dequantize(q, self.out_specs[self.logits]).reshape(-1)
             return (*_top(z, self.probabilities, rule), z)
-        row = q.ravel()
-        ql = q.tolist()[0] if self._row0 else row.tolist()
+        i, conf = self._fast_top(q)
+        score = conf
+        if rule is not None and abs(conf - rule.threshold) < _NEAR:
+            score = self.exact_score(q, rule)
+        return i, conf, score, q.ravel()
+
+    def exact_score(self, q: np.ndarray, rule: ExitRule) -> float:
+        """One row's exit score as a batch computes it (float32, :func:`scores`)."""
+        z = dequantize(q, self.out_specs[self.logits]).reshape(1, -1)
+        return float(scores(z, rule.criterion, probabilities=bool(self.probabilities))[0])
+
+    def _fast_top(self, q: np.ndarray) -> tuple[int, float]:
+        """Winner and its softmax probability in plain floats (few classes, top-1)."""
+        ql = q.tolist()[0] if self._row0 else q.ravel().tolist()
         top = max(ql)
         i = ql.index(top)
         if not self.logits_quantized:
@@ -157,7 +176,7 @@ class Stage:
         else:
             s = self._lscale
             conf = 1.0 / sum([_exp((v - top) * s) for v in ql])
-        return i, conf, conf, row
+        return i, conf
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Float batch → (class probabilities, float features or None)."""
@@ -663,7 +682,7 @@ def _top(z: np.ndarray, is_prob: bool, rule: ExitRule | None) -> tuple[int, floa
     if z.size > 64 or (rule is not None and rule.criterion is not Criterion.MAX_PROB):
         p = z if is_prob else softmax(z.astype(np.float32, copy=False))
         i = int(p.argmax())
-        score = float(p[i]) if rule is None else float(confidence(p[None], rule.criterion)[0])
+        score = float(p[i]) if rule is None else float(scores(z[None], rule.criterion, probabilities=is_prob)[0])
         return i, float(p[i]), score
     zl = z.tolist()
     top = max(zl)

@@ -10,6 +10,14 @@ A row exits at stage ``k`` when its score is **strictly greater** than the stage
 threshold, so a threshold of ``1.0`` never exits (the row goes on to the last stage)
 and ``0.0`` exits every row that is not exactly uniform. Thresholds live in ``[0, 1]``
 for both criteria; anything else is refused.
+
+**One score, one comparison.** The score is computed in float32 from the stage's
+float32 output by :func:`scores` (softmax of logits, then the criterion), whether a row
+comes alone or in a batch, and compared with the threshold in float64
+(:func:`exits`): a float32 comparison would round the threshold onto the float32 grid,
+where observed scores live. Host calibration places thresholds *between* observed
+scores and off the float32 grid (:func:`between`), so no float32 score can ever equal
+one: a row cannot exit on one path and go on along the other.
 """
 
 from __future__ import annotations
@@ -31,8 +39,15 @@ class Criterion(str, Enum):
     ENTROPY = "entropy"
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in the dtype of ``logits`` (float32 on every serving path)."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
 def _max_prob(p: np.ndarray) -> np.ndarray:
-    return p.max(axis=-1)
+    return p.max(axis=-1).astype(np.float32, copy=False)
 
 
 def _entropy_score(p: np.ndarray) -> np.ndarray:
@@ -51,8 +66,38 @@ SCORES: dict[Criterion, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def confidence(p: np.ndarray, criterion: Criterion) -> np.ndarray:
-    """Per-row confidence score in ``[0, 1]`` of probabilities ``p`` (rows on axis 0)."""
+    """Per-row float32 confidence score in ``[0, 1]`` of probabilities ``p`` (rows on axis 0)."""
     return SCORES[criterion](p)
+
+
+def scores(out: np.ndarray, criterion: Criterion, *, probabilities: bool) -> np.ndarray:
+    """The exit score of each row of a stage's output ``out`` (rows on axis 0): the one
+    computation the batched and the one-reading paths share (float32 throughout)."""
+    z = np.asarray(out, dtype=np.float32)
+    return confidence(z if probabilities else softmax(z), criterion)
+
+
+def exits(score: np.ndarray, threshold: float) -> np.ndarray:
+    """Which float32 ``score`` values exit: strictly above ``threshold``, compared in float64."""
+    return np.asarray(score, dtype=np.float64) > threshold
+
+
+def between(lower: float, upper: float) -> float:
+    """A threshold strictly between two observed scores ``lower < upper`` and on no float32
+    value, so rows scoring ``lower`` go on and rows scoring ``upper`` exit, on every path
+    (a float32 score can never tie with it)."""
+    return off_grid((float(lower) + float(upper)) / 2.0)
+
+
+def off_grid(t: float) -> float:
+    """``t``, or the next float64 above it when ``t`` is a float32 value (pure).
+
+    Nothing that exits or goes on changes for float32 scores: none lies in between.
+    """
+    t = float(t)
+    if 0.0 <= t < 1.0 and float(np.float32(t)) == t:
+        return float(np.nextafter(t, 2.0))
+    return t
 
 
 @dataclass(frozen=True)
@@ -64,8 +109,8 @@ class ExitRule:
     criterion: Criterion = Criterion.MAX_PROB
 
     def exits(self, p: np.ndarray) -> np.ndarray:
-        """Boolean mask of the rows of ``p`` that stop here."""
-        return confidence(p, self.criterion) > self.threshold
+        """Boolean mask of the rows of probabilities ``p`` that stop here."""
+        return exits(confidence(p, self.criterion), self.threshold)
 
 
 def check_threshold(value: float, *, what: str) -> float:

@@ -136,11 +136,14 @@ def export_cascade(
     full_models: dict[ModelFormat, Path],
     work: Path,
     progress: Progress = no_progress,
+    held: Dataset | None = None,
 ) -> CascadeResult:
     """Build, export, calibrate and measure the cascade of ``model`` (a Keras model).
 
     ``quantize`` is, per format, the int8 setting chosen for the full model (None: float);
     ``full_models`` the full model's final file per format, timed against the cascade.
+    Thresholds are calibrated on ``val``; accuracy and exits are measured on ``held``
+    (the held-out split, when given), which calibration never saw.
     """
     progress("early exit: training exit heads", 0, 1)
     cascade = build_cascade(model, calib, config)
@@ -156,7 +159,7 @@ def export_cascade(
     targets = []
     for fmt, paths in files.items():
         progress(f"early exit: timing {fmt.value} cascade against the full model", 0, 1)
-        targets.append(_measure(fmt, paths, cal.exits, full_models[fmt], val))
+        targets.append(_measure(fmt, paths, cal.exits, full_models[fmt], held or val))
     return CascadeResult(
         split_layers=cascade.split_layers, criterion=config.criterion.value, exits=cal.exits,
         stage_macs=cascade.stage_macs, full_macs=cal.full_macs, mean_macs=cal.mean_macs,

@@ -37,6 +37,10 @@ class Dataset:
         k = round(len(self) * fraction)
         return self._subset(idx[:k]), self._subset(idx[k:])
 
+    def subset(self, idx: np.ndarray) -> Dataset:
+        """The samples at indices ``idx``, in that order."""
+        return self._subset(idx)
+
     def _subset(self, idx: np.ndarray) -> Dataset:
         return Dataset(self.x[idx], None if self.y is None else self.y[idx], self.source, self.classes)
 

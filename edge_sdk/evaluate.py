@@ -219,6 +219,19 @@ def _run_batches(predictor: Predictor, x: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate(out)
 
 
+def bundled_validation(bundle: Path) -> Dataset:
+    """The validation set a bundle carries (``validation.npz``), for eval without ``--data``."""
+    from device_agent.loader import opened_bundle
+
+    if bundle.suffix.lower() != ".edgepkg":
+        raise EdgeError(f"{bundle}: --data is required (only a .edgepkg can carry its own validation set)")
+    with opened_bundle(bundle) as b:
+        if b.validation_path is None:
+            raise EdgeError(f"{bundle}: no --data given and the bundle carries no validation set")
+        ds = load_dataset(b.validation_path)
+    return Dataset(ds.x, ds.y, f"{bundle}:{b.manifest.validation}", ds.classes)
+
+
 RECORDED = "the outputs recorded in the bundle at build time"
 
 

@@ -2,7 +2,10 @@
 bundle and its report.
 
 Order of a run:
-  1. load the model and the data; split the data into calibration and validation;
+  1. load the model and the data; hold out the final split (``--eval-data``, else a
+     stratified, seeded part of ``--data`` carved out first: ``edge_sdk.holdout``), and
+     split the rest into calibration and selection ("validation") halves: every choice
+     (search, int8 remedy, exit thresholds) is made on the selection split;
   2. baseline: accuracy, parameters, MACs, bytes of the input model;
   3. every graph pass of ``Recipe.passes`` in order (float → float), measured after each;
   4. per target: export float, then (``int8``) quantize with the remedy search;
@@ -11,7 +14,8 @@ Order of a run:
      exported per target like the full model, thresholds calibrated on the shipped
      stages (``edge_sdk.cascade_export``; not a graph pass: it yields several models
      and must calibrate after conversion); the bundle then holds the stages;
-  7. write the bundle and the report files, all or nothing.
+  7. final figures on the held-out split (the before/after table and paired drops);
+  8. write the bundle and the report files, all or nothing.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import numpy as np
 from device_agent.errors import EdgeError
 from device_agent.manifest import Compression, ModelFormat, OutputKind, parse_semver
 from device_agent.runtimes import load_model
-from edge_sdk import analysis
+from edge_sdk import analysis, budget
 from edge_sdk.data import Dataset, fit_to_shape, load_dataset
 from edge_sdk.evaluate import artifact_accuracy, keras_accuracy
 from edge_sdk.measure import measure_artifact
@@ -46,7 +50,11 @@ from edge_sdk.search import SearchConfig
 from edge_sdk.step_metrics import StepSize, codec, model_size
 
 if TYPE_CHECKING:
+    from edge_sdk.budget import Overrun
+
+if TYPE_CHECKING:
     from edge_sdk.cascade_export import CascadeResult
+    from edge_sdk.holdout import HeldOut
 
 
 class Target(str, Enum):
@@ -87,6 +95,8 @@ class Recipe:
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     max_drop: float = 1.0
     validation_fraction: float = 0.5
+    # Part of --data held out for the final figures when no --eval-data is given.
+    holdout_fraction: float = 0.25
     measure_runs: int = 50
     seed: int = 0
     compression: Compression = Compression.NONE  # how model files are stored in the bundle
@@ -97,6 +107,7 @@ class Recipe:
     measure_steps: bool = True  # export, size and time the model after every graph step
     output_kind: OutputKind = OutputKind.CLASSIFIER  # recorded in the manifest for the agent
     validation_samples: int | None = None  # the bundle's health-check set; None: 10% of model bytes
+    force: bool = False  # ship steps over ``max_drop`` (recorded as overruns) instead of refusing
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -108,7 +119,7 @@ class Recipe:
             "compression": self.compression.value,
             "early_exit": None if self.early_exit is None else self.early_exit.describe(),
             "search": self.search.describe() if self.search else None,
-            "max_drop_covers": "whole recipe" if self.search else ("int8" if self.int8 else "nothing"),
+            "max_drop_covers": "every step",
             "output_kind": self.output_kind.value,
         }
 
@@ -130,11 +141,14 @@ class _State:
     source: SourceModel
     model: Any
     calib: Dataset
-    val: Dataset
+    val: Dataset  # the selection split: every choice is made on it
     labels: tuple[str, ...]
     steps: list[StepRecord]
     work: Path
+    held: Dataset  # the held-out split: final figures only
+    held_source: str = ""
     chosen: dict[str, Any] = field(default_factory=dict)  # what a search chose
+    overruns: list[Overrun] = field(default_factory=list)  # steps shipped over budget (--force)
 
 
 def optimize(job: Job, recipe: Recipe, *, progress: Progress = no_progress) -> Report:
@@ -147,16 +161,18 @@ def optimize(job: Job, recipe: Recipe, *, progress: Progress = no_progress) -> R
         state = _prepare(job, recipe, work, progress)
         _run_passes(state, recipe, progress)
         results = [_run_target(state, recipe, fmt, progress) for fmt in recipe.target.formats]
-        comparisons = [_compare(state, r, recipe, progress) for r in results]
+        held = _held_out(state, recipe, job, results, progress)
+        comparisons = [_compare(state, r, recipe, progress, held) for r in results]
         cascade = _cascade(state, recipe, results, progress) if recipe.early_exit else None
         _time_target_steps(state, comparisons, results, recipe)
         report = Report(
             name=job.name, version=job.version, bundle=job.out, source=str(job.model),
-            recipe={**recipe.summary(), **_searched(state, recipe, results)},
+            recipe={**recipe.summary(), **_searched(state, recipe, results),
+                    "budget": budget.summary(recipe.max_drop, recipe.force, state.overruns)},
             steps=tuple(state.steps), targets=tuple(results),
             comparisons=tuple(comparisons),
             calibration_samples=min(len(state.calib), recipe.quantize.samples),
-            validation_samples=len(state.val), cascade=cascade,
+            validation_samples=len(state.val), cascade=cascade, held_out=held,
         )
         progress("writing bundle", 0, 1)
         return write_outputs(report, state.labels, compression=recipe.compression, held_out=state.val.x,
@@ -191,14 +207,14 @@ def _prepare(job: Job, recipe: Recipe, work: Path, progress: Progress) -> _State
                             f"model (.keras/.h5/SavedModel); got {source.kind.value}")
         check_exit_layers(source.obj, recipe.early_exit)
     shape, outputs = _io_shape(source)
-    calib, val = _split(job, recipe, shape)
-    for ds in (calib, val):
+    calib, val, held, held_source = _split(job, recipe, shape)
+    for ds in (calib, val, held):
         y = ds.require_labels()
         if y.min() < 0 or y.max() >= outputs:
             raise EdgeError(f"{ds.source}: labels range {y.min()}..{y.max()}, but the model "
                             f"has {outputs} outputs")
     labels = calib.classes or tuple(str(i) for i in range(outputs))
-    state = _State(source, source.obj, calib, val, labels, [], work)
+    state = _State(source, source.obj, calib, val, labels, [], work, held, held_source)
     state.steps.append(_baseline(state))
     return state
 
@@ -212,15 +228,25 @@ def _io_shape(source: SourceModel) -> tuple[tuple[int, ...], int]:
     return model.inputs[0].shape, int(model.outputs[0].shape[-1])
 
 
-def _split(job: Job, recipe: Recipe, shape: tuple[int, ...]) -> tuple[Dataset, Dataset]:
+def _split(job: Job, recipe: Recipe, shape: tuple[int, ...]) -> tuple[Dataset, Dataset, Dataset, str]:
+    """(calibration, selection, held-out, where the held-out split came from)."""
+    from edge_sdk.holdout import stratified_split
+
     data = fit_to_shape(load_dataset(job.data), shape)
     if job.eval_data is not None:
-        return data, fit_to_shape(load_dataset(job.eval_data), shape)
+        held, source = fit_to_shape(load_dataset(job.eval_data), shape), f"--eval-data {job.eval_data}"
+    else:
+        if len(data) < 4:
+            raise EdgeError(f"{job.data}: {len(data)} sample(s); need at least 4 to split into "
+                            "calibration, selection and held-out parts (or pass --eval-data)")
+        h, rest = stratified_split(data.require_labels(), recipe.holdout_fraction, seed=recipe.seed + 1)
+        held, data = data.subset(h), data.subset(rest)
+        source = f"split of --data {job.data}"
     if len(data) < 2:
         raise EdgeError(f"{job.data}: {len(data)} sample(s); need at least 2 to split "
-                        "into calibration and validation (or pass --eval-data)")
+                        "into calibration and selection halves")
     val, calib = data.split(recipe.validation_fraction, seed=recipe.seed)
-    return calib, val
+    return calib, val, held, source
 
 
 def _accuracy(state: _State, model: Any) -> float:
@@ -260,6 +286,7 @@ def _run_passes(state: _State, recipe: Recipe, progress: Progress) -> None:
         state.chosen = result.summary()
     if passes and recipe.measure_steps:
         state.steps[0] = _sized(state, recipe, state.steps[0], state.model, progress)
+    start = state.steps[-1].accuracy  # before the steps a recovery step will be judged with
     for i, p in enumerate(passes):
         progress(f"pass {p.name}", i, len(passes))
         outcome = p.apply(state.model, ctx)
@@ -268,8 +295,23 @@ def _run_passes(state: _State, recipe: Recipe, progress: Progress) -> None:
         note = "; ".join([*(f"{k}={v}" for k, v in outcome.changes.items()), *outcome.notes])
         step = StepRecord(step=p.name, accuracy=_accuracy(state, state.model),
                           params=cost.params, macs=cost.macs, bytes=0, note=note)
+        # A step followed by distillation is judged together with it: distillation exists
+        # to win back what pruning lost.
+        recovered = i + 1 < len(passes) and passes[i + 1].name == "distill"
+        if not recovered:
+            name = p.name if p.name != "distill" or i == 0 else f"{passes[i - 1].name}+distill"
+            _within_budget(state, recipe, name, start, step.accuracy)
+            start = step.accuracy
         state.steps.append(_sized(state, recipe, step, state.model, progress)
                            if recipe.measure_steps else step)
+
+
+def _within_budget(state: _State, recipe: Recipe, step: str, before: float, after: float) -> None:
+    """Refuse (or, with ``--force``, record) a step that takes the total over the budget."""
+    over = budget.check_step(step, before=before, after=after, baseline=state.steps[0].accuracy,
+                             budget=recipe.max_drop, force=recipe.force)
+    if over is not None:
+        state.overruns.append(over)
 
 
 def _sized(state: _State, recipe: Recipe, step: StepRecord, model: Any,
@@ -312,7 +354,10 @@ def _searched(state: _State, recipe: Recipe, results: list[TargetResult]) -> dic
     base = state.steps[0].accuracy
     drops = {r.format.value: round(base - r.final_accuracy, 4) for r in results}
     over = {f: d for f, d in drops.items() if d > recipe.max_drop}
-    if over:
+    if over and recipe.force:
+        state.overruns += [budget.Overrun(f"searched recipe ({f})", d, d, recipe.max_drop)
+                           for f, d in over.items()]
+    elif over:
         steps = ", ".join(f"{s.step} {s.accuracy:.2f}%" for s in state.steps)
         raise EdgeError(f"--max-drop {recipe.max_drop}: nothing met the budget; the chosen recipe "
                         f"measured {over} points of drop after export (steps: {steps}). The bundle "
@@ -393,7 +438,7 @@ def _cascade(state: _State, recipe: Recipe, results: list[TargetResult],
         exporters=[EXPORTERS[r.format]() for r in results],
         quantize={r.format: r.decision.chosen.config if r.decision else None for r in results},
         full_models={r.format: r.final_path for r in results}, work=state.work,
-        progress=progress,
+        progress=progress, held=state.held,
     )
     for t in result.targets:
         note = (f"exits after {','.join(result.split_layers)}; thresholds "
@@ -410,11 +455,9 @@ def _packed(data: bytes, recipe: Recipe) -> int:
 
 
 def _int8_budget(state: _State, recipe: Recipe, float_acc: float) -> float:
-    """Points int8 may cost against the float export: all of ``max_drop`` without a
-    search; with one, what the float steps left of the whole recipe's budget."""
-    if recipe.search is None:
-        return recipe.max_drop
-    return max(0.0, round(recipe.max_drop - (state.steps[0].accuracy - float_acc), 6))
+    """Points int8 may cost against the float export: what the steps before it left of
+    the whole recipe's budget (``max_drop`` covers every step)."""
+    return round(recipe.max_drop - (state.steps[0].accuracy - float_acc), 6)
 
 
 def _artifact_cost(fmt: ModelFormat, data: bytes, model: Any) -> analysis.ModelCost:
@@ -448,13 +491,19 @@ def _quantize(state: _State, recipe: Recipe, exporter: Exporter, float_acc: floa
         sensitive=lambda: _sensitive(exporter, state, cfg, score),
         reference=float_acc, max_drop=_int8_budget(state, recipe, float_acc), progress=progress,
     )
-    if not decision.within_budget:
+    if not decision.within_budget and recipe.force:
+        base = state.steps[0].accuracy
+        state.overruns.append(budget.Overrun(
+            f"int8 {exporter.format.value}", round(decision.chosen.drop, 4),
+            round(base - decision.chosen.accuracy, 4), recipe.max_drop))
+    elif not decision.within_budget:
         tried = ", ".join(f"{a.remedy} ({a.drop:+.2f})" for a in decision.attempts)
         raise EdgeError(
             f"int8 {exporter.format.value}: accuracy drops {decision.chosen.drop:.2f} points, over "
             f"its budget of {decision.budget} (--max-drop {recipe.max_drop}) after every remedy "
             f"[{tried}]; --max-drop {max(decision.chosen.drop, 0.0) + 0.01:.2f} accepts the best of them "
-            "(it bounds int8 alone with --no-search), or give more calibration data, or leave out --int8"
+            "(it bounds int8 alone with --no-search), give more calibration data, leave out --int8, "
+            "or pass --force to ship it over budget"
         )
     return decision, notes
 
@@ -511,14 +560,38 @@ def _supported_config(cfg: QuantizeConfig,
     return replace(cfg, calibration=fallback), (note,)
 
 
-def _compare(state: _State, r: TargetResult, recipe: Recipe, progress: Progress) -> Comparison:
+def _compare(state: _State, r: TargetResult, recipe: Recipe, progress: Progress,
+             held: HeldOut) -> Comparison:
+    """Before/after: sizes and timings, with the accuracies of the held-out split."""
     progress(f"timing {r.format.value} models", 0, 1)
     x = state.val.x.astype(np.float32)
-    ref_path, ref_acc = r.reference
+    ref_path, _ = r.reference
     base = measure_artifact(ref_path, x, runs=recipe.measure_runs)
     opt = measure_artifact(r.final_path, x, runs=recipe.measure_runs)
+    d = held.drops[r.format.value]
     return Comparison(
         format=r.format,
-        baseline=Metrics.of(ref_path.stat().st_size, ref_acc, base),
-        optimized=Metrics.of(r.final_path.stat().st_size, r.final_accuracy, opt),
+        baseline=Metrics.of(ref_path.stat().st_size, d.baseline_accuracy, base),
+        optimized=Metrics.of(r.final_path.stat().st_size, d.accuracy, opt),
     )
+
+
+def _held_out(state: _State, recipe: Recipe, job: Job, results: list[TargetResult],
+              progress: Progress) -> HeldOut:
+    """The input model against each target's final file, on the held-out split."""
+    from edge_sdk.evaluate import predict_file
+    from edge_sdk.holdout import HeldOut, paired_drop
+
+    progress("held-out accuracy", 0, 1)
+    x, y = state.held.x.astype(np.float32), state.held.require_labels()
+    drops, selection = {}, {}
+    for r in results:
+        ref_path, ref_acc = r.reference
+        base = predict_file(ref_path, x).reshape(len(x), -1).argmax(axis=1)
+        final = predict_file(r.final_path, x).reshape(len(x), -1).argmax(axis=1)
+        drops[r.format.value] = paired_drop(y, base, final)
+        selection[r.format.value] = round(ref_acc - r.final_accuracy, 4)
+    return HeldOut(source=state.held_source, from_data=job.eval_data is None,
+                   samples=len(state.held), selection_samples=len(state.val), seed=recipe.seed + 1,
+                   fraction=None if job.eval_data is not None else recipe.holdout_fraction,
+                   budget=recipe.max_drop, drops=drops, selection_drops=selection)

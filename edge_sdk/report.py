@@ -14,6 +14,7 @@ from edge_sdk.passes.quantize import Attempt, Decision
 
 if TYPE_CHECKING:
     from edge_sdk.cascade_export import CascadeResult
+    from edge_sdk.holdout import HeldOut
 
 
 @dataclass(frozen=True)
@@ -139,11 +140,13 @@ class Report:
     validation_samples: int
     cascade: CascadeResult | None = None  # set when the bundle is an early-exit cascade
     bundled_validation: int = 0  # held-out samples the bundle carries for the health check
+    held_out: HeldOut | None = None  # the final figures, on a split no choice looked at
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "bundled_validation_samples": self.bundled_validation,
             "cascade": None if self.cascade is None else self.cascade.to_dict(),
+            "held_out": None if self.held_out is None else self.held_out.to_dict(),
             "name": self.name,
             "version": self.version,
             "bundle": str(self.bundle),
@@ -163,7 +166,7 @@ class Report:
     def optimization_summary(self) -> dict[str, Any]:
         """The manifest's ``optimization`` field: recipe, steps, baseline and optimized."""
         d = self.to_dict()
-        out = {k: d[k] for k in ("recipe", "steps", "targets", "comparisons")}
+        out = {k: d[k] for k in ("recipe", "steps", "targets", "comparisons", "held_out")}
         if self.cascade is not None:
             out["early_exit"] = d["cascade"]
         return out
@@ -234,6 +237,11 @@ def to_markdown(report: Report) -> str:
         lines += [f"- {n}" for n in t.notes]
     if report.cascade is not None:
         lines += ["", *cascade_markdown(report.cascade)]
+    if report.held_out is not None:
+        from edge_sdk.holdout import lines as held_lines
+
+        lines += ["", "## Held-out accuracy (the before/after accuracies; steps: selection split)", "",
+                  *(f"- {ln}" for ln in held_lines(report.held_out))]
     return "\n".join(lines) + "\n"
 
 
@@ -334,6 +342,11 @@ def print_table(report: Report, console: Any = None) -> None:
         _print_cascade(report.cascade, console, say)
     say(f"validation set in the bundle: {report.bundled_validation} of {report.validation_samples} "
         "held-out samples (the device's health check replays them)")
+    if report.held_out is not None:
+        from edge_sdk.holdout import lines as held_lines
+
+        for ln in held_lines(report.held_out):
+            say(ln)
     say(f"bundle: {report.bundle}")
 
 

@@ -13,7 +13,6 @@ from device_agent.feeds import Described
 from device_agent.sources.base import Reading, finite_rows
 from device_agent.sources.csv_rows import read_csv
 
-
 Rows = np.ndarray | dict[str, np.ndarray]
 
 

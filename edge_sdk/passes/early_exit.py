@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from device_agent.errors import EdgeError
-from device_agent.exit_policy import Criterion, ExitRule, cascade_decisions, confidence
+from device_agent.exit_policy import Criterion, ExitRule, between, cascade_decisions, confidence
 from device_agent.manifest import ExitStage, ModelFormat, TensorSpec
 from edge_sdk.data import Dataset
 from edge_sdk.passes.base import PassContext, PassOutcome
@@ -292,17 +292,15 @@ def calibrate(
 
     ``reference`` is the labels (or, without labels, the full model's answers).
     Exits are set greedily from the first (cheapest) one; each keeps the cascade so far
-    within budget, so the finished cascade is within budget on this data.
+    within budget, so the finished cascade is within budget on this data. Thresholds
+    lie between observed scores (:func:`threshold_grid`), never on one.
     """
     full_acc = float((stage_probs[-1].argmax(axis=1) == reference).mean())
     floor = full_acc - max_drop / 100.0
     rules: dict[int, ExitRule] = {}
     for k in range(len(stage_probs) - 1):
-        scores = np.unique(confidence(stage_probs[k], criterion))
-        if len(scores) > 400:  # a quantile grid keeps calibration linear in data size
-            scores = np.unique(np.quantile(scores, np.linspace(0, 1, 400)))
         best = 1.0
-        for t in np.concatenate([[1.0], scores[::-1]]):
+        for t in threshold_grid(confidence(stage_probs[k], criterion)):
             trial = {**rules, k: ExitRule(stage=k, threshold=float(t), criterion=criterion)}
             _, pred = cascade_decisions(stage_probs, trial)
             if (pred == reference).mean() >= floor:
@@ -310,6 +308,27 @@ def calibrate(
         rules[k] = ExitRule(stage=k, threshold=best, criterion=criterion)
     return with_thresholds(stage_probs, reference, [r.threshold for _, r in sorted(rules.items())],
                            criterion=criterion, stage_macs=stage_macs)
+
+
+def threshold_grid(scores: np.ndarray, limit: int = 400) -> list[float]:
+    """Candidate thresholds, highest first: ``1.0`` (no row exits), then one between each
+    pair of neighbouring observed scores and one below the lowest (pure).
+
+    Each lies strictly between two observed float32 scores and on no float32 value
+    (:func:`device_agent.exit_policy.between`), so a row that scored exactly an observed
+    value exits or goes on alike in a batch and alone. Beyond ``limit`` distinct scores,
+    an evenly spaced subset of the gaps keeps calibration linear in data size.
+    """
+    u = np.unique(np.asarray(scores, dtype=np.float32)).astype(np.float64)
+    if len(u) == 0:
+        return [1.0]
+    gaps = np.arange(1, len(u))
+    if len(gaps) > limit:
+        gaps = np.unique(np.round(np.linspace(1, len(u) - 1, limit)).astype(np.int64))
+    cuts = [between(u[i - 1], u[i]) for i in gaps]
+    if u[0] > 0:
+        cuts.insert(0, between(0.0, u[0]))
+    return [1.0, *reversed(cuts)]
 
 
 def with_thresholds(

@@ -35,7 +35,7 @@ def test_search_beats_int8_only_within_budget(keras_cnn: Path, digits: Any, tmp_
     # the measured drop of the whole recipe (int8 included) stays within the budget
     total = steps[0]["accuracy"] - steps[-1]["accuracy"]
     assert steps[-1]["step"] == "int8 tflite" and total <= 1.0
-    assert rep["recipe"]["total_drop_points"]["tflite"] <= 1.0 and rep["recipe"]["max_drop_covers"] == "whole recipe"
+    assert rep["recipe"]["total_drop_points"]["tflite"] <= 1.0 and rep["recipe"]["max_drop_covers"] == "every step"
     names = [s["step"] for s in steps]
     assert names[0] == "baseline" and "share" in names and names[1:-2] == rep["recipe"]["passes"]
     for s in steps:  # every step: parameters, MACs, raw and compressed bytes, accuracy, latency
@@ -53,13 +53,13 @@ def test_search_beats_int8_only_within_budget(keras_cnn: Path, digits: Any, tmp_
 def test_printed_table_lists_steps(keras_cnn: Path, digits: Any, tmp_path: Path) -> None:
     out = tmp_path / "t.edgepkg"
     res = _run("optimize", keras_cnn, "--data", digits.train, "--eval-data", digits.test, "--prune", "0.25",
-               "--runs", "3", "--no-step-metrics", "-o", out)
+               "--max-drop", "10", "--runs", "3", "--no-step-metrics", "-o", out)
     assert res.exit_code == 0, res.output
     assert "after each step" in res.output and "compressed" in res.output
     rep = json.loads((tmp_path / "t.report.json").read_text())
     prune = next(s for s in rep["steps"] if s["step"] == "prune")
     assert prune["compressed_bytes"] is None and prune["latency_p50_ms"] is None  # explicitly skipped
-    assert rep["recipe"]["search"] is None and rep["recipe"]["max_drop_covers"] == "nothing"
+    assert rep["recipe"]["search"] is None and rep["recipe"]["max_drop_covers"] == "every step"
 
 
 def test_negative_budget_and_conflicting_flags(keras_cnn: Path, digits: Any, tmp_path: Path) -> None:

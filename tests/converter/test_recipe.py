@@ -34,7 +34,8 @@ class ZeroSmallWeights:
 
 def test_a_pass_is_one_entry_in_the_recipe(keras_cnn: Path, digits: Any, tmp_path: Path) -> None:
     assert default_passes() == ()
-    recipe = Recipe(passes=(ZeroSmallWeights("fc1", 0.99),), int8=False, measure_runs=2)
+    # --force: zeroing 99% of fc1 costs far more than the default budget (see test_budget.py)
+    recipe = Recipe(passes=(ZeroSmallWeights("fc1", 0.99),), int8=False, measure_runs=2, force=True)
     job = Job(model=keras_cnn, data=digits.train, eval_data=digits.test,
               out=tmp_path / "p.edgepkg", name="p")
     report = optimize(job, recipe)
@@ -46,3 +47,5 @@ def test_a_pass_is_one_entry_in_the_recipe(keras_cnn: Path, digits: Any, tmp_pat
     assert pruned.accuracy < steps["baseline"].accuracy
     assert abs(steps["export tflite float32"].accuracy - pruned.accuracy) < 1.0
     assert report.recipe["passes"] == ["zero-small-weights"]
+    (over,) = report.recipe["budget"]["overruns"]
+    assert over["step"] == "zero-small-weights" and over["total_drop_points"] > 1.0

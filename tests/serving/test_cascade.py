@@ -176,3 +176,29 @@ def test_cli_run_reports_exit_counts(cascade_bundle: CascadeBundle, digits: Digi
     summary = json.loads(out.stdout.strip().splitlines()[-1])["summary"]
     assert summary["exits"] == {"0": len(digits.x_test)}
     assert summary["count"] == len(digits.x_test)
+
+
+def test_one_at_a_time_answers_as_in_a_batch_even_on_ties(
+    cascade_bundle: CascadeBundle, digits: DigitsSplit
+) -> None:
+    """Thresholds set exactly on observed float32 scores (what calibration used to
+    choose): the one-reading path and the batched path still agree on every row."""
+    from device_agent.exit_policy import Criterion, confidence
+
+    x = digits.x_test
+    with engine_for(cascade_bundle.path) as e:
+        p0, _ = e.stages[0].run(x)
+        observed = np.unique(confidence(p0, Criterion.MAX_PROB))
+        ties = [float(t) for t in observed[np.linspace(0, len(observed) - 2, 8).astype(int)]]
+        for t in ties:
+            e.set_thresholds({0: t, 1: 1.0})
+            batch = e.infer_many(list(x))
+            alone = [e.infer_one(r) for r in x]
+            assert [(p.index, p.stage) for p in batch] == [(p.index, p.stage) for p in alone]  # type: ignore[union-attr]
+            assert sum(1 for p in alone if p.stage == 0) < len(x)
+
+
+def test_calibrated_thresholds_sit_on_no_float32_value(cascade_bundle: CascadeBundle) -> None:
+    m = read_manifest(cascade_bundle.path)
+    for ex in m.exits:
+        assert ex.threshold == 1.0 or float(np.float32(ex.threshold)) != ex.threshold

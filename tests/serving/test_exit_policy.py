@@ -32,7 +32,9 @@ def test_scores() -> None:
 def test_threshold_is_strict_so_one_never_exits() -> None:
     assert not ExitRule(0, 1.0).exits(P).any()
     assert ExitRule(0, 0.0).exits(P).all()
-    assert ExitRule(0, 0.6).exits(P).tolist() == [True, False, False]
+    # The float32 score 0.6 is 0.6000000238...: above the threshold 0.6, not above itself.
+    assert ExitRule(0, float(np.float32(0.6))).exits(P).tolist() == [True, False, False]
+    assert ExitRule(0, 0.6).exits(P).tolist() == [True, False, True]
 
 
 def test_manifest_exits_must_fit_the_cascade() -> None:
@@ -73,3 +75,56 @@ def test_offline_cascade() -> None:
     stage, pred = cascade_decisions([s0, s1], {0: ExitRule(0, 0.7)})
     assert stage.tolist() == [0, 1, 0]
     assert pred.tolist() == [0, 1, 1]
+
+
+def test_a_row_scores_the_same_alone_as_in_a_batch() -> None:
+    from device_agent.exit_policy import scores
+
+    rng = np.random.default_rng(7)
+    z = (rng.normal(size=(997, 10)) * rng.uniform(0.1, 8, size=(997, 1))).astype(np.float32)
+    for crit in Criterion:
+        batch = scores(z, crit, probabilities=False)
+        alone = np.array([scores(row[None], crit, probabilities=False)[0] for row in z])
+        assert batch.dtype == np.float32
+        np.testing.assert_array_equal(batch, alone)  # bit for bit, not approximately
+
+
+def test_thresholds_lie_between_observed_scores_and_off_the_float32_grid() -> None:
+    from device_agent.exit_policy import exits
+    from edge_sdk.passes.early_exit import threshold_grid
+
+    rng = np.random.default_rng(3)
+    s = np.concatenate([rng.uniform(0.1, 1, 300), [0.7959032654762268] * 3, [1.0]]).astype(np.float32)
+    grid = threshold_grid(s)
+    assert grid[0] == 1.0 and grid == sorted(grid, reverse=True)
+    observed = set(np.unique(s).astype(np.float64).tolist())
+    for t in grid[1:]:
+        assert t not in observed
+        assert float(np.float32(t)) != t  # no float32 score can ever equal it
+    # Each candidate partitions the observed scores as "exit above the score below it" did.
+    u = np.unique(s).astype(np.float64)
+    for t in grid[1:]:
+        below = u[u < t]
+        old = below.max() if len(below) else -1.0
+        np.testing.assert_array_equal(exits(s, t), s.astype(np.float64) > old)
+
+
+def test_the_threshold_grid_is_capped_and_keeps_the_extremes() -> None:
+    from edge_sdk.passes.early_exit import threshold_grid
+
+    s = np.linspace(0.05, 1.0, 5000).astype(np.float32)
+    grid = threshold_grid(s, limit=50)
+    assert len(grid) <= 52
+    assert grid[-1] < s.min() < grid[-2]
+    assert grid[1] < s.max()
+
+
+def test_a_float32_tie_goes_on_in_float64_too() -> None:
+    from device_agent.exit_policy import exits
+
+    s = np.float32(0.7959032654762268)
+    # numpy 2 would compare a float32 array with a Python float in float32; the policy
+    # compares in float64, so a threshold just above the score keeps the row in.
+    assert not exits(np.array([s]), float(s))[0]
+    assert not exits(np.array([s]), float(s) + 1e-12)[0]
+    assert exits(np.array([s]), float(s) - 1e-12)[0]
