@@ -103,6 +103,12 @@ def test_daemon_from_shipped_config_survives_broker_down_at_start_and_restart_mi
         assert ModelStore(store_dir).current().manifest.version == "1.1.0"  # type: ignore[union-attr]
         text = log.read_text()
         assert text.count("retrying every") == 2, text  # once per outage: at start, at the kill
+        # One connection for telemetry and updates (one client id that an ACL can name).
+        import psutil
+
+        links = [c for c in psutil.Process(agent.pid).net_connections(kind="tcp")
+                 if c.raddr and c.raddr.port == mq.port and c.status == psutil.CONN_ESTABLISHED]
+        assert len(links) == 1, links
     finally:
         agent.send_signal(signal.SIGTERM)
         rc = agent.wait(20)
