@@ -118,6 +118,11 @@ def run_agent(config: AgentConfig, mode: Mode, *, bundle: Path | None = None, ec
             serve_it()
     except KeyboardInterrupt:
         echo("stopped")
+    except EdgeError:
+        raise
+    except Exception as e:  # a bug or a broken disk: logged in full, exit 1 (systemd restarts)
+        log.exception("the agent failed")
+        parts.fatal.append(f"{type(e).__name__}: {e}")
     if parts.fatal:
         echo(f"error: {parts.fatal[0]}")
         return 1
