@@ -306,9 +306,12 @@ def _live_updates(config: AgentConfig, parts: _Parts, store: ModelStore, ref: An
             parts.telemetry.set_model(name=m.name, version=m.version,
                                       model_hash=model_hash(store.slots / live.serving))
 
+    from device_agent.runtimes import RuntimeOptions
+
     s = config.serve
     live = LiveUpdates(store, ref, policy=ProbationPolicy(min_samples=config.update.probation_samples),
-                       report=report, on_swap=swapped, runtime=s.runtime)
+                       report=report, on_swap=swapped, runtime=s.runtime,
+                       options=RuntimeOptions(threads=s.threads), engine_options=_engine_options(config))
     return live
 
 
