@@ -118,6 +118,11 @@ def run_agent(config: AgentConfig, mode: Mode, *, bundle: Path | None = None, ec
             serve_it()
     except KeyboardInterrupt:
         echo("stopped")
+    except EdgeError:
+        raise
+    except Exception as e:  # a bug or a broken disk: logged in full, exit 1 (systemd restarts)
+        log.exception("the agent failed")
+        parts.fatal.append(f"{type(e).__name__}: {e}")
     if parts.fatal:
         echo(f"error: {parts.fatal[0]}")
         return 1
@@ -304,9 +309,12 @@ def _live_updates(config: AgentConfig, parts: _Parts, store: ModelStore, ref: An
             parts.telemetry.set_model(name=m.name, version=m.version,
                                       model_hash=model_hash(store.slots / live.serving))
 
+    from device_agent.runtimes import RuntimeOptions
+
     s = config.serve
     live = LiveUpdates(store, ref, policy=ProbationPolicy(min_samples=config.update.probation_samples),
-                       report=report, on_swap=swapped, runtime=s.runtime)
+                       report=report, on_swap=swapped, runtime=s.runtime,
+                       options=RuntimeOptions(threads=s.threads), engine_options=_engine_options(config))
     return live
 
 

@@ -1,8 +1,10 @@
 """The agent's one configuration: a TOML file, ``EDGE_AGENT_*`` variables and flags.
 
 Precedence: a flag overrides the environment, which overrides the file, which overrides
-the defaults. :func:`merge` is pure (dicts in, a frozen :class:`AgentConfig` out, errors
-naming the source and the key); :func:`load_config` reads the file and the environment.
+the defaults. :func:`from_file`, :func:`from_env` and :func:`flag_values` turn each source
+into typed values (errors name the source and the key); :func:`merge` layers them into a
+frozen :class:`AgentConfig` (reading only the broker's password file, when one is named);
+:func:`load_config` reads the file and the environment.
 
 The file has sections ``[agent]``, ``[serve]``, ``[broker]``, ``[telemetry]`` and
 ``[update]`` (see ``tools/agent.toml`` for every key, commented). A key ``K`` of section

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from device_agent.engine import Engine
+from device_agent.engine import Engine, EngineOptions
 from device_agent.errors import EdgeError
 from device_agent.runtimes import RuntimeOptions
 from device_agent.serve import EngineRef
@@ -35,10 +35,12 @@ class LiveUpdates:
     def __init__(self, store: ModelStore, ref: EngineRef, *, policy: ProbationPolicy,
                  report: Report = lambda r: None, check_every: int = 20,
                  runtime: str | None = None, options: RuntimeOptions | None = None,
+                 engine_options: EngineOptions | None = None,
                  on_swap: Callable[[Engine], None] = lambda e: None):
         self.store, self.ref, self.policy, self.report = store, ref, policy, report
         self.on_swap = on_swap  # e.g. telemetry re-announcing the model now served
         self.check_every, self.runtime, self.options = check_every, runtime, options
+        self.engine_options = engine_options  # the same cache and exit thresholds after a swap
         self.serving = store.current_id()
         self.counter = WindowCounter()
         self.baseline: Window | None = None  # set while the new model is on probation
@@ -66,7 +68,8 @@ class LiveUpdates:
             slot = self.store.current()
             if slot is None:
                 return
-            engine = Engine.from_bundle_dir(slot.root, slot.manifest, runtime=self.runtime, options=self.options)
+            engine = Engine.from_bundle_dir(slot.root, slot.manifest, runtime=self.runtime, options=self.options,
+                                            engine_options=self.engine_options)
         except EdgeError as e:
             log.warning("model swap to %s failed; keeping the model in use: %s", self.store.current_id(), e)
             return
@@ -96,6 +99,6 @@ class LiveUpdates:
         slot = self.store.current()
         if slot is not None:
             self.ref.engine = Engine.from_bundle_dir(slot.root, slot.manifest, runtime=self.runtime,
-                                                     options=self.options)
+                                                     options=self.options, engine_options=self.engine_options)
             self.serving, self.counter = slot.id, WindowCounter()
             self.on_swap(self.ref.engine)

@@ -214,45 +214,89 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class _HostSession:
-    """A host-side MQTT connection subscribed to one device's deploy/status."""
+class DeployLink:
+    """The host's one MQTT connection for a deploy command, shared by every device's session
+    (deploy topic out, deploy/status in): one client id for the ACL to name, and a broker
+    that names clients after their user (``use_username_as_clientid``) sees one client.
 
-    def __init__(self, broker: BrokerOptions, fleet: str, device: str, rollout: str, *,
-                 connect_timeout_s: float = 15.0):
-        self.fleet, self.device, self.rollout = fleet, device, rollout
-        self.inbox: queue.Queue[DeployStatus] = queue.Queue()
-        # Several sessions run at once (one per device of a rollout): each needs its own id.
-        prefix = broker.client_id or "edge-deploy"
-        options = replace(broker, client_id=f"{prefix}-{rollout}-{device}-{uuid.uuid4().hex[:6]}",
+    Connecting is the first thing it does: an unreachable broker or refused credentials
+    raise :class:`EdgeError` naming the URL before anything is sent."""
+
+    def __init__(self, broker: BrokerOptions, *, connect_timeout_s: float = 15.0):
+        options = replace(broker, client_id=broker.client_id or f"edge-deploy-{uuid.uuid4().hex[:8]}",
                           clean_session=True)
+        self.url = broker.url
         self.client = MqttClient(options, log_outages=False)
-        topic = status_topic(fleet, device)
-        self.client.subscribe(topic, qos=1, handler=self._on_message)
+        self._sessions: dict[str, list[_HostSession]] = {}
+        self._lock = threading.Lock()
         self.client.start()
         self.client.require_connected(connect_timeout_s)
-        if not self.client.wait_subscribed(topic, 10):
-            self.close()
-            raise EdgeError(f"broker {broker.url}: no subscription acknowledgement for {topic}")
 
-    def _on_message(self, msg: Any) -> None:
+    def attach(self, session: _HostSession) -> None:
+        """Route ``session``'s device's deploy/status to it (subscribing once per device)."""
+        topic = status_topic(session.fleet, session.device)
+        with self._lock:
+            if topic not in self._sessions:
+                self._sessions[topic] = []
+                self.client.subscribe(topic, qos=1, handler=self._route)
+            self._sessions[topic].append(session)
+        if not self.client.wait_subscribed(topic, 10):
+            raise EdgeError(f"broker {self.url}: no subscription acknowledgement for {topic}")
+
+    def detach(self, session: _HostSession) -> None:
+        with self._lock:
+            peers = self._sessions.get(status_topic(session.fleet, session.device), [])
+            if session in peers:
+                peers.remove(session)
+
+    def _route(self, msg: Any) -> None:
         try:
             s = DeployStatus.from_payload(msg.payload)
         except BundleError:
             return
-        if s.rollout == self.rollout:
-            self.inbox.put(s)
+        with self._lock:
+            targets = list(self._sessions.get(msg.topic, ()))
+        for t in targets:
+            if s.rollout == t.rollout:
+                t.inbox.put(s)
 
-    def publish(self, payload: bytes) -> None:
-        self.client.publish(deploy_topic(self.fleet, self.device), payload, qos=1)
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1)
 
     def close(self) -> None:
         self.client.stop()
 
 
+LinkOrOptions = BrokerOptions | DeployLink  # a link to share, or options to open one for one call
+
+
+class _HostSession:
+    """One device's deployment traffic, on a :class:`DeployLink` (its own one when given options)."""
+
+    def __init__(self, broker: LinkOrOptions, fleet: str, device: str, rollout: str):
+        self.fleet, self.device, self.rollout = fleet, device, rollout
+        self.inbox: queue.Queue[DeployStatus] = queue.Queue()
+        self._owns = isinstance(broker, BrokerOptions)
+        self.link = DeployLink(broker) if isinstance(broker, BrokerOptions) else broker
+        try:
+            self.link.attach(self)
+        except EdgeError:
+            self.close()
+            raise
+
+    def publish(self, payload: bytes) -> None:
+        self.link.publish(deploy_topic(self.fleet, self.device), payload)
+
+    def close(self) -> None:
+        self.link.detach(self)
+        if self._owns:
+            self.link.close()
+
+
 StatusCallback = Callable[[DeployStatus], None]
 
 
-def send_bundle(bundle: Path, *, broker: BrokerOptions, fleet: str, device: str, rollout: str | None = None,
+def send_bundle(bundle: Path, *, broker: LinkOrOptions, fleet: str, device: str, rollout: str | None = None,
                 chunk_size: int = 64 * 1024, timeout_s: float = 120.0, retry_s: float = 5.0,
                 on_status: StatusCallback | None = None,
                 probation_timeout_s: float | None = None) -> DeployStatus:
@@ -293,7 +337,7 @@ def _await_verdict(session: _HostSession, timeout_s: float, on_status: StatusCal
                     f"within {timeout_s} s (is the agent serving with edge-agent daemon?)")
 
 
-def send_rollback(*, broker: BrokerOptions, fleet: str, device: str, rollout: str, reason: str,
+def send_rollback(*, broker: LinkOrOptions, fleet: str, device: str, rollout: str, reason: str,
                   timeout_s: float = 60.0, version: str = "") -> DeployStatus:
     """Ask ``device`` to return to its previous model (only if it serves ``version``, when
     given); its final status."""

@@ -118,7 +118,7 @@ def deploy(
     from device_agent.bundle import read_manifest
     from device_agent.errors import EdgeError
     from device_agent.update.chunks import DeployStatus
-    from device_agent.update.transport import send_bundle, send_rollback
+    from device_agent.update.transport import DeployLink, send_bundle, send_rollback
     from edge_sdk.fleet.store import open_store
     from edge_sdk.rollout import RolloutRecord, plan, run_rollout
 
@@ -144,7 +144,7 @@ def deploy(
     }, p.canary, p.rest)  # fmt: skip
     typer.echo(json.dumps({"rollout": rid, "canary": list(p.canary), "rest": list(p.rest)}))
     try:
-        _reach(b)
+        link = DeployLink(b)  # one connection for the whole rollout
     except EdgeError as e:
         store.update_rollout(rid, phase="halted", outcome="failed", ts=time.time())
         store.close()
@@ -154,12 +154,12 @@ def deploy(
         typer.echo(json.dumps(asdict(s)))
 
     def send(d: str, probation: bool) -> DeployStatus:
-        return send_bundle(bundle, broker=b, fleet=fleet, device=d, rollout=rid, chunk_size=chunk_size,
+        return send_bundle(bundle, broker=link, fleet=fleet, device=d, rollout=rid, chunk_size=chunk_size,
                            timeout_s=timeout, on_status=show,
                            probation_timeout_s=probation_timeout if probation else None)
 
     def rollback(d: str) -> DeployStatus:
-        s = send_rollback(broker=b, fleet=fleet, device=d, rollout=rid, reason="canary failed",
+        s = send_rollback(broker=link, fleet=fleet, device=d, rollout=rid, reason="canary failed",
                           version=m.version)
         show(s)
         return s
@@ -170,6 +170,7 @@ def deploy(
     try:
         rec = run_rollout(RolloutRecord(rid, bundle.name, m.version), p, send, rollback, on_change=record)
     finally:
+        link.close()
         store.close()
     typer.echo(json.dumps({"rollout": rid, "phase": rec.phase.value, "outcome": rec.outcome.value,
                            "devices": rec.devices}))
@@ -177,18 +178,6 @@ def deploy(
         bad = {d: f"{s}: {rec.reasons.get(d, '')}" for d, s in rec.devices.items()
                if s not in ("active", "probation-passed")}
         raise EdgeError(f"rollout {rid} {rec.phase.value}: {bad}")
-
-
-def _reach(broker: BrokerOptions) -> None:
-    """Connect once before a rollout starts, so an unreachable broker is one clear error."""
-    from dataclasses import replace
-
-    from device_agent.mqtt import MqttClient
-
-    probe = MqttClient(replace(broker, client_id=f"{broker.client_id or 'edge-deploy'}-probe"), log_outages=False)
-    probe.start()
-    probe.require_connected(15)
-    probe.stop()
 
 
 def _targets(store: Any, device: str | None, group: str | None, devices: str | None) -> list[str]:

@@ -135,7 +135,9 @@ class Subscriber:
                 self._session(sock)
             except Exception as e:  # anything the broker sends must end in a reconnect
                 if not self._stop.is_set():
-                    log.warning("lost broker %s: %s", self.options.url, e)
+                    log.warning("lost broker %s: %s; retrying every %d to %d s", self.options.url, e,
+                                self.options.reconnect_min_s, self.options.reconnect_max_s)
+                    outage = True
             finally:
                 self._connected.clear()
                 sock.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -118,8 +119,6 @@ def test_a_wrong_password_is_refused_with_one_clear_line(tls_broker: str, pki, f
         env=ENV_CLEAN, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        import time
-
         time.sleep(4)  # a few retries
     finally:
         agent.terminate()
@@ -138,3 +137,44 @@ def test_password_file_and_env_never_reach_the_process_list(tmp_path: Path) -> N
                          capture_output=True, text=True, env=ENV_CLEAN, timeout=60)  # fmt: skip
     assert out.returncode == 2 and PASSWORD_WARNING in out.stderr
     assert "--username: a password was given but no user name" in out.stderr
+
+
+def test_mqtt_source_and_sink_share_the_agents_tls_connection(tls_broker: str, pki, factory: Factory,  # noqa: F811
+                                                              tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``--source mqtt:TOPIC`` and ``--sink mqtt`` ride the agent's one connection, with its
+    TLS and password: readings in, results out, no credentials of their own."""
+    import threading
+
+    ca = str(pki["ca.crt"])
+    results: list[dict] = []
+    host = MqttClient(BrokerOptions(url=tls_broker, client_id="host", username="deployer",
+                                    password="deploy-secret", ca_file=ca))  # fmt: skip
+    host.subscribe(topics.results("lab", "pi-tls"), qos=1, handler=lambda m: results.append(json.loads(m.payload)))
+    host.start()
+    host.require_connected(10)
+    pw = _secret(tmp_path, "pi.password", "device-secret")
+
+    def feed() -> None:
+        for i in range(40):  # until the agent has subscribed and served three
+            if len(results) >= 3:
+                return
+            host.publish("sensors/pi-tls/in", json.dumps(factory.x[i % len(factory.x)].tolist()).encode(), qos=1)
+            time.sleep(0.25)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "device_agent", "run", str(factory.bundle("1.0.0")), "--key",
+             str(factory.key.public), "--source", "mqtt:sensors/pi-tls/in?n=3&timeout=20", "--sink", "mqtt",
+             "--results-qos", "1", "--broker", tls_broker, "--device-id", "pi-tls", "--fleet", "lab",
+             "--username", "pi-tls", "--password-file", str(pw), "--tls-ca", ca, "--outbox", str(tmp_path / "o.db")],
+            capture_output=True, text=True, env=ENV_CLEAN, timeout=120,
+        )  # fmt: skip
+        feeder.join(20)
+        wait_for(lambda: len(results) >= 3, 10, "three results on the results topic")
+    finally:
+        host.stop()
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1])["summary"]["count"] == 3
+    assert all(0 <= r["index"] < 10 for r in results[:3])
