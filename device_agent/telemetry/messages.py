@@ -206,16 +206,16 @@ class State:
     @classmethod
     def from_payload(cls, payload: bytes | str) -> State:
         o = _decode(payload, cls.TYPE, (1, cls.VERSION))
-        if o["v"] == 1:
-            ts: float | None = float(_num(o, "ts") or 0.0)
-            booted = ts
+        ts: float | None
+        if o["v"] == 1:  # no booted: a v1 Will's ts (its connect time) is the nearest
+            ts = booted = float(_num(o, "ts") or 0.0)
         else:
             ts, booted = _num(o, "ts", None), float(_num(o, "booted", 0.0) or 0.0)
         return cls(
             status=_enum(o, "status", Status),
             boot_id=_get(o, "boot_id", str),
             ts=ts,
-            booted=booted or 0.0,
+            booted=booted,
             agent_version=_get(o, "agent_version", str, ""),
             model_name=_get(o, "model_name", str, ""),
             model_version=_get(o, "model_version", str, ""),

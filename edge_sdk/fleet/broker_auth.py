@@ -156,8 +156,27 @@ def add_user(files: BrokerFiles, user: str, password: str, rules: list[str] | No
     blocks = parse_user_blocks(_read(files.acl))
     if rules is not None:
         blocks[user] = rules
-    _write_atomic(files.passwd, render_passwd(entries), mode=0o640)
+    _write_atomic(files.passwd, render_passwd(entries), mode=0o640, group=broker_group())
     _write_atomic(files.acl, render_acl(blocks), mode=0o644)
+
+
+BROKER_GROUP = "mosquitto"  # Debian's and Raspberry Pi OS's
+
+
+def broker_group() -> int | None:
+    """The gid of the group Mosquitto runs as, when this system has it.
+
+    Started as root, Mosquitto 2 switches to user ``mosquitto`` before it opens the
+    password file ("Error: Unable to open pwfile" otherwise): a new file is made
+    ``root:mosquitto`` 0640, readable by the broker and by nobody else."""
+    try:
+        import grp
+    except ImportError:  # not on a POSIX system
+        return None
+    try:
+        return grp.getgrnam(BROKER_GROUP).gr_gid
+    except KeyError:
+        return None
 
 
 def _read(path: Path) -> str:
@@ -169,9 +188,10 @@ def _read(path: Path) -> str:
         raise EdgeError(f"{path}: cannot read ({e})") from None
 
 
-def _write_atomic(path: Path, text: str, *, mode: int) -> None:
+def _write_atomic(path: Path, text: str, *, mode: int, group: int | None = None) -> None:
     """Replace ``path`` in one rename; an existing file's mode and owner carry over
-    (Mosquitto, running as its own user, must still read it after a reload)."""
+    (Mosquitto, running as its own user, must still read it after a reload), a new one
+    gets ``mode`` and, when given and allowed, ``group``."""
     if not path.parent.is_dir():
         raise EdgeError(f"{path}: expected an existing directory {path.parent}")
     try:
@@ -185,10 +205,11 @@ def _write_atomic(path: Path, text: str, *, mode: int) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, st.st_mode & 0o7777 if st else mode)
-        if st is not None and hasattr(os, "chown"):
-            # Not root: the file stays ours, as the old one must have been.
+        owner = (st.st_uid, st.st_gid) if st else (-1, -1 if group is None else group)
+        if owner != (-1, -1):
+            # Not root (nor in the group): the file stays ours, as the old one must have been.
             with contextlib.suppress(PermissionError):
-                os.chown(tmp, st.st_uid, st.st_gid)
+                os.chown(tmp, *owner)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -6,13 +6,28 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import queue
+import re
+import shutil
 import stat
+import subprocess
+import tempfile
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+import pytest
 from typer.testing import CliRunner
 
 from edge_sdk.cli import app
-from edge_sdk.fleet.broker_auth import Role, hash_password, parse_passwd, render_acl, role_rules
+from edge_sdk.fleet.broker_auth import (
+    Role,
+    broker_group,
+    hash_password,
+    parse_passwd,
+    render_acl,
+    role_rules,
+)
+from edge_sdk.fleet.mosquitto import find_binary, free_port, wait_listening
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -64,3 +79,41 @@ def test_bad_input_is_one_error_line_and_no_file(tmp_path: Path) -> None:
         assert result.exit_code == 2, result.output
         assert result.output.startswith(expected) and result.output.count("\n") == 1, result.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or broker_group() is None,
+                    reason="needs root and the mosquitto group (Debian's package)")  # fmt: skip
+def test_mosquitto_started_as_root_reads_the_new_password_file() -> None:
+    """As the Debian service runs it: started as root, Mosquitto drops to user mosquitto
+    before it opens the password file, so a root-only file would stop it at start."""
+    root = Path(tempfile.mkdtemp(prefix="edge-passwd-"))  # not under pytest's 0700 tmp dirs
+    os.chmod(root, 0o755)
+    proc = None
+    try:
+        files = ["--passwd-file", str(root / "edge.passwd"), "--acl-file", str(root / "edge.acl")]
+        out = runner.invoke(app, ["fleet", "add-device", "pi-01", "--fleet", "lab", *files]).output
+        password = re.search(r"^password: (\S+)$", out, re.M).group(1)  # type: ignore[union-attr]
+        st = (root / "edge.passwd").stat()
+        assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o640, broker_group())
+        port = free_port()
+        (root / "m.conf").write_text(  # no "user" line: the default, user mosquitto
+            f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {root}/edge.passwd\n"
+            f"acl_file {root}/edge.acl\nlog_dest stderr\n"
+        )
+        with (root / "m.log").open("wb") as log:
+            proc = subprocess.Popen([find_binary(), "-c", str(root / "m.conf")], stdout=log, stderr=log)
+        wait_listening(proc, port, 10, root)
+        acks: queue.Queue[object] = queue.Queue()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pi")
+        c.username_pw_set("lab/pi-01", password)
+        c.on_connect = lambda c_, u, f, rc, p: acks.put(rc)
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        assert acks.get(timeout=10) == 0
+        c.loop_stop()
+        c.disconnect()
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
+        shutil.rmtree(root)

@@ -155,7 +155,7 @@ def test_production_broker_confines_devices_to_their_own_topics(fleet_broker) ->
     deployer = Client(b, LOOPBACK, user="deployer", password=pw["deployer"])
     for c in (collector, deployer):
         assert c.connect() == 0  # over TLS with a password (the deployer on loopback)
-    assert collector.subscribe("edge/v1/+/+/#") == [1]
+    assert collector.subscribe("$share/collectors/edge/v1/+/+/#") == [1]  # as edge collector does
     assert deployer.subscribe("edge/v1/lab/+/deploy/status") == [1]
 
     # Spoofing another id, another fleet, a retained state under another id, sending a
