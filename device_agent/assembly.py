@@ -19,6 +19,7 @@ import logging
 import signal
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -70,6 +71,9 @@ class _Parts:
     telemetry: Any = None
     source: Any = None
     sinks: list[Any] = field(default_factory=list)
+    # One identity per agent process, shared by telemetry and deploy/status, so the
+    # collector can tie a deployment report to the boot whose windows it stores.
+    boot_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
 
 
 def check(config: AgentConfig, mode: Mode, bundle: Path | None) -> None:
@@ -161,7 +165,7 @@ def _listener(config: AgentConfig, parts: _Parts, store: ModelStore, trust: Trus
     policy = UpdatePolicy(agent_version=__version__, isolate=config.update.isolate,
                           allow_downgrade=config.update.allow_downgrade)
     return DeployListener(store=store, mqtt=parts.mqtt, fleet=config.fleet, device=config.device_id,
-                          trust=trust, policy=policy, checkpoint=env_checkpoint())
+                          trust=trust, policy=policy, checkpoint=env_checkpoint(), boot_id=parts.boot_id)
 
 
 def _listen(config: AgentConfig, parts: _Parts, echo: Echo) -> None:
@@ -226,7 +230,7 @@ def _serve(config: AgentConfig, mode: Mode, parts: _Parts, store: ModelStore | N
     s = config.serve
     served = bundle if bundle is not None else (store.current_dir() if store else None)
     if parts.mqtt is not None:
-        parts.telemetry = _telemetry(config, parts.mqtt, served, engine)
+        parts.telemetry = _telemetry(config, parts.mqtt, served, engine, parts.boot_id)
         parts.mqtt.start()
     if parts.listener is not None:
         threading.Thread(target=_run_listener, args=(parts,), name="updates", daemon=True).start()
@@ -253,7 +257,7 @@ def _serve(config: AgentConfig, mode: Mode, parts: _Parts, store: ModelStore | N
         print(json.dumps({"summary": stats.summary()}), flush=True)
 
 
-def _telemetry(config: AgentConfig, mqtt: MqttClient, served: Path | None, engine: Any) -> Any:
+def _telemetry(config: AgentConfig, mqtt: MqttClient, served: Path | None, engine: Any, boot_id: str) -> Any:
     from device_agent import __version__
     from device_agent.telemetry.agent import model_hash
     from device_agent.telemetry.publisher import TelemetryOptions, TelemetryPublisher
@@ -264,6 +268,7 @@ def _telemetry(config: AgentConfig, mqtt: MqttClient, served: Path | None, engin
         fleet=config.fleet, device_id=config.device_id, interval_s=t.interval, qos=t.qos, outbox=t.outbox,
         agent_version=__version__, model_name=m.name if m else (served.stem if served else "unknown"),
         model_version=m.version if m else "", model_hash=model_hash(served) if served is not None else "",
+        boot_id=boot_id,
     )
     return TelemetryPublisher(mqtt, options).start()
 

@@ -49,6 +49,7 @@ class TelemetryOptions:
     model_name: str = ""
     model_version: str = ""
     model_hash: str = ""
+    boot_id: str = ""  # the agent process's identity; a new one when empty
 
 
 def default_outbox(options: TelemetryOptions) -> Path:
@@ -72,7 +73,7 @@ class TelemetryPublisher:
         topics.check_id(options.fleet, "fleet")
         topics.check_id(options.device_id)
         self.options, self.clock = options, clock
-        self.boot_id = uuid.uuid4().hex[:16]
+        self.boot_id = options.boot_id or uuid.uuid4().hex[:16]
         self.booted = clock()
         self.state_topic = topics.state(options.fleet, options.device_id)
         self.telemetry_topic = topics.telemetry(options.fleet, options.device_id)

@@ -120,7 +120,7 @@ def deploy(
     from device_agent.update.chunks import DeployStatus
     from device_agent.update.transport import DeployLink, send_bundle, send_rollback
     from edge_sdk.fleet.store import open_store
-    from edge_sdk.rollout import RolloutRecord, plan, run_rollout
+    from edge_sdk.rollout import RolloutRecord, initial_phase, plan, run_rollout
 
     if device and (group or devices):
         raise EdgeError("deploy: give --device ID, or --group FLEET [--devices ID,ID,...], not both")
@@ -139,7 +139,7 @@ def deploy(
     store.start_rollout({
         "rollout_id": rid, "fleet": fleet, "bundle": bundle.name, "name": m.name, "version": m.version,
         "device_group": group or device or "", "canary_percent": float(canary if not device else 0),
-        "phase": "canary" if p.canary and p.rest else "promoted", "outcome": "running",
+        "phase": initial_phase(p).value, "outcome": "running",
         "started": now, "updated": now,
     }, p.canary, p.rest)  # fmt: skip
     typer.echo(json.dumps({"rollout": rid, "canary": list(p.canary), "rest": list(p.rest)}))
@@ -206,7 +206,7 @@ def fleet_rollouts(
     limit: int = typer.Option(20, "--limit", help="How many of the latest rollouts"),
 ) -> None:
     """Every recorded rollout: devices targeted, active / rejected / rolled-back / pending,
-    phase (canary / promoted / halted) and outcome."""
+    phase (canary / promoted / direct / halted) and outcome."""
     from edge_sdk.fleet.store import open_store
     from edge_sdk.rollout import summarize
 

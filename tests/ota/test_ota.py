@@ -297,7 +297,20 @@ def test_daemon_swaps_live_and_rolls_back_a_regression(store_dir: Path, factory:
             back = seen[-1]
         finally:
             watcher.close()
+        birth = _retained(broker, "edge/v1/lab/pi-05/state")
     finally:
         _stop(agent)
     assert back.status == "rolled-back" and "mean confidence fell" in back.reason, back
+    # deploy/status names the same boot as the agent's birth and telemetry
+    assert back.boot_id and back.boot_id == json.loads(birth)["boot_id"], (back, birth)
     assert ModelStore(store_dir).current().manifest.version == "1.0.0"  # type: ignore[union-attr]
+
+
+def _retained(broker: str, topic: str) -> bytes:
+    """The retained payload on ``topic`` (a real subscriber; the broker sends it at once)."""
+    import paho.mqtt.subscribe as subscribe
+
+    from device_agent.mqtt import parse_url
+
+    host, port, _ = parse_url(broker)
+    return subscribe.simple(topic, hostname=host, port=port, retained=True).payload  # type: ignore[union-attr]
