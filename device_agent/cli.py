@@ -35,9 +35,19 @@ app = typer.Typer(
 )
 
 
+class _PlainLines(logging.Formatter):
+    """``warning: MESSAGE``, one line a record, like the command's own ``error:`` lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log to stderr.")) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    if not verbose:  # a warning reads like the CLI's own lines; -v keeps the logger's name
+        handler.setFormatter(_PlainLines())
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
     from device_agent.machine import unsupported_machine
 
     why = unsupported_machine()

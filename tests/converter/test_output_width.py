@@ -19,7 +19,7 @@ def test_optimize_piped_at_80_columns(keras_cnn: Path, digits: Any, tmp_path: Pa
     out = tmp_path / "cnn.edgepkg"
     res = CliRunner(env={"COLUMNS": "80"}).invoke(app, [
         "optimize", str(keras_cnn), "--data", str(digits.train), "--eval-data", str(digits.test),
-        "--int8", "--prune", "0.25", "--runs", "3", "-o", str(out)])
+        "--int8", "--prune", "0.25", "--max-drop", "20", "--runs", "3", "-o", str(out)])
     assert res.exit_code == 0, res.output
     text = res.stdout
     assert "…" not in text and "\x1b[" not in text, text

@@ -124,7 +124,7 @@ def test_a_wrong_password_is_refused_with_one_clear_line(tls_broker: str, pki, f
         agent.terminate()
         _, err = agent.communicate(timeout=20)
     refused = [line for line in err.splitlines() if "refused the connection" in line]
-    assert len(refused) == 1 and refused[0].startswith("WARNING") and tls_broker in refused[0], err
+    assert len(refused) == 1 and refused[0].startswith("warning:") and tls_broker in refused[0], err
     assert "wrong" not in err
 
 
