@@ -10,7 +10,8 @@ from typing import Any
 
 import typer
 
-from device_agent.cli_support import ErrorsGroup
+from device_agent import __version__
+from device_agent.cli_support import ErrorsGroup, set_verbose, show_version
 from device_agent.errors import EdgeError
 from device_agent.update.cli import register as register_update_commands
 
@@ -25,8 +26,15 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log to stderr.")) -> None:
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v",
+                                 help="Log every step to stderr, the runtimes' own logs included."),
+    version: bool = typer.Option(False, "--version", is_eager=True,
+                                 callback=show_version("edge-agent", __version__),
+                                 help="Print the agent's version and exit."),
+) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
+    set_verbose(verbose)
 
 
 @app.command("run")

@@ -31,6 +31,26 @@ def describe_os_error(e: OSError) -> str:
     return f"{e.filename}: {reason}"
 
 
+def show_version(name: str, version: str) -> Any:
+    """A ``--version`` option callback: print ``NAME VERSION`` and stop."""
+
+    def callback(value: bool) -> None:
+        if value:
+            typer.echo(f"{name} {version}")
+            raise typer.Exit(0)
+
+    return callback
+
+
+def set_verbose(value: bool) -> None:
+    """``-v``: every log line, including the runtimes' and TensorFlow's (``EDGE_VERBOSE``)."""
+    if value:
+        from device_agent.quiet import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+
+
 def fail(message: str) -> typer.Exit:
     """Print ``error: MESSAGE`` on stderr; returns the exit to raise (code 2)."""
     typer.echo(f"error: {one_line(message)}", err=True)

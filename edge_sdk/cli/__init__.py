@@ -6,7 +6,8 @@ import importlib
 
 import typer
 
-from device_agent.cli_support import ErrorsGroup
+from device_agent.cli_support import ErrorsGroup, set_verbose, show_version
+from edge_sdk import __version__
 
 app = typer.Typer(
     cls=ErrorsGroup,
@@ -31,6 +32,20 @@ COMMAND_MODULES = [
     "edge_sdk.cli.keys_cmd",
     "edge_sdk.cli.ota_cmd",
 ]
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v",
+                                 help="Show the converters' and runtimes' own logs (EDGE_VERBOSE=1)."),
+    version: bool = typer.Option(False, "--version", is_eager=True,
+                                 callback=show_version("edge", __version__),
+                                 help="Print the version and exit."),
+) -> None:
+    set_verbose(verbose)
+    from edge_sdk._quiet import quiet_tensorflow_import
+
+    quiet_tensorflow_import()
+
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)

@@ -23,6 +23,9 @@ def collector(
     fleet: str = typer.Option("+", "--fleet", help="Only this fleet (default: all)"),
     client_id: str = typer.Option(None, "--client-id", help="Stable MQTT client id (session)"),
     metrics_port: int = typer.Option(None, "--metrics-port", help="Serve Prometheus /metrics"),
+    metrics_host: str = typer.Option(
+        "127.0.0.1", "--metrics-host",
+        help="Address the metrics port binds (0.0.0.0 for every interface)"),
     retention_days: float = typer.Option(None, "--retention-days", help="Delete older rows"),
     alert_interval: float = typer.Option(
         30.0, "--alert-interval", help="Seconds between alert runs"
@@ -44,7 +47,7 @@ def collector(
             cert_file=cert_file, key_file=key_file, max_inflight=1000,
         ),
         db=db, share_group=share_group, fleet=fleet, retention_days=retention_days,
-        metrics_port=metrics_port, alert_interval_s=alert_interval,
+        metrics_port=metrics_port, metrics_host=metrics_host, alert_interval_s=alert_interval,
     )  # fmt: skip
     stop = threading.Event()
 
@@ -54,8 +57,9 @@ def collector(
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     c = Collector(options).start()
-    port = c.metrics_server.server_port if c.metrics_server else None
-    typer.echo(f"collector: {broker} → {db} (filter {c.filter}; metrics port {port})", err=True)
+    metrics = (f"; metrics on http://{metrics_host}:{c.metrics_server.server_port}/metrics"
+               if c.metrics_server else "")
+    typer.echo(f"collector: {broker} → {db} (filter {c.filter}{metrics})", err=True)
     while not stop.is_set() and not c.subscribed.wait(0.5):
         pass
     if c.subscribed.is_set():

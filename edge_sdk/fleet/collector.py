@@ -49,6 +49,7 @@ class CollectorOptions:
     batch_max: int = 5000
     retention_days: float | None = None
     metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"  # loopback unless the operator opens it up
     alert_interval_s: float = 30.0
 
 
@@ -108,7 +109,8 @@ class Collector:
         if not self._ready.wait(timeout) or self._error:
             raise self._error or TimeoutError("collector store did not open")
         if self.options.metrics_port is not None:
-            self.metrics_server = serve_metrics(self.metrics, self.options.metrics_port)
+            self.metrics_server = serve_metrics(self.metrics, self.options.metrics_port,
+                                                self.options.metrics_host)
         self.mqtt.start()
         return self
 
