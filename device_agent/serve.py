@@ -140,6 +140,9 @@ def _loop_batched(
 ) -> None:
     seq = 0
     for readings in batches:
+        if limit is not None:
+            # Read ahead past the limit: never served, so never counted (cache hits included).
+            readings = readings[: limit - seq]
         for result in _serve_batch(ref.engine, readings, seq, observers, stats):
             seq += 1
             stats.add(result)

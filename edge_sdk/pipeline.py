@@ -21,7 +21,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -256,6 +256,9 @@ def _run_passes(state: _State, recipe: Recipe, progress: Progress) -> None:
         state.chosen = result.summary()
     if passes and recipe.measure_steps:
         state.steps[0] = _sized(state, recipe, state.steps[0], state.model, progress)
+    elif passes:
+        # Not exported, so no bytes to compare with the later rows (the .keras file's are not).
+        state.steps[0] = replace(state.steps[0], bytes=None)
     for i, p in enumerate(passes):
         progress(f"pass {p.name}", i, len(passes))
         outcome = p.apply(state.model, ctx)
@@ -263,7 +266,7 @@ def _run_passes(state: _State, recipe: Recipe, progress: Progress) -> None:
         cost = _cost(state.model)
         note = "; ".join([*(f"{k}={v}" for k, v in outcome.changes.items()), *outcome.notes])
         step = StepRecord(step=p.name, accuracy=_accuracy(state, state.model),
-                          params=cost.params, macs=cost.macs, bytes=0, note=note)
+                          params=cost.params, macs=cost.macs, bytes=None, note=note)
         state.steps.append(_sized(state, recipe, step, state.model, progress)
                            if recipe.measure_steps else step)
 
@@ -271,8 +274,6 @@ def _run_passes(state: _State, recipe: Recipe, progress: Progress) -> None:
 def _sized(state: _State, recipe: Recipe, step: StepRecord, model: Any,
            progress: Progress) -> StepRecord:
     """``step`` with the raw/compressed bytes and latency of ``model`` exported."""
-    from dataclasses import replace
-
     progress(f"measuring step {step.step}", 0, 1)
     with converting(ModelFormat.ONNX if hasattr(model, "SerializeToString") else ModelFormat.TFLITE,
                     f"export after step {step.step}"):
@@ -285,8 +286,6 @@ def _sized(state: _State, recipe: Recipe, step: StepRecord, model: Any,
 def _time_target_steps(state: _State, comparisons: list[Comparison], results: list[TargetResult],
                       recipe: Recipe) -> None:
     """The export and int8 steps get the latency the comparison measured."""
-    from dataclasses import replace
-
     by_step: dict[str, float] = {}
     for c, r in zip(comparisons, results, strict=True):
         export = f"export {c.format.value} float32"
@@ -367,8 +366,6 @@ def _original_export(state: _State, exporter: Exporter, work: Path) -> tuple[Pat
 
 def _cascade(state: _State, recipe: Recipe, results: list[TargetResult],
              progress: Progress) -> CascadeResult:
-    from dataclasses import replace
-
     from edge_sdk.cascade_export import export_cascade
 
     assert recipe.early_exit is not None
@@ -474,8 +471,6 @@ def _shared_config(cfg: QuantizeConfig, notes: tuple[str, ...],
     """Per-tensor weight scales for shared kernels: per-channel scales would turn each
     kernel's K values into up to K per channel, which the bundle's compressor cannot fold
     (the remedy search still tries per-channel when per-tensor costs the budget)."""
-    from dataclasses import replace
-
     from edge_sdk.passes.share import kernels_shared
 
     if not cfg.per_channel or not kernels_shared(model):
@@ -488,8 +483,6 @@ def _supported_config(cfg: QuantizeConfig,
                       exporter: Exporter) -> tuple[QuantizeConfig, tuple[str, ...]]:
     if cfg.calibration in exporter.calibrations:
         return cfg, ()
-    from dataclasses import replace
-
     fallback = exporter.calibrations[0]
     note = (f"{exporter.format.value} supports {[c.value for c in exporter.calibrations]} "
             f"calibration only; used {fallback.value} instead of {cfg.calibration.value}")

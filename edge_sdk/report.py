@@ -73,7 +73,8 @@ class StepRecord:
     accuracy: float
     params: int
     macs: int
-    bytes: int  # raw bytes of the step's model file (Keras steps: exported float TFLite)
+    bytes: int | None  # raw bytes of the step's model file (Keras steps: exported float
+    # TFLite); None when not measured (--no-step-metrics)
     note: str = ""
     compressed_bytes: int | None = None  # ``bytes`` after the bundle's codec (zstd if none)
     latency_p50_ms: float | None = None  # single-sample p50 in the device runtime
@@ -205,7 +206,8 @@ def step_row(s: StepRecord) -> tuple[str, ...]:
     """One step, formatted in :data:`STEP_COLUMNS` order ("-" where not measured)."""
     opt = "-" if s.compressed_bytes is None else f"{s.compressed_bytes:,}"
     lat = "-" if s.latency_p50_ms is None else f"{s.latency_p50_ms:.4g}"
-    return (s.step, f"{s.accuracy:.2f}", f"{s.params:,}", f"{s.macs:,}", f"{s.bytes:,}", opt, lat, s.note)
+    raw = "-" if s.bytes is None else f"{s.bytes:,}"
+    return (s.step, f"{s.accuracy:.2f}", f"{s.params:,}", f"{s.macs:,}", raw, opt, lat, s.note)
 
 
 def to_markdown(report: Report) -> str:
