@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device_agent.manifest import Compression, ModelFormat
+from device_agent.manifest import Compression, Manifest, ModelFormat
 from device_agent.runtimes import load_model
 from device_agent.update.health import stored_inputs, validation_inputs
 from edge_sdk.bundle_writer import ModelPayload, build_bundle
@@ -68,6 +68,14 @@ def validation_npz(report: Report, held_out: np.ndarray, n: int = VALIDATION_SAM
     return buf.getvalue()
 
 
+def shipped_bytes(manifest: Manifest, bundle_bytes: int) -> dict[str, int]:
+    """What ships: the bundle's bytes, and per target its model files as stored."""
+    out = {"bundle": bundle_bytes}
+    for f in manifest.files:
+        out[f.format.value] = out.get(f.format.value, 0) + f.size
+    return out
+
+
 def write_outputs(report: Report, labels: tuple[str, ...], *,
                   compression: Compression = Compression.NONE,
                   held_out: np.ndarray | None = None) -> Report:
@@ -80,13 +88,14 @@ def write_outputs(report: Report, labels: tuple[str, ...], *,
     stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         staged_bundle = stage / final.name
-        build_bundle(staged_bundle, name=report.name, version=report.version,
+        _, manifest = build_bundle(staged_bundle, name=report.name, version=report.version,
                      models=payloads(report), labels=labels, compression=compression,
                      exits=report.cascade.exits if report.cascade is not None else (),
                      validation=None if held_out is None else validation_npz(report, held_out),
                      optimization=report.optimization_summary())
         # mkstemp creates 0600 files; a bundle is meant to be copied and served.
         staged_bundle.chmod(0o644)
+        report = replace(report, shipped=shipped_bytes(manifest, staged_bundle.stat().st_size))
         staged = report_paths(staged_bundle)
         write_reports(replace(report, bundle=final), staged)
         targets = report_paths(final)
