@@ -20,7 +20,7 @@ app = typer.Typer(
     name="edge-agent",
     help="Serve model bundles on a device.",
     no_args_is_help=True,
-    add_completion=False,
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
 

@@ -74,6 +74,18 @@ class ErrorsGroup(TyperGroup):
             raise fail(describe_os_error(e)) from None
 
 
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """Each command with its first sentence whole (click would cut it to the width)."""
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit=1000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 def check_output_file(path: str | os.PathLike[str], what: str = "output") -> Path:
     """Refuse, before any work, an output file that could not be written later.
 

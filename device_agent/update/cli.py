@@ -149,7 +149,7 @@ def daemon(
 ) -> None:
     """Serve STORE's current model, take updates as they land, and roll back on regression.
 
-    With ``--broker`` it also publishes telemetry and births (re-published after a swap).
+    With --broker it also publishes telemetry and births (re-published after a swap).
     """
     import signal
     import threading

@@ -14,7 +14,7 @@ app = typer.Typer(
     name="edge",
     help="Optimize models for small devices, ship them, and watch the fleet.",
     no_args_is_help=True,
-    add_completion=False,
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
 

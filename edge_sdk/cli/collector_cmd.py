@@ -20,7 +20,8 @@ def collector(
     broker: str = typer.Option(..., "--broker", help="mqtt[s]://HOST:PORT"),
     db: str = typer.Option("fleet.db", "--db", help="SQLite file or postgresql://..."),
     share_group: str = typer.Option(None, "--share-group", help="$share group to split the fleet"),
-    fleet: str = typer.Option("+", "--fleet", help="Only this fleet (default: all)"),
+    fleet: str = typer.Option("+", "--fleet", show_default=False,
+                              help="Only this fleet (default: every fleet)"),
     client_id: str = typer.Option(None, "--client-id", help="Stable MQTT client id (session)"),
     metrics_port: int = typer.Option(None, "--metrics-port", help="Serve Prometheus /metrics"),
     metrics_host: str = typer.Option(
