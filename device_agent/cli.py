@@ -11,10 +11,11 @@ from typing import Any
 import typer
 
 from device_agent import __version__
-from device_agent.cli_support import ErrorsGroup, set_verbose, show_version
+from device_agent.cli_support import ErrorsGroup, keep_argument_help, set_verbose, show_version
 from device_agent.errors import EdgeError
 from device_agent.update.cli import register as register_update_commands
 
+keep_argument_help()
 app = typer.Typer(
     cls=ErrorsGroup,
     name="edge-agent",

@@ -57,6 +57,27 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
+def keep_argument_help() -> None:
+    """Show arguments' help in ``--help``. typer's ``TyperArgument`` stores ``help`` and then
+    calls click's ``Argument.__init__``, which (click >= 8.2) sets it again from its own
+    ``help`` parameter, ``None``. Patched only where that happens, and only once."""
+    from typer.core import TyperArgument
+
+    if getattr(TyperArgument, "_edge_keeps_help", False):
+        return
+    probe = TyperArgument(param_decls=["probe"], help="probe")
+    if probe.help == "probe":
+        return
+    init = TyperArgument.__init__
+
+    def __init__(self: Any, *args: Any, help: str | None = None, **kwargs: Any) -> None:
+        init(self, *args, help=help, **kwargs)
+        self.help = help
+
+    TyperArgument.__init__ = __init__  # type: ignore[method-assign]
+    TyperArgument._edge_keeps_help = True  # type: ignore[attr-defined]
+
+
 class ErrorsGroup(TyperGroup):
     """The top-level command group: an :class:`EdgeError` or an ``OSError`` (a file that
     cannot be read or written, a refused connection) from any command becomes one

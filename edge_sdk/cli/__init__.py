@@ -6,7 +6,7 @@ import importlib
 
 import typer
 
-from device_agent.cli_support import ErrorsGroup, set_verbose, show_version
+from device_agent.cli_support import ErrorsGroup, keep_argument_help, set_verbose, show_version
 from edge_sdk import __version__
 
 app = typer.Typer(
@@ -46,6 +46,8 @@ def _root(
 
     quiet_tensorflow_import()
 
+
+keep_argument_help()
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)

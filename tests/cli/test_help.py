@@ -54,3 +54,8 @@ def test_help_is_plain_text_that_keeps_brackets() -> None:
     top = runner.invoke(app, ["--help"]).stdout
     commands = top[top.index("Commands:"):]
     assert "``" not in runner.invoke(app, ["deploy", "--help"]).stdout and "..." not in commands
+
+
+def test_arguments_have_their_help() -> None:
+    assert "A .keras/.h5/SavedModel, .onnx, .tflite, .edgepkg" in runner.invoke(app, ["inspect", "--help"]).stdout
+    assert "A .edgepkg bundle, or a .tflite/.onnx file" in runner.invoke(agent_app, ["run", "--help"]).stdout
