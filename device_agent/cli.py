@@ -11,13 +11,20 @@ from typing import Any
 import typer
 
 from device_agent import __version__
+from device_agent.cli_examples import EXAMPLES
 from device_agent.cli_support import ErrorsGroup, keep_argument_help, set_verbose, show_version
 from device_agent.errors import EdgeError
 from device_agent.update.cli import register as register_update_commands
 
 keep_argument_help()
+
+
+class AgentGroup(ErrorsGroup):
+    examples = EXAMPLES
+
+
 app = typer.Typer(
-    cls=ErrorsGroup,
+    cls=AgentGroup,
     name="edge-agent",
     help="Serve model bundles on a device.",
     no_args_is_help=True,

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import typer
 from typer.core import TyperGroup
@@ -81,7 +82,16 @@ def keep_argument_help() -> None:
 class ErrorsGroup(TyperGroup):
     """The top-level command group: an :class:`EdgeError` or an ``OSError`` (a file that
     cannot be read or written, a refused connection) from any command becomes one
-    ``error: ...`` line on stderr and exit code 2, never a traceback."""
+    ``error: ...`` line on stderr and exit code 2, never a traceback.
+
+    ``examples`` (command path → example lines) end each command's ``--help``.
+    """
+
+    examples: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _add_examples(self, "", self.examples)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -105,6 +115,16 @@ class ErrorsGroup(TyperGroup):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+def _add_examples(group: Any, prefix: str, examples: Mapping[str, tuple[str, ...]]) -> None:
+    for name, cmd in getattr(group, "commands", {}).items():
+        path = f"{prefix}{name}"
+        lines = examples.get(path)
+        if lines and not cmd.epilog:
+            # "\b" keeps click from re-wrapping the lines into one paragraph.
+            cmd.epilog = "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
+        _add_examples(cmd, f"{path} ", examples)
 
 
 def check_output_file(path: str | os.PathLike[str], what: str = "output") -> Path:

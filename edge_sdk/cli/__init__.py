@@ -8,9 +8,15 @@ import typer
 
 from device_agent.cli_support import ErrorsGroup, keep_argument_help, set_verbose, show_version
 from edge_sdk import __version__
+from edge_sdk.cli.examples import EXAMPLES
+
+
+class EdgeGroup(ErrorsGroup):
+    examples = EXAMPLES
+
 
 app = typer.Typer(
-    cls=ErrorsGroup,
+    cls=EdgeGroup,
     name="edge",
     help="Optimize models for small devices, ship them, and watch the fleet.",
     no_args_is_help=True,
