@@ -40,3 +40,25 @@ def test_every_command_has_working_examples(app: Any, tool: str, examples: dict)
             for opt in OPTION.findall(line.split("#")[0]):
                 assert re.search(rf"(?<![\w-]){re.escape(opt)}(?![\w-])", text.split("Examples:")[0]), (
                     path, opt)
+
+
+@pytest.mark.parametrize("app", [edge_app, agent_app])
+def test_every_option_has_help_and_a_real_metavar(app: Any) -> None:
+    import typer.main
+
+    bare = []
+    for path in _leaves(typer.main.get_command(app)):
+        text = runner.invoke(app, [*path.split(), "--help"]).stdout.split("Examples:")[0]
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
+            m = re.match(r"^  (?:-\w, )?(--[\w-]+)(?: / --[\w-]+)?( [A-Z][A-Z |]*[A-Z])?(\s{2,}(.*))?$", line)
+            if not m:
+                continue
+            if m.group(2) and m.group(2).strip() in ("TEXT", "INTEGER", "FLOAT", "INTEGER RANGE"):
+                bare.append(f"{path} {m.group(1)}: metavar {m.group(2).strip()}")
+            follows = lines[i + 1] if i + 1 < len(lines) else ""
+            if not m.group(4) and follows.startswith(" " * 10) and not follows.strip().startswith("["):
+                continue  # a long option: its help starts on the next line
+            if not m.group(4) or m.group(4).startswith("["):
+                bare.append(f"{path} {m.group(1)}: no help")
+    assert not bare, bare
