@@ -12,7 +12,8 @@ import typer
 
 from device_agent import __version__
 from device_agent.cli_examples import EXAMPLES
-from device_agent.cli_support import ErrorsGroup, keep_argument_help, set_verbose, show_version
+from device_agent.cli_help import keep_argument_help
+from device_agent.cli_support import ErrorsGroup, set_verbose, show_version
 from device_agent.errors import EdgeError
 from device_agent.update.cli import register as register_update_commands
 
