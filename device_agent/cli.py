@@ -136,6 +136,11 @@ def run(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(json.dumps({"summary": stats.summary()}))
+    if stats.count == 0 and stats.errors > 0:
+        # Each bad reading was skipped (and logged); a run that served none is an error.
+        typer.echo(f"error: no reading was served: all {stats.errors} failed (reasons logged above)",
+                   err=True)
+        raise typer.Exit(2)
 
 
 def _engine_options(cache: str, cache_mb: float, thresholds: list[str]) -> Any:
