@@ -157,7 +157,12 @@ def onnx_rows(model: Any, ctx: Any, work: Path, test: tuple[np.ndarray, np.ndarr
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    # No options yet, but --help must describe the run, not start it (it takes minutes).
+    argparse.ArgumentParser(prog="python -m benchmarks.compression", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     import keras
 
     from edge_sdk.data import Dataset

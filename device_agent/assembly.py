@@ -255,6 +255,9 @@ def _serve(config: AgentConfig, mode: Mode, parts: _Parts, store: ModelStore | N
         import json
 
         print(json.dumps({"summary": stats.summary()}), flush=True)
+        if stats.count == 0 and stats.errors > 0:
+            # Each bad reading was skipped (and logged); a run that served none is an error.
+            raise EdgeError(f"no reading was served: all {stats.errors} failed (reasons logged above)")
 
 
 def _telemetry(config: AgentConfig, mqtt: MqttClient, served: Path | None, engine: Any, boot_id: str) -> Any:

@@ -11,7 +11,10 @@ from typing import Any
 
 import typer
 
+from device_agent import __version__
 from device_agent.assembly import Mode, run_agent
+from device_agent.cli_examples import EXAMPLES
+from device_agent.cli_help import keep_argument_help
 from device_agent.cli_options import (
     AGENT_COMMON,
     AGENT_SERVE,
@@ -20,17 +23,24 @@ from device_agent.cli_options import (
     agent_options,
     broker_options,
 )
-from device_agent.cli_support import ErrorsGroup
+from device_agent.cli_support import ErrorsGroup, set_verbose, show_version
 from device_agent.config import load_config
 from device_agent.errors import EdgeError
 from device_agent.update.cli import register as register_update_commands
 
+keep_argument_help()
+
+
+class AgentGroup(ErrorsGroup):
+    examples = EXAMPLES
+
+
 app = typer.Typer(
-    cls=ErrorsGroup,
+    cls=AgentGroup,
     name="edge-agent",
     help="Serve model bundles on a device.",
     no_args_is_help=True,
-    add_completion=False,
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
 
@@ -43,11 +53,18 @@ class _PlainLines(logging.Formatter):
 
 
 @app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log to stderr.")) -> None:
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v",
+                                 help="Log every step to stderr, the runtimes' own logs included."),
+    version: bool = typer.Option(False, "--version", is_eager=True,
+                                 callback=show_version("edge-agent", __version__),
+                                 help="Print the agent's version and exit."),
+) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if not verbose:  # a warning reads like the CLI's own lines; -v keeps the logger's name
         handler.setFormatter(_PlainLines())
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
+    set_verbose(verbose)
     from device_agent.machine import unsupported_machine
 
     why = unsupported_machine()

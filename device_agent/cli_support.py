@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import typer
 from typer.core import TyperGroup
 
+from device_agent.cli_help import polish
 from device_agent.errors import EdgeError
 
 EXIT_USAGE = 2
@@ -31,6 +33,26 @@ def describe_os_error(e: OSError) -> str:
     return f"{e.filename}: {reason}"
 
 
+def show_version(name: str, version: str) -> Any:
+    """A ``--version`` option callback: print ``NAME VERSION`` and stop."""
+
+    def callback(value: bool) -> None:
+        if value:
+            typer.echo(f"{name} {version}")
+            raise typer.Exit(0)
+
+    return callback
+
+
+def set_verbose(value: bool) -> None:
+    """``-v``: every log line, including the runtimes' and TensorFlow's (``EDGE_VERBOSE``)."""
+    if value:
+        from device_agent.quiet import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+
+
 def fail(message: str) -> typer.Exit:
     """Print ``error: MESSAGE`` on stderr; returns the exit to raise (code 2)."""
     typer.echo(f"error: {one_line(message)}", err=True)
@@ -40,7 +62,16 @@ def fail(message: str) -> typer.Exit:
 class ErrorsGroup(TyperGroup):
     """The top-level command group: an :class:`EdgeError` or an ``OSError`` (a file that
     cannot be read or written, a refused connection) from any command becomes one
-    ``error: ...`` line on stderr and exit code 2, never a traceback."""
+    ``error: ...`` line on stderr and exit code 2, never a traceback.
+
+    ``examples`` (command path → example lines) end each command's ``--help``.
+    """
+
+    examples: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        polish(self, self.examples)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -52,6 +83,18 @@ class ErrorsGroup(TyperGroup):
             raise typer.Exit(0) from None
         except OSError as e:
             raise fail(describe_os_error(e)) from None
+
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """Each command with its first sentence whole (click would cut it to the width)."""
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit=1000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 def check_output_file(path: str | os.PathLike[str], what: str = "output") -> Path:

@@ -4,14 +4,19 @@ and the table is not buried in TensorFlow logs."""
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.util
 import io
 import os
 import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
-VERBOSE_ENV = "EDGE_VERBOSE"
+from device_agent.quiet import VERBOSE_ENV, native_stderr_quiet, verbose
+
+__all__ = ["VERBOSE_ENV", "quiet", "quiet_tensorflow_import", "terminal_stderr"]
 
 
 @contextlib.contextmanager
@@ -24,7 +29,7 @@ def quiet() -> Iterator[None]:
     keeps all of it.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if os.environ.get(VERBOSE_ENV):
+    if verbose():
         yield
         return
     for stream in (sys.stdout, sys.stderr):
@@ -48,3 +53,35 @@ def quiet() -> Iterator[None]:
 def terminal_stderr() -> io.TextIOWrapper:
     """A private handle on the current stderr, unaffected by :func:`quiet` (for progress)."""
     return os.fdopen(os.dup(2), "w", buffering=1)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Imports ``tensorflow`` with native stderr swallowed: its C++ start-up lines (absl's
+    "All log messages before absl::InitializeLog()", oneDNN's notice) ignore
+    ``TF_CPP_MIN_LOG_LEVEL``. One-shot: it steps aside once it has found the package."""
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> Any:
+        if fullname != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        run = loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            with native_stderr_quiet():
+                run(module)
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def quiet_tensorflow_import() -> None:
+    """Unless verbose, make the first ``import tensorflow`` silent (see above)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if verbose() or "tensorflow" in sys.modules:
+        return
+    if not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())

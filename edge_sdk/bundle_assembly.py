@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device_agent.manifest import Compression, ModelFormat, OutputKind
+from device_agent.manifest import Compression, Manifest, ModelFormat, OutputKind
 from device_agent.runtimes import load_model
 from device_agent.update.health import stored_inputs, validation_inputs
 from device_agent.validation import sample_budget, smallest_exact
@@ -73,6 +73,14 @@ def validation_npz(report: Report, held_out: np.ndarray, n: int | None = None) -
     return buf.getvalue(), len(stored)
 
 
+def shipped_bytes(manifest: Manifest, bundle_bytes: int) -> dict[str, int]:
+    """What ships: the bundle's bytes, and per target its model files as stored."""
+    out = {"bundle": bundle_bytes}
+    for f in manifest.files:
+        out[f.format.value] = out.get(f.format.value, 0) + f.size
+    return out
+
+
 def write_outputs(report: Report, labels: tuple[str, ...], *,
                   compression: Compression = Compression.NONE,
                   held_out: np.ndarray | None = None,
@@ -92,13 +100,14 @@ def write_outputs(report: Report, labels: tuple[str, ...], *,
     stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         staged_bundle = stage / final.name
-        build_bundle(staged_bundle, name=report.name, version=report.version,
+        _, manifest = build_bundle(staged_bundle, name=report.name, version=report.version,
                      models=payloads(report), labels=labels, compression=compression,
                      exits=report.cascade.exits if report.cascade is not None else (),
                      validation=validation,
                      optimization=report.optimization_summary(), output_kind=output_kind)
         # mkstemp creates 0600 files; a bundle is meant to be copied and served.
         staged_bundle.chmod(0o644)
+        report = replace(report, shipped=shipped_bytes(manifest, staged_bundle.stat().st_size))
         staged = report_paths(staged_bundle)
         write_reports(replace(report, bundle=final), staged)
         targets = report_paths(final)

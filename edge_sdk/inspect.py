@@ -166,7 +166,25 @@ def _describe_bundle(path: Path, shapes: Mapping[str, tuple[int, ...]]) -> dict[
             "outputs": _specs(m.outputs), "labels": list(m.labels),
             "files": [{"path": f.path, "format": f.format.value, "size": f.size}
                       for f in m.files],
-            "output_kind": m.output_kind.value, "optimization": summary, "manifest": manifest}
+            "output_kind": m.output_kind.value, "optimization": summary, "manifest": manifest,
+            **_bundle_cost(path)}
+
+
+def _bundle_cost(path: Path) -> dict[str, Any]:
+    """Parameters and MACs of the bundle's first target, every stage summed (each file's
+    own figures are in ``stages``), counted on the verified, unpacked model files."""
+    from device_agent.loader import opened_bundle
+
+    with opened_bundle(path) as b:
+        fmt = b.manifest.targets[0]
+        stages = [{"path": f.path, **_cost_only(DESCRIBERS["." + f.format.value](b.root / f.unpacked_path, {}))}
+                  for f in b.manifest.stage_files(fmt)]
+    return {"params": sum(s["params"] for s in stages), "macs": sum(s["macs"] for s in stages),
+            "stages": stages}
+
+
+def _cost_only(info: dict[str, Any]) -> dict[str, Any]:
+    return {"params": info.get("params", 0), "macs": info.get("macs", 0)}
 
 
 def _describe_keras_shaped(path: Path, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Any]:

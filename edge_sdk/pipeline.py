@@ -25,7 +25,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,7 +45,7 @@ from edge_sdk.passes.early_exit import EarlyExitConfig, check_exit_layers
 from edge_sdk.passes.quantize import Decision, Exporter, QuantizeConfig, search
 from edge_sdk.passes.quantize_onnx import OnnxExporter
 from edge_sdk.passes.quantize_tflite import TFLiteExporter
-from edge_sdk.report import Comparison, Metrics, Report, StepRecord, TargetResult
+from edge_sdk.report import Comparison, Metrics, Report, StepRecord, TargetResult, run_spread
 from edge_sdk.search import SearchConfig
 from edge_sdk.step_metrics import StepSize, codec, model_size
 
@@ -286,6 +286,9 @@ def _run_passes(state: _State, recipe: Recipe, progress: Progress) -> None:
         state.chosen = result.summary()
     if passes and recipe.measure_steps:
         state.steps[0] = _sized(state, recipe, state.steps[0], state.model, progress)
+    elif passes:
+        # Not exported, so no bytes to compare with the later rows (the .keras file's are not).
+        state.steps[0] = replace(state.steps[0], bytes=None)
     start = state.steps[-1].accuracy  # before the steps a recovery step will be judged with
     for i, p in enumerate(passes):
         progress(f"pass {p.name}", i, len(passes))
@@ -294,7 +297,7 @@ def _run_passes(state: _State, recipe: Recipe, progress: Progress) -> None:
         cost = _cost(state.model)
         note = "; ".join([*(f"{k}={v}" for k, v in outcome.changes.items()), *outcome.notes])
         step = StepRecord(step=p.name, accuracy=_accuracy(state, state.model),
-                          params=cost.params, macs=cost.macs, bytes=0, note=note)
+                          params=cost.params, macs=cost.macs, bytes=None, note=note)
         # A step followed by distillation is judged together with it: distillation exists
         # to win back what pruning lost.
         recovered = i + 1 < len(passes) and passes[i + 1].name == "distill"
@@ -317,8 +320,6 @@ def _within_budget(state: _State, recipe: Recipe, step: str, before: float, afte
 def _sized(state: _State, recipe: Recipe, step: StepRecord, model: Any,
            progress: Progress) -> StepRecord:
     """``step`` with the raw/compressed bytes and latency of ``model`` exported."""
-    from dataclasses import replace
-
     progress(f"measuring step {step.step}", 0, 1)
     with converting(ModelFormat.ONNX if hasattr(model, "SerializeToString") else ModelFormat.TFLITE,
                     f"export after step {step.step}"):
@@ -331,8 +332,6 @@ def _sized(state: _State, recipe: Recipe, step: StepRecord, model: Any,
 def _time_target_steps(state: _State, comparisons: list[Comparison], results: list[TargetResult],
                       recipe: Recipe) -> None:
     """The export and int8 steps get the latency the comparison measured."""
-    from dataclasses import replace
-
     by_step: dict[str, float] = {}
     for c, r in zip(comparisons, results, strict=True):
         export = f"export {c.format.value} float32"
@@ -427,8 +426,6 @@ def _original_export(state: _State, exporter: Exporter, work: Path) -> tuple[Pat
 
 def _cascade(state: _State, recipe: Recipe, results: list[TargetResult],
              progress: Progress) -> CascadeResult:
-    from dataclasses import replace
-
     from edge_sdk.cascade_export import export_cascade
 
     assert recipe.early_exit is not None
@@ -538,8 +535,6 @@ def _shared_config(cfg: QuantizeConfig, notes: tuple[str, ...],
     """Per-tensor weight scales for shared kernels: per-channel scales would turn each
     kernel's K values into up to K per channel, which the bundle's compressor cannot fold
     (the remedy search still tries per-channel when per-tensor costs the budget)."""
-    from dataclasses import replace
-
     from edge_sdk.passes.share import kernels_shared
 
     if not cfg.per_channel or not kernels_shared(model):
@@ -552,8 +547,6 @@ def _supported_config(cfg: QuantizeConfig,
                       exporter: Exporter) -> tuple[QuantizeConfig, tuple[str, ...]]:
     if cfg.calibration in exporter.calibrations:
         return cfg, ()
-    from dataclasses import replace
-
     fallback = exporter.calibrations[0]
     note = (f"{exporter.format.value} supports {[c.value for c in exporter.calibrations]} "
             f"calibration only; used {fallback.value} instead of {cfg.calibration.value}")
@@ -566,13 +559,20 @@ def _compare(state: _State, r: TargetResult, recipe: Recipe, progress: Progress,
     progress(f"timing {r.format.value} models", 0, 1)
     x = state.val.x.astype(np.float32)
     ref_path, _ = r.reference
+    # The baseline is timed before and after the optimized model: how far its two runs
+    # differ is the run-to-run spread a change must exceed to count as one.
     base = measure_artifact(ref_path, x, runs=recipe.measure_runs)
     opt = measure_artifact(r.final_path, x, runs=recipe.measure_runs)
+    again = measure_artifact(ref_path, x, runs=recipe.measure_runs)
     d = held.drops[r.format.value]
+    size = ref_path.stat().st_size
+    first = Metrics.of(size, d.baseline_accuracy, base)
+    second = Metrics.of(size, d.baseline_accuracy, again)
     return Comparison(
         format=r.format,
-        baseline=Metrics.of(ref_path.stat().st_size, d.baseline_accuracy, base),
+        baseline=first,
         optimized=Metrics.of(r.final_path.stat().st_size, d.accuracy, opt),
+        spread_pct=run_spread(first, second),
     )
 
 

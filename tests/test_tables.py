@@ -32,6 +32,16 @@ def test_step_lines_one_per_step_and_at_most_every_interval() -> None:
     now[0] = 30.0
     lines("writing bundle", 0, 1)
     assert out[0] == "[1.0s] distill: epochs 0/40"
+    details: list[str] = []
+    now[0] = 0.0
+    with_detail = StepLines(details.append, every=5.0, clock=lambda: now[0])
+    with_detail("distill: epochs, validation 97.0%", 0, 40)
+    now[0] = 1.0
+    with_detail("distill: epochs, validation 98.0%", 1, 40)  # same step: no new line yet
+    now[0] = 6.0
+    with_detail("distill: epochs, validation 98.9%", 14, 40)
+    assert details == ["[0.0s] distill: epochs 0/40, validation 97.0%",
+                       "[6.0s] distill: epochs 14/40, validation 98.9%, about 11s left"]
     assert len(out) == 5  # at 1, 6, 11 and 16 s over the epochs, then the next step
     assert out[1] == "[6.0s] distill: epochs 10/40, about 15s left"
     assert out[-1] == "[30.0s] writing bundle"

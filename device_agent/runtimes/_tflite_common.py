@@ -10,6 +10,7 @@ import numpy as np
 
 from device_agent.errors import InputError
 from device_agent.manifest import TensorSpec
+from device_agent.quiet import native_stderr_quiet
 from device_agent.runtimes.base import RuntimeOptions
 
 
@@ -35,8 +36,9 @@ class TFLiteInterpreterRuntime:
         args: dict[str, Any] = {"model_path": str(path), **kw}
         if options.threads:
             args["num_threads"] = options.threads
-        self._interp = interpreter_cls(**args)
-        self._interp.allocate_tensors()
+        with native_stderr_quiet():
+            self._interp = interpreter_cls(**args)
+            self._interp.allocate_tensors()
         self._in = self._interp.get_input_details()
         self._out = self._interp.get_output_details()
         self.inputs = tuple(_spec(d) for d in self._in)

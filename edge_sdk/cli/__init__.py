@@ -6,14 +6,22 @@ import importlib
 
 import typer
 
-from device_agent.cli_support import ErrorsGroup
+from device_agent.cli_help import keep_argument_help
+from device_agent.cli_support import ErrorsGroup, set_verbose, show_version
+from edge_sdk import __version__
+from edge_sdk.cli.examples import EXAMPLES
+
+
+class EdgeGroup(ErrorsGroup):
+    examples = EXAMPLES
+
 
 app = typer.Typer(
-    cls=ErrorsGroup,
+    cls=EdgeGroup,
     name="edge",
     help="Optimize models for small devices, ship them, and watch the fleet.",
     no_args_is_help=True,
-    add_completion=False,
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
 
@@ -35,6 +43,22 @@ COMMAND_MODULES = [
     "edge_sdk.cli.keys_cmd",
     "edge_sdk.cli.ota_cmd",
 ]
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v",
+                                 help="Show the converters' and runtimes' own logs (EDGE_VERBOSE=1)."),
+    version: bool = typer.Option(False, "--version", is_eager=True,
+                                 callback=show_version("edge", __version__),
+                                 help="Print the version and exit."),
+) -> None:
+    set_verbose(verbose)
+    from edge_sdk._quiet import quiet_tensorflow_import
+
+    quiet_tensorflow_import()
+
+
+keep_argument_help()
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)

@@ -15,13 +15,22 @@ from edge_sdk.passes.base import Progress, no_progress
 PLAIN_EVERY_S = 5.0
 
 
+def step_key(desc: str) -> str:
+    """What names a step: the description up to its first ``, `` (details may change)."""
+    return desc.split(", ", 1)[0]
+
+
 def format_step(elapsed: float, desc: str, done: int, total: int, step_elapsed: float) -> str:
-    """``[12.3s] desc 14/40, about 20s left`` (no count for a one-shot step)."""
-    line = f"[{elapsed:.1f}s] {desc}"
+    """``[12.3s] distill: epochs 14/40, validation 98.9%, about 20s left`` (no count for a
+    one-shot step)."""
+    name, _, detail = desc.partition(", ")
+    line = f"[{elapsed:.1f}s] {name}"
     if total > 1:
         line += f" {done}/{total}"
-        if 0 < done < total and step_elapsed / done * (total - done) >= 1:
-            line += f", about {step_elapsed / done * (total - done):.0f}s left"
+    if detail:
+        line += f", {detail}"
+    if total > 1 and 0 < done < total and step_elapsed / done * (total - done) >= 1:
+        line += f", about {step_elapsed / done * (total - done):.0f}s left"
     return line
 
 
@@ -37,8 +46,8 @@ class StepLines:
 
     def __call__(self, desc: str, done: int, total: int) -> None:
         now = self._clock()
-        if (desc, total) != self._step:
-            self._step, self._step_start = (desc, total), now
+        if (step_key(desc), total) != self._step:
+            self._step, self._step_start = (step_key(desc), total), now
         elif now - self._last < self._every:
             return
         self._last = now
@@ -84,11 +93,11 @@ def _bar(err: IO[str]) -> Iterator[Progress]:
 
         def update(desc: str, done: int, total: int) -> None:
             count = f"{done}/{total}" if total > 1 else ""
-            if step != [(desc, total)]:
+            if step != [(step_key(desc), total)]:
                 # A new step: restart the clock the estimate is based on.
-                step[:] = [(desc, total)]
+                step[:] = [(step_key(desc), total)]
                 bar.reset(task, description=desc, completed=done, total=max(total, 1), count=count)
                 return
-            bar.update(task, completed=done, total=max(total, 1), count=count)
+            bar.update(task, description=desc, completed=done, total=max(total, 1), count=count)
 
         yield update

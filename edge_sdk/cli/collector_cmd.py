@@ -23,7 +23,8 @@ def collector(
     broker: BrokerOptions = None,  # type: ignore[assignment]
     db: str = typer.Option("fleet.db", "--db", help="SQLite file or postgresql://..."),
     share_group: str = typer.Option(None, "--share-group", help="$share group to split the fleet"),
-    fleet: str = typer.Option("+", "--fleet", help="Only this fleet (default: all)"),
+    fleet: str = typer.Option("+", "--fleet", show_default=False,
+                              help="Only this fleet (default: every fleet)"),
     metrics_port: int = typer.Option(
         None, "--metrics-port", help="Alias of --http 127.0.0.1:PORT (Prometheus /metrics)"
     ),
@@ -85,10 +86,8 @@ def collector(
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     c = Collector(options).start()
-    port = c.metrics_server.server_port if c.metrics_server else None
-    typer.echo(f"collector: {broker.url} → {db} (filter {c.filter}; metrics port {port})", err=True)
-    if c.metrics_server:
-        typer.echo(f"collector: dashboard {c.metrics_server.url}", err=True)
+    where = f"; dashboard and /metrics on {c.metrics_server.url}" if c.metrics_server else ""
+    typer.echo(f"collector: {broker.url} → {db} (filter {c.filter}{where})", err=True)
     while not stop.is_set() and not c.subscribed.wait(0.5):
         pass
     if c.subscribed.is_set():

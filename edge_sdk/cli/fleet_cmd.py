@@ -14,7 +14,8 @@ from device_agent.mqtt import BrokerOptions
 from edge_sdk.cli._common import cli_errors, print_json
 from edge_sdk.tables import Column, Table, is_terminal, print_table, render
 
-fleet_app = typer.Typer(help="Look at the fleet the collector stores.", no_args_is_help=True)
+fleet_app = typer.Typer(help="Look at the fleet the collector stores.", no_args_is_help=True,
+                        rich_markup_mode=None)
 
 DB = typer.Option("fleet.db", "--db", help="SQLite file or postgresql://...")
 JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")

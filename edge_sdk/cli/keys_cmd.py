@@ -8,7 +8,7 @@ import typer
 
 from edge_sdk.cli._common import cli_errors
 
-keys_app = typer.Typer(help="Signing keys (Ed25519).", no_args_is_help=True)
+keys_app = typer.Typer(help="Signing keys (Ed25519).", no_args_is_help=True, rich_markup_mode=None)
 
 
 def register(app: typer.Typer) -> None:

@@ -54,7 +54,10 @@ def optimize(
         None, "--eval-data", help="Held-out data the model never saw, for the final accuracy "
         "(default: a stratified quarter of --data, optimistic if --data trained the model)"),
     name: str | None = typer.Option(None, "--name", help="Model name (default: bundle file name)"),
-    version: str = typer.Option("0.1.0", "--version", help="Semantic version of the bundle"),
+    version: str = typer.Option("0.1.0", "--bundle-version", metavar="SEMVER",
+                                help="Semantic version of the bundle"),
+    old_version: str | None = typer.Option(None, "--version", hidden=True,
+                                           help="Old spelling of --bundle-version"),
     runs: int = typer.Option(50, "--runs", help="Timed runs per model for the report"),
     prune: float | None = typer.Option(
         None, "--prune", help="Remove this fraction of channels, in [0, 1) (Keras: rebuilt smaller; "
@@ -95,6 +98,11 @@ def optimize(
     from edge_sdk.pipeline import optimize as run
     from edge_sdk.report import print_table, report_paths
 
+    if old_version is not None:
+        typer.echo("warning: optimize --version is now --bundle-version (the bundle's semantic "
+                   "version; edge --version prints the tool's); the old spelling still works",
+                   err=True)
+        version = old_version
     # Every file the run will write, checked now rather than after minutes of work.
     check_output_file(out, "bundle")
     for path in report_paths(out).values():

@@ -110,7 +110,7 @@ def deploy(
     """Send BUNDLE over MQTT in hashed chunks to one device or a group (canaries first).
 
     Canaries must become active and pass probation before the rest is updated; the
-    rollout is recorded in the fleet database (see ``edge fleet rollouts``).
+    rollout is recorded in the fleet database (see: edge fleet rollouts).
     """
     import time
     import uuid

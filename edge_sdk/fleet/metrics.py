@@ -47,7 +47,7 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
-def serve_metrics(metrics: Metrics, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
+def serve_metrics(metrics: Metrics, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     """Serve ``/metrics`` on ``port`` (0 = a free one; see ``server.server_port``)."""
 
     class Handler(BaseHTTPRequestHandler):

@@ -79,8 +79,11 @@ class DistillPass:
         it = batches(train, self.config.batch_size, seed=ctx.seed)
         self._stop(track, pair, val)  # the untrained student is the baseline to beat
         epochs_run = 0
+        labelled = val.y is not None
         for epoch in range(self.config.epochs):
-            ctx.progress("distill: epochs", epoch, self.config.epochs)
+            last = track.history[-1]
+            ctx.progress(f"distill: epochs, validation {100 * last:.1f}%" if labelled
+                         else "distill: epochs", epoch, self.config.epochs)
             for _ in range(steps):
                 self._step(pair, opt, *next(it))
             epochs_run += 1

@@ -59,6 +59,7 @@ def test_printed_table_lists_steps(keras_cnn: Path, digits: Any, tmp_path: Path)
     rep = json.loads((tmp_path / "t.report.json").read_text())
     prune = next(s for s in rep["steps"] if s["step"] == "prune")
     assert prune["compressed_bytes"] is None and prune["latency_p50_ms"] is None  # explicitly skipped
+    assert prune["bytes"] is None and rep["steps"][0]["bytes"] is None  # not 0, not the .keras file's
     assert rep["recipe"]["search"] is None and rep["recipe"]["max_drop_covers"] == "every step"
 
 

@@ -68,6 +68,9 @@ def test_bundle_and_its_tflite(optimized: Optimized, tmp_path: Path,
     q_onnx = _inspect(b.model_path(ModelFormat.ONNX))
     assert q_onnx["ops"]["DequantizeLinear"] > 0
     assert q_onnx["macs"] == keras_info["macs"]
+    # The bundle itself shows what its model costs: the first target's stages summed.
+    assert (info["params"], info["macs"]) == (tfl["params"], tfl["macs"])
+    assert [st["path"] for st in info["stages"]] == ["models/stage0.tflite"]
 
 
 def test_text_output(keras_cnn: Path) -> None:

@@ -177,7 +177,8 @@ def test_hostile_payloads_are_counted_never_stored_never_crash(broker, procs, tm
     mq, db = broker(), tmp_path / "fleet.db"
     col = collector_up(procs, mq.url, db, extra=("--metrics-port", "0"))
     log = (procs.root / "collector-c1.log").read_text()
-    port = int(re.search(r"metrics port (\d+)", log).group(1))  # type: ignore[union-attr]
+    port = int(re.search(r"metrics on http://127.0.0.1:(\d+)/", log).group(1))  # type: ignore[union-attr]
+    assert "None" not in log  # unset options are left out, not printed as None
     c = MqttClient(BrokerOptions(url=mq.url, client_id="fuzzer"))
     c.start()
     assert c.wait_connected(10)
@@ -246,7 +247,7 @@ def test_hostile_payloads_are_counted_never_stored_never_crash(broker, procs, tm
     col = procs.collector(mq.url, str(db), client_id="c1", extra=("--metrics-port", "0"))
     log_file = procs.root / "collector-c1.log"
     wait_for(lambda: log_file.read_text().count("collector: subscribed") == 2, 30, "second SUBACK")
-    port = int(re.findall(r"metrics port (\d+)", log_file.read_text())[-1])
+    port = int(re.findall(r"metrics on http://127.0.0.1:(\d+)/", log_file.read_text())[-1])
     c = MqttClient(BrokerOptions(url=mq.url, client_id="fuzzer2"))
     c.start()
     assert c.wait_connected(10)
@@ -387,3 +388,14 @@ def test_postgres_backend_killed_collector_reconnects_nothing_lost(broker, procs
     time.sleep(0.5)
     assert _stored(pg_dsn, "kill") == [("pi-01", s) for s in range(100)]
     assert "retrying" in (procs.root / "collector-c1.log").read_text()
+
+
+def test_metrics_bind_loopback_by_default() -> None:
+    from edge_sdk.fleet.metrics import Metrics, serve_metrics
+
+    server = serve_metrics(Metrics(), 0)
+    try:
+        assert server.server_address[0] == "127.0.0.1"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -108,3 +108,14 @@ def test_agent_status_never_creates_a_store(tmp_path: Path) -> None:
 def test_an_unreadable_input_is_one_line(tmp_path: Path) -> None:
     res = runner.invoke(edge_app, ["verify", str(tmp_path), "--key", str(tmp_path)])
     _one_error_line(res, str(tmp_path))
+
+
+def test_broker_on_a_busy_port_is_one_line() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        res = runner.invoke(edge_app, ["broker", "--port", str(port)])
+    _one_error_line(res, f"127.0.0.1 --port {port}", "cannot listen")

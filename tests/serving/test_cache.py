@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -84,3 +86,23 @@ def test_parse_config() -> None:
     for bad in ("near:", "near:-1", "near:x", "fuzzy", "near:nan"):
         with pytest.raises(EdgeError, match="--cache"):
             CacheConfig.parse(bad)
+
+
+def test_read_ahead_past_the_limit_is_not_counted(int8_tflite: Path, tmp_path: Path) -> None:
+    """``--cache exact --limit 300`` with batching: hits + misses is what was served."""
+    from device_agent.batching import BatchOptions
+    from device_agent.cache import CacheConfig
+    from device_agent.engine import Engine, EngineOptions
+    from device_agent.runtimes import load_model
+    from device_agent.serve import serve
+    from device_agent.sources.file import FileSource
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 1, (20, 8, 8, 1)).astype(np.float32)
+    data = tmp_path / "repeats.npz"
+    np.savez(data, x=base[rng.integers(0, 20, 1000)])
+    for batch in (BatchOptions(backlog=32), BatchOptions(max_batch=16, max_wait_ms=5)):
+        engine = Engine(load_model(int8_tflite), options=EngineOptions(cache=CacheConfig.parse("exact")))
+        stats = serve(FileSource(data), engine, limit=300, batch=batch)
+        assert stats.count == 300 and stats.cache is not None
+        assert stats.cache["hits"] + stats.cache["misses"] == 300, stats.cache

@@ -76,3 +76,12 @@ def test_parse_csv_rules() -> None:
     assert rows.errors[2] == "line 4: expected 3 values, found 1"
     plain = parse_csv([["1", "2"], ["3", "4"]], "t.csv")
     assert plain.header is None and plain.y is None and np.array_equal(plain.x, [[1, 2], [3, 4]])
+
+
+def test_a_run_that_serves_nothing_exits_2(int8_tflite: Path, tmp_path: Path) -> None:
+    csv = tmp_path / "short.csv"
+    csv.write_text("p0,p1\n1,2\n3,4\n")  # 2 values for a 64-value model: every reading fails
+    res = runner.invoke(agent_app, ["run", str(int8_tflite), "--source", f"file:{csv}", "-q"])
+    assert res.exit_code == 2, res.output
+    assert json.loads(res.stdout.splitlines()[-1])["summary"]["errors"] == 2
+    assert "error: no reading was served: all 2 failed" in res.stderr
