@@ -41,7 +41,15 @@ def run(
     ),
     rate: float = typer.Option(None, "--rate", help="Replay at this many readings per second"),
     runtime: str = typer.Option(None, "--runtime", help="Force a runtime (litert, onnxruntime, ...)"),
-    threads: int = typer.Option(None, "--threads", help="Runtime threads"),
+    threads: int = typer.Option(None, "--threads", help="Runtime threads (LiteRT: XNNPACK's too)"),
+    provider: list[str] = typer.Option(
+        [], "--provider", help="ONNX Runtime execution provider, in order of preference (repeat): tensorrt, "
+        "cuda, openvino, cpu; those not installed are skipped with a warning, CPU is the last resort"
+    ),
+    delegate: str = typer.Option(
+        None, "--delegate", help="LiteRT external delegate library (e.g. libedgetpu.so.1); if it does not load, "
+        "a warning and the CPU"
+    ),
     limit: int = typer.Option(None, "--limit", help="Stop after this many results"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the summary"),
     cache: str = typer.Option("off", "--cache", help="Input cache: off, exact or near:TOLERANCE"),
@@ -81,7 +89,8 @@ def run(
         batching = BatchOptions(max_batch=batch, max_wait_ms=batch_ms, backlog=backlog_batch)
         src = open_source(source, **({"rate": str(rate)} if rate else {}))
         sinks = _sinks(sink, quiet, fleet, device_id, results_qos)
-        opened = _open_engine(bundle, store, runtime, RuntimeOptions(threads=threads), opts)
+        opened = _open_engine(bundle, store, runtime, RuntimeOptions(
+            threads=threads, providers=tuple(provider) or ("cpu",), delegate=delegate), opts)
         with opened as engine:
             telemetry = None
             if broker:

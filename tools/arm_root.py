@@ -30,7 +30,9 @@ RECIPE = {
     "suite": "bookworm",
     "arch": "arm64",
     "variant": "apt",
-    "include": "python3,python3-venv,python3-pip,ca-certificates",
+    # systemd: so install_agent.sh enables the unit as on a board, and systemd-analyze
+    # verify --root finds the targets the unit refers to.
+    "include": "python3,python3-venv,python3-pip,ca-certificates,systemd",
     "recipe": 1,  # bump when the build steps below change
 }
 BINFMT = Path("/proc/sys/fs/binfmt_misc")

@@ -73,6 +73,7 @@ def start_telemetry(args: AgentTelemetryArgs, bundle: Path | None, engine: Engin
         model_name=m.name if m else (bundle.stem if bundle else "unknown"),
         model_version=m.version if m else "",
         model_hash=model_hash(bundle) if bundle is not None else "",
+        accelerator=engine.model.accelerator,
     )
     return TelemetryPublisher(broker, options).start()
 

@@ -48,6 +48,7 @@ class TelemetryOptions:
     model_name: str = ""
     model_version: str = ""
     model_hash: str = ""
+    accelerator: str = ""
 
 
 def default_outbox(options: TelemetryOptions) -> Path:
@@ -113,6 +114,7 @@ class TelemetryPublisher:
             model_name=o.model_name,
             model_version=o.model_version,
             model_hash=o.model_hash,
+            accelerator=o.accelerator,
             clean=clean,
         )
 
