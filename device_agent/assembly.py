@@ -26,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from device_agent.config import AgentConfig
+from device_agent.config import AgentConfig, ServeConfig
 from device_agent.errors import EdgeError
 from device_agent.mqtt import MqttClient
 from device_agent.stats import RunStats
@@ -190,10 +190,8 @@ def _run_listener(parts: _Parts) -> None:
 @contextlib.contextmanager
 def _engine(config: AgentConfig, store: ModelStore | None, bundle: Path | None,
             trust: TrustStore) -> Iterator[Any]:
-    from device_agent.runtimes import RuntimeOptions
-
     s = config.serve
-    runtime_options = RuntimeOptions(threads=s.threads)
+    runtime_options = _runtime_options(s)
     engine_options = _engine_options(config)
     if store is not None:
         from device_agent.update.agent import engine_for_store
@@ -209,6 +207,12 @@ def _engine(config: AgentConfig, store: ModelStore | None, bundle: Path | None,
     with engine_for(bundle, runtime=s.runtime, options=runtime_options, engine_options=engine_options,
                     check_signature=check_signature) as e:
         yield e
+
+
+def _runtime_options(s: ServeConfig) -> Any:
+    from device_agent.runtimes import RuntimeOptions
+
+    return RuntimeOptions(threads=s.threads, providers=s.providers or ("cpu",), delegate=s.delegate)
 
 
 def _engine_options(config: AgentConfig) -> Any:
@@ -271,7 +275,7 @@ def _telemetry(config: AgentConfig, mqtt: MqttClient, served: Path | None, engin
         fleet=config.fleet, device_id=config.device_id, interval_s=t.interval, qos=t.qos, outbox=t.outbox,
         agent_version=__version__, model_name=m.name if m else (served.stem if served else "unknown"),
         model_version=m.version if m else "", model_hash=model_hash(served) if served is not None else "",
-        boot_id=boot_id,
+        boot_id=boot_id, accelerator=engine.model.accelerator,
     )
     return TelemetryPublisher(mqtt, options).start()
 
@@ -317,12 +321,10 @@ def _live_updates(config: AgentConfig, parts: _Parts, store: ModelStore, ref: An
             parts.telemetry.set_model(name=m.name, version=m.version,
                                       model_hash=model_hash(store.slots / live.serving))
 
-    from device_agent.runtimes import RuntimeOptions
-
     s = config.serve
     live = LiveUpdates(store, ref, policy=ProbationPolicy(min_samples=config.update.probation_samples),
                        report=report, on_swap=swapped, runtime=s.runtime,
-                       options=RuntimeOptions(threads=s.threads), engine_options=_engine_options(config))
+                       options=_runtime_options(s), engine_options=_engine_options(config))
     return live
 
 

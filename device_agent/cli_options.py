@@ -136,8 +136,15 @@ AGENT_SERVE: list[tuple[str, Any, Any, str]] = [
      "serve.source"),
     ("rate", float | None, _opt("--rate", help="Replay at this many readings per second"), "serve.rate"),
     ("runtime", str | None, _opt("--runtime", help="Force a runtime (litert, onnxruntime, ...)"), "serve.runtime"),
-    ("threads", int | None, _opt("--threads", help="Runtime threads"), "serve.threads"),
-    ("limit", int | None, _opt("--limit", help="Stop after this many results"), "serve.limit"),
+    ("threads", int | None, _opt("--threads", help="Runtime threads (LiteRT: XNNPACK's too)"), "serve.threads"),
+    ("provider", list[str] | None, _opt(
+        "--provider", help="ONNX Runtime execution provider, in order of preference (repeat): tensorrt, "
+        "cuda, openvino, cpu; those not installed are skipped with a warning, CPU is the last resort"),
+     "serve.providers"),
+    ("delegate", str | None, _opt(
+        "--delegate", help="LiteRT external delegate library (e.g. libedgetpu.so.1); if it does not load, "
+        "a warning and the CPU"), "serve.delegate"),
+    ("limit", int | None, _opt("--limit", help="Stop after this many readings (answered or not)"), "serve.limit"),
     ("quiet", bool | None, _opt("--quiet/--no-quiet", "-q", help="Print no result lines"), "serve.quiet"),
     ("cache", str | None, _opt("--cache", help="Input cache: off, exact or near:TOLERANCE (default off)"),
      "serve.cache"),

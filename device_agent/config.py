@@ -44,6 +44,10 @@ class ServeConfig:
     limit: int | None = None
     runtime: str | None = None
     threads: int | None = None
+    # ONNX Runtime execution providers in order of preference (those not installed are
+    # skipped with a warning; CPU is the last resort) and a LiteRT external delegate.
+    providers: tuple[str, ...] = ()
+    delegate: str | None = None
     cache: str = "off"
     cache_mb: float = 32.0
     exit_thresholds: tuple[str, ...] = ()
@@ -146,6 +150,7 @@ KEYS: dict[tuple[str, str], Parse] = {
     ("agent", "keys"): _paths,
     ("serve", "source"): _str, ("serve", "rate"): _float, ("serve", "limit"): _int,
     ("serve", "runtime"): _str, ("serve", "threads"): _int, ("serve", "cache"): _str,
+    ("serve", "providers"): _strs, ("serve", "delegate"): _str,
     ("serve", "cache_mb"): _float, ("serve", "exit_thresholds"): _strs, ("serve", "batch"): _int,
     ("serve", "batch_ms"): _float, ("serve", "backlog_batch"): _int, ("serve", "sink"): _str,
     ("serve", "results_qos"): _int, ("serve", "quiet"): _bool,

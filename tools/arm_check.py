@@ -15,7 +15,10 @@ so it stands for a Raspberry Pi 4/5 or Jetson on a 64-bit OS, not for their spee
    and compares the ONNX answers the same way;
 3. as the ``edge-agent`` user: ``edge-agent install --store`` of a signed v1.0.0, a swap to
    v1.1.0, a tampered v1.2.0 refused with the store untouched, a rollback to v1.0.0, and
-   ``edge-agent run --store`` serving it with the x86 answers.
+   ``edge-agent run --store`` serving it with the x86 answers;
+4. in a Debian 12 armhf root (armv7l, standing for 32-bit Raspberry Pi OS): the installer
+   refuses at once naming the cause, and the agent (from the checkout, with Debian's numpy
+   and typer) warns at start and exits 2 with one error line when asked to serve.
 
 Agreement rule. int8 kernels differ between CPUs by at most a rounding step per
 requantization (XNNPACK and MLAS use different instruction sequences on NEON and AVX),
@@ -41,6 +44,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
@@ -244,6 +248,30 @@ def store_flow(r: arm_root.Chroot, b: Bundles, work: Path, test: str, x86: list[
     return lines
 
 
+def armhf_refusal(bundle: Path, test: Path) -> list[str]:
+    """On a 32-bit ARM root (armv7l, as 32-bit Raspberry Pi OS): the installer stops at once,
+    and the agent, started from a checkout with Debian's numpy and typer, says why at start
+    and exits 2 when asked to serve."""
+    env = {k: v for k, v in arm_root.ENV.items() if k != "QEMU_CPU"}
+    with arm_root.session(arm_root.ensure_root(arm_root.ARMHF), env=env) as r:
+        machine = r.run(["uname", "-m"]).stdout.strip()
+        script = r.put(ROOT / "tools/install_agent.sh", "/src/tools/install_agent.sh")
+        r.put(ROOT / "device_agent", "/src/checkout/device_agent")
+        b, t = r.put(bundle, "/src/digits.edgepkg"), r.put(test, "/src/test.npz")
+        inst = r.run(["bash", script, "--dry-run"], check=False)
+        if inst.returncode != 2 or "32-bit ARM system" not in inst.stderr or inst.stdout:
+            raise SystemExit(f"error: on {machine} the installer did not refuse at once: {inst.stderr}{inst.stdout}")
+        agent = r.run(["env", "PYTHONPATH=/src/checkout", "python3", "-m", "device_agent", "run", b, "--source",
+                       f"file:{t}"], check=False)
+        lines = agent.stderr.strip().splitlines()
+        if (agent.returncode != 2 or len(lines) != 2 or not lines[0].startswith("warning: this is a 32-bit ARM")
+                or not lines[1].startswith("error: ") or "32-bit ARM system" not in lines[1]):
+            raise SystemExit(f"error: on {machine} the agent did not refuse clearly (exit {agent.returncode}): "
+                             f"{agent.stderr[-1500:]}")
+    return [f"{machine} (32-bit Raspberry Pi OS stand-in): installer exit 2: {inst.stderr.strip()[:110]}...",
+            f"{machine}: edge-agent run exit 2: {lines[1][:140]}..."]
+
+
 def main() -> None:
     if os.geteuid() != 0:
         raise SystemExit("error: the ARM check needs root (mount, chroot); run it with sudo")
@@ -279,6 +307,8 @@ def main() -> None:
                                   b.steps["onnx"]))
             say(f"answers compared after {time.monotonic() - t0:.0f} s")
             report += store_flow(r, b, work, test, x86["tflite"])
+        say(f"arm64 done after {time.monotonic() - t0:.0f} s")
+        report += armhf_refusal(b.tflite, b.test)
     for line in report:
         say(line)
     say(f"passed in {time.monotonic() - t0:.0f} s")

@@ -30,9 +30,17 @@ RECIPE = {
     "suite": "bookworm",
     "arch": "arm64",
     "variant": "apt",
-    "include": "python3,python3-venv,python3-pip,ca-certificates",
+    # systemd: so install_agent.sh enables the unit as on a board, and systemd-analyze
+    # verify --root finds the targets the unit refers to.
+    "include": "python3,python3-venv,python3-pip,ca-certificates,systemd",
     "recipe": 1,  # bump when the build steps below change
 }
+# A 32-bit Raspberry Pi OS stand-in (armv7l): no runtime wheels exist for it, so it gets
+# only what proves the refusal: bash for the installer, Debian's python3 with numpy and
+# typer to start the agent from a checkout.
+ARMHF = {"suite": "bookworm", "arch": "armhf", "variant": "essential",
+         "include": "python3,python3-numpy,python3-typer", "recipe": 1}
+QEMU = {"arm64": "aarch64", "armhf": "arm"}
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 # What a Raspberry Pi 4 (Cortex-A72) shows in /proc/cpuinfo. Under qemu-user the root would
@@ -43,9 +51,14 @@ CPUINFO = "".join(
     "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\n"
     "CPU revision\t: 3\n\n" for i in range(4)
 ) + "Hardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
-# What a command in the root sees: nothing of the host's environment leaks in.
+# What a command in the root sees: nothing of the host's environment leaks in. QEMU_CPU:
+# emulate a Raspberry Pi 4's Cortex-A72 (ARMv8.0), not qemu's default "max" CPU. On "max"
+# XNNPACK picks kernels for extensions a Pi does not have (SVE, i8mm, ...) and qemu 7.2
+# computes them wrongly: the digits bundle answers 7 or 4 for every input there, and the
+# same answers as x86-64 on cortex-a72.
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
-       "LANG": "C.UTF-8", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_DEFAULT_TIMEOUT": "180"}
+       "LANG": "C.UTF-8", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_DEFAULT_TIMEOUT": "180",
+       "QEMU_CPU": "cortex-a72"}
 
 
 def log(msg: str) -> None:
@@ -56,16 +69,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("EDGE_SDK_CACHE", Path.home() / ".cache" / "edge-sdk"))
 
 
-def key() -> str:
-    return hashlib.sha256(json.dumps(RECIPE, sort_keys=True).encode()).hexdigest()[:12]
+def key(recipe: dict[str, object] = RECIPE) -> str:
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def cached_root() -> Path:
-    return cache_dir() / f"arm64-root-{key()}"
+def cached_root(recipe: dict[str, object] = RECIPE) -> Path:
+    return cache_dir() / f"{recipe['arch']}-root-{key(recipe)}"
 
 
-def ensure_emulation() -> None:
-    """qemu-user-static registered for aarch64 binaries (F flag: works inside a chroot)."""
+def ensure_emulation(qemu: str = "aarch64") -> None:
+    """qemu-user-static registered for ``qemu`` binaries (F flag: works inside a chroot)."""
     if shutil.which("mmdebstrap") is None or not Path("/usr/bin/qemu-aarch64-static").exists():
         log("installing qemu-user-static binfmt-support mmdebstrap")
         apt = ["apt-get", "install", "-y", "-q", "qemu-user-static", "binfmt-support", "mmdebstrap"]
@@ -74,24 +87,24 @@ def ensure_emulation() -> None:
             subprocess.run(apt, stdout=subprocess.DEVNULL, check=True)
     if not (BINFMT / "status").exists():
         subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], check=True)
-    if not (BINFMT / "qemu-aarch64").exists():
-        subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], check=True)
-    if "enabled" not in (BINFMT / "qemu-aarch64").read_text():
-        raise SystemExit("error: qemu-aarch64 is registered with binfmt_misc but disabled")
+    if not (BINFMT / f"qemu-{qemu}").exists():
+        subprocess.run(["update-binfmts", "--enable", f"qemu-{qemu}"], check=True)
+    if "enabled" not in (BINFMT / f"qemu-{qemu}").read_text():
+        raise SystemExit(f"error: qemu-{qemu} is registered with binfmt_misc but disabled")
 
 
-def ensure_root() -> Path:
-    """The cached root, built first if this machine has none for :data:`RECIPE`."""
-    ensure_emulation()
-    root = cached_root()
+def ensure_root(recipe: dict[str, object] = RECIPE) -> Path:
+    """The cached root, built first if this machine has none for ``recipe``."""
+    ensure_emulation(QEMU[str(recipe["arch"])])
+    root = cached_root(recipe)
     if root.is_dir():
         return root
     tmp = root.with_name(root.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     root.parent.mkdir(parents=True, exist_ok=True)
-    log(f"building {root} (Debian {RECIPE['suite']} arm64; about 5-10 minutes, once per machine)")
-    subprocess.run(["mmdebstrap", f"--arch={RECIPE['arch']}", f"--variant={RECIPE['variant']}",
-                    f"--include={RECIPE['include']}", str(RECIPE["suite"]), str(tmp)],
+    log(f"building {root} (Debian {recipe['suite']} {recipe['arch']}; 5-15 minutes, once per machine)")
+    subprocess.run(["mmdebstrap", f"--arch={recipe['arch']}", f"--variant={recipe['variant']}",
+                    f"--include={recipe['include']}", str(recipe["suite"]), str(tmp)],
                    check=True, stdout=subprocess.DEVNULL)
     tmp.rename(root)
     return root
@@ -107,14 +120,15 @@ def _mounted_below(path: Path) -> list[str]:
 class Chroot:
     """A working copy of the root; :meth:`run` runs a command inside it."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, env: dict[str, str]):
         self.path = path
+        self.env = env
 
     def run(self, argv: Sequence[str], *, check: bool = True, timeout: float = 1800,
             user: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` inside the root (as ``user``, "UID:GID", if given); output as text."""
         spec = [f"--userspec={user}"] if user else []
-        env = {**ENV, "HOME": "/tmp"} if user else ENV
+        env = {**self.env, "HOME": "/tmp"} if user else self.env
         done = subprocess.run(["chroot", *spec, str(self.path), *argv], capture_output=True, text=True,
                               env=env, timeout=timeout)
         if check and done.returncode != 0:
@@ -134,10 +148,11 @@ class Chroot:
 
 
 @contextlib.contextmanager
-def session(base: Path | None = None) -> Iterator[Chroot]:
-    """A throwaway copy of the cached root with /proc, /sys, /dev and the pip cache bound in."""
+def session(base: Path | None = None, *, env: dict[str, str] | None = None) -> Iterator[Chroot]:
+    """A throwaway copy of the cached root with /proc, /sys, /dev and the pip cache bound in;
+    commands see ``env`` (default :data:`ENV`)."""
     base = base or ensure_root()
-    work = Path(tempfile.mkdtemp(prefix="arm64-root-", dir=cache_dir()))
+    work = Path(tempfile.mkdtemp(prefix="arm64-work-", dir=cache_dir()))
     path = work / "root"
     subprocess.run(["cp", "-a", str(base), str(path)], check=True)
     shutil.copy2(HOST_CA, path / "etc/ssl/certs/ca-certificates.crt")  # pip's TLS, as on a board
@@ -153,7 +168,7 @@ def session(base: Path | None = None) -> Iterator[Chroot]:
         for src, dest in binds:
             subprocess.run(["mount", "--bind", src, str(path / dest)], check=True)
             mounted.append(path / dest)
-        yield Chroot(path)
+        yield Chroot(path, ENV if env is None else env)
     finally:
         for m in reversed(mounted):
             if subprocess.run(["umount", str(m)]).returncode != 0:
@@ -165,4 +180,4 @@ def session(base: Path | None = None) -> Iterator[Chroot]:
 
 
 if __name__ == "__main__":
-    print(ensure_root())
+    print(ensure_root(ARMHF if sys.argv[1:] == ["armhf"] else RECIPE))

@@ -9,8 +9,9 @@
 # the package index. --runtime picks the runtime extra: tflite (LiteRT, the default), onnx
 # (ONNX Runtime) or both. Needs a 64-bit board (aarch64 or x86_64) with Python >= 3.10.
 # Creates a dedicated system user `edge-agent`, a venv in /opt/edge-agent/venv with
-# edgekit-sdk[agent-tflite] (or the chosen extra), the model store /var/lib/edge-agent (owned by that user, with the
-# trusted public keys in keys/), /etc/edge-agent/agent.toml, and the systemd unit
+# edgekit-sdk[agent-tflite] (or the chosen extra), the model store /var/lib/edge-agent
+# (owned by that user, with the trusted public keys in keys/), /etc/edge-agent/agent.toml,
+# and the systemd unit
 # tools/edge-agent.service (Restart=on-failure, ProtectSystem=strict, NoNewPrivileges).
 # --dry-run prints every command instead of running it.
 set -euo pipefail
@@ -42,7 +43,7 @@ while [ $# -gt 0 ]; do
            "unrelated project; give --wheel PATH or --checkout DIR" >&2
       exit 2 ;;
     --dry-run) DRY=1; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "install_agent.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -32,6 +32,8 @@ def _spec(d: dict[str, Any]) -> TensorSpec:
 class TFLiteInterpreterRuntime:
     """Wraps any ``Interpreter`` class with the TFLite Python API."""
 
+    accelerator = "cpu"  # what runs the model; a backend names its delegate
+
     def __init__(self, interpreter_cls: Any, path: Path, options: RuntimeOptions, **kw: Any):
         args: dict[str, Any] = {"model_path": str(path), **kw}
         if options.threads:

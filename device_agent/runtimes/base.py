@@ -25,19 +25,32 @@ from device_agent.manifest import ModelFormat, TensorSpec
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """How to run a model: thread count and, for ONNX Runtime, execution providers."""
+    """How to run a model.
+
+    ``threads``: the runtime's thread count (LiteRT: XNNPACK's threads too).
+    ``providers``: ONNX Runtime execution providers in order of preference, short names
+    (``tensorrt``, ``cuda``, ``openvino``, ``cpu``) or ONNX Runtime's own; those not
+    installed here are skipped with a logged reason, and CPU is always the last resort.
+    ``xnnpack``: LiteRT's default CPU delegate; False turns it off for comparison.
+    ``delegate``: a LiteRT external delegate library (Coral Edge TPU, Hailo, vendor NPU
+    delegates) with its ``delegate_options``; one that fails to load is logged and the
+    model runs on the CPU.
+    """
 
     threads: int | None = None
-    providers: tuple[str, ...] = ("CPUExecutionProvider",)
-    # XNNPACK is LiteRT's default CPU delegate; False turns it off for comparison.
+    providers: tuple[str, ...] = ("cpu",)
     xnnpack: bool = True
+    delegate: str | None = None
+    delegate_options: tuple[tuple[str, str], ...] = ()
 
 
 class Runtime(Protocol):
-    """A loaded model. ``run`` takes and returns tensors in the model's own dtypes."""
+    """A loaded model. ``run`` takes and returns tensors in the model's own dtypes.
+    ``accelerator`` names what runs it (``cpu``, ``xnnpack``, ``cuda``, ``delegate:NAME``)."""
 
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    accelerator: str
 
     def run(self, tensors: Sequence[np.ndarray]) -> list[np.ndarray]: ...
 

@@ -25,6 +25,11 @@ class Model:
         self.path = path
 
     @property
+    def accelerator(self) -> str:
+        """What runs the model: ``cpu``, ``xnnpack``, ``cuda``, ``delegate:NAME`` ..."""
+        return str(getattr(self.runtime, "accelerator", "cpu"))
+
+    @property
     def inputs(self) -> tuple[TensorSpec, ...]:
         return self.runtime.inputs
 

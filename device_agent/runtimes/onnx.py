@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,36 @@ _ORT_TYPES = {
 }
 
 
+log = logging.getLogger(__name__)
+
+# Short names for the execution providers a config names; ONNX Runtime's own names work too.
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "dml": "DmlExecutionProvider",
+}
+_SHORT = {v: k for k, v in PROVIDERS.items()}
+
+
+def choose_providers(wanted: Sequence[str], available: Sequence[str]) -> list[str]:
+    """The wanted providers that are installed, in order, CPU last; each one skipped is
+    logged at warning level with what is installed."""
+    chosen = []
+    for name in wanted:
+        full = PROVIDERS.get(name.lower(), name)
+        if full in available:
+            chosen.append(full)
+        else:
+            log.warning("ONNX Runtime execution provider %s is not available here (installed: %s); "
+                        "falling back", name, ", ".join(_SHORT.get(a, a) for a in available))
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return chosen
+
+
 def _spec(arg: Any) -> TensorSpec:
     shape = tuple(d if isinstance(d, int) else -1 for d in arg.shape)
     return TensorSpec(name=arg.name, shape=shape, dtype=_ORT_TYPES.get(arg.type, arg.type))
@@ -37,9 +68,12 @@ class OnnxRuntime:
             so.intra_op_num_threads = options.threads
             so.inter_op_num_threads = 1
         so.log_severity_level = 3
-        available = set(ort.get_available_providers())
-        providers = [p for p in options.providers if p in available] or ["CPUExecutionProvider"]
+        providers = choose_providers(options.providers, ort.get_available_providers())
         self._sess = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+        used = self._sess.get_providers()[0]  # after ONNX Runtime's own fallback (no GPU, ...)
+        self.accelerator = _SHORT.get(used, used)
+        if used != providers[0]:
+            log.warning("ONNX Runtime could not start %s for %s; running on %s", providers[0], path.name, used)
         self.inputs = tuple(_spec(a) for a in self._sess.get_inputs())
         self.outputs = tuple(_spec(a) for a in self._sess.get_outputs())
         self._in_names = [s.name for s in self.inputs]

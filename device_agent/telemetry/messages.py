@@ -191,6 +191,7 @@ class State:
     model_name: str = ""
     model_version: str = ""
     model_hash: str = ""
+    accelerator: str = ""  # what runs the model: cpu, xnnpack, cuda, tensorrt, delegate:NAME
     clean: bool = False  # offline published by the agent itself (not the Will)
 
     @property
@@ -220,6 +221,7 @@ class State:
             model_name=_get(o, "model_name", str, ""),
             model_version=_get(o, "model_version", str, ""),
             model_hash=_get(o, "model_hash", str, ""),
+            accelerator=_get(o, "accelerator", str, ""),
             clean=_get(o, "clean", bool, False),
         )
 

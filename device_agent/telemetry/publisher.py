@@ -50,6 +50,7 @@ class TelemetryOptions:
     model_version: str = ""
     model_hash: str = ""
     boot_id: str = ""  # the agent process's identity; a new one when empty
+    accelerator: str = ""
 
 
 def default_outbox(options: TelemetryOptions) -> Path:
@@ -125,6 +126,7 @@ class TelemetryPublisher:
             model_name=o.model_name,
             model_version=o.model_version,
             model_hash=o.model_hash,
+            accelerator=o.accelerator,
             clean=clean,
         )
 

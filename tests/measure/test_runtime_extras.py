@@ -60,3 +60,46 @@ def test_two_format_bundle_is_served_by_the_runtime_that_is_installed(artifacts:
                          "--limit", "3", "-q")
     assert out.returncode == 0, out.stderr
     assert '"count": 3' in out.stdout  # without LiteRT only the .onnx file can have answered
+
+
+def test_onnx_providers_fall_back_to_cpu_with_a_logged_reason(artifacts: Artifacts, caplog) -> None:  # type: ignore[no-untyped-def]
+    from device_agent.runtimes import RuntimeOptions, load_model
+    from device_agent.runtimes.onnx import choose_providers
+
+    assert choose_providers(["tensorrt", "cuda", "cpu"], ["CUDAExecutionProvider", "CPUExecutionProvider"]) == [
+        "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers(["openvino"], ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    with caplog.at_level("WARNING"):
+        m = load_model(artifacts.onnx, options=RuntimeOptions(providers=("cuda", "openvino")))
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        assert m.accelerator == "cuda"
+    else:
+        assert m.accelerator == "cpu"
+        assert "execution provider cuda is not available here" in caplog.text
+    assert "execution provider openvino is not available here" in caplog.text
+
+
+def test_onnx_on_a_gpu_when_there_is_one(artifacts: Artifacts) -> None:
+    import onnxruntime as ort
+    import pytest
+
+    from device_agent.runtimes import RuntimeOptions, load_model
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("no CUDA execution provider on this machine (onnxruntime-gpu and a GPU needed)")
+    m = load_model(artifacts.onnx, options=RuntimeOptions(providers=("cuda",)))
+    assert m.accelerator == "cuda"
+
+
+def test_litert_accelerator_and_delegate_fallback(artifacts: Artifacts, tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    from device_agent.runtimes import RuntimeOptions, load_model
+
+    assert load_model(artifacts.tflite_int8).accelerator == "xnnpack"
+    assert load_model(artifacts.tflite_int8, options=RuntimeOptions(xnnpack=False)).accelerator == "cpu"
+    bogus = tmp_path / "libnot-a-delegate.so"
+    bogus.write_bytes(b"\x7fELF not really")
+    with caplog.at_level("WARNING"):
+        m = load_model(artifacts.tflite_int8, options=RuntimeOptions(delegate=str(bogus), threads=2))
+    assert m.accelerator == "xnnpack" and f"LiteRT delegate {bogus} did not load" in caplog.text
