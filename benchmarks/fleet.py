@@ -314,6 +314,138 @@ def drop_schema(dsn: str, schema: str) -> None:
         con.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
+# ---- large store: status, history and the dashboard at millions of windows ------------------
+def large_rows(devices: int, seq_from: int, seq_to: int, end: float, interval: float = 300.0) -> Any:
+    """Windows ``seq_from``..``seq_to - 1`` of every device (``WINDOW_ROW_COLUMNS`` tuples),
+    time-ordered like live ingest, 5 minutes apart, the last one ending at ``end``."""
+    import random
+
+    from edge_sdk.fleet.store import exits_json
+
+    rng = random.Random(seq_from)
+    names = [f"dev-{d:05d}" for d in range(devices)]
+    exits = [exits_json({"0": n // 2, "1": n - n // 2}) for n in range(501)]
+    for seq in range(seq_from, seq_to):
+        stop = end - (seq_to - 1 - seq) * interval
+        for d in range(devices):
+            n, p50 = rng.randint(50, 500), rng.uniform(1.0, 5.0)
+            yield ("bench", names[d], seq, "boot0000", stop - interval, stop, n, seq % 3 // 2, n / interval,
+                   p50, p50 * 1.6, p50 * 2.1, n // 5, 20.0 + d % 40, 50 << 20, 45.0 + d % 20, 0, "1.0.0",
+                   exits[n], stop + 0.5)  # fmt: skip
+
+
+def load(store: Any, rows: Any, batch: int = 10_000) -> tuple[int, float]:
+    """(rows, seconds) writing ``rows`` through ``Store.write`` in batches, as the collector does."""
+    from edge_sdk.fleet.store import Batch
+
+    n, t0, buf = 0, time.perf_counter(), []
+    for r in rows:
+        buf.append(r)
+        if len(buf) >= batch:
+            n += store.write(Batch(rows=buf)).inserted
+            buf = []
+    if buf:
+        n += store.write(Batch(rows=buf)).inserted
+    return n, time.perf_counter() - t0
+
+
+def timed(fn: Any, repeats: int = 5) -> float:
+    """Median seconds of ``repeats`` calls (after one untimed warm-up)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def old_status_scan(store: Any) -> Any:
+    """The status query before rollups: a window function over every stored window."""
+    return store._query(
+        "SELECT d.device, t.end_ts FROM devices d LEFT JOIN (SELECT fleet, device, end_ts, ROW_NUMBER() OVER "
+        "(PARTITION BY fleet, device ORDER BY end_ts DESC, id DESC) AS rn FROM telemetry) t "
+        "ON t.fleet = d.fleet AND t.device = d.device AND t.rn = 1"
+    )
+
+
+def large_queries(store: Any, devices: int, rows: int, scan: bool) -> dict[str, float]:
+    """Median times of what `fleet status`, a 30-day history and the dashboard run."""
+    from edge_sdk.cli.fleet_cmd import status_rows
+    from edge_sdk.fleet.dashboard import DashboardData
+
+    now = time.time()
+    dash = DashboardData(lambda: store)
+    one = f"dev-{devices // 2:05d}"
+    out = {
+        "rows": float(rows),
+        "status": timed(lambda: status_rows(store, now)),
+        "history": timed(lambda: store.history_range(one, fleet="bench", start=now - 30 * 86400, end=now, res=3600)),
+        "device_page": timed(lambda: dash.device("bench", one, start=now - 30 * 86400, end=now, now=now)),
+        "fleet_page": timed(lambda: dash.fleet(now)),
+        "latest_50": timed(lambda: store.history(one, limit=50)),
+    }
+    assert len(status_rows(store, now)) == devices
+    out["scan"] = timed(lambda: old_status_scan(store), repeats=1) if scan else float("nan")
+    return out
+
+
+def large(devices: int, windows: int, checkpoints: list[int], root: Path, pg: str | None) -> list[dict[str, Any]]:
+    """Load ``devices`` × ``windows`` windows into each store, timing the queries at each
+    checkpoint (total rows) and at the end."""
+    from edge_sdk.fleet.store import open_store
+
+    results: list[dict[str, Any]] = []
+    end = time.time()
+    stops = sorted({c // devices for c in checkpoints if c < devices * windows} | {windows})
+    targets: list[tuple[str, str, str | None]] = [("SQLite", str(root / "large.db"), None)]
+    if pg:
+        schema, dsn = pg_schema(pg)
+        targets.append(("PostgreSQL", dsn, schema))
+    for name, db, schema_name in targets:
+        try:
+            store = open_store(db)
+            done, loaded, spent = 0, 0, 0.0
+            for stop in stops:
+                n, secs = load(store, large_rows(devices, done, stop, end - (windows - stop) * 300.0))
+                done, loaded, spent = stop, loaded + n, spent + secs
+                if name == "PostgreSQL":
+                    store.conn.execute("ANALYZE")  # as autovacuum would after a bulk load
+                    store.conn.commit()
+                q = large_queries(store, devices, loaded, scan=loaded <= 1_000_000)
+                results.append({"store": name, "load_per_s": loaded / spent, **q})
+                print(f"  {name}: {loaded:,} windows loaded ({loaded / spent:,.0f}/s), queries timed", flush=True)
+            store.close()
+        finally:
+            if schema_name and pg:
+                drop_schema(pg, schema_name)
+    return results
+
+
+def print_large(a: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    print(
+        f"\nLarge store: {a.large_devices:,} devices × {a.large_windows:,} windows 5 minutes apart "
+        f"({a.large_devices * a.large_windows / 1e6:g} M windows, ~{a.large_windows * 300 / 86400:.0f} days), "
+        "loaded through Store.write in batches of 10,000; medians of 5 runs (seconds). "
+        "status: `edge fleet status`'s query; history 30 d: one device's hourly rollups; device page / "
+        "fleet page: the dashboard's JSON for them; latest 50: `edge fleet history DEVICE`; "
+        "scan: the status query before rollups (window function over all windows; run at ≤ 1 M rows)"
+    )
+    print(f"| {'store':<10} | {'windows':>11} | {'load/s':>8} | {'status':>7} | {'history 30 d':>12} "
+          f"| {'device page':>11} | {'fleet page':>10} | {'latest 50':>9} | {'scan':>7} |")  # fmt: skip
+    print(f"|{'-' * 12}|{'-' * 13}|{'-' * 10}|{'-' * 9}|{'-' * 14}|{'-' * 13}|{'-' * 12}|{'-' * 11}|{'-' * 9}|")
+    for r in rows:
+        scan = "-" if r["scan"] != r["scan"] else f"{r['scan']:.3f}"
+        print(f"| {r['store']:<10} | {r['rows']:>11,.0f} | {r['load_per_s']:>8,.0f} | {r['status']:>7.4f} "
+              f"| {r['history']:>12.4f} | {r['device_page']:>11.4f} | {r['fleet_page']:>10.4f} "
+              f"| {r['latest_50']:>9.4f} | {scan:>7} |")  # fmt: skip
+    biggest = {r["store"]: r for r in rows}
+    for name, r in biggest.items():
+        met = r["status"] <= 0.2 and r["history"] <= 0.5
+        print(f"target {'met' if met else 'not met'} ({name}, {r['rows']:,.0f} windows): fleet status "
+              f"{r['status']:.4f} s (<= 0.2), 30-day history {r['history']:.4f} s (<= 0.5)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", type=int, default=1000)
@@ -329,7 +461,10 @@ def main() -> None:
     # last row seen (polled every 50 ms), so it always reads a little under what is offered.
     ap.add_argument("--live-rate", type=float, default=24_000)
     ap.add_argument("--live-windows", type=int, default=150)
-    ap.add_argument("--only", choices=["ingest", "live", "agent"], default=None)
+    ap.add_argument("--only", choices=["ingest", "live", "agent", "large"], default=None)
+    ap.add_argument("--large-devices", type=int, default=1000)
+    ap.add_argument("--large-windows", type=int, default=10_000, help="per device (10 M windows in all)")
+    ap.add_argument("--large-checkpoints", default="1000000", help="also time the queries at these row counts")
     a = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="edge-fleet-bench-"))
     if a.only in (None, "ingest"):
@@ -338,6 +473,9 @@ def main() -> None:
         print_live(a, live(a.devices, a.live_windows, a.live_rate, root))
     if a.only in (None, "agent"):
         print_agent(a, telemetry_cost(root, a.inferences, a.repeats))
+    if a.only in (None, "large"):
+        checkpoints = [int(c) for c in a.large_checkpoints.split(",") if c]
+        print_large(a, large(a.large_devices, a.large_windows, checkpoints, root, a.pg or None))
 
 
 def print_ingest(a: argparse.Namespace, rows: list[tuple[str, float, float]]) -> None:
