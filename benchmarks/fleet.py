@@ -127,35 +127,86 @@ def drain_collector(mq: Mosquitto, client_id: str, db: str, expected: int) -> tu
         p.wait()
 
 
-def live(devices: int, windows: int, rate: float, root: Path) -> dict[str, float]:
-    """A collector subscribed first, then the fleet publishing at ``rate`` messages/s:
-    does it keep up (rows stored per second over the whole run) and is anything lost."""
-    mq = Mosquitto(root / "mq-live").start()
-    db, log = root / "live.db", root / "live-collector.log"
-    p = subprocess.Popen(
-        [sys.executable, "-m", "edge_sdk", "collector", "--broker", mq.url, "--db", str(db),
-         "--client-id", "live", "--alert-interval", "3600"],
-        env=ENV, stderr=log.open("wb"),
-    )  # fmt: skip
+def live(
+    devices: int, windows: int, rate: float, root: Path, db: str, *, collectors: int = 1, name: str = "live"
+) -> dict[str, Any]:
+    """Collectors subscribed first (``collectors`` > 1: one $share group), then the fleet
+    publishing at ``rate`` messages/s: do they keep up (rows stored per second over the
+    whole run), is anything lost or stored twice, and each collector's CPU per message."""
+    import psutil
+
+    mq = Mosquitto(root / f"mq-{name}").start()
+    procs, logs = [], []
+    for i in range(collectors):
+        log = root / f"{name}-collector{i}.log"
+        group = ["--share-group", "bench"] if collectors > 1 else []
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "edge_sdk", "collector", "--broker", mq.url, "--db", db,
+             "--client-id", f"{name}{i}", "--alert-interval", "3600", "--http", "127.0.0.1:0", *group],
+            env=ENV, stderr=log.open("wb"),
+        ))  # fmt: skip
+        logs.append(log)
     try:
-        deadline = time.time() + 60
-        while "collector: subscribed" not in log.read_text():
-            if time.time() > deadline or p.poll() is not None:
-                raise SystemExit(f"live collector did not subscribe: {log.read_text()[-500:]}")
-            time.sleep(0.05)
+        for p, log in zip(procs, logs, strict=True):
+            deadline = time.time() + 60
+            while "collector: subscribed" not in log.read_text():
+                if time.time() > deadline or p.poll() is not None:
+                    raise SystemExit(f"live collector did not subscribe: {log.read_text()[-500:]}")
+                time.sleep(0.05)
+        cpu0 = [sum(psutil.Process(p.pid).cpu_times()[:2]) for p in procs]
         sim = simulate(SimOptions(broker=mq.url, devices=devices, windows=windows,
                                   fleet="live", rate=rate))  # fmt: skip
         published = time.time()
         total = devices * windows
-        while (n := count_rows(str(db))[0]) < total and time.time() < published + 120:
+        while (n := count_rows(db)[0]) < total and time.time() < published + 120:
             time.sleep(0.05)
         done = time.time()
+        cpu = [sum(psutil.Process(p.pid).cpu_times()[:2]) - c for p, c in zip(procs, cpu0, strict=True)]
+        stored = [_metric(log, "edge_collector_windows_stored_total") for log in logs]
+        dups = sum(_metric(log, "edge_collector_duplicates_total") for log in logs)
     finally:
-        p.terminate()
-        p.wait()
+        for p in procs:
+            p.terminate()
+            p.wait()
         mq.stop()
     return {"offered": sim["per_s"], "stored": n / (done - sim["started_at"]), "lag": done - published,
-            "lost": total - n, "total": total}  # fmt: skip
+            "lost": total - n, "total": total, "dups": dups, "per_collector": stored,
+            "cpu_us": [c / max(k, 1) * 1e6 for c, k in zip(cpu, stored, strict=True)]}  # fmt: skip
+
+
+def _metric(log: Path, name: str) -> float:
+    """One counter from the /metrics of the collector that wrote ``log``."""
+    import re
+    import urllib.request
+
+    url = re.search(r"dashboard (http://\S+)", log.read_text()).group(1)  # type: ignore[union-attr]
+    text = urllib.request.urlopen(url + "metrics", timeout=5).read().decode()
+    m = re.search(rf"^{name} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def fresh_db(root: Path, pg: str | None, name: str) -> tuple[str, str | None]:
+    """(database, PostgreSQL schema to drop afterwards): a new SQLite file, or a new schema."""
+    if pg is None:
+        return str(root / f"{name}.db"), None
+    schema, dsn = pg_schema(pg)
+    return dsn, schema
+
+
+def live_rows(a: argparse.Namespace, root: Path) -> list[tuple[str, dict[str, Any]]]:
+    """SQLite, PostgreSQL, and two collectors in a share group into PostgreSQL."""
+    plans = [("SQLite", None, 1)]
+    if a.pg:
+        plans += [("PostgreSQL", a.pg, 1), ("PostgreSQL, 2 in a $share group", a.pg, 2)]
+    out = []
+    for i, (label, pg, n) in enumerate(plans):
+        db, schema = fresh_db(root, pg, f"live{i}")
+        try:
+            out.append((label, live(a.devices, a.live_windows, a.live_rate, root, db, collectors=n, name=f"live{i}")))
+        finally:
+            if schema:
+                drop_schema(pg, schema)  # type: ignore[arg-type]
+    return out
 
 
 def ingest(
@@ -470,7 +521,7 @@ def main() -> None:
     if a.only in (None, "ingest"):
         print_ingest(a, ingest(a.devices, a.windows, root, a.pg or None, a.rounds))
     if a.only in (None, "live"):
-        print_live(a, live(a.devices, a.live_windows, a.live_rate, root))
+        print_live(a, live_rows(a, root))
     if a.only in (None, "agent"):
         print_agent(a, telemetry_cost(root, a.inferences, a.repeats))
     if a.only in (None, "large"):
@@ -495,20 +546,30 @@ def print_ingest(a: argparse.Namespace, rows: list[tuple[str, float, float]]) ->
               f"| {cpu / base_cpu:>7.2f} |")  # fmt: skip
 
 
-def print_live(a: argparse.Namespace, r: dict[str, float]) -> None:
+def print_live(a: argparse.Namespace, rows: list[tuple[str, dict[str, Any]]]) -> None:
+    total = rows[0][1]["total"]
     print(
-        f"\nLive ingest: the collector subscribed, then {a.devices} simulated devices publish "
-        f"{r['total']:,.0f} windows (QoS 1) at a target of {a.live_rate:,.0f}/s through Mosquitto"
+        f"\nLive ingest: the collector(s) subscribed, then {a.devices} simulated devices publish "
+        f"{total:,.0f} windows (QoS 1) at a target of {a.live_rate:,.0f}/s through Mosquitto. "
+        "CPU: each collector process's CPU time over the run per window it stored"
     )
-    print(f"| {'offered msgs/s':>14} | {'stored msgs/s':>13} | {'lag after last publish':>22} "
-          f"| {'lost':>4} |")  # fmt: skip
-    print(f"|{'-' * 16}|{'-' * 15}|{'-' * 24}|{'-' * 6}|")
-    print(f"| {r['offered']:>14,.0f} | {r['stored']:>13,.0f} | {r['lag']:>20.2f} s "
-          f"| {r['lost']:>4,.0f} |")  # fmt: skip
-    met = r["stored"] >= 20_000 and r["lost"] == 0 and r["lag"] < 1.0
-    print(f"target {'met' if met else 'not met'}: one collector stored {r['stored']:,.0f} msgs/s "
-          f"into SQLite (>= 20,000) with {r['lost']:,.0f} lost, {r['lag']:.2f} s behind the last "
-          "publish (< 1 s: it kept up)")
+    print(f"| {'store':<32} | {'offered msgs/s':>14} | {'stored msgs/s':>13} | {'lag after last publish':>22} "
+          f"| {'lost':>4} | {'dup':>3} | {'stored by each':>15} | {'CPU µs/msg each':>15} |")  # fmt: skip
+    print(f"|{'-' * 34}|{'-' * 16}|{'-' * 15}|{'-' * 24}|{'-' * 6}|{'-' * 5}|{'-' * 17}|{'-' * 17}|")
+    for label, r in rows:
+        each = " / ".join(f"{k:,.0f}" for k in r["per_collector"])
+        cpu = " / ".join(f"{c:.1f}" for c in r["cpu_us"])
+        print(f"| {label:<32} | {r['offered']:>14,.0f} | {r['stored']:>13,.0f} | {r['lag']:>20.2f} s "
+              f"| {r['lost']:>4,.0f} | {r['dups']:>3,.0f} | {each:>15} | {cpu:>15} |")  # fmt: skip
+    for label, r in rows:
+        met = r["stored"] >= 20_000 and r["lost"] == 0 and r["lag"] < 1.0
+        print(f"target {'met' if met else 'not met'} ({label}): stored {r['stored']:,.0f} msgs/s (>= 20,000) "
+              f"with {r['lost']:,.0f} lost, {r['dups']:,.0f} duplicates, {r['lag']:.2f} s behind the last "
+              "publish (< 1 s: it kept up)")  # fmt: skip
+    if len(rows) == 3:
+        one, two = rows[1][1], rows[2][1]
+        print(f"share group: 2 collectors stored {two['stored']:,.0f} msgs/s combined against one's "
+              f"{one['stored']:,.0f} ({two['stored'] / one['stored']:.2f}x) on this machine's 2 shared cores")
 
 
 def print_agent(a: argparse.Namespace, agent: dict[str, Any]) -> None:

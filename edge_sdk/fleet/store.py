@@ -132,6 +132,7 @@ class Store:
             yield cur
             self.conn.commit()
         except BaseException:
+            self._staged = None  # a rolled-back transaction takes the temp tables it created along
             self.conn.rollback()
             raise
         finally:
