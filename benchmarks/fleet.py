@@ -465,12 +465,19 @@ def large(devices: int, windows: int, checkpoints: list[int], root: Path, pg: st
                     store.conn.commit()
                 q = large_queries(store, devices, loaded, scan=loaded <= 1_000_000)
                 results.append({"store": name, "load_per_s": loaded / spent, **q})
-                print(f"  {name}: {loaded:,} windows loaded ({loaded / spent:,.0f}/s), queries timed", flush=True)
+                print("  so far:", _large_row(results[-1]), flush=True)  # a long run keeps what it measured
             store.close()
         finally:
             if schema_name and pg:
                 drop_schema(pg, schema_name)
     return results
+
+
+def _large_row(r: dict[str, Any]) -> str:
+    scan = "-" if r["scan"] != r["scan"] else f"{r['scan']:.3f}"
+    return (f"| {r['store']:<10} | {r['rows']:>11,.0f} | {r['load_per_s']:>8,.0f} | {r['status']:>7.4f} "
+            f"| {r['history']:>12.4f} | {r['device_page']:>11.4f} | {r['fleet_page']:>10.4f} "
+            f"| {r['latest_50']:>9.4f} | {scan:>7} |")  # fmt: skip
 
 
 def print_large(a: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
@@ -486,10 +493,7 @@ def print_large(a: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
           f"| {'device page':>11} | {'fleet page':>10} | {'latest 50':>9} | {'scan':>7} |")  # fmt: skip
     print(f"|{'-' * 12}|{'-' * 13}|{'-' * 10}|{'-' * 9}|{'-' * 14}|{'-' * 13}|{'-' * 12}|{'-' * 11}|{'-' * 9}|")
     for r in rows:
-        scan = "-" if r["scan"] != r["scan"] else f"{r['scan']:.3f}"
-        print(f"| {r['store']:<10} | {r['rows']:>11,.0f} | {r['load_per_s']:>8,.0f} | {r['status']:>7.4f} "
-              f"| {r['history']:>12.4f} | {r['device_page']:>11.4f} | {r['fleet_page']:>10.4f} "
-              f"| {r['latest_50']:>9.4f} | {scan:>7} |")  # fmt: skip
+        print(_large_row(r))
     biggest = {r["store"]: r for r in rows}
     for name, r in biggest.items():
         met = r["status"] <= 0.2 and r["history"] <= 0.5
