@@ -357,12 +357,15 @@ class Store:
             r["devices"] = [d for d in devs if d["rollout_id"] == r["rollout_id"]]
         return rows
 
-    def prune(self, older_than: float, *, rollups_older_than: dict[int, float] | None = None) -> int:
+    def prune(self, older_than: float | None, *, rollups_older_than: dict[int, float] | None = None) -> int:
         """Retention: delete telemetry, deploy status and alerts older than ``older_than``
-        and, per resolution (seconds → time), rollups older than ``rollups_older_than``."""
+        (``None``: keep) and, per resolution (seconds → time), rollups older than
+        ``rollups_older_than``."""
         with self.transaction() as cur:
             n = 0
             for table, col in (("telemetry", "end_ts"), ("deploy_status", "ts"), ("alerts", "ts")):
+                if older_than is None:
+                    break
                 cur.execute(self._sql(f"DELETE FROM {table} WHERE {col} < ?"), (older_than,))
                 n += max(cur.rowcount, 0)
             for res, before in (rollups_older_than or {}).items():
