@@ -153,6 +153,8 @@ def live(
                 if time.time() > deadline or p.poll() is not None:
                     raise SystemExit(f"live collector did not subscribe: {log.read_text()[-500:]}")
                 time.sleep(0.05)
+        broker = psutil.Process(mq.proc.pid)  # type: ignore[union-attr]
+        broker0 = sum(broker.cpu_times()[:2])
         cpu0 = [sum(psutil.Process(p.pid).cpu_times()[:2]) for p in procs]
         sim = simulate(SimOptions(broker=mq.url, devices=devices, windows=windows,
                                   fleet="live", rate=rate))  # fmt: skip
@@ -162,6 +164,7 @@ def live(
             time.sleep(0.05)
         done = time.time()
         cpu = [sum(psutil.Process(p.pid).cpu_times()[:2]) - c for p, c in zip(procs, cpu0, strict=True)]
+        broker_cpu = sum(broker.cpu_times()[:2]) - broker0
         stored = [_metric(log, "edge_collector_windows_stored_total") for log in logs]
         dups = sum(_metric(log, "edge_collector_duplicates_total") for log in logs)
     finally:
@@ -171,7 +174,8 @@ def live(
         mq.stop()
     return {"offered": sim["per_s"], "stored": n / (done - sim["started_at"]), "lag": done - published,
             "lost": total - n, "total": total, "dups": dups, "per_collector": stored,
-            "cpu_us": [c / max(k, 1) * 1e6 for c, k in zip(cpu, stored, strict=True)]}  # fmt: skip
+            "cpu_us": [c / max(k, 1) * 1e6 for c, k in zip(cpu, stored, strict=True)],
+            "broker_us": broker_cpu / max(n, 1) * 1e6}  # fmt: skip
 
 
 def _metric(log: Path, name: str) -> float:
@@ -558,13 +562,15 @@ def print_live(a: argparse.Namespace, rows: list[tuple[str, dict[str, Any]]]) ->
         "CPU: each collector process's CPU time over the run per window it stored"
     )
     print(f"| {'store':<32} | {'offered msgs/s':>14} | {'stored msgs/s':>13} | {'lag after last publish':>22} "
-          f"| {'lost':>4} | {'dup':>3} | {'stored by each':>15} | {'CPU µs/msg each':>15} |")  # fmt: skip
-    print(f"|{'-' * 34}|{'-' * 16}|{'-' * 15}|{'-' * 24}|{'-' * 6}|{'-' * 5}|{'-' * 17}|{'-' * 17}|")
+          f"| {'lost':>4} | {'dup':>3} | {'stored by each':>15} | {'CPU µs/msg each':>15} "
+          f"| {'broker µs/msg':>13} |")  # fmt: skip
+    print(f"|{'-' * 34}|{'-' * 16}|{'-' * 15}|{'-' * 24}|{'-' * 6}|{'-' * 5}|{'-' * 17}|{'-' * 17}|{'-' * 15}|")
     for label, r in rows:
         each = " / ".join(f"{k:,.0f}" for k in r["per_collector"])
         cpu = " / ".join(f"{c:.1f}" for c in r["cpu_us"])
         print(f"| {label:<32} | {r['offered']:>14,.0f} | {r['stored']:>13,.0f} | {r['lag']:>20.2f} s "
-              f"| {r['lost']:>4,.0f} | {r['dups']:>3,.0f} | {each:>15} | {cpu:>15} |")  # fmt: skip
+              f"| {r['lost']:>4,.0f} | {r['dups']:>3,.0f} | {each:>15} | {cpu:>15} "
+              f"| {r['broker_us']:>13.1f} |")  # fmt: skip
     for label, r in rows:
         met = r["stored"] >= 20_000 and r["lost"] == 0 and r["lag"] < 1.0
         print(f"target {'met' if met else 'not met'} ({label}): stored {r['stored']:,.0f} msgs/s (>= 20,000) "
@@ -574,6 +580,10 @@ def print_live(a: argparse.Namespace, rows: list[tuple[str, dict[str, Any]]]) ->
         one, two = rows[1][1], rows[2][1]
         print(f"share group: 2 collectors stored {two['stored']:,.0f} msgs/s combined against one's "
               f"{one['stored']:,.0f} ({two['stored'] / one['stored']:.2f}x) on this machine's 2 shared cores")
+        per = statistics.mean(two["cpu_us"])
+        print(f"per message: a collector {per:.1f} µs of CPU, Mosquitto {two['broker_us']:.1f} µs: one core runs "
+              f"~{1e6 / per:,.0f} msgs/s of collector, ~{1e6 / two['broker_us']:,.0f} msgs/s of broker (Mosquitto "
+              "is single-threaded: past that rate, more collectors need a clustered broker)")  # fmt: skip
 
 
 def print_agent(a: argparse.Namespace, agent: dict[str, Any]) -> None:
