@@ -424,12 +424,12 @@ def old_status_scan(store: Any) -> Any:
     )
 
 
-def large_queries(store: Any, devices: int, rows: int, scan: bool) -> dict[str, float]:
-    """Median times of what `fleet status`, a 30-day history and the dashboard run."""
+def large_queries(store: Any, devices: int, rows: int, scan: bool, now: float) -> dict[str, float]:
+    """Median times of what `fleet status`, a 30-day history and the dashboard run, at
+    ``now`` (the end of the windows loaded so far: the 30 days before it hold data)."""
     from edge_sdk.cli.fleet_cmd import status_rows
     from edge_sdk.fleet.dashboard import DashboardData
 
-    now = time.time()
     dash = DashboardData(lambda: store)
     one = f"dev-{devices // 2:05d}"
     out = {
@@ -467,7 +467,7 @@ def large(devices: int, windows: int, checkpoints: list[int], root: Path, pg: st
                 if name == "PostgreSQL":
                     store.conn.execute("ANALYZE")  # as autovacuum would after a bulk load
                     store.conn.commit()
-                q = large_queries(store, devices, loaded, scan=loaded <= 1_000_000)
+                q = large_queries(store, devices, loaded, loaded <= 1_000_000, end - (windows - stop) * 300.0)
                 results.append({"store": name, "load_per_s": loaded / spent, **q})
                 print("  so far:", _large_row(results[-1]), flush=True)  # a long run keeps what it measured
             store.close()
