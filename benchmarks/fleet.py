@@ -127,35 +127,90 @@ def drain_collector(mq: Mosquitto, client_id: str, db: str, expected: int) -> tu
         p.wait()
 
 
-def live(devices: int, windows: int, rate: float, root: Path) -> dict[str, float]:
-    """A collector subscribed first, then the fleet publishing at ``rate`` messages/s:
-    does it keep up (rows stored per second over the whole run) and is anything lost."""
-    mq = Mosquitto(root / "mq-live").start()
-    db, log = root / "live.db", root / "live-collector.log"
-    p = subprocess.Popen(
-        [sys.executable, "-m", "edge_sdk", "collector", "--broker", mq.url, "--db", str(db),
-         "--client-id", "live", "--alert-interval", "3600"],
-        env=ENV, stderr=log.open("wb"),
-    )  # fmt: skip
+def live(
+    devices: int, windows: int, rate: float, root: Path, db: str, *, collectors: int = 1, name: str = "live"
+) -> dict[str, Any]:
+    """Collectors subscribed first (``collectors`` > 1: one $share group), then the fleet
+    publishing at ``rate`` messages/s: do they keep up (rows stored per second over the
+    whole run), is anything lost or stored twice, and each collector's CPU per message."""
+    import psutil
+
+    mq = Mosquitto(root / f"mq-{name}").start()
+    procs, logs = [], []
+    for i in range(collectors):
+        log = root / f"{name}-collector{i}.log"
+        group = ["--share-group", "bench"] if collectors > 1 else []
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "edge_sdk", "collector", "--broker", mq.url, "--db", db,
+             "--client-id", f"{name}{i}", "--alert-interval", "3600", "--http", "127.0.0.1:0", *group],
+            env=ENV, stderr=log.open("wb"),
+        ))  # fmt: skip
+        logs.append(log)
     try:
-        deadline = time.time() + 60
-        while "collector: subscribed" not in log.read_text():
-            if time.time() > deadline or p.poll() is not None:
-                raise SystemExit(f"live collector did not subscribe: {log.read_text()[-500:]}")
-            time.sleep(0.05)
+        for p, log in zip(procs, logs, strict=True):
+            deadline = time.time() + 60
+            while "collector: subscribed" not in log.read_text():
+                if time.time() > deadline or p.poll() is not None:
+                    raise SystemExit(f"live collector did not subscribe: {log.read_text()[-500:]}")
+                time.sleep(0.05)
+        broker = psutil.Process(mq.proc.pid)  # type: ignore[union-attr]
+        broker0 = sum(broker.cpu_times()[:2])
+        cpu0 = [sum(psutil.Process(p.pid).cpu_times()[:2]) for p in procs]
         sim = simulate(SimOptions(broker=mq.url, devices=devices, windows=windows,
                                   fleet="live", rate=rate))  # fmt: skip
         published = time.time()
         total = devices * windows
-        while (n := count_rows(str(db))[0]) < total and time.time() < published + 120:
+        while (n := count_rows(db)[0]) < total and time.time() < published + 120:
             time.sleep(0.05)
         done = time.time()
+        cpu = [sum(psutil.Process(p.pid).cpu_times()[:2]) - c for p, c in zip(procs, cpu0, strict=True)]
+        broker_cpu = sum(broker.cpu_times()[:2]) - broker0
+        stored = [_metric(log, "edge_collector_windows_stored_total") for log in logs]
+        dups = sum(_metric(log, "edge_collector_duplicates_total") for log in logs)
     finally:
-        p.terminate()
-        p.wait()
+        for p in procs:
+            p.terminate()
+            p.wait()
         mq.stop()
     return {"offered": sim["per_s"], "stored": n / (done - sim["started_at"]), "lag": done - published,
-            "lost": total - n, "total": total}  # fmt: skip
+            "lost": total - n, "total": total, "dups": dups, "per_collector": stored,
+            "cpu_us": [c / max(k, 1) * 1e6 for c, k in zip(cpu, stored, strict=True)],
+            "broker_us": broker_cpu / max(n, 1) * 1e6}  # fmt: skip
+
+
+def _metric(log: Path, name: str) -> float:
+    """One counter from the /metrics of the collector that wrote ``log``."""
+    import re
+    import urllib.request
+
+    url = re.search(r"dashboard (http://\S+)", log.read_text()).group(1)  # type: ignore[union-attr]
+    text = urllib.request.urlopen(url + "metrics", timeout=5).read().decode()
+    m = re.search(rf"^{name} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def fresh_db(root: Path, pg: str | None, name: str) -> tuple[str, str | None]:
+    """(database, PostgreSQL schema to drop afterwards): a new SQLite file, or a new schema."""
+    if pg is None:
+        return str(root / f"{name}.db"), None
+    schema, dsn = pg_schema(pg)
+    return dsn, schema
+
+
+def live_rows(a: argparse.Namespace, root: Path) -> list[tuple[str, dict[str, Any]]]:
+    """SQLite, PostgreSQL, and two collectors in a share group into PostgreSQL."""
+    plans = [("SQLite", None, 1)]
+    if a.pg:
+        plans += [("PostgreSQL", a.pg, 1), ("PostgreSQL, 2 in a $share group", a.pg, 2)]
+    out = []
+    for i, (label, pg, n) in enumerate(plans):
+        db, schema = fresh_db(root, pg, f"live{i}")
+        try:
+            out.append((label, live(a.devices, a.live_windows, a.live_rate, root, db, collectors=n, name=f"live{i}")))
+        finally:
+            if schema:
+                drop_schema(pg, schema)  # type: ignore[arg-type]
+    return out
 
 
 def ingest(
@@ -314,6 +369,142 @@ def drop_schema(dsn: str, schema: str) -> None:
         con.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
+# ---- large store: status, history and the dashboard at millions of windows ------------------
+def large_rows(devices: int, seq_from: int, seq_to: int, end: float, interval: float = 300.0) -> Any:
+    """Windows ``seq_from``..``seq_to - 1`` of every device (``WINDOW_ROW_COLUMNS`` tuples),
+    time-ordered like live ingest, 5 minutes apart, the last one ending at ``end``."""
+    import random
+
+    from edge_sdk.fleet.store import exits_json
+
+    rng = random.Random(seq_from)
+    names = [f"dev-{d:05d}" for d in range(devices)]
+    exits = [exits_json({"0": n // 2, "1": n - n // 2}) for n in range(501)]
+    for seq in range(seq_from, seq_to):
+        stop = end - (seq_to - 1 - seq) * interval
+        for d in range(devices):
+            n, p50 = rng.randint(50, 500), rng.uniform(1.0, 5.0)
+            yield ("bench", names[d], seq, "boot0000", stop - interval, stop, n, seq % 3 // 2, n / interval,
+                   p50, p50 * 1.6, p50 * 2.1, n // 5, 20.0 + d % 40, 50 << 20, 45.0 + d % 20, 0, "1.0.0",
+                   exits[n], stop + 0.5)  # fmt: skip
+
+
+def load(store: Any, rows: Any, batch: int = 10_000) -> tuple[int, float]:
+    """(rows, seconds) writing ``rows`` through ``Store.write`` in batches, as the collector does."""
+    from edge_sdk.fleet.store import Batch
+
+    n, t0, buf = 0, time.perf_counter(), []
+    for r in rows:
+        buf.append(r)
+        if len(buf) >= batch:
+            n += store.write(Batch(rows=buf)).inserted
+            buf = []
+    if buf:
+        n += store.write(Batch(rows=buf)).inserted
+    return n, time.perf_counter() - t0
+
+
+def timed(fn: Any, repeats: int = 5) -> float:
+    """Median seconds of ``repeats`` calls (after one untimed warm-up)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def old_status_scan(store: Any) -> Any:
+    """The status query before rollups: a window function over every stored window."""
+    return store._query(
+        "SELECT d.device, t.end_ts FROM devices d LEFT JOIN (SELECT fleet, device, end_ts, ROW_NUMBER() OVER "
+        "(PARTITION BY fleet, device ORDER BY end_ts DESC, id DESC) AS rn FROM telemetry) t "
+        "ON t.fleet = d.fleet AND t.device = d.device AND t.rn = 1"
+    )
+
+
+def large_queries(store: Any, devices: int, rows: int, scan: bool, now: float) -> dict[str, float]:
+    """Median times of what `fleet status`, a 30-day history and the dashboard run, at
+    ``now`` (the end of the windows loaded so far: the 30 days before it hold data)."""
+    from edge_sdk.cli.fleet_cmd import status_rows
+    from edge_sdk.fleet.dashboard import DashboardData
+
+    dash = DashboardData(lambda: store)
+    one = f"dev-{devices // 2:05d}"
+    out = {
+        "rows": float(rows),
+        "status": timed(lambda: status_rows(store, now)),
+        "history": timed(lambda: store.history_range(one, fleet="bench", start=now - 30 * 86400, end=now, res=3600)),
+        "device_page": timed(lambda: dash.device("bench", one, start=now - 30 * 86400, end=now, now=now)),
+        "fleet_page": timed(lambda: dash.fleet(now)),
+        "latest_50": timed(lambda: store.history(one, limit=50)),
+    }
+    assert len(status_rows(store, now)) == devices
+    out["scan"] = timed(lambda: old_status_scan(store), repeats=1) if scan else float("nan")
+    return out
+
+
+def large(devices: int, windows: int, checkpoints: list[int], root: Path, pg: str | None) -> list[dict[str, Any]]:
+    """Load ``devices`` × ``windows`` windows into each store, timing the queries at each
+    checkpoint (total rows) and at the end."""
+    from edge_sdk.fleet.store import open_store
+
+    results: list[dict[str, Any]] = []
+    end = time.time()
+    stops = sorted({c // devices for c in checkpoints if c < devices * windows} | {windows})
+    targets: list[tuple[str, str, str | None]] = [("SQLite", str(root / "large.db"), None)]
+    if pg:
+        schema, dsn = pg_schema(pg)
+        targets.append(("PostgreSQL", dsn, schema))
+    for name, db, schema_name in targets:
+        try:
+            store = open_store(db)
+            done, loaded, spent = 0, 0, 0.0
+            for stop in stops:
+                n, secs = load(store, large_rows(devices, done, stop, end - (windows - stop) * 300.0))
+                done, loaded, spent = stop, loaded + n, spent + secs
+                if name == "PostgreSQL":
+                    store.conn.execute("ANALYZE")  # as autovacuum would after a bulk load
+                    store.conn.commit()
+                q = large_queries(store, devices, loaded, loaded <= 1_000_000, end - (windows - stop) * 300.0)
+                results.append({"store": name, "load_per_s": loaded / spent, **q})
+                print("  so far:", _large_row(results[-1]), flush=True)  # a long run keeps what it measured
+            store.close()
+        finally:
+            if schema_name and pg:
+                drop_schema(pg, schema_name)
+    return results
+
+
+def _large_row(r: dict[str, Any]) -> str:
+    scan = "-" if r["scan"] != r["scan"] else f"{r['scan']:.3f}"
+    return (f"| {r['store']:<10} | {r['rows']:>11,.0f} | {r['load_per_s']:>8,.0f} | {r['status']:>7.4f} "
+            f"| {r['history']:>12.4f} | {r['device_page']:>11.4f} | {r['fleet_page']:>10.4f} "
+            f"| {r['latest_50']:>9.4f} | {scan:>7} |")  # fmt: skip
+
+
+def print_large(a: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    print(
+        f"\nLarge store: {a.large_devices:,} devices × {a.large_windows:,} windows 5 minutes apart "
+        f"({a.large_devices * a.large_windows / 1e6:g} M windows, ~{a.large_windows * 300 / 86400:.0f} days), "
+        "loaded through Store.write in batches of 10,000; medians of 5 runs (seconds). "
+        "status: `edge fleet status`'s query; history 30 d: one device's hourly rollups; device page / "
+        "fleet page: the dashboard's JSON for them; latest 50: `edge fleet history DEVICE`; "
+        "scan: the status query before rollups (window function over all windows; run at ≤ 1 M rows)"
+    )
+    print(f"| {'store':<10} | {'windows':>11} | {'load/s':>8} | {'status':>7} | {'history 30 d':>12} "
+          f"| {'device page':>11} | {'fleet page':>10} | {'latest 50':>9} | {'scan':>7} |")  # fmt: skip
+    print(f"|{'-' * 12}|{'-' * 13}|{'-' * 10}|{'-' * 9}|{'-' * 14}|{'-' * 13}|{'-' * 12}|{'-' * 11}|{'-' * 9}|")
+    for r in rows:
+        print(_large_row(r))
+    biggest = {r["store"]: r for r in rows}
+    for name, r in biggest.items():
+        met = r["status"] <= 0.2 and r["history"] <= 0.5
+        print(f"target {'met' if met else 'not met'} ({name}, {r['rows']:,.0f} windows): fleet status "
+              f"{r['status']:.4f} s (<= 0.2), 30-day history {r['history']:.4f} s (<= 0.5)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", type=int, default=1000)
@@ -329,15 +520,21 @@ def main() -> None:
     # last row seen (polled every 50 ms), so it always reads a little under what is offered.
     ap.add_argument("--live-rate", type=float, default=24_000)
     ap.add_argument("--live-windows", type=int, default=150)
-    ap.add_argument("--only", choices=["ingest", "live", "agent"], default=None)
+    ap.add_argument("--only", choices=["ingest", "live", "agent", "large"], default=None)
+    ap.add_argument("--large-devices", type=int, default=1000)
+    ap.add_argument("--large-windows", type=int, default=10_000, help="per device (10 M windows in all)")
+    ap.add_argument("--large-checkpoints", default="1000000", help="also time the queries at these row counts")
     a = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="edge-fleet-bench-"))
     if a.only in (None, "ingest"):
         print_ingest(a, ingest(a.devices, a.windows, root, a.pg or None, a.rounds))
     if a.only in (None, "live"):
-        print_live(a, live(a.devices, a.live_windows, a.live_rate, root))
+        print_live(a, live_rows(a, root))
     if a.only in (None, "agent"):
         print_agent(a, telemetry_cost(root, a.inferences, a.repeats))
+    if a.only in (None, "large"):
+        checkpoints = [int(c) for c in a.large_checkpoints.split(",") if c]
+        print_large(a, large(a.large_devices, a.large_windows, checkpoints, root, a.pg or None))
 
 
 def print_ingest(a: argparse.Namespace, rows: list[tuple[str, float, float]]) -> None:
@@ -357,20 +554,36 @@ def print_ingest(a: argparse.Namespace, rows: list[tuple[str, float, float]]) ->
               f"| {cpu / base_cpu:>7.2f} |")  # fmt: skip
 
 
-def print_live(a: argparse.Namespace, r: dict[str, float]) -> None:
+def print_live(a: argparse.Namespace, rows: list[tuple[str, dict[str, Any]]]) -> None:
+    total = rows[0][1]["total"]
     print(
-        f"\nLive ingest: the collector subscribed, then {a.devices} simulated devices publish "
-        f"{r['total']:,.0f} windows (QoS 1) at a target of {a.live_rate:,.0f}/s through Mosquitto"
+        f"\nLive ingest: the collector(s) subscribed, then {a.devices} simulated devices publish "
+        f"{total:,.0f} windows (QoS 1) at a target of {a.live_rate:,.0f}/s through Mosquitto. "
+        "CPU: each collector process's CPU time over the run per window it stored"
     )
-    print(f"| {'offered msgs/s':>14} | {'stored msgs/s':>13} | {'lag after last publish':>22} "
-          f"| {'lost':>4} |")  # fmt: skip
-    print(f"|{'-' * 16}|{'-' * 15}|{'-' * 24}|{'-' * 6}|")
-    print(f"| {r['offered']:>14,.0f} | {r['stored']:>13,.0f} | {r['lag']:>20.2f} s "
-          f"| {r['lost']:>4,.0f} |")  # fmt: skip
-    met = r["stored"] >= 20_000 and r["lost"] == 0 and r["lag"] < 1.0
-    print(f"target {'met' if met else 'not met'}: one collector stored {r['stored']:,.0f} msgs/s "
-          f"into SQLite (>= 20,000) with {r['lost']:,.0f} lost, {r['lag']:.2f} s behind the last "
-          "publish (< 1 s: it kept up)")
+    print(f"| {'store':<32} | {'offered msgs/s':>14} | {'stored msgs/s':>13} | {'lag after last publish':>22} "
+          f"| {'lost':>4} | {'dup':>3} | {'stored by each':>15} | {'CPU µs/msg each':>15} "
+          f"| {'broker µs/msg':>13} |")  # fmt: skip
+    print(f"|{'-' * 34}|{'-' * 16}|{'-' * 15}|{'-' * 24}|{'-' * 6}|{'-' * 5}|{'-' * 17}|{'-' * 17}|{'-' * 15}|")
+    for label, r in rows:
+        each = " / ".join(f"{k:,.0f}" for k in r["per_collector"])
+        cpu = " / ".join(f"{c:.1f}" for c in r["cpu_us"])
+        print(f"| {label:<32} | {r['offered']:>14,.0f} | {r['stored']:>13,.0f} | {r['lag']:>20.2f} s "
+              f"| {r['lost']:>4,.0f} | {r['dups']:>3,.0f} | {each:>15} | {cpu:>15} "
+              f"| {r['broker_us']:>13.1f} |")  # fmt: skip
+    for label, r in rows:
+        met = r["stored"] >= 20_000 and r["lost"] == 0 and r["lag"] < 1.0
+        print(f"target {'met' if met else 'not met'} ({label}): stored {r['stored']:,.0f} msgs/s (>= 20,000) "
+              f"with {r['lost']:,.0f} lost, {r['dups']:,.0f} duplicates, {r['lag']:.2f} s behind the last "
+              "publish (< 1 s: it kept up)")  # fmt: skip
+    if len(rows) == 3:
+        one, two = rows[1][1], rows[2][1]
+        print(f"share group: 2 collectors stored {two['stored']:,.0f} msgs/s combined against one's "
+              f"{one['stored']:,.0f} ({two['stored'] / one['stored']:.2f}x) on this machine's 2 shared cores")
+        per = statistics.mean(two["cpu_us"])
+        print(f"per message: a collector {per:.1f} µs of CPU, Mosquitto {two['broker_us']:.1f} µs: one core runs "
+              f"~{1e6 / per:,.0f} msgs/s of collector, ~{1e6 / two['broker_us']:,.0f} msgs/s of broker (Mosquitto "
+              "is single-threaded: past that rate, more collectors need a clustered broker)")  # fmt: skip
 
 
 def print_agent(a: argparse.Namespace, agent: dict[str, Any]) -> None:

@@ -47,7 +47,7 @@ METAVARS = {
     "--runtime": "NAME", "--tls-ca": "PEM", "--tls-cert": "PEM", "--tls-key": "PEM",
     "--username": "USER", "--password": "SECRET", "--client-id": "ID", "--share-group": "GROUP",
     "--name": "NAME", "--exit-at": "LAYER,...", "--exit-fractions": "F,...",
-    "--device-type": "TYPE", "--metrics-host": "ADDR", "--host": "ADDR", "--port": "PORT",
+    "--device-type": "TYPE", "--host": "ADDR", "--port": "PORT",
     "--metrics-port": "PORT", "--rate": "HZ", "--timeout": "SECONDS", "--interval": "SECONDS",
     "--telemetry-interval": "SECONDS", "--offline-after": "SECONDS", "--alert-interval": "SECONDS",
     "--probation-timeout": "SECONDS", "--keepalive": "SECONDS", "--retention-days": "DAYS",

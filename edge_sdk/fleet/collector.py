@@ -296,7 +296,7 @@ class Collector:
     def _prune(self, store: Store) -> None:
         raw, hourly, now = self.options.retention_days, self.options.rollup_retention_days, time.time()
         if raw or hourly:
-            store.prune(now - raw * 86400 if raw else 0.0,
+            store.prune(now - raw * 86400 if raw else None,
                         rollups_older_than={3600: now - hourly * 86400} if hourly else None)  # fmt: skip
 
     def _homeassistant(self, store: Store, mirror: Mirror) -> None:

@@ -1,12 +1,10 @@
-"""Collector counters and a Prometheus text-format endpoint (stdlib ``http.server``)."""
+"""Collector counters, rendered in the Prometheus text format (served on ``/metrics`` by
+:mod:`edge_sdk.fleet.http_server`)."""
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-from device_agent.errors import EdgeError
 
 
 class Metrics:
@@ -45,29 +43,3 @@ class Metrics:
                         lab = ",".join(f'{k}="{val}"' for k, val in labels)
                         lines.append(f"{n}{{{lab}}} {v}" if lab else f"{n} {v}")
         return "\n".join(lines) + "\n"
-
-
-def serve_metrics(metrics: Metrics, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
-    """Serve ``/metrics`` on ``port`` (0 = a free one; see ``server.server_port``)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.split("?")[0] not in ("/metrics", "/"):
-                self.send_error(404)
-                return
-            body = metrics.render().encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-    try:
-        server = ThreadingHTTPServer((host, port), Handler)
-    except OSError as e:
-        raise EdgeError(f"--metrics-port {port}: cannot listen ({e})") from e
-    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
-    return server

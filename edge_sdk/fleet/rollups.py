@@ -75,7 +75,7 @@ def upsert_rollups(dialect: Dialect, res: int, src: str) -> str:
 def upsert_exits(dialect: Dialect, res: int, src: str) -> str:
     """Add the exit counts per stage of the windows of ``src`` to the ``res``-second buckets."""
     if dialect.name == "postgresql":
-        each = "jsonb_each_text(s.exits::jsonb) AS j(key, value)"
+        each = "json_each_text(s.exits::json) AS j(key, value)"  # json: no jsonb conversion per row
     else:
         each = "json_each(s.exits) AS j"
     return (

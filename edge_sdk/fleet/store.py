@@ -35,6 +35,10 @@ WINDOW_ROW_COLUMNS = (
     "fleet", "device", *(_COLUMN_OF.get(k, k) for k in WINDOW_FIELDS), "exits", "received_at",
 )  # fmt: skip
 _BOOT_AT = WINDOW_ROW_COLUMNS.index("boot_id")
+_PG_TYPE_OF = {"fleet": "text", "device": "text", "boot_id": "text", "model_version": "text", "exits": "text"}
+_PG_INTS = {"seq", "inferences", "errors", "cache_hits", "rss_bytes", "dropped"}
+# PostgreSQL types of WINDOW_ROW_COLUMNS, for the binary COPY.
+_PG_TYPES = [_PG_TYPE_OF.get(c, "int8" if c in _PG_INTS else "float8") for c in WINDOW_ROW_COLUMNS]
 
 
 def exits_json(exits: dict[str, int]) -> str:
@@ -105,6 +109,7 @@ class Store:
         self.refused = refused
         self._reconnect = reconnect
         self._ph = "%s" if dialect.name == "postgresql" else "?"
+        self._staged: Any = None  # the connection whose staging tables exist
         self.migrate()
 
     def recover(self) -> None:
@@ -128,6 +133,7 @@ class Store:
             yield cur
             self.conn.commit()
         except BaseException:
+            self._staged = None  # a rolled-back transaction takes the temp tables it created along
             self.conn.rollback()
             raise
         finally:
@@ -229,15 +235,20 @@ class Store:
         the storage order (a fresh temporary table is read back in insertion order).
         """
         cols = ", ".join(WINDOW_ROW_COLUMNS)
-        cur.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS telemetry_stage ON COMMIT DELETE ROWS "
-            f"AS SELECT {cols} FROM telemetry WITH NO DATA"
-        )
-        cur.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS telemetry_new ON COMMIT DELETE ROWS "
-            f"AS SELECT id, {cols} FROM telemetry WITH NO DATA"
-        )
-        with cur.copy(f"COPY telemetry_stage ({cols}) FROM STDIN") as copy:
+        if self._staged is not self.conn:  # once per connection (a reconnect starts afresh)
+            cur.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS telemetry_stage ON COMMIT DELETE ROWS "
+                f"AS SELECT {cols} FROM telemetry WITH NO DATA"
+            )
+            cur.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS telemetry_new ON COMMIT DELETE ROWS "
+                f"AS SELECT id, {cols} FROM telemetry WITH NO DATA"
+            )
+            self._staged = self.conn
+        # Binary COPY: psycopg encodes in C and the server parses no text (measured: less
+        # collector CPU and server time per window than the text format).
+        with cur.copy(f"COPY telemetry_stage ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_PG_TYPES)
             for r in rows:
                 copy.write_row(r)
         # The rows actually inserted (not the duplicates) feed the rollups.
@@ -249,6 +260,16 @@ class Store:
         return max(int(cur.rowcount), 0)
 
     def _touch_devices(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
+        if self.dialect.name == "postgresql" and rows:
+            # The batch is still in the staging table: one statement, not a row per device.
+            cur.execute(
+                f"INSERT INTO devices ({', '.join(schema.DEVICE_COLUMNS)}) "
+                "SELECT DISTINCT ON (fleet, device) fleet, device, 'unknown', received_at, boot_id, "
+                "'', '', '', '', 0, 0.0, received_at FROM telemetry_stage "
+                "ORDER BY fleet, device, received_at DESC "
+                "ON CONFLICT (fleet, device) DO UPDATE SET last_seen = GREATEST(devices.last_seen, excluded.last_seen)"
+            )
+            return
         latest: dict[tuple[str, str], tuple[float, str]] = {}
         for r in rows:
             key = (r[0], r[1])
@@ -338,12 +359,15 @@ class Store:
             r["devices"] = [d for d in devs if d["rollout_id"] == r["rollout_id"]]
         return rows
 
-    def prune(self, older_than: float, *, rollups_older_than: dict[int, float] | None = None) -> int:
+    def prune(self, older_than: float | None, *, rollups_older_than: dict[int, float] | None = None) -> int:
         """Retention: delete telemetry, deploy status and alerts older than ``older_than``
-        and, per resolution (seconds → time), rollups older than ``rollups_older_than``."""
+        (``None``: keep) and, per resolution (seconds → time), rollups older than
+        ``rollups_older_than``."""
         with self.transaction() as cur:
             n = 0
             for table, col in (("telemetry", "end_ts"), ("deploy_status", "ts"), ("alerts", "ts")):
+                if older_than is None:
+                    break
                 cur.execute(self._sql(f"DELETE FROM {table} WHERE {col} < ?"), (older_than,))
                 n += max(cur.rowcount, 0)
             for res, before in (rollups_older_than or {}).items():

@@ -29,7 +29,8 @@ def connect_postgres(dsn: str) -> Store:
         conn,
         POSTGRES,
         changes=lambda cur: max(int(cur.rowcount), 0),
-        # A value out of range or a violated constraint (SQLSTATE classes 22 and 23).
-        refused=lambda e: isinstance(e, (psycopg.DataError, psycopg.IntegrityError)),
+        # A value out of range or a violated constraint (SQLSTATE classes 22 and 23), or an
+        # integer the binary COPY cannot encode as 64 bits.
+        refused=lambda e: isinstance(e, (psycopg.DataError, psycopg.IntegrityError, OverflowError)),
         reconnect=connect,
     )

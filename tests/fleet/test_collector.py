@@ -391,9 +391,11 @@ def test_postgres_backend_killed_collector_reconnects_nothing_lost(broker, procs
 
 
 def test_metrics_bind_loopback_by_default() -> None:
-    from edge_sdk.fleet.metrics import Metrics, serve_metrics
+    """``--metrics-port N`` (an alias of ``--http 127.0.0.1:N``) never opens every interface."""
+    from edge_sdk.fleet.http_server import HttpOptions, serve_http
+    from edge_sdk.fleet.metrics import Metrics
 
-    server = serve_metrics(Metrics(), 0)
+    server = serve_http(HttpOptions(port=0), metrics=Metrics())
     try:
         assert server.server_address[0] == "127.0.0.1"
     finally:

@@ -169,10 +169,11 @@ def test_dashboard_in_chromium_shows_the_stored_fleet_and_updates_live(broker, p
     assert page.locator("figure.chart:has-text('Latency') path[stroke]").count() == 3
     assert page.locator("#deploys tbody tr").count() == 1
     assert "probation-passed" in page.locator("#deploys").inner_text()
-    page.click("button[data-range='86400']")
-    page.wait_for_selector("button.active[data-range='86400']")
-    page.wait_for_selector("figure.chart svg path")
     shot(page, tmp_path, "device")
+    # A week: the charts come from the hourly rollups instead of the raw windows.
+    page.click("button[data-range='604800']")
+    page.wait_for_selector("button.active[data-range='604800']")
+    page.wait_for_selector("figure.chart:has-text('Throughput') svg path[stroke]")
 
     page.click("nav a[data-tab='rollouts']")
     page.wait_for_selector("article.rollout")
@@ -230,3 +231,20 @@ def test_fleet_ui_needs_a_token_beyond_loopback_and_is_read_only(procs, tmp_path
     page = opener.open(base + "/?token=s3cret", timeout=5)
     assert page.url == base + "/" and b"/static/app.js" in page.read()
     assert opener.open(base + "/api/alerts", timeout=5).status == 200
+
+
+def test_every_dashboard_asset_ships_as_package_data() -> None:
+    """The page's files come from the installed package: pyproject must include them."""
+    from fnmatch import fnmatch
+
+    from edge_sdk.fleet.http_server import STATIC
+
+    section = (REPO / "pyproject.toml").read_text().split("[tool.setuptools.package-data]")[1]
+    line = re.search(r"^edge_sdk = \[(.*)\]$", section, re.M)
+    assert line, "edge_sdk's package-data"
+    globs = json.loads(f"[{line.group(1)}]")
+    for name in STATIC:
+        assert (REPO / "edge_sdk" / "fleet" / "static" / name).is_file(), name
+        assert any(fnmatch(f"fleet/static/{name}", g) for g in globs), name
+    html = (REPO / "edge_sdk" / "fleet" / "static" / "index.html").read_text()
+    assert not re.search(r"(src|href)=\"(https?:)?//", html), "no asset from another origin"

@@ -145,3 +145,17 @@ def test_status_reads_no_raw_windows(tmp_path) -> None:  # type: ignore[no-untyp
     plan = raw(store, "EXPLAIN QUERY PLAN " + store._DEVICES_SQL)
     assert plan and not any("telemetry" in str(p["detail"]) for p in plan), plan
     store.close()
+
+
+def test_postgres_write_after_a_refused_first_batch(pg_dsn: str) -> None:
+    """The staging tables of a rolled-back first batch are gone with it: the next batch
+    (from a collector's retry or the halving) must create them again, not fail forever."""
+    store = open_store(pg_dsn)
+    good = window_rows(2)
+    bad = (*good[0][:2], 2**64, *good[0][3:])  # seq past 64 bits: the binary COPY refuses it
+    with pytest.raises(OverflowError) as e:
+        store.write(Batch(rows=[bad]))
+    assert store.refused(e.value)
+    assert store.write(Batch(rows=good)).inserted == len(good)
+    assert len(store.devices()) == 3
+    store.close()
