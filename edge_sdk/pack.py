@@ -63,6 +63,7 @@ class PackResult:
     validation_offered: int
     output_kind: str
     int8: bool
+    int8_check: str | None = None  # what the int8 file holds, read from it
 
     def lines(self) -> list[str]:
         kept = (f"{self.validation_samples} of {self.validation_offered} samples"
@@ -70,6 +71,7 @@ class PackResult:
         return [
             f"bundle:      {self.bundle} ({self.bundle_bytes:,} bytes)",
             f"model:       {self.model_bytes:,} bytes{' (int8)' if self.int8 else ''}",
+            *([f"int8:        {self.int8_check}"] if self.int8_check else []),
             f"output kind: {self.output_kind}",
             f"validation:  {kept}",
         ]
@@ -211,13 +213,14 @@ def pack(model_path: Path, out: Path, spec: PackSpec, *, data: Path | None = Non
             path.write_bytes(quantize_onnx(model_path, feeder, samples, spec, Path(tmp)))
             model = load_model(path)
         raw = path.read_bytes()
+        check = _int8_check(raw) if spec.int8 else None
         validation, kept = None, 0
         if samples:
             per = sum(np.asarray(t).nbytes for t in feeder.tensors(samples[0]))
             budget = spec.validation_samples or sample_budget(per, len(raw))
             validation, kept = record_validation(model, feeder, pipeline, samples, budget)
         payload = ModelPayload(data=raw, format=fmt, inputs=model.inputs, outputs=model.outputs)
-        summary = {"packed_from": model_path.name, "int8": spec.int8,
+        summary = {"packed_from": model_path.name, "int8": check or False,
                    "validation": (f"{kept} of {len(samples)} samples from {data.name}" if data is not None
                                   else "none: no --data given")}
         written, _ = build_bundle(
@@ -227,4 +230,12 @@ def pack(model_path: Path, out: Path, spec: PackSpec, *, data: Path | None = Non
             optimization=summary)
     return PackResult(bundle=written, model_bytes=len(raw), bundle_bytes=written.stat().st_size,
                       validation_samples=kept, validation_offered=len(samples),
-                      output_kind=spec.output_kind.value, int8=spec.int8)
+                      output_kind=spec.output_kind.value, int8=spec.int8, int8_check=check)
+
+
+def _int8_check(data: bytes) -> str:
+    import onnx
+
+    from edge_sdk.passes.onnx_prep import check_int8
+
+    return check_int8(onnx.load_from_string(data)).describe()
