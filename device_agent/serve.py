@@ -104,7 +104,9 @@ def _loop(
                 continue
             t0 = clock()
             try:
-                pred = ref.engine.infer_one(value, reading.finite)
+                engine = ref.engine
+                pred = (engine.infer_one(value, reading.finite, reading.meta.get("stream", ""))
+                        if engine.state is not None else engine.infer_one(value, reading.finite))
             except (EdgeError, ValueError) as e:
                 _fail(reading, str(e), observers, stats)
                 if limit is not None and taken >= limit:
@@ -117,7 +119,7 @@ def _loop(
             exits[pred.stage] = exits.get(pred.stage, 0) + 1
             if pred.cached:
                 stats.cache_hits += 1
-            if truth is not None:
+            if truth is not None and pred.outputs is None:  # a class to score: classifiers only
                 stats.labelled += 1
                 stats.correct += int(truth == pred.index)
             if consumers:  # a Result only for someone to read it (-q with telemetry: nobody)

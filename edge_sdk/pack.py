@@ -22,6 +22,7 @@ import tomllib
 from device_agent.errors import EdgeError
 from device_agent.feeds import Feeder, Value
 from device_agent.manifest import (
+    CarriedState,
     Compression,
     DetectionSpec,
     InputConstant,
@@ -32,6 +33,7 @@ from device_agent.manifest import (
 from device_agent.preprocess import Pipeline
 from device_agent.runtimes import format_of, load_model
 from device_agent.runtimes.model import Model
+from device_agent.state import StateStore
 from device_agent.validation import pack_named, replay, sample_budget
 
 
@@ -46,6 +48,7 @@ class PackSpec:
     detection: dict[str, Any] = field(default_factory=dict)  # DetectionSpec fields given
     preprocessing: tuple[dict[str, Any], ...] = ()
     constants: dict[str, Any] = field(default_factory=dict)  # input name → value(s)
+    state: tuple[dict[str, Any], ...] = ()  # CarriedState fields: output, input, initial, reset_after_s
     int8: bool = False
     validation_samples: int | None = None  # None: as many as 10% of the model's bytes
     calibration_samples: int = 200
@@ -153,14 +156,36 @@ def read_samples(path: Path, feeder: Feeder, what: str) -> list[Value]:
     return list(load_dataset(path).x)
 
 
+def carried_state(model: Model, given: tuple[dict[str, Any], ...]) -> tuple[CarriedState, ...]:
+    """The ``--state OUTPUT=INPUT`` mappings, checked against the model's names."""
+    ins, outs = {s.name for s in model.inputs}, {s.name for s in model.outputs}
+    out = []
+    for d in given:
+        try:
+            st = CarriedState.from_dict(d)
+        except (KeyError, TypeError, ValueError) as e:
+            raise EdgeError(f"state {d}: expected output, input and optional initial, reset_after_s ({e})") from None
+        if st.output not in outs or st.input not in ins:
+            raise EdgeError(f"--state {st.output}={st.input}: the model's outputs are {sorted(outs)} and "
+                            f"inputs {sorted(ins)}")
+        out.append(st)
+    return tuple(out)
+
+
 def record_validation(model: Model, feeder: Feeder, pipeline: Pipeline, samples: list[Value],
                       budget: int) -> tuple[bytes, int]:
-    """The validation member for the first ``budget`` samples and how many it holds."""
+    """The validation member for the first ``budget`` samples and how many it holds.
+
+    With carried state the samples are one stream: each gets the state the previous left."""
     names = [s.name for s in model.inputs]
+    store = StateStore(feeder.state, model.inputs, clock=lambda: 0.0) if feeder.state else None
     tensors = []
     for v in samples[:budget]:
         value = pipeline(np.asarray(v, dtype=np.float32)) if pipeline and not isinstance(v, Mapping) else v
-        tensors.append(feeder.tensors(value))
+        tensors.append(feeder.tensors(value, store.current("") if store else None))
+        if store is not None:
+            raw = model.run_raw(*tensors[-1])
+            store.update("", {s.name: r for s, r in zip(model.outputs, raw, strict=True)})
     stacked = {n: np.stack([t[k] for t in tensors]) for k, n in enumerate(names)}
     y = replay(model, stacked)
     return pack_named(tensors, names, y), len(tensors)
@@ -202,7 +227,7 @@ def pack(model_path: Path, out: Path, spec: PackSpec, *, data: Path | None = Non
                         "--int8) or pack the .tflite as it is")
     pipeline = Pipeline.parse(spec.preprocessing)
     model = load_model(model_path)
-    feeder = Feeder(model.inputs, constants_for(model.inputs, spec.constants))
+    feeder = Feeder(model.inputs, constants_for(model.inputs, spec.constants), carried_state(model, spec.state))
     detection = (detection_spec(model.outputs, spec.detection)
                  if spec.output_kind == OutputKind.DETECTION else None)
     samples = read_samples(data, feeder, model_path.name) if data is not None else []
@@ -226,7 +251,7 @@ def pack(model_path: Path, out: Path, spec: PackSpec, *, data: Path | None = Non
         written, _ = build_bundle(
             out, name=spec.name, version=spec.version, models=[payload], compression=spec.compression,
             validation=validation, signer=signer, labels=spec.labels, preprocessing=tuple(pipeline.to_dicts()),
-            output_kind=spec.output_kind, detection=detection, constants=feeder.constants,
+            output_kind=spec.output_kind, detection=detection, constants=feeder.constants, state=feeder.state,
             optimization=summary)
     return PackResult(bundle=written, model_bytes=len(raw), bundle_bytes=written.stat().st_size,
                       validation_samples=kept, validation_offered=len(samples),

@@ -33,6 +33,10 @@ def pack(
     score_threshold: float | None = typer.Option(None, "--score-threshold", help="Detection: keep scores ≥ this"),
     nms_iou: float | None = typer.Option(None, "--nms-iou", help="Detection: suppress overlaps above this IoU"),
     constant: list[str] = typer.Option([], "--constant", help="Fix an input: NAME=VALUE[,VALUE...]"),
+    state: list[str] = typer.Option(
+        [], "--state", help="Carry an output into an input on the next reading of a stream: OUTPUT=INPUT"),
+    state_reset_after: float | None = typer.Option(
+        None, "--state-reset-after", help="Reset a stream's state after this many silent seconds"),
     data: Path | None = typer.Option(
         None, "--data", help="Sample inputs: .npz with one array per input name (or x), CSV or image "
         "folder. Recorded as the validation set (and int8 calibration)"),
@@ -59,6 +63,11 @@ def pack(
     consts = dict(fields.get("constants", {}))
     consts.update(_constants(constant))
     fields["constants"] = consts
+    maps = [dict(d) for d in fields.get("state", ())] + _state(state)
+    if state_reset_after is not None:
+        for d in maps:
+            d["reset_after_s"] = state_reset_after
+    fields["state"] = tuple(maps)
     for k, v in (("name", name), ("version", version), ("output_kind", output_kind),
                  ("validation_samples", validation_samples), ("compression", compress)):
         if v is not None:
@@ -101,6 +110,18 @@ def _labels(value: str) -> tuple[str, ...]:
     if p.is_file():
         return tuple(line.strip() for line in p.read_text().splitlines() if line.strip())
     return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _state(options: list[str]) -> list[dict[str, Any]]:
+    from device_agent.errors import EdgeError
+
+    out = []
+    for opt in options:
+        output, eq, inp = opt.partition("=")
+        if not eq or not output or not inp:
+            raise EdgeError(f"--state {opt!r}: expected OUTPUT=INPUT (e.g. stateN=state)")
+        out.append({"output": output, "input": inp})
+    return out
 
 
 def _constants(options: list[str]) -> dict[str, list[float]]:
