@@ -447,16 +447,23 @@ def _quantize(state: _State, recipe: Recipe, exporter: Exporter, float_acc: floa
         evaluate=score,
         sensitive=lambda: _sensitive(exporter, state, cfg, score),
         reference=float_acc, max_drop=_int8_budget(state, recipe, float_acc), progress=progress,
+        time_budget_s=INT8_SEARCH_BUDGET_S,
     )
     if not decision.within_budget:
         tried = ", ".join(f"{a.remedy} ({a.drop:+.2f})" for a in decision.attempts)
+        after = f"after {decision.stopped}" if decision.stopped else "after every remedy"
         raise EdgeError(
             f"int8 {exporter.format.value}: accuracy drops {decision.chosen.drop:.2f} points, over "
-            f"its budget of {decision.budget} (--max-drop {recipe.max_drop}) after every remedy "
+            f"its budget of {decision.budget} (--max-drop {recipe.max_drop}) {after} "
             f"[{tried}]; --max-drop {max(decision.chosen.drop, 0.0) + 0.01:.2f} accepts the best of them "
             "(it bounds int8 alone with --no-search), or give more calibration data, or leave out --int8"
         )
     return decision, notes
+
+
+# The int8 remedy search stops trying new remedies after this long (the best so far wins
+# or the failure names the --max-drop that accepts it).
+INT8_SEARCH_BUDGET_S = 120.0
 
 
 def _quantize_once(exporter: Exporter, state: _State, cfg: QuantizeConfig, work: Path) -> bytes:

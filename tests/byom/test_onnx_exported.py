@@ -99,3 +99,16 @@ def test_onnx_runtime_default_on_constant_weights_keeps_them_float(byom: Byom, c
     quantize_static(str(byom.cnn), str(out), Reader(), quant_format=QuantFormat.QDQ)
     check = check_int8(onnx.load(str(out)))
     assert check.int8_weights == 0 and check.float_weights == 6
+
+
+def test_sensitivity_ranks_every_node_in_one_pass(byom: Byom, cnn_data: Path, tmp_path: Path) -> None:
+    import onnx
+
+    from edge_sdk.data import load_dataset
+    from edge_sdk.passes.quantize import QuantizeConfig
+    from edge_sdk.passes.quantize_onnx import OnnxExporter
+
+    calls: list[bytes] = []
+    ranked = OnnxExporter().sensitive_layers(onnx.load(str(byom.cnn)), QuantizeConfig(samples=32),
+                                             load_dataset(cnn_data), tmp_path, calls.append)  # type: ignore[arg-type]
+    assert sorted(ranked) == ["conv0", "conv1", "fc"] and calls == []  # no model re-quantized per node
