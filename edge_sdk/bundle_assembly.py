@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +78,8 @@ def write_outputs(report: Report, labels: tuple[str, ...], *,
                   compression: Compression = Compression.NONE,
                   held_out: np.ndarray | None = None,
                   output_kind: OutputKind = OutputKind.CLASSIFIER,
-                  validation_samples: int | None = None) -> Report:
+                  validation_samples: int | None = None,
+                  preprocessing: tuple[dict[str, Any], ...] = ()) -> Report:
     """Write the bundle and the three report files for ``report``; returns it.
 
     With ``held_out`` inputs the bundle carries a validation set (:func:`validation_npz`,
@@ -96,7 +98,8 @@ def write_outputs(report: Report, labels: tuple[str, ...], *,
                      models=payloads(report), labels=labels, compression=compression,
                      exits=report.cascade.exits if report.cascade is not None else (),
                      validation=validation,
-                     optimization=report.optimization_summary(), output_kind=output_kind)
+                     optimization=report.optimization_summary(), output_kind=output_kind,
+                     preprocessing=preprocessing)
         # mkstemp creates 0600 files; a bundle is meant to be copied and served.
         staged_bundle.chmod(0o644)
         staged = report_paths(staged_bundle)

@@ -53,6 +53,7 @@ class EvalResult:
     agreement: float | None = None
     exits: dict[str, int] | None = None  # inputs answered per cascade stage (device engine)
     output_kind: str = "classifier"
+    warnings: tuple[str, ...] = ()  # e.g. data in another value range than the calibration's
     # Not a classifier, or compared by outputs: the largest |difference| from --reference.
     max_abs_diff: float | None = None
 
@@ -256,6 +257,7 @@ def evaluate(
         ds.require_labels()
     with open_predictor(path, cfg) as p:
         x = ds.x if p.preprocesses else fit_to_shape(ds, p.input_shape, what=f"model {path.name}").x
+        warns = _range_warnings(p, x)
         pred, used = predict_all(p, x, cfg.batch_size)
         runtime, exits = p.runtime, p.exits
     agree = None
@@ -277,7 +279,29 @@ def evaluate(
         reference=None if reference is None else str(reference),
         agreement=agree,
         exits=None if exits is None else {str(k): v for k, v in sorted(exits.items())},
+        warnings=warns,
     )
+
+
+def _range_warnings(p: Predictor, x: np.ndarray) -> tuple[str, ...]:
+    """A bundle records the value range it was calibrated on; data far outside it (raw
+    0..255 pixels for a model calibrated on 0..1) is said before its accuracy."""
+    from edge_sdk.preprocess_flags import range_mismatch, value_range
+
+    engine: Any = getattr(p, "_engine", None)
+    if engine is None or engine.manifest is None:
+        return ()
+    manifest = engine.manifest
+    calibrated = manifest.optimization.get("calibration_range") or manifest.optimization.get(
+        "recipe", {}).get("calibration_range")
+    if not calibrated or len(x) == 0:
+        return ()
+    try:
+        seen = value_range(engine.pipeline.batch(x[:256]) if engine.pipeline else x)
+    except (ValueError, IndexError):
+        return ()
+    why = range_mismatch((float(calibrated[0]), float(calibrated[1])), seen)
+    return () if why is None else (why,)
 
 
 def _general(path: Path, cfg: EvalConfig) -> bool:

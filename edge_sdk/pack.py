@@ -245,9 +245,13 @@ def pack(model_path: Path, out: Path, spec: PackSpec, *, data: Path | None = Non
             budget = spec.validation_samples or sample_budget(per, len(raw))
             validation, kept = record_validation(model, feeder, pipeline, samples, budget)
         payload = ModelPayload(data=raw, format=fmt, inputs=model.inputs, outputs=model.outputs)
-        summary = {"packed_from": model_path.name, "int8": check or False,
+        summary: dict[str, Any] = {"packed_from": model_path.name, "int8": check or False,
                    "validation": (f"{kept} of {len(samples)} samples from {data.name}" if data is not None
                                   else "none: no --data given")}
+        if samples and not isinstance(samples[0], Mapping):
+            processed = [pipeline(np.asarray(v, dtype=np.float32)) if pipeline else np.asarray(v) for v in samples]
+            summary["calibration_range"] = [float(min(np.min(p) for p in processed)),
+                                            float(max(np.max(p) for p in processed))]
         written, _ = build_bundle(
             out, name=spec.name, version=spec.version, models=[payload], compression=spec.compression,
             validation=validation, signer=signer, labels=spec.labels, preprocessing=tuple(pipeline.to_dicts()),

@@ -41,6 +41,7 @@ from edge_sdk.passes.early_exit import EarlyExitConfig, check_exit_layers
 from edge_sdk.passes.quantize import Decision, Exporter, QuantizeConfig, search
 from edge_sdk.passes.quantize_onnx import OnnxExporter
 from edge_sdk.passes.quantize_tflite import TFLiteExporter
+from edge_sdk.preprocess_flags import range_mismatch, value_range
 from edge_sdk.report import Comparison, Metrics, Report, StepRecord, TargetResult
 from edge_sdk.search import SearchConfig
 from edge_sdk.step_metrics import StepSize, codec, model_size
@@ -97,6 +98,8 @@ class Recipe:
     measure_steps: bool = True  # export, size and time the model after every graph step
     output_kind: OutputKind = OutputKind.CLASSIFIER  # recorded in the manifest for the agent
     validation_samples: int | None = None  # the bundle's health-check set; None: 10% of model bytes
+    # The manifest's preprocessing steps: applied to --data here as the agent applies them.
+    preprocessing: tuple[dict[str, Any], ...] = ()
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -110,6 +113,7 @@ class Recipe:
             "search": self.search.describe() if self.search else None,
             "max_drop_covers": "whole recipe" if self.search else ("int8" if self.int8 else "nothing"),
             "output_kind": self.output_kind.value,
+            "preprocessing": [dict(s) for s in self.preprocessing],
         }
 
 
@@ -152,7 +156,9 @@ def optimize(job: Job, recipe: Recipe, *, progress: Progress = no_progress) -> R
         _time_target_steps(state, comparisons, results, recipe)
         report = Report(
             name=job.name, version=job.version, bundle=job.out, source=str(job.model),
-            recipe={**recipe.summary(), **_searched(state, recipe, results)},
+            recipe={**recipe.summary(), **_searched(state, recipe, results),
+                    "calibration_range": list(value_range(state.calib.x))},
+            warnings=_range_warnings(state),
             steps=tuple(state.steps), targets=tuple(results),
             comparisons=tuple(comparisons),
             calibration_samples=min(len(state.calib), recipe.quantize.samples),
@@ -160,9 +166,16 @@ def optimize(job: Job, recipe: Recipe, *, progress: Progress = no_progress) -> R
         )
         progress("writing bundle", 0, 1)
         return write_outputs(report, state.labels, compression=recipe.compression, held_out=state.val.x,
-                             output_kind=recipe.output_kind, validation_samples=recipe.validation_samples)
+                             output_kind=recipe.output_kind, validation_samples=recipe.validation_samples,
+                             preprocessing=recipe.preprocessing)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _range_warnings(state: _State) -> tuple[str, ...]:
+    """The held-out data's values against the calibration data's (after preprocessing)."""
+    why = range_mismatch(value_range(state.calib.x), value_range(state.val.x))
+    return () if why is None else (f"--eval-data: {why}",)
 
 
 def _check_output(job: Job) -> None:
@@ -213,9 +226,12 @@ def _io_shape(source: SourceModel) -> tuple[tuple[int, ...], int]:
 
 
 def _split(job: Job, recipe: Recipe, shape: tuple[int, ...]) -> tuple[Dataset, Dataset]:
-    data = fit_to_shape(load_dataset(job.data), shape)
+    from device_agent.preprocess import Pipeline
+
+    steps = Pipeline.parse(recipe.preprocessing) if recipe.preprocessing else None
+    data = fit_to_shape(load_dataset(job.data, steps), shape)
     if job.eval_data is not None:
-        return data, fit_to_shape(load_dataset(job.eval_data), shape)
+        return data, fit_to_shape(load_dataset(job.eval_data, steps), shape)
     if len(data) < 2:
         raise EdgeError(f"{job.data}: {len(data)} sample(s); need at least 2 to split "
                         "into calibration and validation (or pass --eval-data)")

@@ -139,10 +139,12 @@ class Report:
     validation_samples: int
     cascade: CascadeResult | None = None  # set when the bundle is an early-exit cascade
     bundled_validation: int = 0  # held-out samples the bundle carries for the health check
+    warnings: tuple[str, ...] = ()  # things a person should look at (a data range mismatch)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "bundled_validation_samples": self.bundled_validation,
+            "warnings": list(self.warnings),
             "cascade": None if self.cascade is None else self.cascade.to_dict(),
             "name": self.name,
             "version": self.version,
@@ -335,6 +337,8 @@ def print_table(report: Report, console: Any = None) -> None:
             con.print(f"note: {escape(n)}")
     if report.cascade is not None:
         _print_cascade(con, report.cascade)
+    for w in report.warnings:
+        con.print(f"[bold]warning:[/] {escape(w)}")
     con.print(f"validation set in the bundle: {report.bundled_validation} of {report.validation_samples} "
               "held-out samples (the device's health check replays them)")
     con.print(f"bundle: {escape(str(report.bundle))}")

@@ -40,6 +40,13 @@ def pack(
     data: Path | None = typer.Option(
         None, "--data", help="Sample inputs: .npz with one array per input name (or x), CSV or image "
         "folder. Recorded as the validation set (and int8 calibration)"),
+    resize: str | None = typer.Option(None, "--resize", help="Images: resize to HEIGHTxWIDTH (bilinear)"),
+    scale: str | None = typer.Option(None, "--scale", help="Multiply values by this (1/255 for 8-bit pixels)"),
+    mean: str | None = typer.Option(None, "--mean", help="Normalize: subtract this (per channel: a,b,c)"),
+    std: str | None = typer.Option(None, "--std", help="Normalize: divide by this (per channel: a,b,c)"),
+    grayscale: bool = typer.Option(False, "--grayscale", help="Images: RGB to one luminance channel"),
+    bgr: bool = typer.Option(False, "--bgr", help="Images: reverse the channel order (RGB to BGR)"),
+    layout: str | None = typer.Option(None, "--layout", help="Images: nchw (channels first) or nhwc"),
     int8: bool = typer.Option(False, "--int8", help="ONNX: static int8 post-training quantization on --data"),
     validation_samples: int | None = typer.Option(
         None, "--validation-samples", min=1, help="Samples to keep (default: up to 10%% of the model's bytes)"),
@@ -51,6 +58,7 @@ def pack(
 
     from edge_sdk.pack import PackSpec, default_name, spec_from_toml
     from edge_sdk.pack import pack as run
+    from edge_sdk.preprocess_flags import steps_from_flags
 
     fields: dict[str, Any] = spec_from_toml(spec) if spec is not None else {}
     fields.setdefault("name", default_name(out))
@@ -74,6 +82,10 @@ def pack(
             fields[k] = v
     if labels is not None:
         fields["labels"] = _labels(labels)
+    steps = steps_from_flags(resize=resize, scale=scale, mean=mean, std=std, grayscale=grayscale, bgr=bgr,
+                             layout=layout)
+    if steps:  # the flags replace the TOML file's steps
+        fields["preprocessing"] = steps
     if int8:
         fields["int8"] = True
     result = run(model, out, _spec(PackSpec, fields), data=data, key=key)
