@@ -112,3 +112,14 @@ def test_sensitivity_ranks_every_node_in_one_pass(byom: Byom, cnn_data: Path, tm
     ranked = OnnxExporter().sensitive_layers(onnx.load(str(byom.cnn)), QuantizeConfig(samples=32),
                                              load_dataset(cnn_data), tmp_path, calls.append)  # type: ignore[arg-type]
     assert sorted(ranked) == ["conv0", "conv1", "fc"] and calls == []  # no model re-quantized per node
+
+
+def test_bench_feeds_rank0_int64_as_declared_and_asks_for_free_dims(byom: Byom) -> None:
+    res = runner.invoke(app, ["bench", str(byom.vad), "--runs", "3"])
+    assert res.exit_code == 2 and "give --shape state=2x?x8 with numbers" in res.output
+    res = runner.invoke(app, ["bench", str(byom.vad), "--runs", "3", "--shape", "input=1x16",
+                              "--shape", "state=2x1x8", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["input_source"] == "random"
+    res = runner.invoke(app, ["bench", str(byom.vad), "--runs", "3", "--shape", "state=3x1x8"])
+    assert res.exit_code == 2 and "does not fit the declared (2, -1, 8)" in res.output
