@@ -25,6 +25,8 @@ from device_agent.sources.base import Reading, Source
 from device_agent.stats import TRIM_EVERY, RunStats
 
 log = logging.getLogger(__name__)
+LOG_FIRST = 20  # skipped readings logged one by one, then one in LOG_EVERY
+LOG_EVERY = 10_000
 
 
 class Observer(Protocol):
@@ -211,8 +213,13 @@ def _result(seq: int, reading: Reading, pred: Prediction, latency_ms: float) -> 
 
 
 def _fail(reading: Reading, reason: str, observers: Sequence[Observer], stats: RunStats) -> None:
-    """Log and count a reading that produced no result."""
-    log.warning("input %s skipped: %s", reading.id, reason)
+    """Count a reading that produced no result; log the first ones and then one in
+    ``LOG_EVERY`` (a source failing every reading must not flood the log)."""
     stats.errors += 1
+    if stats.errors <= LOG_FIRST:
+        log.warning("input %s skipped: %s", reading.id, reason)
+    elif stats.errors % LOG_EVERY == 0:
+        log.warning("input %s skipped: %s (%d readings skipped so far; logging one in %d)",
+                    reading.id, reason, stats.errors, LOG_EVERY)
     for o in observers:
         o.on_error(reading, reason)

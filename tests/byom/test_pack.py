@@ -160,3 +160,12 @@ def test_pack_refuses_what_it_cannot_do(byom: Byom, tmp_path: Path) -> None:
                               "--constant", "rate=16000"])
     assert res.exit_code == 2 and "no such input" in res.output
     assert not list(tmp_path.iterdir())
+
+
+def test_a_source_failing_every_reading_does_not_flood_the_log(byom: Byom, tmp_path: Path) -> None:
+    bad = tmp_path / "nan.npz"
+    np.savez(bad, x=np.full((50, 16, 16, 3), np.nan, np.float32))
+    proc = agent("run", str(byom.segmenter), "--source", f"file:{bad}", "-q", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1])["summary"]["errors"] == 50
+    assert len([x for x in proc.stderr.splitlines() if "skipped" in x]) == 20
