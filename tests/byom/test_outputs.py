@@ -44,3 +44,13 @@ def test_detection_outputs_that_disagree_are_an_input_error() -> None:
     spec = DetectionSpec(boxes="boxes", scores="scores")
     with pytest.raises(InputError, match="4 boxes, 3 scores"):
         decode(OutputKind.DETECTION, [np.zeros((1, 4, 4)), np.zeros((1, 3))], SPECS, spec)
+
+
+def test_mqtt_and_stdin_readings_name_their_inputs_and_stream() -> None:
+    from device_agent.sources.mqtt import parse_payload
+
+    r = parse_payload(b'{"inputs": {"input": [0.5, 1.0], "sr": 16000}, "stream": "mic-2", "id": "m7"}', 3, "t")
+    assert r.error is None and r.id == "m7" and r.meta == {"stream": "mic-2"}
+    assert isinstance(r.value, dict) and r.value["sr"].dtype.kind == "i" and r.value["sr"].ndim == 0
+    bad = parse_payload(b'{"inputs": {"input": ["a"]}}', 4, "t")
+    assert bad.value is None and "not numeric" in (bad.error or "")
