@@ -291,8 +291,8 @@ class Engine:
         self.state = StateStore(manifest.state, self.model.inputs) if manifest and manifest.state else None
         # Several inputs, constants or a non-classifier: the named-tensor path
         # (:meth:`_general`); the classifier fast paths below never see such a model.
-        self.general = self.state is not None or self.kind != OutputKind.CLASSIFIER or len(self.feeder.fed) != 1 or len(
-            self.model.inputs) != 1 or not self.model.inputs[0].shape
+        self.general = self.state is not None or self.kind != OutputKind.CLASSIFIER or not _one_plain_input(
+            self.model, self.feeder)
         if self.general and len(models) > 1:
             raise BundleError("early-exit stages need a single-input classifier")
         self.stages = [] if self.general else build_stages(models)
@@ -350,7 +350,9 @@ class Engine:
     @property
     def batchable(self) -> bool:
         """Whether every stage accepts more than one row per call."""
-        return not self.general and all(len(s.in_spec.shape) > 0 and s.in_spec.shape[0] != 1 for s in self.stages)
+        if self.general:  # one reading per call on the named-tensor path
+            return False
+        return all(len(s.in_spec.shape) > 0 and s.in_spec.shape[0] != 1 for s in self.stages)
 
     def set_thresholds(self, thresholds: Mapping[int | None, float]) -> None:
         """Change exit thresholds while serving; cached answers are dropped, tensors kept."""
@@ -659,6 +661,11 @@ class Engine:
         i = int(p.argmax())
         label = self._label(i)
         return Prediction(index=i, label=label, confidence=float(p[i]), stage=stage, output=p)
+
+
+def _one_plain_input(model: Model, feeder: Feeder) -> bool:
+    """One input of rank ≥ 1, fed by the reading: what the classifier fast paths take."""
+    return len(model.inputs) == 1 and len(feeder.fed) == 1 and bool(model.inputs[0].shape)
 
 
 def _cached(p: Prediction) -> Prediction:
