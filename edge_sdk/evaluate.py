@@ -240,6 +240,10 @@ def evaluate(
     """
     cfg = config or EvalConfig()
     path = Path(artifact)
+    if data is None and reference is None:
+        recorded = _against_recorded(path, cfg)
+        if recorded is not None:
+            return recorded
     named = None
     if data is not None and not isinstance(data, Dataset):
         from edge_sdk.data import load_named
@@ -371,6 +375,34 @@ def _evaluate_tensors(path: Path, data: str | Path | Dataset | None, named: dict
         runtime=runtime, batch_size=1, reference=None if reference is None else str(reference),
         agreement=agree, output_kind=kind, max_abs_diff=diff,
     )
+
+
+def _against_recorded(path: Path, cfg: EvalConfig) -> EvalResult | None:
+    """A packed bundle without ``--data``: its named validation set replayed here against
+    the outputs recorded when it was built (``None`` for any other artifact)."""
+    from device_agent.update.health import load_named_validation
+    from device_agent.validation import replay
+
+    if path.suffix.lower() != ".edgepkg" or not path.is_file():
+        return None
+    with open_predictor(path, cfg) as p:
+        engine: Any = getattr(p, "_engine", None)
+        manifest = None if engine is None else engine.manifest
+        if manifest is None or manifest.validation is None:
+            return None
+        from device_agent.loader import opened_bundle
+
+        with opened_bundle(path) as b:
+            named = load_named_validation(b.root / manifest.validation)
+        if named is None:
+            return None
+        inputs, y = named
+        got = replay(engine.model, inputs)
+        diff = float(np.max(np.abs(got - y))) if got.shape == y.shape else float("inf")
+        return EvalResult(artifact=str(path), data=f"{path}:{manifest.validation}", samples=len(y), accuracy=None,
+                          error_rate=None, correct=None, runtime=p.runtime, batch_size=1,
+                          reference="the outputs recorded at build time", output_kind=engine.kind.value,
+                          max_abs_diff=diff)
 
 
 def _named_labels(path: Path) -> np.ndarray | None:

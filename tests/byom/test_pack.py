@@ -169,3 +169,9 @@ def test_a_source_failing_every_reading_does_not_flood_the_log(byom: Byom, tmp_p
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1])["summary"]["errors"] == 50
     assert len([x for x in proc.stderr.splitlines() if "skipped" in x]) == 20
+
+
+def test_eval_without_data_replays_the_recorded_validation_set(vad_bundle: Path) -> None:
+    res = runner.invoke(app, ["eval", str(vad_bundle)])
+    assert res.exit_code == 0, res.output
+    assert "max |difference| 0 from the outputs recorded at build time (raw)" in res.output
