@@ -87,6 +87,7 @@ def test_what_the_readme_commands_print(outputs: dict[str, str]) -> None:
     acc = re.search(r"accuracy:\s+([\d.]+)%", _one(outputs, "edge eval textcls.edgepkg"))
     assert acc is not None and float(acc.group(1)) >= 75.0  # int8 against the float model's own labels
     assert "max |difference| 0 from detector.tflite" in _one(outputs, "edge eval detector.edgepkg")
+    assert "from the outputs recorded at build time" in _one(outputs, "edge eval vad.edgepkg")
     assert _one(outputs, "edge verify").startswith("ok: detector")
     served = [json.loads(x) for x in _one(outputs, "edge-agent run detector").splitlines()]
     assert len(served) == 4 and all("boxes" in r["outputs"] for r in served[:3])
