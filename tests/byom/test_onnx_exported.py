@@ -123,3 +123,14 @@ def test_bench_feeds_rank0_int64_as_declared_and_asks_for_free_dims(byom: Byom) 
     assert json.loads(res.output)["input_source"] == "random"
     res = runner.invoke(app, ["bench", str(byom.vad), "--runs", "3", "--shape", "state=3x1x8"])
     assert res.exit_code == 2 and "does not fit the declared (2, -1, 8)" in res.output
+
+
+def test_inspect_tflite_with_free_height_and_width(tmp_path: Path) -> None:
+    from tests.byom.models import dynamic_tflite
+
+    path = dynamic_tflite(tmp_path / "dyn.tflite")
+    info = inspect(str(path))
+    name = info["inputs"][0]["name"]
+    assert info["macs"].startswith(f"unknown: give --shape {name}=1x?x?x3")
+    fixed = inspect(str(path), "--shape", f"{name}=1x32x32x3")
+    assert fixed["macs"] == analysis.conv_macs((32, 32), 8, (3, 3), 3)
