@@ -175,3 +175,24 @@ def test_eval_without_data_replays_the_recorded_validation_set(vad_bundle: Path)
     res = runner.invoke(app, ["eval", str(vad_bundle)])
     assert res.exit_code == 0, res.output
     assert "max |difference| 0 from the outputs recorded at build time (raw)" in res.output
+
+
+def test_toml_spec_with_tables_and_flags_over_it(byom: Byom, tmp_path: Path) -> None:
+    spec = tmp_path / "vad.toml"
+    spec.write_text('name = "vad"\nversion = "2.1.0"\noutput_kind = "regression"\n'
+                    'state = [{output = "stateN", input = "state", reset_after_s = 3.0}]\n'
+                    '[constants]\nsr = 8000\n')
+    out = tmp_path / "v.edgepkg"
+    edge("pack", str(byom.vad), "-o", str(out), "--spec", str(spec), "--constant", "sr=16000")
+    m = read_manifest(out)
+    assert (m.name, m.version, m.output_kind.value) == ("vad", "2.1.0", "regression")
+    assert m.constants[0].values == (16000.0,)  # the flag wins over the file
+    assert m.state[0].reset_after_s == 3.0
+    det = tmp_path / "det.toml"
+    det.write_text('output_kind = "detection"\nlabels = ["face"]\n[detection]\nscore_threshold = 0.7\n')
+    edge("pack", str(byom.detector), "-o", str(tmp_path / "d.edgepkg"), "--spec", str(det))
+    dm = read_manifest(tmp_path / "d.edgepkg")
+    assert dm.detection is not None and dm.detection.score_threshold == 0.7 and dm.labels == ("face",)
+    spec.write_text('colour = "blue"\n')
+    res = runner.invoke(app, ["pack", str(byom.vad), "-o", str(tmp_path / "x.edgepkg"), "--spec", str(spec)])
+    assert res.exit_code == 2 and "unknown key(s) ['colour']" in res.output
