@@ -140,9 +140,10 @@ def detection_spec(outputs: tuple[TensorSpec, ...], given: Mapping[str, Any]) ->
     return det
 
 
-def read_samples(path: Path, feeder: Feeder, what: str) -> list[Value]:
+def read_samples(path: Path, feeder: Feeder, what: str, pipeline: Pipeline) -> list[Value]:
     """Readings from ``--data``: an ``.npz`` with one array per input name (or ``x``),
-    or any data file ``edge`` reads (for a model with one input)."""
+    or any data file ``edge`` reads (for a model with one input), preprocessed by the
+    manifest's steps as the agent will (so they are what the model is fed)."""
     from edge_sdk.data import load_dataset, load_named
 
     named = load_named(path)
@@ -153,7 +154,7 @@ def read_samples(path: Path, feeder: Feeder, what: str) -> list[Value]:
     if len(fed) != 1:
         raise EdgeError(f"{path}: {what} takes {len(fed)} inputs {[s.name for s in fed]}; give an .npz "
                         "with one array per input name (first axis = samples)")
-    return list(load_dataset(path).x)
+    return list(load_dataset(path, pipeline if pipeline else None).x)
 
 
 def carried_state(model: Model, given: tuple[dict[str, Any], ...]) -> tuple[CarriedState, ...]:
@@ -172,8 +173,7 @@ def carried_state(model: Model, given: tuple[dict[str, Any], ...]) -> tuple[Carr
     return tuple(out)
 
 
-def record_validation(model: Model, feeder: Feeder, pipeline: Pipeline, samples: list[Value],
-                      budget: int) -> tuple[bytes, int]:
+def record_validation(model: Model, feeder: Feeder, samples: list[Value], budget: int) -> tuple[bytes, int]:
     """The validation member for the first ``budget`` samples and how many it holds.
 
     With carried state the samples are one stream: each gets the state the previous left."""
@@ -181,8 +181,7 @@ def record_validation(model: Model, feeder: Feeder, pipeline: Pipeline, samples:
     store = StateStore(feeder.state, model.inputs, clock=lambda: 0.0) if feeder.state else None
     tensors = []
     for v in samples[:budget]:
-        value = pipeline(np.asarray(v, dtype=np.float32)) if pipeline and not isinstance(v, Mapping) else v
-        tensors.append(feeder.tensors(value, store.current("") if store else None))
+        tensors.append(feeder.tensors(v, store.current("") if store else None))
         if store is not None:
             raw = model.run_raw(*tensors[-1])
             store.update("", {s.name: r for s, r in zip(model.outputs, raw, strict=True)})
@@ -230,7 +229,7 @@ def pack(model_path: Path, out: Path, spec: PackSpec, *, data: Path | None = Non
     feeder = Feeder(model.inputs, constants_for(model.inputs, spec.constants), carried_state(model, spec.state))
     detection = (detection_spec(model.outputs, spec.detection)
                  if spec.output_kind == OutputKind.DETECTION else None)
-    samples = read_samples(data, feeder, model_path.name) if data is not None else []
+    samples = read_samples(data, feeder, model_path.name, pipeline) if data is not None else []
     with tempfile.TemporaryDirectory(prefix="edge-pack-") as tmp:
         path = model_path
         if spec.int8:
@@ -243,15 +242,16 @@ def pack(model_path: Path, out: Path, spec: PackSpec, *, data: Path | None = Non
         if samples:
             per = sum(np.asarray(t).nbytes for t in feeder.tensors(samples[0]))
             budget = spec.validation_samples or sample_budget(per, len(raw))
-            validation, kept = record_validation(model, feeder, pipeline, samples, budget)
+            validation, kept = record_validation(model, feeder, samples, budget)
         payload = ModelPayload(data=raw, format=fmt, inputs=model.inputs, outputs=model.outputs)
-        summary: dict[str, Any] = {"packed_from": model_path.name, "int8": check or False,
-                   "validation": (f"{kept} of {len(samples)} samples from {data.name}" if data is not None
-                                  else "none: no --data given")}
-        if samples and not isinstance(samples[0], Mapping):
-            processed = [pipeline(np.asarray(v, dtype=np.float32)) if pipeline else np.asarray(v) for v in samples]
-            summary["calibration_range"] = [float(min(np.min(p) for p in processed)),
-                                            float(max(np.max(p) for p in processed))]
+        summary: dict[str, Any] = {
+            "packed_from": model_path.name, "int8": check or False,
+            "validation": (f"{kept} of {len(samples)} samples from {data.name}" if data is not None
+                           else "none: no --data given")}
+        arrays = [v for v in samples if not isinstance(v, Mapping)]
+        if arrays:  # the value range the model was packed with, for eval's range check
+            summary["calibration_range"] = [float(min(np.min(v) for v in arrays)),
+                                            float(max(np.max(v) for v in arrays))]
         written, _ = build_bundle(
             out, name=spec.name, version=spec.version, models=[payload], compression=spec.compression,
             validation=validation, signer=signer, labels=spec.labels, preprocessing=tuple(pipeline.to_dicts()),

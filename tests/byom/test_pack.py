@@ -196,3 +196,23 @@ def test_toml_spec_with_tables_and_flags_over_it(byom: Byom, tmp_path: Path) -> 
     spec.write_text('colour = "blue"\n')
     res = runner.invoke(app, ["pack", str(byom.vad), "-o", str(tmp_path / "x.edgepkg"), "--spec", str(spec)])
     assert res.exit_code == 2 and "unknown key(s) ['colour']" in res.output
+
+
+def test_pack_preprocessing_flags_apply_on_host_and_device(byom: Byom, tmp_path: Path) -> None:
+    raw = tmp_path / "raw.npz"
+    x = np.round(np.load(byom.images)["x"] * 255)
+    np.savez(raw, x=x)
+    out = tmp_path / "seg255.edgepkg"
+    edge("pack", str(byom.segmenter), "-o", str(out), "--output-kind", "raw", "--scale", "1/255",
+         "--data", str(raw), "--validation-samples", "2")
+    m = read_manifest(out)
+    assert m.preprocessing == ({"op": "scale", "factor": pytest.approx(1 / 255), "offset": 0.0},)
+    lo, hi = m.optimization["calibration_range"]
+    assert lo >= 0.0 and hi <= 1.0
+    with opened_bundle(out) as b:
+        assert check_slot(b.root, b.manifest, HealthOptions()).ok
+    proc = agent("run", str(out), "--source", f"file:{raw}", "--limit", "1")
+    assert proc.returncode == 0, proc.stderr
+    (tensor,) = results(proc.stdout)[0]["outputs"].values()
+    want = load_model(byom.segmenter).predict1((x[:1] / 255).astype(np.float32)).reshape(-1)
+    assert tensor["values"] == pytest.approx(want.tolist(), abs=1e-5)
