@@ -47,6 +47,7 @@ from device_agent.quant import dequantize
 from device_agent.runtimes import RuntimeOptions, choose_format, load_model
 from device_agent.runtimes.base import feeder
 from device_agent.runtimes.model import Model
+from device_agent.state import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -303,11 +304,14 @@ class Engine:
         self.manifest = manifest
         self.options = options or EngineOptions()
         self.kind = manifest.output_kind if manifest else OutputKind.CLASSIFIER
-        self.feeder = Feeder(self.model.inputs, manifest.constants if manifest else ())
+        self.feeder = Feeder(self.model.inputs, manifest.constants if manifest else (),
+                             manifest.state if manifest else ())
+        # Carried state (a recurrent model): kept per source stream across readings.
+        self.state = StateStore(manifest.state, self.model.inputs) if manifest and manifest.state else None
         # Several inputs, constants or a non-classifier: the named-tensor path
         # (:meth:`_general`); the classifier fast paths below never see such a model.
-        self.general = self.kind != OutputKind.CLASSIFIER or len(self.feeder.fed) != 1 or len(
-            self.model.inputs) != 1 or not self.model.inputs[0].shape
+        self.general = self.state is not None or self.kind != OutputKind.CLASSIFIER or not _one_plain_input(
+            self.model, self.feeder)
         if self.general and len(models) > 1:
             raise BundleError("early-exit stages need a single-input classifier")
         self.stages = [] if self.general else build_stages(models)
@@ -365,7 +369,9 @@ class Engine:
     @property
     def batchable(self) -> bool:
         """Whether every stage accepts more than one row per call."""
-        return not self.general and all(len(s.in_spec.shape) > 0 and s.in_spec.shape[0] != 1 for s in self.stages)
+        if self.general:  # one reading per call on the named-tensor path
+            return False
+        return all(len(s.in_spec.shape) > 0 and s.in_spec.shape[0] != 1 for s in self.stages)
 
     def set_thresholds(self, thresholds: Mapping[int | None, float]) -> None:
         """Change exit thresholds while serving; cached answers are dropped, tensors kept."""
@@ -387,14 +393,15 @@ class Engine:
                 "per input name, or an MQTT source whose JSON payloads name each input"
             )
 
-    def infer_one(self, value: Value, finite: bool = False) -> Prediction:
+    def infer_one(self, value: Value, finite: bool = False, stream: str = "") -> Prediction:
         """One raw reading → its prediction. Bad input raises :class:`InputError`.
 
         ``finite``: the caller has checked that every value is finite (see
         :attr:`Reading.finite <device_agent.sources.base.Reading>`); the check is skipped.
+        ``stream``: which source stream the reading belongs to (carried state is per stream).
         """
         if self.general:
-            return self._general(value)
+            return self._general(value, stream)
         if self.cache is not None:
             return self._infer_cached(value, self.cache, finite)
         # The per-reading path, kept flat: in the serve loop the CPU caches are cold
@@ -521,14 +528,17 @@ class Engine:
 
     # -- internals -------------------------------------------------------------------
 
-    def _general(self, value: Value) -> Prediction:
+    def _general(self, value: Value, stream: str = "") -> Prediction:
         """Named tensors in, the output kind's answer out (one reading, one call)."""
         if self.pipeline and not isinstance(value, Mapping):
             try:
                 value = self.pipeline(np.asarray(value, dtype=_F32))
             except (ValueError, IndexError) as e:
                 raise InputError(f"preprocessing failed: {e}") from None
-        raw = self.model.run_raw(*self.feeder.tensors(value))
+        carried = self.state.current(stream) if self.state is not None else None
+        raw = self.model.run_raw(*self.feeder.tensors(value, carried))
+        if self.state is not None:
+            self.state.update(stream, {s.name: r for s, r in zip(self.model.outputs, raw, strict=True)})
         outs = [dequantize(r, s) for r, s in zip(raw, self.model.outputs, strict=True)]
         if self.kind == OutputKind.CLASSIFIER:
             p = as_probabilities(np.asarray(outs[0], dtype=np.float32).reshape(1, -1))[0]
@@ -670,6 +680,11 @@ class Engine:
         i = int(p.argmax())
         label = self._label(i)
         return Prediction(index=i, label=label, confidence=float(p[i]), stage=stage, output=p)
+
+
+def _one_plain_input(model: Model, feeder: Feeder) -> bool:
+    """One input of rank ≥ 1, fed by the reading: what the classifier fast paths take."""
+    return len(model.inputs) == 1 and len(feeder.fed) == 1 and bool(model.inputs[0].shape)
 
 
 def _cached(p: Prediction) -> Prediction:

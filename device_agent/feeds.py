@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from device_agent.errors import EdgeError, InputError
-from device_agent.manifest import InputConstant, TensorSpec
+from device_agent.manifest import CarriedState, InputConstant, TensorSpec
 from device_agent.quant import quantize
+from device_agent.state import initial
 
 # What a reading carries: one array, or one array per input name.
 Value = np.ndarray | Mapping[str, np.ndarray]
@@ -30,15 +31,20 @@ class Feeder:
 
     specs: tuple[TensorSpec, ...]
     constants: tuple[InputConstant, ...] = ()
+    state: tuple[CarriedState, ...] = ()  # inputs fed from the previous reading's outputs
+
+    @property
+    def carried(self) -> tuple[str, ...]:
+        return tuple(m.input for m in self.state)
 
     @property
     def fed(self) -> tuple[TensorSpec, ...]:
-        """The inputs a reading must carry (every input but the constants)."""
-        fixed = {c.name for c in self.constants}
+        """The inputs a reading must carry (every input but the constants and carried state)."""
+        fixed = {c.name for c in self.constants} | set(self.carried)
         return tuple(s for s in self.specs if s.name not in fixed)
 
-    def tensors(self, value: Value) -> list[np.ndarray]:
-        """One reading → one tensor per model input, in the model's order."""
+    def tensors(self, value: Value, carried: Mapping[str, np.ndarray] | None = None) -> list[np.ndarray]:
+        """One reading (and the carried state) → one tensor per model input, in order."""
         fed = self.fed
         if isinstance(value, Mapping):
             missing = [s.name for s in fed if s.name not in value]
@@ -53,6 +59,10 @@ class Feeder:
                 )
             arrays = {fed[0].name: value}
         consts = {c.name: constant_tensor(c) for c in self.constants}
+        if self.state:  # a stream's first reading (or a caller without a store): initial values
+            specs = {s.name: s for s in self.specs}
+            consts.update({m.input: initial(specs[m.input], m.initial) for m in self.state})
+            consts.update(carried or {})
         return [consts[s.name] if s.name in consts else as_input(arrays[s.name], s) for s in self.specs]
 
     def check(self, described: Described, *, what: str) -> None:

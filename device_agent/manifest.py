@@ -121,6 +121,27 @@ class InputConstant:
 
 
 @dataclass(frozen=True)
+class CarriedState:
+    """An output fed back as an input on the next reading of the same stream (a recurrent
+    model's state): ``initial`` fills the input at a stream's start and after a reset;
+    ``reset_after_s`` resets a stream that was silent that long."""
+
+    output: str
+    input: str
+    initial: float = 0.0
+    reset_after_s: float | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CarriedState:
+        return cls(
+            output=str(d["output"]),
+            input=str(d["input"]),
+            initial=float(d.get("initial", 0.0)),
+            reset_after_s=None if d.get("reset_after_s") is None else float(d["reset_after_s"]),
+        )
+
+
+@dataclass(frozen=True)
 class TensorSpec:
     """One model input or output. ``shape`` uses -1 for a dynamic dimension.
 
@@ -243,6 +264,7 @@ class Manifest:
     output_kind: OutputKind = OutputKind.CLASSIFIER
     detection: DetectionSpec | None = None
     constants: tuple[InputConstant, ...] = ()
+    state: tuple[CarriedState, ...] = ()
     format_version: int = FORMAT_VERSION
 
     @property
@@ -308,6 +330,7 @@ class Manifest:
             output_kind=OutputKind(d.get("output_kind", "classifier")),
             detection=None if d.get("detection") is None else DetectionSpec.from_dict(d["detection"]),
             constants=tuple(InputConstant.from_dict(c) for c in d.get("constants", [])),
+            state=tuple(CarriedState.from_dict(c) for c in d.get("state", [])),
         )
 
     def validate(self) -> None:
@@ -363,6 +386,15 @@ class Manifest:
         if self.exits and self.output_kind != OutputKind.CLASSIFIER:
             raise BundleError("manifest.json: early exits need output_kind 'classifier'")
         names = {i.name for i in self.inputs}
+        outs = {o.name for o in self.outputs}
+        for st in self.state:
+            if (self.inputs and st.input not in names) or (self.outputs and st.output not in outs):
+                raise BundleError(
+                    f"manifest.json: state {st.output} -> {st.input} names no such output or input "
+                    f"(outputs {sorted(outs)}, inputs {sorted(names)})"
+                )
+            if st.reset_after_s is not None and st.reset_after_s <= 0:
+                raise BundleError(f"manifest.json: state {st.input}: reset_after_s must be positive")
         for c in self.constants:
             if self.inputs and c.name not in names:
                 raise BundleError(f"manifest.json: constant {c.name!r} is not an input of the model")

@@ -16,6 +16,9 @@ and memoized, so the per-reading cost is the arithmetic alone.
 | ``resize`` | ``height``, ``width`` | bilinear, half-pixel centres, on (H, W[, C]) |
 | ``reshape`` | ``shape`` (one ``-1`` allowed) | ``x.reshape(shape)`` |
 | ``transpose`` | ``axes`` | ``x.transpose(axes)`` |
+| ``grayscale`` | | (H, W, 3) → (H, W, 1) luminance |
+| ``channels`` | ``order`` (rgb/bgr) | ``bgr`` reverses the channel axis |
+| ``layout`` | ``to`` (hwc/chw) | one image's channels last or first |
 | ``window`` | ``size``, ``stride``, ``axis`` | sliding windows on ``axis``, stacked first |
 | ``fft`` | ``axis``, ``window`` (hann/none), ``log`` | real-FFT magnitude on ``axis`` |
 | ``spectrogram`` | ``frame``, ``hop``, ``axis``, ``log`` | framed Hann FFTs (frames, bins) |
@@ -134,6 +137,58 @@ class Transpose:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Grayscale:
+    """(H, W, 3) RGB → (H, W, 1) luminance (ITU-R BT.601 weights); (H, W) gains the channel."""
+
+    op: ClassVar[str] = "grayscale"
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim == 2:
+            return x.astype(np.float32, copy=False)[..., None]
+        if x.ndim != 3 or x.shape[-1] not in (1, 3, 4):
+            raise ValueError(f"grayscale expects (H, W[, 1|3|4]), got shape {x.shape}")
+        if x.shape[-1] == 1:
+            return x.astype(np.float32, copy=False)
+        return (x[..., :3].astype(np.float32, copy=False) @ _LUMA)[..., None]
+
+
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Channels:
+    """Channel order of (H, W, C) images: ``bgr`` reverses RGB (what OpenCV-trained models take)."""
+
+    op: ClassVar[str] = "channels"
+    order: str = "rgb"
+
+    def __post_init__(self) -> None:
+        if self.order not in ("rgb", "bgr"):
+            raise BundleError(f"preprocessing channels: order {self.order!r}; expected rgb or bgr")
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x[..., ::-1]) if self.order == "bgr" else x
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layout:
+    """One image's layout: ``chw`` moves channels first (an NCHW model), ``hwc`` keeps them
+    last; an (H, W) image gains its one channel either way."""
+
+    op: ClassVar[str] = "layout"
+    to: str = "hwc"
+
+    def __post_init__(self) -> None:
+        if self.to not in ("hwc", "chw"):
+            raise BundleError(f"preprocessing layout: to {self.to!r}; expected hwc or chw")
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim == 2:
+            x = x[..., None]
+        return np.ascontiguousarray(x.transpose(2, 0, 1)) if self.to == "chw" else x
+
+
+@dataclass(frozen=True, kw_only=True)
 class Window:
     op: ClassVar[str] = "window"
     size: int
@@ -209,7 +264,8 @@ class Spectrogram:
 
 STEPS: dict[str, type] = {
     cls.op: cls
-    for cls in (Cast, Scale, Normalize, Resize, Reshape, Transpose, Window, FFT, Spectrogram)
+    for cls in (Cast, Scale, Normalize, Resize, Grayscale, Channels, Layout, Reshape, Transpose, Window, FFT,
+                Spectrogram)
 }
 
 

@@ -25,6 +25,8 @@ from device_agent.sources.base import Reading, Source
 from device_agent.stats import TRIM_EVERY, RunStats
 
 log = logging.getLogger(__name__)
+LOG_FIRST = 20  # skipped readings logged one by one, then one in LOG_EVERY
+LOG_EVERY = 10_000
 
 
 class Observer(Protocol):
@@ -104,7 +106,9 @@ def _loop(
                 continue
             t0 = clock()
             try:
-                pred = ref.engine.infer_one(value, reading.finite)
+                engine = ref.engine
+                pred = (engine.infer_one(value, reading.finite, reading.meta.get("stream", ""))
+                        if engine.state is not None else engine.infer_one(value, reading.finite))
             except (EdgeError, ValueError) as e:
                 _fail(reading, str(e), observers, stats)
                 if limit is not None and taken >= limit:
@@ -117,7 +121,7 @@ def _loop(
             exits[pred.stage] = exits.get(pred.stage, 0) + 1
             if pred.cached:
                 stats.cache_hits += 1
-            if truth is not None:
+            if truth is not None and pred.outputs is None:  # a class to score: classifiers only
                 stats.labelled += 1
                 stats.correct += int(truth == pred.index)
             if consumers:  # a Result only for someone to read it (-q with telemetry: nobody)
@@ -209,8 +213,13 @@ def _result(seq: int, reading: Reading, pred: Prediction, latency_ms: float) -> 
 
 
 def _fail(reading: Reading, reason: str, observers: Sequence[Observer], stats: RunStats) -> None:
-    """Log and count a reading that produced no result."""
-    log.warning("input %s skipped: %s", reading.id, reason)
+    """Count a reading that produced no result; log the first ones and then one in
+    ``LOG_EVERY`` (a source failing every reading must not flood the log)."""
     stats.errors += 1
+    if stats.errors <= LOG_FIRST:
+        log.warning("input %s skipped: %s", reading.id, reason)
+    elif stats.errors % LOG_EVERY == 0:
+        log.warning("input %s skipped: %s (%d readings skipped so far; logging one in %d)",
+                    reading.id, reason, stats.errors, LOG_EVERY)
     for o in observers:
         o.on_error(reading, reason)

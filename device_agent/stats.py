@@ -65,7 +65,7 @@ class RunStats:
         exits[result.stage] = exits.get(result.stage, 0) + 1
         if result.cached:
             self.cache_hits += 1
-        if result.truth is not None:
+        if result.truth is not None and result.outputs is None:  # a class to score: classifiers only
             self.labelled += 1
             self.correct += int(result.truth == result.index)
 

@@ -109,10 +109,10 @@ def input_shape(spec: TensorSpec, batch: int) -> tuple[int, ...]:
         return ()
     rest = spec.shape[1:]
     if any(d <= 0 for d in rest):
-        example = "x".join(str(d if d > 0 else "N") for d in spec.shape)
+        example = "x".join(str(d) if d > 0 else ("1" if i == 0 else "?") for i, d in enumerate(spec.shape))
         raise EdgeError(
             f"input {spec.name} has dynamic dimensions {spec.shape}; give --shape {spec.name}={example} "
-            "with numbers, or --data with real inputs"
+            "with numbers for ?, or --data with real inputs"
         )
     return (batch if spec.shape[0] <= 0 or batch > 1 else spec.shape[0], *rest)
 

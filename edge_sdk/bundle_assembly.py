@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,8 @@ def write_outputs(report: Report, labels: tuple[str, ...], *,
                   compression: Compression = Compression.NONE,
                   held_out: np.ndarray | None = None,
                   output_kind: OutputKind = OutputKind.CLASSIFIER,
-                  validation_samples: int | None = None) -> Report:
+                  validation_samples: int | None = None,
+                  preprocessing: tuple[dict[str, Any], ...] = ()) -> Report:
     """Write the bundle and the three report files for ``report``; returns it.
 
     With ``held_out`` inputs the bundle carries a validation set (:func:`validation_npz`,
@@ -104,7 +106,8 @@ def write_outputs(report: Report, labels: tuple[str, ...], *,
                      models=payloads(report), labels=labels, compression=compression,
                      exits=report.cascade.exits if report.cascade is not None else (),
                      validation=validation,
-                     optimization=report.optimization_summary(), output_kind=output_kind)
+                     optimization=report.optimization_summary(), output_kind=output_kind,
+                     preprocessing=preprocessing)
         # mkstemp creates 0600 files; a bundle is meant to be copied and served.
         staged_bundle.chmod(0o644)
         report = replace(report, shipped=shipped_bytes(manifest, staged_bundle.stat().st_size))

@@ -6,6 +6,7 @@ or raises :class:`EdgeError` naming the file and what was wrong.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,13 +51,16 @@ class Dataset:
         return self.y
 
 
-def load_dataset(path: str | Path) -> Dataset:
-    """Load ``path`` by its kind: ``.npz``, ``.csv`` or a directory of class folders."""
+def load_dataset(path: str | Path, transform: Callable[[np.ndarray], np.ndarray] | None = None) -> Dataset:
+    """Load ``path`` by its kind: ``.npz``, ``.csv`` or a directory of class folders.
+
+    ``transform`` (the manifest's preprocessing) is applied to every sample: to each image
+    of a folder before they are stacked, so images of different sizes can be resized."""
     p = Path(path)
     if not p.exists():
         raise EdgeError(f"{p}: no such data file or folder")
     if p.is_dir():
-        ds = _load_image_folder(p)
+        ds = _load_image_folder(p, transform)
     elif p.suffix.lower() == ".npz":
         ds = _load_npz(p)
     elif p.suffix.lower() == ".csv":
@@ -65,7 +69,16 @@ def load_dataset(path: str | Path) -> Dataset:
         raise EdgeError(f"{p}: unknown data format {p.suffix!r}; expected .npz, .csv or a folder")
     if len(ds) == 0:
         raise EdgeError(f"{p}: the data set is empty")
+    if transform is not None and not p.is_dir():
+        ds = Dataset(_each(ds.x, transform, p), ds.y, ds.source, ds.classes)
     return ds
+
+
+def _each(x: np.ndarray, transform: Callable[[np.ndarray], np.ndarray], p: Path) -> np.ndarray:
+    try:
+        return np.stack([np.asarray(transform(s), dtype=np.float32) for s in x])
+    except (ValueError, IndexError) as e:
+        raise EdgeError(f"{p}: preprocessing failed on a sample of shape {x.shape[1:]}: {e}") from None
 
 
 def _load_npz(p: Path) -> Dataset:
@@ -101,7 +114,7 @@ def _load_csv(p: Path) -> Dataset:
     return Dataset(rows.x, rows.y, str(p))
 
 
-def _load_image_folder(p: Path) -> Dataset:
+def _load_image_folder(p: Path, transform: Callable[[np.ndarray], np.ndarray] | None = None) -> Dataset:
     classes = sorted(d.name for d in p.iterdir() if d.is_dir())
     if not classes:
         raise EdgeError(f"{p}: expected one subfolder per class holding images")
@@ -116,15 +129,18 @@ def _load_image_folder(p: Path) -> Dataset:
                 continue
             try:
                 with Image.open(f) as im:
-                    xs.append(np.asarray(im, dtype=np.float32))
+                    img = np.asarray(im, dtype=np.float32)
+                xs.append(img if transform is None else np.asarray(transform(img), dtype=np.float32))
             except OSError as e:
                 raise EdgeError(f"{f}: not a readable image ({e})") from e
+            except (ValueError, IndexError) as e:
+                raise EdgeError(f"{f}: preprocessing failed on an image of shape {img.shape}: {e}") from None
             ys.append(label)
     if not xs:
         raise EdgeError(f"{p}: no images ({', '.join(sorted(_IMAGE_SUFFIXES))}) in class folders")
     shapes = {a.shape for a in xs}
     if len(shapes) > 1:
-        raise EdgeError(f"{p}: images differ in size {sorted(shapes)}; resize them to one size")
+        raise EdgeError(f"{p}: images differ in size {sorted(shapes)}; give --resize HxW")
     x = np.stack(xs)
     if x.ndim == 3:
         x = x[..., None]

@@ -55,6 +55,7 @@ class EvalResult:
     # "accuracy" (labels), or "agreement" with recorded outputs (a bundle's validation set)
     measured: str = "accuracy"
     output_kind: str = "classifier"
+    warnings: tuple[str, ...] = ()  # e.g. data in another value range than the calibration's
     # Not a classifier, or compared by outputs: the largest |difference| from --reference.
     max_abs_diff: float | None = None
 
@@ -292,6 +293,10 @@ def evaluate(
     """
     cfg = config or EvalConfig()
     path = Path(artifact)
+    if data is None and reference is None:
+        recorded = _against_recorded(path, cfg)
+        if recorded is not None:
+            return recorded
     named = None
     if data is not None and not isinstance(data, Dataset):
         from edge_sdk.data import load_named
@@ -310,6 +315,7 @@ def evaluate(
         ds.require_labels()
     with open_predictor(path, cfg) as p:
         x = ds.x if p.preprocesses else fit_to_shape(ds, p.input_shape, what=f"model {path.name}").x
+        warns = _range_warnings(p, x)
         pred, used = predict_all(p, x, cfg.batch_size)
         runtime, exits = p.runtime, p.exits
     agree = None
@@ -331,7 +337,29 @@ def evaluate(
         reference=None if reference is None else str(reference),
         agreement=agree,
         exits=None if exits is None else {str(k): v for k, v in sorted(exits.items())},
+        warnings=warns,
     )
+
+
+def _range_warnings(p: Predictor, x: np.ndarray) -> tuple[str, ...]:
+    """A bundle records the value range it was calibrated on; data far outside it (raw
+    0..255 pixels for a model calibrated on 0..1) is said before its accuracy."""
+    from edge_sdk.preprocess_flags import range_mismatch, value_range
+
+    engine: Any = getattr(p, "_engine", None)
+    if engine is None or engine.manifest is None:
+        return ()
+    manifest = engine.manifest
+    calibrated = manifest.optimization.get("calibration_range") or manifest.optimization.get(
+        "recipe", {}).get("calibration_range")
+    if not calibrated or len(x) == 0:
+        return ()
+    try:
+        seen = value_range(engine.pipeline.batch(x[:256]) if engine.pipeline else x)
+    except (ValueError, IndexError):
+        return ()
+    why = range_mismatch((float(calibrated[0]), float(calibrated[1])), seen)
+    return () if why is None else (why,)
 
 
 def _general(path: Path, cfg: EvalConfig) -> bool:
@@ -401,6 +429,34 @@ def _evaluate_tensors(path: Path, data: str | Path | Dataset | None, named: dict
         runtime=runtime, batch_size=1, reference=None if reference is None else str(reference),
         agreement=agree, output_kind=kind, max_abs_diff=diff,
     )
+
+
+def _against_recorded(path: Path, cfg: EvalConfig) -> EvalResult | None:
+    """A packed bundle without ``--data``: its named validation set replayed here against
+    the outputs recorded when it was built (``None`` for any other artifact)."""
+    from device_agent.update.health import load_named_validation
+    from device_agent.validation import replay
+
+    if path.suffix.lower() != ".edgepkg" or not path.is_file():
+        return None
+    with open_predictor(path, cfg) as p:
+        engine: Any = getattr(p, "_engine", None)
+        manifest = None if engine is None else engine.manifest
+        if manifest is None or manifest.validation is None:
+            return None
+        from device_agent.loader import opened_bundle
+
+        with opened_bundle(path) as b:
+            named = load_named_validation(b.root / manifest.validation)
+        if named is None:
+            return None
+        inputs, y = named
+        got = replay(engine.model, inputs)
+        diff = float(np.max(np.abs(got - y))) if got.shape == y.shape else float("inf")
+        return EvalResult(artifact=str(path), data=f"{path}:{manifest.validation}", samples=len(y), accuracy=None,
+                          error_rate=None, correct=None, runtime=p.runtime, batch_size=1,
+                          reference="the outputs recorded at build time", output_kind=engine.kind.value,
+                          max_abs_diff=diff)
 
 
 def _named_labels(path: Path) -> np.ndarray | None:

@@ -96,9 +96,11 @@ def _op_counts(ops: Any) -> dict[str, int]:
 
 
 def _describe_tflite(path: Path, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Any]:
-    from device_agent.runtimes import load_model
+    from device_agent.runtimes import RuntimeOptions, load_model
 
-    model = load_model(path)
+    # Without XNNPACK: the delegate takes over the ops, and a resized input would leave
+    # the intermediate shapes the MAC count reads at their first allocation.
+    model = load_model(path, options=RuntimeOptions(xnnpack=False) if shapes else None)
     _check_shape_names(shapes, [s.name for s in model.inputs])
     inner = getattr(model.runtime, "_interp", None)
     info: dict[str, Any] = {"kind": "tflite", "backend": model.backend,

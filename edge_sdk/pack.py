@@ -22,6 +22,7 @@ import tomllib
 from device_agent.errors import EdgeError
 from device_agent.feeds import Feeder, Value
 from device_agent.manifest import (
+    CarriedState,
     Compression,
     DetectionSpec,
     InputConstant,
@@ -32,6 +33,7 @@ from device_agent.manifest import (
 from device_agent.preprocess import Pipeline
 from device_agent.runtimes import format_of, load_model
 from device_agent.runtimes.model import Model
+from device_agent.state import StateStore
 from device_agent.validation import pack_named, replay, sample_budget
 
 
@@ -46,6 +48,7 @@ class PackSpec:
     detection: dict[str, Any] = field(default_factory=dict)  # DetectionSpec fields given
     preprocessing: tuple[dict[str, Any], ...] = ()
     constants: dict[str, Any] = field(default_factory=dict)  # input name → value(s)
+    state: tuple[dict[str, Any], ...] = ()  # CarriedState fields: output, input, initial, reset_after_s
     int8: bool = False
     validation_samples: int | None = None  # None: as many as 10% of the model's bytes
     calibration_samples: int = 200
@@ -63,6 +66,7 @@ class PackResult:
     validation_offered: int
     output_kind: str
     int8: bool
+    int8_check: str | None = None  # what the int8 file holds, read from it
 
     def lines(self) -> list[str]:
         kept = (f"{self.validation_samples} of {self.validation_offered} samples"
@@ -70,6 +74,7 @@ class PackResult:
         return [
             f"bundle:      {self.bundle} ({self.bundle_bytes:,} bytes)",
             f"model:       {self.model_bytes:,} bytes{' (int8)' if self.int8 else ''}",
+            *([f"int8:        {self.int8_check}"] if self.int8_check else []),
             f"output kind: {self.output_kind}",
             f"validation:  {kept}",
         ]
@@ -135,9 +140,10 @@ def detection_spec(outputs: tuple[TensorSpec, ...], given: Mapping[str, Any]) ->
     return det
 
 
-def read_samples(path: Path, feeder: Feeder, what: str) -> list[Value]:
+def read_samples(path: Path, feeder: Feeder, what: str, pipeline: Pipeline) -> list[Value]:
     """Readings from ``--data``: an ``.npz`` with one array per input name (or ``x``),
-    or any data file ``edge`` reads (for a model with one input)."""
+    or any data file ``edge`` reads (for a model with one input), preprocessed by the
+    manifest's steps as the agent will (so they are what the model is fed)."""
     from edge_sdk.data import load_dataset, load_named
 
     named = load_named(path)
@@ -148,17 +154,37 @@ def read_samples(path: Path, feeder: Feeder, what: str) -> list[Value]:
     if len(fed) != 1:
         raise EdgeError(f"{path}: {what} takes {len(fed)} inputs {[s.name for s in fed]}; give an .npz "
                         "with one array per input name (first axis = samples)")
-    return list(load_dataset(path).x)
+    return list(load_dataset(path, pipeline if pipeline else None).x)
 
 
-def record_validation(model: Model, feeder: Feeder, pipeline: Pipeline, samples: list[Value],
-                      budget: int) -> tuple[bytes, int]:
-    """The validation member for the first ``budget`` samples and how many it holds."""
+def carried_state(model: Model, given: tuple[dict[str, Any], ...]) -> tuple[CarriedState, ...]:
+    """The ``--state OUTPUT=INPUT`` mappings, checked against the model's names."""
+    ins, outs = {s.name for s in model.inputs}, {s.name for s in model.outputs}
+    out = []
+    for d in given:
+        try:
+            st = CarriedState.from_dict(d)
+        except (KeyError, TypeError, ValueError) as e:
+            raise EdgeError(f"state {d}: expected output, input and optional initial, reset_after_s ({e})") from None
+        if st.output not in outs or st.input not in ins:
+            raise EdgeError(f"--state {st.output}={st.input}: the model's outputs are {sorted(outs)} and "
+                            f"inputs {sorted(ins)}")
+        out.append(st)
+    return tuple(out)
+
+
+def record_validation(model: Model, feeder: Feeder, samples: list[Value], budget: int) -> tuple[bytes, int]:
+    """The validation member for the first ``budget`` samples and how many it holds.
+
+    With carried state the samples are one stream: each gets the state the previous left."""
     names = [s.name for s in model.inputs]
+    store = StateStore(feeder.state, model.inputs, clock=lambda: 0.0) if feeder.state else None
     tensors = []
     for v in samples[:budget]:
-        value = pipeline(np.asarray(v, dtype=np.float32)) if pipeline and not isinstance(v, Mapping) else v
-        tensors.append(feeder.tensors(value))
+        tensors.append(feeder.tensors(v, store.current("") if store else None))
+        if store is not None:
+            raw = model.run_raw(*tensors[-1])
+            store.update("", {s.name: r for s, r in zip(model.outputs, raw, strict=True)})
     stacked = {n: np.stack([t[k] for t in tensors]) for k, n in enumerate(names)}
     y = replay(model, stacked)
     return pack_named(tensors, names, y), len(tensors)
@@ -200,10 +226,10 @@ def pack(model_path: Path, out: Path, spec: PackSpec, *, data: Path | None = Non
                         "--int8) or pack the .tflite as it is")
     pipeline = Pipeline.parse(spec.preprocessing)
     model = load_model(model_path)
-    feeder = Feeder(model.inputs, constants_for(model.inputs, spec.constants))
+    feeder = Feeder(model.inputs, constants_for(model.inputs, spec.constants), carried_state(model, spec.state))
     detection = (detection_spec(model.outputs, spec.detection)
                  if spec.output_kind == OutputKind.DETECTION else None)
-    samples = read_samples(data, feeder, model_path.name) if data is not None else []
+    samples = read_samples(data, feeder, model_path.name, pipeline) if data is not None else []
     with tempfile.TemporaryDirectory(prefix="edge-pack-") as tmp:
         path = model_path
         if spec.int8:
@@ -211,20 +237,34 @@ def pack(model_path: Path, out: Path, spec: PackSpec, *, data: Path | None = Non
             path.write_bytes(quantize_onnx(model_path, feeder, samples, spec, Path(tmp)))
             model = load_model(path)
         raw = path.read_bytes()
+        check = _int8_check(raw) if spec.int8 else None
         validation, kept = None, 0
         if samples:
             per = sum(np.asarray(t).nbytes for t in feeder.tensors(samples[0]))
             budget = spec.validation_samples or sample_budget(per, len(raw))
-            validation, kept = record_validation(model, feeder, pipeline, samples, budget)
+            validation, kept = record_validation(model, feeder, samples, budget)
         payload = ModelPayload(data=raw, format=fmt, inputs=model.inputs, outputs=model.outputs)
-        summary = {"packed_from": model_path.name, "int8": spec.int8,
-                   "validation": (f"{kept} of {len(samples)} samples from {data.name}" if data is not None
-                                  else "none: no --data given")}
+        summary: dict[str, Any] = {
+            "packed_from": model_path.name, "int8": check or False,
+            "validation": (f"{kept} of {len(samples)} samples from {data.name}" if data is not None
+                           else "none: no --data given")}
+        arrays = [v for v in samples if not isinstance(v, Mapping)]
+        if arrays:  # the value range the model was packed with, for eval's range check
+            summary["calibration_range"] = [float(min(np.min(v) for v in arrays)),
+                                            float(max(np.max(v) for v in arrays))]
         written, _ = build_bundle(
             out, name=spec.name, version=spec.version, models=[payload], compression=spec.compression,
             validation=validation, signer=signer, labels=spec.labels, preprocessing=tuple(pipeline.to_dicts()),
-            output_kind=spec.output_kind, detection=detection, constants=feeder.constants,
+            output_kind=spec.output_kind, detection=detection, constants=feeder.constants, state=feeder.state,
             optimization=summary)
     return PackResult(bundle=written, model_bytes=len(raw), bundle_bytes=written.stat().st_size,
                       validation_samples=kept, validation_offered=len(samples),
-                      output_kind=spec.output_kind.value, int8=spec.int8)
+                      output_kind=spec.output_kind.value, int8=spec.int8, int8_check=check)
+
+
+def _int8_check(data: bytes) -> str:
+    import onnx
+
+    from edge_sdk.passes.onnx_prep import check_int8
+
+    return check_int8(onnx.load_from_string(data)).describe()

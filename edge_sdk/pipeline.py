@@ -45,6 +45,7 @@ from edge_sdk.passes.early_exit import EarlyExitConfig, check_exit_layers
 from edge_sdk.passes.quantize import Decision, Exporter, QuantizeConfig, search
 from edge_sdk.passes.quantize_onnx import OnnxExporter
 from edge_sdk.passes.quantize_tflite import TFLiteExporter
+from edge_sdk.preprocess_flags import range_mismatch, value_range
 from edge_sdk.report import Comparison, Metrics, Report, StepRecord, TargetResult, run_spread
 from edge_sdk.search import SearchConfig
 from edge_sdk.step_metrics import StepSize, codec, model_size
@@ -108,6 +109,8 @@ class Recipe:
     output_kind: OutputKind = OutputKind.CLASSIFIER  # recorded in the manifest for the agent
     validation_samples: int | None = None  # the bundle's health-check set; None: 10% of model bytes
     force: bool = False  # ship steps over ``max_drop`` (recorded as overruns) instead of refusing
+    # The manifest's preprocessing steps: applied to --data here as the agent applies them.
+    preprocessing: tuple[dict[str, Any], ...] = ()
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -121,6 +124,7 @@ class Recipe:
             "search": self.search.describe() if self.search else None,
             "max_drop_covers": "every step",
             "output_kind": self.output_kind.value,
+            "preprocessing": [dict(s) for s in self.preprocessing],
         }
 
 
@@ -168,7 +172,9 @@ def optimize(job: Job, recipe: Recipe, *, progress: Progress = no_progress) -> R
         report = Report(
             name=job.name, version=job.version, bundle=job.out, source=str(job.model),
             recipe={**recipe.summary(), **_searched(state, recipe, results),
-                    "budget": budget.summary(recipe.max_drop, recipe.force, state.overruns)},
+                    "budget": budget.summary(recipe.max_drop, recipe.force, state.overruns),
+                    "calibration_range": list(value_range(state.calib.x))},
+            warnings=_range_warnings(state),
             steps=tuple(state.steps), targets=tuple(results),
             comparisons=tuple(comparisons),
             calibration_samples=min(len(state.calib), recipe.quantize.samples),
@@ -176,9 +182,16 @@ def optimize(job: Job, recipe: Recipe, *, progress: Progress = no_progress) -> R
         )
         progress("writing bundle", 0, 1)
         return write_outputs(report, state.labels, compression=recipe.compression, held_out=state.val.x,
-                             output_kind=recipe.output_kind, validation_samples=recipe.validation_samples)
+                             output_kind=recipe.output_kind, validation_samples=recipe.validation_samples,
+                             preprocessing=recipe.preprocessing)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _range_warnings(state: _State) -> tuple[str, ...]:
+    """The held-out data's values against the calibration data's (after preprocessing)."""
+    why = range_mismatch(value_range(state.calib.x), value_range(state.val.x))
+    return () if why is None else (f"--eval-data: {why}",)
 
 
 def _check_output(job: Job) -> None:
@@ -230,11 +243,14 @@ def _io_shape(source: SourceModel) -> tuple[tuple[int, ...], int]:
 
 def _split(job: Job, recipe: Recipe, shape: tuple[int, ...]) -> tuple[Dataset, Dataset, Dataset, str]:
     """(calibration, selection, held-out, where the held-out split came from)."""
+    from device_agent.preprocess import Pipeline
     from edge_sdk.holdout import stratified_split
 
-    data = fit_to_shape(load_dataset(job.data), shape)
+    steps = Pipeline.parse(recipe.preprocessing) if recipe.preprocessing else None
+    data = fit_to_shape(load_dataset(job.data, steps), shape)
     if job.eval_data is not None:
-        held, source = fit_to_shape(load_dataset(job.eval_data), shape), f"--eval-data {job.eval_data}"
+        held = fit_to_shape(load_dataset(job.eval_data, steps), shape)
+        source = f"--eval-data {job.eval_data}"
     else:
         if len(data) < 4:
             raise EdgeError(f"{job.data}: {len(data)} sample(s); need at least 4 to split into "
@@ -487,6 +503,7 @@ def _quantize(state: _State, recipe: Recipe, exporter: Exporter, float_acc: floa
         evaluate=score,
         sensitive=lambda: _sensitive(exporter, state, cfg, score),
         reference=float_acc, max_drop=_int8_budget(state, recipe, float_acc), progress=progress,
+        time_budget_s=INT8_SEARCH_BUDGET_S,
     )
     if not decision.within_budget and recipe.force:
         base = state.steps[0].accuracy
@@ -495,14 +512,20 @@ def _quantize(state: _State, recipe: Recipe, exporter: Exporter, float_acc: floa
             round(base - decision.chosen.accuracy, 4), recipe.max_drop))
     elif not decision.within_budget:
         tried = ", ".join(f"{a.remedy} ({a.drop:+.2f})" for a in decision.attempts)
+        after = f"after {decision.stopped}" if decision.stopped else "after every remedy"
         raise EdgeError(
             f"int8 {exporter.format.value}: accuracy drops {decision.chosen.drop:.2f} points, over "
-            f"its budget of {decision.budget} (--max-drop {recipe.max_drop}) after every remedy "
+            f"its budget of {decision.budget} (--max-drop {recipe.max_drop}) {after} "
             f"[{tried}]; --max-drop {max(decision.chosen.drop, 0.0) + 0.01:.2f} accepts the best of them "
             "(it bounds int8 alone with --no-search), give more calibration data, leave out --int8, "
             "or pass --force to ship it over budget"
         )
     return decision, notes
+
+
+# The int8 remedy search stops trying new remedies after this long (the best so far wins
+# or the failure names the --max-drop that accepts it).
+INT8_SEARCH_BUDGET_S = 120.0
 
 
 def _quantize_once(exporter: Exporter, state: _State, cfg: QuantizeConfig, work: Path) -> bytes:

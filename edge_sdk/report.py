@@ -176,10 +176,12 @@ class Report:
     # What ships: "bundle" (the .edgepkg's bytes) and, per target format, its model files
     # as stored in it; set when the bundle is written.
     shipped: dict[str, int] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # things a person should look at (a data range mismatch)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "bundled_validation_samples": self.bundled_validation,
+            "warnings": list(self.warnings),
             "cascade": None if self.cascade is None else self.cascade.to_dict(),
             "held_out": None if self.held_out is None else self.held_out.to_dict(),
             "name": self.name,
@@ -519,6 +521,8 @@ def print_table(report: Report, console: Any = None) -> None:
             say(f"note: {n}")
     if report.cascade is not None:
         _print_cascade(report.cascade, console, say)
+    for w in report.warnings:
+        say(f"warning: {w}")
     say(f"validation set in the bundle: {report.bundled_validation} of {report.validation_samples} "
         "held-out samples (the device's health check replays them)")
     if report.held_out is not None:

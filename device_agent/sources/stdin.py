@@ -28,6 +28,8 @@ def parse_line(line: str, n: int) -> Reading:
         rid = str(obj.get("id", rid))
         if isinstance(obj.get("label"), int):
             meta["label"] = obj["label"]
+        if isinstance(obj.get("stream"), str):
+            meta["stream"] = obj["stream"]  # carried state is kept per stream
         if isinstance(obj.get("inputs"), dict):
             return _named(rid, obj["inputs"], meta, n)
         obj = obj.get("x")

@@ -42,6 +42,8 @@ def eval_artifact(
     cfg = EvalConfig(batch_size=batch_size, runtime=runtime, threads=threads,
                      thresholds=parse_threshold_options(exit_threshold))
     result = evaluate(artifact, data, reference=reference, config=cfg)
+    for w in result.warnings:
+        typer.echo(f"warning: {w}", err=True)
     if as_json:
         print_json(result.to_dict())
         return

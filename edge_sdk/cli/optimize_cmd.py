@@ -74,6 +74,13 @@ def optimize(
     output_kind: str = typer.Option(
         "classifier", "--output-kind", help="What the outputs mean, for the agent: classifier, raw or "
         "regression (detection: wrap the converted model with edge pack)"),
+    resize: str | None = typer.Option(None, "--resize", help="Images: resize to HEIGHTxWIDTH (bilinear)"),
+    scale: str | None = typer.Option(None, "--scale", help="Multiply values by this (1/255 for 8-bit pixels)"),
+    mean: str | None = typer.Option(None, "--mean", help="Normalize: subtract this (per channel: a,b,c)"),
+    std: str | None = typer.Option(None, "--std", help="Normalize: divide by this (per channel: a,b,c)"),
+    grayscale: bool = typer.Option(False, "--grayscale", help="Images: RGB to one luminance channel"),
+    bgr: bool = typer.Option(False, "--bgr", help="Images: reverse the channel order (RGB to BGR)"),
+    layout: str | None = typer.Option(None, "--layout", help="Images: nchw (channels first) or nhwc"),
     validation_samples: int | None = typer.Option(
         None, "--validation-samples", min=1, help="Held-out samples the bundle carries for the device's "
         "health check (default: as many as fit in 10%% of the model files' bytes, at least 1)"),
@@ -112,6 +119,7 @@ def optimize(
 
         load_signer(sign)  # a bad key fails now, not after the optimization
 
+    from edge_sdk.preprocess_flags import steps_from_flags
     from edge_sdk.search import from_flags
 
     flags = CompressionFlags(prune=prune, share=share, lowrank=lowrank, distill=distill)
@@ -126,7 +134,9 @@ def optimize(
                      flags, compress or ("xz" if searching else "none"))
     recipe = replace(recipe, search=searching, measure_steps=step_metrics, force=force, early_exit=_early_exit(
         early_exit, exit_at, exit_fractions, exit_criterion, exit_epochs, exit_int8_first),
-        output_kind=_output_kind(output_kind, early_exit), validation_samples=validation_samples)
+        output_kind=_output_kind(output_kind, early_exit), validation_samples=validation_samples,
+        preprocessing=steps_from_flags(resize=resize, scale=scale, mean=mean, std=std, grayscale=grayscale,
+                                       bgr=bgr, layout=layout))
     job = Job(model=model, data=data, out=out, name=name or _default_name(out), version=version,
               eval_data=eval_data)
     with rich_progress(enabled=not as_json) as progress, quiet():

@@ -33,9 +33,20 @@ def pack(
     score_threshold: float | None = typer.Option(None, "--score-threshold", help="Detection: keep scores ≥ this"),
     nms_iou: float | None = typer.Option(None, "--nms-iou", help="Detection: suppress overlaps above this IoU"),
     constant: list[str] = typer.Option([], "--constant", help="Fix an input: NAME=VALUE[,VALUE...]"),
+    state: list[str] = typer.Option(
+        [], "--state", help="Carry an output into an input on the next reading of a stream: OUTPUT=INPUT"),
+    state_reset_after: float | None = typer.Option(
+        None, "--state-reset-after", help="Reset a stream's state after this many silent seconds"),
     data: Path | None = typer.Option(
         None, "--data", help="Sample inputs: .npz with one array per input name (or x), CSV or image "
         "folder. Recorded as the validation set (and int8 calibration)"),
+    resize: str | None = typer.Option(None, "--resize", help="Images: resize to HEIGHTxWIDTH (bilinear)"),
+    scale: str | None = typer.Option(None, "--scale", help="Multiply values by this (1/255 for 8-bit pixels)"),
+    mean: str | None = typer.Option(None, "--mean", help="Normalize: subtract this (per channel: a,b,c)"),
+    std: str | None = typer.Option(None, "--std", help="Normalize: divide by this (per channel: a,b,c)"),
+    grayscale: bool = typer.Option(False, "--grayscale", help="Images: RGB to one luminance channel"),
+    bgr: bool = typer.Option(False, "--bgr", help="Images: reverse the channel order (RGB to BGR)"),
+    layout: str | None = typer.Option(None, "--layout", help="Images: nchw (channels first) or nhwc"),
     int8: bool = typer.Option(False, "--int8", help="ONNX: static int8 post-training quantization on --data"),
     validation_samples: int | None = typer.Option(
         None, "--validation-samples", min=1, help="Samples to keep (default: up to 10%% of the model's bytes)"),
@@ -47,6 +58,7 @@ def pack(
 
     from edge_sdk.pack import PackSpec, default_name, spec_from_toml
     from edge_sdk.pack import pack as run
+    from edge_sdk.preprocess_flags import steps_from_flags
 
     fields: dict[str, Any] = spec_from_toml(spec) if spec is not None else {}
     fields.setdefault("name", default_name(out))
@@ -59,12 +71,21 @@ def pack(
     consts = dict(fields.get("constants", {}))
     consts.update(_constants(constant))
     fields["constants"] = consts
+    maps = [dict(d) for d in fields.get("state", ())] + _state(state)
+    if state_reset_after is not None:
+        for d in maps:
+            d["reset_after_s"] = state_reset_after
+    fields["state"] = tuple(maps)
     for k, v in (("name", name), ("version", version), ("output_kind", output_kind),
                  ("validation_samples", validation_samples), ("compression", compress)):
         if v is not None:
             fields[k] = v
     if labels is not None:
         fields["labels"] = _labels(labels)
+    steps = steps_from_flags(resize=resize, scale=scale, mean=mean, std=std, grayscale=grayscale, bgr=bgr,
+                             layout=layout)
+    if steps:  # the flags replace the TOML file's steps
+        fields["preprocessing"] = steps
     if int8:
         fields["int8"] = True
     result = run(model, out, _spec(PackSpec, fields), data=data, key=key)
@@ -101,6 +122,18 @@ def _labels(value: str) -> tuple[str, ...]:
     if p.is_file():
         return tuple(line.strip() for line in p.read_text().splitlines() if line.strip())
     return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _state(options: list[str]) -> list[dict[str, Any]]:
+    from device_agent.errors import EdgeError
+
+    out = []
+    for opt in options:
+        output, eq, inp = opt.partition("=")
+        if not eq or not output or not inp:
+            raise EdgeError(f"--state {opt!r}: expected OUTPUT=INPUT (e.g. stateN=state)")
+        out.append({"output": output, "input": inp})
+    return out
 
 
 def _constants(options: list[str]) -> dict[str, list[float]]:

@@ -7,6 +7,7 @@ the search here is pure: it only calls the ``evaluate`` function it is given.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -82,6 +83,7 @@ class Decision:
     attempts: tuple[Attempt, ...]
     data: bytes
     budget: float
+    stopped: str | None = None  # why the search ended before trying every remedy
 
     @property
     def within_budget(self) -> bool:
@@ -122,12 +124,21 @@ def search(
     reference: float,
     max_drop: float,
     progress: Progress,
+    time_budget_s: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Decision:
     """Try remedies in order until the accuracy drop (points) is within ``max_drop``;
-    if none is, the attempt with the smallest drop is chosen (the caller decides)."""
+    if none is, the attempt with the smallest drop is chosen (the caller decides).
+    ``time_budget_s`` stops the search once that much time is spent (after at least one
+    attempt): the decision then says so in ``stopped``."""
     attempts: list[Attempt] = []
     best: tuple[Attempt, bytes] | None = None
+    start = clock()
     for i, (remedy, reason, cfg) in enumerate(candidates(base, supported, sensitive)):
+        if attempts and time_budget_s is not None and clock() - start > time_budget_s:
+            assert best is not None
+            return Decision(best[0], tuple(attempts), best[1], budget=max_drop,
+                            stopped=f"time budget of {time_budget_s:g} s spent")
         progress(f"int8 attempt {i + 1}: {remedy}", 0, 1)
         data = convert(cfg)
         acc = evaluate(data)

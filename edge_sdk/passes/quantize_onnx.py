@@ -21,7 +21,6 @@ from edge_sdk.data import Dataset
 from edge_sdk.passes.quantize import Calibration, QuantizeConfig
 
 QUANTIZABLE_OPS = ("Conv", "MatMul", "Gemm")
-MAX_SENSITIVITY_PROBES = 8
 FLOAT_NAME = "float.onnx"
 
 
@@ -132,14 +131,57 @@ class OnnxExporter:
         self, model: Any, cfg: QuantizeConfig, calib: Dataset, workdir: Path,
         score: Callable[[bytes], float],
     ) -> list[str]:
-        """Nodes ranked by how much accuracy returns when that node alone stays float."""
+        """Quantizable nodes ranked in one pass: the int8 graph is quantized once, both
+        graphs expose every Conv/MatMul/Gemm output, and one run on calibration inputs
+        measures each node's error (RMSE over the float output's spread). ``score`` is not
+        called: no per-node re-quantization."""
         import onnx
 
-        graph = onnx.load(str(self._prepared(workdir, cfg.per_channel))).graph
-        nodes = [n.name for n in graph.node if n.op_type in QUANTIZABLE_OPS and n.name]
-        gains = []
-        for node in nodes[:MAX_SENSITIVITY_PROBES]:
-            probe = QuantizeConfig(samples=cfg.samples, calibration=cfg.calibration,
-                                   per_channel=True, keep_float=(node,))
-            gains.append((score(self.quantize(model, probe, calib, workdir)), node))
-        return [n for _, n in sorted(gains, key=lambda t: -t[0])]
+        self.export_float(model, workdir)
+        float_model = onnx.load(str(self._prepared(workdir, cfg.per_channel)))
+        int8_model = onnx.load_from_string(self.quantize(model, cfg, calib, workdir))
+        pairs = _node_outputs(float_model, int8_model)
+        x = calib.x[:SENSITIVITY_SAMPLES].astype(np.float32)
+        ref = _outputs(float_model, [f for f, _ in pairs.values()], x)
+        got = _outputs(int8_model, [q for _, q in pairs.values()], x)
+        errors = {n: _nrmse(ref[f], got[q]) for n, (f, q) in pairs.items()}
+        return sorted(errors, key=lambda n: -errors[n])
+
+
+SENSITIVITY_SAMPLES = 32
+
+
+def _node_outputs(float_model: Any, int8_model: Any) -> dict[str, tuple[str, str]]:
+    """Quantizable node name → (its output in the float graph, in the int8 graph). The
+    quantizer fuses a following Relu into the node (then the Relu's output is compared)
+    and renames outputs it requantizes (then the float node's own output is)."""
+    float_values = {o for n in float_model.graph.node for o in n.output}
+    by_name = {n.name: n for n in int8_model.graph.node if n.name}
+    out = {}
+    for n in float_model.graph.node:
+        q = by_name.get(n.name)
+        if n.op_type in QUANTIZABLE_OPS and n.name and q is not None:
+            out[n.name] = (q.output[0] if q.output[0] in float_values else n.output[0], q.output[0])
+    return out
+
+
+def _outputs(model: Any, names: list[str], x: np.ndarray) -> dict[str, np.ndarray]:
+    """Run ``model`` once on ``x`` with ``names`` exposed as outputs."""
+    import onnx
+    import onnxruntime as ort
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    have = {o.name for o in m.graph.output}
+    m.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names if n not in have)
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(m.SerializeToString(), sess_options=so, providers=["CPUExecutionProvider"])
+    name, batch = _input_name_and_batch(m)
+    runs = [sess.run(names, {name: x[i : i + batch]}) for i in range(0, len(x), batch)]
+    return {n: np.concatenate([r[k] for r in runs]) for k, n in enumerate(names)}
+
+
+def _nrmse(ref: np.ndarray, got: np.ndarray) -> float:
+    spread = float(ref.max() - ref.min()) or 1.0
+    return float(np.sqrt(np.mean((ref.astype(np.float64) - got) ** 2))) / spread

@@ -129,3 +129,16 @@ def constant_cnn_onnx(path: Path, *, channels: tuple[int, ...] = (16, 32), class
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def dynamic_tflite(path: Path) -> Path:
+    """A TFLite image model whose H and W are free: 3x3 conv (8 filters), global average."""
+    import keras
+
+    from edge_sdk.passes.early_exit import to_tflite
+
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((None, None, 3), batch_size=1)
+    out = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, padding="same")(inp))
+    path.write_bytes(to_tflite(keras.Model(inp, out)))
+    return path

@@ -99,3 +99,38 @@ def test_onnx_runtime_default_on_constant_weights_keeps_them_float(byom: Byom, c
     quantize_static(str(byom.cnn), str(out), Reader(), quant_format=QuantFormat.QDQ)
     check = check_int8(onnx.load(str(out)))
     assert check.int8_weights == 0 and check.float_weights == 6
+
+
+def test_sensitivity_ranks_every_node_in_one_pass(byom: Byom, cnn_data: Path, tmp_path: Path) -> None:
+    import onnx
+
+    from edge_sdk.data import load_dataset
+    from edge_sdk.passes.quantize import QuantizeConfig
+    from edge_sdk.passes.quantize_onnx import OnnxExporter
+
+    calls: list[bytes] = []
+    ranked = OnnxExporter().sensitive_layers(onnx.load(str(byom.cnn)), QuantizeConfig(samples=32),
+                                             load_dataset(cnn_data), tmp_path, calls.append)  # type: ignore[arg-type]
+    assert sorted(ranked) == ["conv0", "conv1", "fc"] and calls == []  # no model re-quantized per node
+
+
+def test_bench_feeds_rank0_int64_as_declared_and_asks_for_free_dims(byom: Byom) -> None:
+    res = runner.invoke(app, ["bench", str(byom.vad), "--runs", "3"])
+    assert res.exit_code == 2 and "give --shape state=2x?x8 with numbers" in res.output
+    res = runner.invoke(app, ["bench", str(byom.vad), "--runs", "3", "--shape", "input=1x16",
+                              "--shape", "state=2x1x8", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["input_source"] == "random"
+    res = runner.invoke(app, ["bench", str(byom.vad), "--runs", "3", "--shape", "state=3x1x8"])
+    assert res.exit_code == 2 and "does not fit the declared (2, -1, 8)" in res.output
+
+
+def test_inspect_tflite_with_free_height_and_width(tmp_path: Path) -> None:
+    from tests.byom.models import dynamic_tflite
+
+    path = dynamic_tflite(tmp_path / "dyn.tflite")
+    info = inspect(str(path))
+    name = info["inputs"][0]["name"]
+    assert info["macs"].startswith(f"unknown: give --shape {name}=1x?x?x3")
+    fixed = inspect(str(path), "--shape", f"{name}=1x32x32x3")
+    assert fixed["macs"] == analysis.conv_macs((32, 32), 8, (3, 3), 3)

@@ -161,3 +161,59 @@ def test_pack_refuses_what_it_cannot_do(byom: Byom, tmp_path: Path) -> None:
                               "--constant", "rate=16000"])
     assert res.exit_code == 2 and "no such input" in res.output
     assert not list(tmp_path.iterdir())
+
+
+def test_a_source_failing_every_reading_does_not_flood_the_log(byom: Byom, tmp_path: Path) -> None:
+    bad = tmp_path / "nan.npz"
+    np.savez(bad, x=np.full((50, 16, 16, 3), np.nan, np.float32))
+    proc = agent("run", str(byom.segmenter), "--source", f"file:{bad}", "-q", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1])["summary"]["errors"] == 50
+    assert len([x for x in proc.stderr.splitlines() if "skipped" in x]) == 20
+
+
+def test_eval_without_data_replays_the_recorded_validation_set(vad_bundle: Path) -> None:
+    res = runner.invoke(app, ["eval", str(vad_bundle)])
+    assert res.exit_code == 0, res.output
+    assert "max |difference| 0 from the outputs recorded at build time (raw)" in res.output
+
+
+def test_toml_spec_with_tables_and_flags_over_it(byom: Byom, tmp_path: Path) -> None:
+    spec = tmp_path / "vad.toml"
+    spec.write_text('name = "vad"\nversion = "2.1.0"\noutput_kind = "regression"\n'
+                    'state = [{output = "stateN", input = "state", reset_after_s = 3.0}]\n'
+                    '[constants]\nsr = 8000\n')
+    out = tmp_path / "v.edgepkg"
+    edge("pack", str(byom.vad), "-o", str(out), "--spec", str(spec), "--constant", "sr=16000")
+    m = read_manifest(out)
+    assert (m.name, m.version, m.output_kind.value) == ("vad", "2.1.0", "regression")
+    assert m.constants[0].values == (16000.0,)  # the flag wins over the file
+    assert m.state[0].reset_after_s == 3.0
+    det = tmp_path / "det.toml"
+    det.write_text('output_kind = "detection"\nlabels = ["face"]\n[detection]\nscore_threshold = 0.7\n')
+    edge("pack", str(byom.detector), "-o", str(tmp_path / "d.edgepkg"), "--spec", str(det))
+    dm = read_manifest(tmp_path / "d.edgepkg")
+    assert dm.detection is not None and dm.detection.score_threshold == 0.7 and dm.labels == ("face",)
+    spec.write_text('colour = "blue"\n')
+    res = runner.invoke(app, ["pack", str(byom.vad), "-o", str(tmp_path / "x.edgepkg"), "--spec", str(spec)])
+    assert res.exit_code == 2 and "unknown key(s) ['colour']" in res.output
+
+
+def test_pack_preprocessing_flags_apply_on_host_and_device(byom: Byom, tmp_path: Path) -> None:
+    raw = tmp_path / "raw.npz"
+    x = np.round(np.load(byom.images)["x"] * 255)
+    np.savez(raw, x=x)
+    out = tmp_path / "seg255.edgepkg"
+    edge("pack", str(byom.segmenter), "-o", str(out), "--output-kind", "raw", "--scale", "1/255",
+         "--data", str(raw), "--validation-samples", "2")
+    m = read_manifest(out)
+    assert m.preprocessing == ({"op": "scale", "factor": pytest.approx(1 / 255), "offset": 0.0},)
+    lo, hi = m.optimization["calibration_range"]
+    assert lo >= 0.0 and hi <= 1.0
+    with opened_bundle(out) as b:
+        assert check_slot(b.root, b.manifest, HealthOptions()).ok
+    proc = agent("run", str(out), "--source", f"file:{raw}", "--limit", "1")
+    assert proc.returncode == 0, proc.stderr
+    (tensor,) = results(proc.stdout)[0]["outputs"].values()
+    want = load_model(byom.segmenter).predict1((x[:1] / 255).astype(np.float32)).reshape(-1)
+    assert tensor["values"] == pytest.approx(want.tolist(), abs=1e-5)

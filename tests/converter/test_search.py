@@ -57,3 +57,21 @@ def test_best_attempt_when_nothing_fits() -> None:
     assert not d.within_budget
     assert d.chosen.remedy == "float-layers=3"  # the smallest drop of all tried
     assert len(d.attempts) == 1 + 3
+
+
+def test_time_budget_stops_the_search_with_the_best_so_far() -> None:
+    now = [0.0]
+    converted: list[QuantizeConfig] = []
+
+    def convert(cfg: QuantizeConfig) -> bytes:
+        converted.append(cfg)
+        now[0] += 50.0  # each conversion "takes" 50 s
+        return str(len(converted) - 1).encode()
+
+    d = search(QuantizeConfig(per_channel=False), supported=ALL, convert=convert,
+               evaluate=lambda data: _accuracy_of(converted[int(data)]), sensitive=lambda: ["l0"],
+               reference=97.0, max_drop=0.0, progress=lambda *a: None, time_budget_s=120.0,
+               clock=lambda: now[0])
+    assert [a.remedy for a in d.attempts] == ["none", "per-channel", "calibration=percentile"]
+    assert d.stopped == "time budget of 120 s spent" and not d.within_budget
+    assert d.chosen.remedy == "per-channel"  # the first of the best
