@@ -47,6 +47,7 @@ from edge_sdk.passes.quantize_onnx import OnnxExporter
 from edge_sdk.passes.quantize_tflite import TFLiteExporter
 from edge_sdk.report import Comparison, Metrics, Report, StepRecord, TargetResult
 from edge_sdk.search import SearchConfig
+from edge_sdk.shipped import ShippedConfig
 from edge_sdk.step_metrics import StepSize, codec, model_size
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ class Recipe:
     early_exit: EarlyExitConfig | None = None
     # --max-drop search: it chooses the graph passes, and ``max_drop`` covers the whole
     # recipe (float steps and int8) against the input model's accuracy.
-    search: SearchConfig | None = None
+    search: SearchConfig | ShippedConfig | None = None
     measure_steps: bool = True  # export, size and time the model after every graph step
     force: bool = False  # ship steps over ``max_drop`` (recorded as overruns) instead of refusing
 
@@ -275,7 +276,13 @@ def _run_passes(state: _State, recipe: Recipe, progress: Progress) -> None:
     ctx = PassContext(calibration=state.calib, validation=state.val, teacher=state.source.obj,
                       progress=progress, seed=recipe.seed)
     passes = recipe.passes
-    if recipe.search is not None:
+    if isinstance(recipe.search, ShippedConfig):
+        from edge_sdk import shipped
+
+        found = shipped.search(state.model, ctx, recipe.search, _judge(state, recipe),
+                               state.steps[0].accuracy)
+        passes, state.chosen = shipped.plan_steps(found), found.summary()
+    elif recipe.search is not None:
         from edge_sdk.search import plan
 
         passes, result = plan(state.model, ctx, recipe.search)
@@ -300,6 +307,35 @@ def _run_passes(state: _State, recipe: Recipe, progress: Progress) -> None:
             start = step.accuracy
         state.steps.append(_sized(state, recipe, step, state.model, progress)
                            if recipe.measure_steps else step)
+
+
+def _judge(state: _State, recipe: Recipe) -> Callable[[Any], Any]:
+    """How the search measures a candidate: as it ships (int8 unless --no-int8, the
+    bundle's member compression), through the runtime, on the selection split."""
+    from edge_sdk.bundle_writer import compress
+    from edge_sdk.evaluate import predict_file, top1
+    from edge_sdk.shipped import Shipped
+
+    exporter = EXPORTERS[recipe.target.formats[0]]()
+    x, y = state.val.x.astype(np.float32), state.val.require_labels()
+
+    def judge(model: Any) -> Shipped:
+        with tempfile.TemporaryDirectory(prefix="edge-candidate-") as tmp:
+            work = Path(tmp)
+            with converting(exporter.format, "search candidate export"):
+                if recipe.int8:
+                    cfg, _ = _shared_config(*_supported_config(recipe.quantize, exporter), model)
+                    data = exporter.quantize(model, cfg, state.calib, work)
+                else:
+                    data = exporter.export_float(model, work)
+            path = work / f"candidate.{exporter.format.value}"
+            path.write_bytes(data)
+            latency = measure_artifact(path, x, runs=20, isolated=False).latency_p50_ms
+            cost = _cost(model)
+            return Shipped(top1(predict_file(path, x), y), len(compress(data, recipe.compression)),
+                           latency, cost.params, cost.macs)
+
+    return judge
 
 
 def _within_budget(state: _State, recipe: Recipe, step: str, before: float, after: float) -> None:

@@ -235,11 +235,13 @@ def to_markdown(report: Report) -> str:
         lines += [f"- {n}" for n in t.notes]
     if report.cascade is not None:
         lines += ["", *cascade_markdown(report.cascade)]
-    if report.held_out is not None:
-        from edge_sdk.holdout import lines as held_lines
+    from edge_sdk.report_extra import held_out_lines, search_lines
 
+    if search_lines(report):
+        lines += ["", "## Search candidates", "", "```", *search_lines(report), "```"]
+    if report.held_out is not None:
         lines += ["", "## Held-out accuracy (the before/after accuracies; steps: selection split)", "",
-                  *(f"- {ln}" for ln in held_lines(report.held_out))]
+                  *(f"- {ln}" for ln in held_out_lines(report))]
     return "\n".join(lines) + "\n"
 
 
@@ -341,11 +343,12 @@ def print_table(report: Report, console: Any = None) -> None:
             con.print(f"note: {escape(n)}")
     if report.cascade is not None:
         _print_cascade(con, report.cascade)
-    if report.held_out is not None:
-        from edge_sdk.holdout import lines as held_lines
+    from edge_sdk.report_extra import held_out_lines, search_lines
 
-        for ln in held_lines(report.held_out):
-            con.print(escape(ln), style="bold red" if ln.startswith("warning:") else None)
+    for ln in search_lines(report):
+        con.print(escape(ln), highlight=False, soft_wrap=True)
+    for ln in held_out_lines(report):
+        con.print(escape(ln), style="bold red" if ln.startswith("warning:") else None)
     con.print(f"bundle: {escape(str(report.bundle))}")
 
 

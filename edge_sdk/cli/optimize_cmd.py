@@ -27,7 +27,9 @@ def optimize(
     data: Path = typer.Option(..., "--data", help="Labelled data (.npz x/y, image folder, CSV): "
                               "split into calibration and validation"),
     out: Path = typer.Option(..., "-o", "--out", help="The bundle to write (NAME.edgepkg)"),
-    int8: bool = typer.Option(False, "--int8", help="Full-integer int8 post-training quantization"),
+    int8: bool | None = typer.Option(
+        None, "--int8/--no-int8", help="Full-integer int8 post-training quantization (default: on "
+        "with the --max-drop search, where every candidate is judged as int8, else off)"),
     target: str = typer.Option("tflite", "--target", help="tflite, onnx or both"),
     max_drop: float | None = typer.Option(
         None, "--max-drop", help="Accuracy budget in points (default 1.0) covering every step. Alone "
@@ -37,6 +39,13 @@ def optimize(
     force: bool = typer.Option(
         False, "--force", help="Ship steps over --max-drop instead of refusing them; the overrun is "
         "printed last and recorded in the manifest"),
+    objective: str = typer.Option(
+        "size", "--objective", help="What the --max-drop search minimizes within the budget: size "
+        "(bundle bytes), latency (p50, batch 1) or macs"),
+    max_bytes: int | None = typer.Option(
+        None, "--max-bytes", help="Search: ship no candidate whose model is stored in more bytes"),
+    max_latency: float | None = typer.Option(
+        None, "--max-latency", help="Search: ship no candidate slower than this p50 (ms, batch 1, here)"),
     search: bool | None = typer.Option(
         None, "--search/--no-search", help="Force or forbid the --max-drop search (default: search "
         "when --max-drop is given without --prune/--share/--lowrank)"),
@@ -90,11 +99,13 @@ def optimize(
 
         load_signer(sign)  # a bad key fails now, not after the optimization
 
-    from edge_sdk.search import from_flags
+    from edge_sdk.shipped import from_flags
 
     flags = CompressionFlags(prune=prune, share=share, lowrank=lowrank, distill=distill)
     chosen = any(v is not None for v in (prune, share, lowrank)) or early_exit
-    searching = from_flags(search, max_drop, chosen, int8)
+    searching = from_flags(search, max_drop, chosen, objective=objective, max_bytes=max_bytes,
+                           max_latency_ms=max_latency)
+    int8 = searching is not None if int8 is None else int8
     recipe = _recipe(target, int8, 1.0 if max_drop is None else max_drop, calibration, samples, runs,
                      flags, compress or ("zstd" if searching else "none"))
     recipe = replace(recipe, search=searching, measure_steps=step_metrics, force=force, early_exit=_early_exit(
