@@ -68,12 +68,28 @@ def validation_npz(report: Report, held_out: np.ndarray, n: int = VALIDATION_SAM
     return buf.getvalue()
 
 
+def candidates_dir(bundle: Path) -> Path:
+    """``NAME.candidates/`` beside ``NAME.edgepkg``: the search's front, for ``--pick``."""
+    stem = bundle.name[: -len(".edgepkg")] if bundle.name.endswith(".edgepkg") else bundle.stem
+    return bundle.with_name(f"{stem}.candidates")
+
+
+def _stage_candidates(folder: Path, files: dict[str, bytes]) -> None:
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+        (folder / name).chmod(0o644)
+
+
 def write_outputs(report: Report, labels: tuple[str, ...], *,
                   compression: Compression = Compression.NONE,
-                  held_out: np.ndarray | None = None) -> Report:
+                  held_out: np.ndarray | None = None,
+                  candidates: dict[str, bytes] | None = None) -> Report:
     """Write the bundle and the three report files for ``report``; returns it.
 
     With ``held_out`` inputs the bundle carries a validation set (:func:`validation_npz`).
+    ``candidates`` (file name → bytes) go to ``NAME.candidates/`` beside the bundle,
+    replacing an earlier search's.
     """
     final = report.bundle
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -89,9 +105,15 @@ def write_outputs(report: Report, labels: tuple[str, ...], *,
         staged_bundle.chmod(0o644)
         staged = report_paths(staged_bundle)
         write_reports(replace(report, bundle=final), staged)
+        if candidates:
+            _stage_candidates(stage / "candidates", candidates)
         targets = report_paths(final)
         for key, src in staged.items():
             os.replace(src, targets[key])
+        if candidates:
+            dest = candidates_dir(final)
+            shutil.rmtree(dest, ignore_errors=True)
+            os.replace(stage / "candidates", dest)
         os.replace(staged_bundle, final)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

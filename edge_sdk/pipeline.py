@@ -147,6 +147,7 @@ class _State:
     held_source: str = ""
     chosen: dict[str, Any] = field(default_factory=dict)  # what a search chose
     overruns: list[Overrun] = field(default_factory=list)  # steps shipped over budget (--force)
+    candidates: dict[str, bytes] = field(default_factory=dict)  # the search's front, for --pick
 
 
 def optimize(job: Job, recipe: Recipe, *, progress: Progress = no_progress) -> Report:
@@ -173,9 +174,21 @@ def optimize(job: Job, recipe: Recipe, *, progress: Progress = no_progress) -> R
             validation_samples=len(state.val), cascade=cascade, held_out=held,
         )
         progress("writing bundle", 0, 1)
-        return write_outputs(report, state.labels, compression=recipe.compression, held_out=state.val.x)
+        return write_outputs(report, state.labels, compression=recipe.compression, held_out=state.val.x,
+                             candidates=_candidate_files(state, recipe))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _candidate_files(state: _State, recipe: Recipe) -> dict[str, bytes]:
+    """``NAME.candidates/``: the front's model files and ``index.json`` (what ``--pick`` reads)."""
+    if not state.candidates:
+        return {}
+    import json
+
+    index = {**state.chosen, "format": recipe.target.formats[0].value, "labels": list(state.labels),
+             "compression": recipe.compression.value, "files": sorted(state.candidates)}
+    return {**state.candidates, "index.json": json.dumps(index, indent=2).encode()}
 
 
 def _check_output(job: Job) -> None:
@@ -282,6 +295,7 @@ def _run_passes(state: _State, recipe: Recipe, progress: Progress) -> None:
         found = shipped.search(state.model, ctx, recipe.search, _judge(state, recipe),
                                state.steps[0].accuracy)
         passes, state.chosen = shipped.plan_steps(found), found.summary()
+        state.candidates = found.front_files(recipe.target.formats[0].value)
     elif recipe.search is not None:
         from edge_sdk.search import plan
 
@@ -333,7 +347,7 @@ def _judge(state: _State, recipe: Recipe) -> Callable[[Any], Any]:
             latency = measure_artifact(path, x, runs=20, isolated=False).latency_p50_ms
             cost = _cost(model)
             return Shipped(top1(predict_file(path, x), y), len(compress(data, recipe.compression)),
-                           latency, cost.params, cost.macs)
+                           latency, cost.params, cost.macs, data)
 
     return judge
 

@@ -278,12 +278,16 @@ def write_chart(report: Report, path: Path) -> None:
 
     panels = (("size_bytes", "size (KB)", 1 / 1024), ("latency_p50_ms", "latency p50 (ms)", 1.0),
               ("accuracy", "accuracy (%)", 1.0))
-    panels_n = 4 if report.cascade is not None else 3
+    from edge_sdk.report_extra import front_panel, has_front
+
+    panels_n = 3 + (report.cascade is not None) + has_front(report)
     fig, axes = plt.subplots(1, panels_n, figsize=(3.6 * panels_n + 0.2, 3.6))
     labels = [c.format.value for c in report.comparisons]
     pos = list(range(len(labels)))
     if report.cascade is not None:
         _cascade_panel(axes[3], report.cascade)
+    if has_front(report):
+        front_panel(axes[-1], report)
     for ax, (key, title, k) in zip(axes[:3], panels, strict=True):
         b = [getattr(c.baseline, key) * k for c in report.comparisons]
         o = [getattr(c.optimized, key) * k for c in report.comparisons]

@@ -18,6 +18,7 @@ within it end the walk (one may be noise of a few samples). The pure parts
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -84,6 +85,7 @@ class Shipped:
     latency_ms: float  # p50, one sample
     params: int
     macs: int
+    data: builtins.bytes = field(default=b"", repr=False, compare=False)  # the model file, uncompressed
 
 
 Judge = Callable[[Any], Shipped]
@@ -126,6 +128,11 @@ class ShippedResult:
     @property
     def best(self) -> Candidate:
         return self.candidates[self.chosen]
+
+    def front_files(self, ext: str) -> dict[str, bytes]:
+        """The front's model files, ``N.EXT`` by candidate index (for ``NAME.candidates/``)."""
+        return {f"{i}.{ext}": self.candidates[i].shipped.data for i in self.front
+                if self.candidates[i].shipped.data}
 
     def summary(self) -> dict[str, Any]:
         """What the report and the manifest record about the search."""

@@ -46,6 +46,9 @@ def optimize(
         None, "--max-bytes", help="Search: ship no candidate whose model is stored in more bytes"),
     max_latency: float | None = typer.Option(
         None, "--max-latency", help="Search: ship no candidate slower than this p50 (ms, batch 1, here)"),
+    pick: int | None = typer.Option(
+        None, "--pick", help="Ship candidate N of the last search's Pareto front (NAME.candidates/ "
+        "beside -o) without searching again"),
     search: bool | None = typer.Option(
         None, "--search/--no-search", help="Force or forbid the --max-drop search (default: search "
         "when --max-drop is given without --prune/--share/--lowrank)"),
@@ -99,6 +102,9 @@ def optimize(
 
         load_signer(sign)  # a bad key fails now, not after the optimization
 
+    if pick is not None:
+        _pick(out, pick, name or _default_name(out), version, sign)
+        return
     from edge_sdk.shipped import from_flags
 
     flags = CompressionFlags(prune=prune, share=share, lowrank=lowrank, distill=distill)
@@ -123,6 +129,19 @@ def optimize(
         return
     print_table(report)
     _print_overrun(report.recipe.get("budget", {}))
+
+
+def _pick(out: Path, n: int, name: str, version: str, sign: Path | None) -> None:
+    from edge_sdk.pick import pick
+
+    row = pick(out, n, name=name, version=version)
+    if sign is not None:
+        from edge_sdk.signing import sign_bundle
+
+        sign_bundle(out, sign, out)
+    typer.echo(f"picked #{n} ({row['label']}): {row['bytes']:,} bytes stored, accuracy "
+               f"{row['accuracy']:.2f}% on the selection split (drop {row['drop_points']:.2f}); "
+               f"bundle: {out}")
 
 
 def _print_overrun(record: dict[str, object]) -> None:
