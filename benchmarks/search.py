@@ -104,6 +104,7 @@ def optimize(model: Path, train: Path, out: Path) -> tuple[float, dict[str, Any]
 
 def main() -> None:
     from edge_sdk.holdout import paired_drop
+    from edge_sdk.shipped import candidate_lines
 
     with tempfile.TemporaryDirectory(prefix="edge-bench-search-") as tmp:
         work = Path(tmp)
@@ -117,6 +118,7 @@ def main() -> None:
         print(f"edge optimize lenet5.keras --data train.npz ({TRAIN} training digits) --max-drop {BUDGET}")
         print(f"chosen: {found.get('chosen_label')} + int8 + zstd "
               f"({len(found.get('candidates', []))} candidates, {len(found.get('front', []))} on the front)")
+        print("\n".join(candidate_lines(found)))
         print()
         print(f"{'model':<10}{'float .tflite B':>16}{'bundle B':>10}{'ratio':>8}{'float %':>9}"
               f"{'bundle %':>10}{'held-out drop':>15}{'net':>6}{'95% interval':>18}{'search s':>10}")
