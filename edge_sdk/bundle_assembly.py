@@ -82,16 +82,32 @@ def shipped_bytes(manifest: Manifest, bundle_bytes: int) -> dict[str, int]:
     return out
 
 
+def candidates_dir(bundle: Path) -> Path:
+    """``NAME.candidates/`` beside ``NAME.edgepkg``: the search's front, for ``--pick``."""
+    stem = bundle.name[: -len(".edgepkg")] if bundle.name.endswith(".edgepkg") else bundle.stem
+    return bundle.with_name(f"{stem}.candidates")
+
+
+def _stage_candidates(folder: Path, files: dict[str, bytes]) -> None:
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+        (folder / name).chmod(0o644)
+
+
 def write_outputs(report: Report, labels: tuple[str, ...], *,
                   compression: Compression = Compression.NONE,
                   held_out: np.ndarray | None = None,
                   output_kind: OutputKind = OutputKind.CLASSIFIER,
                   validation_samples: int | None = None,
-                  preprocessing: tuple[dict[str, Any], ...] = ()) -> Report:
+                  preprocessing: tuple[dict[str, Any], ...] = (),
+                  candidates: dict[str, bytes] | None = None) -> Report:
     """Write the bundle and the three report files for ``report``; returns it.
 
     With ``held_out`` inputs the bundle carries a validation set (:func:`validation_npz`,
     ``validation_samples`` of them or as many as its byte budget allows).
+    ``candidates`` (file name → bytes) go to ``NAME.candidates/`` beside the bundle,
+    replacing an earlier search's.
     """
     validation = None
     if held_out is not None:
@@ -113,9 +129,15 @@ def write_outputs(report: Report, labels: tuple[str, ...], *,
         report = replace(report, shipped=shipped_bytes(manifest, staged_bundle.stat().st_size))
         staged = report_paths(staged_bundle)
         write_reports(replace(report, bundle=final), staged)
+        if candidates:
+            _stage_candidates(stage / "candidates", candidates)
         targets = report_paths(final)
         for key, src in staged.items():
             os.replace(src, targets[key])
+        if candidates:
+            dest = candidates_dir(final)
+            shutil.rmtree(dest, ignore_errors=True)
+            os.replace(stage / "candidates", dest)
         os.replace(staged_bundle, final)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

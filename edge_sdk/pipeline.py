@@ -48,6 +48,7 @@ from edge_sdk.passes.quantize_tflite import TFLiteExporter
 from edge_sdk.preprocess_flags import range_mismatch, value_range
 from edge_sdk.report import Comparison, Metrics, Report, StepRecord, TargetResult, run_spread
 from edge_sdk.search import SearchConfig
+from edge_sdk.shipped import ShippedConfig
 from edge_sdk.step_metrics import StepSize, codec, model_size
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ class Recipe:
     early_exit: EarlyExitConfig | None = None
     # --max-drop search: it chooses the graph passes, and ``max_drop`` covers the whole
     # recipe (float steps and int8) against the input model's accuracy.
-    search: SearchConfig | None = None
+    search: SearchConfig | ShippedConfig | None = None
     measure_steps: bool = True  # export, size and time the model after every graph step
     output_kind: OutputKind = OutputKind.CLASSIFIER  # recorded in the manifest for the agent
     validation_samples: int | None = None  # the bundle's health-check set; None: 10% of model bytes
@@ -153,6 +154,7 @@ class _State:
     held_source: str = ""
     chosen: dict[str, Any] = field(default_factory=dict)  # what a search chose
     overruns: list[Overrun] = field(default_factory=list)  # steps shipped over budget (--force)
+    candidates: dict[str, bytes] = field(default_factory=dict)  # the search's front, for --pick
 
 
 def optimize(job: Job, recipe: Recipe, *, progress: Progress = no_progress) -> Report:
@@ -183,7 +185,8 @@ def optimize(job: Job, recipe: Recipe, *, progress: Progress = no_progress) -> R
         progress("writing bundle", 0, 1)
         return write_outputs(report, state.labels, compression=recipe.compression, held_out=state.val.x,
                              output_kind=recipe.output_kind, validation_samples=recipe.validation_samples,
-                             preprocessing=recipe.preprocessing)
+                             preprocessing=recipe.preprocessing,
+                             candidates=_candidate_files(state, recipe))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -192,6 +195,17 @@ def _range_warnings(state: _State) -> tuple[str, ...]:
     """The held-out data's values against the calibration data's (after preprocessing)."""
     why = range_mismatch(value_range(state.calib.x), value_range(state.val.x))
     return () if why is None else (f"--eval-data: {why}",)
+
+
+def _candidate_files(state: _State, recipe: Recipe) -> dict[str, bytes]:
+    """``NAME.candidates/``: the front's model files and ``index.json`` (what ``--pick`` reads)."""
+    if not state.candidates:
+        return {}
+    import json
+
+    index = {**state.chosen, "format": recipe.target.formats[0].value, "labels": list(state.labels),
+             "compression": recipe.compression.value, "files": sorted(state.candidates)}
+    return {**state.candidates, "index.json": json.dumps(index, indent=2).encode()}
 
 
 def _check_output(job: Job) -> None:
@@ -295,7 +309,14 @@ def _run_passes(state: _State, recipe: Recipe, progress: Progress) -> None:
     ctx = PassContext(calibration=state.calib, validation=state.val, teacher=state.source.obj,
                       progress=progress, seed=recipe.seed)
     passes = recipe.passes
-    if recipe.search is not None:
+    if isinstance(recipe.search, ShippedConfig):
+        from edge_sdk import shipped
+
+        found = shipped.search(state.model, ctx, recipe.search, _judge(state, recipe),
+                               state.steps[0].accuracy)
+        passes, state.chosen = shipped.plan_steps(found), found.summary()
+        state.candidates = found.front_files(recipe.target.formats[0].value)
+    elif recipe.search is not None:
         from edge_sdk.search import plan
 
         passes, result = plan(state.model, ctx, recipe.search)
@@ -323,6 +344,35 @@ def _run_passes(state: _State, recipe: Recipe, progress: Progress) -> None:
             start = step.accuracy
         state.steps.append(_sized(state, recipe, step, state.model, progress)
                            if recipe.measure_steps else step)
+
+
+def _judge(state: _State, recipe: Recipe) -> Callable[[Any], Any]:
+    """How the search measures a candidate: as it ships (int8 unless --no-int8, the
+    bundle's member compression), through the runtime, on the selection split."""
+    from edge_sdk.bundle_writer import compress
+    from edge_sdk.evaluate import predict_file, top1
+    from edge_sdk.shipped import Shipped
+
+    exporter = EXPORTERS[recipe.target.formats[0]]()
+    x, y = state.val.x.astype(np.float32), state.val.require_labels()
+
+    def judge(model: Any) -> Shipped:
+        with tempfile.TemporaryDirectory(prefix="edge-candidate-") as tmp:
+            work = Path(tmp)
+            with converting(exporter.format, "search candidate export"):
+                if recipe.int8:
+                    cfg, _ = _shared_config(*_supported_config(recipe.quantize, exporter), model)
+                    data = exporter.quantize(model, cfg, state.calib, work)
+                else:
+                    data = exporter.export_float(model, work)
+            path = work / f"candidate.{exporter.format.value}"
+            path.write_bytes(data)
+            latency = measure_artifact(path, x, runs=20, isolated=False).latency_p50_ms
+            cost = _cost(model)
+            return Shipped(top1(predict_file(path, x), y), len(compress(data, recipe.compression)),
+                           latency, cost.params, cost.macs, data)
+
+    return judge
 
 
 def _within_budget(state: _State, recipe: Recipe, step: str, before: float, after: float) -> None:

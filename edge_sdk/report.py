@@ -305,11 +305,13 @@ def to_markdown(report: Report) -> str:
             lines += ["", *(f"- {n}" for n in t.notes)]
     if report.cascade is not None:
         lines += ["", *cascade_markdown(report.cascade)]
-    if report.held_out is not None:
-        from edge_sdk.holdout import lines as held_lines
+    from edge_sdk.report_extra import held_out_lines, search_lines
 
+    if search_lines(report):
+        lines += ["", "## Search candidates", "", "```", *search_lines(report), "```"]
+    if report.held_out is not None:
         lines += ["", "## Held-out accuracy (the before/after accuracies; steps: selection split)", "",
-                  *(f"- {ln}" for ln in held_lines(report.held_out))]
+                  *(f"- {ln}" for ln in held_out_lines(report))]
     return "\n".join(lines) + "\n"
 
 
@@ -403,7 +405,9 @@ def chart(report: Report) -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = 4 if report.cascade is not None else 3
+    from edge_sdk.report_extra import front_panel, has_front
+
+    n = 3 + (report.cascade is not None) + has_front(report)
     fig, axes = plt.subplots(1, n, figsize=(4.0 * n, 4.0))
     labels = [c.format.value for c in report.comparisons]
     _size_panel(axes[0], report, labels)
@@ -413,6 +417,8 @@ def chart(report: Report) -> Any:
     else:
         _latency_panel(axes[1], report, labels)
     _accuracy_panel(axes[2], report, labels)
+    if has_front(report):
+        front_panel(axes[-1], report)
     axes[0].legend(fontsize=8, loc="upper right")
     fig.suptitle(headline(report), fontsize=11, fontweight="bold")
     fig.tight_layout()
@@ -525,11 +531,12 @@ def print_table(report: Report, console: Any = None) -> None:
         say(f"warning: {w}")
     say(f"validation set in the bundle: {report.bundled_validation} of {report.validation_samples} "
         "held-out samples (the device's health check replays them)")
-    if report.held_out is not None:
-        from edge_sdk.holdout import lines as held_lines
+    from edge_sdk.report_extra import held_out_lines, search_lines
 
-        for ln in held_lines(report.held_out):
-            say(ln)
+    for ln in search_lines(report):
+        say(ln)
+    for ln in held_out_lines(report):
+        say(ln)
     if report.shipped:
         say(f"shipped: {shipped_line(report)}")
     say(f"bundle: {report.bundle}")

@@ -29,7 +29,9 @@ def optimize(
     data: Path = typer.Option(..., "--data", help="Labelled data (.npz x/y, image folder, CSV): "
                               "split into calibration and validation"),
     out: Path = typer.Option(..., "-o", "--out", help="The bundle to write (NAME.edgepkg)"),
-    int8: bool = typer.Option(False, "--int8", help="Full-integer int8 post-training quantization"),
+    int8: bool | None = typer.Option(
+        None, "--int8/--no-int8", help="Full-integer int8 post-training quantization (default: on "
+        "with the --max-drop search, where every candidate is judged as int8, else off)"),
     target: str | None = typer.Option(
         None, "--target", help="tflite, onnx or both (default: the input's own format: onnx for an "
         ".onnx model, else tflite)"),
@@ -41,6 +43,16 @@ def optimize(
     force: bool = typer.Option(
         False, "--force", help="Ship steps over --max-drop instead of refusing them; the overrun is "
         "printed last and recorded in the manifest"),
+    objective: str = typer.Option(
+        "size", "--objective", help="What the --max-drop search minimizes within the budget: size "
+        "(bundle bytes), latency (p50, batch 1) or macs"),
+    max_bytes: int | None = typer.Option(
+        None, "--max-bytes", help="Search: ship no candidate whose model is stored in more bytes"),
+    max_latency: float | None = typer.Option(
+        None, "--max-latency", help="Search: ship no candidate slower than this p50 (ms, batch 1, here)"),
+    pick: int | None = typer.Option(
+        None, "--pick", help="Ship candidate N of the last search's Pareto front (NAME.candidates/ "
+        "beside -o) without searching again"),
     search: bool | None = typer.Option(
         None, "--search/--no-search", help="Force or forbid the --max-drop search (default: search "
         "when --max-drop is given without --prune/--share/--lowrank)"),
@@ -119,17 +131,22 @@ def optimize(
 
         load_signer(sign)  # a bad key fails now, not after the optimization
 
+    if pick is not None:
+        _pick(out, pick, name or _default_name(out), version, sign)
+        return
     from edge_sdk.preprocess_flags import steps_from_flags
-    from edge_sdk.search import from_flags
+    from edge_sdk.shipped import from_flags
 
     flags = CompressionFlags(prune=prune, share=share, lowrank=lowrank, distill=distill)
     chosen = any(v is not None for v in (prune, share, lowrank)) or early_exit
     # ONNX is the post-training path: --max-drop bounds its steps (int8, --prune/--share),
     # it does not start the Keras search (unless --search insists, and is refused).
     onnx_input = model.suffix.lower() == ".onnx"
-    searching = None if onnx_input and search is not True else from_flags(search, max_drop, chosen, int8)
+    searching = None if onnx_input and search is not True else from_flags(
+        search, max_drop, chosen, objective=objective, max_bytes=max_bytes, max_latency_ms=max_latency)
+    int8 = searching is not None if int8 is None else int8
     if target is None:
-        target = "onnx" if model.suffix.lower() == ".onnx" else "tflite"
+        target = "onnx" if onnx_input else "tflite"
     recipe = _recipe(target, int8, 1.0 if max_drop is None else max_drop, calibration, samples, runs,
                      flags, compress or ("xz" if searching else "none"))
     recipe = replace(recipe, search=searching, measure_steps=step_metrics, force=force, early_exit=_early_exit(
@@ -150,6 +167,19 @@ def optimize(
         return
     print_table(report)
     _print_overrun(report.recipe.get("budget", {}))
+
+
+def _pick(out: Path, n: int, name: str, version: str, sign: Path | None) -> None:
+    from edge_sdk.pick import pick
+
+    row = pick(out, n, name=name, version=version)
+    if sign is not None:
+        from edge_sdk.signing import sign_bundle
+
+        sign_bundle(out, sign, out)
+    typer.echo(f"picked #{n} ({row['label']}): {row['bytes']:,} bytes stored, accuracy "
+               f"{row['accuracy']:.2f}% on the selection split (drop {row['drop_points']:.2f}); "
+               f"bundle: {out}")
 
 
 def _print_overrun(record: dict[str, object]) -> None:

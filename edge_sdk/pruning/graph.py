@@ -9,7 +9,10 @@ slot at each position of its last axis (a :class:`TensorMap`): pass-through laye
 their input's map, ``Concatenate`` joins maps, ``Flatten`` tiles a map over the spatial
 positions, a depthwise convolution repeats each slot ``depth_multiplier`` times. An
 elementwise merge (``Add``...) unites the slots at equal positions, so both sides of a
-residual go together. Slots united this way form one *unit*: removing a unit removes
+residual go together, and so does a squeeze-and-excitation block: global pool, a
+``Reshape`` that keeps the channel axis ((N, C) → (N, 1, 1, C)), two dense/1×1 convs, and
+a ``Multiply`` with the feature map unite the excitation's outputs with the channels it
+scales. Slots united this way form one *unit*: removing a unit removes
 one output channel of each producer in it, the batch-norm entries that follow, and the
 matching input rows of every consumer.
 """
@@ -123,10 +126,23 @@ def unsupported_reason(node: Node) -> str | None:
         return f"Concatenate on axis {cfg.get('axis')} (only the channel axis)"
     if kind in ("Activation",) and cfg.get("activation") == "softmax":
         return "softmax across channels"
-    known = PRODUCERS | DEPTHWISE | MERGES | PASS_THROUGH | {"InputLayer", "Concatenate", "Flatten"}
+    if kind == "Reshape" and not keeps_channel_axis(node):
+        return (f"Reshape from {node.in_shapes[0][1:]} to {node.out_shape[1:]} moves the channel axis "
+                "(only reshapes whose last axis stays the channels are understood)")
+    known = PRODUCERS | DEPTHWISE | MERGES | PASS_THROUGH | {"InputLayer", "Concatenate", "Flatten", "Reshape"}
     if kind not in known:
         return f"{kind} is not a layer the channel analysis knows"
     return None
+
+
+def keeps_channel_axis(node: Node) -> bool:
+    """A reshape that leaves the last axis alone: (N, C) → (N, 1, 1, C) in a squeeze-and-
+    excitation block, (N, H, W, C) → (N, H·W, C). Channel ``c`` stays at position ``c`` of
+    the last axis, so the channel map passes through unchanged."""
+    if len(node.in_shapes) != 1:
+        return False
+    c_in, c_out = node.in_shapes[0][-1] if node.in_shapes[0] else None, node.out_shape[-1] if node.out_shape else None
+    return c_in is not None and c_in == c_out
 
 
 def analyze(nodes: Sequence[Node], outputs: Sequence[str]) -> Analysis:

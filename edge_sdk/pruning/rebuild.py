@@ -80,6 +80,11 @@ def rebuild(model: Any, a: Analysis, nodes: Sequence[Node], removed: set[int]) -
         if node.kind in PRODUCERS:
             field = "units" if node.kind == "Dense" else "filters"
             by_name[node.name]["config"][field] = len(k_out)
+    for node in nodes:  # a reshape that keeps the channel axis names the channel count
+        if node.kind == "Reshape" and node.name not in a.unknown:
+            target = list(by_name[node.name]["config"]["target_shape"])
+            target[-1] = len(kept_positions(a.out_maps[node.name], removed, a))
+            by_name[node.name]["config"]["target_shape"] = tuple(target)
     for lc in cfg["layers"]:
         lc.pop("build_config", None)
     cls = keras.Sequential if isinstance(model, keras.Sequential) else keras.Model

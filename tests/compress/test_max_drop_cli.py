@@ -9,6 +9,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from device_agent.bundle import open_bundle
+from device_agent.manifest import ModelFormat
 from edge_sdk.cli import app
 
 STEP_FIELDS = {"step", "accuracy", "params", "macs", "bytes", "compressed_bytes", "latency_p50_ms", "note"}
@@ -48,6 +49,32 @@ def test_search_beats_int8_only_within_budget(keras_cnn: Path, digits: Any, tmp_
     assert "| compressed bytes | latency p50 ms |" in md and "| share |" in md
     b = open_bundle(searched, tmp_path / "b")
     assert b.manifest.optimization["recipe"]["passes"] == rep["recipe"]["passes"]
+    _front_is_kept_and_another_point_ships(rep, searched, keras_cnn, digits, tmp_path)
+
+
+def _front_is_kept_and_another_point_ships(rep: dict[str, Any], searched: Path, keras_cnn: Path,
+                                           digits: Any, tmp_path: Path) -> None:
+    found = rep["recipe"]["search_result"]
+    assert found["kind"] == "shipped" and found["chosen_index"] in found["front"]
+    # every candidate was judged as it ships: int8 (a quarter of the float bytes) and compressed
+    assert all(c["bytes"] < rep["steps"][0]["bytes"] / 3 for c in found["candidates"])
+    md = (tmp_path / "searched.report.md").read_text()
+    assert "## Search candidates" in md and f"\n>{found['chosen_index']:>3}  " in md
+    folder = tmp_path / "searched.candidates"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [f"{i}.tflite" for i in found["front"]] + ["index.json"])
+    other = next((i for i in found["front"] if i != found["chosen_index"]), None)
+    if other is None:
+        return
+    res = _run("optimize", keras_cnn, "--data", digits.train, "-o", searched, "--pick", other)
+    assert res.exit_code == 0, res.output
+    assert f"picked #{other}" in res.output
+    picked = open_bundle(searched, tmp_path / "picked")
+    assert picked.manifest.optimization["recipe"]["picked"]["index"] == other
+    (f,) = picked.manifest.stage_files(ModelFormat.TFLITE)
+    assert f.raw_size == (folder / f"{other}.tflite").stat().st_size
+    bad = _run("optimize", keras_cnn, "--data", digits.train, "-o", searched, "--pick", 999)
+    assert bad.exit_code == 2 and "--pick 999: not on the front" in bad.output
 
 
 def test_printed_table_lists_steps(keras_cnn: Path, digits: Any, tmp_path: Path) -> None:

@@ -235,3 +235,62 @@ def test_conv1d_and_two_outputs() -> None:
     assert small.get_layer("head_a").units == 4 and small.get_layer("head_b").units == 2
     ys = small(np.random.default_rng(0).random((2, 20, 3), dtype=np.float32))
     assert [tuple(y.shape) for y in ys] == [(2, 4), (2, 2)]
+
+
+def _se_block() -> Any:
+    """An MBConv-style block with squeeze-and-excitation: expand, depthwise, global pool,
+    Reshape (N, C) -> (N, 1, 1, C), squeeze and excite 1x1 convs, Multiply, project."""
+    import keras
+
+    keras.utils.set_random_seed(5)
+    L = keras.layers
+    inp = keras.Input((8, 8, 3))
+    x = L.Conv2D(16, 1, activation="relu", name="expand")(inp)
+    x = L.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)
+    s = L.GlobalAveragePooling2D(name="squeeze_pool")(x)
+    s = L.Reshape((1, 1, 16), name="se_reshape")(s)
+    s = L.Conv2D(4, 1, activation="relu", name="se_reduce")(s)
+    s = L.Conv2D(16, 1, activation="sigmoid", name="se_expand")(s)
+    x = L.Multiply(name="se_excite")([x, s])
+    x = L.Conv2D(8, 1, name="project")(x)
+    x = L.Reshape((64, 8), name="flat_positions")(x)  # (N, H, W, C) -> (N, H*W, C)
+    x = L.GlobalAveragePooling1D()(x)
+    return keras.Model(inp, L.Dense(5, name="out")(x))
+
+
+def test_squeeze_and_excitation_channels_prune_together(tmp_path: Path) -> None:
+    m = _se_block()
+    nodes, outputs = nodes_from_keras(m)
+    a = analyze(nodes, outputs)
+    assert a.unknown == {}  # the reshapes keep the channel axis: understood
+    groups = {tuple(sorted(p)) for p in a.units().values()}
+    # the excitation's outputs scale the expanded channels: one unit with them
+    assert ("expand", "se_expand") in groups and ("se_reduce",) in groups and ("project",) in groups
+    out = PrunePass(PruneConfig(ratio=0.5)).apply(m, _cost_ctx())
+    small = out.model
+    assert out.notes == ()
+    assert small.get_layer("expand").filters == 8 and small.get_layer("se_expand").filters == 8
+    assert small.get_layer("se_reduce").filters == 2 and small.get_layer("project").filters == 4
+    assert small.get_layer("se_reshape").output.shape[1:] == (1, 1, 8)
+    assert small.get_layer("flat_positions").output.shape[1:] == (64, 4)
+    assert out.changes["macs_after"] < 0.5 * out.changes["macs_before"]
+    x = np.random.default_rng(1).random((2, 8, 8, 3), dtype=np.float32)
+    got = run_litert(to_tflite(small, tmp_path / "se.tflite"), x)
+    np.testing.assert_allclose(got, small(x).numpy(), rtol=1e-3, atol=1e-4)
+    # ratio 0 keeps the block exactly (the rebuilt reshapes included)
+    same = PrunePass(PruneConfig(ratio=0.0)).apply(m, _cost_ctx()).model
+    np.testing.assert_allclose(same(x).numpy(), m(x).numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_a_reshape_that_moves_the_channel_axis_is_named() -> None:
+    import keras
+
+    L = keras.layers
+    inp = keras.Input((4, 4, 3))
+    x = L.Conv2D(6, 1, name="c1")(inp)
+    x = L.Reshape((4, 24), name="mix")(x)  # channels folded into the last axis
+    x = L.GlobalAveragePooling1D()(x)
+    m = keras.Model(inp, L.Dense(2, name="out")(x))
+    nodes, outputs = nodes_from_keras(m)
+    a = analyze(nodes, outputs)
+    assert "moves the channel axis" in a.unknown["mix"]

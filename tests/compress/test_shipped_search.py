@@ -1,0 +1,69 @@
+"""The shipped-form search: pure choices (front, objective, limits) and flags."""
+
+from __future__ import annotations
+
+import pytest
+
+from device_agent.errors import EdgeError
+from edge_sdk.shipped import (
+    Candidate,
+    Objective,
+    Shipped,
+    ShippedConfig,
+    candidate_lines,
+    choose,
+    from_flags,
+    pareto,
+)
+
+
+def _c(i: int, acc: float, nbytes: int, ms: float, macs: int, base: float = 99.0) -> Candidate:
+    return Candidate(i, 0.25 * i, None, Shipped(acc, nbytes, ms, 1000, macs), round(base - acc, 4))
+
+
+CANDS = [
+    _c(0, 99.0, 100_000, 0.30, 900),  # most accurate
+    _c(1, 98.8, 40_000, 0.20, 500),
+    _c(2, 98.8, 45_000, 0.25, 600),  # dominated by 1
+    _c(3, 98.0, 20_000, 0.10, 200),  # smallest, over a 0.5 budget
+    _c(4, 98.6, 30_000, 0.22, 300),
+]
+
+
+def test_the_front_drops_dominated_points() -> None:
+    pts = [(c.shipped.bytes, c.shipped.accuracy, c.shipped.latency_ms) for c in CANDS]
+    assert pareto(pts) == [3, 4, 1, 0]
+    assert pareto([(1, 1.0, 1.0), (1, 1.0, 1.0)]) == [0, 1]  # equal points dominate neither
+
+
+def test_objective_and_hard_limits_choose_among_the_budget() -> None:
+    assert choose(CANDS, ShippedConfig(max_drop=0.5)) == 4  # smallest within 0.5 points
+    assert choose(CANDS, ShippedConfig(max_drop=1.0)) == 3
+    assert choose(CANDS, ShippedConfig(max_drop=0.5, objective=Objective.LATENCY)) == 1
+    assert choose(CANDS, ShippedConfig(max_drop=0.5, objective=Objective.MACS)) == 4
+    assert choose(CANDS, ShippedConfig(max_drop=0.5, max_latency_ms=0.21)) == 1
+    assert choose(CANDS, ShippedConfig(max_drop=0.5, max_bytes=25_000)) is None
+
+
+def test_flags() -> None:
+    assert from_flags(None, None, False) is None  # no --max-drop, no limit: no search
+    assert from_flags(None, 0.5, True) is None  # chosen steps: the budget checks them instead
+    cfg = from_flags(None, 0.5, False)
+    assert cfg is not None and cfg.max_drop == 0.5  # the whole budget: int8 is in every candidate
+    lim = from_flags(None, None, False, objective="latency", max_latency_ms=2.0)
+    assert lim is not None and lim.objective is Objective.LATENCY and lim.max_drop == 1.0
+    with pytest.raises(EdgeError, match="--objective 'speed': expected size, latency or macs"):
+        from_flags(None, 0.5, False, objective="speed")
+    with pytest.raises(EdgeError, match="steer the --max-drop search"):
+        from_flags(None, None, True, max_bytes=1000)
+    with pytest.raises(EdgeError, match="--max-bytes must be a positive"):
+        from_flags(None, 0.5, False, max_bytes=0)
+
+
+def test_candidate_lines_mark_the_front_and_the_choice() -> None:
+    summary = {"candidates": [c.row() for c in CANDS], "front": [3, 4, 1, 0], "chosen_index": 4,
+               "seconds": 12.5, "objective": "size"}
+    lines = candidate_lines(summary)
+    assert lines[0].startswith("search: 5 candidates judged as shipped in 12.5s")
+    marks = {ln[1:4].strip(): ln[0] for ln in lines[2:]}
+    assert marks == {"0": "*", "1": "*", "2": " ", "3": "*", "4": ">"}
