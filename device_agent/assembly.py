@@ -229,6 +229,8 @@ def _serve(config: AgentConfig, mode: Mode, parts: _Parts, store: ModelStore | N
         parts.telemetry = _telemetry(config, parts.mqtt, served, engine)
         parts.mqtt.start()
     if parts.listener is not None:
+        if parts.telemetry is not None:  # deploy/status names the boot its telemetry names
+            parts.listener.boot_id = parts.telemetry.boot_id
         threading.Thread(target=_run_listener, args=(parts,), name="updates", daemon=True).start()
     parts.source = _source(config, parts.mqtt)
     # A model the source cannot feed is refused here, once, not skipped reading by reading.

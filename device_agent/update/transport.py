@@ -46,11 +46,15 @@ class DeployListener:
     """The agent's side: receive offers and chunks, run the update flow, report status."""
 
     def __init__(self, *, store: ModelStore, mqtt: MqttClient, fleet: str, device: str,
-                 trust: SignatureCheck, policy: UpdatePolicy, checkpoint: Checkpoint | None = None):
+                 trust: SignatureCheck, policy: UpdatePolicy, checkpoint: Checkpoint | None = None,
+                 boot_id: str | None = None):
         """``mqtt``: the agent's one connection (started by the caller, before or after
         this registers its subscription); its session should persist (``clean_session``
-        off) so the broker keeps QoS 1 deploy messages while the agent restarts."""
+        off) so the broker keeps QoS 1 deploy messages while the agent restarts.
+        ``boot_id`` names this process in every report (the telemetry's, when it has one;
+        a new one otherwise); it may be set until :meth:`run` starts."""
         self.store, self.mqtt, self.fleet, self.device = store, mqtt, fleet, device
+        self.boot_id = boot_id or uuid.uuid4().hex[:16]
         self.trust, self.policy, self.checkpoint = trust, policy, checkpoint
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.assemblies: dict[str, Assembly] = {}
@@ -88,7 +92,8 @@ class DeployListener:
                                        missing=a.missing()))
 
     def _publish(self, s: DeployStatus) -> None:
-        s = DeployStatus(s.rollout, s.status, s.reason, s.version, s.missing, self.device, time.time())
+        s = DeployStatus(s.rollout, s.status, s.reason, s.version, s.missing, self.device, time.time(),
+                         self.boot_id)
         self.mqtt.publish(status_topic(self.fleet, self.device), s.to_payload(), qos=1)
 
     # messages -----------------------------------------------------------------------

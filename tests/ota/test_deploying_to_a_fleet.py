@@ -219,6 +219,7 @@ class Run:
     status_calls: int = 0
     deploy_out: str = ""
     kept_at_kill: int = 0
+    boot_id: str = ""
 
     def background(self, argv: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None) -> None:
         with log.open("ab") as out:
@@ -354,7 +355,8 @@ def fleet_status(run: Run, mapped: str, cwd: Path) -> None:
     poll(f"pi-01 online with telemetry, serving {want}", 30, cond)
     js = subprocess.run([*shlex.split(mapped), "--json"], cwd=cwd, env=ENV, capture_output=True, text=True)
     dev = next(d for d in json.loads(js.stdout) if d["device"] == "pi-01")
-    assert dev["fleet"] == "lab" and dev["status"] == "online", dev
+    assert dev["fleet"] == "lab" and dev["status"] == "online" and dev["boot_id"], dev
+    run.boot_id = dev["boot_id"]  # of its latest telemetry window
 
 
 def logs(run: Run) -> str:
@@ -406,6 +408,7 @@ def deploy_through_a_broker_kill(run: Run, mapped: str, cwd: Path) -> None:
         log.write_text("".join(lines))
     statuses = [json.loads(ln) for ln in lines if ln.startswith("{") and '"status"' in ln]
     assert statuses[-1]["status"] == "active" and statuses[-1]["version"] == "1.1.0", lines
+    assert {s["boot_id"] for s in statuses} == {run.boot_id}  # the reports name the telemetry's boot
     # Whatever was asked for again after the restart excludes what the agent kept (the
     # deployer's client may also resend its unacknowledged chunks by itself on reconnect).
     asked = [len(s["missing"]) for s in statuses if s["status"] == "downloading"]
