@@ -6,7 +6,8 @@ Pi's home directory, two temporary folders here), after one documented mapping
 (:meth:`World.mapping`): the host name and port of the broker, and the system paths
 (``/etc/mosquitto``, ``/etc/edge-agent``, ``/var/lib/edge-agent``, ``/opt/edge-agent``,
 ``/etc/systemd/system``) become temporary folders; ``sudo``, ``sudo -u edge-agent`` and
-the ``-o``/``-g`` owner options go (one test user plays everyone); ``.venv/bin/`` is this
+the ``-o``/``-g`` owner options go, ``chgrp mosquitto`` names the test's group (one test
+user plays everyone); ``.venv/bin/`` is this
 interpreter's; ``tools/`` is this checkout's; ``pi@raspberrypi.local:`` is the Pi's
 folder (``scp`` copies locally); ``edge fleet add-user``/``add-device`` get their default
 ``/etc/mosquitto/edge.passwd`` and ``edge.acl`` as explicit, mapped, options. A mapped
@@ -52,7 +53,7 @@ import pytest
 
 from tests.support.production_broker import TLS_PASSWORD, ProductionBroker, rewrite
 
-from .conftest import Factory, validation_npz
+from .conftest import Factory, reference_outputs, validation_npz
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -117,7 +118,7 @@ class World:
         r = self.root
         return [
             ("sudo -u edge-agent ", ""), ("sudo ", ""), (" -o edge-agent", ""), (" -g edge-agent", ""),
-            (" -g mosquitto", ""),
+            (" -g mosquitto", ""), ("chgrp mosquitto ", f"chgrp {os.getgid()} "),
             ("pi@raspberrypi.local:", f"{self.pi}/"),
             ("broker.example.net:8883", f"localhost:{self.broker.ports[TLS_PASSWORD]}"),
             ("broker.example.net", "localhost"),
@@ -186,13 +187,15 @@ HIDDEN = 40960  # 12 MB of weights: 186 chunks of 64 KiB, 16 MB on the wire (bas
 # than the socket buffers between Mosquitto and the agent hold, so a kill lands mid-transfer
 
 
-def big_bundle(factory: Factory, version: str, seed: int) -> Path:
-    """A 12 MB signed bundle (x·W1·W2 + b, softmax): many chunks, so a transfer takes a while."""
+def big_bundle(factory: Factory, version: str) -> Path:
+    """A 12 MB signed bundle that answers as 1.0.0 does (so probation keeps it): softmax(x·W1·W2
+    + b), W1 = [W | noise], W2 = [I; 0], with 1.0.0's W and b. Many chunks: a transfer takes a while."""
     from onnx import TensorProto, helper, numpy_helper
 
-    rng = np.random.default_rng(seed)
-    w1 = rng.normal(size=(64, HIDDEN)).astype(np.float32) / 64
-    w2, b = rng.normal(size=(HIDDEN, 10)).astype(np.float32) / 64, rng.normal(size=10).astype(np.float32)
+    w, b = factory.weights(0)
+    w1 = np.concatenate([w, np.random.default_rng(3).normal(size=(64, HIDDEN - 10)).astype(np.float32)], axis=1)
+    w2 = np.zeros((HIDDEN, 10), np.float32)
+    w2[:10] = np.eye(10, dtype=np.float32)
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "W1"], ["h"]), helper.make_node("MatMul", ["h", "W2"], ["hw"]),
          helper.make_node("Add", ["hw", "b"], ["logits"]), helper.make_node("Softmax", ["logits"], ["y"], axis=-1)],
@@ -202,11 +205,8 @@ def big_bundle(factory: Factory, version: str, seed: int) -> Path:
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
-    z = (factory.x @ w1) @ w2 + b
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    y = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
-    return factory.bundle(version, model=model.SerializeToString(), validation=validation_npz(factory.x, y),
-                          name=f"m-{version}.edgepkg")  # fmt: skip
+    return factory.bundle(version, model=model.SerializeToString(), name=f"m-{version}.edgepkg",
+                          validation=validation_npz(factory.x, reference_outputs(factory.x, w, b)))  # fmt: skip
 
 
 @dataclass
@@ -242,7 +242,7 @@ def world(tmp_path: Path, factory: Factory, digits_npz: Path) -> Iterator[World]
     (w.home / WHEEL).write_bytes(b"")
     (w.home / "fleet-key.pub").write_bytes(factory.key.public.read_bytes())
     (w.home / "m-1.0.0.edgepkg").write_bytes(factory.bundle("1.0.0").read_bytes())
-    (w.home / "m-1.1.0.edgepkg").write_bytes(big_bundle(factory, "1.1.0", seed=3).read_bytes())
+    (w.home / "m-1.1.0.edgepkg").write_bytes(big_bundle(factory, "1.1.0").read_bytes())
     (w.home / "input.npz").write_bytes(digits_npz.read_bytes())
     yield w
     w.broker.stop()
