@@ -6,8 +6,11 @@ Pi's home directory, two temporary folders here), after one documented mapping
 (:meth:`World.mapping`): the host name and port of the broker, and the system paths
 (``/etc/mosquitto``, ``/etc/edge-agent``, ``/var/lib/edge-agent``, ``/opt/edge-agent``,
 ``/etc/systemd/system``) become temporary folders; ``sudo``, ``sudo -u edge-agent`` and
-the ``-o``/``-g`` owner options go, ``chgrp mosquitto`` names the test's group (one test
-user plays everyone); ``.venv/bin/`` is this
+the ``-o edge-agent`` owner options go (one test user plays everyone); run as root where
+the ``mosquitto`` user exists, Mosquitto starts as Debian's unit starts it (as root,
+switching to ``mosquitto`` before it reads the password file and the key), so the README's
+``-g mosquitto`` and ``chgrp mosquitto`` are run as written, and needed (elsewhere
+``-g mosquitto`` goes and ``chgrp`` names the test's group); ``.venv/bin/`` is this
 interpreter's; ``tools/`` is this checkout's; ``pi@raspberrypi.local:`` is the Pi's
 folder (``scp`` copies locally); ``edge fleet add-user``/``add-device`` get their default
 ``/etc/mosquitto/edge.passwd`` and ``edge.acl`` as explicit, mapped, options. A mapped
@@ -39,9 +42,11 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -103,6 +108,7 @@ class World:
 
     tmp: Path
     broker: ProductionBroker
+    as_debian: bool = False  # Mosquitto drops root for user mosquitto: group mosquitto is real
     home: Path = field(init=False)  # the broker's checkout (what the commands write there)
     pi: Path = field(init=False)  # pi's home directory
     root: Path = field(init=False)  # the Pi's /etc/edge-agent, /var/lib/edge-agent, ...
@@ -118,7 +124,7 @@ class World:
         r = self.root
         return [
             ("sudo -u edge-agent ", ""), ("sudo ", ""), (" -o edge-agent", ""), (" -g edge-agent", ""),
-            (" -g mosquitto", ""), ("chgrp mosquitto ", f"chgrp {os.getgid()} "),
+            *([] if self.as_debian else [(" -g mosquitto", ""), ("chgrp mosquitto ", f"chgrp {os.getgid()} ")]),
             ("pi@raspberrypi.local:", f"{self.pi}/"),
             ("broker.example.net:8883", f"localhost:{self.broker.ports[TLS_PASSWORD]}"),
             ("broker.example.net", "localhost"),
@@ -236,9 +242,37 @@ class Run:
                     p.wait()
 
 
+def debian_like() -> bool:
+    """Root on a machine with the mosquitto package's user: start Mosquitto as its
+    systemd unit does on Debian and Raspberry Pi OS (as root; it switches to user
+    ``mosquitto`` before reading the password file and the server key)."""
+    import pwd
+
+    try:
+        pwd.getpwnam("mosquitto")
+    except KeyError:
+        return False
+    return os.geteuid() == 0
+
+
+def as_debian_does(broker: ProductionBroker) -> None:
+    """The fixture's main config without its ``user`` line (Mosquitto's default: switch to
+    ``mosquitto``), its folder and persistence writable by that user, as Debian's are."""
+    config = broker.config.read_text()
+    broker.config.write_text(re.sub(r"^user .*\n", "", config, flags=re.M))
+    for d in (broker.root, broker.root / "data"):
+        shutil.chown(d, "mosquitto")
+
+
 @pytest.fixture
 def world(tmp_path: Path, factory: Factory, digits_npz: Path) -> Iterator[World]:
-    w = World(tmp_path, ProductionBroker(tmp_path / "mosquitto"))
+    as_debian = debian_like()
+    # pytest's folders are private to their user: the mosquitto user needs a way in
+    base = Path(tempfile.mkdtemp(prefix="edge-e2e-", dir="/tmp")) if as_debian else tmp_path
+    base.chmod(0o755)
+    w = World(base, ProductionBroker(base / "mosquitto"), as_debian)
+    if as_debian:
+        as_debian_does(w.broker)
     (w.home / WHEEL).write_bytes(b"")
     (w.home / "fleet-key.pub").write_bytes(factory.key.public.read_bytes())
     (w.home / "m-1.0.0.edgepkg").write_bytes(factory.bundle("1.0.0").read_bytes())
@@ -246,6 +280,8 @@ def world(tmp_path: Path, factory: Factory, digits_npz: Path) -> Iterator[World]
     (w.home / "input.npz").write_bytes(digits_npz.read_bytes())
     yield w
     w.broker.stop()
+    if as_debian:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_deploying_to_a_fleet_as_the_readme_says(world: World) -> None:
