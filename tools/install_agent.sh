@@ -153,7 +153,7 @@ quiet = true
 
 # [broker]
 # url = "mqtts://broker.example.net:8883"
-# username = "pi-01"
+# username = "default/pi-01"   # FLEET/ID: what edge fleet add-device prints
 # password_file = "$ETC/broker.password"
 # ca_file = "$ETC/ca.crt"
 

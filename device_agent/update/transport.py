@@ -47,13 +47,15 @@ class DeployListener:
 
     def __init__(self, *, store: ModelStore, mqtt: MqttClient, fleet: str, device: str,
                  trust: SignatureCheck, policy: UpdatePolicy, checkpoint: Checkpoint | None = None,
-                 boot_id: str = ""):
+                 boot_id: str | None = None):
         """``mqtt``: the agent's one connection (started by the caller, before or after
         this registers its subscription); its session should persist (``clean_session``
-        off) so the broker keeps QoS 1 deploy messages while the agent restarts."""
+        off) so the broker keeps QoS 1 deploy messages while the agent restarts.
+        ``boot_id`` names this process in every report (the telemetry's, when it has one;
+        a new one otherwise); it may be set until :meth:`run` starts."""
         self.store, self.mqtt, self.fleet, self.device = store, mqtt, fleet, device
+        self.boot_id = boot_id or uuid.uuid4().hex[:16]
         self.trust, self.policy, self.checkpoint = trust, policy, checkpoint
-        self.boot_id = boot_id  # the agent process's, as in its telemetry
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.assemblies: dict[str, Assembly] = {}
         # Which rollout brought a version; set before the switch, since probation may
