@@ -216,7 +216,7 @@ def _check_output(job: Job) -> None:
     # The manifest would refuse these only after minutes of work; refuse them first.
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", job.name):
         raise EdgeError(f"--name {job.name!r}: expected 1-128 of A-Z a-z 0-9 _ . -")
-    parse_semver(job.version, what="--version")
+    parse_semver(job.version, what="--bundle-version")
 
 
 def _prepare(job: Job, recipe: Recipe, work: Path, progress: Progress) -> _State:

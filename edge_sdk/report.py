@@ -49,7 +49,7 @@ ROWS: tuple[tuple[str, str, str], ...] = (
 # Rows whose change is a difference in points, not a relative change.
 POINTS = frozenset({"accuracy", "error_rate"})
 # Rows measured by timing: their change is noise when within the run-to-run spread.
-TIMED = frozenset({"latency_p50_ms", "throughput_per_s", "peak_rss_mb"})
+TIMED = ("latency_p50_ms", "throughput_per_s", "peak_rss_mb")
 # Two runs that happen to agree closely still do not make a change of 0.5% real.
 MIN_SPREAD_PCT = 1.0
 # Decimals per unit, the same in every rendering (terminal, Markdown, PNG labels).
@@ -89,6 +89,11 @@ class Comparison:
         b, o = asdict(self.baseline), asdict(self.optimized)
         return {k: round(o[k] - b[k], 4) if k in POINTS else change_pct(b[k], o[k])
                 for k, _, _ in ROWS}
+
+    def relative_changes(self) -> dict[str, float | None]:
+        """Relative change in percent for every row (the JSON's ``change_pct``)."""
+        b, o = asdict(self.baseline), asdict(self.optimized)
+        return {k: change_pct(b[k], o[k]) for k, _, _ in ROWS}
 
     def noise(self) -> dict[str, bool]:
         """Per timed metric: is the change within the run-to-run spread measured?"""
@@ -195,8 +200,8 @@ class Report:
             "targets": [t.to_dict() for t in self.targets],
             "comparisons": [
                 {"format": c.format.value, "baseline": asdict(c.baseline),
-                 "optimized": asdict(c.optimized), "change_pct": c.changes(),
-                 "change_units": {k: "points" if k in POINTS else "percent" for k, _, _ in ROWS},
+                 "optimized": asdict(c.optimized), "change_pct": c.relative_changes(),
+                 "change_points": {k: v for k, v in c.changes().items() if k in POINTS},
                  "run_spread_pct": c.spread_pct,
                  "noise": [k for k, v in c.noise().items() if v]}
                 for c in self.comparisons

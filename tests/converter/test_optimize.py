@@ -184,8 +184,8 @@ def test_tflite_target_from_onnx_is_refused(tmp_path: Path, onnx_cnn: Path, digi
 
 def test_bad_version_refused_before_any_work(tmp_path: Path, keras_cnn: Path,
                                              digits: Any) -> None:
-    assert "--version '1.0'" in _bad(tmp_path, keras_cnn, "--data", digits.train,
-                                      "--version", "1.0")
+    assert "--bundle-version '1.0'" in _bad(tmp_path, keras_cnn, "--data", digits.train,
+                                             "--bundle-version", "1.0")
 
 
 def test_unknown_target(tmp_path: Path, keras_cnn: Path, digits: Any) -> None:

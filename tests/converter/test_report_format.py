@@ -83,3 +83,10 @@ def test_chart_labels_every_bar_and_zooms_accuracy(tmp_path: Path) -> None:
     assert "-0.57 points" in headline(r)
     write_chart(r, tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_json_keeps_percent_and_adds_points(tmp_path: Path) -> None:
+    c = _report(tmp_path).to_dict()["comparisons"][0]
+    assert c["change_pct"]["accuracy"] == round((98.43 - 99.0) / 99.0 * 100, 2)  # relative, as before
+    assert c["change_points"] == {"accuracy": -0.57, "error_rate": 0.57}
+    assert c["noise"] == ["latency_p50_ms", "peak_rss_mb"] and c["run_spread_pct"]["latency_p50_ms"] == 3.0

@@ -17,7 +17,7 @@ def test_optimize_sign_verify_flash(keras_cnn: Path, digits, tmp_path: Path) -> 
     key = new_key_pair(tmp_path / "fleet-key")
     out = tmp_path / "m-1.2.0.edgepkg"
     res = runner.invoke(app, ["optimize", str(keras_cnn), "--data", str(digits.train), "--int8",
-                              "--version", "1.2.0", "--runs", "2", "--samples", "32",
+                              "--bundle-version", "1.2.0", "--runs", "2", "--samples", "32",
                               "--sign", str(key.private), "-o", str(out), "--json"])
     assert res.exit_code == 0, res.output
     ver = runner.invoke(app, ["verify", str(out), "--key", str(key.public)])

@@ -39,7 +39,7 @@ def signed_optimized(keras_cnn: Path, digits, tmp_path_factory: pytest.TempPathF
     key = new_key_pair(root / "fleet-key")
     out = root / "m-1.0.0.edgepkg"
     res = runner.invoke(app, ["optimize", str(keras_cnn), "--data", str(digits.train), "--int8",
-                              "--version", "1.0.0", "--runs", "2", "--samples", "32",
+                              "--bundle-version", "1.0.0", "--runs", "2", "--samples", "32",
                               "--sign", str(key.private), "-o", str(out)])
     assert res.exit_code == 0, res.output
     return out, key
