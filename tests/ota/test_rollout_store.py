@@ -39,7 +39,7 @@ def _record(store: Store, rid: str, t0: float) -> None:
 
 
 def _check(store: Store, rid: str) -> None:
-    assert store.schema_version() == max(schema.MIGRATIONS) == 2
+    assert store.schema_version() == max(schema.MIGRATIONS) == 3
     (row,) = store.rollouts()
     s = summarize(row)
     assert (s["targeted"], s["active"], s["rejected"], s["rolled-back"], s["pending"]) == (4, 2, 1, 0, 1)
@@ -78,7 +78,7 @@ def test_rollouts_in_postgresql(pg_dsn: str) -> None:
         store.close()
     again = open_store(pg_dsn)  # migrating twice is a no-op
     try:
-        assert again.schema_version() == 2 and len(again.rollouts()) == 1
+        assert again.schema_version() == 3 and len(again.rollouts()) == 1
     finally:
         again.close()
     res = runner.invoke(app, ["fleet", "rollouts", "--db", pg_dsn])
