@@ -21,7 +21,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "collector": (
         "edge collector --broker mqtt://127.0.0.1:1883 --db fleet.db",
-        "edge collector --broker mqtts://broker:8883 --db postgresql://host/fleet --metrics-port 9108",
+        "edge collector --broker mqtts://broker:8883 --tls-ca ca.crt --username collector "
+        "--password-file collector.password --db fleet.db --http 127.0.0.1:8080 --homeassistant",
     ),
     "broker": ("edge broker --port 1883",),
     "eval": (
@@ -44,5 +45,16 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "fleet history": ("edge fleet history pi-01 --db fleet.db --limit 20",),
     "fleet alerts": ("edge fleet alerts --db fleet.db --offline-after 300",),
     "fleet rollouts": ("edge fleet rollouts --db fleet.db",),
+    "pack": (
+        "edge pack detector.tflite --output-kind detection --labels labels.txt -o det.edgepkg --key fleet-key",
+        "edge pack text.onnx --data inputs.npz --int8 -o text.edgepkg",
+    ),
+    "fleet ui": ("edge fleet ui --db fleet.db --http 127.0.0.1:8080",),
+    "fleet retire": ("edge fleet retire pi-01 --db fleet.db --broker mqtt://127.0.0.1:1883",),
+    "fleet add-device": ("edge fleet add-device pi-01 --fleet lab   # prints its password once",),
+    "fleet add-user": (
+        "edge fleet add-user collector --role collector --password-from collector.password",
+        "edge fleet add-user deployer --role deployer --fleet lab --password-from deployer.password",
+    ),
     "keys new": ("edge keys new --out fleet-key   # fleet-key (private) and fleet-key.pub",),
 }

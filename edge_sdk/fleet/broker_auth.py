@@ -57,9 +57,14 @@ def role_rules(role: Role, fleet: str = "+") -> list[str]:
     if fleet != "+":
         topics.check_id(fleet, "fleet")
     base = f"{topics.PREFIX}/{fleet}"
+    ha = f"edge/ha/{fleet}/#"  # the values Home Assistant's configs point at
     if role is Role.COLLECTOR:
-        return [f"topic read {base}/#", f"topic write {base}/alerts", "topic write homeassistant/#"]
-    return [f"topic write {base}/+/deploy", f"topic read {base}/+/deploy/status"]
+        return [f"topic read {base}/#", f"topic write {base}/alerts", "topic write homeassistant/#",
+                f"topic write {ha}"]
+    # `edge fleet retire` is an operator's act: it clears a device's retained birth and
+    # its Home Assistant topics, so the deploying host may write those too.
+    return [f"topic write {base}/+/deploy", f"topic read {base}/+/deploy/status",
+            f"topic write {base}/+/state", "topic write homeassistant/#", f"topic write {ha}"]
 
 
 def device_user(fleet: str, device: str) -> str:
