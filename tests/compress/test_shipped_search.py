@@ -67,3 +67,20 @@ def test_candidate_lines_mark_the_front_and_the_choice() -> None:
     assert lines[0].startswith("search: 5 candidates judged as shipped in 12.5s")
     marks = {ln[1:4].strip(): ln[0] for ln in lines[2:]}
     assert marks == {"0": "*", "1": "*", "2": " ", "3": "*", "4": ">"}
+
+
+def test_limits_with_chosen_steps_are_refused_before_any_work(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from edge_sdk.cli import app
+
+    out = Path(str(tmp_path)) / "x.edgepkg"
+    res = CliRunner().invoke(app, ["optimize", "m.keras", "--data", "d.npz", "--prune", "0.3",
+                                   "--max-bytes", "1000", "-o", str(out)])
+    assert res.exit_code == 2 and "steer the --max-drop search" in res.output
+    res = CliRunner().invoke(app, ["optimize", "m.keras", "--data", "d.npz", "--objective", "speed",
+                                   "-o", str(out)])
+    assert res.exit_code == 2 and "--objective 'speed': expected size, latency or macs" in res.output
+    assert not out.exists()
