@@ -13,7 +13,7 @@ from edge_sdk.cli import app as edge_app
 
 ROOT = Path(__file__).resolve().parents[2]
 # A command, then its words and options up to the end of the shell command.
-COMMAND = re.compile(r"(?<![\w/.-])(edge-agent|edge)((?:\s+[a-z][a-z-]*)*)((?:\\\n|[^`|#\n;&]|&(?![&\s]))*)")
+COMMAND = re.compile(r"(?<![\w/.-])(edge-agent|edge)(?![\w-])((?:\s+[a-z][a-z-]*)*)((?:\\\n|[^`|#\n;&]|&(?![&\s]))*)")
 OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*|-[a-zA-Z])(?![\w-])")
 
 
@@ -44,6 +44,8 @@ def readme_uses() -> dict[tuple[str, tuple[str, ...]], set[str]]:
     uses: dict[tuple[str, tuple[str, ...]], set[str]] = {}
     for m in COMMAND.finditer(text):
         tool, words, rest = m.group(1), m.group(2).split(), m.group(3)
+        if not words and rest.lstrip().startswith("/"):
+            continue  # a user or folder name (sudo -u edge-agent /opt/...), not a command line
         cmd = _command_words(tool, words)
         options = set(OPTION.findall(" ".join(words[len(cmd):]) + " " + rest))
         uses.setdefault((tool, tuple(cmd)), set()).update(options)
