@@ -106,15 +106,17 @@ def open_bundle(
     *,
     check_signature: SignatureCheck | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    durable: bool = True,
 ) -> Bundle:
     """Verify a bundle and unpack it into ``dest`` (created; must not exist or be empty).
 
     ``check_signature`` receives the manifest bytes and the signature (or ``None``) and
     raises :class:`BundleError` to refuse. Nothing is written unless every check passes.
+    ``durable=False`` skips the fsyncs, for a temporary unpack that no crash must survive.
     """
     v = verify_bundle(path, check_signature=check_signature, max_bytes=max_bytes)
     root = Path(dest)
-    write_tree(root, v.payload)
+    write_tree(root, v.payload, durable=durable)
     return Bundle(manifest=v.manifest, root=root, manifest_bytes=v.manifest_bytes, signature=v.signature)
 
 
@@ -280,15 +282,19 @@ def _zstd_reader(data: bytes) -> Any:
     return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
 
 
-def write_tree(root: Path, payload: dict[str, bytes]) -> None:
-    """Write verified members below ``root`` (created; must be empty), each atomically."""
+def write_tree(root: Path, payload: dict[str, bytes], *, durable: bool = True) -> None:
+    """Write verified members below ``root`` (created; must be empty), each atomically
+    (and, if ``durable``, fsynced with its directory)."""
     root.mkdir(parents=True, exist_ok=True)
     if any(root.iterdir()):
         raise BundleError(f"{root}: destination for the bundle is not empty")
     for rel, data in payload.items():
         target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, data)
+        if durable:
+            atomic_write(target, data)
+        else:
+            target.write_bytes(data)
 
 
 def atomic_write(target: Path, data: bytes) -> None:

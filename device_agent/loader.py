@@ -20,7 +20,7 @@ def opened_bundle(path: Path, *, check_signature: SignatureCheck | None = None) 
     """Verify and unpack a bundle into a temporary folder, removed afterwards."""
     tmp = Path(tempfile.mkdtemp(prefix="edgepkg-"))
     try:
-        yield open_bundle(path, tmp / "b", check_signature=check_signature)
+        yield open_bundle(path, tmp / "b", check_signature=check_signature, durable=False)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -152,19 +152,21 @@ def session(base: Path | None = None, *, env: dict[str, str] | None = None) -> I
     """A throwaway copy of the cached root with /proc, /sys, /dev and the pip cache bound in;
     commands see ``env`` (default :data:`ENV`)."""
     base = base or ensure_root()
-    work = Path(tempfile.mkdtemp(prefix="arm64-work-", dir=cache_dir()))
+    work = Path(tempfile.mkdtemp(prefix="work-", dir=cache_dir()))
     path = work / "root"
-    subprocess.run(["cp", "-a", str(base), str(path)], check=True)
-    shutil.copy2(HOST_CA, path / "etc/ssl/certs/ca-certificates.crt")  # pip's TLS, as on a board
-    pip_cache = cache_dir() / "arm64-pip"
-    pip_cache.mkdir(parents=True, exist_ok=True)
-    (path / "root/.cache/pip").mkdir(parents=True, exist_ok=True)
-    cpuinfo = work / "cpuinfo"
-    cpuinfo.write_text(CPUINFO)
-    binds = [("/proc", "proc"), ("/sys", "sys"), ("/dev", "dev"), (str(cpuinfo), "proc/cpuinfo"),
-             (str(pip_cache), "root/.cache/pip")]
     mounted: list[Path] = []
     try:
+        subprocess.run(["cp", "-a", str(base), str(path)], check=True)
+        ca = path / "etc/ssl/certs/ca-certificates.crt"
+        ca.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(HOST_CA, ca)  # pip's TLS, as on a board
+        pip_cache = cache_dir() / "arm64-pip"
+        pip_cache.mkdir(parents=True, exist_ok=True)
+        (path / "root/.cache/pip").mkdir(parents=True, exist_ok=True)
+        cpuinfo = work / "cpuinfo"
+        cpuinfo.write_text(CPUINFO)
+        binds = [("/proc", "proc"), ("/sys", "sys"), ("/dev", "dev"), (str(cpuinfo), "proc/cpuinfo"),
+                 (str(pip_cache), "root/.cache/pip")]
         for src, dest in binds:
             subprocess.run(["mount", "--bind", src, str(path / dest)], check=True)
             mounted.append(path / dest)
