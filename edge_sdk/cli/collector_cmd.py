@@ -86,8 +86,9 @@ def collector(
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     c = Collector(options).start()
-    where = f"; dashboard and /metrics on {c.metrics_server.url}" if c.metrics_server else ""
-    typer.echo(f"collector: {broker.url} → {db} (filter {c.filter}{where})", err=True)
+    typer.echo(f"collector: {broker.url} → {db} (filter {c.filter})", err=True)
+    if c.metrics_server:
+        typer.echo(f"collector: dashboard {c.metrics_server.url} (and /metrics)", err=True)
     while not stop.is_set() and not c.subscribed.wait(0.5):
         pass
     if c.subscribed.is_set():

@@ -149,7 +149,9 @@ def test_limit_counts_readings_taken_even_when_none_is_answered(byom: Byom, tmp_
     np.savez(bad, x=np.full((4, 16, 16, 3), np.nan, np.float32))
     proc = agent("run", str(byom.segmenter), "--source", f"file:{bad}?loop=1", "--limit", "9", "-q",
                  timeout=30)
-    assert proc.returncode == 0, proc.stderr
+    # Every reading skipped (none fatal), the summary printed, then a run that served
+    # nothing ends as an error.
+    assert proc.returncode == 2, proc.stderr
     summary = json.loads(proc.stdout.splitlines()[-1])["summary"]
     assert summary["errors"] == 9 and summary["count"] == 0
 
@@ -167,7 +169,7 @@ def test_a_source_failing_every_reading_does_not_flood_the_log(byom: Byom, tmp_p
     bad = tmp_path / "nan.npz"
     np.savez(bad, x=np.full((50, 16, 16, 3), np.nan, np.float32))
     proc = agent("run", str(byom.segmenter), "--source", f"file:{bad}", "-q", timeout=60)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 2, proc.stderr  # nothing served: an error, after every reading
     assert json.loads(proc.stdout.splitlines()[-1])["summary"]["errors"] == 50
     assert len([x for x in proc.stderr.splitlines() if "skipped" in x]) == 20
 

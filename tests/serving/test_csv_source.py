@@ -79,8 +79,10 @@ def test_parse_csv_rules() -> None:
 
 
 def test_a_run_that_serves_nothing_exits_2(int8_tflite: Path, tmp_path: Path) -> None:
-    csv = tmp_path / "short.csv"
-    csv.write_text("p0,p1\n1,2\n3,4\n")  # 2 values for a 64-value model: every reading fails
+    csv = tmp_path / "nan.csv"
+    # The right width for the 64-value model (so it is not refused at load), but every
+    # value NaN: each reading is skipped as bad.
+    csv.write_text(",".join(f"p{i}" for i in range(64)) + "\n" + (",".join(["nan"] * 64) + "\n") * 2)
     res = runner.invoke(agent_app, ["run", str(int8_tflite), "--source", f"file:{csv}", "-q"])
     assert res.exit_code == 2, res.output
     assert json.loads(res.stdout.splitlines()[-1])["summary"]["errors"] == 2
