@@ -15,6 +15,16 @@ from device_agent.errors import EdgeError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Image preprocessing, shared by `edge optimize` and `edge pack`: stored as the manifest's
+# steps (edge_sdk.preprocess_flags) so host and device compute the same thing.
+RESIZE = typer.Option(None, "--resize", help="Images: resize to HEIGHTxWIDTH (bilinear)")
+SCALE = typer.Option(None, "--scale", help="Multiply values by this (1/255 for 8-bit pixels)")
+MEAN = typer.Option(None, "--mean", help="Normalize: subtract this (per channel: a,b,c)")
+STD = typer.Option(None, "--std", help="Normalize: divide by this (per channel: a,b,c)")
+GRAYSCALE = typer.Option(False, "--grayscale", help="Images: RGB to one luminance channel")
+BGR = typer.Option(False, "--bgr", help="Images: reverse the channel order (RGB to BGR)")
+LAYOUT = typer.Option(None, "--layout", help="Images: nchw (channels first) or nhwc")
+
 
 def cli_errors(fn: F) -> F:
     """Turn an :class:`EdgeError` or ``OSError`` into ``error: <message>`` on stderr and

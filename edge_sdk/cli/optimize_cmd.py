@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from device_agent.cli_support import check_output_file
-from edge_sdk.cli._common import cli_errors, print_json
+from edge_sdk.cli._common import BGR, GRAYSCALE, LAYOUT, MEAN, RESIZE, SCALE, STD, cli_errors, print_json
 
 if TYPE_CHECKING:
     from device_agent.manifest import OutputKind
@@ -86,13 +86,13 @@ def optimize(
     output_kind: str = typer.Option(
         "classifier", "--output-kind", help="What the outputs mean, for the agent: classifier, raw or "
         "regression (detection: wrap the converted model with edge pack)"),
-    resize: str | None = typer.Option(None, "--resize", help="Images: resize to HEIGHTxWIDTH (bilinear)"),
-    scale: str | None = typer.Option(None, "--scale", help="Multiply values by this (1/255 for 8-bit pixels)"),
-    mean: str | None = typer.Option(None, "--mean", help="Normalize: subtract this (per channel: a,b,c)"),
-    std: str | None = typer.Option(None, "--std", help="Normalize: divide by this (per channel: a,b,c)"),
-    grayscale: bool = typer.Option(False, "--grayscale", help="Images: RGB to one luminance channel"),
-    bgr: bool = typer.Option(False, "--bgr", help="Images: reverse the channel order (RGB to BGR)"),
-    layout: str | None = typer.Option(None, "--layout", help="Images: nchw (channels first) or nhwc"),
+    resize: str | None = RESIZE,
+    scale: str | None = SCALE,
+    mean: str | None = MEAN,
+    std: str | None = STD,
+    grayscale: bool = GRAYSCALE,
+    bgr: bool = BGR,
+    layout: str | None = LAYOUT,
     validation_samples: int | None = typer.Option(
         None, "--validation-samples", min=1, help="Held-out samples the bundle carries for the device's "
         "health check (default: as many as fit in 10%% of the model files' bytes, at least 1)"),

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from edge_sdk.cli._common import cli_errors, print_json
+from edge_sdk.cli._common import BGR, GRAYSCALE, LAYOUT, MEAN, RESIZE, SCALE, STD, cli_errors, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -40,17 +40,17 @@ def pack(
     data: Path | None = typer.Option(
         None, "--data", help="Sample inputs: .npz with one array per input name (or x), CSV or image "
         "folder. Recorded as the validation set (and int8 calibration)"),
-    resize: str | None = typer.Option(None, "--resize", help="Images: resize to HEIGHTxWIDTH (bilinear)"),
-    scale: str | None = typer.Option(None, "--scale", help="Multiply values by this (1/255 for 8-bit pixels)"),
-    mean: str | None = typer.Option(None, "--mean", help="Normalize: subtract this (per channel: a,b,c)"),
-    std: str | None = typer.Option(None, "--std", help="Normalize: divide by this (per channel: a,b,c)"),
-    grayscale: bool = typer.Option(False, "--grayscale", help="Images: RGB to one luminance channel"),
-    bgr: bool = typer.Option(False, "--bgr", help="Images: reverse the channel order (RGB to BGR)"),
-    layout: str | None = typer.Option(None, "--layout", help="Images: nchw (channels first) or nhwc"),
+    resize: str | None = RESIZE,
+    scale: str | None = SCALE,
+    mean: str | None = MEAN,
+    std: str | None = STD,
+    grayscale: bool = GRAYSCALE,
+    bgr: bool = BGR,
+    layout: str | None = LAYOUT,
     int8: bool = typer.Option(False, "--int8", help="ONNX: static int8 post-training quantization on --data"),
     validation_samples: int | None = typer.Option(
         None, "--validation-samples", min=1, help="Samples to keep (default: up to 10%% of the model's bytes)"),
-    compress: str = typer.Option("none", "--compress", help="Store the model compressed: none, zstd or deflate"),
+    compress: str = typer.Option("none", "--compress", help="Store the model compressed: none, xz, deflate or zstd"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Wrap MODEL into a bundle that inspect, bench, eval, sign, deploy and edge-agent take."""
@@ -108,7 +108,7 @@ def _spec(cls: Any, fields: dict[str, Any]) -> Any:
     try:
         fields["compression"] = Compression(fields.get("compression", "none"))
     except ValueError:
-        raise EdgeError(f"--compress {fields['compression']!r}: expected none, zstd or deflate") from None
+        raise EdgeError(f"--compress {fields['compression']!r}: expected none, xz, deflate or zstd") from None
     if fields["output_kind"] != OutputKind.DETECTION and any(
             k in fields["detection"] for k in ("boxes", "scores", "classes")):
         raise EdgeError("--boxes/--scores/--classes need --output-kind detection")
