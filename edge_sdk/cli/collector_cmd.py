@@ -88,7 +88,8 @@ def collector(
     c = Collector(options).start()
     typer.echo(f"collector: {broker.url} → {db} (filter {c.filter})", err=True)
     if c.metrics_server:
-        typer.echo(f"collector: dashboard {c.metrics_server.url} (and /metrics)", err=True)
+        url = c.metrics_server.url
+        typer.echo(f"collector: dashboard {url} (metrics on {url}metrics)", err=True)
     while not stop.is_set() and not c.subscribed.wait(0.5):
         pass
     if c.subscribed.is_set():

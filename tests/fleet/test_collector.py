@@ -177,7 +177,7 @@ def test_hostile_payloads_are_counted_never_stored_never_crash(broker, procs, tm
     mq, db = broker(), tmp_path / "fleet.db"
     col = collector_up(procs, mq.url, db, extra=("--metrics-port", "0"))
     log = (procs.root / "collector-c1.log").read_text()
-    port = int(re.search(r"metrics on http://127.0.0.1:(\d+)/", log).group(1))  # type: ignore[union-attr]
+    port = int(re.search(r"dashboard http://127.0.0.1:(\d+)/", log).group(1))  # type: ignore[union-attr]
     assert "None" not in log  # unset options are left out, not printed as None
     c = MqttClient(BrokerOptions(url=mq.url, client_id="fuzzer"))
     c.start()
