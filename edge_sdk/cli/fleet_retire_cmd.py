@@ -6,6 +6,8 @@ import os
 
 import typer
 
+from device_agent.cli_options import broker_options
+from device_agent.mqtt import BrokerOptions, MqttClient
 from edge_sdk.cli._common import cli_errors
 
 
@@ -16,13 +18,12 @@ def register(app: typer.Typer) -> None:
 
 
 @cli_errors
+@broker_options()
 def retire(
     device: str = typer.Argument(..., help="Device id"),
     db: str = typer.Option("fleet.db", "--db", help="SQLite file or postgresql://..."),
     fleet: str = typer.Option(None, "--fleet", help="Fleet id (when ids repeat across fleets)"),
-    broker: str = typer.Option(
-        None, "--broker", help="Also clear its retained messages there (birth, Home Assistant configs)"
-    ),
+    broker: BrokerOptions | None = None,
     ha_prefix: str = typer.Option(
         "homeassistant", "--homeassistant-prefix", help="Home Assistant's discovery prefix"
     ),
@@ -38,35 +39,39 @@ def retire(
     if fleet:
         topics.check_id(fleet, "fleet")
     prefix = ha.check_prefix(ha_prefix)
-    store = open_store(db)
+    # The broker first: a dead one is an error before anything is changed.
+    client = _connected(broker) if broker is not None else None
     try:
-        found = store.retire(device, fleet)
+        store = open_store(db, must_exist=True)
+        try:
+            found = store.retire(device, fleet)
+        finally:
+            store.close()
+        if not found:
+            raise EdgeError(f"device {device!r}{f' in fleet {fleet!r}' if fleet else ''}: not in {db}")
+        (fleet_id, _), = found
+        if client is not None:
+            cleared = [topics.state(fleet_id, device), *ha.removal(prefix, fleet_id, device)]
+            for info in [client.publish(t, b"", qos=1, retain=True) for t in cleared]:
+                info.wait_for_publish(timeout=10)  # an empty retained payload deletes the retained message
     finally:
-        store.close()
-    if not found:
-        raise EdgeError(f"device {device!r}{f' in fleet {fleet!r}' if fleet else ''}: not in {db}")
-    (fleet_id, _), = found
-    if broker:
-        cleared = [topics.state(fleet_id, device), *ha.removal(prefix, fleet_id, device)]
-        _clear_retained(broker, cleared)
+        if client is not None:
+            client.stop()
+    if client is not None:
         typer.echo(f"retired {fleet_id}/{device}: dropped from status; cleared {len(cleared)} retained "
-                   f"topics on {broker} (its birth and Home Assistant discovery under {prefix}/)")  # fmt: skip
+                   f"topics on {client.options.url} (its birth and Home Assistant discovery under "
+                   f"{prefix}/)")  # fmt: skip
     else:
         typer.echo(f"retired {fleet_id}/{device}: dropped from status. Its retained birth and Home "
                    "Assistant configs stay on the broker until you run this with --broker")  # fmt: skip
 
 
-def _clear_retained(url: str, topic_list: list[str]) -> None:
-    """An empty retained payload on each topic deletes the retained message."""
-    from device_agent.errors import EdgeError
-    from device_agent.mqtt import BrokerOptions, MqttClient
+def _connected(broker: BrokerOptions) -> MqttClient:
+    """A started client, connected, or :class:`EdgeError` naming the URL and the reason."""
+    from dataclasses import replace
 
-    client = MqttClient(BrokerOptions(url=url, client_id=f"edge-fleet-retire-{os.getpid()}"))
+    client = MqttClient(replace(broker, client_id=broker.client_id or f"edge-fleet-retire-{os.getpid()}"),
+                        log_outages=False)
     client.start()
-    try:
-        if not client.wait_connected(10):
-            raise EdgeError(f"--broker {url}: could not connect within 10 s")
-        for info in [client.publish(t, b"", qos=1, retain=True) for t in topic_list]:
-            info.wait_for_publish(timeout=10)
-    finally:
-        client.stop()
+    client.require_connected(10)
+    return client

@@ -31,8 +31,8 @@ def ui(
     from edge_sdk.fleet.store import open_store
 
     options = parse_listen(http, token=token)
-    open_store(db).close()  # a wrong --db fails here, with its own message, not on the first page
-    server = serve_http(options, data=DashboardData(lambda: open_store(db)))
+    open_store(db, must_exist=True).close()  # a wrong --db fails here, with its own message, not on the first page
+    server = serve_http(options, data=DashboardData(lambda: open_store(db, must_exist=True)))
     stop = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:

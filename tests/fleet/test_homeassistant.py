@@ -123,6 +123,16 @@ def test_discovery_configs_values_availability_and_retire(broker, procs, tmp_pat
     wait_for(lambda: sub.snapshot().get("edge/ha/lab/pi-02/availability") == b"offline", 20, "pi-02 offline")
     sub.close()
 
+    # A dead broker: one error line naming it, and nothing changed in the database.
+    dead = subprocess.run([sys.executable, "-m", "edge_sdk", "fleet", "retire", "pi-02", "--db", str(db),
+                           "--broker", "mqtt://127.0.0.1:1"], env=ENV, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert dead.returncode == 2 and dead.stderr.startswith("error: broker mqtt://127.0.0.1:1"), dead.stderr
+    assert len(dead.stderr.strip().splitlines()) == 1, dead.stderr
+    kept = subprocess.run([sys.executable, "-m", "edge_sdk", "fleet", "status", "--db", str(db), "--json"],
+                          env=ENV, capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "pi-02" in [d["device"] for d in json.loads(kept)]
+
     out = subprocess.run([sys.executable, "-m", "edge_sdk", "fleet", "retire", "pi-02", "--db", str(db),
                           "--broker", mq.url], env=ENV, capture_output=True, text=True)  # fmt: skip
     assert out.returncode == 0, out.stderr

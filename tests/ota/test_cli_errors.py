@@ -90,7 +90,8 @@ def test_demo_refuses_an_unwritable_folder() -> None:
 
 
 @pytest.mark.parametrize("command", [["fleet", "status"], ["fleet", "rollouts"],
-                                     ["fleet", "history", "pi-1"], ["fleet", "watch", "--count", "1"]])
+                                     ["fleet", "history", "pi-1"], ["fleet", "watch", "--count", "1"],
+                                     ["fleet", "ui", "--http", "127.0.0.1:0"], ["fleet", "retire", "pi-1"]])
 def test_fleet_reads_never_create_a_database(tmp_path: Path, command: list[str]) -> None:
     db = tmp_path / "nope.db"
     res = runner.invoke(edge_app, [*command, "--db", str(db)])
