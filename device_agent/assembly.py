@@ -103,8 +103,9 @@ def trust_store(config: AgentConfig, store: ModelStore | None) -> TrustStore:
         paths.append(store.keys_dir)
     trust = TrustStore.from_paths(paths)
     if not trust.keys:
-        log.warning("no trusted public keys (--key, [agent] keys or STORE/keys): serving unsigned "
-                    "bundles without checking who made them; updates are refused until a key is configured")
+        log.warning("no trusted public keys (--key, [agent] keys or STORE/keys): bundle signatures are not "
+                    "checked (any bundle is served as if unsigned); updates over the air are refused until a "
+                    "key is configured")
     return trust
 
 

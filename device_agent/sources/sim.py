@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from device_agent.feeds import Described
 from device_agent.sources.base import Reading
 
 # Sorted, as the IMU example orders BasicMotions' classes.
@@ -96,6 +97,12 @@ class SimSource:
                     id=f"sim:{self.kind}:{i}", value=value + jitter, meta={"label": label}
                 )
                 i += 1
+
+    def describe(self) -> Described:
+        """Every reading's shape and dtype, known before serving (so a model it cannot feed
+        is refused at load)."""
+        shape = (6, self.window) if self.kind == "imu" else (self.window,)
+        return {"": (shape, "float32")}
 
     def close(self) -> None:
         self._closed = True

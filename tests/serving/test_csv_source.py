@@ -87,3 +87,11 @@ def test_a_run_that_serves_nothing_exits_2(int8_tflite: Path, tmp_path: Path) ->
     assert res.exit_code == 2, res.output
     assert json.loads(res.stdout.splitlines()[-1])["summary"]["errors"] == 2
     assert "error: no reading was served: all 2 failed" in res.stderr
+
+
+def test_a_simulator_the_model_cannot_take_is_refused_at_load(int8_tflite: Path) -> None:
+    # (6, 100) IMU windows for an 8x8 digits model: refused once, not skipped forever.
+    res = runner.invoke(agent_app, ["run", str(int8_tflite), "--source", "sim:imu", "-q"])
+    assert res.exit_code == 2, res.output
+    said = [ln for ln in res.stderr.splitlines() if not ln.startswith("warning:")]
+    assert len(said) == 1 and said[0].startswith("error: source sim:imu") and "(6, 100)" in said[0], res.stderr
