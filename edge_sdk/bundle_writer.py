@@ -166,13 +166,16 @@ def build_bundle(
         entries.append(entry)
         members[entry.path] = stored
     first = models[0]
+    # The top-level specs are the first target's: its first stage's inputs and its last
+    # stage's outputs (never another format's, with --target both).
+    last = [m for m in models if m.format == first.format][-1]
     base = Manifest(
         name=name,
         version=version,
         created=now_iso(),
         files=tuple(entries),
         inputs=first.inputs,
-        outputs=models[-1].outputs,
+        outputs=last.outputs,
     )
     if validation is not None:
         members["validation.npz"] = validation

@@ -95,7 +95,7 @@ def optimize(
     layout: str | None = LAYOUT,
     validation_samples: int | None = typer.Option(
         None, "--validation-samples", min=1, help="Held-out samples the bundle carries for the device's "
-        "health check (default: as many as fit in 10%% of the model files' bytes, at least 1)"),
+        "health check (default: as many as fit in 10 percent of the model files' bytes, at least 1)"),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
     sign: Path | None = typer.Option(None, "--sign", help="Sign the bundle with this Ed25519 private key"),
     early_exit: bool = typer.Option(False, "--early-exit",

@@ -49,7 +49,7 @@ def pack(
     layout: str | None = LAYOUT,
     int8: bool = typer.Option(False, "--int8", help="ONNX: static int8 post-training quantization on --data"),
     validation_samples: int | None = typer.Option(
-        None, "--validation-samples", min=1, help="Samples to keep (default: up to 10%% of the model's bytes)"),
+        None, "--validation-samples", min=1, help="Samples to keep (default: up to 10 percent of the model's bytes)"),
     compress: str = typer.Option("none", "--compress", help="Store the model compressed: none, xz, deflate or zstd"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:

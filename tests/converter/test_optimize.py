@@ -27,6 +27,8 @@ def test_bundle_verifies_and_runs_on_both_runtimes(optimized: Optimized, digits:
     tfl = b.manifest.stage_files(ModelFormat.TFLITE)[0]
     assert tfl.inputs[0].dtype == "int8" and tfl.inputs[0].scale and tfl.inputs[0].scale > 0
     assert tfl.outputs[0].dtype == "int8"
+    # The top-level specs are the first target's alone, not TFLite inputs beside ONNX outputs.
+    assert b.manifest.inputs == tfl.inputs and b.manifest.outputs == tfl.outputs
     assert b.manifest.labels == tuple(str(i) for i in range(10))
 
 
