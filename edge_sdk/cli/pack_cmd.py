@@ -23,7 +23,8 @@ def pack(
                                      "(labels, output_kind, preprocessing, constants, [detection]); "
                                      "flags override it"),
     name: str | None = typer.Option(None, "--name", help="Model name (default: bundle file name)"),
-    version: str | None = typer.Option(None, "--version", help="Semantic version (default 0.1.0)"),
+    version: str | None = typer.Option(None, "--bundle-version", metavar="SEMVER",
+                                       help="Semantic version of the bundle (default 0.1.0)"),
     labels: str | None = typer.Option(None, "--labels", help="Class names: a,b,c or a file, one per line"),
     output_kind: str | None = typer.Option(
         None, "--output-kind", help="classifier (default), raw, regression or detection"),
