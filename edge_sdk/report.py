@@ -535,7 +535,7 @@ def print_table(report: Report, console: Any = None) -> None:
     for w in report.warnings:
         say(f"warning: {w}")
     say(f"validation set in the bundle: {report.bundled_validation} of {report.validation_samples} "
-        "held-out samples (the device's health check replays them)")
+        "selection-split samples (the device's health check replays them)")
     from edge_sdk.report_extra import held_out_lines, search_lines
 
     for ln in search_lines(report):
