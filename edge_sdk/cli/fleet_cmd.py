@@ -199,12 +199,19 @@ def alerts(
     from edge_sdk.fleet.alerts import AlertRules, evaluate_store
     from edge_sdk.fleet.store import open_store
 
-    store = open_store(db)
-    new = evaluate_store(store, AlertRules(offline_after_s=offline_after), now=time.time())
-    if broker and new:
-        _publish(broker, new)
-    rows = store.alerts()
-    store.close()
+    # The broker first: alerts stored as seen but never published would not count as new
+    # on the next run, so a dead broker is an error before anything is evaluated.
+    client = _connected(broker) if broker else None
+    try:
+        store = open_store(db)
+        new = evaluate_store(store, AlertRules(offline_after_s=offline_after), now=time.time())
+        if client is not None and new:
+            _publish(client, new)
+        rows = store.alerts()
+        store.close()
+    finally:
+        if client is not None:
+            client.stop()
     if as_json:
         print_json(rows)
         return
@@ -214,18 +221,23 @@ def alerts(
     print_table(Table.of(f"alerts ({len(new)} new)", cols, out))
 
 
-def _publish(broker: BrokerOptions, new: list[Any]) -> None:
+def _connected(broker: BrokerOptions) -> Any:
+    """A started client, connected, or :class:`EdgeError` naming the URL and the reason."""
     import os
     from dataclasses import replace
 
     from device_agent.mqtt import MqttClient
-    from device_agent.telemetry import topics
 
     client = MqttClient(replace(broker, client_id=broker.client_id or f"edge-fleet-alerts-{os.getpid()}"),
                         log_outages=False)
     client.start()
     client.require_connected(10)
+    return client
+
+
+def _publish(client: Any, new: list[Any]) -> None:
+    from device_agent.telemetry import topics
+
     infos = [client.publish(topics.alerts(a.fleet), a.to_payload(), qos=1) for a in new]
     for info in infos:
         info.wait_for_publish(timeout=5)
-    client.stop()

@@ -120,3 +120,17 @@ def test_broker_on_a_busy_port_is_one_line() -> None:
         port = s.getsockname()[1]
         res = runner.invoke(edge_app, ["broker", "--port", str(port)])
     _one_error_line(res, f"127.0.0.1 --port {port}", "cannot listen")
+
+
+def test_alerts_to_a_dead_broker_fail_before_anything_is_stored(tmp_path: Path) -> None:
+    from edge_sdk.fleet.store import open_store
+
+    db = tmp_path / "fleet.db"
+    open_store(str(db)).close()
+    res = runner.invoke(edge_app, ["fleet", "alerts", "--db", str(db), "--broker", "mqtt://127.0.0.1:1"])
+    _one_error_line(res, "mqtt://127.0.0.1:1")
+    store = open_store(str(db))
+    try:
+        assert store.alerts() == []
+    finally:
+        store.close()
