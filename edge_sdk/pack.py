@@ -200,6 +200,11 @@ def quantize_onnx(path: Path, feeder: Feeder, samples: list[Value], spec: PackSp
 
     if not samples:
         raise EdgeError("--int8 needs --data: calibration inputs for the activation ranges")
+    graph = onnx.load(str(path)).graph
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul")
+           for n in graph.node):
+        raise EdgeError(f"--int8: {path.name} is already quantized (it holds QuantizeLinear/QLinear "
+                        "nodes); pack it as it is, without --int8")
     if len(feeder.specs) != 1:
         raise EdgeError(f"--int8: the model has {len(feeder.specs)} inputs; int8 packing takes one-input "
                         "models (pack it in float, or quantize it where it was exported)")

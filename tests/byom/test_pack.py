@@ -219,3 +219,25 @@ def test_pack_preprocessing_flags_apply_on_host_and_device(byom: Byom, tmp_path:
     (tensor,) = results(proc.stdout)[0]["outputs"].values()
     want = load_model(byom.segmenter).predict1((x[:1] / 255).astype(np.float32)).reshape(-1)
     assert tensor["values"] == pytest.approx(want.tolist(), abs=1e-5)
+
+
+def test_pack_int8_refuses_a_model_already_quantized(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="q"),
+         helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dq")],
+        "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(np.array(0.1, np.float32), "s"), numpy_helper.from_array(np.array(0, np.int8), "z")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / "qdq.onnx"
+    onnx.save(model, str(path))
+    data = tmp_path / "x.npz"
+    np.savez(data, x=np.zeros((4, 4), np.float32))
+    res = runner.invoke(app, ["pack", str(path), "--int8", "--data", str(data), "-o", str(tmp_path / "q.edgepkg")])
+    assert res.exit_code == 2 and "qdq.onnx is already quantized" in res.output, res.output
+    assert not (tmp_path / "q.edgepkg").exists()
