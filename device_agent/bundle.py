@@ -94,7 +94,10 @@ def verify_bundle(
     manifest_bytes = _require(members, MANIFEST_NAME, src)
     signature = members.get(SIGNATURE_NAME)
     if check_signature is not None:
-        check_signature(manifest_bytes, signature)
+        try:
+            check_signature(manifest_bytes, signature)
+        except BundleError as e:  # the trust store knows no paths: name the bundle here
+            raise BundleError(f"{src}: {e}") from None
     manifest = Manifest.from_json(manifest_bytes)
     payload = _verified_payload(manifest, members, src, max_bytes=max_bytes)
     return VerifiedBundle(manifest, manifest_bytes, signature, payload)
