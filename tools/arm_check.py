@@ -177,11 +177,13 @@ def user_ids(root: Path, name: str) -> str:
 def install_with_script(r: arm_root.Chroot, wheel: str, key_pub: Path) -> list[str]:
     r.put(ROOT / "tools/install_agent.sh", "/src/tools/install_agent.sh")
     r.put(ROOT / "tools/edge-agent.service", "/src/tools/edge-agent.service")
+    r.put(ROOT / "tools/agent.toml", "/src/tools/agent.toml")  # the installer copies it beside its config
     key = r.put(key_pub, "/src/fleet-key.pub")
     done = r.run(["bash", "/src/tools/install_agent.sh", "--wheel", wheel, "--runtime", "tflite",
                   "--key", key, "--device-type", "rpi4", "--source", f"file:{STORE}/input.npz"])
     p = r.path
-    for f in (AGENT, f"{STORE}/keys/fleet-key.pub", "/etc/systemd/system/edge-agent.service"):
+    for f in (AGENT, f"{STORE}/keys/fleet-key.pub", "/etc/systemd/system/edge-agent.service",
+              "/etc/edge-agent/agent.toml"):
         if not (p / f.lstrip("/")).exists():
             raise SystemExit(f"error: after install_agent.sh, {f} is missing in the arm64 root:\n{done.stderr}")
     heavy = "import importlib.util as u; print([m for m in ('tensorflow', 'onnxruntime', 'zstandard', " \
