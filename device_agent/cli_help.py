@@ -17,7 +17,10 @@ def keep_argument_help() -> None:
 
     if getattr(TyperArgument, "_edge_keeps_help", False):
         return
-    probe = TyperArgument(param_decls=["probe"], help="probe")
+    try:
+        probe = TyperArgument(param_decls=["probe"], help="probe", nargs=1)
+    except TypeError:  # an older typer/click pair (Debian's) with other signatures: leave it be
+        return
     if probe.help == "probe":
         return
     init = TyperArgument.__init__
