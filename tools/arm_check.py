@@ -34,6 +34,7 @@ how many labels agree in all and the largest confidence difference.
 from __future__ import annotations
 
 import concurrent.futures
+import importlib.util
 import json
 import math
 import os
@@ -251,6 +252,10 @@ def store_flow(r: arm_root.Chroot, b: Bundles, work: Path, test: str, x86: list[
     return lines
 
 
+CLI_PACKAGES = ("typer", "click", "rich", "pygments", "markdown_it", "mdurl", "shellingham", "annotated_doc",
+                "typing_extensions")
+
+
 def armhf_refusal(bundle: Path, test: Path, base: Path | None = None) -> list[str]:
     """On a 32-bit ARM root (armv7l, as 32-bit Raspberry Pi OS): the installer stops at once,
     and the agent, started from a checkout with Debian's numpy and typer, says why at start
@@ -260,12 +265,20 @@ def armhf_refusal(bundle: Path, test: Path, base: Path | None = None) -> list[st
         machine = r.run(["uname", "-m"]).stdout.strip()
         script = r.put(ROOT / "tools/install_agent.sh", "/src/tools/install_agent.sh")
         r.put(ROOT / "device_agent", "/src/checkout/device_agent")
+        # Debian's python3-typer (0.7) is older than the agent's typer>=0.12; the pure-Python
+        # CLI packages come from this host instead (no wheels for armv7 are needed for them).
+        for mod in CLI_PACKAGES:
+            found = importlib.util.find_spec(mod)
+            assert found is not None and found.origin is not None, mod
+            origin = Path(found.origin)
+            src = origin.parent if origin.name == "__init__.py" else origin
+            r.put(src, f"/src/deps/{src.name}")
         b, t = r.put(bundle, "/src/digits.edgepkg"), r.put(test, "/src/test.npz")
         inst = r.run(["bash", script, "--dry-run"], check=False)
         if inst.returncode != 2 or "32-bit ARM system" not in inst.stderr or inst.stdout:
             raise SystemExit(f"error: on {machine} the installer did not refuse at once: {inst.stderr}{inst.stdout}")
-        agent = r.run(["env", "PYTHONPATH=/src/checkout", "python3", "-m", "device_agent", "run", b, "--source",
-                       f"file:{t}"], check=False)
+        agent = r.run(["env", "PYTHONPATH=/src/checkout:/src/deps", "python3", "-m", "device_agent", "run", b,
+                       "--source", f"file:{t}"], check=False)
         lines = agent.stderr.strip().splitlines()
         if (agent.returncode != 2 or len(lines) != 2 or not lines[0].startswith("warning: this is a 32-bit ARM")
                 or not lines[1].startswith("error: ") or "32-bit ARM system" not in lines[1]):
