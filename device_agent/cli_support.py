@@ -3,9 +3,10 @@ failure a person can fix, and output locations checked before long work begins."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -59,6 +60,20 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
+
+@contextlib.contextmanager
+def one_line_errors() -> Iterator[None]:
+    """:class:`EdgeError` and ``OSError`` become ``error: <message>`` and exit code 2; a
+    closed pipe (`edge ... | head`: the reader left) ends quietly."""
+    try:
+        yield
+    except EdgeError as e:
+        raise fail(str(e)) from None
+    except BrokenPipeError:
+        raise typer.Exit(0) from None
+    except OSError as e:
+        raise fail(describe_os_error(e)) from None
+
 class ErrorsGroup(TyperGroup):
     """The top-level command group: an :class:`EdgeError` or an ``OSError`` (a file that
     cannot be read or written, a refused connection) from any command becomes one
@@ -74,15 +89,8 @@ class ErrorsGroup(TyperGroup):
         polish(self, self.examples)
 
     def invoke(self, ctx: Any) -> Any:
-        try:
+        with one_line_errors():
             return super().invoke(ctx)
-        except EdgeError as e:
-            raise fail(str(e)) from None
-        except BrokenPipeError:
-            # `edge ... | head`: the reader left; nothing to report.
-            raise typer.Exit(0) from None
-        except OSError as e:
-            raise fail(describe_os_error(e)) from None
 
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:

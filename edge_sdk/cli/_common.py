@@ -10,8 +10,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from device_agent.cli_support import describe_os_error, fail
-from device_agent.errors import EdgeError
+from device_agent.cli_support import one_line_errors
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,14 +32,8 @@ def cli_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
+        with one_line_errors():
             return fn(*args, **kwargs)
-        except EdgeError as e:
-            raise fail(str(e)) from None
-        except BrokenPipeError:
-            raise typer.Exit(0) from None
-        except OSError as e:
-            raise fail(describe_os_error(e)) from None
 
     return wrapper  # type: ignore[return-value]
 
