@@ -72,7 +72,7 @@ def measure(raw: bytes) -> dict[str, tuple[int, float]]:
     """Codec → (stored bytes, median unpack seconds), trials interleaved across codecs."""
     from device_agent.bundle import decompress
     from device_agent.manifest import Compression
-    from edge_sdk.bundle_writer import compress
+    from edge_sdk.bundle.writer import compress
 
     codecs = [Compression.ZSTD, Compression.DEFLATE, Compression.XZ]
     stored = {c: compress(raw, c) for c in codecs}

@@ -105,8 +105,8 @@ def p50s(paths: list[Path], sample: np.ndarray, runtime: str = "litert") -> list
 def keras_row(name: str, model: Any, path: Path, test: tuple[np.ndarray, np.ndarray],
               calib: np.ndarray | None = None, *, per_channel: bool = True) -> Row:
     from device_agent.manifest import Compression
-    from edge_sdk.analysis import keras_cost
-    from edge_sdk.bundle_writer import compress
+    from edge_sdk.bundle.writer import compress
+    from edge_sdk.model.analysis import keras_cost
 
     tflite(model, path, calib, per_channel=per_channel)
     data = path.read_bytes()
@@ -118,7 +118,7 @@ def bundle_row(model_path: Path, train: Path, work: Path, test: tuple[np.ndarray
     """The full pipeline through the CLI; measured on the bundle as the agent opens it."""
     from device_agent.bundle import open_bundle
     from device_agent.manifest import ModelFormat
-    from edge_sdk.inspect import describe
+    from edge_sdk.model.inspect import describe
 
     bundle = work / "lenet5.edgepkg"
     cmd = [sys.executable, "-m", "edge_sdk", "optimize", str(model_path), "--data", str(train),
@@ -138,9 +138,9 @@ def onnx_rows(model: Any, ctx: Any, work: Path, test: tuple[np.ndarray, np.ndarr
     import onnx
 
     from device_agent.manifest import Compression
-    from edge_sdk.analysis import onnx_cost
-    from edge_sdk.bundle_writer import compress
-    from edge_sdk.passes.prune_onnx import OnnxPruneConfig, OnnxPrunePass
+    from edge_sdk.bundle.writer import compress
+    from edge_sdk.model.analysis import onnx_cost
+    from edge_sdk.passes.prune.onnx import OnnxPruneConfig, OnnxPrunePass
 
     base = work / "float.onnx"
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -165,12 +165,12 @@ def main(argv: list[str] | None = None) -> None:
                             formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     import keras
 
-    from edge_sdk.data import Dataset
     from edge_sdk.demo.digits import train
+    from edge_sdk.model.data import Dataset
     from edge_sdk.passes.base import PassContext
-    from edge_sdk.passes.distill import DistillConfig, DistillPass
-    from edge_sdk.passes.prune import PruneConfig, PrunePass
-    from edge_sdk.passes.share import ShareConfig, SharePass
+    from edge_sdk.passes.distill.keras import DistillConfig, DistillPass
+    from edge_sdk.passes.prune.keras import PruneConfig, PrunePass
+    from edge_sdk.passes.share.keras import ShareConfig, SharePass
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -180,7 +180,7 @@ def p50s(paths: list[Path], sample: np.ndarray, trials: int, runs: int) -> list[
 def float_weights(path: Path) -> int:
     import onnx
 
-    from edge_sdk.passes.onnx_prep import check_int8
+    from edge_sdk.passes.quantize.onnx_prep import check_int8
 
     return check_int8(onnx.load(str(path))).float_weights
 

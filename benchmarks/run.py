@@ -104,8 +104,8 @@ def _paired_ratio(ours: Sequence[float], base: Sequence[float]) -> float:
 
 
 def _exporters() -> dict[str, Any]:
-    from edge_sdk.passes.quantize_onnx import OnnxExporter
-    from edge_sdk.passes.quantize_tflite import TFLiteExporter
+    from edge_sdk.passes.quantize.onnx import OnnxExporter
+    from edge_sdk.passes.quantize.tflite import TFLiteExporter
 
     return {"tflite": TFLiteExporter(), "onnx": OnnxExporter()}
 
@@ -116,9 +116,9 @@ def build_artifacts(plan: Plan, work: Path) -> tuple[dict[tuple[str, str], Path]
     Returns the model paths and the test split (.npz)."""
     import keras
 
-    from edge_sdk.data import load_dataset
     from edge_sdk.demo.digits import train
-    from edge_sdk.passes.quantize import QuantizeConfig
+    from edge_sdk.model.data import load_dataset
+    from edge_sdk.passes.quantize.base import QuantizeConfig
 
     t0 = time.perf_counter()
     art = train(work / "digits", epochs=plan.epochs)
@@ -144,8 +144,8 @@ def build_artifacts(plan: Plan, work: Path) -> tuple[dict[tuple[str, str], Path]
 
 def measure_models(plan: Plan, paths: dict[tuple[str, str], Path], test: Path) -> list[Row]:
     """Accuracy once (deterministic), timings ``repeats`` times interleaved across models."""
-    from edge_sdk.bench import BenchConfig, bench_artifact
-    from edge_sdk.evaluate import EvalConfig, evaluate
+    from edge_sdk.measure.bench import BenchConfig, bench_artifact
+    from edge_sdk.measure.evaluate import EvalConfig, evaluate
 
     rows = []
     for (target, precision), p in paths.items():

@@ -75,7 +75,7 @@ def float_tflite(model_path: Path, out: Path) -> Path:
 
 
 def predictions_file(path: Path, x: np.ndarray) -> np.ndarray:
-    from edge_sdk.evaluate import predict_file
+    from edge_sdk.measure.evaluate import predict_file
 
     return predict_file(path, x).reshape(len(x), -1).argmax(axis=1)
 
@@ -103,8 +103,8 @@ def optimize(model: Path, train: Path, out: Path) -> tuple[float, dict[str, Any]
 
 
 def main() -> None:
-    from edge_sdk.holdout import paired_drop
-    from edge_sdk.shipped import candidate_lines
+    from edge_sdk.measure.holdout import paired_drop
+    from edge_sdk.recipe.shipped_search import candidate_lines
 
     with tempfile.TemporaryDirectory(prefix="edge-bench-search-") as tmp:
         work = Path(tmp)

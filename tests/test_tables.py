@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edge_sdk.cli._progress import StepLines, format_step
-from edge_sdk.tables import Column, Table, fold, plain_lines
+from edge_sdk.report.tables import Column, Table, fold, plain_lines
 
 
 def test_fold_keeps_the_key_column_in_every_block() -> None:

@@ -87,8 +87,8 @@ def build_wheel(out: Path) -> Path:
 
 def make_bundles(work: Path) -> Bundles:
     """The digits LeNet as ``edge optimize --int8`` ships it, for .tflite and for .onnx."""
+    from edge_sdk.bundle.signing import new_key_pair
     from edge_sdk.demo.digits import train
-    from edge_sdk.signing import new_key_pair
 
     art = train(work / "digits", epochs=3)
     out = {}
@@ -130,8 +130,8 @@ def signed_version(src: Path, version: str, key: Path, out: Path, *, tamper: boo
     """``src`` as another signed version; ``tamper`` flips a model byte after signing."""
     from device_agent.bundle import read_members
     from device_agent.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest
-    from edge_sdk.bundle_writer import write_archive
-    from edge_sdk.signing import load_signer
+    from edge_sdk.bundle.signing import load_signer
+    from edge_sdk.bundle.writer import write_archive
 
     members = read_members(src)
     manifest = replace(Manifest.from_json(members.pop(MANIFEST_NAME)), version=version)

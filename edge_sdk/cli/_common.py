@@ -15,7 +15,7 @@ from device_agent.cli_support import one_line_errors
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Image preprocessing, shared by `edge optimize` and `edge pack`: stored as the manifest's
-# steps (edge_sdk.preprocess_flags) so host and device compute the same thing.
+# steps (edge_sdk.model.preprocess) so host and device compute the same thing.
 RESIZE = typer.Option(None, "--resize", help="Images: resize to HEIGHTxWIDTH (bilinear)")
 SCALE = typer.Option(None, "--scale", help="Multiply values by this (1/255 for 8-bit pixels)")
 MEAN = typer.Option(None, "--mean", help="Normalize: subtract this (per channel: a,b,c)")

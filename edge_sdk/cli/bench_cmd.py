@@ -33,7 +33,7 @@ def bench(
 ) -> None:
     """Load time, latency p50/p95/p99, throughput, peak RSS, CPU utilization (and cost)."""
     from device_agent.feeds import parse_shape_options
-    from edge_sdk.bench import BenchConfig, bench_artifact
+    from edge_sdk.measure.bench import BenchConfig, bench_artifact
 
     cfg = BenchConfig(
         runs=runs, warmup=warmup, threads=threads, batch=batch, runtime=runtime,

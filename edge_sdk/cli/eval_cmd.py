@@ -37,7 +37,7 @@ def eval_artifact(
     Models run through the device agent's engine: a bundle's preprocessing steps and
     early-exit cascade apply, and the inputs answered at each exit are counted."""
     from device_agent.exit_policy import parse_threshold_options
-    from edge_sdk.evaluate import EvalConfig, evaluate
+    from edge_sdk.measure.evaluate import EvalConfig, evaluate
 
     cfg = EvalConfig(batch_size=batch_size, runtime=runtime, threads=threads,
                      thresholds=parse_threshold_options(exit_threshold))

@@ -12,7 +12,7 @@ import typer
 from device_agent.cli_options import broker_options
 from device_agent.mqtt import BrokerOptions
 from edge_sdk.cli._common import cli_errors, print_json
-from edge_sdk.tables import Column, Table, is_terminal, print_table, render
+from edge_sdk.report.tables import Column, Table, is_terminal, print_table, render
 
 fleet_app = typer.Typer(help="Look at the fleet the collector stores.", no_args_is_help=True,
                         rich_markup_mode=None)
@@ -63,7 +63,7 @@ STATUS_COLORS = {"online": "green", "offline": "red"}
 
 
 def status_table(rows: list[dict[str, Any]], now: float) -> Table:
-    """The status of every device as a :class:`~edge_sdk.tables.Table` (device first)."""
+    """The status of every device as a :class:`~edge_sdk.report.tables.Table` (device first)."""
     cols = (Column("device"), Column("fleet"), Column("status"), Column("model", wrap=True),
             *(Column(n, right=True) for n in ("p50 ms", "p95 ms", "per s", "n/window", "errors",
                                               "cache")),

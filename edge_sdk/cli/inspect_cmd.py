@@ -23,7 +23,7 @@ def inspect_artifact(
 ) -> None:
     """Show inputs, outputs, parameters, MACs, file size and, for a bundle, its manifest."""
     from device_agent.feeds import parse_shape_options
-    from edge_sdk.inspect import describe
+    from edge_sdk.model.inspect import describe
 
     info = describe(artifact, parse_shape_options(shape))
     if as_json:

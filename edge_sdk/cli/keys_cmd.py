@@ -22,7 +22,7 @@ def new_keys(
 ) -> None:
     """Write a new key pair: OUT (private, mode 0600) and OUT.pub. Never overwrites."""
     from device_agent.cli_support import check_output_file
-    from edge_sdk.signing import new_key_pair
+    from edge_sdk.bundle.signing import new_key_pair
 
     check_output_file(out, "private key")
     kp = new_key_pair(out)

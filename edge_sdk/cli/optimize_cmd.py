@@ -14,9 +14,9 @@ from edge_sdk.cli._common import BGR, GRAYSCALE, LAYOUT, MEAN, RESIZE, SCALE, ST
 
 if TYPE_CHECKING:
     from device_agent.manifest import OutputKind
-    from edge_sdk.passes.compression import CompressionFlags
-    from edge_sdk.passes.early_exit import EarlyExitConfig
-    from edge_sdk.pipeline import Recipe
+    from edge_sdk.passes.early_exit.keras import EarlyExitConfig
+    from edge_sdk.recipe.compression import CompressionFlags
+    from edge_sdk.recipe.pipeline import Recipe
 
 
 def register(app: typer.Typer) -> None:
@@ -112,10 +112,10 @@ def optimize(
     """Optimize MODEL into a bundle; print the before/after table and write NAME.report.*."""
     from edge_sdk._quiet import quiet
     from edge_sdk.cli._progress import rich_progress
-    from edge_sdk.passes.compression import CompressionFlags
-    from edge_sdk.pipeline import Job
-    from edge_sdk.pipeline import optimize as run
-    from edge_sdk.report import print_table, report_paths
+    from edge_sdk.recipe.compression import CompressionFlags
+    from edge_sdk.recipe.pipeline import Job
+    from edge_sdk.recipe.pipeline import optimize as run
+    from edge_sdk.report.render import print_table, report_paths
 
     if old_version is not None:
         typer.echo("warning: optimize --version is now --bundle-version (the bundle's semantic "
@@ -127,15 +127,15 @@ def optimize(
     for path in report_paths(out).values():
         check_output_file(path, "report")
     if sign is not None:
-        from edge_sdk.signing import load_signer
+        from edge_sdk.bundle.signing import load_signer
 
         load_signer(sign)  # a bad key fails now, not after the optimization
 
     if pick is not None:
         _pick(out, pick, name or _default_name(out), version, sign)
         return
-    from edge_sdk.preprocess_flags import steps_from_flags
-    from edge_sdk.shipped import from_flags
+    from edge_sdk.model.preprocess import steps_from_flags
+    from edge_sdk.recipe.shipped_search import from_flags
 
     flags = CompressionFlags(prune=prune, share=share, lowrank=lowrank, distill=distill)
     chosen = any(v is not None for v in (prune, share, lowrank)) or early_exit
@@ -159,7 +159,7 @@ def optimize(
     with rich_progress(enabled=not as_json) as progress, quiet():
         report = run(job, recipe, progress=progress)
     if sign is not None:
-        from edge_sdk.signing import sign_bundle
+        from edge_sdk.bundle.signing import sign_bundle
 
         sign_bundle(report.bundle, sign, report.bundle)
     if as_json:
@@ -170,11 +170,11 @@ def optimize(
 
 
 def _pick(out: Path, n: int, name: str, version: str, sign: Path | None) -> None:
-    from edge_sdk.pick import pick
+    from edge_sdk.recipe.pick import pick
 
     row = pick(out, n, name=name, version=version)
     if sign is not None:
-        from edge_sdk.signing import sign_bundle
+        from edge_sdk.bundle.signing import sign_bundle
 
         sign_bundle(out, sign, out)
     typer.echo(f"picked #{n} ({row['label']}): {row['bytes']:,} bytes stored, accuracy "
@@ -184,7 +184,7 @@ def _pick(out: Path, n: int, name: str, version: str, sign: Path | None) -> None
 
 def _print_overrun(record: dict[str, object]) -> None:
     """With --force, the overrun is the last line a person reads."""
-    from edge_sdk.budget import last_line
+    from edge_sdk.recipe.budget import last_line
 
     line = last_line(record)
     if line is not None:
@@ -195,9 +195,9 @@ def _recipe(target: str, int8: bool, max_drop: float, calibration: str, samples:
             runs: int, flags: CompressionFlags, compress: str = "none") -> Recipe:
     from device_agent.errors import EdgeError
     from device_agent.manifest import Compression
-    from edge_sdk.passes.compression import recipe_passes
-    from edge_sdk.passes.quantize import Calibration, QuantizeConfig
-    from edge_sdk.pipeline import Recipe, Target
+    from edge_sdk.passes.quantize.base import Calibration, QuantizeConfig
+    from edge_sdk.recipe.compression import recipe_passes
+    from edge_sdk.recipe.pipeline import Recipe, Target
 
     try:
         tgt = Target(target)
@@ -223,7 +223,7 @@ def _early_exit(enabled: bool, at: str | None, fractions: str | None, criterion:
                 epochs: int, int8_first: bool = False) -> EarlyExitConfig | None:
     from device_agent.errors import EdgeError
     from device_agent.exit_policy import Criterion
-    from edge_sdk.passes.early_exit import EarlyExitConfig
+    from edge_sdk.passes.early_exit.keras import EarlyExitConfig
 
     if not enabled:
         if at is not None or fractions is not None or int8_first:

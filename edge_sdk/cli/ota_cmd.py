@@ -51,7 +51,7 @@ def sign(
     out: Path = typer.Option(..., "-o", "--out", help="The signed bundle to write"),
 ) -> None:
     """Sign a bundle's exact manifest bytes with KEY and write the result to OUT."""
-    from edge_sdk.signing import sign_bundle
+    from edge_sdk.bundle.signing import sign_bundle
 
     check_output_file(out, "signed bundle")
     typer.echo(f"signed: {sign_bundle(bundle, key, out)}")
@@ -120,7 +120,7 @@ def deploy(
     from device_agent.update.chunks import DeployStatus
     from device_agent.update.transport import DeployLink, send_bundle, send_rollback
     from edge_sdk.fleet.store import open_store
-    from edge_sdk.rollout import RolloutRecord, initial_phase, plan, run_rollout
+    from edge_sdk.ota.rollout import RolloutRecord, initial_phase, plan, run_rollout
 
     if device and (group or devices):
         raise EdgeError("deploy: give --device ID, or --group FLEET [--devices ID,ID,...], not both")
@@ -208,7 +208,7 @@ def fleet_rollouts(
     """Every recorded rollout: devices targeted, active / rejected / rolled-back / pending,
     phase (canary / promoted / direct / halted) and outcome."""
     from edge_sdk.fleet.store import open_store
-    from edge_sdk.rollout import summarize
+    from edge_sdk.ota.rollout import summarize
 
     store = open_store(db, must_exist=True)
     try:
@@ -218,7 +218,7 @@ def fleet_rollouts(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    from edge_sdk.tables import Column, Table, print_table
+    from edge_sdk.report.tables import Column, Table, print_table
 
     cols = (Column("rollout"), Column("bundle"), Column("version"), Column("group"),
             *(Column(n, right=True) for n in ("canary %", "targeted", "active", "rejected",

@@ -57,9 +57,9 @@ def pack(
     """Wrap MODEL into a bundle that inspect, bench, eval, sign, deploy and edge-agent take."""
     from dataclasses import asdict
 
-    from edge_sdk.pack import PackSpec, default_name, spec_from_toml
-    from edge_sdk.pack import pack as run
-    from edge_sdk.preprocess_flags import steps_from_flags
+    from edge_sdk.bundle.pack import PackSpec, default_name, spec_from_toml
+    from edge_sdk.bundle.pack import pack as run
+    from edge_sdk.model.preprocess import steps_from_flags
 
     fields: dict[str, Any] = spec_from_toml(spec) if spec is not None else {}
     fields.setdefault("name", default_name(out))

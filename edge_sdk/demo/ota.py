@@ -43,8 +43,8 @@ def _member_bytes(bundle: Path) -> dict[str, bytes]:
 def signed_versions(bundle: Path, out: Path, versions: tuple[str, ...]) -> tuple[Path, list[Path]]:
     """A fresh key pair in ``out`` and ``bundle`` re-versioned and signed once per version."""
     from device_agent.manifest import MANIFEST_NAME, Manifest
-    from edge_sdk.bundle_writer import write_bundle
-    from edge_sdk.signing import load_signer, new_key_pair
+    from edge_sdk.bundle.signing import load_signer, new_key_pair
+    from edge_sdk.bundle.writer import write_bundle
 
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("demo-key*"):  # a rerun into the same folder

@@ -39,7 +39,7 @@ def train_step(s: DemoState) -> None:
 
 
 def optimize_step(s: DemoState) -> None:
-    from edge_sdk.pipeline import Job, Recipe, optimize
+    from edge_sdk.recipe.pipeline import Job, Recipe, optimize
 
     art = s.results["train"]
     job = Job(model=art.model, data=art.train, eval_data=art.test, out=s.out / "digits.edgepkg",

@@ -42,7 +42,7 @@ def device_row(d: dict[str, Any], now: float) -> dict[str, Any]:
 
 def rollout_row(r: dict[str, Any]) -> dict[str, Any]:
     """One stored rollout → its summary with the canaries' progress beside the rest's."""
-    from edge_sdk.rollout import summarize
+    from edge_sdk.ota.rollout import summarize
 
     s = summarize(r)
     for part, canary in (("canary", True), ("rest", False)):

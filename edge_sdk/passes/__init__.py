@@ -1,6 +1,2 @@
-"""Optimization passes, one file each; the recipe composes them in a fixed order."""
-
-from edge_sdk.passes.base import GraphPass, PassContext, PassOutcome
-from edge_sdk.passes.quantize import Calibration, QuantizeConfig
-
-__all__ = ["Calibration", "GraphPass", "PassContext", "PassOutcome", "QuantizeConfig"]
+"""Optimization passes, one folder per algorithm with a file per model kind; the recipe
+(``edge_sdk.recipe``) composes them in a fixed order."""

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from device_agent.errors import EdgeError
-from edge_sdk.data import Dataset, fit_to_shape
+from edge_sdk.model.data import Dataset, fit_to_shape
 
 
 def outputs_probabilities(model: Any) -> bool:

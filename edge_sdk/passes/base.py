@@ -1,7 +1,7 @@
 """The contract every optimization pass follows.
 
 A pass is one file in this package with a frozen config dataclass and a class with a
-``name`` and one method, ``apply``. The recipe (``edge_sdk.pipeline``) runs passes in a
+``name`` and one method, ``apply``. The recipe (``edge_sdk.recipe.pipeline``) runs passes in a
 fixed order, measures the model after each, and records what each changed.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from edge_sdk.data import Dataset
+from edge_sdk.model.data import Dataset
 
 # Progress callback: (description, completed, total). The CLI renders it with rich.
 Progress = Callable[[str, int, int], None]

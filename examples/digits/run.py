@@ -8,7 +8,7 @@ adds an exit head after ``pool1``: the bundle (``digits-exit.edgepkg``) is then 
 cascade whose thresholds keep it within 0.5 points of the full model, and the agent
 stops each input at the first confident exit.
 
-Uses the public APIs: ``edge_sdk.pipeline.optimize`` for the bundle and
+Uses the public APIs: ``edge_sdk.recipe.pipeline.optimize`` for the bundle and
 ``device_agent`` (bundle verification, engine, serve loop) for serving.
 """
 
@@ -26,9 +26,9 @@ from device_agent.engine import Engine
 from device_agent.serve import serve
 from device_agent.sources.file import FileSource
 from edge_sdk.demo.digits import existing, train
-from edge_sdk.passes.early_exit import EarlyExitConfig
-from edge_sdk.pipeline import Job, Recipe, Target, optimize
-from edge_sdk.report import print_table
+from edge_sdk.passes.early_exit.keras import EarlyExitConfig
+from edge_sdk.recipe.pipeline import Job, Recipe, Target, optimize
+from edge_sdk.report.render import print_table
 
 
 def main(argv: list[str]) -> int:

@@ -85,8 +85,8 @@ def main() -> None:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    from edge_sdk.data import Dataset
-    from edge_sdk.passes.early_exit import EarlyExitConfig, HeadKind, write_cascade_bundle
+    from edge_sdk.model.data import Dataset
+    from edge_sdk.passes.early_exit.keras import EarlyExitConfig, HeadKind, write_cascade_bundle
 
     xtr, ytr, xte, yte, classes = load()
     steps = preprocessing(xtr)

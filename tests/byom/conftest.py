@@ -25,7 +25,7 @@ class Byom:
 
 @pytest.fixture(scope="session")
 def byom(tmp_path_factory: pytest.TempPathFactory) -> Byom:
-    from edge_sdk.signing import new_key_pair
+    from edge_sdk.bundle.signing import new_key_pair
 
     root = tmp_path_factory.mktemp("byom")
     rng = np.random.default_rng(0)

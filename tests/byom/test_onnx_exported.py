@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edge_sdk import analysis
 from edge_sdk.cli import app
+from edge_sdk.model import analysis
 from tests.byom.conftest import Byom
 
 runner = CliRunner()
@@ -64,7 +64,7 @@ def _onnx_member(bundle: Path):  # type: ignore[no-untyped-def]
 
 
 def test_int8_of_constant_weights_is_real_int8_per_channel(byom: Byom, cnn_data: Path, tmp_path: Path) -> None:
-    from edge_sdk.passes.onnx_prep import check_int8
+    from edge_sdk.passes.quantize.onnx_prep import check_int8
 
     out = tmp_path / "cnn.edgepkg"
     # No --target: an .onnx input goes to ONNX. --max-drop bounds int8, no Keras search.
@@ -86,7 +86,7 @@ def test_onnx_runtime_default_on_constant_weights_keeps_them_float(byom: Byom, c
     import onnx
     from onnxruntime.quantization import QuantFormat, quantize_static
 
-    from edge_sdk.passes.onnx_prep import check_int8
+    from edge_sdk.passes.quantize.onnx_prep import check_int8
 
     class Reader:
         def __init__(self) -> None:
@@ -104,9 +104,9 @@ def test_onnx_runtime_default_on_constant_weights_keeps_them_float(byom: Byom, c
 def test_sensitivity_ranks_every_node_in_one_pass(byom: Byom, cnn_data: Path, tmp_path: Path) -> None:
     import onnx
 
-    from edge_sdk.data import load_dataset
-    from edge_sdk.passes.quantize import QuantizeConfig
-    from edge_sdk.passes.quantize_onnx import OnnxExporter
+    from edge_sdk.model.data import load_dataset
+    from edge_sdk.passes.quantize.base import QuantizeConfig
+    from edge_sdk.passes.quantize.onnx import OnnxExporter
 
     calls: list[bytes] = []
     ranked = OnnxExporter().sensitive_layers(onnx.load(str(byom.cnn)), QuantizeConfig(samples=32),

@@ -31,7 +31,7 @@ def files(d: Path) -> None:
     """The README's file names: models shaped like published ones, inputs, a key pair."""
     import onnxruntime as ort
 
-    from edge_sdk.signing import new_key_pair
+    from edge_sdk.bundle.signing import new_key_pair
 
     models.constant_cnn_onnx(d / "textcls.onnx", classes=2)
     models.detector_tflite(d / "detector.tflite")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_sdk.data import Dataset
+from edge_sdk.model.data import Dataset
 from edge_sdk.passes.base import PassContext
 
 
@@ -83,7 +83,7 @@ def cnn_onnx(keras_cnn: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shared Keras CNN exported to ONNX by the converter's own exporter."""
     import keras
 
-    from edge_sdk.passes.quantize_onnx import OnnxExporter
+    from edge_sdk.passes.quantize.onnx import OnnxExporter
 
     work = tmp_path_factory.mktemp("onnx")
     out = work / "cnn.onnx"

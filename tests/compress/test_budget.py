@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from device_agent.bundle import read_manifest
 from device_agent.errors import EdgeError
-from edge_sdk.budget import check_step, last_line, summary
 from edge_sdk.cli import app
-from edge_sdk.holdout import HeldOut, lines, paired_drop, stratified_split
+from edge_sdk.measure.holdout import HeldOut, lines, paired_drop, stratified_split
+from edge_sdk.recipe.budget import check_step, last_line, summary
 
 
 def _run(*args: Any) -> Any:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from device_agent.errors import EdgeError
-from edge_sdk.passes.compression import CompressionFlags, keras_passes, onnx_passes, recipe_passes
+from edge_sdk.recipe.compression import CompressionFlags, keras_passes, onnx_passes, recipe_passes
 from tests.compress.conftest import context, keras_accuracy
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from device_agent.errors import EdgeError
-from edge_sdk.data import Dataset
+from edge_sdk.model.data import Dataset
 from edge_sdk.passes.base import PassContext
-from edge_sdk.passes.distill import DistillConfig, DistillPass
-from edge_sdk.passes.prune import PruneConfig, PrunePass
+from edge_sdk.passes.distill.keras import DistillConfig, DistillPass
+from edge_sdk.passes.prune.keras import PruneConfig, PrunePass
 from tests.compress.conftest import context, keras_accuracy
 
 

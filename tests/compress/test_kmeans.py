@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from device_agent.errors import EdgeError
-from edge_sdk.compress.kmeans import (
+from edge_sdk.core.kmeans import (
     KMeansInit,
     assign,
     cluster_sums,

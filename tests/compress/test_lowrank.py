@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from device_agent.errors import EdgeError
-from edge_sdk.compress.lowrank import factorize, rank_for_budget, rank_for_energy
-from edge_sdk.passes.lowrank import LowRankConfig, LowRankPass
+from edge_sdk.core.svd import factorize, rank_for_budget, rank_for_energy
+from edge_sdk.passes.lowrank.keras import LowRankConfig, LowRankPass
 from tests.compress.conftest import context, keras_accuracy, run_litert, to_tflite
 
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from device_agent.errors import EdgeError
-from edge_sdk.passes.prune import PruneConfig, PrunePass, PruneScope
-from edge_sdk.pruning.criteria import CriterionKind
-from edge_sdk.pruning.graph import analyze, kept_positions, nodes_from_keras
-from edge_sdk.pruning.rebuild import gather_evidence, rebuild
-from edge_sdk.pruning.select import choose, unit_scores
+from edge_sdk.core.channel_graph import analyze, kept_positions, nodes_from_keras
+from edge_sdk.core.criteria import CriterionKind
+from edge_sdk.core.select import choose, unit_scores
+from edge_sdk.passes.prune.keras import PruneConfig, PrunePass, PruneScope
+from edge_sdk.passes.prune.keras_rebuild import gather_evidence, rebuild
 from tests.compress.conftest import context, keras_accuracy, run_litert, to_tflite
 
 
@@ -37,7 +37,7 @@ def _zoo() -> Any:
 
 
 def _cost_ctx() -> Any:
-    from edge_sdk.data import Dataset
+    from edge_sdk.model.data import Dataset
     from edge_sdk.passes.base import PassContext
 
     ds = Dataset(np.zeros((2, 32, 32, 3), np.float32), None, "none")
@@ -97,7 +97,7 @@ def test_pruned_model_saves_and_loads(tmp_path: Path) -> None:
 
 
 def _l1() -> Any:
-    from edge_sdk.pruning.criteria import CRITERIA
+    from edge_sdk.core.criteria import CRITERIA
 
     return CRITERIA[CriterionKind.L1]
 
@@ -211,7 +211,7 @@ def test_applications_prune_and_run_in_litert(arch: str, tmp_path: Path) -> None
 
 
 def _group_sizes(m: Any) -> list[int]:
-    from edge_sdk.pruning.select import groups_of
+    from edge_sdk.core.select import groups_of
 
     nodes, outputs = nodes_from_keras(m)
     return [len(u) for u in groups_of(analyze(nodes, outputs)).values()]

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from device_agent.errors import EdgeError
-from edge_sdk.data import Dataset
+from edge_sdk.model.data import Dataset
 from edge_sdk.passes.base import PassContext
-from edge_sdk.passes.prune_onnx import OnnxPruneConfig, OnnxPrunePass
-from edge_sdk.pruning.onnx_graph import find_chains, with_node_names
+from edge_sdk.passes.prune.onnx import OnnxPruneConfig, OnnxPrunePass
+from edge_sdk.passes.prune.onnx_graph import find_chains, with_node_names
 
 
 def _nchw(x: np.ndarray) -> np.ndarray:
@@ -178,8 +178,8 @@ def test_palettized_onnx_runs_in_onnx_runtime(onnx_digits: Any, digits: Any, tmp
     import onnx
 
     from device_agent.manifest import Compression
-    from edge_sdk.bundle_writer import compress
-    from edge_sdk.passes.share_onnx import OnnxShareConfig, OnnxSharePass
+    from edge_sdk.bundle.writer import compress
+    from edge_sdk.passes.share.onnx import OnnxShareConfig, OnnxSharePass
 
     out = OnnxSharePass(OnnxShareConfig(clusters=32)).apply(onnx_digits, _ctx(digits))
     onnx.checker.check_model(out.model)
@@ -197,7 +197,7 @@ def test_palettized_onnx_runs_in_onnx_runtime(onnx_digits: Any, digits: Any, tmp
 
 
 def test_palettize_bad_input(onnx_digits: Any, digits: Any) -> None:
-    from edge_sdk.passes.share_onnx import OnnxShareConfig, OnnxSharePass
+    from edge_sdk.passes.share.onnx import OnnxShareConfig, OnnxSharePass
 
     with pytest.raises(EdgeError, match=r"cluster count must be in 2\.\.256"):
         OnnxShareConfig(clusters=300)

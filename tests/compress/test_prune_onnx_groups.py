@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_sdk.data import Dataset
+from edge_sdk.model.data import Dataset
 from edge_sdk.passes.base import PassContext
-from edge_sdk.passes.prune_onnx import OnnxPruneConfig, OnnxPrunePass
-from edge_sdk.pruning.onnx_graph import find_groups, with_node_names
+from edge_sdk.passes.prune.onnx import OnnxPruneConfig, OnnxPrunePass
+from edge_sdk.passes.prune.onnx_graph import find_groups, with_node_names
 
 SAME = {"pads": [1, 1, 1, 1], "kernel_shape": [3, 3]}
 

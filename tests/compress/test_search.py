@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from device_agent.errors import EdgeError
-from edge_sdk.data import Dataset
+from edge_sdk.model.data import Dataset
 from edge_sdk.passes.base import PassContext
-from edge_sdk.search import (
+from edge_sdk.recipe.search import (
     SearchConfig,
     back_off,
     float_budget,
@@ -54,7 +54,7 @@ def test_search_within_budget(lenet: Any, digits: Any) -> None:
 
 
 def test_lowrank_step_only_within_budget(lenet: Any, digits: Any) -> None:
-    from edge_sdk.search import _evaluator, _lowrank_within
+    from edge_sdk.recipe.search import _evaluator, _lowrank_within
 
     ctx = context(digits)
     ev = _evaluator(lenet, ctx)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from device_agent.errors import EdgeError
-from edge_sdk.bundle_writer import compress
-from edge_sdk.compress.kmeans import KMeansInit
-from edge_sdk.passes.share import ShareConfig, SharePass
+from edge_sdk.bundle.writer import compress
+from edge_sdk.core.kmeans import KMeansInit
+from edge_sdk.passes.share.keras import ShareConfig, SharePass
 from tests.compress.conftest import context, keras_accuracy, to_tflite
 
 K = 16

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from device_agent.errors import EdgeError
-from edge_sdk.shipped import (
+from edge_sdk.recipe.shipped_search import (
     Candidate,
     Objective,
     Shipped,

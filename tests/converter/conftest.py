@@ -30,7 +30,7 @@ def onnx_cnn(keras_cnn: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shared Keras CNN exported to ONNX the way the converter does it."""
     import keras
 
-    from edge_sdk.passes.quantize_onnx import OnnxExporter
+    from edge_sdk.passes.quantize.onnx import OnnxExporter
 
     work = tmp_path_factory.mktemp("onnx")
     data = OnnxExporter().export_float(keras.models.load_model(keras_cnn), work)

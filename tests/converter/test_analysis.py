@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_sdk import analysis
-from edge_sdk.passes.quantize_tflite import rank_layer_stats
+from edge_sdk.model import analysis
+from edge_sdk.passes.quantize.tflite import rank_layer_stats
 
 
 def test_formulas() -> None:
@@ -108,7 +108,7 @@ def test_rank_layer_stats_orders_by_rmse_over_scale() -> None:
 
 @pytest.mark.parametrize("n", [1, 5])
 def test_percentile_helper(n: int) -> None:
-    from edge_sdk.measure import percentile
+    from edge_sdk.measure.timing import percentile
 
     vals = [float(i) for i in range(1, n + 1)]
     assert percentile(vals, 50) == float(np.median(vals))

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from device_agent.errors import EdgeError
-from edge_sdk.measure import measure_artifact
+from edge_sdk.measure.timing import measure_artifact
 from tests.converter.conftest import Optimized
 
 

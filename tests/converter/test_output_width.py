@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edge_sdk.cli import app
-from edge_sdk.report import STEP_COLUMNS
+from edge_sdk.report.render import STEP_COLUMNS
 
 
 def test_optimize_piped_at_80_columns(keras_cnn: Path, digits: Any, tmp_path: Path,

@@ -10,12 +10,12 @@ import pytest
 
 from device_agent.errors import EdgeError
 from device_agent.manifest import ModelFormat
-from edge_sdk.data import load_dataset
-from edge_sdk.evaluate import artifact_accuracy
-from edge_sdk.passes.quantize import QuantizeConfig
-from edge_sdk.passes.quantize_onnx import OnnxExporter
-from edge_sdk.passes.quantize_tflite import TFLiteExporter
-from edge_sdk.pipeline import Job, Recipe, Target, optimize
+from edge_sdk.measure.evaluate import artifact_accuracy
+from edge_sdk.model.data import load_dataset
+from edge_sdk.passes.quantize.base import QuantizeConfig
+from edge_sdk.passes.quantize.onnx import OnnxExporter
+from edge_sdk.passes.quantize.tflite import TFLiteExporter
+from edge_sdk.recipe.pipeline import Job, Recipe, Target, optimize
 
 
 @pytest.fixture(scope="module")

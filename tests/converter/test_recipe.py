@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.passes.base import PassContext, PassOutcome
-from edge_sdk.pipeline import Job, Recipe, default_passes, optimize
+from edge_sdk.recipe.pipeline import Job, Recipe, default_passes, optimize
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,9 @@ import itertools
 from pathlib import Path
 
 from device_agent.manifest import ModelFormat
-from edge_sdk.passes.quantize import Attempt, Decision, QuantizeConfig
-from edge_sdk.report import (
-    Comparison,
-    Metrics,
-    Report,
-    StepRecord,
-    TargetResult,
+from edge_sdk.passes.quantize.base import Attempt, Decision, QuantizeConfig
+from edge_sdk.recipe.result import Comparison, Metrics, Report, StepRecord, TargetResult
+from edge_sdk.report.render import (
     budget_line,
     chart,
     headline,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_sdk.passes.quantize import Calibration, Decision, QuantizeConfig, candidates, search
+from edge_sdk.passes.quantize.base import Calibration, Decision, QuantizeConfig, candidates, search
 
 ALL = (Calibration.MINMAX, Calibration.PERCENTILE, Calibration.ENTROPY)
 

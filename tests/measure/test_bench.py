@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edge_sdk.bench import ProcessProbe, cost_per_1k, cpu_share, throughput
 from edge_sdk.cli import app
+from edge_sdk.measure.bench import ProcessProbe, cost_per_1k, cpu_share, throughput
 from tests.conftest import DigitsSplit
 from tests.measure.conftest import Artifacts
 

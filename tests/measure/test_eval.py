@@ -189,7 +189,7 @@ def test_missing_model(digits: DigitsSplit, tmp_path: Path) -> None:
 
 def test_pure_top1_accuracy_agreement() -> None:
     from device_agent.errors import EdgeError
-    from edge_sdk.evaluate import accuracy, agreement, predicted_classes, top1
+    from edge_sdk.measure.evaluate import accuracy, agreement, predicted_classes, top1
 
     logits = np.array([[0.1, 2.0, -1.0], [3.0, 0.0, 0.0], [0.0, 0.0, 5.0], [1.0, 0.5, 0.2]])
     pred = predicted_classes(logits)
@@ -206,7 +206,7 @@ def test_a_bundle_without_labels_reports_agreement_with_its_recorded_outputs(tmp
     """An ``edge optimize`` bundle's validation set holds the outputs the model gave at
     build time, not labels: eval replays it and says it measured agreement, not accuracy."""
     from device_agent.manifest import ModelFormat, TensorSpec
-    from edge_sdk.bundle_writer import ModelPayload, build_bundle
+    from edge_sdk.bundle.writer import ModelPayload, build_bundle
     from tests.ota.conftest import onnx_model, reference_outputs, validation_npz
 
     rng = np.random.default_rng(0)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from device_agent.manifest import ModelFormat, TensorSpec
-from edge_sdk.bundle_writer import ModelPayload, build_bundle
-from edge_sdk.signing import KeyPair, load_signer, new_key_pair
+from edge_sdk.bundle.signing import KeyPair, load_signer, new_key_pair
+from edge_sdk.bundle.writer import ModelPayload, build_bundle
 
 # Figures the crash and fuzz tests print at the end of the run (the closing note quotes them).
 SUMMARY: list[str] = []

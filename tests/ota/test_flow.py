@@ -17,7 +17,7 @@ from device_agent.update.agent import engine_for_store, trust_for
 from device_agent.update.flow import Status, UpdateFlow, UpdatePolicy, UpdateResult
 from device_agent.update.health import HealthOptions
 from device_agent.update.store import ModelStore
-from edge_sdk.signing import new_key_pair
+from edge_sdk.bundle.signing import new_key_pair
 
 from .conftest import Factory, onnx_model, validation_npz
 
@@ -266,8 +266,8 @@ def test_bundle_without_validation_gets_a_reduced_check(serving: Path, factory: 
     """Bundles from `edge optimize` carry no validation set yet: load, finite outputs and
     latency are still checked, and a NaN model is still refused."""
     from device_agent.manifest import ModelFormat, TensorSpec
-    from edge_sdk.bundle_writer import ModelPayload, build_bundle
-    from edge_sdk.signing import load_signer
+    from edge_sdk.bundle.signing import load_signer
+    from edge_sdk.bundle.writer import ModelPayload, build_bundle
 
     def bundle(name: str, w: np.ndarray, b: np.ndarray, version: str) -> Path:
         out = tmp_path / name

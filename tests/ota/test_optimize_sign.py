@@ -7,8 +7,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from device_agent.update.store import ModelStore
+from edge_sdk.bundle.signing import new_key_pair
 from edge_sdk.cli import app
-from edge_sdk.signing import new_key_pair
 
 runner = CliRunner()
 

@@ -225,7 +225,7 @@ def test_sigkill_during_transfer_20_times(store: Path, factory: Factory, broker:
 
 
 def test_rollout_plan_and_halt_policy() -> None:
-    from edge_sdk.rollout import Outcome, Phase, RolloutRecord, plan, run_rollout
+    from edge_sdk.ota.rollout import Outcome, Phase, RolloutRecord, plan, run_rollout
 
     p = plan([f"d{i:02d}" for i in range(20)], 10)
     assert p.canary == ("d00", "d01") and len(p.rest) == 18

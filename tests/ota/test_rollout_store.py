@@ -13,7 +13,7 @@ from device_agent.telemetry.messages import DeployPhase, DeployStatus
 from edge_sdk.cli import app
 from edge_sdk.fleet import schema
 from edge_sdk.fleet.store import Batch, Store, open_store
-from edge_sdk.rollout import summarize
+from edge_sdk.ota.rollout import summarize
 
 runner = CliRunner()
 

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from device_agent.bundle import read_members, verify_bundle
 from device_agent.errors import BundleError, EdgeError
 from device_agent.trust import TrustStore
+from edge_sdk.bundle.signing import new_key_pair, sign_bundle
 from edge_sdk.cli import app
-from edge_sdk.signing import new_key_pair, sign_bundle
 
 from .conftest import Factory
 

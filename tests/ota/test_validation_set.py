@@ -24,9 +24,9 @@ from device_agent.update.health import (
     validation_inputs,
 )
 from device_agent.update.store import ModelStore
-from edge_sdk.bundle_writer import write_bundle
+from edge_sdk.bundle.signing import KeyPair, load_signer, new_key_pair
+from edge_sdk.bundle.writer import write_bundle
 from edge_sdk.cli import app
-from edge_sdk.signing import KeyPair, load_signer, new_key_pair
 
 from .test_flow import install
 

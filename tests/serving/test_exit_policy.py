@@ -91,7 +91,7 @@ def test_a_row_scores_the_same_alone_as_in_a_batch() -> None:
 
 def test_thresholds_lie_between_observed_scores_and_off_the_float32_grid() -> None:
     from device_agent.exit_policy import exits
-    from edge_sdk.passes.early_exit import threshold_grid
+    from edge_sdk.passes.early_exit.keras import threshold_grid
 
     rng = np.random.default_rng(3)
     s = np.concatenate([rng.uniform(0.1, 1, 300), [0.7959032654762268] * 3, [1.0]]).astype(np.float32)
@@ -110,7 +110,7 @@ def test_thresholds_lie_between_observed_scores_and_off_the_float32_grid() -> No
 
 
 def test_the_threshold_grid_is_capped_and_keeps_the_extremes() -> None:
-    from edge_sdk.passes.early_exit import threshold_grid
+    from edge_sdk.passes.early_exit.keras import threshold_grid
 
     s = np.linspace(0.05, 1.0, 5000).astype(np.float32)
     grid = threshold_grid(s, limit=50)

@@ -22,7 +22,7 @@ from device_agent.sinks import StdoutSink
 from device_agent.sources.base import Reading
 from device_agent.sources.file import FileSource
 from device_agent.sources.stdin import StdinSource
-from edge_sdk.bundle_writer import ModelPayload, build_bundle
+from edge_sdk.bundle.writer import ModelPayload, build_bundle
 from tests.conftest import DigitsSplit
 
 

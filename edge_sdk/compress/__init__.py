@@ -1,1 +1,0 @@
-"""Pure numerical cores of the compression passes (no TensorFlow, no IO)."""

@@ -1,0 +1,1 @@
+"""Knowledge distillation from the original model (Keras)."""

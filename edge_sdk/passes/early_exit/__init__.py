@@ -1,0 +1,1 @@
+"""Early-exit heads and their thresholds (Keras)."""

@@ -1,0 +1,1 @@
+"""Low-rank factorization of Dense and 1x1 Conv layers (Keras)."""

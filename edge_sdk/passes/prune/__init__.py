@@ -1,0 +1,1 @@
+"""Channel pruning that removes channels, for Keras (``keras``) and ONNX (``onnx``)."""

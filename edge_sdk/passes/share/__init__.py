@@ -1,0 +1,1 @@
+"""Weight sharing: k-means clustered kernels, for Keras (``keras``) and ONNX (``onnx``)."""

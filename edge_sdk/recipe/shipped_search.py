@@ -1,0 +1,314 @@
+"""The ``--max-drop`` search over shipped forms: every candidate is judged as it ships.
+
+A candidate is a prune ratio (recovered by distillation from the input model, so
+ratios are chosen *after* recovery, not from one-shot sensitivity) and a weight-sharing
+cluster count, then int8 and the bundle's member compression. Each one is exported,
+quantized, run through the device runtime on the selection split and compressed: its
+accuracy, bytes and latency are measured on what would ship, not estimated from an
+intermediate float model. The search keeps every candidate, the Pareto front over
+(bytes, accuracy, latency), and picks the best point for the objective among those
+within the budget and the hard limits.
+
+The grid is walked so that little is wasted: ratios from mild to aggressive, cluster
+counts from none to few; a cluster count that breaks the budget by a margin ends that
+ratio's row (fewer clusters only lose more), and two ratios in a row with no candidate
+within it end the walk (one may be noise of a few samples). The pure parts
+(:func:`pareto`, :func:`choose`) touch no model.
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from device_agent.errors import EdgeError
+from edge_sdk.passes.base import PassContext
+from edge_sdk.passes.distill.keras import DistillConfig
+
+# Margin (points) beyond the budget within which a failing candidate does not yet end
+# its row: small drops are noisy on a few hundred samples.
+_SLACK = 0.5
+
+
+class Objective(str, Enum):
+    """What the search minimizes among candidates within the budget."""
+
+    SIZE = "size"
+    LATENCY = "latency"
+    MACS = "macs"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShippedConfig:
+    """The search's grid, budget, objective and hard limits (``None``: no limit)."""
+
+    max_drop: float = 1.0  # points, against the input model on the selection split
+    ratios: tuple[float, ...] = (0.0, 0.25, 0.5, 0.625, 0.75, 0.85)
+    clusters: tuple[int, ...] = (64, 32, 16, 8, 4)  # tried after "no sharing", most values first
+    # Recovery is what lets a ratio through: on the digits LeNet-5, 12 epochs with patience
+    # 3 left 50% pruning at -0.95 points where 25% recovered fully.
+    distill: DistillConfig | None = field(default_factory=lambda: DistillConfig(epochs=30, patience=5))
+    share_fine_tune_steps: int = 60
+    objective: Objective = Objective.SIZE
+    max_bytes: int | None = None
+    max_latency_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_drop < 0:
+            raise EdgeError(f"--max-drop must be >= 0 points, got {self.max_drop}")
+        if not self.ratios or any(not 0 <= r < 1 for r in self.ratios) or list(self.ratios) != sorted(self.ratios):
+            raise EdgeError(f"search ratios must be increasing and in [0, 1), got {self.ratios}")
+        if list(self.clusters) != sorted(self.clusters, reverse=True) or any(k < 2 for k in self.clusters):
+            raise EdgeError(f"search cluster counts must be decreasing and >= 2, got {self.clusters}")
+        if self.max_bytes is not None and self.max_bytes <= 0:
+            raise EdgeError(f"--max-bytes must be a positive number of bytes, got {self.max_bytes}")
+        if self.max_latency_ms is not None and self.max_latency_ms <= 0:
+            raise EdgeError(f"--max-latency must be a positive number of milliseconds, got {self.max_latency_ms}")
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "shipped", "budget_points": self.max_drop, "ratios": list(self.ratios),
+                "clusters": list(self.clusters), "distill": self.distill is not None,
+                "objective": self.objective.value, "max_bytes": self.max_bytes,
+                "max_latency_ms": self.max_latency_ms}
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """One candidate as it ships: measured on the selection split through the runtime."""
+
+    accuracy: float  # percent
+    bytes: int  # the model member as stored in the bundle (compressed)
+    latency_ms: float  # p50, one sample
+    params: int
+    macs: int
+    data: builtins.bytes = field(default=b"", repr=False, compare=False)  # the model file, uncompressed
+
+
+Judge = Callable[[Any], Shipped]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A point of the grid, its steps (name, detail, model) and what it measured."""
+
+    index: int
+    ratio: float
+    clusters: int | None
+    shipped: Shipped
+    drop: float
+    steps: tuple[tuple[str, str, Any], ...] = ()
+
+    @property
+    def label(self) -> str:
+        prune = f"prune {self.ratio:.0%}" if self.ratio else "no prune"
+        return f"{prune}, {'no sharing' if self.clusters is None else f'{self.clusters} clusters'}"
+
+    def row(self) -> dict[str, Any]:
+        s = self.shipped
+        return {"index": self.index, "ratio": self.ratio, "clusters": self.clusters, "label": self.label,
+                "accuracy": s.accuracy, "drop_points": self.drop, "bytes": s.bytes,
+                "latency_ms": s.latency_ms, "params": s.params, "macs": s.macs}
+
+
+@dataclass(frozen=True)
+class ShippedResult:
+    """Every candidate measured, the Pareto front, and the chosen one."""
+
+    baseline_accuracy: float
+    candidates: tuple[Candidate, ...]
+    front: tuple[int, ...]  # candidate indices on the Pareto front, by bytes
+    chosen: int
+    seconds: float
+    config: ShippedConfig
+
+    @property
+    def best(self) -> Candidate:
+        return self.candidates[self.chosen]
+
+    def front_files(self, ext: str) -> dict[str, bytes]:
+        """The front's model files, ``N.EXT`` by candidate index (for ``NAME.candidates/``)."""
+        return {f"{i}.{ext}": self.candidates[i].shipped.data for i in self.front
+                if self.candidates[i].shipped.data}
+
+    def summary(self) -> dict[str, Any]:
+        """What the report and the manifest record about the search."""
+        best = self.best
+        return {
+            "kind": "shipped", "baseline_accuracy": self.baseline_accuracy,
+            "objective": self.config.objective.value, "seconds": round(self.seconds, 1),
+            "chosen_index": best.index, "chosen_label": best.label,
+            "chosen": [{"step": n, "detail": d} for n, d, _ in best.steps],
+            "front": list(self.front),
+            "candidates": [c.row() for c in self.candidates],
+            "layer_ratios": {"all": best.ratio}, "clusters": best.clusters,
+        }
+
+
+# --- pure choices ----------------------------------------------------------------------
+
+
+def pareto(points: Sequence[tuple[float, float, float]]) -> list[int]:
+    """Indices of the points not dominated in (bytes ↓, accuracy ↑, latency ↓), by bytes."""
+    def dominates(a: tuple[float, float, float], b: tuple[float, float, float]) -> bool:
+        no_worse = a[0] <= b[0] and a[1] >= b[1] and a[2] <= b[2]
+        return no_worse and (a[0] < b[0] or a[1] > b[1] or a[2] < b[2])
+
+    keep = [i for i, p in enumerate(points) if not any(dominates(q, p) for j, q in enumerate(points) if j != i)]
+    return sorted(keep, key=lambda i: (points[i][0], -points[i][1]))
+
+
+def feasible(c: Candidate, config: ShippedConfig) -> bool:
+    """Within the budget and the hard limits."""
+    s = c.shipped
+    return (c.drop <= config.max_drop + 1e-9
+            and (config.max_bytes is None or s.bytes <= config.max_bytes)
+            and (config.max_latency_ms is None or s.latency_ms <= config.max_latency_ms))
+
+
+def choose(cands: Sequence[Candidate], config: ShippedConfig) -> int | None:
+    """The feasible candidate best for the objective (ties: fewer bytes, then higher accuracy)."""
+    ok = [c for c in cands if feasible(c, config)]
+    if not ok:
+        return None
+    key: dict[Objective, Callable[[Candidate], tuple[float, ...]]] = {
+        Objective.SIZE: lambda c: (c.shipped.bytes, -c.shipped.accuracy),
+        Objective.LATENCY: lambda c: (c.shipped.latency_ms, c.shipped.bytes),
+        Objective.MACS: lambda c: (c.shipped.macs, c.shipped.bytes),
+    }
+    return min(ok, key=key[config.objective]).index
+
+
+# --- the measured search ---------------------------------------------------------------
+
+
+def search(model: Any, ctx: PassContext, config: ShippedConfig, judge: Judge,
+           baseline_accuracy: float) -> ShippedResult:
+    """Walk the grid, judging every candidate as it ships; fail with the best achievable."""
+    if not hasattr(model, "layers"):
+        raise EdgeError("--max-drop search needs a Keras model (the ONNX path is post-training: "
+                        "give --prune/--share explicitly)")
+    t0 = time.perf_counter()
+    cands: list[Candidate] = []
+    misses = 0
+    for i, ratio in enumerate(config.ratios):
+        ctx.progress("search: shipped candidates", i, len(config.ratios))
+        row = _row(model, ctx, config, judge, baseline_accuracy, ratio, len(cands))
+        cands += row
+        misses = 0 if any(c.drop <= config.max_drop for c in row) else misses + 1
+        if misses == 2:
+            break  # two ratios in a row over budget: more pruning only loses more
+    front = tuple(pareto([(c.shipped.bytes, c.shipped.accuracy, c.shipped.latency_ms) for c in cands]))
+    chosen = choose(cands, config)
+    if chosen is None:
+        raise EdgeError(_nothing_met(cands, config))
+    return ShippedResult(baseline_accuracy, tuple(cands), front, chosen, time.perf_counter() - t0, config)
+
+
+def _row(model: Any, ctx: PassContext, config: ShippedConfig, judge: Judge, base: float,
+         ratio: float, start: int) -> list[Candidate]:
+    """One prune ratio (recovered), then sharing from many clusters to few."""
+    steps = _recovered(model, ctx, config, ratio)
+    current = steps[-1][2] if steps else model
+    out = [_candidate(start, ratio, None, steps, judge(current), base)]
+    if out[0].drop > config.max_drop + _SLACK:
+        return out  # sharing only loses more
+    for k in config.clusters:
+        shared = _share(current, ctx, config, k)
+        c = _candidate(start + len(out), ratio, k, (*steps, shared), judge(shared[2]), base)
+        out.append(c)
+        if c.drop > config.max_drop + _SLACK:
+            break
+    return out
+
+
+def _candidate(index: int, ratio: float, clusters: int | None, steps: Sequence[tuple[str, str, Any]],
+               shipped: Shipped, base: float) -> Candidate:
+    return Candidate(index, ratio, clusters, shipped, round(base - shipped.accuracy, 4), tuple(steps))
+
+
+def _recovered(model: Any, ctx: PassContext, config: ShippedConfig,
+               ratio: float) -> tuple[tuple[str, str, Any], ...]:
+    from dataclasses import replace
+
+    from edge_sdk.passes.distill.keras import DistillPass
+    from edge_sdk.passes.prune.keras import PruneConfig, PrunePass
+
+    if ratio == 0:
+        return ()
+    pruned = PrunePass(PruneConfig(ratio=ratio)).apply(model, ctx).model
+    steps: list[tuple[str, str, Any]] = [("prune", f"{ratio:.0%} of every group's channels", pruned)]
+    if config.distill is not None:
+        teacher_ctx = ctx if ctx.teacher is not None else replace(ctx, teacher=model)
+        student = DistillPass(config.distill).apply(pruned, teacher_ctx).model
+        steps.append(("distill", f"T={config.distill.temperature}, alpha={config.distill.alpha}", student))
+    return tuple(steps)
+
+
+def _share(model: Any, ctx: PassContext, config: ShippedConfig, clusters: int) -> tuple[str, str, Any]:
+    from edge_sdk.passes.share.keras import ShareConfig, SharePass
+
+    cfg = ShareConfig(clusters=clusters, fine_tune_steps=config.share_fine_tune_steps)
+    return ("share", f"{clusters} clusters per kernel", SharePass(cfg).apply(model, ctx).model)
+
+
+def _nothing_met(cands: Sequence[Candidate], config: ShippedConfig) -> str:
+    limits = [f"--max-drop {config.max_drop}"]
+    if config.max_bytes is not None:
+        limits.append(f"--max-bytes {config.max_bytes}")
+    if config.max_latency_ms is not None:
+        limits.append(f"--max-latency {config.max_latency_ms}")
+    best = min(cands, key=lambda c: c.drop) if cands else None
+    got = (f"; the most accurate candidate ({best.label}) drops {best.drop:.2f} points at "
+           f"{best.shipped.bytes:,} bytes, {best.shipped.latency_ms:.3f} ms") if best else ""
+    return (f"{' and '.join(limits)}: no candidate met them{got}. Nothing was written: loosen "
+            "the limits or choose steps with --prune/--share")
+
+
+def plan_steps(result: ShippedResult) -> tuple[Any, ...]:
+    """The chosen candidate's steps as passes the pipeline replays (and measures)."""
+    from edge_sdk.recipe.search import ChosenStep
+
+    return tuple(ChosenStep(n, m, d) for n, d, m in result.best.steps)
+
+
+def candidate_lines(summary: dict[str, Any]) -> list[str]:
+    """The recorded candidates (:meth:`ShippedResult.summary`) as plain lines: the Pareto
+    front marked ``*``, the chosen point ``>``."""
+    rows = [f"search: {len(summary['candidates'])} candidates judged as shipped in "
+            f"{summary['seconds']}s (objective {summary['objective']}; * Pareto front over bytes, "
+            "accuracy, latency; > chosen); selection split",
+            "   #  candidate                     accuracy   drop      bytes  latency ms"]
+    front = set(summary["front"])
+    for c in summary["candidates"]:
+        mark = ">" if c["index"] == summary["chosen_index"] else ("*" if c["index"] in front else " ")
+        rows.append(f"{mark}{c['index']:>3}  {c['label']:<28}{c['accuracy']:>9.2f}%{c['drop_points']:>7.2f}"
+                    f"{c['bytes']:>11,}{c['latency_ms']:>12.4f}")
+    return rows
+
+
+def from_flags(search: bool | None, max_drop: float | None, chosen_steps: bool, *, objective: str = "size",
+               max_bytes: int | None = None, max_latency_ms: float | None = None) -> ShippedConfig | None:
+    """The search ``edge optimize`` runs, if any: ``--search`` explicitly, or by default when
+    ``--max-drop`` or a hard limit is given and none of ``--prune/--share/--lowrank/--early-exit``
+    is. ``--max-drop`` then covers the whole recipe, int8 included."""
+    limits = max_bytes is not None or max_latency_ms is not None or objective != "size"
+    if search is None:
+        search = (max_drop is not None or limits) and not chosen_steps
+    if not search:
+        if limits:
+            raise EdgeError("--objective/--max-bytes/--max-latency steer the --max-drop search; leave out "
+                            "--prune/--share/--lowrank/--early-exit/--no-search to use them")
+        return None
+    if chosen_steps:
+        raise EdgeError("--search chooses pruning and sharing itself; leave out --prune/--share/--lowrank/"
+                        "--early-exit (or pass --no-search to run exactly those steps)")
+    try:
+        goal = Objective(objective)
+    except ValueError:
+        raise EdgeError(f"--objective {objective!r}: expected size, latency or macs") from None
+    return ShippedConfig(max_drop=1.0 if max_drop is None else float(max_drop), objective=goal,
+                         max_bytes=max_bytes, max_latency_ms=max_latency_ms)

@@ -1,0 +1,1 @@
+"""The before/after report rendered: JSON, Markdown, PNG chart and terminal tables."""
