@@ -18,6 +18,7 @@ import numpy as np
 from device_agent.manifest import Compression, ModelFormat
 from edge_sdk.bundle.writer import compress
 from edge_sdk.measure.timing import measure_artifact
+from edge_sdk.model.kind import ModelKind
 
 STEP_RUNS = 20  # timed calls per step: enough for a p50 on tiny models, cheap
 
@@ -45,7 +46,7 @@ def model_size(model: Any, x: np.ndarray, compression: Compression, runs: int = 
     """Export ``model`` (Keras → float TFLite; ONNX as is) and measure it."""
     with tempfile.TemporaryDirectory(prefix="edge-step-") as tmp:
         work = Path(tmp)
-        if hasattr(model, "SerializeToString"):
+        if ModelKind.of(model) is ModelKind.ONNX:
             data, fmt = model.SerializeToString(), ModelFormat.ONNX
         else:
             from edge_sdk.passes.quantize.tflite import TFLiteExporter

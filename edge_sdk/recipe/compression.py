@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from device_agent.errors import EdgeError
+from edge_sdk.model.kind import ModelKind
 from edge_sdk.passes.base import GraphPass, PassContext, PassOutcome
 from edge_sdk.passes.distill.keras import DistillConfig, DistillPass
 from edge_sdk.passes.lowrank.keras import LowRankConfig, LowRankPass
@@ -66,7 +67,7 @@ class ByModelKind:
         self._onnx = onnx_pass
 
     def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
-        if not hasattr(model, "SerializeToString"):
+        if ModelKind.of(model) is ModelKind.KERAS:
             return self._keras.apply(model, ctx)
         if self._onnx is None:
             raise EdgeError(f"{self.name}: needs a Keras model (the ONNX path is post-training)")

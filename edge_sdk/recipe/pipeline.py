@@ -39,6 +39,7 @@ from edge_sdk.measure.step_metrics import StepSize, codec, model_size
 from edge_sdk.measure.timing import measure_artifact
 from edge_sdk.model import analysis
 from edge_sdk.model.data import Dataset, fit_to_shape, load_dataset
+from edge_sdk.model.kind import ModelKind
 from edge_sdk.model.load import SourceKind, SourceModel, load_source
 from edge_sdk.model.preprocess import range_mismatch, value_range
 from edge_sdk.passes.base import GraphPass, PassContext, Progress, no_progress
@@ -287,7 +288,7 @@ def _accuracy(state: _State, model: Any) -> float:
 
 
 def _cost(model: Any) -> analysis.ModelCost:
-    if hasattr(model, "SerializeToString"):
+    if ModelKind.of(model) is ModelKind.ONNX:
         return analysis.onnx_cost(model)
     return analysis.keras_cost(model)
 
@@ -387,7 +388,7 @@ def _sized(state: _State, recipe: Recipe, step: StepRecord, model: Any,
            progress: Progress) -> StepRecord:
     """``step`` with the raw/compressed bytes and latency of ``model`` exported."""
     progress(f"measuring step {step.step}", 0, 1)
-    with converting(ModelFormat.ONNX if hasattr(model, "SerializeToString") else ModelFormat.TFLITE,
+    with converting(ModelFormat.ONNX if ModelKind.of(model) is ModelKind.ONNX else ModelFormat.TFLITE,
                     f"export after step {step.step}"):
         size: StepSize = model_size(model, state.val.x, recipe.compression)
     note = step.note if step.step != "baseline" else f"{step.note}; bytes: exported float"

@@ -18,6 +18,7 @@ import numpy as np
 from device_agent.manifest import ModelFormat
 from edge_sdk._quiet import quiet
 from edge_sdk.model.data import Dataset
+from edge_sdk.model.kind import ModelKind
 from edge_sdk.passes.quantize.base import Calibration, QuantizeConfig
 
 QUANTIZABLE_OPS = ("Conv", "MatMul", "Gemm")
@@ -71,7 +72,7 @@ class OnnxExporter:
     def export_float(self, model: Any, workdir: Path) -> bytes:
         path = workdir / FLOAT_NAME
         if not path.exists():
-            if hasattr(model, "SerializeToString"):
+            if ModelKind.of(model) is ModelKind.ONNX:
                 path.write_bytes(model.SerializeToString())
             else:
                 _ensure_called(model)
