@@ -163,12 +163,9 @@ def main() -> None:
     args = ap.parse_args()
     trials, epochs = (3, 4) if args.quick else (7, 8)
     from edge_sdk.model.data import Dataset
-    from edge_sdk.passes.early_exit.keras import (
-        EarlyExitConfig,
-        first_layer_float_tflite,
-        to_tflite,
-        write_cascade_bundle,
-    )
+    from edge_sdk.passes.early_exit.keras import EarlyExitConfig
+    from edge_sdk.passes.quantize.tflite import first_layer_float_tflite, to_tflite
+    from edge_sdk.recipe.cascade_export import write_cascade_bundle
 
     xtr, ytr, xte, yte = digits_28()
     # Thresholds are calibrated on a validation split of the training data; the test
@@ -303,7 +300,7 @@ def up_to(model: Any, layer: str) -> Any:
 
 def prefix_forms(int8: bool) -> list[tuple[str, Callable[[Any, np.ndarray], bytes]]]:
     """How a stage 0 may be converted: float; int8 (all integer, or first layer float)."""
-    from edge_sdk.passes.early_exit.keras import first_layer_float_tflite, to_tflite
+    from edge_sdk.passes.quantize.tflite import first_layer_float_tflite, to_tflite
 
     if not int8:
         return [("float", lambda m, _x: to_tflite(m))]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -110,11 +109,10 @@ def optimize(
         "(by default it stays float32: faster on XNNPACK for few input channels)"),
 ) -> None:
     """Optimize MODEL into a bundle; print the before/after table and write NAME.report.*."""
+    from edge_sdk import api
     from edge_sdk._quiet import quiet
     from edge_sdk.cli._progress import rich_progress
     from edge_sdk.recipe.compression import CompressionFlags
-    from edge_sdk.recipe.pipeline import Job
-    from edge_sdk.recipe.pipeline import optimize as run
     from edge_sdk.report.render import print_table, report_paths
 
     if old_version is not None:
@@ -154,14 +152,9 @@ def optimize(
         output_kind=_output_kind(output_kind, early_exit), validation_samples=validation_samples,
         preprocessing=steps_from_flags(resize=resize, scale=scale, mean=mean, std=std, grayscale=grayscale,
                                        bgr=bgr, layout=layout))
-    job = Job(model=model, data=data, out=out, name=name or _default_name(out), version=version,
-              eval_data=eval_data)
     with rich_progress(enabled=not as_json) as progress, quiet():
-        report = run(job, recipe, progress=progress)
-    if sign is not None:
-        from edge_sdk.bundle.signing import sign_bundle
-
-        sign_bundle(report.bundle, sign, report.bundle)
+        report = api.optimize(model, data, out=out, recipe=recipe, name=name, version=version,
+                              eval_data=eval_data, sign=sign, progress=progress)
     if as_json:
         print_json(report.to_dict())
         return
@@ -193,30 +186,11 @@ def _print_overrun(record: dict[str, object]) -> None:
 
 def _recipe(target: str, int8: bool, max_drop: float, calibration: str, samples: int,
             runs: int, flags: CompressionFlags, compress: str = "none") -> Recipe:
-    from device_agent.errors import EdgeError
-    from device_agent.manifest import Compression
-    from edge_sdk.passes.quantize.base import Calibration, QuantizeConfig
-    from edge_sdk.recipe.compression import recipe_passes
-    from edge_sdk.recipe.pipeline import Recipe, Target
+    from edge_sdk.api import make_recipe
 
-    try:
-        tgt = Target(target)
-    except ValueError:
-        raise EdgeError(f"--target {target!r}: expected tflite, onnx or both") from None
-    try:
-        cal = Calibration(calibration)
-    except ValueError:
-        raise EdgeError(
-            f"--calibration {calibration!r}: expected minmax, percentile or entropy") from None
-    try:
-        stored = Compression(compress)
-    except ValueError:
-        raise EdgeError(f"--compress {compress!r}: expected none, xz, deflate or zstd") from None
-    if samples < 1 or max_drop < 0 or runs < 1:
-        raise EdgeError("--samples and --runs must be at least 1 and --max-drop at least 0")
-    return Recipe(target=tgt, int8=int8, max_drop=max_drop, measure_runs=runs,
-                  quantize=QuantizeConfig(samples=samples, calibration=cal),
-                  passes=recipe_passes(flags), compression=stored)
+    return make_recipe(target=target, int8=int8, max_drop=max_drop, calibration=calibration, samples=samples,
+                  runs=runs, prune=flags.prune, share=flags.share, lowrank=flags.lowrank,
+                  distill=flags.distill, compress=compress)
 
 
 def _early_exit(enabled: bool, at: str | None, fractions: str | None, criterion: str,
@@ -263,5 +237,6 @@ def _output_kind(value: str, early_exit: bool) -> OutputKind:
 
 
 def _default_name(out: Path) -> str:
-    stem = out.name[: -len(".edgepkg")] if out.name.endswith(".edgepkg") else out.stem
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", stem)[:128] or "model"
+    from edge_sdk.api import default_name
+
+    return default_name(out)

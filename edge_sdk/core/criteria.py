@@ -1,7 +1,9 @@
-"""Criteria that rank channels: a small protocol and the three usual ones (pure numpy).
+"""Criteria that rank channels: a small protocol and the usual ones (pure numpy), shared
+by the Keras and the ONNX pruner.
 
 A criterion sees one piece of :class:`Evidence` at a time (a producer's kernel viewed
-as one row per output channel, or a batch norm's scale per channel) and returns one
+as one row per output channel, a batch norm's scale per channel, or, on the ONNX path,
+each channel's share of the output energy of a layer that reads it) and returns one
 score per channel, or None when that evidence says nothing to it. Higher = keep.
 """
 
@@ -17,6 +19,8 @@ import numpy as np
 class EvidenceKind(str, Enum):
     KERNEL = "kernel"  # rows: output channels of a Conv/Dense kernel
     BN_SCALE = "bn_scale"  # rows: channels of a BatchNormalization's gamma
+    # rows: channels as one consumer reads them on calibration data: E[x²]·‖w‖², as a share
+    CONSUMER_ENERGY = "consumer_energy"
 
 
 @dataclass(frozen=True)
@@ -67,16 +71,33 @@ class BNScale:
         return np.abs(evidence.values[:, 0])
 
 
+@dataclass(frozen=True)
+class ConsumerEnergy:
+    """A channel's share of the output energy of the layers that read it, measured on
+    calibration data (ThiNet-style; the ONNX pruner's criterion, since it refits consumers)."""
+
+    name: str = "energy"
+
+    def score(self, evidence: Evidence) -> np.ndarray | None:
+        if evidence.kind is not EvidenceKind.CONSUMER_ENERGY:
+            return None
+        return evidence.values[:, 0]
+
+
 class CriterionKind(str, Enum):
+    """The criteria by name, as configs and flags give them."""
+
     L1 = "l1"
     L2 = "l2"
     BN_SCALE = "bn_scale"
+    ENERGY = "energy"
 
 
 CRITERIA: dict[CriterionKind, Criterion] = {
     CriterionKind.L1: L1Norm(),
     CriterionKind.L2: L2Norm(),
     CriterionKind.BN_SCALE: BNScale(),
+    CriterionKind.ENERGY: ConsumerEnergy(),
 }
 
 

@@ -51,11 +51,19 @@ class Dataset:
         return self.y
 
 
-def load_dataset(path: str | Path, transform: Callable[[np.ndarray], np.ndarray] | None = None) -> Dataset:
-    """Load ``path`` by its kind: ``.npz``, ``.csv`` or a directory of class folders.
+def load_dataset(path: str | Path | Dataset,
+                 transform: Callable[[np.ndarray], np.ndarray] | None = None) -> Dataset:
+    """Load ``path`` by its kind: ``.npz``, ``.csv`` or a directory of class folders (a
+    :class:`Dataset` already in memory is taken as it is).
 
     ``transform`` (the manifest's preprocessing) is applied to every sample: to each image
     of a folder before they are stacked, so images of different sizes can be resized."""
+    if isinstance(path, Dataset):
+        if len(path) == 0:
+            raise EdgeError(f"{path.source}: the data set is empty")
+        if transform is None:
+            return path
+        return Dataset(_each(path.x, transform, path.source), path.y, path.source, path.classes)
     p = Path(path)
     if not p.exists():
         raise EdgeError(f"{p}: no such data file or folder")
@@ -74,7 +82,7 @@ def load_dataset(path: str | Path, transform: Callable[[np.ndarray], np.ndarray]
     return ds
 
 
-def _each(x: np.ndarray, transform: Callable[[np.ndarray], np.ndarray], p: Path) -> np.ndarray:
+def _each(x: np.ndarray, transform: Callable[[np.ndarray], np.ndarray], p: Path | str) -> np.ndarray:
     try:
         return np.stack([np.asarray(transform(s), dtype=np.float32) for s in x])
     except (ValueError, IndexError) as e:

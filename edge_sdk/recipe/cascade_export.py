@@ -14,14 +14,19 @@ full model's export, as the pipeline's last model step:
    of the targets' thresholds, since one set of exits serves every target;
 4. per target, the shipped cascade and the full model are run through the device
    engine, one input at a time: accuracy, exit counts and mean latency per input.
+
+:func:`write_cascade_bundle` is the same export for a Keras model a user trained and wants
+only early exit on (no graph passes): it writes the bundle and its report through the
+same assembly as ``edge optimize``.
 """
 
 from __future__ import annotations
 
 import statistics
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,86 +48,12 @@ from edge_sdk.passes.early_exit.keras import (
     with_thresholds,
 )
 from edge_sdk.passes.quantize.base import Exporter, QuantizeConfig
+from edge_sdk.recipe.result import CascadeResult, CascadeTarget
 
 # Inputs timed per model and repeats (median): enough for a stable mean on tiny models,
 # small enough to add well under a second to a run.
 TIMED_INPUTS = 200
 TIMING_REPEATS = 5
-
-
-@dataclass(frozen=True)
-class CascadeTarget:
-    """One target's stage files and what the shipped cascade does on validation."""
-
-    format: ModelFormat
-    files: tuple[Path, ...]  # scratch paths, valid while the pipeline runs
-    accuracy: float  # percent, cascade
-    full_accuracy: float  # percent, the full model as shipped without exits
-    exit_counts: tuple[int, ...]
-    latency_full_ms: float  # mean per input, batch 1, device engine
-    latency_cascade_ms: float
-    sizes: tuple[int, ...] = ()  # bytes per stage file (the files go with the scratch folder)
-
-    @property
-    def bytes(self) -> int:
-        return sum(self.sizes)
-
-    @property
-    def speedup(self) -> float:
-        return self.latency_full_ms / self.latency_cascade_ms if self.latency_cascade_ms else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": self.format.value,
-            "files": [p.name for p in self.files],
-            "bytes": self.bytes,
-            "stage_bytes": list(self.sizes),
-            "accuracy": self.accuracy,
-            "full_accuracy": self.full_accuracy,
-            "exits": {str(k): c for k, c in enumerate(self.exit_counts)},
-            "latency_full_ms": self.latency_full_ms,
-            "latency_cascade_ms": self.latency_cascade_ms,
-            "speedup": round(self.speedup, 3),
-        }
-
-
-@dataclass(frozen=True)
-class CascadeResult:
-    """The early-exit part of a run: where it splits, thresholds, and per-target results."""
-
-    split_layers: tuple[str, ...]
-    criterion: str
-    exits: tuple[ExitStage, ...]
-    stage_macs: tuple[int, ...]
-    full_macs: int
-    mean_macs: float
-    full_accuracy: float  # fraction, validation, first target's last stage
-    cascade_accuracy: float  # fraction, validation, first target
-    exit_rates: tuple[float, ...]
-    max_drop: float
-    calibrated_on: tuple[ModelFormat, ...]
-    targets: tuple[CascadeTarget, ...]
-    params: int = 0  # backbone and heads
-
-    def summary(self) -> dict[str, Any]:
-        """The manifest's ``optimization.early_exit`` (same keys as ``write_cascade_bundle``)."""
-        return {
-            "split_layers": list(self.split_layers),
-            "criterion": self.criterion,
-            "thresholds": [e.threshold for e in self.exits],
-            "stage_macs": list(self.stage_macs),
-            "full_accuracy": self.full_accuracy,
-            "cascade_accuracy": self.cascade_accuracy,
-            "exit_rates": list(self.exit_rates),
-            "mean_macs": self.mean_macs,
-            "full_macs": self.full_macs,
-            "max_drop": self.max_drop,
-            "calibrated_on": [f.value for f in self.calibrated_on],
-            "params": self.params,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.summary(), "targets": [t.to_dict() for t in self.targets]}
 
 
 def export_cascade(
@@ -255,3 +186,63 @@ def _per_input_ms(engine: Engine, xs: list[np.ndarray]) -> float:
     for x in xs:
         engine.infer_one(x)
     return (time.perf_counter() - t0) * 1000.0 / max(len(xs), 1)
+
+
+def write_cascade_bundle(
+    out: str | Path,
+    model: Any,
+    train: Dataset,
+    val: Dataset,
+    cfg: EarlyExitConfig,
+    *,
+    name: str,
+    version: str = "1.0.0",
+    int8: bool = False,
+    labels: tuple[str, ...] = (),
+    preprocessing: tuple[dict[str, Any], ...] = (),
+    onnx: bool = False,
+    progress: Progress = no_progress,
+) -> tuple[Path, CascadeResult]:
+    """Early exit on a trained Keras model: heads trained on ``train``, stages exported by
+    the recipe's exporters, thresholds calibrated on ``val`` with the shipped stages, then
+    the bundle and ``NAME.report.*`` written together (all or nothing).
+
+    ``int8`` quantizes the TFLite stages; ``onnx`` adds float ONNX stages beside them (for
+    ONNX Runtime devices). ``train`` and ``val`` are already preprocessed; ``preprocessing``
+    is recorded in the manifest for the agent to apply to raw inputs.
+    """
+    from edge_sdk.bundle.assembly import write_outputs
+    from edge_sdk.passes.quantize.onnx import OnnxExporter
+    from edge_sdk.passes.quantize.tflite import TFLiteExporter
+    from edge_sdk.recipe.result import Report
+
+    exporters: list[Exporter] = [TFLiteExporter()] + ([OnnxExporter()] if onnx else [])
+    q8 = QuantizeConfig(samples=min(200, len(train))) if int8 else None
+    quantize = {ModelFormat.TFLITE: q8, ModelFormat.ONNX: None}
+    with tempfile.TemporaryDirectory(prefix="edge-exit-") as tmp:
+        work = Path(tmp)
+        full = {ex.format: _full_model(ex, model, quantize[ex.format], train, work) for ex in exporters}
+        result = export_cascade(model, calib=train, val=val, config=cfg, exporters=exporters,
+                                quantize=quantize, full_models=full, work=work, progress=progress)
+        recipe = {"passes": [], "int8": int8, "early_exit": cfg.describe(),
+                  "target": "both" if onnx else "tflite", "onnx_stages": "float" if onnx else None}
+        report = Report(name=name, version=version, bundle=Path(out), source="a trained Keras model",
+                        recipe=recipe, steps=(), targets=(), comparisons=(),
+                        calibration_samples=len(train), validation_samples=len(val), cascade=result)
+        write_outputs(report, labels, preprocessing=tuple(preprocessing))
+    return Path(out), result
+
+
+def _full_model(exporter: Exporter, model: Any, quantize: QuantizeConfig | None, train: Dataset,
+                work: Path) -> Path:
+    """The whole model as the target would ship it without exits: what the cascade is timed against."""
+    from edge_sdk.passes.quantize.base import converting
+
+    d = work / f"full-{exporter.format.value}"
+    d.mkdir()
+    with converting(exporter.format, "full model export"):
+        data = (exporter.export_float(model, d) if quantize is None
+                else exporter.quantize(model, quantize, Dataset(train.x[:quantize.samples], None, "calibration"), d))
+    path = work / f"full.{exporter.format.value}"
+    path.write_bytes(data)
+    return path

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 if TYPE_CHECKING:
     from edge_sdk.measure.holdout import HeldOut
-    from edge_sdk.recipe.cascade_export import CascadeResult
+    from edge_sdk.recipe.result import CascadeResult
 
 
 class Target(str, Enum):
@@ -135,11 +135,17 @@ class Job:
     """One run's inputs and outputs."""
 
     model: Path
-    data: Path
+    data: Path | Dataset  # a file or folder (--data), or a Dataset in memory (the Python API)
     out: Path
     name: str
     version: str = "0.1.0"
-    eval_data: Path | None = None
+    eval_data: Path | Dataset | None = None
+    source: str | None = None  # how the report names the model (default: its path)
+
+    @property
+    def data_name(self) -> str:
+        """The data as an error message or the report names it."""
+        return self.data.source if isinstance(self.data, Dataset) else str(self.data)
 
 
 @dataclass
@@ -173,7 +179,7 @@ def optimize(job: Job, recipe: Recipe, *, progress: Progress = no_progress) -> R
         cascade = _cascade(state, recipe, results, progress) if recipe.early_exit else None
         _time_target_steps(state, comparisons, results, recipe)
         report = Report(
-            name=job.name, version=job.version, bundle=job.out, source=str(job.model),
+            name=job.name, version=job.version, bundle=job.out, source=job.source or str(job.model),
             recipe={**recipe.summary(), **_searched(state, recipe, results),
                     "budget": budget.summary(recipe.max_drop, recipe.force, state.overruns),
                     "calibration_range": list(value_range(state.calib.x))},
@@ -265,16 +271,16 @@ def _split(job: Job, recipe: Recipe, shape: tuple[int, ...]) -> tuple[Dataset, D
     data = fit_to_shape(load_dataset(job.data, steps), shape)
     if job.eval_data is not None:
         held = fit_to_shape(load_dataset(job.eval_data, steps), shape)
-        source = f"--eval-data {job.eval_data}"
+        source = f"--eval-data {job.eval_data.source if isinstance(job.eval_data, Dataset) else job.eval_data}"
     else:
         if len(data) < 4:
-            raise EdgeError(f"{job.data}: {len(data)} sample(s); need at least 4 to split into "
+            raise EdgeError(f"{job.data_name}: {len(data)} sample(s); need at least 4 to split into "
                             "calibration, selection and held-out parts (or pass --eval-data)")
         h, rest = stratified_split(data.require_labels(), recipe.holdout_fraction, seed=recipe.seed + 1)
         held, data = data.subset(h), data.subset(rest)
-        source = f"split of --data {job.data}"
+        source = f"split of --data {job.data_name}"
     if len(data) < 2:
-        raise EdgeError(f"{job.data}: {len(data)} sample(s); need at least 2 to split "
+        raise EdgeError(f"{job.data_name}: {len(data)} sample(s); need at least 2 to split "
                         "into calibration and selection halves")
     val, calib = data.split(recipe.validation_fraction, seed=recipe.seed)
     return calib, val, held, source
@@ -512,6 +518,8 @@ def _cascade(state: _State, recipe: Recipe, results: list[TargetResult],
                                       params=result.params, macs=round(result.mean_macs),
                                       bytes=t.bytes, note=note))
     return result
+
+
 def _packed(data: bytes, recipe: Recipe) -> int:
     from edge_sdk.bundle.writer import compress
 

@@ -8,13 +8,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from device_agent.manifest import ModelFormat
+from device_agent.manifest import ExitStage, ModelFormat
 from edge_sdk.measure.timing import Measurement
 from edge_sdk.passes.quantize.base import Attempt, Decision
 
 if TYPE_CHECKING:
     from edge_sdk.measure.holdout import HeldOut
-    from edge_sdk.recipe.cascade_export import CascadeResult
 
 
 @dataclass(frozen=True)
@@ -216,3 +215,78 @@ class Report:
         if self.cascade is not None:
             out["early_exit"] = d["cascade"]
         return out
+
+
+@dataclass(frozen=True)
+class CascadeTarget:
+    """One target's stage files and what the shipped cascade does on validation."""
+
+    format: ModelFormat
+    files: tuple[Path, ...]  # scratch paths, valid while the pipeline runs
+    accuracy: float  # percent, cascade
+    full_accuracy: float  # percent, the full model as shipped without exits
+    exit_counts: tuple[int, ...]
+    latency_full_ms: float  # mean per input, batch 1, device engine
+    latency_cascade_ms: float
+    sizes: tuple[int, ...] = ()  # bytes per stage file (the files go with the scratch folder)
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.sizes)
+
+    @property
+    def speedup(self) -> float:
+        return self.latency_full_ms / self.latency_cascade_ms if self.latency_cascade_ms else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format.value,
+            "files": [p.name for p in self.files],
+            "bytes": self.bytes,
+            "stage_bytes": list(self.sizes),
+            "accuracy": self.accuracy,
+            "full_accuracy": self.full_accuracy,
+            "exits": {str(k): c for k, c in enumerate(self.exit_counts)},
+            "latency_full_ms": self.latency_full_ms,
+            "latency_cascade_ms": self.latency_cascade_ms,
+            "speedup": round(self.speedup, 3),
+        }
+
+
+@dataclass(frozen=True)
+class CascadeResult:
+    """The early-exit part of a run: where it splits, thresholds, and per-target results."""
+
+    split_layers: tuple[str, ...]
+    criterion: str
+    exits: tuple[ExitStage, ...]
+    stage_macs: tuple[int, ...]
+    full_macs: int
+    mean_macs: float
+    full_accuracy: float  # fraction, validation, first target's last stage
+    cascade_accuracy: float  # fraction, validation, first target
+    exit_rates: tuple[float, ...]
+    max_drop: float
+    calibrated_on: tuple[ModelFormat, ...]
+    targets: tuple[CascadeTarget, ...]
+    params: int = 0  # backbone and heads
+
+    def summary(self) -> dict[str, Any]:
+        """The manifest's ``optimization.early_exit`` (same keys as ``write_cascade_bundle``)."""
+        return {
+            "split_layers": list(self.split_layers),
+            "criterion": self.criterion,
+            "thresholds": [e.threshold for e in self.exits],
+            "stage_macs": list(self.stage_macs),
+            "full_accuracy": self.full_accuracy,
+            "cascade_accuracy": self.cascade_accuracy,
+            "exit_rates": list(self.exit_rates),
+            "mean_macs": self.mean_macs,
+            "full_macs": self.full_macs,
+            "max_drop": self.max_drop,
+            "calibrated_on": [f.value for f in self.calibrated_on],
+            "params": self.params,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.summary(), "targets": [t.to_dict() for t in self.targets]}

@@ -4,6 +4,7 @@ terminal table, from the typed values in :mod:`edge_sdk.recipe.result`."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ from edge_sdk.recipe.result import (
 )
 
 if TYPE_CHECKING:
-    from edge_sdk.recipe.cascade_export import CascadeResult
+    from edge_sdk.recipe.result import CascadeResult
 
 
 def report_paths(bundle: Path) -> dict[str, Path]:
@@ -217,19 +218,26 @@ def chart(report: Report) -> Any:
 
     from edge_sdk.report.extra import front_panel, has_front
 
-    n = 3 + (report.cascade is not None) + has_front(report)
-    fig, axes = plt.subplots(1, n, figsize=(4.0 * n, 4.0))
     labels = [c.format.value for c in report.comparisons]
-    _size_panel(axes[0], report, labels)
+    panels: list[Callable[[Any], None]] = []
+    if report.comparisons:  # none when the bundle is an early-exit cascade alone
+        panels.append(lambda ax: _size_panel(ax, report, labels))
     if report.cascade is not None:
-        _cascade_latency_panel(axes[1], report.cascade)
-        _cascade_panel(axes[3], report.cascade)
-    else:
-        _latency_panel(axes[1], report, labels)
-    _accuracy_panel(axes[2], report, labels)
+        cascade = report.cascade
+        panels.append(lambda ax: _cascade_latency_panel(ax, cascade))
+    elif report.comparisons:
+        panels.append(lambda ax: _latency_panel(ax, report, labels))
+    if report.comparisons:
+        panels.append(lambda ax: _accuracy_panel(ax, report, labels))
+    if report.cascade is not None:
+        panels.append(lambda ax: _cascade_panel(ax, cascade))
     if has_front(report):
-        front_panel(axes[-1], report)
-    axes[0].legend(fontsize=8, loc="upper right")
+        panels.append(lambda ax: front_panel(ax, report))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 4.0), squeeze=False)
+    for draw, ax in zip(panels, axes[0], strict=True):
+        draw(ax)
+    if report.comparisons:
+        axes[0][0].legend(fontsize=8, loc="upper right")
     fig.suptitle(headline(report), fontsize=11, fontweight="bold")
     fig.tight_layout()
     return fig

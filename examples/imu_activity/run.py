@@ -86,7 +86,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     from edge_sdk.model.data import Dataset
-    from edge_sdk.passes.early_exit.keras import EarlyExitConfig, HeadKind, write_cascade_bundle
+    from edge_sdk.passes.early_exit.keras import EarlyExitConfig, HeadKind
+    from edge_sdk.recipe.cascade_export import write_cascade_bundle
 
     xtr, ytr, xte, yte, classes = load()
     steps = preprocessing(xtr)

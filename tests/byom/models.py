@@ -20,7 +20,7 @@ import numpy as np
 def detector_tflite(path: Path) -> Path:
     import keras
 
-    from edge_sdk.passes.early_exit.keras import to_tflite
+    from edge_sdk.passes.quantize.tflite import to_tflite
 
     keras.utils.set_random_seed(1)
     inp = keras.Input((16, 16, 3), batch_size=1)
@@ -35,7 +35,7 @@ def detector_tflite(path: Path) -> Path:
 def segmenter_tflite(path: Path) -> Path:
     import keras
 
-    from edge_sdk.passes.early_exit.keras import to_tflite
+    from edge_sdk.passes.quantize.tflite import to_tflite
 
     keras.utils.set_random_seed(2)
     inp = keras.Input((16, 16, 3), batch_size=1)
@@ -135,7 +135,7 @@ def dynamic_tflite(path: Path) -> Path:
     """A TFLite image model whose H and W are free: 3x3 conv (8 filters), global average."""
     import keras
 
-    from edge_sdk.passes.early_exit.keras import to_tflite
+    from edge_sdk.passes.quantize.tflite import to_tflite
 
     keras.utils.set_random_seed(3)
     inp = keras.Input((None, None, 3), batch_size=1)

@@ -153,7 +153,7 @@ def test_eval_applies_the_manifest_preprocessing(keras_cnn: Path, digits: Any,
     from device_agent.loader import engine_for
     from device_agent.runtimes import load_model
     from edge_sdk.bundle.writer import ModelPayload, build_bundle
-    from edge_sdk.passes.early_exit.keras import to_tflite
+    from edge_sdk.passes.quantize.tflite import to_tflite
 
     f = tmp_path / "m.tflite"
     f.write_bytes(to_tflite(keras.models.load_model(keras_cnn)))

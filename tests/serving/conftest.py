@@ -29,7 +29,7 @@ class CascadeBundle:
 def float_tflite(keras_cnn: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     import keras
 
-    from edge_sdk.passes.early_exit.keras import to_tflite
+    from edge_sdk.passes.quantize.tflite import to_tflite
 
     path = tmp_path_factory.mktemp("tfl") / "cnn.tflite"
     path.write_bytes(to_tflite(keras.models.load_model(keras_cnn)))
@@ -42,7 +42,7 @@ def int8_tflite(
 ) -> Path:
     import keras
 
-    from edge_sdk.passes.early_exit.keras import to_tflite
+    from edge_sdk.passes.quantize.tflite import to_tflite
 
     path = tmp_path_factory.mktemp("tfl8") / "cnn_int8.tflite"
     path.write_bytes(to_tflite(keras.models.load_model(keras_cnn), digits.x_train[:100]))
@@ -60,7 +60,8 @@ def cascade_bundle(
     import keras
 
     from edge_sdk.model.data import Dataset
-    from edge_sdk.passes.early_exit.keras import EarlyExitConfig, write_cascade_bundle
+    from edge_sdk.passes.early_exit.keras import EarlyExitConfig
+    from edge_sdk.recipe.cascade_export import write_cascade_bundle
 
     model = keras.models.load_model(keras_cnn)
     train = Dataset(digits.x_train, digits.y_train, "train")

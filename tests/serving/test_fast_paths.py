@@ -162,7 +162,8 @@ def int8_cascade(keras_cnn: Path, digits: DigitsSplit, tmp_path_factory: pytest.
     import keras
 
     from edge_sdk.model.data import Dataset
-    from edge_sdk.passes.early_exit.keras import EarlyExitConfig, write_cascade_bundle
+    from edge_sdk.passes.early_exit.keras import EarlyExitConfig
+    from edge_sdk.recipe.cascade_export import write_cascade_bundle
 
     model = keras.models.load_model(keras_cnn)
     cfg = EarlyExitConfig(at_layers=("conv1",), epochs=5, max_drop=0.5, float_first=False)

@@ -6,32 +6,30 @@ Given a Keras model whose layers form a chain, this pass
 2. trains one small head per split by self-distillation: the head learns the full
    model's output distribution from the (frozen) backbone features, so no labels are
    needed;
-3. exports each stage as its own model, ``[features, logits]`` for every stage but the
+3. builds each stage as its own model, ``[features, logits]`` for every stage but the
    last (``[logits]``), which is the cascade convention ``device_agent.engine`` runs;
-4. calibrates each exit's threshold on the validation split, on the converted models
-   that ship, so the cascade stays within ``max_drop`` points of the full model.
+4. calibrates each exit's threshold from the stages' probabilities, so the cascade stays
+   within ``max_drop`` points of the full model.
+
+Exporting the stages (through the same exporters as a full model), calibrating on the
+converted stages that ship and writing the bundle is :mod:`edge_sdk.recipe.cascade_export`.
 
 TensorFlow is imported inside the functions that need it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from device_agent.errors import EdgeError
 from device_agent.exit_policy import Criterion, ExitRule, between, cascade_decisions, confidence
-from device_agent.manifest import ExitStage, ModelFormat, TensorSpec
+from device_agent.manifest import ExitStage
 from edge_sdk.model.data import Dataset
-from edge_sdk.passes.base import PassContext, PassOutcome
 
 
 class HeadKind(str, Enum):
@@ -366,76 +364,7 @@ def with_thresholds(
     )
 
 
-# -- export ------------------------------------------------------------------------------
-
-
-def to_tflite(model: Any, representative: np.ndarray | None = None) -> bytes:
-    """Keras stage → TFLite bytes; full-integer int8 when ``representative`` is given."""
-    import tensorflow as tf
-
-    with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its SavedModel
-        return _convert(tf, model, representative)
-
-
-def _convert(tf: Any, model: Any, representative: np.ndarray | None) -> bytes:
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    if representative is not None:
-        rep = representative.astype(np.float32)
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: ([r[None]] for r in rep)
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
-    return bytes(conv.convert())
-
-
-def to_onnx(model: Any, path: Path) -> bytes:
-    """Keras stage → float ONNX bytes (``model.export``; tf2onnx's from_keras fails on Keras 3)."""
-    shape = (1, *model.input_shape[1:])
-    model(np.zeros(shape, dtype=np.float32))  # Keras exports only models that were called
-    with contextlib.redirect_stdout(io.StringIO()):
-        model.export(str(path), format="onnx", verbose=False)
-    return path.read_bytes()
-
-
-@dataclass(frozen=True)
-class ExportedStage:
-    data: bytes
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-
-
-def export_stages(
-    cascade: Cascade, calib_x: np.ndarray, *, int8: bool, workdir: Path, float_first: bool = True
-) -> list[Any]:
-    """Convert every stage; int8 stages are calibrated on the previous float stage's
-    features (``float_first``: see :class:`EarlyExitConfig`)."""
-    from device_agent.runtimes import load_model
-
-    out, x = [], calib_x
-    for k, stage in enumerate(cascade.stages):
-        if int8 and float_first and k == 0:
-            data = first_layer_float_tflite(stage, x)
-        else:
-            data = to_tflite(stage, x if int8 else None)
-        path = workdir / f"stage{k}.tflite"
-        path.write_bytes(data)
-        out.append((data, load_model(path)))
-        if k < len(cascade.stages) - 1:
-            x = stage.predict(x, verbose=0)[0]
-    return out
-
-
-def first_layer_float_tflite(stage: Any, calib_x: np.ndarray) -> bytes:
-    """An int8 TFLite stage whose first layer stays float32 (float input)."""
-    from edge_sdk.passes.quantize.base import QuantizeConfig
-    from edge_sdk.passes.quantize.tflite import TFLiteExporter, first_layer
-
-    calib = Dataset(calib_x, None, "calibration")
-    base = QuantizeConfig(samples=len(calib_x))
-    cfg = replace(base, keep_float=(first_layer(stage, base, calib),))
-    with tempfile.TemporaryDirectory(prefix="edge-exit-q-") as tmp:
-        return TFLiteExporter().quantize(stage, cfg, calib, Path(tmp))
+# -- running stages --------------------------------------------------------------------
 
 
 def stage_probabilities(models: Sequence[Any], x: np.ndarray) -> list[np.ndarray]:
@@ -459,104 +388,3 @@ def _run_chunks(st: Any, x: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, n
         if f is not None:
             fs.append(f)
     return np.concatenate(ps), (np.concatenate(fs) if fs else None)
-
-
-def write_cascade_bundle(
-    out: str | Path,
-    model: Any,
-    train: Dataset,
-    val: Dataset,
-    cfg: EarlyExitConfig,
-    *,
-    name: str,
-    version: str = "1.0.0",
-    int8: bool = False,
-    labels: tuple[str, ...] = (),
-    preprocessing: tuple[dict[str, Any], ...] = (),
-    onnx: bool = False,
-) -> tuple[Path, Calibration]:
-    """The whole pass: heads, export, calibration on the shipped models, bundle.
-
-    ``onnx`` adds float ONNX stages beside the TFLite ones (for ONNX Runtime devices);
-    thresholds are calibrated on the TFLite stages.
-    """
-    from edge_sdk.bundle.writer import ModelPayload, build_bundle
-
-    cascade = build_cascade(model, train, cfg)
-    with tempfile.TemporaryDirectory(prefix="edge-exit-") as tmp:
-        exported = export_stages(cascade, train.x[:200], int8=int8, workdir=Path(tmp),
-                                 float_first=cfg.float_first)
-        models = [m for _, m in exported]
-        probs = stage_probabilities(models, val.x)
-        ref = val.y if val.y is not None else probs[-1].argmax(axis=1)
-        cal = calibrate(
-            probs,
-            ref,
-            criterion=cfg.criterion,
-            max_drop=cfg.max_drop,
-            stage_macs=cascade.stage_macs,
-        )
-        payloads = [
-            ModelPayload(data, ModelFormat.TFLITE, stage=k, inputs=m.inputs, outputs=m.outputs)
-            for k, (data, m) in enumerate(exported)
-        ]
-        if onnx:
-            payloads += _onnx_payloads(cascade, Path(tmp))
-    summary = {
-        "recipe": ["early_exit"] + (["int8"] if int8 else []),
-        "early_exit": {
-            "split_layers": list(cascade.split_layers),
-            "stage_macs": list(cascade.stage_macs),
-            "full_accuracy": cal.full_accuracy,
-            "cascade_accuracy": cal.cascade_accuracy,
-            "exit_rates": list(cal.exit_rates),
-            "mean_macs": cal.mean_macs,
-            "max_drop": cfg.max_drop,
-        },
-    }
-    path, _ = build_bundle(
-        out,
-        name=name,
-        version=version,
-        models=payloads,
-        exits=cal.exits,
-        labels=labels,
-        preprocessing=tuple(preprocessing),
-        optimization=summary,
-    )
-    return path, cal
-
-
-def _onnx_payloads(cascade: Cascade, workdir: Path) -> list[Any]:
-    from device_agent.runtimes import load_model
-    from edge_sdk.bundle.writer import ModelPayload
-
-    out = []
-    for k, stage in enumerate(cascade.stages):
-        path = workdir / f"stage{k}.onnx"
-        data = to_onnx(stage, path)
-        m = load_model(path)
-        out.append(
-            ModelPayload(data, ModelFormat.ONNX, stage=k, inputs=m.inputs, outputs=m.outputs)
-        )
-    return out
-
-
-class EarlyExitPass:
-    """The pipeline's view of this pass: a Keras model in, a :class:`Cascade` out."""
-
-    name = "early_exit"
-
-    def __init__(self, config: EarlyExitConfig | None = None):
-        self.config = config or EarlyExitConfig()
-
-    def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
-        cascade = build_cascade(model, ctx.calibration, self.config)
-        return PassOutcome(
-            model=cascade,
-            changes={
-                "exits": len(cascade.stages) - 1,
-                "split_layers": ",".join(cascade.split_layers),
-            },
-            notes=(f"stage MACs {list(cascade.stage_macs)}",),
-        )

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from device_agent.errors import EdgeError
+from edge_sdk.core.criteria import CRITERIA, Criterion, CriterionKind, Evidence, EvidenceKind
 from edge_sdk.core.least_squares import ConvGeometry, column_energy, im2col, refit, sample_rows
 from edge_sdk.model.data import Dataset, fit_to_shape
 from edge_sdk.passes.base import PassContext, PassOutcome
@@ -30,6 +31,7 @@ class OnnxPruneConfig:
     samples: int = 512  # calibration samples used
     max_rows: int = 20000  # least-squares rows (positions × samples) per layer
     reconstruct: bool = True  # False: only slice the next layer (for comparison)
+    criterion: CriterionKind = CriterionKind.ENERGY  # scores each consumer's evidence
 
     def __post_init__(self) -> None:
         check_ratio(self.ratio, "--prune")
@@ -86,7 +88,8 @@ class OnnxPrunePass:
         if k == 0:
             return 0
         fits = [self._use_fit(original, current, ix_o, ix_c, u, x, kept_out) for u in group.uses]
-        importance = sum(f.importance(n) for f in fits)
+        criterion = CRITERIA[self.config.criterion]
+        importance = _scores(criterion, [f.evidence(n) for f in fits], n)
         drop = sorted(np.argsort(importance, kind="stable")[:k].tolist())
         keep = [c for c in range(n) if c not in set(drop)]
         for f in fits:
@@ -124,11 +127,12 @@ class _UseFit:
     cols: np.ndarray
     target: np.ndarray
 
-    def importance(self, n: int) -> np.ndarray:
+    def evidence(self, n: int) -> Evidence:
         """Each group channel's share of this consumer's output energy (sums to ≤ 1)."""
         energy = column_energy(self.cols, self.layer.matrix)
         per = np.array([energy[self.layer.columns_of(self.use, [c])].sum() for c in range(n)])
-        return per / max(float(energy.sum()), 1e-12)
+        share = per / max(float(energy.sum()), 1e-12)
+        return Evidence(EvidenceKind.CONSUMER_ENERGY, self.use.node, share[:, None])
 
     def apply(self, ix: GraphIndex, drop: list[int], reconstruct: bool) -> None:
         gone = set(self.layer.columns_of(self.use, drop))
@@ -271,6 +275,16 @@ def _cut_group(ix: GraphIndex, group: Group, drop: list[int]) -> None:
         for t in params:
             if t in ix.arrays and ix.arrays[t].size > 1 and t in ix.inits:
                 cut(t, 0 if ix.arrays[t].ndim <= 1 else _channel_axis(ix.arrays[t]), off)
+
+
+def _scores(criterion: Criterion, evidence: list[Evidence], n: int) -> np.ndarray:
+    """The criterion's scores summed over the group's consumers."""
+    scores = [s for e in evidence if (s := criterion.score(e)) is not None]
+    if not scores:
+        raise EdgeError(f"prune_onnx: criterion {criterion.name!r} does not score what the ONNX pass "
+                        "measures (each consumer's output energy); use energy")
+    total: np.ndarray = sum(scores, np.zeros(n))
+    return total
 
 
 def _channel_axis(arr: np.ndarray) -> int:

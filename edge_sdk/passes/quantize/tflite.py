@@ -124,3 +124,29 @@ def rank_layer_stats(csv_text: str) -> list[str]:
         if scale > 0 and r["tensor_name"]:
             scored.append((float(r["mean_squared_error"]) ** 0.5 / scale, r["tensor_name"]))
     return [name for _, name in sorted(scored, reverse=True)]
+
+
+def to_tflite(model: Any, representative: np.ndarray | None = None) -> bytes:
+    """A Keras model as TFLite bytes: float32, or full-integer int8 calibrated on
+    ``representative`` (every row) when it is given. A shorthand for scripts and tests."""
+    import tempfile
+
+    exporter = TFLiteExporter()
+    with tempfile.TemporaryDirectory(prefix="edge-tflite-") as tmp:
+        if representative is None:
+            return exporter.export_float(model, Path(tmp))
+        calib = Dataset(np.asarray(representative, dtype=np.float32), None, "calibration")
+        return exporter.quantize(model, QuantizeConfig(samples=len(calib.x)), calib, Path(tmp))
+
+
+def first_layer_float_tflite(model: Any, calib_x: np.ndarray) -> bytes:
+    """An int8 TFLite model whose first layer stays float32 (so it takes float input):
+    what an early-exit cascade's first stage ships as (``EarlyExitConfig.float_first``)."""
+    import tempfile
+    from dataclasses import replace
+
+    calib = Dataset(np.asarray(calib_x, dtype=np.float32), None, "calibration")
+    base = QuantizeConfig(samples=len(calib.x))
+    cfg = replace(base, keep_float=(first_layer(model, base, calib),))
+    with tempfile.TemporaryDirectory(prefix="edge-tflite-") as tmp:
+        return TFLiteExporter().quantize(model, cfg, calib, Path(tmp))
