@@ -15,12 +15,16 @@ import numpy as np
 
 
 class EvidenceKind(str, Enum):
+    """Which weights a piece of evidence holds, so a criterion can tell what it can score."""
+
     KERNEL = "kernel"  # rows: output channels of a Conv/Dense kernel
     BN_SCALE = "bn_scale"  # rows: channels of a BatchNormalization's gamma
 
 
 @dataclass(frozen=True)
 class Evidence:
+    """One layer's per-channel weights, one row per output channel, for a criterion to score."""
+
     kind: EvidenceKind
     layer: str
     values: np.ndarray  # shape (channels, k)
@@ -30,16 +34,21 @@ class Criterion(Protocol):
     """Scores channels from one piece of evidence; None means "not my kind of evidence"."""
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The key this criterion is chosen by and recorded under."""
 
-    def score(self, evidence: Evidence) -> np.ndarray | None: ...
+    def score(self, evidence: Evidence) -> np.ndarray | None:
+        """One score per channel (higher keeps it), or None for evidence of another kind."""
 
 
 @dataclass(frozen=True)
 class L1Norm:
+    """Sum of absolute kernel weights per output channel (the usual magnitude criterion)."""
+
     name: str = "l1"
 
     def score(self, evidence: Evidence) -> np.ndarray | None:
+        """Per-channel L1 norm of a kernel; None for batch-norm evidence."""
         if evidence.kind is not EvidenceKind.KERNEL:
             return None
         return np.abs(evidence.values).sum(axis=1)
@@ -47,9 +56,12 @@ class L1Norm:
 
 @dataclass(frozen=True)
 class L2Norm:
+    """Euclidean norm of kernel weights per output channel."""
+
     name: str = "l2"
 
     def score(self, evidence: Evidence) -> np.ndarray | None:
+        """Per-channel L2 norm of a kernel; None for batch-norm evidence."""
         if evidence.kind is not EvidenceKind.KERNEL:
             return None
         return np.sqrt(np.square(evidence.values).sum(axis=1))
@@ -62,12 +74,15 @@ class BNScale:
     name: str = "bn_scale"
 
     def score(self, evidence: Evidence) -> np.ndarray | None:
+        """Per-channel |gamma|; None for kernel evidence."""
         if evidence.kind is not EvidenceKind.BN_SCALE:
             return None
         return np.abs(evidence.values[:, 0])
 
 
 class CriterionKind(str, Enum):
+    """The ``--criterion`` choices, each a key of :data:`CRITERIA`."""
+
     L1 = "l1"
     L2 = "l2"
     BN_SCALE = "bn_scale"
