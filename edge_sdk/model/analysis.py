@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ class ModelCost:
 
     @classmethod
     def of(cls, layers: Sequence[LayerCost], *, params: int | None = None) -> ModelCost:
+        """Totals over ``layers``; ``params`` overrides the sum when the framework counts it better."""
         total = sum(c.params for c in layers) if params is None else params
         return cls(params=total, macs=sum(c.macs for c in layers), layers=tuple(layers))
 
@@ -115,7 +116,7 @@ def keras_cost(model: Any) -> ModelCost:
     return ModelCost.of(rows, params=int(model.count_params()))
 
 
-def _keras_rows(model: Any) -> Any:
+def _keras_rows(model: Any) -> Iterator[LayerCost]:
     for layer in model.layers:
         if hasattr(layer, "layers") and layer.layers:
             yield from _keras_rows(layer)
