@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,10 @@ from device_agent.exit_policy import Criterion, ExitRule, between, cascade_decis
 from device_agent.manifest import ExitStage, ModelFormat, TensorSpec
 from edge_sdk.model.data import Dataset
 from edge_sdk.passes.base import PassContext, PassOutcome
+
+if TYPE_CHECKING:
+    from device_agent.engine import Stage
+    from device_agent.runtimes import Model
 
 
 class HeadKind(str, Enum):
@@ -400,6 +404,8 @@ def to_onnx(model: Any, path: Path) -> bytes:
 
 @dataclass(frozen=True)
 class ExportedStage:
+    """One exported cascade stage: its file's bytes and its tensor specs."""
+
     data: bytes
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
@@ -407,7 +413,7 @@ class ExportedStage:
 
 def export_stages(
     cascade: Cascade, calib_x: np.ndarray, *, int8: bool, workdir: Path, float_first: bool = True
-) -> list[Any]:
+) -> list[tuple[bytes, Model]]:
     """Convert every stage; int8 stages are calibrated on the previous float stage's
     features (``float_first``: see :class:`EarlyExitConfig`)."""
     from device_agent.runtimes import load_model
@@ -438,7 +444,7 @@ def first_layer_float_tflite(stage: Any, calib_x: np.ndarray) -> bytes:
         return TFLiteExporter().quantize(stage, cfg, calib, Path(tmp))
 
 
-def stage_probabilities(models: Sequence[Any], x: np.ndarray) -> list[np.ndarray]:
+def stage_probabilities(models: Sequence[Model], x: np.ndarray) -> list[np.ndarray]:
     """Every stage's probabilities for every row, through the device's own engine code."""
     from device_agent.engine import build_stages
 
@@ -451,7 +457,7 @@ def stage_probabilities(models: Sequence[Any], x: np.ndarray) -> list[np.ndarray
     return probs
 
 
-def _run_chunks(st: Any, x: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
+def _run_chunks(st: Stage, x: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
     ps, fs = [], []
     for i in range(0, len(x), chunk):
         p, f = st.run(x[i : i + chunk])
@@ -551,6 +557,7 @@ class EarlyExitPass:
         self.config = config or EarlyExitConfig()
 
     def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
+        """Train exit heads on ``model`` and return the cascade, with its split layers as changes."""
         cascade = build_cascade(model, ctx.calibration, self.config)
         return PassOutcome(
             model=cascade,
