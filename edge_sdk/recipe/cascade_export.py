@@ -65,13 +65,16 @@ class CascadeTarget:
 
     @property
     def bytes(self) -> int:
+        """All stage files of this target together, in bytes."""
         return sum(self.sizes)
 
     @property
     def speedup(self) -> float:
+        """Mean latency of the full model over the cascade's (0 when the cascade was not timed)."""
         return self.latency_full_ms / self.latency_cascade_ms if self.latency_cascade_ms else 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """This target as the report's JSON records it (file names, not scratch paths)."""
         return {
             "format": self.format.value,
             "files": [p.name for p in self.files],
@@ -122,6 +125,7 @@ class CascadeResult:
         }
 
     def to_dict(self) -> dict[str, Any]:
+        """The manifest's summary plus each target's figures, for the report's JSON."""
         return {**self.summary(), "targets": [t.to_dict() for t in self.targets]}
 
 

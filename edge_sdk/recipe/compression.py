@@ -66,6 +66,7 @@ class ByModelKind:
         self._onnx = onnx_pass
 
     def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
+        """Run the Keras pass on a Keras model, the ONNX pass on an ONNX one (an error if there is none)."""
         if not hasattr(model, "SerializeToString"):
             return self._keras.apply(model, ctx)
         if self._onnx is None:

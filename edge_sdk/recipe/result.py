@@ -30,6 +30,7 @@ class Metrics:
 
     @classmethod
     def of(cls, size: int, accuracy: float, m: Measurement) -> Metrics:
+        """Metrics of one file from its size, its accuracy and a timing measurement."""
         return cls(size_bytes=size, accuracy=accuracy, error_rate=round(100.0 - accuracy, 4),
                    latency_p50_ms=m.latency_p50_ms, throughput_per_s=m.throughput_per_s,
                    peak_rss_mb=m.peak_rss_mb)
@@ -145,6 +146,7 @@ class TargetResult:
         return self.float_path, self.float_accuracy
 
     def to_dict(self) -> dict[str, Any]:
+        """This target's accuracies, quantization attempts and notes as the report's JSON."""
         d: dict[str, Any] = {"format": self.format.value, "float_accuracy": self.float_accuracy,
                              "final_accuracy": self.final_accuracy, "notes": list(self.notes)}
         if self.decision is not None:
@@ -184,6 +186,7 @@ class Report:
     warnings: tuple[str, ...] = ()  # things a person should look at (a data range mismatch)
 
     def to_dict(self) -> dict[str, Any]:
+        """The whole report as the ``NAME.report.json`` and ``--json`` object."""
         return {
             "bundled_validation_samples": self.bundled_validation,
             "warnings": list(self.warnings),
