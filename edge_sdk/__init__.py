@@ -1,4 +1,5 @@
-"""Host-side converter: optimize a Keras or ONNX model into a small, signed bundle.
+"""The host side: optimize a Keras or ONNX model into a small, signed bundle, roll it out
+over the air, and watch the fleet that runs it.
 
 Importing this package is cheap: TensorFlow and ONNX load only where they are used.
 """
