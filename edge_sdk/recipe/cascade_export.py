@@ -70,7 +70,7 @@ class CascadeTarget:
 
     @property
     def speedup(self) -> float:
-        """Mean latency of the full model over the cascade's (0 when the cascade was not timed)."""
+        """The full model's latency over the cascade's (0 when the cascade was not timed)."""
         return self.latency_full_ms / self.latency_cascade_ms if self.latency_cascade_ms else 0.0
 
     def to_dict(self) -> dict[str, Any]:
