@@ -1,4 +1,5 @@
-"""Host-side converter: optimize a Keras or ONNX model into a small, signed bundle.
+"""The host side: optimize a Keras or ONNX model into a small, signed bundle, roll it out
+over the air, and watch the fleet that runs it.
 
 The Python API is what the ``edge`` commands run::
 

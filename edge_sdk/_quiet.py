@@ -12,7 +12,8 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from importlib.machinery import ModuleSpec
+from types import ModuleType
 
 from device_agent.quiet import VERBOSE_ENV, native_stderr_quiet, verbose
 
@@ -60,7 +61,7 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
     "All log messages before absl::InitializeLog()", oneDNN's notice) ignore
     ``TF_CPP_MIN_LOG_LEVEL``. One-shot: it steps aside once it has found the package."""
 
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> Any:
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> ModuleSpec | None:
         if fullname != "tensorflow":
             return None
         sys.meta_path.remove(self)
@@ -70,7 +71,7 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
             return spec
         run = loader.exec_module
 
-        def exec_module(module: Any) -> None:
+        def exec_module(module: ModuleType) -> None:
             with native_stderr_quiet():
                 run(module)
 

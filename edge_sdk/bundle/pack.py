@@ -69,6 +69,7 @@ class PackResult:
     int8_check: str | None = None  # what the int8 file holds, read from it
 
     def lines(self) -> list[str]:
+        """What ``edge pack`` prints: the bundle, the model, int8 details and the validation kept."""
         kept = (f"{self.validation_samples} of {self.validation_offered} samples"
                 if self.validation_offered else "none (no --data given)")
         return [
@@ -96,6 +97,7 @@ def spec_from_toml(path: Path) -> dict[str, Any]:
 
 
 def default_name(out: Path) -> str:
+    """A manifest name from the output file's stem, with characters a name may not hold replaced."""
     stem = out.name[: -len(".edgepkg")] if out.name.endswith(".edgepkg") else out.stem
     return re.sub(r"[^A-Za-z0-9_.-]", "-", stem)[:128] or "model"
 

@@ -49,6 +49,7 @@ _SUFFIX = {Compression.ZSTD: ".zst", Compression.DEFLATE: ".z", Compression.XZ: 
 
 
 def compress(data: bytes, how: Compression) -> bytes:
+    """``data`` as a bundle member stored with ``how`` (settings the device's decoder can afford)."""
     if how == Compression.NONE:
         return data
     if how == Compression.DEFLATE:
@@ -87,6 +88,7 @@ def model_file(p: ModelPayload, compression: Compression = Compression.NONE) -> 
 
 
 def now_iso() -> str:
+    """The current UTC time to the second, ISO 8601 (the manifest's ``created``)."""
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 

@@ -13,6 +13,8 @@ from edge_sdk.cli.examples import EXAMPLES
 
 
 class EdgeGroup(ErrorsGroup):
+    """The shared error-handling group, given the ``edge`` commands' examples for their ``--help``."""
+
     examples = EXAMPLES
 
 
@@ -65,4 +67,5 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
+    """The ``edge`` console script's entry point."""
     app()

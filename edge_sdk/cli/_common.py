@@ -39,4 +39,5 @@ def cli_errors(fn: F) -> F:
 
 
 def print_json(obj: Any) -> None:
+    """Write ``obj`` to stdout as one indented, key-sorted JSON object (``--json`` output)."""
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")

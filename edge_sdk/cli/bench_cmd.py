@@ -10,6 +10,7 @@ from edge_sdk.cli._common import cli_errors, print_json
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``edge bench`` to ``app``."""
     app.command("bench")(bench)
 
 

@@ -10,6 +10,7 @@ from edge_sdk.cli._common import cli_errors
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``edge broker`` to ``app``."""
     app.command("broker")(broker)
 
 

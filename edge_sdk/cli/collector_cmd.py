@@ -14,6 +14,7 @@ from edge_sdk.cli._common import cli_errors
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``edge collector`` to ``app``."""
     app.command("collector")(collector)
 
 

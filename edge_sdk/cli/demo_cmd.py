@@ -12,6 +12,7 @@ from edge_sdk.cli._common import cli_errors, print_json
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``edge demo`` to ``app``."""
     app.command("demo")(demo)
 
 

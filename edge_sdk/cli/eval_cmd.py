@@ -11,6 +11,7 @@ from edge_sdk.cli._common import cli_errors, print_json
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``edge eval`` to ``app``."""
     app.command("eval")(eval_artifact)
 
 

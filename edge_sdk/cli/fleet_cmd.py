@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from device_agent.cli_options import broker_options
-from device_agent.mqtt import BrokerOptions
+from device_agent.mqtt import BrokerOptions, MqttClient
 from edge_sdk.cli._common import cli_errors, print_json
 from edge_sdk.report.tables import Column, Table, is_terminal, print_table, render
 
@@ -22,6 +22,7 @@ JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``edge fleet`` group to ``app`` (other modules add their commands to it)."""
     app.add_typer(fleet_app, name="fleet")
 
 
@@ -221,12 +222,10 @@ def alerts(
     print_table(Table.of(f"alerts ({len(new)} new)", cols, out))
 
 
-def _connected(broker: BrokerOptions) -> Any:
+def _connected(broker: BrokerOptions) -> MqttClient:
     """A started client, connected, or :class:`EdgeError` naming the URL and the reason."""
     import os
     from dataclasses import replace
-
-    from device_agent.mqtt import MqttClient
 
     client = MqttClient(replace(broker, client_id=broker.client_id or f"edge-fleet-alerts-{os.getpid()}"),
                         log_outages=False)
@@ -235,7 +234,7 @@ def _connected(broker: BrokerOptions) -> Any:
     return client
 
 
-def _publish(client: Any, new: list[Any]) -> None:
+def _publish(client: MqttClient, new: list[Any]) -> None:
     from device_agent.telemetry import topics
 
     infos = [client.publish(topics.alerts(a.fleet), a.to_payload(), qos=1) for a in new]

@@ -12,6 +12,7 @@ from edge_sdk.cli._common import cli_errors
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``edge fleet ui`` to the fleet group."""
     from edge_sdk.cli.fleet_cmd import fleet_app
 
     fleet_app.command("ui")(ui)

@@ -24,6 +24,7 @@ PASSWORD_FROM = typer.Option(
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``edge fleet add-device`` and ``add-user`` to the fleet group."""
     from edge_sdk.cli.fleet_cmd import fleet_app
 
     fleet_app.command("add-device")(add_device)

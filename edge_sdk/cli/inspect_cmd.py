@@ -11,6 +11,7 @@ from edge_sdk.cli._common import cli_errors, print_json
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``edge inspect`` to ``app``."""
     app.command("inspect")(inspect_artifact)
 
 

@@ -12,6 +12,7 @@ keys_app = typer.Typer(help="Signing keys (Ed25519).", no_args_is_help=True, ric
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``edge keys`` group to ``app``."""
     app.add_typer(keys_app, name="keys")
 
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``edge optimize`` to ``app``."""
     app.command("optimize")(optimize)
 
 

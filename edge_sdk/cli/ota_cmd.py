@@ -17,6 +17,7 @@ from edge_sdk.cli._common import cli_errors
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``edge verify``, ``sign``, ``flash``, ``deploy`` and ``edge fleet rollouts``."""
     app.command("verify")(verify)
     app.command("sign")(sign)
     app.command("flash")(flash)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from edge_sdk.cli._common import BGR, GRAYSCALE, LAYOUT, MEAN, RESIZE, SCALE, STD, cli_errors, print_json
 
+if TYPE_CHECKING:
+    from edge_sdk.bundle.pack import PackSpec
+
 
 def register(app: typer.Typer) -> None:
+    """Add ``edge pack`` to ``app``."""
     app.command("pack")(pack)
 
 
@@ -97,7 +101,7 @@ def pack(
         typer.echo(line)
 
 
-def _spec(cls: Any, fields: dict[str, Any]) -> Any:
+def _spec(cls: type[PackSpec], fields: dict[str, Any]) -> PackSpec:
     from device_agent.errors import EdgeError
     from device_agent.manifest import Compression, OutputKind
 

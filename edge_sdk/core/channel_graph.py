@@ -71,9 +71,11 @@ class Analysis:
     uf: _UnionFind = field(default_factory=_UnionFind)
 
     def unit(self, slot: int) -> int:
+        """The unit (root slot) a channel slot belongs to after all the joins."""
         return self.uf.find(slot)
 
     def blocked_units(self) -> set[int]:
+        """Units that keep every channel: the model's inputs and outputs and what touches an unknown layer."""
         return {self.unit(s) for s in self.blocked}
 
     def units(self) -> dict[int, list[str]]:

@@ -17,6 +17,8 @@ import numpy as np
 
 
 class EvidenceKind(str, Enum):
+    """Which weights a piece of evidence holds, so a criterion can tell what it can score."""
+
     KERNEL = "kernel"  # rows: output channels of a Conv/Dense kernel
     BN_SCALE = "bn_scale"  # rows: channels of a BatchNormalization's gamma
     # rows: channels as one consumer reads them on calibration data: E[x²]·‖w‖², as a share
@@ -25,6 +27,8 @@ class EvidenceKind(str, Enum):
 
 @dataclass(frozen=True)
 class Evidence:
+    """One layer's per-channel weights, one row per output channel, for a criterion to score."""
+
     kind: EvidenceKind
     layer: str
     values: np.ndarray  # shape (channels, k)
@@ -34,16 +38,21 @@ class Criterion(Protocol):
     """Scores channels from one piece of evidence; None means "not my kind of evidence"."""
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The key this criterion is chosen by and recorded under."""
 
-    def score(self, evidence: Evidence) -> np.ndarray | None: ...
+    def score(self, evidence: Evidence) -> np.ndarray | None:
+        """One score per channel (higher keeps it), or None for evidence of another kind."""
 
 
 @dataclass(frozen=True)
 class L1Norm:
+    """Sum of absolute kernel weights per output channel (the usual magnitude criterion)."""
+
     name: str = "l1"
 
     def score(self, evidence: Evidence) -> np.ndarray | None:
+        """Per-channel L1 norm of a kernel; None for batch-norm evidence."""
         if evidence.kind is not EvidenceKind.KERNEL:
             return None
         return np.abs(evidence.values).sum(axis=1)
@@ -51,9 +60,12 @@ class L1Norm:
 
 @dataclass(frozen=True)
 class L2Norm:
+    """Euclidean norm of kernel weights per output channel."""
+
     name: str = "l2"
 
     def score(self, evidence: Evidence) -> np.ndarray | None:
+        """Per-channel L2 norm of a kernel; None for batch-norm evidence."""
         if evidence.kind is not EvidenceKind.KERNEL:
             return None
         return np.sqrt(np.square(evidence.values).sum(axis=1))
@@ -66,6 +78,7 @@ class BNScale:
     name: str = "bn_scale"
 
     def score(self, evidence: Evidence) -> np.ndarray | None:
+        """Per-channel |gamma|; None for kernel evidence."""
         if evidence.kind is not EvidenceKind.BN_SCALE:
             return None
         return np.abs(evidence.values[:, 0])
@@ -79,6 +92,7 @@ class ConsumerEnergy:
     name: str = "energy"
 
     def score(self, evidence: Evidence) -> np.ndarray | None:
+        """The measured shares as they are; None for kernel or batch-norm evidence."""
         if evidence.kind is not EvidenceKind.CONSUMER_ENERGY:
             return None
         return evidence.values[:, 0]

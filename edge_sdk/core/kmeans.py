@@ -20,6 +20,8 @@ MAX_CLUSTERS = 256
 
 
 class KMeansInit(str, Enum):
+    """How the first centroids are placed: evenly spaced (Deep Compression) or k-means++."""
+
     LINEAR = "linear"
     KMEANS_PP = "kmeans++"
 
@@ -32,15 +34,18 @@ class Codebook:
     labels: np.ndarray
 
     def decode(self) -> np.ndarray:
+        """The clustered values: each value replaced by its centroid."""
         return self.centroids[self.labels]
 
 
 def check_clusters(k: int, what: str) -> None:
+    """Reject a cluster count outside what a uint8 index can address (an ``EdgeError`` naming ``what``)."""
     if not MIN_CLUSTERS <= k <= MAX_CLUSTERS:
         raise EdgeError(f"{what}: cluster count must be in {MIN_CLUSTERS}..{MAX_CLUSTERS}, got {k}")
 
 
 def initial_centroids(values: np.ndarray, k: int, init: KMeansInit, seed: int = 0) -> np.ndarray:
+    """``k`` starting centroids for ``values``, spread as ``init`` says (seeded, so runs repeat)."""
     v = np.asarray(values, dtype=np.float64).ravel()
     if init is KMeansInit.LINEAR:
         return np.linspace(v.min(), v.max(), k)

@@ -15,6 +15,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ConvGeometry:
+    """The kernel, strides, pads and dilations that turn a conv input into im2col rows."""
+
     kernel: tuple[int, int]
     strides: tuple[int, int] = (1, 1)
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right

@@ -22,6 +22,8 @@ class GroupPlan:
 
 @dataclass(frozen=True)
 class Selection:
+    """The units chosen for removal and, per producer group, how many of its units go."""
+
     removed: frozenset[int]
     groups: tuple[GroupPlan, ...]
 

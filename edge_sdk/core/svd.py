@@ -20,6 +20,7 @@ def rank_for_budget(n_in: int, n_out: int, fraction: float) -> int:
 
 
 def saves(n_in: int, n_out: int, rank: int) -> bool:
+    """Whether rank ``rank`` factors hold fewer parameters than the ``n_in × n_out`` matrix."""
     return rank * (n_in + n_out) < n_in * n_out
 
 

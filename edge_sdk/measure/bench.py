@@ -77,6 +77,7 @@ class BenchResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON values (``edge bench --json``)."""
         return asdict(self)
 
 
@@ -84,6 +85,7 @@ class BenchResult:
 
 
 def throughput(samples: int, wall_s: float) -> float:
+    """Samples per second over ``wall_s``; 0 when no time was measured."""
     return samples / wall_s if wall_s > 0 else 0.0
 
 
@@ -134,12 +136,14 @@ class ProcessProbe:
     _STATUS = Path("/proc/self/status")
 
     def reset_peak(self) -> None:
+        """Start a new peak-RSS window (Linux; elsewhere nothing happens)."""
         # Writing "5" resets the kernel's peak-RSS counter (Linux >= 4.0), so the peak is
         # this measurement's, not the process's whole history.
         with contextlib.suppress(OSError):
             Path("/proc/self/clear_refs").write_text("5")
 
     def peak_rss_mb(self) -> float:
+        """Peak resident memory in MB since the last reset; the lifetime peak where /proc cannot say."""
         try:
             for line in self._STATUS.read_text().splitlines():
                 if line.startswith("VmHWM:"):
@@ -151,12 +155,14 @@ class ProcessProbe:
 
     @staticmethod
     def cpu_seconds() -> float:
+        """CPU time this process has used, all threads together."""
         # CLOCK_PROCESS_CPUTIME_ID: all threads, nanosecond resolution (os.times ticks
         # at 10 ms, too coarse for a run of small models).
         return time.process_time()
 
     @staticmethod
     def cores() -> int:
+        """The cores this process may run on (its affinity, where the platform tells)."""
         try:
             return len(os.sched_getaffinity(0))
         except AttributeError:

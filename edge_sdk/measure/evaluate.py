@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from device_agent.errors import EdgeError, InputError
 from device_agent.manifest import ModelFormat
 from device_agent.runtimes import load_model
 from edge_sdk.model.data import Dataset, fit_to_shape, load_dataset
+
+if TYPE_CHECKING:
+    from device_agent.engine import Engine
 
 _KERAS_SUFFIXES = {".keras", ".h5", ".hdf5"}
 
@@ -60,6 +63,7 @@ class EvalResult:
     max_abs_diff: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values, ratios rounded to 6 places so float noise does not show."""
         d = asdict(self)
         for k in ("accuracy", "error_rate", "agreement"):  # 1 - 0.9933... is not 0.00666...71
             if d[k] is not None:
@@ -91,6 +95,7 @@ def agreement(pred: np.ndarray, reference: np.ndarray) -> float:
 
 
 def batches(n: int, size: int) -> Iterator[slice]:
+    """Slices of ``size`` covering ``0..n``, the last one shorter."""
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
 
@@ -111,7 +116,8 @@ class Predictor(Protocol):
     preprocesses: bool
     exits: dict[int, int] | None
 
-    def predict(self, x: np.ndarray) -> np.ndarray: ...
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Outputs for a batch ``x``, one row per sample."""
 
 
 class _AgentPredictor:
@@ -162,6 +168,7 @@ def preferred_format(runtime: str | None) -> ModelFormat | None:
 
 
 def is_keras_path(path: Path) -> bool:
+    """Whether ``path`` is a Keras model (``.keras``/``.h5`` or a SavedModel folder), run in Keras."""
     return path.suffix.lower() in _KERAS_SUFFIXES or (path / "saved_model.pb").exists()
 
 
@@ -346,7 +353,7 @@ def _range_warnings(p: Predictor, x: np.ndarray) -> tuple[str, ...]:
     0..255 pixels for a model calibrated on 0..1) is said before its accuracy."""
     from edge_sdk.model.preprocess import range_mismatch, value_range
 
-    engine: Any = getattr(p, "_engine", None)
+    engine: Engine | None = getattr(p, "_engine", None)
     if engine is None or engine.manifest is None:
         return ()
     manifest = engine.manifest
@@ -370,7 +377,7 @@ def _general(path: Path, cfg: EvalConfig) -> bool:
         return bool(p._engine.general)  # type: ignore[attr-defined]
 
 
-def tensor_outputs(engine: Any, samples: list[Any]) -> list[np.ndarray]:
+def tensor_outputs(engine: Engine, samples: list[Any]) -> list[np.ndarray]:
     """Every output of each sample, float, flattened: the engine's feeder and model."""
     from device_agent.quant import dequantize
 
@@ -491,6 +498,7 @@ def artifact_accuracy(data: bytes, fmt: ModelFormat, x: np.ndarray, y: np.ndarra
 
 
 def keras_accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy (percent) of an in-memory Keras model; several outputs: the last one is scored."""
     out = model.predict(x, batch_size=256, verbose=0)
     if isinstance(out, (list, tuple)):
         out = out[-1]

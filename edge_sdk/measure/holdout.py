@@ -62,9 +62,11 @@ class PairedDrop:
 
     @property
     def points_per_sample(self) -> float:
+        """How many accuracy points one sample is worth on this split."""
         return 100.0 / self.samples if self.samples else 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The drop as plain JSON values, with its net samples and points per sample."""
         return {**asdict(self), "net_samples": self.net, "points_per_sample": self.points_per_sample}
 
 
@@ -132,6 +134,7 @@ class HeldOut:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """The held-out figures as the report's JSON records them."""
         return {
             "source": self.source, "from_data": self.from_data, "samples": self.samples,
             "selection_samples": self.selection_samples, "seed": self.seed,

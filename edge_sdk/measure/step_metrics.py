@@ -25,6 +25,8 @@ STEP_RUNS = 20  # timed calls per step: enough for a p50 on tiny models, cheap
 
 @dataclass(frozen=True)
 class StepSize:
+    """What one recipe step shipped: raw and compressed bytes, and p50 latency when timed."""
+
     raw_bytes: int
     compressed_bytes: int
     latency_p50_ms: float | None

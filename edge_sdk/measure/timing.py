@@ -38,6 +38,7 @@ class Measurement:
     backend: str
 
     def to_dict(self) -> dict[str, float | int | str]:
+        """Every field as plain JSON values."""
         return asdict(self)
 
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from onnx import GraphProto, NodeProto, TensorProto, ValueInfoProto
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class ModelCost:
 
     @classmethod
     def of(cls, layers: Sequence[LayerCost], *, params: int | None = None) -> ModelCost:
+        """Totals over ``layers``; ``params`` overrides the sum when the framework counts it better."""
         total = sum(c.params for c in layers) if params is None else params
         return cls(params=total, macs=sum(c.macs for c in layers), layers=tuple(layers))
 
@@ -115,7 +119,7 @@ def keras_cost(model: Any) -> ModelCost:
     return ModelCost.of(rows, params=int(model.count_params()))
 
 
-def _keras_rows(model: Any) -> Any:
+def _keras_rows(model: Any) -> Iterator[LayerCost]:
     for layer in model.layers:
         if hasattr(layer, "layers") and layer.layers:
             yield from _keras_rows(layer)
@@ -156,7 +160,8 @@ class _Walk:
         self.notes: list[str] = []
         self.unknown: list[str] = []
 
-    def graph(self, g: Any, outer_shapes: dict[str, Any], outer_weights: dict[str, Any]) -> list[LayerCost]:
+    def graph(self, g: GraphProto, outer_shapes: dict[str, tuple[int, ...] | None],
+              outer_weights: dict[str, tuple[int, ...]]) -> list[LayerCost]:
         from onnx import numpy_helper
 
         weights = dict(outer_weights)
@@ -175,7 +180,8 @@ class _Walk:
             rows += self.node(node, shapes, weights)
         return rows
 
-    def node(self, node: Any, shapes: dict[str, Any], weights: dict[str, Any]) -> list[LayerCost]:
+    def node(self, node: NodeProto, shapes: dict[str, tuple[int, ...] | None],
+             weights: dict[str, tuple[int, ...]]) -> list[LayerCost]:
         name = node.name or node.output[0]
         if node.op_type == "If":
             branches = {a.name: self.graph(a.g, shapes, weights) for a in node.attribute if a.name.endswith("branch")}
@@ -207,7 +213,7 @@ class _Walk:
         return [LayerCost(name, node.op_type, 0, fn(node, ins, out))]
 
 
-def _is_weight(init: Any) -> bool:
+def _is_weight(init: TensorProto) -> bool:
     import onnx
 
     # int64 initializers are shapes and indices; scales and zero points are quantization
@@ -230,12 +236,12 @@ def dynamic_inputs(model: Any) -> dict[str, list[int | str]]:
     return out
 
 
-def _graph_inputs(model: Any) -> list[Any]:
+def _graph_inputs(model: Any) -> list[ValueInfoProto]:
     init_names = {i.name for i in model.graph.initializer}
     return [i for i in model.graph.input if i.name not in init_names]
 
 
-def _batch_symbols(inputs: list[Any]) -> set[str]:
+def _batch_symbols(inputs: list[ValueInfoProto]) -> set[str]:
     """The names of the inputs' first (batch) dimensions, e.g. ``{"N"}``."""
     return {i.type.tensor_type.shape.dim[0].dim_param for i in inputs
             if i.type.tensor_type.shape.dim and i.type.tensor_type.shape.dim[0].dim_param}
@@ -269,7 +275,7 @@ def _fixed_inputs(model: Any, shapes: Mapping[str, tuple[int, ...]]) -> Any:
     return m
 
 
-def _value_shapes(g: Any) -> dict[str, tuple[int, ...] | None]:
+def _value_shapes(g: GraphProto) -> dict[str, tuple[int, ...] | None]:
     """Shapes of a graph's values; a dimension inference could not fix is -1."""
     out: dict[str, tuple[int, ...] | None] = {}
     for vi in [*g.input, *g.value_info, *g.output]:
@@ -286,7 +292,7 @@ def _dequantize_sources(model: Any) -> dict[str, str]:
     return {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
 
 
-def _o_conv(node: Any, ins: list[Any], out: Any) -> int:
+def _o_conv(node: NodeProto, ins: list[tuple[int, ...] | None], out: tuple[int, ...] | None) -> int:
     w, y = ins[1], out
     if w is None or y is None:
         return 0
@@ -294,7 +300,7 @@ def _o_conv(node: Any, ins: list[Any], out: Any) -> int:
     return conv_macs(y[2:], int(y[1]), w[2:], int(w[1]) * group, group)
 
 
-def _o_gemm(node: Any, ins: list[Any], out: Any) -> int:
+def _o_gemm(node: NodeProto, ins: list[tuple[int, ...] | None], out: tuple[int, ...] | None) -> int:
     a = ins[0]
     if a is None or out is None:
         return 0
@@ -303,14 +309,14 @@ def _o_gemm(node: Any, ins: list[Any], out: Any) -> int:
     return dense_macs(int(out[0]), int(k), int(out[-1]))
 
 
-def _o_matmul(node: Any, ins: list[Any], out: Any) -> int:
+def _o_matmul(node: NodeProto, ins: list[tuple[int, ...] | None], out: tuple[int, ...] | None) -> int:
     a = ins[0]
     if a is None or out is None:
         return 0
     return dense_macs(math.prod(out[:-1]), int(a[-1]), int(out[-1]))
 
 
-ONNX_MACS: dict[str, Callable[[Any, list[Any], Any], int]] = {
+ONNX_MACS: dict[str, Callable[[NodeProto, list[tuple[int, ...] | None], tuple[int, ...] | None], int]] = {
     "Conv": _o_conv,
     "Gemm": _o_gemm,
     "MatMul": _o_matmul,

@@ -30,6 +30,7 @@ class Dataset:
         return int(self.x.shape[0])
 
     def take(self, n: int) -> Dataset:
+        """The first ``n`` samples (all when fewer), labels and classes kept."""
         return Dataset(self.x[:n], None if self.y is None else self.y[:n], self.source, self.classes)
 
     def split(self, fraction: float, *, seed: int = 0) -> tuple[Dataset, Dataset]:
@@ -46,6 +47,7 @@ class Dataset:
         return Dataset(self.x[idx], None if self.y is None else self.y[idx], self.source, self.classes)
 
     def require_labels(self) -> np.ndarray:
+        """The labels, or an error naming the data when accuracy is asked of unlabelled data."""
         if self.y is None:
             raise EdgeError(f"{self.source}: no labels (an .npz needs a 'y' array) but accuracy was asked")
         return self.y

@@ -4,7 +4,7 @@ manifest. One describer per kind, chosen by a registry."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -88,7 +88,7 @@ def _opset(proto: Any) -> int:
     return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
 
 
-def _op_counts(ops: Any) -> dict[str, int]:
+def _op_counts(ops: Iterable[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for op in ops:
         out[op] = out.get(op, 0) + 1

@@ -14,6 +14,8 @@ from device_agent.errors import EdgeError
 
 
 class SourceKind(str, Enum):
+    """What a model path holds, told from its suffix (or a SavedModel folder)."""
+
     KERAS = "keras"
     SAVED_MODEL = "saved_model"
     ONNX = "onnx"
@@ -30,10 +32,12 @@ class SourceModel:
 
     @property
     def is_keras(self) -> bool:
+        """Whether ``obj`` is a Keras model (a ``.keras``/``.h5`` file or a SavedModel)."""
         return self.kind in (SourceKind.KERAS, SourceKind.SAVED_MODEL)
 
 
 def detect_kind(path: Path) -> SourceKind:
+    """The kind of model at ``path``; an error names a folder or suffix it cannot load."""
     if path.is_dir():
         if (path / "saved_model.pb").exists():
             return SourceKind.SAVED_MODEL

@@ -61,6 +61,7 @@ def _numbers(v: str, flag: str) -> list[float]:
 
 
 def value_range(x: np.ndarray) -> tuple[float, float]:
+    """The smallest and largest value in ``x``, as plain floats (for the manifest and range checks)."""
     return float(np.min(x)), float(np.max(x))
 
 

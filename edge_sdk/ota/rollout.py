@@ -30,6 +30,8 @@ _BACK = {"rejected", "rolled-back"}  # the device is on its old model
 
 
 class Phase(str, Enum):
+    """Where a staged rollout stands; only ``promoted`` or ``direct`` touch the rest of the group."""
+
     CANARY = "canary"  # the canaries are being updated
     PROMOTED = "promoted"  # the canaries passed: the rest is being updated
     HALTED = "halted"  # a canary failed: the rest is never touched
@@ -37,6 +39,8 @@ class Phase(str, Enum):
 
 
 class Outcome(str, Enum):
+    """How a rollout ended, or that it has not yet."""
+
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -44,6 +48,8 @@ class Outcome(str, Enum):
 
 @dataclass(frozen=True)
 class Plan:
+    """Which devices of the group are canaries and which wait for them."""
+
     canary: tuple[str, ...]
     rest: tuple[str, ...]
 

@@ -56,11 +56,13 @@ def batches(ds: Dataset, batch: int, *, seed: int) -> Iterator[tuple[np.ndarray,
 
 
 def fitted(model: Any, ds: Dataset, what: str) -> Dataset:
+    """``ds`` shaped to the model's input; an error naming ``what`` when it is empty."""
     if len(ds) == 0:
         raise EdgeError(f"{what}: the data set {ds.source} is empty")
     return fit_to_shape(ds, tuple(model.input_shape), what="model")
 
 
 def accuracy(model: Any, ds: Dataset) -> float:
+    """Top-1 accuracy of ``model`` on the labelled ``ds``, as a fraction (not percent)."""
     out = model.predict(ds.x, verbose=0, batch_size=256)
     return float(np.mean(np.argmax(out, axis=-1) == ds.require_labels()))

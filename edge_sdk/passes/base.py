@@ -18,6 +18,7 @@ Progress = Callable[[str, int, int], None]
 
 
 def no_progress(_desc: str, _done: int, _total: int) -> None:
+    """The default progress callback: reports nothing."""
     return None
 
 
@@ -46,4 +47,5 @@ class GraphPass(Protocol):
 
     name: str
 
-    def apply(self, model: Any, ctx: PassContext) -> PassOutcome: ...
+    def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
+        """Run the pass on ``model``: the new model and what the pass changed."""

@@ -31,6 +31,7 @@ class Overrun:
     budget: float
 
     def sentence(self) -> str:
+        """The overrun as one sentence, for the line ``edge optimize`` prints last."""
         return (f"{self.step} cost {self.cost_points:.2f} points; total drop "
                 f"{self.total_drop_points:.2f} points, over the budget of {self.budget}")
 

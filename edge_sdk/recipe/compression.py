@@ -67,6 +67,7 @@ class ByModelKind:
         self._onnx = onnx_pass
 
     def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
+        """Run the Keras pass on a Keras model, the ONNX pass on an ONNX one (an error if there is none)."""
         if ModelKind.of(model) is ModelKind.KERAS:
             return self._keras.apply(model, ctx)
         if self._onnx is None:

@@ -69,6 +69,7 @@ class Target(str, Enum):
 
     @property
     def formats(self) -> tuple[ModelFormat, ...]:
+        """The model formats this target ships, in bundle order."""
         return {
             Target.TFLITE: (ModelFormat.TFLITE,),
             Target.ONNX: (ModelFormat.ONNX,),
@@ -115,6 +116,7 @@ class Recipe:
     preprocessing: tuple[dict[str, Any], ...] = ()
 
     def summary(self) -> dict[str, Any]:
+        """The recipe as the report and the manifest record it."""
         return {
             "passes": [p.name for p in self.passes],
             "target": self.target.value,

@@ -29,6 +29,7 @@ class Metrics:
 
     @classmethod
     def of(cls, size: int, accuracy: float, m: Measurement) -> Metrics:
+        """Metrics of one file from its size, its accuracy and a timing measurement."""
         return cls(size_bytes=size, accuracy=accuracy, error_rate=round(100.0 - accuracy, 4),
                    latency_p50_ms=m.latency_p50_ms, throughput_per_s=m.throughput_per_s,
                    peak_rss_mb=m.peak_rss_mb)
@@ -144,6 +145,7 @@ class TargetResult:
         return self.float_path, self.float_accuracy
 
     def to_dict(self) -> dict[str, Any]:
+        """This target's accuracies, quantization attempts and notes as the report's JSON."""
         d: dict[str, Any] = {"format": self.format.value, "float_accuracy": self.float_accuracy,
                              "final_accuracy": self.final_accuracy, "notes": list(self.notes)}
         if self.decision is not None:
@@ -183,6 +185,7 @@ class Report:
     warnings: tuple[str, ...] = ()  # things a person should look at (a data range mismatch)
 
     def to_dict(self) -> dict[str, Any]:
+        """The whole report as the ``NAME.report.json`` and ``--json`` object."""
         return {
             "bundled_validation_samples": self.bundled_validation,
             "warnings": list(self.warnings),
@@ -232,13 +235,16 @@ class CascadeTarget:
 
     @property
     def bytes(self) -> int:
+        """All stage files of this target together, in bytes."""
         return sum(self.sizes)
 
     @property
     def speedup(self) -> float:
+        """The full model's latency over the cascade's (0 when the cascade was not timed)."""
         return self.latency_full_ms / self.latency_cascade_ms if self.latency_cascade_ms else 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """This target as the report's JSON records it (file names, not scratch paths)."""
         return {
             "format": self.format.value,
             "files": [p.name for p in self.files],
@@ -289,4 +295,5 @@ class CascadeResult:
         }
 
     def to_dict(self) -> dict[str, Any]:
+        """The manifest's summary plus each target's figures, for the report's JSON."""
         return {**self.summary(), "targets": [t.to_dict() for t in self.targets]}

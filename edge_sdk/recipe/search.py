@@ -46,6 +46,8 @@ INT8_RESERVE = 0.4
 
 @dataclass(frozen=True, kw_only=True)
 class SearchConfig:
+    """The budget and the ladders (prune ratios, cluster counts, SVD energies) the float search tries."""
+
     max_drop: float = 0.5  # accuracy points, for the float steps this search chooses
     ratios: tuple[float, ...] = (0.25, 0.5, 0.625, 0.75)
     clusters: tuple[int, ...] = (4, 8, 16, 32, 64)
@@ -63,6 +65,7 @@ class SearchConfig:
             raise EdgeError(f"search low-rank energies must be increasing and in (0, 1], got {self.lowrank}")
 
     def describe(self) -> dict[str, Any]:
+        """The settings as the report records them."""
         return {"float_budget_points": self.max_drop, "ratios": list(self.ratios),
                 "clusters": list(self.clusters), "lowrank_energies": list(self.lowrank),
                 "distill": self.distill is not None}
@@ -75,6 +78,8 @@ def float_budget(max_drop: float, int8: bool) -> float:
 
 @dataclass(frozen=True)
 class SearchStep:
+    """One step the search took: what it did, the cost after it and its accuracy drop."""
+
     name: str
     detail: str
     params: int
@@ -85,6 +90,8 @@ class SearchStep:
 
 @dataclass(frozen=True)
 class SearchResult:
+    """The searched model, each step on the way there and the per-group sensitivities."""
+
     model: Any
     baseline_accuracy: float
     layer_ratios: tuple[tuple[str, float], ...]
@@ -303,6 +310,7 @@ class ChosenStep:
     detail: str
 
     def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
+        """The model the search already built for this step (the input model is not used)."""
         return PassOutcome(self.model, {"search chose": self.detail})
 
 

@@ -26,7 +26,7 @@ from enum import Enum
 from typing import Any
 
 from device_agent.errors import EdgeError
-from edge_sdk.passes.base import PassContext
+from edge_sdk.passes.base import GraphPass, PassContext
 from edge_sdk.passes.distill.keras import DistillConfig
 
 # Margin (points) beyond the budget within which a failing candidate does not yet end
@@ -70,6 +70,7 @@ class ShippedConfig:
             raise EdgeError(f"--max-latency must be a positive number of milliseconds, got {self.max_latency_ms}")
 
     def describe(self) -> dict[str, Any]:
+        """The settings as the report records them (``kind`` tells the two searches apart)."""
         return {"kind": "shipped", "budget_points": self.max_drop, "ratios": list(self.ratios),
                 "clusters": list(self.clusters), "distill": self.distill is not None,
                 "objective": self.objective.value, "max_bytes": self.max_bytes,
@@ -104,10 +105,12 @@ class Candidate:
 
     @property
     def label(self) -> str:
+        """The candidate in words, e.g. ``prune 50%, 16 clusters``."""
         prune = f"prune {self.ratio:.0%}" if self.ratio else "no prune"
         return f"{prune}, {'no sharing' if self.clusters is None else f'{self.clusters} clusters'}"
 
     def row(self) -> dict[str, Any]:
+        """The candidate's settings and shipped figures as one JSON row."""
         s = self.shipped
         return {"index": self.index, "ratio": self.ratio, "clusters": self.clusters, "label": self.label,
                 "accuracy": s.accuracy, "drop_points": self.drop, "bytes": s.bytes,
@@ -127,6 +130,7 @@ class ShippedResult:
 
     @property
     def best(self) -> Candidate:
+        """The chosen candidate."""
         return self.candidates[self.chosen]
 
     def front_files(self, ext: str) -> dict[str, bytes]:
@@ -268,7 +272,7 @@ def _nothing_met(cands: Sequence[Candidate], config: ShippedConfig) -> str:
             "the limits or choose steps with --prune/--share")
 
 
-def plan_steps(result: ShippedResult) -> tuple[Any, ...]:
+def plan_steps(result: ShippedResult) -> tuple[GraphPass, ...]:
     """The chosen candidate's steps as passes the pipeline replays (and measures)."""
     from edge_sdk.recipe.search import ChosenStep
 

@@ -4,9 +4,11 @@ terminal and in Markdown (kept apart so the table layout can change independentl
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
     from edge_sdk.recipe.result import Report
 
 
@@ -30,7 +32,7 @@ def has_front(report: Report) -> bool:
     return bool((report.recipe.get("search_result") or {}).get("kind") == "shipped")
 
 
-def front_panel(ax: Any, report: Report) -> None:
+def front_panel(ax: Axes, report: Report) -> None:
     """Bytes against accuracy of every candidate: the front joined, the chosen point marked."""
     found = report.recipe["search_result"]
     rows = {c["index"]: c for c in found["candidates"]}

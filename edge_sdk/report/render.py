@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edge_sdk.recipe.result import (
     DECIMALS,
@@ -21,6 +21,10 @@ from edge_sdk.recipe.result import (
 )
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from rich.console import Console
+
     from edge_sdk.recipe.result import CascadeResult
 
 
@@ -86,6 +90,7 @@ def step_row(s: StepRecord) -> tuple[str, ...]:
 
 
 def to_markdown(report: Report) -> str:
+    """The report as ``NAME.report.md``: before/after per target, the steps, and the extra sections."""
     lines = [f"# {report.name} {report.version}: optimization report", "",
              f"Source `{report.source}`; bundle `{report.bundle.name}`; "
              f"{report.calibration_samples} calibration / {report.validation_samples} "
@@ -159,6 +164,7 @@ def cascade_rows(c: CascadeResult) -> list[tuple[str, str, str, str, str]]:
 
 
 def cascade_markdown(c: CascadeResult) -> list[str]:
+    """The early-exit section of the Markdown report: thresholds, MACs and each target's figures."""
     lines = [f"## Early exit: exits after {', '.join(c.split_layers)} ({c.criterion})", "",
              f"Thresholds {[round(e.threshold, 4) for e in c.exits]} calibrated on "
              f"{'+'.join(f.value for f in c.calibrated_on)} within {c.max_drop} points of the full model; mean MACs "
@@ -208,7 +214,7 @@ def write_chart(report: Report, path: Path) -> None:
     plt.close(fig)
 
 
-def chart(report: Report) -> Any:
+def chart(report: Report) -> Figure:
     """Size, latency and accuracy, baseline (float32) against what ships, per target, each
     bar labelled with its value; the accuracy axis is zoomed so a drop is visible."""
     import matplotlib
@@ -219,7 +225,7 @@ def chart(report: Report) -> Any:
     from edge_sdk.report.extra import front_panel, has_front
 
     labels = [c.format.value for c in report.comparisons]
-    panels: list[Callable[[Any], None]] = []
+    panels: list[Callable[[Axes], None]] = []
     if report.comparisons:  # none when the bundle is an early-exit cascade alone
         panels.append(lambda ax: _size_panel(ax, report, labels))
     if report.cascade is not None:
@@ -243,7 +249,7 @@ def chart(report: Report) -> Any:
     return fig
 
 
-def _pair(ax: Any, labels: list[str], base: list[float], opt: list[float], fmt: str,
+def _pair(ax: Axes, labels: list[str], base: list[float], opt: list[float], fmt: str,
           names: tuple[str, str] = ("before: float32", "after: shipped")) -> None:
     pos = list(range(len(labels)))
     b = ax.bar([p - 0.2 for p in pos], base, 0.4, label=names[0], color=BASELINE_COLOR)
@@ -254,7 +260,7 @@ def _pair(ax: Any, labels: list[str], base: list[float], opt: list[float], fmt: 
     ax.margins(y=0.15)
 
 
-def _size_panel(ax: Any, report: Report, labels: list[str]) -> None:
+def _size_panel(ax: Axes, report: Report, labels: list[str]) -> None:
     base = [c.baseline.size_bytes / 1024 for c in report.comparisons]
     opt = [report.shipped.get(c.format.value, c.optimized.size_bytes) / 1024
            for c in report.comparisons]
@@ -263,7 +269,7 @@ def _size_panel(ax: Any, report: Report, labels: list[str]) -> None:
     ax.set_title("model size (KB)" + (f"\nwhole bundle {total / 1024:,.1f} KB" if total else ""))
 
 
-def _latency_panel(ax: Any, report: Report, labels: list[str]) -> None:
+def _latency_panel(ax: Axes, report: Report, labels: list[str]) -> None:
     base = [c.baseline.latency_p50_ms for c in report.comparisons]
     opt = [c.optimized.latency_p50_ms for c in report.comparisons]
     _pair(ax, labels, base, opt, "{:.3f}")
@@ -272,7 +278,7 @@ def _latency_panel(ax: Any, report: Report, labels: list[str]) -> None:
                                                  + ", ".join(noisy) if noisy else ""))
 
 
-def _cascade_latency_panel(ax: Any, c: CascadeResult) -> None:
+def _cascade_latency_panel(ax: Axes, c: CascadeResult) -> None:
     labels = [t.format.value for t in c.targets]
     _pair(ax, labels, [t.latency_full_ms for t in c.targets],
           [t.latency_cascade_ms for t in c.targets], "{:.3f}", ("full model", "early-exit cascade"))
@@ -280,7 +286,7 @@ def _cascade_latency_panel(ax: Any, c: CascadeResult) -> None:
     ax.legend(fontsize=8, loc="upper right")
 
 
-def _accuracy_panel(ax: Any, report: Report, labels: list[str]) -> None:
+def _accuracy_panel(ax: Axes, report: Report, labels: list[str]) -> None:
     base = [c.baseline.accuracy for c in report.comparisons]
     opt = [shipped_accuracy(report, c) for c in report.comparisons]
     _pair(ax, labels, base, opt, "{:.2f}")
@@ -293,7 +299,7 @@ def _accuracy_panel(ax: Any, report: Report, labels: list[str]) -> None:
     ax.set_title(f"accuracy (%), {what}: {worst:+.2f} points\n(axis zoomed to show the change)")
 
 
-def _cascade_panel(ax: Any, c: CascadeResult) -> None:
+def _cascade_panel(ax: Axes, c: CascadeResult) -> None:
     """Exit distribution per target: the share of validation inputs leaving at each stage."""
     width = 0.8 / max(len(c.targets), 1)
     for i, t in enumerate(c.targets):
@@ -308,7 +314,7 @@ def _cascade_panel(ax: Any, c: CascadeResult) -> None:
     ax.legend(fontsize=8)
 
 
-def print_table(report: Report, console: Any = None) -> None:
+def print_table(report: Report, console: Console | None = None) -> None:
     """The before/after table(s), the steps and the remedy lines, fitted to the width
     (rich tables in a terminal, plain lines elsewhere; see :mod:`edge_sdk.report.tables`)."""
     import textwrap
@@ -360,7 +366,7 @@ def print_table(report: Report, console: Any = None) -> None:
     say(f"bundle: {report.bundle}")
 
 
-def _print_cascade(c: CascadeResult, console: Any, say: Any) -> None:
+def _print_cascade(c: CascadeResult, console: Console | None, say: Callable[[str], None]) -> None:
     from edge_sdk.report.tables import Column, Table
     from edge_sdk.report.tables import print_table as show
 

@@ -16,7 +16,11 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from rich.console import Console, Group
+    from rich.table import Table as RichTable
 
 PLAIN_GAP = 2  # spaces between plain columns
 RICH_GAP = 3  # " │ " between rich columns
@@ -45,6 +49,7 @@ class Table:
     @classmethod
     def of(cls, title: str, columns: Sequence[Column | str], rows: Sequence[Sequence[str]],
            styles: dict[str, str] | None = None) -> Table:
+        """A table from column names or :class:`Column` values and rows of any printable cells."""
         cols = tuple(c if isinstance(c, Column) else Column(c) for c in columns)
         return cls(title, cols, tuple(tuple(str(c) for c in r) for r in rows), styles)
 
@@ -112,7 +117,7 @@ def _join(cells: list[str], right: list[bool], widths: list[int]) -> str:
                     for c, r, w in zip(cells, right, widths, strict=True)).rstrip()
 
 
-def rich_tables(table: Table, width: int) -> list[Any]:
+def rich_tables(table: Table, width: int) -> list[RichTable]:
     """The table as rich tables (one per folded block), each fitting ``width``."""
     from rich.markup import escape
     from rich.table import Table as RichTable
@@ -139,7 +144,8 @@ def _styled(text: str, style: str | None) -> str:
     return f"[{style}]{text}[/]" if style else text
 
 
-def is_terminal(stream: Any = None) -> bool:
+def is_terminal(stream: TextIO | None = None) -> bool:
+    """Whether ``stream`` (stdout by default) is a terminal, which decides rich tables or plain lines."""
     s = stream or sys.stdout
     return bool(getattr(s, "isatty", lambda: False)())
 
@@ -149,7 +155,7 @@ def output_width() -> int:
     return shutil.get_terminal_size((80, 24)).columns
 
 
-def render(table: Table, *, terminal: bool | None = None, width: int | None = None) -> Any:
+def render(table: Table, *, terminal: bool | None = None, width: int | None = None) -> Group | str:
     """Something to print for ``table``: rich renderables in a terminal, else plain text."""
     term = is_terminal() if terminal is None else terminal
     w = width or output_width()
@@ -160,7 +166,7 @@ def render(table: Table, *, terminal: bool | None = None, width: int | None = No
     return "\n".join(plain_lines(table, w))
 
 
-def print_table(table: Table, console: Any = None) -> None:
+def print_table(table: Table, console: Console | None = None) -> None:
     """Print ``table`` to stdout (or ``console``), fitted to its width: rich tables in a
     terminal, plain lines elsewhere."""
     if console is None:

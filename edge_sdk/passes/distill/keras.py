@@ -22,6 +22,8 @@ from edge_sdk.passes.base import PassContext, PassOutcome
 
 @dataclass(frozen=True, kw_only=True)
 class DistillConfig:
+    """Temperature, loss weighting and the epoch/patience budget of distillation."""
+
     temperature: float = 4.0
     alpha: float = 0.7  # weight of the soft (teacher) term; 1 - alpha goes to hard labels
     # Measured on the digits LeNet-5 pruned by 70%: 20 epochs with patience 3 recovered to
@@ -65,6 +67,7 @@ class DistillPass:
     name: str = "distill"
 
     def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
+        """A copy of ``model`` trained toward ``ctx.teacher``; the best validation epoch is kept."""
         if ctx.teacher is None:
             raise EdgeError("distill: no teacher model in the pass context (the original model)")
         import keras

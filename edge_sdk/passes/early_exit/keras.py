@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,10 @@ from device_agent.errors import EdgeError
 from device_agent.exit_policy import Criterion, ExitRule, between, cascade_decisions, confidence
 from device_agent.manifest import ExitStage
 from edge_sdk.model.data import Dataset
+
+if TYPE_CHECKING:
+    from device_agent.engine import Stage
+    from device_agent.runtimes import Model
 
 
 class HeadKind(str, Enum):
@@ -367,7 +371,7 @@ def with_thresholds(
 # -- running stages --------------------------------------------------------------------
 
 
-def stage_probabilities(models: Sequence[Any], x: np.ndarray) -> list[np.ndarray]:
+def stage_probabilities(models: Sequence[Model], x: np.ndarray) -> list[np.ndarray]:
     """Every stage's probabilities for every row, through the device's own engine code."""
     from device_agent.engine import build_stages
 
@@ -380,7 +384,7 @@ def stage_probabilities(models: Sequence[Any], x: np.ndarray) -> list[np.ndarray
     return probs
 
 
-def _run_chunks(st: Any, x: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
+def _run_chunks(st: Stage, x: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
     ps, fs = [], []
     for i in range(0, len(x), chunk):
         p, f = st.run(x[i : i + chunk])

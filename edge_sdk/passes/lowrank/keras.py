@@ -51,6 +51,7 @@ class LowRankPass:
     name: str = "lowrank"
 
     def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
+        """A copy of ``model`` with each eligible (or named) layer split into two factors where that saves weights."""
         eligible = [lay for lay in model.layers if _eligible(lay)]
         wanted = set(self.config.layers) or {lay.name for lay in eligible}
         missing = wanted - {lay.name for lay in eligible}

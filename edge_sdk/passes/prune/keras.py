@@ -22,17 +22,22 @@ from edge_sdk.passes.prune.keras_rebuild import gather_evidence, rebuild
 
 
 class PruneScope(str, Enum):
+    """Whether the ratio applies to each group alone or to all channels of the model at once."""
+
     PER_LAYER = "per_layer"  # every group loses ``ratio`` of its channels
     GLOBAL = "global"  # ``ratio`` of all channels, lowest normalized scores first
 
 
 def check_ratio(value: float, what: str) -> None:
+    """Reject a prune ratio outside [0, 1) with an error naming ``what``."""
     if not 0.0 <= value < 1.0:
         raise EdgeError(f"{what}: prune ratio must be in [0, 1), got {value}")
 
 
 @dataclass(frozen=True, kw_only=True)
 class PruneConfig:
+    """How much to prune (overall or per layer), by which criterion, within which scope."""
+
     ratio: float = 0.5
     criterion: CriterionKind = CriterionKind.L1
     scope: PruneScope = PruneScope.PER_LAYER
@@ -52,6 +57,7 @@ class PrunePass:
     name: str = "prune"
 
     def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
+        """A smaller Keras model with the chosen channels gone; layers it could not analyse are noted."""
         if not hasattr(model, "get_config") or not hasattr(model, "layers"):
             raise EdgeError(f"prune: expected a Keras model, got {type(model).__name__}")
         ctx.progress("prune: analysing channels", 0, 3)

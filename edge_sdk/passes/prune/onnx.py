@@ -12,7 +12,7 @@ the *original* model's consumer produced (:mod:`edge_sdk.core.least_squares`). N
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,9 +24,14 @@ from edge_sdk.passes.base import PassContext, PassOutcome
 from edge_sdk.passes.prune.keras import check_ratio
 from edge_sdk.passes.prune.onnx_graph import GraphIndex, Group, Use, find_groups, trace_group, with_node_names
 
+if TYPE_CHECKING:
+    from onnx import NodeProto
+
 
 @dataclass(frozen=True, kw_only=True)
 class OnnxPruneConfig:
+    """Ratio, calibration samples and least-squares budget of post-training ONNX pruning."""
+
     ratio: float = 0.3
     samples: int = 512  # calibration samples used
     max_rows: int = 20000  # least-squares rows (positions × samples) per layer
@@ -47,6 +52,7 @@ class OnnxPrunePass:
     name: str = "prune_onnx"
 
     def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
+        """A copy of ``model`` with each group's weakest channels cut and the consumers refitted."""
         import onnx
 
         original = with_node_names(model)
@@ -150,13 +156,13 @@ class _UseFit:
 class _Linear:
     """A consumer seen as a matrix product on input columns (im2col for a Conv)."""
 
-    node: Any
+    node: NodeProto
     matrix: np.ndarray  # (input columns, outputs)
     bias: np.ndarray
     geometry: ConvGeometry | None
 
     @staticmethod
-    def of(ix: GraphIndex, node: Any) -> _Linear:
+    def of(ix: GraphIndex, node: NodeProto) -> _Linear:
         w = ix.arrays[node.input[1]]
         bias_name = node.input[2] if len(node.input) > 2 else ""
         if node.op_type == "Conv":
@@ -201,7 +207,7 @@ class _Linear:
         _set_bias(ix, node, b.astype(np.float32))
 
 
-def _set_bias(ix: GraphIndex, node: Any, b: np.ndarray) -> None:
+def _set_bias(ix: GraphIndex, node: NodeProto, b: np.ndarray) -> None:
     from onnx import numpy_helper
 
     if node.op_type == "MatMul":
@@ -221,7 +227,7 @@ def _set_bias(ix: GraphIndex, node: Any, b: np.ndarray) -> None:
         node.input[2] = name
 
 
-def _add_bias_after(ix: GraphIndex, node: Any, b: np.ndarray) -> None:
+def _add_bias_after(ix: GraphIndex, node: NodeProto, b: np.ndarray) -> None:
     from onnx import helper, numpy_helper
 
     out = node.output[0]
@@ -297,7 +303,7 @@ def _has_join(model: Any, group: Group, op: str) -> bool:
     return any(types[j] == op for j in group.joins)
 
 
-def _set_group(node: Any, group: int) -> None:
+def _set_group(node: NodeProto, group: int) -> None:
     for a in node.attribute:
         if a.name == "group":
             a.i = group

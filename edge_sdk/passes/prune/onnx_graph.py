@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from device_agent.errors import EdgeError
+
+if TYPE_CHECKING:
+    from onnx import NodeProto
 
 PRODUCERS = {"Conv", "Gemm", "MatMul"}
 CHANNEL_OPS = {
@@ -31,6 +34,8 @@ CHANNEL_OPS = {
 
 @dataclass(frozen=True)
 class Chain:
+    """A group in its simplest form: one producer, per-channel ops, one consumer."""
+
     producer: str
     middle: tuple[str, ...]
     consumer: str
@@ -38,6 +43,7 @@ class Chain:
     spatial: int  # positions per channel in the consumer's input (1 unless flattened)
 
     def positions(self, keep: Iterable[int]) -> list[int]:
+        """The consumer's input positions that the kept channels ``keep`` occupy."""
         return [c * self.spatial + p for c in keep for p in range(self.spatial)]
 
 
@@ -52,14 +58,15 @@ class GraphIndex:
         self.nodes = {n.name: n for n in g.node}
         self.inits = {t.name: t for t in g.initializer}
         self.arrays = {k: numpy_helper.to_array(v) for k, v in self.inits.items()}
-        self.consumers: dict[str, list[Any]] = {}
+        self.consumers: dict[str, list[NodeProto]] = {}
         for n in g.node:
             for i in n.input:
                 self.consumers.setdefault(i, []).append(n)
         self.outputs = {o.name for o in g.output}
         self.shapes = _inferred_shapes(model)
 
-    def attr(self, node: Any, name: str, default: Any) -> Any:
+    def attr(self, node: NodeProto, name: str, default: Any) -> Any:
+        """The value of ``node``'s attribute ``name``, or ``default`` when it is not set."""
         from onnx import helper
 
         for a in node.attribute:
@@ -68,6 +75,7 @@ class GraphIndex:
         return default
 
     def single_use(self, tensor: str) -> bool:
+        """Whether exactly one node reads ``tensor`` (so cutting its channels affects no one else)."""
         return len(self.consumers.get(tensor, [])) == 1
 
 
@@ -82,7 +90,7 @@ def _inferred_shapes(model: Any) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def weight_name(ix: GraphIndex, node: Any) -> str | None:
+def weight_name(ix: GraphIndex, node: NodeProto) -> str | None:
     """The initializer holding the node's weight matrix/kernel, if it is prunable."""
     if node.op_type not in PRODUCERS or len(node.input) < 2 or node.input[1] not in ix.inits:
         return None
@@ -102,7 +110,8 @@ def weight_name(ix: GraphIndex, node: Any) -> str | None:
     return str(node.input[1])
 
 
-def out_channels(ix: GraphIndex, node: Any) -> int:
+def out_channels(ix: GraphIndex, node: NodeProto) -> int:
+    """The number of output channels of a Conv, Gemm or MatMul, read from its weight."""
     w = ix.arrays[node.input[1]]
     if node.op_type == "Conv":
         return int(w.shape[0])
@@ -148,6 +157,7 @@ class Use:
     spatial: int
 
     def positions(self, channels: Iterable[int]) -> list[int]:
+        """This consumer's input positions that ``channels`` occupy."""
         return [self.offset + c * self.spatial + p for c in channels for p in range(self.spatial)]
 
 
@@ -166,6 +176,7 @@ class Group:
 
     @property
     def is_chain(self) -> bool:
+        """Whether the group is a plain :class:`Chain` (no joins, one producer, one consumer)."""
         return len(self.producers) == 1 and len(self.uses) == 1 and not self.joins
 
 
@@ -193,7 +204,7 @@ def find_groups(model: Any) -> tuple[list[Group], list[str]]:
     return groups, skipped
 
 
-def trace_group(ix: GraphIndex, seed: Any) -> tuple[Group | None, str]:
+def trace_group(ix: GraphIndex, seed: NodeProto) -> tuple[Group | None, str]:
     """The channel group of ``seed``'s output, or None and the reason it cannot be pruned."""
     t = _Tracer(ix, seed)
     why = t.run()
@@ -205,7 +216,7 @@ def trace_group(ix: GraphIndex, seed: Any) -> tuple[Group | None, str]:
 class _Tracer:
     """Closure over the tensors that carry the seed's channels, forwards and backwards."""
 
-    def __init__(self, ix: GraphIndex, seed: Any):
+    def __init__(self, ix: GraphIndex, seed: NodeProto):
         self.ix, self.seed, self.n = ix, seed, out_channels(ix, seed)
         self.made_by = {o: n for n in ix.model.graph.node for o in n.output}
         self.producers: list[str] = [seed.name]
@@ -253,7 +264,7 @@ class _Tracer:
             return self._forward(node, node.input[0], 0, 1, True)
         return f"its channel group is also produced by {node.name} ({node.op_type}), which the analysis cannot cut"
 
-    def _forward(self, c: Any, t: str, off: int, sp: int, whole: bool) -> str:
+    def _forward(self, c: NodeProto, t: str, off: int, sp: int, whole: bool) -> str:
         if c.op_type == "Concat":  # may take several of the group's tensors: each gets a slice
             return self._concat(c, t, off, sp)
         if c.name in self.visited:
@@ -290,7 +301,7 @@ class _Tracer:
         self.queue.append((c.output[0], off, sp, whole))
         return ""
 
-    def _concat(self, c: Any, t: str, off: int, sp: int) -> str:
+    def _concat(self, c: NodeProto, t: str, off: int, sp: int) -> str:
         rank = len(self.ix.shapes.get(t, ()))
         axis = int(self.ix.attr(c, "axis", 1))
         if rank == 0 or (axis + rank if axis < 0 else axis) != 1 or list(c.input).count(t) != 1:
@@ -310,7 +321,7 @@ class _Tracer:
         return shape[1] if len(shape) > 1 and shape[1] > 0 else self.n
 
 
-def _is_join_add(ix: GraphIndex, node: Any) -> bool:
+def _is_join_add(ix: GraphIndex, node: NodeProto) -> bool:
     """An Add of two activation tensors (a residual), not an Add of a constant bias."""
     return (
         node.op_type == "Add" and len(node.input) == 2
@@ -319,7 +330,7 @@ def _is_join_add(ix: GraphIndex, node: Any) -> bool:
     )
 
 
-def _channel_op_problem(ix: GraphIndex, node: Any, n: int) -> str:
+def _channel_op_problem(ix: GraphIndex, node: NodeProto, n: int) -> str:
     if node.op_type not in CHANNEL_OPS:
         return f"{node.name} ({node.op_type}) is not an op the analysis knows"
     if node.op_type == "Conv" and not is_depthwise(ix, node, n):
@@ -335,7 +346,7 @@ def _channel_op_problem(ix: GraphIndex, node: Any, n: int) -> str:
     return ""
 
 
-def is_depthwise(ix: GraphIndex, node: Any, n: int) -> bool:
+def is_depthwise(ix: GraphIndex, node: NodeProto, n: int) -> bool:
     """A Conv with one filter per input channel: channels pass through it one to one."""
     w = ix.arrays.get(node.input[1]) if len(node.input) > 1 else None
     return (

@@ -1,7 +1,7 @@
 """int8 post-training quantization: the typed options shared by both backends and the
 remedy search that runs when accuracy drops more than the budget allows.
 
-The backends (``quantize_tflite``, ``quantize_onnx``) each implement :class:`Exporter`;
+The backends (``tflite``, ``onnx`` beside this module) each implement :class:`Exporter`;
 the search here is pure: it only calls the ``evaluate`` function it is given.
 """
 
@@ -43,6 +43,7 @@ class QuantizeConfig:
     keep_float: tuple[str, ...] = ()
 
     def describe(self) -> str:
+        """The options in one line, for the report and the manifest."""
         parts = [f"calibration={self.calibration.value}",
                  f"per_channel={'on' if self.per_channel else 'off'}", f"samples={self.samples}"]
         if self.keep_float:
@@ -69,14 +70,17 @@ class Exporter(Protocol):
     format: ModelFormat
     calibrations: tuple[Calibration, ...]
 
-    def export_float(self, model: Any, workdir: Path) -> bytes: ...
+    def export_float(self, model: Any, workdir: Path) -> bytes:
+        """The model as this target's float32 file."""
 
-    def quantize(self, model: Any, cfg: QuantizeConfig, calib: Dataset, workdir: Path) -> bytes: ...
+    def quantize(self, model: Any, cfg: QuantizeConfig, calib: Dataset, workdir: Path) -> bytes:
+        """The model as this target's int8 file, calibrated on ``calib`` as ``cfg`` says."""
 
     def sensitive_layers(
         self, model: Any, cfg: QuantizeConfig, calib: Dataset, workdir: Path,
         score: Callable[[bytes], float],
-    ) -> list[str]: ...
+    ) -> list[str]:
+        """Layer names, most hurt by int8 first: what the remedy search may keep float (``score`` rates a file)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ class Decision:
 
     @property
     def within_budget(self) -> bool:
+        """Whether the chosen attempt's drop is within the accuracy budget."""
         return self.chosen.drop <= self.budget
 
 

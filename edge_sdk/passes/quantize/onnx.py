@@ -70,6 +70,7 @@ class OnnxExporter:
         Calibration.MINMAX, Calibration.PERCENTILE, Calibration.ENTROPY)
 
     def export_float(self, model: Any, workdir: Path) -> bytes:
+        """The float ONNX file (a Keras model exported once and cached in ``workdir``)."""
         path = workdir / FLOAT_NAME
         if not path.exists():
             if ModelKind.of(model) is ModelKind.ONNX:
@@ -81,6 +82,7 @@ class OnnxExporter:
         return path.read_bytes()
 
     def quantize(self, model: Any, cfg: QuantizeConfig, calib: Dataset, workdir: Path) -> bytes:
+        """Static QDQ int8 through ONNX Runtime's quantizer, calibrated on ``calib``."""
         import onnx
         from onnxruntime.quantization import (
             CalibrationMethod,

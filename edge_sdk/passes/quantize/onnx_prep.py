@@ -35,6 +35,7 @@ class Int8Check:
     opset: int
 
     def describe(self) -> str:
+        """The check in one line: int8 and float weights left, and the opset."""
         scales = (f"{self.per_channel} per-channel, {self.int8_weights - self.per_channel} per-tensor"
                   if self.int8_weights else "none")
         return (f"int8 weights: {self.int8_weights} tensors, {self.int8_bytes:,} bytes ({scales}); "
@@ -42,6 +43,7 @@ class Int8Check:
 
 
 def opset_of(model: Any) -> int:
+    """The model's default-domain opset version (0 when it declares none)."""
     return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 

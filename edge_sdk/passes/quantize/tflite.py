@@ -39,6 +39,7 @@ class TFLiteExporter:
     calibrations: tuple[Calibration, ...] = (Calibration.MINMAX,)
 
     def export_float(self, model: Any, workdir: Path) -> bytes:
+        """The Keras model as a float32 ``.tflite``."""
         import tensorflow as tf
 
         with quiet():
@@ -63,6 +64,7 @@ class TFLiteExporter:
         return conv
 
     def quantize(self, model: Any, cfg: QuantizeConfig, calib: Dataset, workdir: Path) -> bytes:
+        """A full-integer int8 ``.tflite``; ``cfg.keep_float`` layers stay float32."""
         import tensorflow as tf
 
         conv = self._converter(model, cfg, calib)

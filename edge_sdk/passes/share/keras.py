@@ -36,6 +36,8 @@ SHARED_LAYERS = {
 
 @dataclass(frozen=True, kw_only=True)
 class ShareConfig:
+    """Cluster counts (overall or per layer), initialization and the centroid fine-tuning budget."""
+
     clusters: int = 16
     layer_clusters: tuple[tuple[str, int], ...] = field(default_factory=tuple)
     init: KMeansInit = KMeansInit.LINEAR
@@ -85,6 +87,7 @@ class SharePass:
     name: str = "share"
 
     def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
+        """A copy of ``model`` whose kernels hold K shared values each, centroids fine-tuned."""
         import keras
 
         shared_model = keras.models.clone_model(model)

@@ -22,6 +22,8 @@ _WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 
 @dataclass(frozen=True, kw_only=True)
 class OnnxShareConfig:
+    """Cluster count, initialization and the smallest weight worth palettizing."""
+
     clusters: int = 16
     init: KMeansInit = KMeansInit.LINEAR
     min_size: int = 256  # smaller weights are not worth a Gather node
@@ -38,6 +40,7 @@ class OnnxSharePass:
     name: str = "share_onnx"
 
     def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
+        """A copy of ``model`` with large weights stored as uint8 indices into a codebook."""
         import onnx
         from onnx import helper, numpy_helper
 
