@@ -34,7 +34,7 @@ class Evidence:
     values: np.ndarray  # shape (channels, k)
 
 
-class Criterion(Protocol):
+class ChannelCriterion(Protocol):
     """Scores channels from one piece of evidence; None means "not my kind of evidence"."""
 
     @property
@@ -107,7 +107,7 @@ class CriterionKind(str, Enum):
     ENERGY = "energy"
 
 
-CRITERIA: dict[CriterionKind, Criterion] = {
+CRITERIA: dict[CriterionKind, ChannelCriterion] = {
     CriterionKind.L1: L1Norm(),
     CriterionKind.L2: L2Norm(),
     CriterionKind.BN_SCALE: BNScale(),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_sdk.core.channel_graph import Analysis
-from edge_sdk.core.criteria import Criterion, Evidence, L1Norm, normalized
+from edge_sdk.core.criteria import ChannelCriterion, Evidence, L1Norm, normalized
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Selection:
 
 
 def unit_scores(
-    a: Analysis, evidence: Sequence[tuple[Evidence, Sequence[int]]], criterion: Criterion
+    a: Analysis, evidence: Sequence[tuple[Evidence, Sequence[int]]], criterion: ChannelCriterion
 ) -> dict[int, float]:
     """Sum each unit's normalized scores over every piece of evidence that touches it.
 
@@ -45,7 +45,7 @@ def unit_scores(
 
 
 def _accumulate(
-    a: Analysis, evidence: Sequence[tuple[Evidence, Sequence[int]]], criterion: Criterion
+    a: Analysis, evidence: Sequence[tuple[Evidence, Sequence[int]]], criterion: ChannelCriterion
 ) -> dict[int, float]:
     out: dict[int, float] = {}
     for ev, slots in evidence:

@@ -39,9 +39,9 @@ from device_agent.runtimes import load_model
 from edge_sdk.model.data import Dataset
 from edge_sdk.passes.base import Progress, no_progress
 from edge_sdk.passes.early_exit.keras import (
-    Calibration,
     Cascade,
     EarlyExitConfig,
+    ExitCalibration,
     build_cascade,
     calibrate,
     stage_probabilities,
@@ -101,7 +101,7 @@ def export_cascade(
 
 
 def _calibrate(files: Mapping[ModelFormat, Sequence[Path]], val: Dataset,
-               config: EarlyExitConfig, stage_macs: Sequence[int]) -> Calibration:
+               config: EarlyExitConfig, stage_macs: Sequence[int]) -> ExitCalibration:
     """Thresholds per target, then the highest of them per exit: each target's stages
     convert (and quantize) a little differently, and one set of exits serves them all."""
     y = val.require_labels()

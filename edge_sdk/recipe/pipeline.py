@@ -48,7 +48,7 @@ from edge_sdk.passes.quantize.base import Decision, Exporter, QuantizeConfig, co
 from edge_sdk.passes.quantize.onnx import OnnxExporter
 from edge_sdk.passes.quantize.tflite import TFLiteExporter
 from edge_sdk.recipe import budget
-from edge_sdk.recipe.result import Comparison, Metrics, Report, StepRecord, TargetResult, run_spread
+from edge_sdk.recipe.result import Comparison, ModelMetrics, Report, StepRecord, TargetResult, run_spread
 from edge_sdk.recipe.search import SearchConfig
 from edge_sdk.recipe.shipped_search import ShippedConfig
 
@@ -637,12 +637,12 @@ def _compare(state: _State, r: TargetResult, recipe: Recipe, progress: Progress,
     again = measure_artifact(ref_path, x, runs=recipe.measure_runs)
     d = held.drops[r.format.value]
     size = ref_path.stat().st_size
-    first = Metrics.of(size, d.baseline_accuracy, base)
-    second = Metrics.of(size, d.baseline_accuracy, again)
+    first = ModelMetrics.of(size, d.baseline_accuracy, base)
+    second = ModelMetrics.of(size, d.baseline_accuracy, again)
     return Comparison(
         format=r.format,
         baseline=first,
-        optimized=Metrics.of(r.final_path.stat().st_size, d.accuracy, opt),
+        optimized=ModelMetrics.of(r.final_path.stat().st_size, d.accuracy, opt),
         spread_pct=run_spread(first, second),
     )
 

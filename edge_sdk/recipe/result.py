@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Metrics:
+class ModelMetrics:
     """What a person compares before and after: one model file, measured."""
 
     size_bytes: int
@@ -28,8 +28,8 @@ class Metrics:
     peak_rss_mb: float
 
     @classmethod
-    def of(cls, size: int, accuracy: float, m: Measurement) -> Metrics:
-        """Metrics of one file from its size, its accuracy and a timing measurement."""
+    def of(cls, size: int, accuracy: float, m: Measurement) -> ModelMetrics:
+        """ModelMetrics of one file from its size, its accuracy and a timing measurement."""
         return cls(size_bytes=size, accuracy=accuracy, error_rate=round(100.0 - accuracy, 4),
                    latency_p50_ms=m.latency_p50_ms, throughput_per_s=m.throughput_per_s,
                    peak_rss_mb=m.peak_rss_mb)
@@ -63,7 +63,7 @@ def change_pct(before: float, after: float) -> float | None:
     return round((after - before) / before * 100.0, 2)
 
 
-def run_spread(first: Metrics, second: Metrics) -> dict[str, float]:
+def run_spread(first: ModelMetrics, second: ModelMetrics) -> dict[str, float]:
     """Per timed metric, how far two runs of the same model differ, in percent (at least
     :data:`MIN_SPREAD_PCT`)."""
     a, b = asdict(first), asdict(second)
@@ -79,8 +79,8 @@ class Comparison:
     """Baseline (float export) against optimized, for one target format."""
 
     format: ModelFormat
-    baseline: Metrics
-    optimized: Metrics
+    baseline: ModelMetrics
+    optimized: ModelMetrics
     # Per timed metric: the baseline timed twice differed by this much (percent).
     spread_pct: dict[str, float] = field(default_factory=dict)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from device_agent.manifest import ModelFormat
 from edge_sdk.passes.quantize.base import Attempt, Decision, QuantizeConfig
-from edge_sdk.recipe.result import Comparison, Metrics, Report, StepRecord, TargetResult
+from edge_sdk.recipe.result import Comparison, ModelMetrics, Report, StepRecord, TargetResult
 from edge_sdk.report.render import (
     budget_line,
     chart,
@@ -20,8 +20,8 @@ from edge_sdk.report.render import (
 )
 
 
-def _metrics(size: int, acc: float, lat: float, thr: float, rss: float) -> Metrics:
-    return Metrics(size_bytes=size, accuracy=acc, error_rate=round(100 - acc, 4), latency_p50_ms=lat,
+def _metrics(size: int, acc: float, lat: float, thr: float, rss: float) -> ModelMetrics:
+    return ModelMetrics(size_bytes=size, accuracy=acc, error_rate=round(100 - acc, 4), latency_p50_ms=lat,
                    throughput_per_s=thr, peak_rss_mb=rss)
 
 

@@ -100,7 +100,7 @@ class Cascade:
 
 
 @dataclass(frozen=True)
-class Calibration:
+class ExitCalibration:
     """Thresholds chosen on validation and what the cascade does with them there."""
 
     exits: tuple[ExitStage, ...]
@@ -289,7 +289,7 @@ def calibrate(
     criterion: Criterion,
     max_drop: float,
     stage_macs: Sequence[int],
-) -> Calibration:
+) -> ExitCalibration:
     """Lowest thresholds, exit by exit, that keep accuracy within ``max_drop`` points.
 
     ``reference`` is the labels (or, without labels, the full model's answers).
@@ -340,7 +340,7 @@ def with_thresholds(
     *,
     criterion: Criterion,
     stage_macs: Sequence[int],
-) -> Calibration:
+) -> ExitCalibration:
     """What the cascade does on this data with the given thresholds (one per exit)."""
     full_acc = float((stage_probs[-1].argmax(axis=1) == reference).mean())
     rules = {k: ExitRule(stage=k, threshold=float(t), criterion=criterion)
@@ -358,7 +358,7 @@ def with_thresholds(
         )
         for k, r in sorted(rules.items())
     )
-    return Calibration(
+    return ExitCalibration(
         exits=exits,
         full_accuracy=full_acc,
         cascade_accuracy=float((pred == reference).mean()),

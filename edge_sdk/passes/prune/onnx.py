@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from device_agent.errors import EdgeError
-from edge_sdk.core.criteria import CRITERIA, Criterion, CriterionKind, Evidence, EvidenceKind
+from edge_sdk.core.criteria import CRITERIA, ChannelCriterion, CriterionKind, Evidence, EvidenceKind
 from edge_sdk.core.least_squares import ConvGeometry, column_energy, im2col, refit, sample_rows
 from edge_sdk.model.data import Dataset, fit_to_shape
 from edge_sdk.passes.base import PassContext, PassOutcome
@@ -283,7 +283,7 @@ def _cut_group(ix: GraphIndex, group: Group, drop: list[int]) -> None:
                 cut(t, 0 if ix.arrays[t].ndim <= 1 else _channel_axis(ix.arrays[t]), off)
 
 
-def _scores(criterion: Criterion, evidence: list[Evidence], n: int) -> np.ndarray:
+def _scores(criterion: ChannelCriterion, evidence: list[Evidence], n: int) -> np.ndarray:
     """The criterion's scores summed over the group's consumers."""
     scores = [s for e in evidence if (s := criterion.score(e)) is not None]
     if not scores:
