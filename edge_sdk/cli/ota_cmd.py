@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -113,91 +111,28 @@ def deploy(
     Canaries must become active and pass probation before the rest is updated; the
     rollout is recorded in the fleet database (see: edge fleet rollouts).
     """
-    import time
-    import uuid
-
-    from device_agent.bundle import read_manifest
     from device_agent.errors import EdgeError
-    from device_agent.update.chunks import DeployStatus
-    from device_agent.update.transport import DeployLink, send_bundle, send_rollback
     from edge_sdk.fleet.store import open_store
-    from edge_sdk.ota.rollout import RolloutRecord, initial_phase, plan, run_rollout
+    from edge_sdk.ota.deploy import Deployment, deploy, targets
 
     if device and (group or devices):
         raise EdgeError("deploy: give --device ID, or --group FLEET [--devices ID,ID,...], not both")
     if group and fleet == "default":
         fleet = group
-    b, m = broker, read_manifest(bundle)
     store = open_store(db)
     try:
-        targets = _targets(store, device, group, devices)
-    except EdgeError:
-        store.close()
-        raise
-    rid = f"r{uuid.uuid4().hex[:12]}"
-    p = plan(targets, canary if not device else 0)
-    now = time.time()
-    store.start_rollout({
-        "rollout_id": rid, "fleet": fleet, "bundle": bundle.name, "name": m.name, "version": m.version,
-        "device_group": group or device or "", "canary_percent": float(canary if not device else 0),
-        "phase": initial_phase(p).value, "outcome": "running",
-        "started": now, "updated": now,
-    }, p.canary, p.rest)  # fmt: skip
-    typer.echo(json.dumps({"rollout": rid, "canary": list(p.canary), "rest": list(p.rest)}))
-    try:
-        link = DeployLink(b)  # one connection for the whole rollout
-    except EdgeError as e:
-        store.update_rollout(rid, phase="halted", outcome="failed", ts=time.time())
-        store.close()
-        raise EdgeError(f"deploy: {e}; rollout {rid} marked failed, no device was sent anything") from None
-
-    def show(s: DeployStatus) -> None:
-        typer.echo(json.dumps(asdict(s)))
-
-    def send(d: str, probation: bool) -> DeployStatus:
-        return send_bundle(bundle, broker=link, fleet=fleet, device=d, rollout=rid, chunk_size=chunk_size,
-                           timeout_s=timeout, on_status=show,
-                           probation_timeout_s=probation_timeout if probation else None)
-
-    def rollback(d: str) -> DeployStatus:
-        s = send_rollback(broker=link, fleet=fleet, device=d, rollout=rid, reason="canary failed",
-                          version=m.version)
-        show(s)
-        return s
-
-    def record(r: RolloutRecord) -> None:
-        store.update_rollout(rid, phase=r.phase.value, outcome=r.outcome.value, ts=time.time())
-
-    try:
-        rec = run_rollout(RolloutRecord(rid, bundle.name, m.version), p, send, rollback, on_change=record)
+        d = Deployment(bundle=bundle, fleet=fleet, targets=tuple(targets(store, device, group, devices)),
+                       group=group or device or "", canary_percent=canary if not device else 0,
+                       chunk_size=chunk_size, timeout_s=timeout, probation_timeout_s=probation_timeout)
+        rec = deploy(d, broker=broker, store=store, say=lambda msg: typer.echo(json.dumps(msg)))
     finally:
-        link.close()
         store.close()
-    typer.echo(json.dumps({"rollout": rid, "phase": rec.phase.value, "outcome": rec.outcome.value,
+    typer.echo(json.dumps({"rollout": rec.rollout, "phase": rec.phase.value, "outcome": rec.outcome.value,
                            "devices": rec.devices}))
     if rec.outcome.value != "completed":
-        bad = {d: f"{s}: {rec.reasons.get(d, '')}" for d, s in rec.devices.items()
+        bad = {dev: f"{s}: {rec.reasons.get(dev, '')}" for dev, s in rec.devices.items()
                if s not in ("active", "probation-passed")}
-        raise EdgeError(f"rollout {rid} {rec.phase.value}: {bad}")
-
-
-def _targets(store: Any, device: str | None, group: str | None, devices: str | None) -> list[str]:
-    """The devices a deploy reaches: one, a list, or every device of the group's fleet."""
-    from device_agent.errors import EdgeError
-
-    if device:
-        return [device]
-    if devices:
-        listed = [d.strip() for d in devices.split(",") if d.strip()]
-        if listed:
-            return listed
-    if not group:
-        raise EdgeError("deploy: give --device ID, or --group FLEET (optionally with --devices ID,ID,...)")
-    known = sorted({r["device"] for r in store.devices() if r["fleet"] == group})
-    if not known:
-        raise EdgeError(f"deploy --group {group}: the fleet database knows no device in fleet {group!r} "
-                        "(is the collector running? or list them with --devices)")
-    return known
+        raise EdgeError(f"rollout {rec.rollout} {rec.phase.value}: {bad}")
 
 
 @cli_errors
