@@ -24,14 +24,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from device_agent.config import AgentConfig, ServeConfig
 from device_agent.errors import EdgeError
-from device_agent.mqtt import MqttClient
-from device_agent.stats import RunStats
 from device_agent.trust import TrustStore
-from device_agent.update.store import ModelStore
+
+if TYPE_CHECKING:  # imported where used: a plain `run` needs neither (cold start)
+    from device_agent.mqtt import MqttClient
+    from device_agent.update.store import ModelStore
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,11 @@ def run_agent(config: AgentConfig, mode: Mode, *, bundle: Path | None = None, ec
     check(config, mode, bundle)
     parts = _Parts()
     _stop_on_sigterm(parts)
-    store = ModelStore(config.store).init() if config.store is not None else None
+    store = None
+    if config.store is not None:
+        from device_agent.update.store import ModelStore
+
+        store = ModelStore(config.store).init()
     trust = trust_store(config, store)
     if store is not None:
         store.trust = trust if trust.keys else None
@@ -139,6 +144,8 @@ def _assembled(config: AgentConfig, mode: Mode, parts: _Parts, store: ModelStore
                bundle: Path | None, echo: Echo) -> Iterator[Callable[[], None]]:
     try:
         if config.broker is not None:
+            from device_agent.mqtt import MqttClient
+
             # Persistent when it takes updates: the broker keeps QoS 1 deploy messages
             # for the agent while it restarts.
             parts.mqtt = MqttClient(replace(config.broker, clean_session=not mode.updates))
@@ -231,6 +238,7 @@ def _serve(config: AgentConfig, mode: Mode, parts: _Parts, store: ModelStore | N
     from device_agent.batching import BatchOptions
     from device_agent.serve import EngineRef, serve
     from device_agent.sources.base import described
+    from device_agent.stats import RunStats
 
     s = config.serve
     served = bundle if bundle is not None else (store.current_dir() if store else None)

@@ -24,11 +24,6 @@ from typing import Any
 from device_agent.errors import EdgeError
 from device_agent.mqtt import BrokerOptions, read_password
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10 images
-    import tomli as tomllib
-
 ENV_PREFIX = "EDGE_AGENT_"
 CONFIG_ENV = "EDGE_AGENT_CONFIG"
 # EDGE_AGENT_* variables that are not configuration keys.
@@ -262,6 +257,10 @@ def read_file(path: Path) -> Values:
         data = path.read_bytes()
     except OSError as e:
         raise EdgeError(f"--config {path}: cannot read it ({e.strerror})") from None
+    if sys.version_info >= (3, 11):  # imported here: a run without a config file skips it
+        import tomllib
+    else:  # pragma: no cover - Python 3.10 images
+        import tomli as tomllib
     try:
         doc = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

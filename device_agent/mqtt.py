@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -189,6 +188,8 @@ class MqttClient:
         if o.username is not None:
             c.username_pw_set(o.username, o.password)
         if tls or o.ca_file or o.cert_file:
+            import ssl  # only a TLS connection pays for it (cold start of a plain `run`)
+
             try:
                 c.tls_set(
                     ca_certs=o.ca_file,

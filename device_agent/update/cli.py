@@ -10,12 +10,6 @@ import typer
 from device_agent.errors import EdgeError
 
 
-def register(app: typer.Typer) -> None:
-    app.command("install")(install)
-    app.command("status")(status)
-    app.command("healthcheck")(healthcheck)
-
-
 def install(
     bundle: Path = typer.Argument(..., help="A signed .edgepkg bundle"),
     store: Path = typer.Option(..., "--store", help="The agent's model store directory"),
