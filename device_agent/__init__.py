@@ -7,7 +7,7 @@ TensorFlow (a test enforces it).
 from __future__ import annotations
 
 from device_agent.errors import BundleError, EdgeError, InputError, RuntimeLoadError
-from device_agent.manifest import Manifest, ModelFile, ModelFormat, TensorSpec
+from device_agent.protocol.manifest import Manifest, ModelFile, ModelFormat, TensorSpec
 
 __version__ = "0.1.0"
 

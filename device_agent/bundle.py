@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from device_agent.errors import BundleError
-from device_agent.manifest import (
+from device_agent.onnx_check import check_external_data
+from device_agent.protocol.manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
     Compression,
@@ -31,7 +32,6 @@ from device_agent.manifest import (
     ModelFormat,
     check_member_path,
 )
-from device_agent.onnx_check import check_external_data
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 MAX_MANIFEST_BYTES = 1024 * 1024

@@ -40,9 +40,9 @@ from device_agent.exit_policy import (
     softmax,
 )
 from device_agent.feeds import Described, Feeder, Value
-from device_agent.manifest import Manifest, ModelFormat, OutputKind, TensorSpec
 from device_agent.outputs import decode
 from device_agent.preprocess import Pipeline
+from device_agent.protocol.manifest import Manifest, ModelFormat, OutputKind, TensorSpec
 from device_agent.quant import dequantize
 from device_agent.runtimes import RuntimeOptions, choose_format, load_model
 from device_agent.runtimes.base import feeder

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from device_agent.errors import InputError
-from device_agent.manifest import TensorSpec
+from device_agent.protocol.manifest import TensorSpec
 
 _RANGES = {"int8": (-128, 127), "uint8": (0, 255)}
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from device_agent.errors import EdgeError
-from device_agent.manifest import Compression, ModelFormat, OutputKind, parse_semver
+from device_agent.protocol.manifest import Compression, ModelFormat, OutputKind, parse_semver
 from device_agent.runtimes import load_model
 from edge_sdk import analysis, budget
 from edge_sdk.data import Dataset, fit_to_shape, load_dataset

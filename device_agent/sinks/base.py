@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from device_agent.telemetry.messages import result_payload
+from device_agent.protocol.messages import result_payload
 
 
 @dataclass(slots=True)

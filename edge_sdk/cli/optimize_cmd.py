@@ -13,7 +13,7 @@ from device_agent.cli_support import check_output_file
 from edge_sdk.cli._common import BGR, GRAYSCALE, LAYOUT, MEAN, RESIZE, SCALE, STD, cli_errors, print_json
 
 if TYPE_CHECKING:
-    from device_agent.manifest import OutputKind
+    from device_agent.protocol.manifest import OutputKind
     from edge_sdk.passes.compression import CompressionFlags
     from edge_sdk.passes.early_exit import EarlyExitConfig
     from edge_sdk.pipeline import Recipe
@@ -194,7 +194,7 @@ def _print_overrun(record: dict[str, object]) -> None:
 def _recipe(target: str, int8: bool, max_drop: float, calibration: str, samples: int,
             runs: int, flags: CompressionFlags, compress: str = "none") -> Recipe:
     from device_agent.errors import EdgeError
-    from device_agent.manifest import Compression
+    from device_agent.protocol.manifest import Compression
     from edge_sdk.passes.compression import recipe_passes
     from edge_sdk.passes.quantize import Calibration, QuantizeConfig
     from edge_sdk.pipeline import Recipe, Target
@@ -248,7 +248,7 @@ def _early_exit(enabled: bool, at: str | None, fractions: str | None, criterion:
 
 def _output_kind(value: str, early_exit: bool) -> OutputKind:
     from device_agent.errors import EdgeError
-    from device_agent.manifest import OutputKind
+    from device_agent.protocol.manifest import OutputKind
 
     try:
         kind = OutputKind(value)

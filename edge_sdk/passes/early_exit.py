@@ -29,7 +29,7 @@ import numpy as np
 
 from device_agent.errors import EdgeError
 from device_agent.exit_policy import Criterion, ExitRule, between, cascade_decisions, confidence
-from device_agent.manifest import ExitStage, ModelFormat, TensorSpec
+from device_agent.protocol.manifest import ExitStage, ModelFormat, TensorSpec
 from edge_sdk.data import Dataset
 from edge_sdk.passes.base import PassContext, PassOutcome
 

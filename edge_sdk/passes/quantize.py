@@ -14,7 +14,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
-from device_agent.manifest import ModelFormat
+from device_agent.protocol.manifest import ModelFormat
 from edge_sdk.data import Dataset
 from edge_sdk.passes.base import Progress
 
