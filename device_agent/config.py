@@ -19,10 +19,12 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from device_agent.errors import EdgeError
-from device_agent.mqtt import BrokerOptions, read_password
+
+if TYPE_CHECKING:  # imported where a broker is configured: a plain `run` skips it (cold start)
+    from device_agent.mqtt import BrokerOptions
 
 ENV_PREFIX = "EDGE_AGENT_"
 CONFIG_ENV = "EDGE_AGENT_CONFIG"
@@ -231,6 +233,8 @@ def merge(*layers: Values, environ: Mapping[str, str] | None = None) -> AgentCon
 def _broker(b: dict[str, Any], device_id: str | None, environ: Mapping[str, str] | None) -> BrokerOptions | None:
     if not b.get("url"):
         return None
+    from device_agent.mqtt import BrokerOptions, read_password
+
     password_file = b.pop("password_file", None)
     if b.get("password") is None:
         b["password"] = read_password(password_file, dict(environ) if environ is not None else None)

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from device_agent.protocol.messages import result_payload
-
 
 @dataclass(slots=True)
 class Result:
@@ -49,6 +47,9 @@ class Result:
 
     def to_payload(self) -> bytes:
         """The ``results`` message (``v``, ``type``: ``result``, then :meth:`to_dict`)."""
+        # Imported here: the stdout sink never builds one, and `run` starts faster without it.
+        from device_agent.protocol.messages import result_payload
+
         return result_payload(self.to_dict())
 
 
