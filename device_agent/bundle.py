@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from device_agent.errors import BundleError
-from device_agent.onnx_check import check_external_data
 from device_agent.protocol.manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
@@ -220,6 +219,8 @@ def _verified_payload(
         payload[manifest.validation] = _verified_validation(manifest, members, src)
     for f in manifest.files:
         if f.format == ModelFormat.ONNX:
+            from device_agent.onnx_check import check_external_data  # .onnx members only
+
             check_external_data(f.unpacked_path, payload[f.unpacked_path], set(payload), src)
     return payload
 
