@@ -47,10 +47,12 @@ class Mode(enum.Enum):
 
     @property
     def serves(self) -> bool:
+        """Whether this mode serves a model."""
         return self is not Mode.LISTEN
 
     @property
     def updates(self) -> bool:
+        """Whether this mode takes updates."""
         return self is not Mode.RUN
 
 

@@ -50,6 +50,7 @@ class Bundle:
     signature: bytes | None
 
     def model_path(self, fmt: ModelFormat, stage: int = 0) -> Path:
+        """The unpacked ``fmt`` model file of early-exit ``stage``."""
         for f in self.manifest.files:
             if f.format == fmt and f.stage == stage:
                 return self.root / f.unpacked_path
@@ -57,6 +58,7 @@ class Bundle:
 
     @property
     def validation_path(self) -> Path | None:
+        """The unpacked validation set, if the bundle carries one."""
         v = self.manifest.validation
         return None if v is None else self.root / v
 
@@ -72,6 +74,7 @@ class VerifiedBundle:
 
     @property
     def size(self) -> int:
+        """Bytes of the verified members (model files and validation set)."""
         return sum(len(v) for v in self.payload.values())
 
 
@@ -317,6 +320,7 @@ def atomic_write(target: Path, data: bytes) -> None:
 
 
 def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable (fsync the folder)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

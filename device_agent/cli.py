@@ -193,4 +193,5 @@ def start(mode: str, flags: AgentFlags | None, broker: dict[str, Any] | None, *,
 
 
 def main() -> None:
+    """The ``edge-agent`` console script."""
     app()

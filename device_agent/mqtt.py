@@ -70,10 +70,12 @@ class BrokerOptions:
 
     @property
     def host_port(self) -> tuple[str, int]:
+        """The host and port the URL names (the scheme's default port when none)."""
         return parse_url(self.url)[:2]
 
     @property
     def tls(self) -> bool:
+        """Whether the connection uses TLS (``mqtts://``, or TLS files given)."""
         return parse_url(self.url)[2] or bool(self.ca_file or self.cert_file)
 
     def check(self) -> BrokerOptions:
@@ -313,6 +315,7 @@ class MqttClient:
     # use ------------------------------------------------------------------------------
     @property
     def connected(self) -> bool:
+        """Whether the client is connected to the broker now."""
         return self._connected.is_set()
 
     def start(self) -> MqttClient:
@@ -323,6 +326,7 @@ class MqttClient:
         return self
 
     def wait_connected(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the connection; whether it is up."""
         return self._connected.wait(timeout)
 
     def require_connected(self, timeout: float) -> None:
@@ -338,6 +342,7 @@ class MqttClient:
     def publish(
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
     ) -> paho.MQTTMessageInfo:
+        """Publish ``payload`` on ``topic`` (queued by paho while the broker is away)."""
         return self.client.publish(topic, payload, qos=qos, retain=retain)
 
     def ack(self, mid: int, qos: int) -> None:

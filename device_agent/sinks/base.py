@@ -54,6 +54,10 @@ class Result:
 
 
 class Sink(Protocol):
-    def emit(self, result: Result) -> None: ...
+    """Where results go: ``emit`` each, then ``close``."""
 
-    def close(self) -> None: ...
+    def emit(self, result: Result) -> None:
+        """Deliver one result."""
+
+    def close(self) -> None:
+        """Flush and release what the sink holds."""

@@ -95,6 +95,7 @@ class FileSource:
                 return
 
     def close(self) -> None:
+        """Stop the replay (nothing is held open)."""
         self._closed = True
 
     def describe(self) -> Described:

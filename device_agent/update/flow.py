@@ -36,6 +36,7 @@ SPACE_MARGIN = 64 * 1024
 
 
 class Step(str, Enum):
+    """The steps of an update, in order (a rejection names the one that failed)."""
     TRANSFER = "transfer"  # over the air only (device_agent.update.transport)
     VERIFY = "verify"
     EXTRACT = "extract"
@@ -69,6 +70,7 @@ class UpdateResult:
     slot: str | None = None
 
     def to_dict(self) -> dict[str, object]:
+        """The result as JSON-ready values (what ``edge-agent install`` prints)."""
         d = asdict(self)
         d["status"], d["step"] = self.status.value, self.step.value
         return d
@@ -108,6 +110,7 @@ class UpdateFlow:
         ]
 
     def run(self, bundle: str | Path) -> UpdateResult:
+        """Verify, stage, health-check and switch to ``bundle``; never raises for a bad bundle."""
         state = _State(Path(bundle))
         for step, fn in self._steps:
             try:

@@ -48,10 +48,12 @@ class LiveUpdates:
         self._seen = 0
 
     def on_result(self, result: Result) -> None:
+        """Count a served result for the model on probation."""
         self.counter.on_result(result)
         self._tick()
 
     def on_error(self, reading: Reading, reason: str) -> None:
+        """Count a failed reading for the model on probation."""
         self.counter.on_error(reading, reason)
         self._tick()
 

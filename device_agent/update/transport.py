@@ -69,6 +69,7 @@ class DeployListener:
 
     @property
     def transfers(self) -> Path:
+        """The folder holding partial transfers (resumed after a restart)."""
         return self.store.root / TRANSFERS
 
     def run(self, stop: threading.Event) -> None:
@@ -251,6 +252,7 @@ class DeployLink:
             raise EdgeError(f"broker {self.url}: no subscription acknowledgement for {topic}")
 
     def detach(self, session: _HostSession) -> None:
+        """Stop routing status messages to ``session``."""
         with self._lock:
             peers = self._sessions.get(status_topic(session.fleet, session.device), [])
             if session in peers:
@@ -268,9 +270,11 @@ class DeployLink:
                 t.inbox.put(s)
 
     def publish(self, topic: str, payload: bytes) -> None:
+        """Publish ``payload`` on ``topic`` with QoS 1."""
         self.client.publish(topic, payload, qos=1)
 
     def close(self) -> None:
+        """Disconnect from the broker."""
         self.client.stop()
 
 
