@@ -16,7 +16,6 @@ on paho's thread.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +32,6 @@ if TYPE_CHECKING:  # paho itself is imported where a client is built: ~18 ms of 
 log = logging.getLogger(__name__)
 
 _SCHEMES = {"mqtt": (1883, False), "tcp": (1883, False), "mqtts": (8883, True), "ssl": (8883, True)}
-PASSWORD_ENV = "EDGE_MQTT_PASSWORD"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,7 +49,7 @@ class BrokerOptions:
     """How to reach a broker. ``url`` is ``mqtt://host[:port]`` or ``mqtts://host[:port]``.
 
     ``password`` is the secret itself (read from a file or the environment by
-    :func:`read_password`; never shown by ``repr``). A CA, certificate or key turns TLS on
+    :func:`~device_agent.config.read_password`; never shown by ``repr``). A CA, certificate or key turns TLS on
     even for ``mqtt://``.
     """
 
@@ -107,24 +105,6 @@ def parse_url(url: str) -> tuple[str, int, bool]:
     except ValueError:
         raise EdgeError(f"broker URL: expected a port number, found {url!r}") from None
     return parts.hostname, port, tls
-
-
-def read_password(
-    password_file: str | Path | None, environ: dict[str, str] | None = None
-) -> str | None:
-    """The broker password: the first line of ``password_file``, else ``$EDGE_MQTT_PASSWORD``."""
-    if password_file:
-        try:
-            text = Path(password_file).read_text(encoding="utf-8")
-        except OSError as e:
-            raise EdgeError(f"--password-file {password_file}: cannot read it ({e.strerror})") from None
-        lines = text.splitlines()
-        if not lines or not lines[0]:
-            raise EdgeError(f"--password-file {password_file}: expected the password on the first line, "
-                            "found an empty line")
-        return lines[0]
-    env = os.environ if environ is None else environ
-    return env.get(PASSWORD_ENV) or None
 
 
 MessageHandler = Callable[["paho.MQTTMessage"], None]
