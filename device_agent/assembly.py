@@ -3,7 +3,9 @@
 ``edge-agent run``, ``daemon`` and ``listen`` are thin front ends over :func:`run_agent`;
 they differ only in :class:`Mode`: what is served (a bundle or the store's current
 model, or nothing) and whether updates are taken. Everything else (source, cache,
-batching, telemetry, broker, trust, store) is assembled here, the same way for all.
+batching, telemetry, broker, trust, store) is assembled here, the same way for all; the
+model is opened and served by :class:`~device_agent.agent.Agent`, the class a Python
+caller uses too.
 
 One process holds one :class:`~device_agent.mqtt.MqttClient` (one client id: the device
 id unless configured) shared by telemetry, the update listener, ``mqtt:`` sources and
