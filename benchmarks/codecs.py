@@ -36,7 +36,7 @@ TRIALS = 9
 def lenet_int8(work: Path) -> bytes:
     """The compressed LeNet's .tflite as the shipped bundle holds it (stored uncompressed)."""
     from device_agent.bundle import open_bundle
-    from device_agent.manifest import ModelFormat
+    from device_agent.protocol.manifest import ModelFormat
     from edge_sdk.demo.digits import train
 
     art = train(work / "digits", epochs=4)
@@ -71,7 +71,7 @@ def mobilenet_int8() -> bytes:
 def measure(raw: bytes) -> dict[str, tuple[int, float]]:
     """Codec → (stored bytes, median unpack seconds), trials interleaved across codecs."""
     from device_agent.bundle import decompress
-    from device_agent.manifest import Compression
+    from device_agent.protocol.manifest import Compression
     from edge_sdk.bundle.writer import compress
 
     codecs = [Compression.ZSTD, Compression.DEFLATE, Compression.XZ]

@@ -104,7 +104,7 @@ def p50s(paths: list[Path], sample: np.ndarray, runtime: str = "litert") -> list
 
 def keras_row(name: str, model: Any, path: Path, test: tuple[np.ndarray, np.ndarray],
               calib: np.ndarray | None = None, *, per_channel: bool = True) -> Row:
-    from device_agent.manifest import Compression
+    from device_agent.protocol.manifest import Compression
     from edge_sdk.bundle.writer import compress
     from edge_sdk.model.analysis import keras_cost
 
@@ -117,7 +117,7 @@ def keras_row(name: str, model: Any, path: Path, test: tuple[np.ndarray, np.ndar
 def bundle_row(model_path: Path, train: Path, work: Path, test: tuple[np.ndarray, np.ndarray]) -> Row:
     """The full pipeline through the CLI; measured on the bundle as the agent opens it."""
     from device_agent.bundle import open_bundle
-    from device_agent.manifest import ModelFormat
+    from device_agent.protocol.manifest import ModelFormat
     from edge_sdk.model.inspect import describe
 
     bundle = work / "lenet5.edgepkg"
@@ -137,7 +137,7 @@ def onnx_rows(model: Any, ctx: Any, work: Path, test: tuple[np.ndarray, np.ndarr
     """Float ONNX export, and the same pruned post-training (30%, least-squares refit)."""
     import onnx
 
-    from device_agent.manifest import Compression
+    from device_agent.protocol.manifest import Compression
     from edge_sdk.bundle.writer import compress
     from edge_sdk.model.analysis import onnx_cost
     from edge_sdk.passes.prune.onnx import OnnxPruneConfig, OnnxPrunePass

@@ -137,7 +137,7 @@ def ort_default(src: Path, out: Path, calib: np.ndarray, *, pre_process: bool) -
 def edge_optimize(src: Path, calib: Path, test: Path, work: Path) -> tuple[Path, int]:
     """``edge optimize`` through the CLI; the ONNX model the bundle ships, and its bytes."""
     from device_agent.bundle import open_bundle
-    from device_agent.manifest import ModelFormat
+    from device_agent.protocol.manifest import ModelFormat
 
     bundle = work / "edge.edgepkg"
     cmd = [sys.executable, "-m", "edge_sdk", "optimize", str(src), "--data", str(calib), "--eval-data",

@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from device_agent.cache import CacheConfig
 from device_agent.engine import Engine, EngineOptions
 from device_agent.loader import engine_for
-from device_agent.manifest import TensorSpec
 from device_agent.preprocess import Pipeline
+from device_agent.protocol.manifest import TensorSpec
 from device_agent.quant import quantize
 from device_agent.runtimes import RuntimeOptions, load_model
 from device_agent.serve import serve

@@ -3,7 +3,9 @@
 ``edge-agent run``, ``daemon`` and ``listen`` are thin front ends over :func:`run_agent`;
 they differ only in :class:`Mode`: what is served (a bundle or the store's current
 model, or nothing) and whether updates are taken. Everything else (source, cache,
-batching, telemetry, broker, trust, store) is assembled here, the same way for all.
+batching, telemetry, broker, trust, store) is assembled here, the same way for all; the
+model is opened and served by :class:`~device_agent.agent.Agent`, the class a Python
+caller uses too.
 
 One process holds one :class:`~device_agent.mqtt.MqttClient` (one client id: the device
 id unless configured) shared by telemetry, the update listener, ``mqtt:`` sources and
@@ -24,14 +26,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from device_agent.config import AgentConfig, ServeConfig
+from device_agent.agent import Agent, engine_options_of, runtime_options_of, trust_store
+from device_agent.config import AgentConfig
 from device_agent.errors import EdgeError
-from device_agent.mqtt import MqttClient
-from device_agent.stats import RunStats
 from device_agent.trust import TrustStore
-from device_agent.update.store import ModelStore
+
+if TYPE_CHECKING:  # imported where used: a plain `run` needs neither (cold start)
+    from device_agent.mqtt import MqttClient
+    from device_agent.update.store import ModelStore
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +49,12 @@ class Mode(enum.Enum):
 
     @property
     def serves(self) -> bool:
+        """Whether this mode serves a model."""
         return self is not Mode.LISTEN
 
     @property
     def updates(self) -> bool:
+        """Whether this mode takes updates."""
         return self is not Mode.RUN
 
 
@@ -96,25 +102,16 @@ def check(config: AgentConfig, mode: Mode, bundle: Path | None) -> None:
         raise EdgeError(f"--telemetry-interval: expected seconds > 0, found {config.telemetry.interval}")
 
 
-def trust_store(config: AgentConfig, store: ModelStore | None) -> TrustStore:
-    """The configured keys plus ``STORE/keys``; says once when there are none."""
-    paths = list(config.keys)
-    if store is not None and store.keys_dir.is_dir():
-        paths.append(store.keys_dir)
-    trust = TrustStore.from_paths(paths)
-    if not trust.keys:
-        log.warning("no trusted public keys (--key, [agent] keys or STORE/keys): bundle signatures are not "
-                    "checked (any bundle is served as if unsigned); updates over the air are refused until a "
-                    "key is configured")
-    return trust
-
-
 def run_agent(config: AgentConfig, mode: Mode, *, bundle: Path | None = None, echo: Echo = _stderr) -> int:
     """Assemble and run the agent until its source ends or it is stopped; the exit code."""
     check(config, mode, bundle)
     parts = _Parts()
     _stop_on_sigterm(parts)
-    store = ModelStore(config.store).init() if config.store is not None else None
+    store = None
+    if config.store is not None:
+        from device_agent.update.store import ModelStore
+
+        store = ModelStore(config.store).init()
     trust = trust_store(config, store)
     if store is not None:
         store.trust = trust if trust.keys else None
@@ -139,6 +136,8 @@ def _assembled(config: AgentConfig, mode: Mode, parts: _Parts, store: ModelStore
                bundle: Path | None, echo: Echo) -> Iterator[Callable[[], None]]:
     try:
         if config.broker is not None:
+            from device_agent.mqtt import MqttClient
+
             # Persistent when it takes updates: the broker keeps QoS 1 deploy messages
             # for the agent while it restarts.
             parts.mqtt = MqttClient(replace(config.broker, clean_session=not mode.updates))
@@ -148,8 +147,8 @@ def _assembled(config: AgentConfig, mode: Mode, parts: _Parts, store: ModelStore
         if not mode.serves:
             yield lambda: _listen(config, parts, echo)
             return
-        with _engine(config, store, bundle, trust) as engine:
-            yield lambda: _serve(config, mode, parts, store, bundle, engine, echo)
+        with Agent.open(config, bundle=bundle, store=store, trust=trust) as agent:
+            yield lambda: _serve(config, mode, parts, store, bundle, agent, echo)
     finally:
         _close(parts)
 
@@ -188,74 +187,27 @@ def _run_listener(parts: _Parts) -> None:
             parts.source.close()
 
 
-@contextlib.contextmanager
-def _engine(config: AgentConfig, store: ModelStore | None, bundle: Path | None,
-            trust: TrustStore) -> Iterator[Any]:
-    s = config.serve
-    runtime_options = _runtime_options(s)
-    engine_options = _engine_options(config)
-    if store is not None:
-        from device_agent.update.agent import engine_for_store
-
-        with engine_for_store(store.root, runtime=s.runtime, options=runtime_options,
-                              engine_options=engine_options, trust=store.trust) as e:
-            yield e
-        return
-    from device_agent.loader import engine_for
-
-    assert bundle is not None
-    check_signature = trust if trust.keys else None
-    with engine_for(bundle, runtime=s.runtime, options=runtime_options, engine_options=engine_options,
-                    check_signature=check_signature) as e:
-        yield e
-
-
-def _runtime_options(s: ServeConfig) -> Any:
-    from device_agent.runtimes import RuntimeOptions
-
-    return RuntimeOptions(threads=s.threads, providers=s.providers or ("cpu",), delegate=s.delegate)
-
-
-def _engine_options(config: AgentConfig) -> Any:
-    from device_agent.cache import CacheConfig
-    from device_agent.engine import EngineOptions
-    from device_agent.exit_policy import parse_threshold_options
-
-    s = config.serve
-    return EngineOptions(cache=CacheConfig.parse(s.cache, max_bytes=int(s.cache_mb * 1024 * 1024)),
-                         thresholds=parse_threshold_options(list(s.exit_thresholds)))
-
-
 def _serve(config: AgentConfig, mode: Mode, parts: _Parts, store: ModelStore | None, bundle: Path | None,
-           engine: Any, echo: Echo) -> None:
-    from device_agent.batching import BatchOptions
-    from device_agent.serve import EngineRef, serve
-    from device_agent.sources.base import described
+           agent: Agent, echo: Echo) -> None:
+    from device_agent.stats import RunStats
 
-    s = config.serve
     served = bundle if bundle is not None else (store.current_dir() if store else None)
     if parts.mqtt is not None:
-        parts.telemetry = _telemetry(config, parts.mqtt, served, engine, parts.boot_id)
+        parts.telemetry = _telemetry(config, parts.mqtt, served, agent.engine, parts.boot_id)
         parts.mqtt.start()
     if parts.listener is not None:
         threading.Thread(target=_run_listener, args=(parts,), name="updates", daemon=True).start()
     parts.source = _source(config, parts.mqtt)
-    # A model the source cannot feed is refused here, once, not skipped reading by reading.
-    engine.check_source(described(parts.source), what=f"source {s.source}")
     parts.sinks = _sinks(config, parts.mqtt)
     stats = RunStats()
     if parts.telemetry is not None:
         parts.telemetry.watch(stats)
     observers: list[Any] = []
-    target: Any = engine
     if mode is Mode.DAEMON:
         assert store is not None
-        target = EngineRef(engine)
-        observers.append(_live_updates(config, parts, store, target, echo))
+        observers.append(_live_updates(config, parts, store, agent.swappable(), echo))
         echo(f"serving {store.current_id()} from {store.root}")
-    batching = BatchOptions(max_batch=s.batch, max_wait_ms=s.batch_ms, backlog=s.backlog_batch)
-    serve(parts.source, target, sinks=parts.sinks, observers=observers, limit=s.limit, batch=batching,
-          stats=stats)
+    agent.serve(parts.source, parts.sinks, observers=observers, stats=stats)
     if mode is Mode.RUN and not parts.fatal:
         import json
 
@@ -325,7 +277,7 @@ def _live_updates(config: AgentConfig, parts: _Parts, store: ModelStore, ref: An
     s = config.serve
     live = LiveUpdates(store, ref, policy=ProbationPolicy(min_samples=config.update.probation_samples),
                        report=report, on_swap=swapped, runtime=s.runtime,
-                       options=_runtime_options(s), engine_options=_engine_options(config))
+                       options=runtime_options_of(s), engine_options=engine_options_of(s))
     return live
 
 

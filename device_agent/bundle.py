@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from device_agent.errors import BundleError
-from device_agent.manifest import (
+from device_agent.protocol.manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
     Compression,
@@ -31,7 +31,6 @@ from device_agent.manifest import (
     ModelFormat,
     check_member_path,
 )
-from device_agent.onnx_check import check_external_data
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -51,6 +50,7 @@ class Bundle:
     signature: bytes | None
 
     def model_path(self, fmt: ModelFormat, stage: int = 0) -> Path:
+        """The unpacked ``fmt`` model file of early-exit ``stage``."""
         for f in self.manifest.files:
             if f.format == fmt and f.stage == stage:
                 return self.root / f.unpacked_path
@@ -58,6 +58,7 @@ class Bundle:
 
     @property
     def validation_path(self) -> Path | None:
+        """The unpacked validation set, if the bundle carries one."""
         v = self.manifest.validation
         return None if v is None else self.root / v
 
@@ -73,6 +74,7 @@ class VerifiedBundle:
 
     @property
     def size(self) -> int:
+        """Bytes of the verified members (model files and validation set)."""
         return sum(len(v) for v in self.payload.values())
 
 
@@ -220,6 +222,8 @@ def _verified_payload(
         payload[manifest.validation] = _verified_validation(manifest, members, src)
     for f in manifest.files:
         if f.format == ModelFormat.ONNX:
+            from device_agent.onnx_check import check_external_data  # .onnx members only
+
             check_external_data(f.unpacked_path, payload[f.unpacked_path], set(payload), src)
     return payload
 
@@ -316,6 +320,7 @@ def atomic_write(target: Path, data: bytes) -> None:
 
 
 def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable (fsync the folder)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -19,11 +19,14 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-from device_agent.mqtt import PASSWORD_ENV, BrokerOptions, read_password
+from device_agent.config import PASSWORD_ENV, read_password
+
+if TYPE_CHECKING:  # imported where options are built: `edge-agent run` without a broker skips it
+    from device_agent.mqtt import BrokerOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,6 +77,8 @@ def options_from_values(values: dict[str, Any], *, client_id: str = "") -> Broke
     if v.get("password") is None:
         v["password"] = read_password(password_file)
     v["client_id"] = v.get("client_id") or client_id
+    from device_agent.mqtt import BrokerOptions
+
     return BrokerOptions(**v).check()
 
 

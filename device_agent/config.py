@@ -15,20 +15,19 @@ The broker password is never a key: ``broker.password_file`` or ``$EDGE_MQTT_PAS
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from device_agent.errors import EdgeError
-from device_agent.mqtt import BrokerOptions, read_password
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10 images
-    import tomli as tomllib
+if TYPE_CHECKING:  # imported where a broker is configured: a plain `run` skips it (cold start)
+    from device_agent.mqtt import BrokerOptions
 
+PASSWORD_ENV = "EDGE_MQTT_PASSWORD"  # the broker password, never a key of the file
 ENV_PREFIX = "EDGE_AGENT_"
 CONFIG_ENV = "EDGE_AGENT_CONFIG"
 # EDGE_AGENT_* variables that are not configuration keys.
@@ -236,6 +235,8 @@ def merge(*layers: Values, environ: Mapping[str, str] | None = None) -> AgentCon
 def _broker(b: dict[str, Any], device_id: str | None, environ: Mapping[str, str] | None) -> BrokerOptions | None:
     if not b.get("url"):
         return None
+    from device_agent.mqtt import BrokerOptions
+
     password_file = b.pop("password_file", None)
     if b.get("password") is None:
         b["password"] = read_password(password_file, dict(environ) if environ is not None else None)
@@ -262,6 +263,10 @@ def read_file(path: Path) -> Values:
         data = path.read_bytes()
     except OSError as e:
         raise EdgeError(f"--config {path}: cannot read it ({e.strerror})") from None
+    if sys.version_info >= (3, 11):  # imported here: a run without a config file skips it
+        import tomllib
+    else:  # pragma: no cover - Python 3.10 images
+        import tomli as tomllib
     try:
         doc = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
@@ -274,3 +279,21 @@ def load_config(path: Path | None, environ: Mapping[str, str], flags: Mapping[st
     file_path = path or (Path(environ[CONFIG_ENV]) if environ.get(CONFIG_ENV) else None)
     file_values = read_file(file_path) if file_path else {}
     return merge(file_values, from_env(environ), flag_values(flags), environ=environ)
+
+
+def read_password(
+    password_file: str | Path | None, environ: dict[str, str] | None = None
+) -> str | None:
+    """The broker password: the first line of ``password_file``, else ``$EDGE_MQTT_PASSWORD``."""
+    if password_file:
+        try:
+            text = Path(password_file).read_text(encoding="utf-8")
+        except OSError as e:
+            raise EdgeError(f"--password-file {password_file}: cannot read it ({e.strerror})") from None
+        lines = text.splitlines()
+        if not lines or not lines[0]:
+            raise EdgeError(f"--password-file {password_file}: expected the password on the first line, "
+                            "found an empty line")
+        return lines[0]
+    env = os.environ if environ is None else environ
+    return env.get(PASSWORD_ENV) or None

@@ -40,10 +40,10 @@ from device_agent.exit_policy import (
     softmax,
 )
 from device_agent.feeds import Described, Feeder, Value
-from device_agent.manifest import Manifest, ModelFormat, OutputKind, TensorSpec
 from device_agent.outputs import decode
 from device_agent.preprocess import Pipeline
-from device_agent.quant import dequantize
+from device_agent.protocol.manifest import Manifest, ModelFormat, OutputKind, TensorSpec
+from device_agent.quant import RowQuantizer, dequantize, quantize_finite
 from device_agent.runtimes import RuntimeOptions, choose_format, load_model
 from device_agent.runtimes.base import feeder
 from device_agent.runtimes.model import Model
@@ -51,7 +51,6 @@ from device_agent.state import StateStore
 
 log = logging.getLogger(__name__)
 
-_QRANGE = {"int8": (-128, 127), "uint8": (0, 255)}
 
 
 @dataclass(slots=True)
@@ -97,6 +96,7 @@ def as_probabilities(out: np.ndarray) -> np.ndarray:
 
 
 def looks_like_probabilities(out: np.ndarray) -> bool:
+    """Whether ``out`` rows already sum to 1 in [0, 1] (a softmax output)."""
     # min/abs-max rather than np.all/np.allclose: the same test, and allclose alone cost
     # ~30 µs per call, more than a small int8 model's whole invoke.
     return bool(out.ndim == 2 and out.size and out.min() >= 0 and np.abs(out.sum(axis=1) - 1.0).max() <= 1e-2)
@@ -194,14 +194,17 @@ class Stage:
         )
 
     def logits_of(self, raw: np.ndarray, n: int) -> np.ndarray:
+        """The first ``n`` rows of a raw output as float logits."""
         return dequantize(raw, self.out_specs[self.logits]).reshape(n, -1)
 
     def probabilities_of(self, logits: np.ndarray) -> np.ndarray:
+        """Logits → probabilities (unless the stage outputs them already)."""
         if self.probabilities is None:
             self.probabilities = looks_like_probabilities(logits)
         return logits if self.probabilities else softmax(logits.astype(np.float32, copy=False))
 
     def features_float(self, raw: np.ndarray) -> np.ndarray:
+        """The stage's feature output as float32 (for the next stage's head)."""
         assert self.features is not None
         return dequantize(raw, self.out_specs[self.features])
 
@@ -209,9 +212,7 @@ class Stage:
 def to_model_dtype(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """Float batch → the model's input dtype. Finite values are checked before this."""
     if spec.quantized:
-        lo, hi = _QRANGE[spec.dtype]
-        q = np.round(x / np.float32(spec.scale)) + int(spec.zero_point or 0)  # as quant.quantize
-        return np.clip(q, lo, hi).astype(spec.dtype)
+        return quantize_finite(x, spec)
     if x.dtype == _F32 and spec.dtype == "float32" and x.flags.c_contiguous:
         return x  # the usual case: nothing to convert
     return np.ascontiguousarray(x, dtype=spec.dtype)
@@ -241,38 +242,6 @@ def _ones(size: int) -> np.ndarray:
     if len(_ONES) < 16:
         _ONES[size] = ones
     return ones
-
-
-class RowQuantizer:
-    """Float row → int8/uint8, into buffers reused across calls (one per input shape).
-
-    The same arithmetic as :func:`to_model_dtype` (``clip(round(x / scale) + zp)``), in
-    ufuncs writing to preallocated arrays: half the cost of the allocating version on
-    a 28×28 image. The returned array is overwritten by the next call; runtimes copy
-    their inputs (``set_tensor``, ONNX Runtime's feed), so nothing holds it.
-    """
-
-    def __init__(self, spec: TensorSpec):
-        self.spec = spec
-        self._scale = np.float32(spec.scale)
-        self._zero = np.float32(spec.zero_point or 0)
-        lo, hi = _QRANGE[spec.dtype]
-        self._lo, self._hi = np.float32(lo), np.float32(hi)
-        self._bufs: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        bufs = self._bufs.get(x.shape)
-        if bufs is None:
-            if len(self._bufs) > 8:  # a stream of ever-new shapes: do not grow without bound
-                return to_model_dtype(x, self.spec)
-            bufs = self._bufs[x.shape] = (np.empty(x.shape, np.float32), np.empty(x.shape, self.spec.dtype))
-        f, q = bufs
-        np.divide(x, self._scale, out=f)
-        np.rint(f, out=f)  # np.round's half-to-even, as quant.quantize
-        np.add(f, self._zero, out=f)
-        f.clip(self._lo, self._hi, out=f)  # the method: np.clip's wrapper costs ~2 µs more
-        q[...] = f
-        return q
 
 
 def _float_input(spec: TensorSpec) -> Callable[[np.ndarray], np.ndarray]:
@@ -341,6 +310,7 @@ class Engine:
         prefer: ModelFormat | None = None,
         engine_options: EngineOptions | None = None,
     ) -> Engine:
+        """An engine for an unpacked bundle: its stages, labels, preprocessing and exits."""
         fmt = choose_format(manifest.targets, prefer=prefer, runtime=runtime)
         files = manifest.stage_files(fmt)
         stages = [f.stage for f in files]
@@ -364,6 +334,7 @@ class Engine:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
+        """The model's input shape without the batch axis."""
         return self.model.inputs[0].shape
 
     @property

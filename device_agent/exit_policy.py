@@ -29,7 +29,7 @@ from enum import Enum
 import numpy as np
 
 from device_agent.errors import BundleError, EdgeError
-from device_agent.manifest import ExitStage
+from device_agent.protocol.manifest import ExitStage
 
 
 class Criterion(str, Enum):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from device_agent.errors import EdgeError, InputError
-from device_agent.manifest import CarriedState, InputConstant, TensorSpec
+from device_agent.protocol.manifest import CarriedState, InputConstant, TensorSpec
 from device_agent.quant import quantize
 from device_agent.state import initial
 

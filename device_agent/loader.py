@@ -11,7 +11,7 @@ from pathlib import Path
 from device_agent.bundle import Bundle, SignatureCheck, open_bundle
 from device_agent.engine import Engine, EngineOptions
 from device_agent.errors import EdgeError
-from device_agent.manifest import ModelFormat
+from device_agent.protocol.manifest import ModelFormat
 from device_agent.runtimes import RuntimeOptions, load_model
 
 

@@ -16,8 +16,6 @@ on paho's thread.
 from __future__ import annotations
 
 import logging
-import os
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -34,7 +32,6 @@ if TYPE_CHECKING:  # paho itself is imported where a client is built: ~18 ms of 
 log = logging.getLogger(__name__)
 
 _SCHEMES = {"mqtt": (1883, False), "tcp": (1883, False), "mqtts": (8883, True), "ssl": (8883, True)}
-PASSWORD_ENV = "EDGE_MQTT_PASSWORD"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,7 +49,7 @@ class BrokerOptions:
     """How to reach a broker. ``url`` is ``mqtt://host[:port]`` or ``mqtts://host[:port]``.
 
     ``password`` is the secret itself (read from a file or the environment by
-    :func:`read_password`; never shown by ``repr``). A CA, certificate or key turns TLS on
+    :func:`~device_agent.config.read_password`; never shown by ``repr``). A CA, certificate or key turns TLS on
     even for ``mqtt://``.
     """
 
@@ -71,10 +68,12 @@ class BrokerOptions:
 
     @property
     def host_port(self) -> tuple[str, int]:
+        """The host and port the URL names (the scheme's default port when none)."""
         return parse_url(self.url)[:2]
 
     @property
     def tls(self) -> bool:
+        """Whether the connection uses TLS (``mqtts://``, or TLS files given)."""
         return parse_url(self.url)[2] or bool(self.ca_file or self.cert_file)
 
     def check(self) -> BrokerOptions:
@@ -106,24 +105,6 @@ def parse_url(url: str) -> tuple[str, int, bool]:
     except ValueError:
         raise EdgeError(f"broker URL: expected a port number, found {url!r}") from None
     return parts.hostname, port, tls
-
-
-def read_password(
-    password_file: str | Path | None, environ: dict[str, str] | None = None
-) -> str | None:
-    """The broker password: the first line of ``password_file``, else ``$EDGE_MQTT_PASSWORD``."""
-    if password_file:
-        try:
-            text = Path(password_file).read_text(encoding="utf-8")
-        except OSError as e:
-            raise EdgeError(f"--password-file {password_file}: cannot read it ({e.strerror})") from None
-        lines = text.splitlines()
-        if not lines or not lines[0]:
-            raise EdgeError(f"--password-file {password_file}: expected the password on the first line, "
-                            "found an empty line")
-        return lines[0]
-    env = os.environ if environ is None else environ
-    return env.get(PASSWORD_ENV) or None
 
 
 MessageHandler = Callable[["paho.MQTTMessage"], None]
@@ -189,6 +170,8 @@ class MqttClient:
         if o.username is not None:
             c.username_pw_set(o.username, o.password)
         if tls or o.ca_file or o.cert_file:
+            import ssl  # only a TLS connection pays for it (cold start of a plain `run`)
+
             try:
                 c.tls_set(
                     ca_certs=o.ca_file,
@@ -312,6 +295,7 @@ class MqttClient:
     # use ------------------------------------------------------------------------------
     @property
     def connected(self) -> bool:
+        """Whether the client is connected to the broker now."""
         return self._connected.is_set()
 
     def start(self) -> MqttClient:
@@ -322,6 +306,7 @@ class MqttClient:
         return self
 
     def wait_connected(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the connection; whether it is up."""
         return self._connected.wait(timeout)
 
     def require_connected(self, timeout: float) -> None:
@@ -337,6 +322,7 @@ class MqttClient:
     def publish(
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
     ) -> paho.MQTTMessageInfo:
+        """Publish ``payload`` on ``topic`` (queued by paho while the broker is away)."""
         return self.client.publish(topic, payload, qos=qos, retain=retain)
 
     def ack(self, mid: int, qos: int) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from device_agent.errors import InputError
-from device_agent.manifest import DetectionSpec, OutputKind, TensorSpec
+from device_agent.protocol.manifest import DetectionSpec, OutputKind, TensorSpec
 
 
 def decode(

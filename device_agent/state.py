@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from device_agent.manifest import CarriedState, TensorSpec
+from device_agent.protocol.manifest import CarriedState, TensorSpec
 
 MAX_STREAMS = 1024  # the oldest stream's state is dropped beyond this (a flood of ids)
 

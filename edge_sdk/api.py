@@ -44,7 +44,7 @@ def make_recipe(
     """A :class:`Recipe` from the same choices as ``edge optimize``'s flags, checked."""
     from dataclasses import replace
 
-    from device_agent.manifest import Compression
+    from device_agent.protocol.manifest import Compression
     from edge_sdk.passes.quantize.base import Calibration, QuantizeConfig
     from edge_sdk.recipe.compression import recipe_passes
     from edge_sdk.recipe.pipeline import Target

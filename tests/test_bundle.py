@@ -11,7 +11,7 @@ import pytest
 
 from device_agent.bundle import open_bundle, read_manifest, read_manifest_bytes, read_members
 from device_agent.errors import BundleError
-from device_agent.manifest import Compression, Manifest, ModelFormat, TensorSpec
+from device_agent.protocol.manifest import Compression, Manifest, ModelFormat, TensorSpec
 from edge_sdk.bundle.writer import ModelPayload, build_bundle
 
 SPEC_IN = (TensorSpec("x", (-1, 4), "int8", 0.5, -3),)

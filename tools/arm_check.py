@@ -105,7 +105,7 @@ def make_bundles(work: Path) -> Bundles:
 def output_step(bundle: Path, dest: Path) -> float:
     """The scale of the bundle's last int8 tensor before its (float or int8) logits."""
     from device_agent.bundle import open_bundle
-    from device_agent.manifest import ModelFormat
+    from device_agent.protocol.manifest import ModelFormat
 
     b = open_bundle(bundle, dest)
     spec = b.manifest.files[0].outputs[0]
@@ -129,7 +129,7 @@ def output_step(bundle: Path, dest: Path) -> float:
 def signed_version(src: Path, version: str, key: Path, out: Path, *, tamper: bool = False) -> Path:
     """``src`` as another signed version; ``tamper`` flips a model byte after signing."""
     from device_agent.bundle import read_members
-    from device_agent.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest
+    from device_agent.protocol.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest
     from edge_sdk.bundle.signing import load_signer
     from edge_sdk.bundle.writer import write_archive
 

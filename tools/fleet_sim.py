@@ -28,8 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from device_agent.mqtt import parse_url
-from device_agent.telemetry import topics
-from device_agent.telemetry.messages import State, Status, TelemetryWindow
+from device_agent.protocol import topics
+from device_agent.protocol.messages import State, Status, TelemetryWindow
 from edge_sdk.fleet import mqtt_codec as codec
 
 

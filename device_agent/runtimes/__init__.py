@@ -14,7 +14,7 @@ from pathlib import Path
 
 from device_agent.errors import RuntimeLoadError
 from device_agent.machine import unsupported_machine
-from device_agent.manifest import EXTRA_FOR_FORMAT, RUNTIME_FOR_FORMAT, ModelFormat
+from device_agent.protocol.manifest import EXTRA_FOR_FORMAT, RUNTIME_FOR_FORMAT, ModelFormat
 from device_agent.runtimes.base import Backend, Runtime, RuntimeOptions
 from device_agent.runtimes.model import Model
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from device_agent.errors import InputError
-from device_agent.manifest import TensorSpec
+from device_agent.protocol.manifest import TensorSpec
 from device_agent.quiet import native_stderr_quiet
 from device_agent.runtimes.base import RuntimeOptions
 

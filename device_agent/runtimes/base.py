@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from device_agent.manifest import ModelFormat, TensorSpec
+from device_agent.protocol.manifest import ModelFormat, TensorSpec
 
 
 @dataclass(frozen=True)

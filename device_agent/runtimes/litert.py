@@ -9,7 +9,7 @@ from typing import Any
 
 from ai_edge_litert.interpreter import Interpreter, OpResolverType, load_delegate
 
-from device_agent.manifest import ModelFormat
+from device_agent.protocol.manifest import ModelFormat
 from device_agent.runtimes._tflite_common import TFLiteInterpreterRuntime
 from device_agent.runtimes.base import Runtime, RuntimeOptions
 

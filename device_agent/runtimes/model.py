@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from device_agent.errors import InputError
-from device_agent.manifest import TensorSpec
+from device_agent.protocol.manifest import TensorSpec
 from device_agent.quant import dequantize, quantize
 from device_agent.runtimes.base import Runtime
 

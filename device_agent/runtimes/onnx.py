@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 
 from device_agent.errors import InputError
-from device_agent.manifest import ModelFormat, TensorSpec
+from device_agent.protocol.manifest import ModelFormat, TensorSpec
 from device_agent.runtimes.base import Runtime, RuntimeOptions
 
 _ORT_TYPES = {

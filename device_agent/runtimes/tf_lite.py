@@ -10,7 +10,7 @@ import importlib
 import importlib.util
 from pathlib import Path
 
-from device_agent.manifest import ModelFormat
+from device_agent.protocol.manifest import ModelFormat
 from device_agent.runtimes._tflite_common import TFLiteInterpreterRuntime
 from device_agent.runtimes.base import Runtime, RuntimeOptions
 

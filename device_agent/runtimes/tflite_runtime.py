@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tflite_runtime.interpreter import Interpreter
 
-from device_agent.manifest import ModelFormat
+from device_agent.protocol.manifest import ModelFormat
 from device_agent.runtimes._tflite_common import TFLiteInterpreterRuntime
 from device_agent.runtimes.base import Runtime, RuntimeOptions
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from device_agent.telemetry.messages import result_payload
-
 
 @dataclass(slots=True)
 class Result:
@@ -49,10 +47,17 @@ class Result:
 
     def to_payload(self) -> bytes:
         """The ``results`` message (``v``, ``type``: ``result``, then :meth:`to_dict`)."""
+        # Imported here: the stdout sink never builds one, and `run` starts faster without it.
+        from device_agent.protocol.messages import result_payload
+
         return result_payload(self.to_dict())
 
 
 class Sink(Protocol):
-    def emit(self, result: Result) -> None: ...
+    """Where results go: ``emit`` each, then ``close``."""
 
-    def close(self) -> None: ...
+    def emit(self, result: Result) -> None:
+        """Deliver one result."""
+
+    def close(self) -> None:
+        """Flush and release what the sink holds."""

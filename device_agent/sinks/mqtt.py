@@ -11,8 +11,8 @@ from typing import Any
 
 from device_agent.errors import EdgeError
 from device_agent.mqtt import BrokerOptions, MqttClient
+from device_agent.protocol import topics
 from device_agent.sinks.base import Result
-from device_agent.telemetry import topics
 
 log = logging.getLogger(__name__)
 

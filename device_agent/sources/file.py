@@ -11,7 +11,6 @@ import numpy as np
 from device_agent.errors import EdgeError
 from device_agent.feeds import Described
 from device_agent.sources.base import Reading, finite_rows
-from device_agent.sources.csv_rows import read_csv
 
 Rows = np.ndarray | dict[str, np.ndarray]
 
@@ -35,6 +34,8 @@ def load_readings(path: Path) -> tuple[Rows, np.ndarray | None, tuple[str | None
         except Exception as e:  # corrupt zip or array header
             raise EdgeError(f"{path}: not a readable .npz file ({e})") from e
     if path.suffix.lower() == ".csv":
+        from device_agent.sources.csv_rows import read_csv  # .csv files only
+
         rows = read_csv(path)
         return rows.x, rows.y, rows.errors
     raise EdgeError(f"{path}: unknown input format {path.suffix!r}; expected .npz or .csv")
@@ -94,6 +95,7 @@ class FileSource:
                 return
 
     def close(self) -> None:
+        """Stop the replay (nothing is held open)."""
         self._closed = True
 
     def describe(self) -> Described:

@@ -1,27 +1,2 @@
-"""Telemetry over MQTT: topics, typed messages, window aggregation, outbox, publisher."""
-
-from __future__ import annotations
-
-from device_agent.telemetry.messages import (
-    Alert,
-    AlertKind,
-    DeployPhase,
-    DeployStatus,
-    MessageError,
-    Severity,
-    State,
-    Status,
-    TelemetryWindow,
-)
-
-__all__ = [
-    "Alert",
-    "AlertKind",
-    "DeployPhase",
-    "DeployStatus",
-    "MessageError",
-    "Severity",
-    "State",
-    "Status",
-    "TelemetryWindow",
-]
+"""Telemetry on the device: window aggregation, the durable outbox, system readings and
+the publisher. The messages themselves are the protocol's (:mod:`device_agent.protocol.messages`)."""

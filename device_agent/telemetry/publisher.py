@@ -25,9 +25,9 @@ from pathlib import Path
 import paho.mqtt.client as paho
 
 from device_agent.mqtt import BrokerOptions, MqttClient, Will
+from device_agent.protocol import topics
+from device_agent.protocol.messages import State, Status
 from device_agent.stats import RunStats, StatsCursor
-from device_agent.telemetry import topics
-from device_agent.telemetry.messages import State, Status
 from device_agent.telemetry.outbox import Outbox
 from device_agent.telemetry.system import SystemSampler
 from device_agent.telemetry.window import WindowAggregator

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from device_agent.protocol.messages import TelemetryWindow
 from device_agent.stats import StatsDelta, percentiles
-from device_agent.telemetry.messages import TelemetryWindow
 
 
 @dataclass(frozen=True, kw_only=True)

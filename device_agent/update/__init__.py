@@ -10,13 +10,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from device_agent.update.flow import Status, Step, UpdateFlow, UpdatePolicy, UpdateResult
+    from device_agent.update.flow import Step, UpdateFlow, UpdatePolicy, UpdateResult
     from device_agent.update.health import HealthOptions, HealthReport
     from device_agent.update.probation import ProbationPolicy, Verdict, Window
     from device_agent.update.store import ModelStore, Slot
 
 _WHERE = {
-    "Status": "flow", "Step": "flow", "UpdateFlow": "flow", "UpdatePolicy": "flow", "UpdateResult": "flow",
+    "Step": "flow", "UpdateFlow": "flow", "UpdatePolicy": "flow", "UpdateResult": "flow",
     "HealthOptions": "health", "HealthReport": "health",
     "ProbationPolicy": "probation", "Verdict": "probation", "Window": "probation",
     "ModelStore": "store", "Slot": "store",
@@ -35,7 +35,6 @@ __all__ = [
     "ModelStore",
     "ProbationPolicy",
     "Slot",
-    "Status",
     "Step",
     "UpdateFlow",
     "UpdatePolicy",

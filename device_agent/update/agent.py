@@ -12,9 +12,10 @@ from pathlib import Path
 from device_agent.bundle import SignatureCheck
 from device_agent.engine import Engine, EngineOptions
 from device_agent.errors import EdgeError
+from device_agent.protocol.messages import DeployPhase
 from device_agent.runtimes import RuntimeOptions
 from device_agent.trust import TrustStore
-from device_agent.update.flow import Checkpoint, Status, Step, UpdateResult
+from device_agent.update.flow import Checkpoint, Step, UpdateResult
 from device_agent.update.probation import ProbationPolicy, Verdict, Window, judge
 from device_agent.update.store import ModelStore
 
@@ -92,7 +93,7 @@ def end_probation(
     bad = store.current()
     restored = store.rollback()
     return UpdateResult(
-        Status.ROLLED_BACK,
+        DeployPhase.ROLLED_BACK,
         f"probation: {verdict.reason}; restored {restored.manifest.version}",
         Step.REPORT,
         bad.manifest.name if bad else None,

@@ -10,12 +10,6 @@ import typer
 from device_agent.errors import EdgeError
 
 
-def register(app: typer.Typer) -> None:
-    app.command("install")(install)
-    app.command("status")(status)
-    app.command("healthcheck")(healthcheck)
-
-
 def install(
     bundle: Path = typer.Argument(..., help="A signed .edgepkg bundle"),
     store: Path = typer.Option(..., "--store", help="The agent's model store directory"),
@@ -29,8 +23,9 @@ def install(
     """Verify, stage, health-check and atomically switch to BUNDLE; print the result as JSON."""
     from device_agent import __version__
     from device_agent.cli_support import check_output_dir
+    from device_agent.protocol.messages import DeployPhase
     from device_agent.update.agent import env_checkpoint, keep_keys, trust_for
-    from device_agent.update.flow import Status, UpdateFlow, UpdatePolicy
+    from device_agent.update.flow import UpdateFlow, UpdatePolicy
     from device_agent.update.health import HealthOptions
     from device_agent.update.store import ModelStore
 
@@ -44,13 +39,13 @@ def install(
         )
         flow = UpdateFlow(s, trust_for(s, key), policy, checkpoint=env_checkpoint())
         result = flow.run(bundle)
-        if result.status == Status.ACTIVE:
+        if result.status == DeployPhase.ACTIVE:
             keep_keys(key, s)  # the next update (OTA included) trusts the same signer
     except EdgeError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(json.dumps(result.to_dict()))
-    if result.status != Status.ACTIVE:
+    if result.status != DeployPhase.ACTIVE:
         raise typer.Exit(1)
 
 
@@ -87,7 +82,7 @@ def healthcheck(
     latency_budget_ms: float = typer.Option(1000.0, "--latency-budget-ms"),
 ) -> None:
     """Load, warm up and validate one slot; print a JSON HealthReport (used by --isolate)."""
-    from device_agent.manifest import MANIFEST_NAME, Manifest
+    from device_agent.protocol.manifest import MANIFEST_NAME, Manifest
     from device_agent.update.health import HealthOptions, HealthReport, check_slot
 
     opts = HealthOptions(rtol=rtol, atol=atol, latency_budget_ms=latency_budget_ms)

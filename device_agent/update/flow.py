@@ -26,7 +26,8 @@ from device_agent.bundle import (
     verify_bundle,
 )
 from device_agent.errors import BundleError, EdgeError
-from device_agent.manifest import parse_semver
+from device_agent.protocol.manifest import parse_semver
+from device_agent.protocol.messages import DeployPhase
 from device_agent.update.health import HealthOptions, check_slot, check_slot_isolated
 from device_agent.update.store import LAST_UPDATE, ModelStore, slot_id, write_slot_files
 
@@ -35,21 +36,13 @@ SPACE_MARGIN = 64 * 1024
 
 
 class Step(str, Enum):
+    """The steps of an update, in order (a rejection names the one that failed)."""
     TRANSFER = "transfer"  # over the air only (device_agent.update.transport)
     VERIFY = "verify"
     EXTRACT = "extract"
     HEALTH = "health-check"
     SWITCH = "switch"
     REPORT = "report"
-
-
-class Status(str, Enum):
-    """The values reported on ``deploy/status`` for a finished update."""
-
-    ACTIVE = "active"
-    REJECTED = "rejected"
-    PROBATION_PASSED = "probation-passed"  # reported by the serving agent after ``active``
-    ROLLED_BACK = "rolled-back"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,7 +62,7 @@ class UpdatePolicy:
 class UpdateResult:
     """The outcome of one update, as reported."""
 
-    status: Status
+    status: DeployPhase
     reason: str
     step: Step
     name: str | None = None
@@ -77,6 +70,7 @@ class UpdateResult:
     slot: str | None = None
 
     def to_dict(self) -> dict[str, object]:
+        """The result as JSON-ready values (what ``edge-agent install`` prints)."""
         d = asdict(self)
         d["status"], d["step"] = self.status.value, self.step.value
         return d
@@ -116,14 +110,15 @@ class UpdateFlow:
         ]
 
     def run(self, bundle: str | Path) -> UpdateResult:
+        """Verify, stage, health-check and switch to ``bundle``; never raises for a bad bundle."""
         state = _State(Path(bundle))
         for step, fn in self._steps:
             try:
                 fn(state)
             except (EdgeError, OSError) as e:
                 self._discard(state)
-                return self._report(state, Status.REJECTED, step, f"{step.value}: {_reason(e)}")
-        return self._report(state, Status.ACTIVE, Step.REPORT, "ok")
+                return self._report(state, DeployPhase.REJECTED, step, f"{step.value}: {_reason(e)}")
+        return self._report(state, DeployPhase.ACTIVE, Step.REPORT, "ok")
 
     # steps --------------------------------------------------------------------------
     def _verify(self, s: _State) -> None:
@@ -195,7 +190,7 @@ class UpdateFlow:
         if s.staged is not None:
             shutil.rmtree(s.staged, ignore_errors=True)
 
-    def _report(self, s: _State, status: Status, step: Step, reason: str) -> UpdateResult:
+    def _report(self, s: _State, status: DeployPhase, step: Step, reason: str) -> UpdateResult:
         m = s.verified.manifest if s.verified else None
         result = UpdateResult(
             status, reason, step, m.name if m else None, m.version if m else None, s.sid
@@ -220,4 +215,4 @@ def _reason(e: BaseException) -> str:
     return str(e)
 
 
-__all__ = ["Checkpoint", "Status", "Step", "UpdateFlow", "UpdatePolicy", "UpdateResult"]
+__all__ = ["Checkpoint", "Step", "UpdateFlow", "UpdatePolicy", "UpdateResult"]

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from device_agent.errors import BundleError, EdgeError
-from device_agent.manifest import Manifest, TensorSpec
+from device_agent.protocol.manifest import Manifest, TensorSpec
 from device_agent.quant import dequantize, quantize
 
 
@@ -140,7 +140,7 @@ def check_slot(root: Path, manifest: Manifest, opts: HealthOptions) -> HealthRep
 
 def load_named_validation(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
     """The ``in.NAME`` inputs and ``y`` of a named validation set; ``None`` for the ``x`` form."""
-    from device_agent.validation import named_inputs
+    from device_agent.protocol.validation import named_inputs
 
     try:
         with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as z:
@@ -159,7 +159,7 @@ def _check_named(root: Path, manifest: Manifest, inputs: dict[str, np.ndarray], 
                  opts: HealthOptions) -> HealthReport:
     """Replay every recorded sample with its exact tensors (any number of inputs)."""
     from device_agent.engine import Engine
-    from device_agent.validation import replay
+    from device_agent.protocol.validation import replay
 
     try:
         model = Engine.from_bundle_dir(root, manifest).model
@@ -183,7 +183,7 @@ def _check_without_validation(root: Path, manifest: Manifest, opts: HealthOption
     declared dtype; the manifest's constants as declared); outputs must be finite."""
     from device_agent.engine import Engine
     from device_agent.feeds import constant_tensor
-    from device_agent.validation import replay
+    from device_agent.protocol.validation import replay
 
     try:
         model = Engine.from_bundle_dir(root, manifest).model

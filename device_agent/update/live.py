@@ -16,12 +16,13 @@ from collections.abc import Callable
 
 from device_agent.engine import Engine, EngineOptions
 from device_agent.errors import EdgeError
+from device_agent.protocol.messages import DeployPhase
 from device_agent.runtimes import RuntimeOptions
 from device_agent.serve import EngineRef
 from device_agent.sinks.base import Result
 from device_agent.sources.base import Reading
 from device_agent.update.agent import end_probation
-from device_agent.update.flow import Status, Step, UpdateResult
+from device_agent.update.flow import Step, UpdateResult
 from device_agent.update.probation import ProbationPolicy, Verdict, Window, WindowCounter, judge
 from device_agent.update.store import ModelStore
 
@@ -47,10 +48,12 @@ class LiveUpdates:
         self._seen = 0
 
     def on_result(self, result: Result) -> None:
+        """Count a served result for the model on probation."""
         self.counter.on_result(result)
         self._tick()
 
     def on_error(self, reading: Reading, reason: str) -> None:
+        """Count a failed reading for the model on probation."""
         self.counter.on_error(reading, reason)
         self._tick()
 
@@ -86,7 +89,7 @@ class LiveUpdates:
             self.baseline = None
             slot = self.store.current()
             m = slot.manifest if slot else None
-            self.report(UpdateResult(Status.PROBATION_PASSED, f"probation: {verdict.reason}", Step.REPORT,
+            self.report(UpdateResult(DeployPhase.PROBATION_PASSED, f"probation: {verdict.reason}", Step.REPORT,
                                      m.name if m else None, m.version if m else None, slot.id if slot else None))
         elif verdict.verdict == Verdict.REGRESSED:
             result = end_probation(self.store, self.baseline, self.counter.window(), self.policy)

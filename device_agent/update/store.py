@@ -30,7 +30,7 @@ from typing import Any
 
 from device_agent.bundle import SignatureCheck, atomic_write, fsync_dir
 from device_agent.errors import BundleError, EdgeError
-from device_agent.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, parse_semver
+from device_agent.protocol.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, parse_semver
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Over-the-air deployments through MQTT (paho): the device listener and the host sender.
 
-The protocol lives in :mod:`device_agent.update.chunks`; this module only moves its
+The protocol lives in :mod:`device_agent.protocol.chunks`; this module only moves its
 messages. The device keeps received chunks under ``STORE/transfers/<rollout>/`` (each
 written atomically after its hash is checked), so a transfer resumes after a dropped
 connection or a restart of the agent: it reports the indices it still misses and the
@@ -24,7 +24,7 @@ from typing import Any
 from device_agent.bundle import SignatureCheck, atomic_write
 from device_agent.errors import BundleError, EdgeError
 from device_agent.mqtt import BrokerOptions, MqttClient
-from device_agent.update.chunks import (
+from device_agent.protocol.chunks import (
     Assembly,
     Chunk,
     DeployStatus,
@@ -34,12 +34,13 @@ from device_agent.update.chunks import (
     split,
     status_topic,
 )
-from device_agent.update.flow import Checkpoint, Status, Step, UpdateFlow, UpdatePolicy, UpdateResult
+from device_agent.protocol.messages import DeployPhase, MessageError
+from device_agent.update.flow import Checkpoint, Step, UpdateFlow, UpdatePolicy, UpdateResult
 from device_agent.update.store import ModelStore
 
 log = logging.getLogger(__name__)
 TRANSFERS = "transfers"
-_STEP_STATUS = {Step.VERIFY: "verifying", Step.HEALTH: "health-check"}
+_STEP_STATUS = {Step.VERIFY: DeployPhase.VERIFYING, Step.HEALTH: DeployPhase.HEALTH_CHECK}
 
 
 class DeployListener:
@@ -68,6 +69,7 @@ class DeployListener:
 
     @property
     def transfers(self) -> Path:
+        """The folder holding partial transfers (resumed after a restart)."""
         return self.store.root / TRANSFERS
 
     def run(self, stop: threading.Event) -> None:
@@ -88,7 +90,7 @@ class DeployListener:
         if not self._ready.is_set():
             return  # run() asks for what is missing once it has read the disk
         for a in list(self.assemblies.values()):  # ask again for what a dropped link lost
-            self._publish(DeployStatus(a.offer.rollout, "downloading", version=a.offer.version,
+            self._publish(DeployStatus(a.offer.rollout, DeployPhase.DOWNLOADING, version=a.offer.version,
                                        missing=a.missing()))
 
     def _publish(self, s: DeployStatus) -> None:
@@ -110,7 +112,7 @@ class DeployListener:
                 self._chunk(Chunk.from_payload(payload))
             elif kind == "rollback":
                 self._rollback(RollbackRequest.from_payload(payload))
-        except BundleError as e:
+        except (BundleError, MessageError) as e:
             log.warning("deploy: %s", e)
 
     def _offer(self, offer: Offer) -> None:
@@ -118,8 +120,8 @@ class DeployListener:
         if a is None or a.offer != offer:
             try:
                 a = Assembly(offer, self.policy.max_bytes)
-            except BundleError as e:
-                self._publish(DeployStatus(offer.rollout, "rejected", f"transfer: {e}", offer.version))
+            except (BundleError, MessageError) as e:
+                self._publish(DeployStatus(offer.rollout, DeployPhase.REJECTED, f"transfer: {e}", offer.version))
                 return
             self.assemblies[offer.rollout] = a
             d = self.transfers / offer.rollout
@@ -130,22 +132,22 @@ class DeployListener:
     def report(self, result: UpdateResult) -> None:
         """Publish an outcome decided outside a transfer (a probation rollback)."""
         rollout = self.rollout_of_version.get(result.version or "", "local")
-        self._publish(DeployStatus(rollout, result.status.value, result.reason, result.version))
+        self._publish(DeployStatus(rollout, result.status, result.reason, result.version))
 
     def _rollback(self, req: RollbackRequest) -> None:
         cur = self.store.current()
         if req.version and (cur is None or cur.manifest.version != req.version):
             # This device never switched (or already went back): nothing to undo.
             have = cur.manifest.version if cur else "nothing"
-            self._publish(DeployStatus(req.rollout, "rolled-back",
+            self._publish(DeployStatus(req.rollout, DeployPhase.ROLLED_BACK,
                                        f"rollback requested: {req.reason}; already serving {have}", have))
             return
         try:
             slot = self.store.rollback()
         except EdgeError as e:
-            self._publish(DeployStatus(req.rollout, "rejected", f"rollback: {e}"))
+            self._publish(DeployStatus(req.rollout, DeployPhase.REJECTED, f"rollback: {e}"))
             return
-        self._publish(DeployStatus(req.rollout, "rolled-back", f"rollback requested: {req.reason}",
+        self._publish(DeployStatus(req.rollout, DeployPhase.ROLLED_BACK, f"rollback requested: {req.reason}",
                                    slot.manifest.version))
 
     def _chunk(self, c: Chunk) -> None:
@@ -163,7 +165,8 @@ class DeployListener:
     def _progress(self, a: Assembly) -> None:
         missing = a.missing()
         if missing:
-            self._publish(DeployStatus(a.offer.rollout, "downloading", version=a.offer.version, missing=missing))
+            self._publish(DeployStatus(a.offer.rollout, DeployPhase.DOWNLOADING, version=a.offer.version,
+                                       missing=missing))
             return
         self.rollout_of_version[a.offer.version] = a.offer.rollout
         result = self._install(a)
@@ -171,14 +174,14 @@ class DeployListener:
         # no leftovers of this transfer (the store already has the result).
         shutil.rmtree(self.transfers / a.offer.rollout, ignore_errors=True)
         self.assemblies.pop(a.offer.rollout, None)
-        self._publish(DeployStatus(a.offer.rollout, result.status.value, result.reason, a.offer.version))
+        self._publish(DeployStatus(a.offer.rollout, result.status, result.reason, a.offer.version))
 
     def _install(self, a: Assembly) -> UpdateResult:
         d = self.transfers / a.offer.rollout
         try:
             atomic_write(d / "bundle.edgepkg", a.assemble())
-        except (BundleError, OSError) as e:
-            return UpdateResult(Status.REJECTED, f"transfer: {e}", Step.TRANSFER)
+        except (BundleError, MessageError, OSError) as e:
+            return UpdateResult(DeployPhase.REJECTED, f"transfer: {e}", Step.TRANSFER)
         rollout, version = a.offer.rollout, a.offer.version
 
         def report(step: Step, i: int) -> None:
@@ -197,7 +200,7 @@ class DeployListener:
         for d in self.transfers.iterdir():
             try:
                 a = Assembly(Offer.from_payload((d / "offer.json").read_bytes()), self.policy.max_bytes)
-            except (OSError, BundleError):
+            except (OSError, BundleError, MessageError):
                 shutil.rmtree(d, ignore_errors=True)
                 continue
             for f in d.glob("*.chunk"):
@@ -206,7 +209,7 @@ class DeployListener:
                 expected = Chunk(a.offer.rollout, idx, _sha(data), data)
                 try:
                     a.check(expected)
-                except BundleError:
+                except (BundleError, MessageError):
                     f.unlink()
                     continue
                 a.parts[idx] = data
@@ -249,6 +252,7 @@ class DeployLink:
             raise EdgeError(f"broker {self.url}: no subscription acknowledgement for {topic}")
 
     def detach(self, session: _HostSession) -> None:
+        """Stop routing status messages to ``session``."""
         with self._lock:
             peers = self._sessions.get(status_topic(session.fleet, session.device), [])
             if session in peers:
@@ -257,7 +261,7 @@ class DeployLink:
     def _route(self, msg: Any) -> None:
         try:
             s = DeployStatus.from_payload(msg.payload)
-        except BundleError:
+        except MessageError:
             return
         with self._lock:
             targets = list(self._sessions.get(msg.topic, ()))
@@ -266,9 +270,11 @@ class DeployLink:
                 t.inbox.put(s)
 
     def publish(self, topic: str, payload: bytes) -> None:
+        """Publish ``payload`` on ``topic`` with QoS 1."""
         self.client.publish(topic, payload, qos=1)
 
     def close(self) -> None:
+        """Disconnect from the broker."""
         self.client.stop()
 
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from device_agent.manifest import Compression, Manifest, ModelFormat, OutputKind
+from device_agent.protocol.manifest import Compression, Manifest, ModelFormat, OutputKind
+from device_agent.protocol.validation import sample_budget, smallest_exact
 from device_agent.runtimes import load_model
 from device_agent.update.health import stored_inputs, validation_inputs
-from device_agent.validation import sample_budget, smallest_exact
 from edge_sdk.bundle.writer import ModelPayload, build_bundle
 from edge_sdk.recipe.result import Report
 from edge_sdk.report.render import report_paths, write_reports

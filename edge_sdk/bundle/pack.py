@@ -21,7 +21,8 @@ import tomllib
 
 from device_agent.errors import EdgeError
 from device_agent.feeds import Feeder, Value
-from device_agent.manifest import (
+from device_agent.preprocess import Pipeline
+from device_agent.protocol.manifest import (
     CarriedState,
     Compression,
     DetectionSpec,
@@ -30,11 +31,10 @@ from device_agent.manifest import (
     OutputKind,
     TensorSpec,
 )
-from device_agent.preprocess import Pipeline
+from device_agent.protocol.validation import pack_named, replay, sample_budget
 from device_agent.runtimes import format_of, load_model
 from device_agent.runtimes.model import Model
 from device_agent.state import StateStore
-from device_agent.validation import pack_named, replay, sample_budget
 
 
 @dataclass(frozen=True, kw_only=True)

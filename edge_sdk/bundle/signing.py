@@ -13,7 +13,7 @@ from pathlib import Path
 
 from device_agent.bundle import DEFAULT_MAX_BYTES
 from device_agent.errors import BundleError, EdgeError
-from device_agent.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest
+from device_agent.protocol.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest
 from device_agent.trust import PUBLIC_SUFFIX, TrustedKey, key_id
 from edge_sdk.bundle.writer import Signer, write_archive
 

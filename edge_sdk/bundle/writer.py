@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from device_agent.manifest import (
+from device_agent.protocol.manifest import (
     MANIFEST_NAME,
     RUNTIME_FOR_FORMAT,
     SIGNATURE_NAME,

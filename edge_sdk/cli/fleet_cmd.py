@@ -235,7 +235,7 @@ def _connected(broker: BrokerOptions) -> MqttClient:
 
 
 def _publish(client: MqttClient, new: list[Any]) -> None:
-    from device_agent.telemetry import topics
+    from device_agent.protocol import topics
 
     infos = [client.publish(topics.alerts(a.fleet), a.to_payload(), qos=1) for a in new]
     for info in infos:

@@ -32,7 +32,7 @@ def retire(
     """Drop DEVICE from the fleet's status and remove it from Home Assistant. Its stored
     telemetry stays (history); if it reports again it comes back."""
     from device_agent.errors import EdgeError
-    from device_agent.telemetry import topics
+    from device_agent.protocol import topics
     from edge_sdk.fleet import homeassistant as ha
     from edge_sdk.fleet.store import open_store
 

@@ -12,7 +12,7 @@ from device_agent.cli_support import check_output_file
 from edge_sdk.cli._common import BGR, GRAYSCALE, LAYOUT, MEAN, RESIZE, SCALE, STD, cli_errors, print_json
 
 if TYPE_CHECKING:
-    from device_agent.manifest import OutputKind
+    from device_agent.protocol.manifest import OutputKind
     from edge_sdk.passes.early_exit.keras import EarlyExitConfig
     from edge_sdk.recipe.compression import CompressionFlags
     from edge_sdk.recipe.pipeline import Recipe
@@ -223,7 +223,7 @@ def _early_exit(enabled: bool, at: str | None, fractions: str | None, criterion:
 
 def _output_kind(value: str, early_exit: bool) -> OutputKind:
     from device_agent.errors import EdgeError
-    from device_agent.manifest import OutputKind
+    from device_agent.protocol.manifest import OutputKind
 
     try:
         kind = OutputKind(value)

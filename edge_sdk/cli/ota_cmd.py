@@ -69,9 +69,10 @@ def flash(
     """Verify BUNDLE and install it into a model store offline, with an atomic switch."""
     from device_agent import __version__
     from device_agent.errors import EdgeError
+    from device_agent.protocol.messages import DeployPhase
     from device_agent.trust import TrustStore
     from device_agent.update.agent import keep_keys
-    from device_agent.update.flow import Status, UpdateFlow, UpdatePolicy
+    from device_agent.update.flow import UpdateFlow, UpdatePolicy
 
     check_output_dir(to, "model store")
     store = ModelStore(to).init()
@@ -84,7 +85,7 @@ def flash(
     )
     result = UpdateFlow(store, trust, policy).run(bundle)
     typer.echo(json.dumps(result.to_dict()))
-    if result.status != Status.ACTIVE:
+    if result.status != DeployPhase.ACTIVE:
         raise EdgeError(f"flash refused {bundle}: {result.reason}")
     keep_keys(key, store)
 

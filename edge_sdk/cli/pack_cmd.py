@@ -103,7 +103,7 @@ def pack(
 
 def _spec(cls: type[PackSpec], fields: dict[str, Any]) -> PackSpec:
     from device_agent.errors import EdgeError
-    from device_agent.manifest import Compression, OutputKind
+    from device_agent.protocol.manifest import Compression, OutputKind
 
     try:
         fields["output_kind"] = OutputKind(fields.get("output_kind", "classifier"))

@@ -42,7 +42,7 @@ def _member_bytes(bundle: Path) -> dict[str, bytes]:
 
 def signed_versions(bundle: Path, out: Path, versions: tuple[str, ...]) -> tuple[Path, list[Path]]:
     """A fresh key pair in ``out`` and ``bundle`` re-versioned and signed once per version."""
-    from device_agent.manifest import MANIFEST_NAME, Manifest
+    from device_agent.protocol.manifest import MANIFEST_NAME, Manifest
     from edge_sdk.bundle.signing import load_signer, new_key_pair
     from edge_sdk.bundle.writer import write_bundle
 
@@ -153,8 +153,9 @@ def _flash(bundle: Path, store_dir: Path, public_key: Path) -> None:
     import shutil
 
     from device_agent import __version__
+    from device_agent.protocol.messages import DeployPhase
     from device_agent.update.agent import trust_for
-    from device_agent.update.flow import Status, UpdateFlow, UpdatePolicy
+    from device_agent.update.flow import UpdateFlow, UpdatePolicy
     from device_agent.update.store import ModelStore
 
     shutil.rmtree(store_dir, ignore_errors=True)
@@ -162,7 +163,7 @@ def _flash(bundle: Path, store_dir: Path, public_key: Path) -> None:
     store.keys_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(public_key, store.keys_dir / "demo.pub")
     result = UpdateFlow(store, trust_for(store), UpdatePolicy(agent_version=__version__)).run(bundle)
-    if result.status != Status.ACTIVE:
+    if result.status != DeployPhase.ACTIVE:
         raise EdgeError(f"demo ota: flashing {bundle.name} failed: {result.reason}")
 
 

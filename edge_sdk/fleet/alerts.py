@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from device_agent.telemetry.messages import Alert, AlertKind, Severity
+from device_agent.protocol.messages import Alert, AlertKind, Severity
 
 Row = dict[str, Any]
 Keyed = tuple[str, Alert]

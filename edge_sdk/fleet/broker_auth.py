@@ -23,7 +23,7 @@ from enum import Enum
 from pathlib import Path
 
 from device_agent.errors import EdgeError
-from device_agent.telemetry import topics
+from device_agent.protocol import topics
 
 # Patterns apply to every user. For a role user (no "/" in the name) they expand to
 # 4-level topics such as edge/v1/collector/state, which are no device's topics.

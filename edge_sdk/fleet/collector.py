@@ -20,8 +20,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 from device_agent.mqtt import BrokerOptions
-from device_agent.telemetry import topics
-from device_agent.telemetry.messages import (
+from device_agent.protocol import topics
+from device_agent.protocol.messages import (
     MAX_PAYLOAD,
     DeployStatus,
     MessageError,

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from device_agent.telemetry import topics
+from device_agent.protocol import topics
 from edge_sdk.fleet.series import chart_step
 from edge_sdk.fleet.store import Store
 

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from device_agent.errors import EdgeError
-from device_agent.telemetry import topics
+from device_agent.protocol import topics
 
 DEFAULT_PREFIX = "homeassistant"
 _LEVEL = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from device_agent.errors import EdgeError
-from device_agent.telemetry.messages import (
+from device_agent.protocol.messages import (
     WINDOW_FIELDS,
     Alert,
     DeployStatus,

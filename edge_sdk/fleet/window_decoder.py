@@ -1,6 +1,6 @@
 """Telemetry payload → validated row values in one C pass (msgspec), for the collector.
 
-The rules are :mod:`device_agent.telemetry.messages`' (the struct below is built from
+The rules are :mod:`device_agent.protocol.messages`' (the struct below is built from
 its ``WINDOW_KINDS``); msgspec only runs them faster. Anything it refuses goes through
 the reference path (orjson and the Python checks), which either accepts it — msgspec is
 stricter in a few corners, such as ``1.0`` for an integer — or raises the
@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 import orjson
 
-from device_agent.telemetry.messages import (
+from device_agent.protocol.messages import (
     LIMIT,
     VERSION,
     WINDOW_FIELDS,

@@ -22,7 +22,7 @@ import numpy as np
 
 from device_agent.errors import EdgeError
 from device_agent.feeds import Feeder, constant_tensor, fix_shapes
-from device_agent.manifest import TensorSpec
+from device_agent.protocol.manifest import TensorSpec
 from device_agent.runtimes.model import Model
 from device_agent.stats import percentiles
 

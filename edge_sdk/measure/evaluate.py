@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from device_agent.errors import EdgeError, InputError
-from device_agent.manifest import ModelFormat
+from device_agent.protocol.manifest import ModelFormat
 from device_agent.runtimes import load_model
 from edge_sdk.model.data import Dataset, fit_to_shape, load_dataset
 
@@ -441,8 +441,8 @@ def _evaluate_tensors(path: Path, data: str | Path | Dataset | None, named: dict
 def _against_recorded(path: Path, cfg: EvalConfig) -> EvalResult | None:
     """A packed bundle without ``--data``: its named validation set replayed here against
     the outputs recorded when it was built (``None`` for any other artifact)."""
+    from device_agent.protocol.validation import replay
     from device_agent.update.health import load_named_validation
-    from device_agent.validation import replay
 
     if path.suffix.lower() != ".edgepkg" or not path.is_file():
         return None

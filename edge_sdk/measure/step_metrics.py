@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from device_agent.manifest import Compression, ModelFormat
+from device_agent.protocol.manifest import Compression, ModelFormat
 from edge_sdk.bundle.writer import compress
 from edge_sdk.measure.timing import measure_artifact
 from edge_sdk.model.kind import ModelKind

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from device_agent.errors import EdgeError
-from device_agent.manifest import TensorSpec
+from device_agent.protocol.manifest import TensorSpec
 from edge_sdk.model import analysis
 
 

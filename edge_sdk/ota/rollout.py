@@ -19,7 +19,7 @@ from enum import Enum
 from typing import Any
 
 from device_agent.errors import EdgeError
-from device_agent.update.chunks import DeployStatus
+from device_agent.protocol.chunks import DeployStatus
 
 # send(device, wait_for_probation) → the device's final (or settled) status
 Send = Callable[[str, bool], DeployStatus]
@@ -107,7 +107,7 @@ def _phase(rec: RolloutRecord, devices: tuple[str, ...], send: Send, probation: 
     def one(d: str) -> bool:
         try:
             s = send(d, probation)
-            status, reason = s.status, s.reason
+            status, reason = s.status.value, s.reason
         except EdgeError as e:
             status, reason = "unreachable", str(e)
         with lock:
@@ -127,7 +127,7 @@ def _halt(rec: RolloutRecord, canaries: tuple[str, ...], rollback: Rollback, loc
             continue
         try:
             s = rollback(d)
-            status, reason = s.status, s.reason
+            status, reason = s.status.value, s.reason
         except EdgeError as e:
             status, reason = "unreachable", f"rollback failed: {e}"
         with lock:

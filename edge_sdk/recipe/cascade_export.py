@@ -34,7 +34,7 @@ import numpy as np
 
 from device_agent.engine import Engine
 from device_agent.exit_policy import rules_from_manifest
-from device_agent.manifest import ExitStage, ModelFormat
+from device_agent.protocol.manifest import ExitStage, ModelFormat
 from device_agent.runtimes import load_model
 from edge_sdk.model.data import Dataset
 from edge_sdk.passes.base import Progress, no_progress

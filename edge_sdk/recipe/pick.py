@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from device_agent.errors import EdgeError
-from device_agent.manifest import Compression, ModelFormat
+from device_agent.protocol.manifest import Compression, ModelFormat
 from edge_sdk.bundle.assembly import candidates_dir
 
 

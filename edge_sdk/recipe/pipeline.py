@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from device_agent.errors import EdgeError
-from device_agent.manifest import Compression, ModelFormat, OutputKind, parse_semver
+from device_agent.protocol.manifest import Compression, ModelFormat, OutputKind, parse_semver
 from device_agent.runtimes import load_model
 from edge_sdk.measure.evaluate import artifact_accuracy, keras_accuracy
 from edge_sdk.measure.step_metrics import StepSize, codec, model_size

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from device_agent.manifest import ExitStage, ModelFormat
+from device_agent.protocol.manifest import ExitStage, ModelFormat
 from edge_sdk.measure.timing import Measurement
 from edge_sdk.passes.quantize.base import Attempt, Decision
 

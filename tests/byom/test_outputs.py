@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from device_agent.errors import InputError
-from device_agent.manifest import DetectionSpec, OutputKind, TensorSpec
 from device_agent.outputs import box_iou, decode
+from device_agent.protocol.manifest import DetectionSpec, OutputKind, TensorSpec
 
 SPECS = (TensorSpec("boxes", (1, 4, 4), "float32"), TensorSpec("scores", (1, 4, 3), "float32"))
 

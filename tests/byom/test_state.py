@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from device_agent.bundle import read_manifest
 from device_agent.loader import opened_bundle
-from device_agent.manifest import CarriedState, TensorSpec
+from device_agent.protocol.manifest import CarriedState, TensorSpec
 from device_agent.state import StateStore
 from device_agent.update.health import HealthOptions, check_slot
 from edge_sdk.cli import app

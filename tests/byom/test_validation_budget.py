@@ -10,7 +10,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from device_agent.bundle import read_manifest
-from device_agent.validation import sample_budget, smallest_exact
+from device_agent.protocol.validation import sample_budget, smallest_exact
 from edge_sdk.cli import app
 from tests.byom.conftest import Byom
 

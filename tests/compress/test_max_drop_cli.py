@@ -9,7 +9,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from device_agent.bundle import open_bundle
-from device_agent.manifest import ModelFormat
+from device_agent.protocol.manifest import ModelFormat
 from edge_sdk.cli import app
 
 STEP_FIELDS = {"step", "accuracy", "params", "macs", "bytes", "compressed_bytes", "latency_p50_ms", "note"}

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from device_agent.bundle import open_bundle
 from device_agent.engine import Engine
-from device_agent.manifest import ModelFormat
+from device_agent.protocol.manifest import ModelFormat
 from edge_sdk.cli import app
 
 

@@ -177,7 +177,7 @@ def test_keras_exported_onnx_prunes_the_chains_it_understands(cnn: Any, digits: 
 def test_palettized_onnx_runs_in_onnx_runtime(onnx_digits: Any, digits: Any, tmp_path: Path) -> None:
     import onnx
 
-    from device_agent.manifest import Compression
+    from device_agent.protocol.manifest import Compression
     from edge_sdk.bundle.writer import compress
     from edge_sdk.passes.share.onnx import OnnxShareConfig, OnnxSharePass
 

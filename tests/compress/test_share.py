@@ -122,13 +122,13 @@ def _int8_kernels(interp: Any, model: Any) -> dict[str, np.ndarray]:
 
 
 def _zstd() -> Any:
-    from device_agent.manifest import Compression
+    from device_agent.protocol.manifest import Compression
 
     return Compression.ZSTD
 
 
 def _deflate() -> Any:
-    from device_agent.manifest import Compression
+    from device_agent.protocol.manifest import Compression
 
     return Compression.DEFLATE
 

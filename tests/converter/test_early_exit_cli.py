@@ -14,7 +14,7 @@ import pytest
 
 from device_agent.bundle import open_bundle, read_manifest
 from device_agent.errors import EdgeError
-from device_agent.manifest import ModelFormat
+from device_agent.protocol.manifest import ModelFormat
 from tests.converter.conftest import run_cli
 
 

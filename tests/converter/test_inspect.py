@@ -55,7 +55,7 @@ def test_onnx(onnx_cnn: Path, keras_info: dict[str, Any]) -> None:
 def test_bundle_and_its_tflite(optimized: Optimized, tmp_path: Path,
                                keras_info: dict[str, Any]) -> None:
     from device_agent.bundle import open_bundle
-    from device_agent.manifest import ModelFormat
+    from device_agent.protocol.manifest import ModelFormat
 
     info = _inspect(optimized.bundle)
     assert info["kind"] == "edgepkg" and info["targets"] == ["tflite", "onnx"]

@@ -15,7 +15,7 @@ from tests.converter.conftest import Optimized
 
 def test_measure_tflite_isolated(optimized: Optimized, digits: Any, tmp_path: Path) -> None:
     from device_agent.bundle import open_bundle
-    from device_agent.manifest import ModelFormat
+    from device_agent.protocol.manifest import ModelFormat
 
     b = open_bundle(optimized.bundle, tmp_path / "b")
     m = measure_artifact(b.model_path(ModelFormat.TFLITE), digits.x_test, runs=20, batch=8)

@@ -11,7 +11,7 @@ import pytest
 
 from device_agent.bundle import open_bundle
 from device_agent.engine import Engine
-from device_agent.manifest import ModelFormat
+from device_agent.protocol.manifest import ModelFormat
 from tests.converter.conftest import Optimized, run_cli
 
 

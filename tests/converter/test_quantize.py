@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from device_agent.errors import EdgeError
-from device_agent.manifest import ModelFormat
+from device_agent.protocol.manifest import ModelFormat
 from edge_sdk.measure.evaluate import artifact_accuracy
 from edge_sdk.model.data import load_dataset
 from edge_sdk.passes.quantize.base import QuantizeConfig

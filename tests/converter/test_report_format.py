@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from device_agent.manifest import ModelFormat
+from device_agent.protocol.manifest import ModelFormat
 from edge_sdk.passes.quantize.base import Attempt, Decision, QuantizeConfig
 from edge_sdk.recipe.result import Comparison, ModelMetrics, Report, StepRecord, TargetResult
 from edge_sdk.report.render import (

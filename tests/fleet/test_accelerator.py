@@ -8,7 +8,7 @@ from tests.fleet.conftest import wait_for
 
 def test_birth_names_the_accelerator_after_a_delegate_fell_back(tiny_model, broker, procs, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from device_agent.mqtt import BrokerOptions, MqttClient
-    from device_agent.telemetry.messages import State
+    from device_agent.protocol.messages import State
 
     mq = broker()
     seen: list[State] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from device_agent.telemetry.messages import AlertKind
+from device_agent.protocol.messages import AlertKind
 from edge_sdk.fleet.alerts import AlertRules, evaluate
 
 

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from device_agent.mqtt import BrokerOptions, MqttClient
-from device_agent.telemetry.messages import Alert, DeployPhase, DeployStatus, State, Status, TelemetryWindow
+from device_agent.protocol.messages import Alert, DeployPhase, DeployStatus, State, Status, TelemetryWindow
 from edge_sdk.cli import app
 from edge_sdk.fleet.store import Batch, open_store
 from tests.fleet.conftest import ENV, wait_for

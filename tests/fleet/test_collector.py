@@ -16,8 +16,8 @@ import psycopg
 import pytest
 
 from device_agent.mqtt import BrokerOptions, MqttClient
-from device_agent.telemetry import topics
-from device_agent.telemetry.messages import MAX_PAYLOAD, TelemetryWindow
+from device_agent.protocol import topics
+from device_agent.protocol.messages import MAX_PAYLOAD, TelemetryWindow
 from tests.fleet.conftest import REPO, sqlite_rows, wait_for
 from tests.fleet.test_reliability import collector_up
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from device_agent.mqtt import BrokerOptions, MqttClient
-from device_agent.telemetry import topics
-from device_agent.telemetry.messages import DeployPhase, DeployStatus, State, Status, TelemetryWindow
+from device_agent.protocol import topics
+from device_agent.protocol.messages import DeployPhase, DeployStatus, State, Status, TelemetryWindow
 from edge_sdk.fleet.store import open_store
 from tests.fleet.conftest import ENV, REPO, sqlite_rows, wait_for
 from tests.fleet.test_reliability import collector_up

@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 from device_agent.mqtt import BrokerOptions, MqttClient
-from device_agent.telemetry import topics
-from device_agent.telemetry.messages import State, Status, TelemetryWindow
+from device_agent.protocol import topics
+from device_agent.protocol.messages import State, Status, TelemetryWindow
 from edge_sdk.fleet import homeassistant as ha
 from tests.fleet.conftest import ENV, wait_for
 from tests.fleet.test_reliability import collector_up

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from device_agent.errors import EdgeError
-from device_agent.telemetry import topics
-from device_agent.telemetry.messages import (
+from device_agent.protocol import topics
+from device_agent.protocol.messages import (
     MAX_PAYLOAD,
     WINDOW_FIELDS,
     Alert,

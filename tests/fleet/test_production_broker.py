@@ -16,8 +16,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from typer.testing import CliRunner
 
-from device_agent.telemetry import topics
-from device_agent.telemetry.messages import State, Status, TelemetryWindow
+from device_agent.protocol import topics
+from device_agent.protocol.messages import State, Status, TelemetryWindow
 from edge_sdk.cli import app
 from tests.fleet.conftest import REPO, wait_for
 from tests.support.production_broker import (  # noqa: F401  (the fixture)

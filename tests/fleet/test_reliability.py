@@ -12,8 +12,8 @@ from typing import Any
 
 import paho.mqtt.subscribe as paho_subscribe
 
-from device_agent.telemetry import topics
-from device_agent.telemetry.messages import State, Status
+from device_agent.protocol import topics
+from device_agent.protocol.messages import State, Status
 from tests.fleet.conftest import Procs, outbox_seqs, sqlite_rows, wait_for
 
 OUTAGE_S = 30  # as the issue asks: long enough for a keepalive to expire and the outbox to fill
@@ -198,7 +198,7 @@ def test_unclean_loss_goes_offline_via_will(tiny_model, broker, procs, tmp_path)
 
 def test_clean_stop_is_offline_at_once_without_will(tiny_model, broker, procs, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from device_agent.mqtt import BrokerOptions, MqttClient
-    from device_agent.telemetry.messages import State
+    from device_agent.protocol.messages import State
 
     keepalive = 2
     mq, db = broker(), tmp_path / "fleet.db"

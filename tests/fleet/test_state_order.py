@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from device_agent.telemetry.messages import State, Status
+from device_agent.protocol.messages import State, Status
 from edge_sdk.fleet.store import Batch, open_store
 
 

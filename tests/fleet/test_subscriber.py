@@ -10,7 +10,7 @@ import time
 import pytest
 
 from device_agent.mqtt import BrokerOptions, MqttClient
-from device_agent.telemetry.messages import MessageError, State
+from device_agent.protocol.messages import MessageError, State
 from edge_sdk.fleet.subscriber import Subscriber
 from edge_sdk.fleet.window_decoder import decode_window
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from device_agent.mqtt import BrokerOptions, MqttClient
-from device_agent.telemetry import topics
+from device_agent.protocol import topics
 from edge_sdk.fleet.mosquitto import free_port
 from tests.fleet.conftest import ENV, wait_for
 from tests.fleet.test_tls import pki  # noqa: F401 - the fixture

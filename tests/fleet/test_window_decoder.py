@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from device_agent.telemetry.messages import (
+from device_agent.protocol.messages import (
     WINDOW_KINDS,
     MessageError,
     TelemetryWindow,

@@ -41,7 +41,7 @@ def _tflite(model_path: Path, out: Path, calib: np.ndarray | None) -> Path:
 
 
 def _bundle(out: Path, *models: Path, validation: bytes | None = None) -> Path:
-    from device_agent.manifest import ModelFormat
+    from device_agent.protocol.manifest import ModelFormat
     from device_agent.runtimes import load_model
     from edge_sdk.bundle.writer import ModelPayload, build_bundle
 

@@ -205,7 +205,7 @@ def test_pure_top1_accuracy_agreement() -> None:
 def test_a_bundle_without_labels_reports_agreement_with_its_recorded_outputs(tmp_path: Path) -> None:
     """An ``edge optimize`` bundle's validation set holds the outputs the model gave at
     build time, not labels: eval replays it and says it measured agreement, not accuracy."""
-    from device_agent.manifest import ModelFormat, TensorSpec
+    from device_agent.protocol.manifest import ModelFormat, TensorSpec
     from edge_sdk.bundle.writer import ModelPayload, build_bundle
     from tests.ota.conftest import onnx_model, reference_outputs, validation_npz
 

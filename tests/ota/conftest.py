@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device_agent.manifest import ModelFormat, TensorSpec
+from device_agent.protocol.manifest import ModelFormat, TensorSpec
 from edge_sdk.bundle.signing import KeyPair, load_signer, new_key_pair
 from edge_sdk.bundle.writer import ModelPayload, build_bundle
 

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from device_agent.config import KEYS, env_name, from_env, load_config, merge, read_file
+from device_agent.config import KEYS, env_name, from_env, load_config, merge, read_file, read_password
 from device_agent.errors import EdgeError
-from device_agent.mqtt import read_password
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "tools" / "agent.toml"

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from device_agent.mqtt import BrokerOptions
+from device_agent.protocol.chunks import split
 from device_agent.update.agent import PAUSE_ENV
-from device_agent.update.chunks import split
 from device_agent.update.store import ModelStore
 from device_agent.update.transport import _HostSession, send_bundle
 from edge_sdk.fleet.mosquitto import Mosquitto

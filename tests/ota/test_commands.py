@@ -11,8 +11,8 @@ import numpy as np
 from typer.testing import CliRunner
 
 from device_agent.cli import app as agent_app
+from device_agent.protocol.messages import DeployPhase
 from device_agent.update.agent import end_probation, engine_for_store
-from device_agent.update.flow import Status
 from device_agent.update.probation import ProbationPolicy, Verdict, Window, WindowCounter, judge
 from device_agent.update.store import ModelStore
 from edge_sdk.cli import app as edge_app
@@ -111,12 +111,12 @@ def test_probation_rolls_back_a_less_confident_model(store_dir: Path, factory: F
     flat = factory.bundle("1.1.0", seed=0, name="flat.edgepkg",
                           model=_scaled(good_w * 0.01, good_b * 0.01),
                           validation=_val(factory, good_w * 0.01, good_b * 0.01))
-    assert install(store_dir, sharp).status == Status.ACTIVE
+    assert install(store_dir, sharp).status == DeployPhase.ACTIVE
     before = _serve_window(store_dir, digits_npz)
-    assert install(store_dir, flat).status == Status.ACTIVE
+    assert install(store_dir, flat).status == DeployPhase.ACTIVE
     after = _serve_window(store_dir, digits_npz)
     res = end_probation(ModelStore(store_dir), before, after, ProbationPolicy(min_samples=40))
-    assert res is not None and res.status == Status.ROLLED_BACK, res
+    assert res is not None and res.status == DeployPhase.ROLLED_BACK, res
     assert "mean confidence fell" in res.reason and res.version == "1.1.0"
     store = ModelStore(store_dir)
     assert store.current().manifest.version == "1.0.0"  # type: ignore[union-attr]

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from device_agent import __version__
+from device_agent.protocol.messages import DeployPhase
 from device_agent.update.agent import engine_for_store, trust_for
-from device_agent.update.flow import Status, UpdateFlow, UpdatePolicy, UpdateResult
+from device_agent.update.flow import UpdateFlow, UpdatePolicy, UpdateResult
 from device_agent.update.health import HealthOptions
 from device_agent.update.store import ModelStore
 from edge_sdk.bundle.signing import new_key_pair
@@ -42,12 +43,12 @@ def serving_version(store_dir: Path, x: np.ndarray) -> str:
 def serving(store_dir: Path, factory: Factory) -> Path:
     """A store serving version 1.0.0."""
     res = install(store_dir, factory.bundle("1.0.0"))
-    assert res.status == Status.ACTIVE, res.reason
+    assert res.status == DeployPhase.ACTIVE, res.reason
     return store_dir
 
 
 def assert_rejected(store_dir: Path, factory: Factory, res: UpdateResult, cause: str) -> None:
-    assert res.status == Status.REJECTED, res
+    assert res.status == DeployPhase.REJECTED, res
     assert cause.lower() in res.reason.lower(), res.reason
     assert serving_version(store_dir, factory.x) == "1.0.0"
     assert not any((store_dir / "staging").iterdir()), "staging left behind"
@@ -55,7 +56,7 @@ def assert_rejected(store_dir: Path, factory: Factory, res: UpdateResult, cause:
 
 def test_update_switches_and_keeps_previous(serving: Path, factory: Factory) -> None:
     res = install(serving, factory.bundle("1.1.0", seed=1))
-    assert res.status == Status.ACTIVE, res.reason
+    assert res.status == DeployPhase.ACTIVE, res.reason
     store = ModelStore(serving)
     assert serving_version(serving, factory.x) == "1.1.0"
     assert store.floor() == "1.1.0"
@@ -105,13 +106,13 @@ def test_unknown_key(serving: Path, factory: Factory, tmp_path: Path) -> None:
 
 
 def test_downgrade_refused_unless_allowed(serving: Path, factory: Factory) -> None:
-    assert install(serving, factory.bundle("1.2.0", seed=2)).status == Status.ACTIVE
+    assert install(serving, factory.bundle("1.2.0", seed=2)).status == DeployPhase.ACTIVE
     old = factory.bundle("1.0.5", seed=3)
     res = install(serving, old)
-    assert res.status == Status.REJECTED and "downgrade refused" in res.reason
+    assert res.status == DeployPhase.REJECTED and "downgrade refused" in res.reason
     assert "floor 1.2.0" in res.reason
     assert serving_version(serving, factory.x) == "1.2.0"
-    assert install(serving, old, allow_downgrade=True).status == Status.ACTIVE
+    assert install(serving, old, allow_downgrade=True).status == DeployPhase.ACTIVE
     assert serving_version(serving, factory.x) == "1.0.5"
 
 
@@ -204,7 +205,7 @@ def test_truncated_transfer(serving: Path, factory: Factory, tmp_path: Path) -> 
         part = tmp_path / f"part-{cut}.edgepkg"
         part.write_bytes(data[:cut])
         res = install(serving, part)
-        assert res.status == Status.REJECTED, cut
+        assert res.status == DeployPhase.REJECTED, cut
         causes = ("truncated", "not a readable bundle", "no manifest")
         assert any(c in res.reason for c in causes), res.reason
     assert_rejected(serving, factory, res, "verify:")
@@ -232,7 +233,7 @@ def test_health_check_latency_budget(serving: Path, factory: Factory) -> None:
 
 def test_model_runtime_cannot_parse(serving: Path, factory: Factory) -> None:
     res = install(serving, factory.bundle("1.1.0", model=b"\x08\x07" + b"\xff" * 64, name="junk.edgepkg"))
-    assert res.status == Status.REJECTED
+    assert res.status == DeployPhase.REJECTED
     assert "onnx" in res.reason.lower(), res.reason
     assert serving_version(serving, factory.x) == "1.0.0"
 
@@ -253,7 +254,7 @@ def test_full_disk(tiny_disk: Path, factory: Factory) -> None:
     store = tiny_disk / "store"
     (store / "keys").mkdir(parents=True)
     (store / "keys" / "fleet.pub").write_bytes(factory.key.public.read_bytes())
-    assert install(store, factory.bundle("1.0.0")).status == Status.ACTIVE
+    assert install(store, factory.bundle("1.0.0")).status == DeployPhase.ACTIVE
     filler = tiny_disk / "filler"
     free = os.statvfs(tiny_disk).f_bavail * os.statvfs(tiny_disk).f_frsize
     filler.write_bytes(b"\0" * max(0, free - 8192))
@@ -265,7 +266,7 @@ def test_full_disk(tiny_disk: Path, factory: Factory) -> None:
 def test_bundle_without_validation_gets_a_reduced_check(serving: Path, factory: Factory, tmp_path: Path) -> None:
     """Bundles from `edge optimize` carry no validation set yet: load, finite outputs and
     latency are still checked, and a NaN model is still refused."""
-    from device_agent.manifest import ModelFormat, TensorSpec
+    from device_agent.protocol.manifest import ModelFormat, TensorSpec
     from edge_sdk.bundle.signing import load_signer
     from edge_sdk.bundle.writer import ModelPayload, build_bundle
 
@@ -278,9 +279,9 @@ def test_bundle_without_validation_gets_a_reduced_check(serving: Path, factory: 
 
     w, b = factory.weights(0)
     ok = install(serving, bundle("plain.edgepkg", w, b, "1.1.0"))
-    assert ok.status == Status.ACTIVE, ok.reason
+    assert ok.status == DeployPhase.ACTIVE, ok.reason
     w2 = w.copy()
     w2[:, 0] = np.nan
     res = install(serving, bundle("plain-nan.edgepkg", w2, b, "1.2.0"))
-    assert res.status == Status.REJECTED and "NaN" in res.reason, res.reason
+    assert res.status == DeployPhase.REJECTED and "NaN" in res.reason, res.reason
     assert serving_version(serving, factory.x) == "1.1.0"

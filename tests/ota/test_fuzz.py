@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from device_agent.bundle import verify_bundle
 from device_agent.errors import BundleError
-from device_agent.manifest import Manifest
 from device_agent.onnx_check import external_data_locations
+from device_agent.protocol.manifest import Manifest
 from device_agent.trust import TrustStore
 
 from .conftest import SUMMARY, Factory

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device_agent.update.flow import Status
+from device_agent.protocol.messages import DeployPhase
 from device_agent.update.health import HealthOptions
 
 from .conftest import Factory, reference_outputs, validation_npz
@@ -80,13 +80,13 @@ def _val(factory: Factory) -> bytes:
 
 @pytest.fixture
 def serving(store_dir: Path, factory: Factory) -> Path:
-    assert install(store_dir, factory.bundle("1.0.0")).status == Status.ACTIVE
+    assert install(store_dir, factory.bundle("1.0.0")).status == DeployPhase.ACTIVE
     return store_dir
 
 
 def test_isolated_check_passes_a_good_model(serving: Path, factory: Factory) -> None:
     res = install(serving, factory.bundle("1.1.0", seed=1), isolate=True)
-    assert res.status == Status.ACTIVE, res.reason
+    assert res.status == DeployPhase.ACTIVE, res.reason
 
 
 def test_memory_bomb_is_contained(serving: Path, factory: Factory) -> None:
@@ -94,7 +94,7 @@ def test_memory_bomb_is_contained(serving: Path, factory: Factory) -> None:
                             name="bomb.edgepkg")
     res = install(serving, bundle, isolate=True,
                   health=HealthOptions(memory_limit_mb=1024, timeout_s=60))
-    assert res.status == Status.REJECTED
+    assert res.status == DeployPhase.REJECTED
     assert "health check failed" in res.reason
     assert "failed to allocate memory" in res.reason.lower(), res.reason
     assert_rejected(serving, factory, res, "health")

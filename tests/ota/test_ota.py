@@ -18,8 +18,8 @@ import pytest
 
 from device_agent.errors import BundleError
 from device_agent.mqtt import BrokerOptions
+from device_agent.protocol.chunks import Assembly, Chunk, DeployStatus, Offer, split
 from device_agent.update.agent import PAUSE_ENV
-from device_agent.update.chunks import Assembly, Chunk, DeployStatus, Offer, split
 from device_agent.update.store import ModelStore
 from device_agent.update.transport import send_bundle, send_rollback
 
@@ -106,8 +106,8 @@ def test_chunk_protocol_rejects_corruption() -> None:
 
 def test_status_is_the_fleet_deploy_status_message() -> None:
     """The collector parses what the agent publishes; long reasons fit the 256-char cap."""
-    from device_agent.telemetry.messages import DeployPhase
-    from device_agent.telemetry.messages import DeployStatus as FleetStatus
+    from device_agent.protocol.messages import DeployPhase
+    from device_agent.protocol.messages import DeployStatus as FleetStatus
 
     s = DeployStatus("r1", "rejected", "verify: " + "x" * 400 + " downgrade refused", "1.0.0", (1, 2), "pi-01", 5.0)
     fleet = FleetStatus.from_payload(s.to_payload())

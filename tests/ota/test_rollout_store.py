@@ -9,7 +9,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from device_agent.telemetry.messages import DeployPhase, DeployStatus
+from device_agent.protocol.messages import DeployPhase, DeployStatus
 from edge_sdk.cli import app
 from edge_sdk.fleet import schema
 from edge_sdk.fleet.store import Batch, Store, open_store

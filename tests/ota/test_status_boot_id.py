@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from device_agent.telemetry.messages import DeployStatus as FleetStatus
-from device_agent.update.chunks import DeployStatus
+from device_agent.protocol.chunks import DeployStatus
+from device_agent.protocol.messages import DeployStatus as FleetStatus
 
 
 def test_deploy_status_carries_the_boot_id() -> None:

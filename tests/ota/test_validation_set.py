@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from device_agent.errors import BundleError
-from device_agent.manifest import MANIFEST_NAME, Manifest, TensorSpec
+from device_agent.protocol.manifest import MANIFEST_NAME, Manifest, TensorSpec
+from device_agent.protocol.messages import DeployPhase
 from device_agent.quant import quantize
-from device_agent.update.flow import Status
 from device_agent.update.health import (
     HealthOptions,
     check_slot,
@@ -79,7 +79,7 @@ def test_health_check_replays_the_validation_set(signed_optimized: tuple[Path, K
     bundle, key = signed_optimized
     store = _store(tmp_path, key)
     res = install(store, bundle)
-    assert res.status == Status.ACTIVE, res.reason
+    assert res.status == DeployPhase.ACTIVE, res.reason
     slot = ModelStore(store).current()
     assert slot is not None
     report = check_slot(slot.root, slot.manifest, HealthOptions())
@@ -132,9 +132,9 @@ def test_tampered_validation_output_is_rejected(signed_optimized: tuple[Path, Ke
                        validation_size=len(buf.getvalue()))
     bad = write_bundle(tmp_path / "bad.edgepkg", manifest, members, signer=load_signer(key.private))
     store = _store(tmp_path, key)
-    assert install(store, bundle).status == Status.ACTIVE
+    assert install(store, bundle).status == DeployPhase.ACTIVE
     res = install(store, bad)
-    assert res.status == Status.REJECTED, res
+    assert res.status == DeployPhase.REJECTED, res
     assert "outputs disagree with the recorded validation outputs" in res.reason, res.reason
     current = ModelStore(store).current()
     assert current is not None and current.manifest.version == "1.0.0"

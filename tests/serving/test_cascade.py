@@ -13,7 +13,7 @@ from device_agent.bundle import read_manifest
 from device_agent.engine import EngineOptions
 from device_agent.errors import BundleError, EdgeError
 from device_agent.loader import engine_for
-from device_agent.manifest import ExitStage, ModelFormat
+from device_agent.protocol.manifest import ExitStage, ModelFormat
 from device_agent.runtimes import load_model
 from edge_sdk.bundle.writer import write_bundle
 from tests.conftest import DigitsSplit

@@ -15,7 +15,7 @@ from device_agent.exit_policy import (
     parse_threshold_options,
     rules_from_manifest,
 )
-from device_agent.manifest import ExitStage
+from device_agent.protocol.manifest import ExitStage
 
 P = np.array([[1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3], [0.6, 0.3, 0.1]], dtype=np.float32)
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from device_agent.batching import BatchOptions, queued_batches
-from device_agent.engine import Engine, RowQuantizer, to_model_dtype
+from device_agent.engine import Engine, to_model_dtype
 from device_agent.errors import EdgeError, InputError
-from device_agent.manifest import TensorSpec
-from device_agent.quant import quantize
+from device_agent.protocol.manifest import TensorSpec
+from device_agent.quant import RowQuantizer, quantize
 from device_agent.runtimes import load_model
 from device_agent.serve import serve
 from device_agent.sinks.base import Result

@@ -8,10 +8,10 @@ import queue
 
 import paho.mqtt.client as mqtt
 
+from device_agent.protocol import topics
+from device_agent.protocol.messages import InferenceResult
 from device_agent.sinks.base import Result
 from device_agent.sinks.mqtt import MqttSink
-from device_agent.telemetry import topics
-from device_agent.telemetry.messages import InferenceResult
 
 
 def test_mqtt_results_carry_version_and_type(broker) -> None:  # type: ignore[no-untyped-def]

@@ -15,7 +15,7 @@ from device_agent.batching import BatchOptions
 from device_agent.cache import CacheConfig
 from device_agent.engine import Engine, EngineOptions
 from device_agent.loader import engine_for
-from device_agent.manifest import ModelFormat
+from device_agent.protocol.manifest import ModelFormat
 from device_agent.runtimes import load_model
 from device_agent.serve import serve
 from device_agent.sinks import StdoutSink

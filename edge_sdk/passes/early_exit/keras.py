@@ -28,7 +28,7 @@ import numpy as np
 
 from device_agent.errors import EdgeError
 from device_agent.exit_policy import Criterion, ExitRule, between, cascade_decisions, confidence
-from device_agent.manifest import ExitStage
+from device_agent.protocol.manifest import ExitStage
 from edge_sdk.model.data import Dataset
 
 if TYPE_CHECKING:

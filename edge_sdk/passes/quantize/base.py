@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from device_agent.errors import EdgeError
-from device_agent.manifest import ModelFormat
+from device_agent.protocol.manifest import ModelFormat
 from edge_sdk.model.data import Dataset
 from edge_sdk.passes.base import Progress
 

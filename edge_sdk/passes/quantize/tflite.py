@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from device_agent.errors import EdgeError
-from device_agent.manifest import ModelFormat
+from device_agent.protocol.manifest import ModelFormat
 from edge_sdk._quiet import quiet
 from edge_sdk.model.data import Dataset
 from edge_sdk.passes.quantize.base import Calibration, QuantizeConfig

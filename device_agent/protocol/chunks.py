@@ -1,4 +1,8 @@
-"""Chunked bundle transfer over MQTT: the messages and the reassembly, with no IO.
+"""Chunked bundle transfer over MQTT: the deployment messages and the reassembly, with no IO.
+
+The messages are built on :mod:`device_agent.protocol.messages` (one envelope, one
+parser, :class:`~device_agent.protocol.messages.MessageError` for a bad payload);
+a chunk that does not fit its offer is a :class:`BundleError`.
 
 The sender publishes an :class:`Offer` on the device's ``deploy`` topic, then the
 :class:`Chunk` messages the device asks for. Each chunk carries its own sha256, the
@@ -13,50 +17,49 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import ClassVar
 
-from device_agent.errors import BundleError, EdgeError
-from device_agent.telemetry import topics
-from device_agent.telemetry.messages import DeployPhase
-from device_agent.telemetry.messages import DeployStatus as StatusMessage
+from device_agent.errors import BundleError
+from device_agent.protocol import topics
+from device_agent.protocol.messages import (
+    DeployPhase,
+    MessageError,
+    _count,
+    _decode,
+    _encode,
+    _enum,
+    _get,
+    _num,
+)
 
-PROTOCOL = 1
 DEFAULT_CHUNK = 64 * 1024
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 def deploy_topic(fleet: str, device: str) -> str:
+    """The device's ``deploy`` topic."""
     return topics.deploy(fleet, device)
 
 
 def status_topic(fleet: str, device: str) -> str:
+    """The device's ``deploy/status`` topic."""
     return topics.deploy_status(fleet, device)
 
 
 def _checked_id(v: str) -> str:
     if not _ID.match(v):
-        raise BundleError(f"id {v!r} must match [A-Za-z0-9_-]{{1,64}}")
+        raise MessageError(f"rollout: expected an id matching [A-Za-z0-9_-]{{1,64}}, found {v!r}")
     return v
-
-
-def _load(payload: bytes, kind: str) -> dict[str, Any]:
-    try:
-        d = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BundleError(f"{kind} message is not JSON ({e})") from e
-    if not isinstance(d, dict) or d.get("v") != PROTOCOL or d.get("type") != kind:
-        raise BundleError(f"expected a v{PROTOCOL} {kind} message")
-    return d
 
 
 @dataclass(frozen=True)
 class Offer:
     """A deployment: which bundle is coming, how big, in how many chunks."""
 
+    TYPE: ClassVar[str] = "offer"
     rollout: str
     name: str
     version: str
@@ -66,64 +69,67 @@ class Offer:
     chunks: int
 
     def to_payload(self) -> bytes:
-        return json.dumps({"v": PROTOCOL, "type": "offer", **asdict(self)}).encode()
+        """The JSON payload (versioned envelope)."""
+        return _encode(self.TYPE, asdict(self))
 
     @classmethod
     def from_payload(cls, payload: bytes) -> Offer:
-        d = _load(payload, "offer")
-        try:
-            o = cls(str(d["rollout"]), str(d["name"]), str(d["version"]), int(d["size"]),
-                    str(d["sha256"]), int(d["chunk_size"]), int(d["chunks"]))
-        except (KeyError, TypeError, ValueError) as e:
-            raise BundleError(f"offer: missing or invalid field ({e!r})") from e
+        """Parse and check an offer; :class:`MessageError` names a bad field."""
+        d = _decode(payload, cls.TYPE)
+        o = cls(_get(d, "rollout", str), _get(d, "name", str), _get(d, "version", str), _count(d, "size"),
+                _get(d, "sha256", str), _count(d, "chunk_size"), _count(d, "chunks"))
         o.validate()
         return o
 
     def validate(self) -> None:
+        """Raise :class:`MessageError` unless the fields describe a possible transfer."""
         _checked_id(self.rollout)
         if not _HEX.match(self.sha256):
-            raise BundleError("offer: sha256 must be 64 hex digits")
+            raise MessageError(f"sha256: expected 64 hex digits, found {self.sha256!r}")
         if self.size < 0 or self.chunk_size <= 0:
-            raise BundleError(f"offer: invalid size {self.size} or chunk size {self.chunk_size}")
+            raise MessageError(f"offer: invalid size {self.size} or chunk size {self.chunk_size}")
         if self.chunks != -(-self.size // self.chunk_size):
-            raise BundleError(f"offer: {self.chunks} chunks cannot hold {self.size} bytes")
+            raise MessageError(f"chunks: {self.chunks} chunks cannot hold {self.size} bytes")
 
 
 @dataclass(frozen=True)
 class Chunk:
     """One piece of the bundle with its own hash."""
 
+    TYPE: ClassVar[str] = "chunk"
     rollout: str
     index: int
     sha256: str
     data: bytes
 
     def to_payload(self) -> bytes:
-        return json.dumps({
-            "v": PROTOCOL, "type": "chunk", "rollout": self.rollout, "index": self.index,
-            "sha256": self.sha256, "data": base64.b64encode(self.data).decode(),
-        }).encode()
+        """The JSON payload; ``data`` in base64."""
+        return _encode(self.TYPE, {"rollout": self.rollout, "index": self.index, "sha256": self.sha256,
+                                   "data": base64.b64encode(self.data).decode()})
 
     @classmethod
     def from_payload(cls, payload: bytes) -> Chunk:
-        d = _load(payload, "chunk")
+        """Parse a chunk (its hash is checked by :meth:`Assembly.check`)."""
+        d = _decode(payload, cls.TYPE)
+        raw = d.get("data")
+        if not isinstance(raw, str):
+            raise MessageError(f"data: expected base64 text, found {type(raw).__name__}")
         try:
-            data = base64.b64decode(str(d["data"]), validate=True)
-            return cls(str(d["rollout"]), int(d["index"]), str(d["sha256"]), data)
-        except (KeyError, TypeError, ValueError, binascii.Error) as e:
-            raise BundleError(f"chunk: missing or invalid field ({e!r})") from e
+            data = base64.b64decode(raw, validate=True)
+        except (ValueError, binascii.Error) as e:
+            raise MessageError(f"data: expected base64 text, found invalid base64 ({e})") from None
+        return cls(_get(d, "rollout", str), _count(d, "index"), _get(d, "sha256", str), data)
 
 
 @dataclass(frozen=True)
 class DeployStatus:
-    """What the device reports on ``deploy/status``.
+    """What the device reports on ``deploy/status``: the fleet's ``deploy_status`` message
+    (the collector reads ``rollout_id``, ``version``, ``phase``, ``ts``, ``reason``,
+    ``boot_id``) plus two fields of the transfer: ``missing`` chunks and ``device``."""
 
-    On the wire this is the fleet's ``deploy_status`` message (so the collector records
-    it) plus two fields of the transfer protocol: ``missing`` and ``device``.
-    """
-
+    TYPE: ClassVar[str] = "deploy_status"
     rollout: str
-    status: str  # a DeployPhase value: downloading / verifying / health-check / active / ...
+    status: DeployPhase
     reason: str = ""
     version: str | None = None
     missing: tuple[int, ...] = ()
@@ -131,35 +137,37 @@ class DeployStatus:
     ts: float = 0.0  # set by the adapter that publishes it (this module reads no clock)
     boot_id: str = ""  # the agent process's, as in its telemetry; set by the same adapter
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", DeployPhase(self.status))  # a phase's value is accepted too
+
     def to_payload(self) -> bytes:
-        msg = StatusMessage(rollout_id=self.rollout, version=self.version or "", phase=DeployPhase(self.status),
-                            ts=self.ts, reason=_short(self.reason), boot_id=self.boot_id)
-        d = json.loads(msg.to_payload())
-        d["missing"], d["device"] = list(self.missing), self.device
-        return json.dumps(d, separators=(",", ":")).encode()
+        """The JSON payload, the reason cut to the schema's 256 characters."""
+        return _encode(self.TYPE, {
+            "rollout_id": self.rollout, "version": self.version or "", "phase": self.status.value, "ts": self.ts,
+            "reason": _short(self.reason), "boot_id": self.boot_id, "missing": list(self.missing),
+            "device": self.device,
+        })
 
     @classmethod
     def from_payload(cls, payload: bytes) -> DeployStatus:
-        try:
-            msg = StatusMessage.from_payload(payload)
-            extra = json.loads(payload)
-            missing = tuple(int(i) for i in extra.get("missing", []))
-        except EdgeError as e:
-            raise BundleError(f"deploy-status: {e}") from e
-        except (TypeError, ValueError) as e:
-            raise BundleError(f"deploy-status: invalid missing list ({e!r})") from e
-        return cls(msg.rollout_id, msg.phase.value, msg.reason, msg.version or None, missing,
-                   str(extra.get("device", "")), msg.ts, msg.boot_id)
+        """Parse once; :class:`MessageError` names a bad field."""
+        d = _decode(payload, cls.TYPE)
+        missing = _get(d, "missing", list, [])
+        if not all(type(i) is int and i >= 0 for i in missing):
+            raise MessageError(f"missing: expected chunk indices >= 0, found {missing!r}")
+        return cls(_get(d, "rollout_id", str), _enum(d, "phase", DeployPhase), _get(d, "reason", str, ""),
+                   _get(d, "version", str, "") or None, tuple(missing), _get(d, "device", str, ""),
+                   float(_num(d, "ts", 0.0) or 0.0), _get(d, "boot_id", str, ""))
 
     @property
     def final(self) -> bool:
         """The update flow is over (``active`` may still be judged by probation)."""
-        return self.status in ("active", "rolled-back", "rejected")
+        return self.status in (DeployPhase.ACTIVE, DeployPhase.ROLLED_BACK, DeployPhase.REJECTED)
 
     @property
     def settled(self) -> bool:
         """Probation is over too: the new model stays, or the device is on its old one."""
-        return self.status in ("probation-passed", "rolled-back", "rejected")
+        return self.status in (DeployPhase.PROBATION_PASSED, DeployPhase.ROLLED_BACK, DeployPhase.REJECTED)
 
 
 def _short(reason: str) -> str:
@@ -205,10 +213,12 @@ class Assembly:
             raise BundleError(f"chunk {c.index} does not match its sha256 (corrupted in transit)")
 
     def add(self, c: Chunk) -> None:
+        """Keep ``c`` once :meth:`check` accepts it."""
         self.check(c)
         self.parts[c.index] = c.data
 
     def missing(self) -> tuple[int, ...]:
+        """The chunk indices not received yet (what the device asks the sender for)."""
         return tuple(i for i in range(self.offer.chunks) if i not in self.parts)
 
     def assemble(self) -> bytes:
@@ -225,15 +235,18 @@ class Assembly:
 class RollbackRequest:
     """Asks a device to go back to its previous model (a halted canary rollout)."""
 
+    TYPE: ClassVar[str] = "rollback"
     rollout: str
     reason: str = ""
     version: str = ""  # roll back only while serving this version ("" = whatever it serves)
 
     def to_payload(self) -> bytes:
-        return json.dumps({"v": PROTOCOL, "type": "rollback", **asdict(self)}).encode()
+        """The JSON payload (versioned envelope)."""
+        return _encode(self.TYPE, asdict(self))
 
     @classmethod
     def from_payload(cls, payload: bytes) -> RollbackRequest:
-        d = _load(payload, "rollback")
-        return cls(_checked_id(str(d.get("rollout", ""))), str(d.get("reason", "")),
-                   str(d.get("version", "")))
+        """Parse a rollback request; :class:`MessageError` names a bad field."""
+        d = _decode(payload, cls.TYPE)
+        return cls(_checked_id(_get(d, "rollout", str, "")), _get(d, "reason", str, ""),
+                   _get(d, "version", str, ""))

@@ -38,11 +38,13 @@ class MessageError(EdgeError):
 
 
 class Status(str, Enum):
+    """A device's retained state: online or offline."""
     ONLINE = "online"
     OFFLINE = "offline"
 
 
 class DeployPhase(str, Enum):
+    """Where a deployment is on a device (the ``deploy/status`` phases, in order)."""
     DOWNLOADING = "downloading"
     VERIFYING = "verifying"
     HEALTH_CHECK = "health-check"
@@ -53,6 +55,7 @@ class DeployPhase(str, Enum):
 
 
 class AlertKind(str, Enum):
+    """What an alert is about."""
     OFFLINE = "offline"
     LATENCY_REGRESSION = "latency-regression"
     ERROR_REGRESSION = "error-regression"
@@ -62,6 +65,7 @@ class AlertKind(str, Enum):
 
 
 class Severity(str, Enum):
+    """How urgent an alert is."""
     WARNING = "warning"
     CRITICAL = "critical"
 
@@ -200,12 +204,14 @@ class State:
         return self.booted if self.ts is None else self.ts
 
     def to_payload(self) -> bytes:
+        """The JSON payload (versioned envelope)."""
         d = asdict(self)
         d["status"] = self.status.value
         return _encode(self.TYPE, d, self.VERSION)
 
     @classmethod
     def from_payload(cls, payload: bytes | str) -> State:
+        """Parse and check a state payload."""
         o = _decode(payload, cls.TYPE, (1, cls.VERSION))
         ts: float | None
         if o["v"] == 1:  # no booted: a v1 Will's ts (its connect time) is the nearest
@@ -254,10 +260,12 @@ class TelemetryWindow:
     model_version: str = ""
 
     def to_payload(self) -> bytes:
+        """The JSON payload (versioned envelope)."""
         return _encode(self.TYPE, asdict(self))
 
     @classmethod
     def from_payload(cls, payload: bytes | str) -> TelemetryWindow:
+        """Parse and check a telemetry window (hostile input)."""
         o = _decode(payload, cls.TYPE)
         vals, exits = window_values(o), window_exits(o)
         check_window(vals, exits)
@@ -421,10 +429,12 @@ class InferenceResult:
     truth: int | None = None
 
     def to_payload(self) -> bytes:
+        """The JSON payload (versioned envelope)."""
         return result_payload(asdict(self))
 
     @classmethod
     def from_payload(cls, payload: bytes | str) -> InferenceResult:
+        """Parse and check a result payload."""
         o = _decode(payload, cls.TYPE)
         return cls(
             seq=_count(o, "seq"),
@@ -458,12 +468,14 @@ class DeployStatus:
     boot_id: str = ""
 
     def to_payload(self) -> bytes:
+        """The JSON payload (versioned envelope)."""
         d = asdict(self)
         d["phase"] = self.phase.value
         return _encode(self.TYPE, d)
 
     @classmethod
     def from_payload(cls, payload: bytes | str) -> DeployStatus:
+        """Parse and check a ``deploy_status`` payload (the collector's view)."""
         o = _decode(payload, cls.TYPE)
         return cls(
             rollout_id=_get(o, "rollout_id", str),
@@ -490,12 +502,14 @@ class Alert:
     baseline: float | None = None
 
     def to_payload(self) -> bytes:
+        """The JSON payload (versioned envelope)."""
         d = asdict(self)
         d["kind"], d["severity"] = self.kind.value, self.severity.value
         return _encode(self.TYPE, d)
 
     @classmethod
     def from_payload(cls, payload: bytes | str) -> Alert:
+        """Parse and check an alert payload."""
         o = _decode(payload, cls.TYPE)
         return cls(
             fleet=_get(o, "fleet", str),

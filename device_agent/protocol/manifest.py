@@ -75,6 +75,7 @@ class DetectionSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DetectionSpec:
+        """Parse the manifest's ``detection`` object."""
         return cls(
             boxes=str(d["boxes"]),
             scores=str(d["scores"]),
@@ -85,6 +86,7 @@ class DetectionSpec:
         )
 
     def validate(self, outputs: tuple[TensorSpec, ...]) -> None:
+        """Raise :class:`BundleError` unless the fields are consistent."""
         names = {o.name for o in outputs}
         for role in ("boxes", "scores", "classes"):
             name = getattr(self, role)
@@ -112,6 +114,7 @@ class InputConstant:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InputConstant:
+        """Parse one ``constants`` entry."""
         return cls(
             name=str(d["name"]),
             dtype=str(d["dtype"]),
@@ -133,6 +136,7 @@ class CarriedState:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CarriedState:
+        """Parse one ``state`` entry."""
         return cls(
             output=str(d["output"]),
             input=str(d["input"]),
@@ -157,10 +161,12 @@ class TensorSpec:
 
     @property
     def quantized(self) -> bool:
+        """Whether the tensor is int8/uint8 with a scale and zero point."""
         return self.scale is not None and self.scale > 0 and self.dtype in ("int8", "uint8")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TensorSpec:
+        """Parse one input or output spec."""
         return cls(
             name=str(d["name"]),
             shape=tuple(int(s) for s in d["shape"]),
@@ -205,6 +211,7 @@ class ModelFile:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelFile:
+        """Parse one ``files`` entry."""
         return cls(
             path=str(d["path"]),
             sha256=str(d["sha256"]),
@@ -232,6 +239,7 @@ class ExitStage:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExitStage:
+        """Parse one early-exit stage."""
         return cls(
             index=int(d["index"]),
             threshold=float(d["threshold"]),
@@ -269,6 +277,7 @@ class Manifest:
 
     @property
     def targets(self) -> tuple[ModelFormat, ...]:
+        """The model formats the bundle carries."""
         seen: list[ModelFormat] = []
         for f in self.files:
             if f.format not in seen:

@@ -39,22 +39,27 @@ def device_topic(fleet: str, device: str, kind: Kind) -> str:
 
 
 def state(fleet: str, device: str) -> str:
+    """The device's retained ``state`` topic."""
     return device_topic(fleet, device, Kind.STATE)
 
 
 def telemetry(fleet: str, device: str) -> str:
+    """The device's ``telemetry`` topic."""
     return device_topic(fleet, device, Kind.TELEMETRY)
 
 
 def results(fleet: str, device: str) -> str:
+    """The device's ``results`` topic."""
     return device_topic(fleet, device, Kind.RESULTS)
 
 
 def deploy(fleet: str, device: str) -> str:
+    """The device's ``deploy`` topic."""
     return device_topic(fleet, device, Kind.DEPLOY)
 
 
 def deploy_status(fleet: str, device: str) -> str:
+    """The device's ``deploy/status`` topic."""
     return device_topic(fleet, device, Kind.DEPLOY_STATUS)
 
 
