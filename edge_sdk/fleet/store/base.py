@@ -1,6 +1,6 @@
-"""Fleet storage over DB-API: the same SQL for SQLite and PostgreSQL.
+"""The fleet store over DB-API: the same SQL for SQLite and PostgreSQL.
 
-The backend files (``store_sqlite.py``, ``store_postgres.py``) only open a connection;
+The backend modules (``sqlite.py``, ``postgres.py``) only open a connection;
 everything else — migrations, batched inserts with deduplication, queries — is here,
 written once in the subset of SQL both databases share (``ON CONFLICT``, window
 functions, ``RETURNING``).
@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -27,6 +26,7 @@ from device_agent.telemetry.messages import (
 )
 from edge_sdk.fleet import rollups, schema
 from edge_sdk.fleet.schema import Dialect
+from edge_sdk.fleet.series import merge_rows, rollup_windows
 
 # Telemetry rows as the collector builds them straight from a validated payload:
 # fleet, device, the window fields in messages.WINDOW_FIELDS order, exits JSON, received_at.
@@ -482,8 +482,6 @@ class Store:
     def series(self, fleet: str, device: str, *, start: float, end: float, step: float) -> list[dict[str, Any]]:
         """Chart points of one device over [start, end] in ``step``-second buckets, each
         :meth:`Agg.point <edge_sdk.fleet.series.Agg.point>` with its bucket start ``t``."""
-        from edge_sdk.fleet.series import merge_rows, rollup_windows
-
         res = max((r for r in schema.ROLLUP_RESOLUTIONS if r <= step), default=0)
         if res:  # whole rollup buckets: from the one holding ``start``
             rows = self.history_range(device, fleet=fleet, start=start - start % res, end=end, res=res)
@@ -534,22 +532,3 @@ class Store:
 def _window_row(fleet: str, device: str, w: TelemetryWindow, at: float) -> tuple[Any, ...]:
     return (fleet, device, *(getattr(w, k) for k in WINDOW_FIELDS), exits_json(w.exits), at)
 
-
-def open_store(db: str, *, must_exist: bool = False) -> Store:
-    """``fleet.db`` (SQLite, WAL) or ``postgresql://...`` (psycopg 3) → a migrated store.
-
-    ``must_exist``: for commands that only read; a missing SQLite file is an error
-    instead of a new, empty database.
-    """
-    if db.startswith(("postgresql://", "postgres://")):
-        from edge_sdk.fleet.store_postgres import connect_postgres
-
-        return connect_postgres(db)
-    if "://" in db:
-        raise EdgeError(f"--db: expected a SQLite file path or postgresql://..., found {db!r}")
-    from edge_sdk.fleet.store_sqlite import connect_sqlite
-
-    if must_exist and not Path(db).is_file():
-        raise EdgeError(f"--db {db}: no fleet database there (the collector creates it: "
-                        f"edge collector --db {db})")
-    return connect_sqlite(db)

@@ -7,7 +7,7 @@ from typing import Any
 
 from device_agent.errors import EdgeError
 from edge_sdk.fleet.schema import SQLITE
-from edge_sdk.fleet.store import Store
+from edge_sdk.fleet.store.base import Store
 
 
 def connect_sqlite(path: str) -> Store:
