@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "tools"))
 from fleet_sim import SimOptions, simulate  # noqa: E402
 
 from device_agent.mqtt import BrokerOptions, MqttClient  # noqa: E402
-from edge_sdk.fleet.mosquitto import Mosquitto  # noqa: E402
+from tests.support.mosquitto import Mosquitto  # noqa: E402
 
 # Telemetry's work is per window (nothing runs per inference): runs (~1 s) must span
 # windows. 0.25 s is 40x more windows than the agent's default, so the cost is an upper bound.

@@ -65,7 +65,7 @@ def amqtt_broker() -> Iterator[str]:
     import logging
 
     from edge_sdk.fleet.embedded_broker import broker_config
-    from edge_sdk.fleet.mosquitto import free_port
+    from edge_sdk.fleet.net import free_port
 
     logging.getLogger("amqtt").setLevel(logging.WARNING)
     port, ready = free_port(), threading.Event()

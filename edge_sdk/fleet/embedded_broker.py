@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from device_agent.errors import EdgeError
-from edge_sdk.fleet.mosquitto import free_port
+from edge_sdk.fleet.net import free_port
 
 
 def broker_config(host: str, port: int) -> dict[str, object]:

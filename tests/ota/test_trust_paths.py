@@ -15,8 +15,8 @@ from device_agent.mqtt import BrokerOptions
 from device_agent.update.agent import PAUSE_ENV
 from device_agent.update.store import ModelStore
 from device_agent.update.transport import send_bundle
-from edge_sdk.fleet.mosquitto import Mosquitto
 from edge_sdk.signing import new_key_pair
+from tests.support.mosquitto import Mosquitto
 
 from .conftest import Factory
 from .test_flow import install
