@@ -427,8 +427,8 @@ def old_status_scan(store: Any) -> Any:
 def large_queries(store: Any, devices: int, rows: int, scan: bool, now: float) -> dict[str, float]:
     """Median times of what `fleet status`, a 30-day history and the dashboard run, at
     ``now`` (the end of the windows loaded so far: the 30 days before it hold data)."""
-    from edge_sdk.cli.fleet_cmd import status_rows
     from edge_sdk.fleet.dashboard import DashboardData
+    from edge_sdk.fleet.views import status_rows
 
     dash = DashboardData(lambda: store)
     one = f"dev-{devices // 2:05d}"

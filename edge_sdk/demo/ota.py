@@ -23,12 +23,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from device_agent.errors import EdgeError
-
-if TYPE_CHECKING:
-    from edge_sdk.demo.steps import DemoState
+from edge_sdk.demo.state import DemoState
 
 DEVICE = "demo-ota"
 FLEET = "demo"
