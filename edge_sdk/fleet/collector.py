@@ -47,7 +47,11 @@ class CollectorOptions:
     db: str
     share_group: str | None = None
     fleet: str = "+"
-    batch_max: int = 5000
+    # A batch takes what has arrived, up to this: a collector that falls behind writes bigger
+    # batches, and the per-device upserts (rollups, exits, latest window, last seen) then
+    # cost less per window (PostgreSQL, 1,000 devices: 5,000 → 20,000 cut the server's CPU
+    # per window from 35 to 26 µs here); QoS 1 keeps the unacknowledged rest in the broker.
+    batch_max: int = 20_000
     retention_days: float | None = None  # raw windows, deploy reports, alerts
     rollup_retention_days: float | None = None  # hourly rollups (kept for months, typically)
     metrics_port: int | None = None  # an alias: serve /metrics (and the dashboard) on loopback
