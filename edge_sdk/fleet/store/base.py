@@ -76,7 +76,15 @@ class Batch:
             getattr(out[i >= cut], k).append(item)
         return out
 
+    def extend(self, other: Batch) -> None:
+        """Append ``other``'s items after this batch's own."""
+        self.windows += other.windows
+        self.states += other.states
+        self.deploys += other.deploys
+        self.rows += other.rows
+
     def window_rows(self) -> list[tuple[Any, ...]]:
+        """Every telemetry item as a :data:`WINDOW_ROW_COLUMNS` row."""
         return self.rows + [_window_row(f, d, w, at) for f, d, w, at in self.windows]
 
 
