@@ -16,6 +16,7 @@ from edge_sdk.demo.state import DemoState
 
 
 def train_step(s: DemoState) -> None:
+    """Train LeNet-5 on the digits (``results['train']``)."""
     from edge_sdk.demo.digits import train
 
     s.progress("training LeNet-5 on digits", 0, 1)
@@ -25,6 +26,7 @@ def train_step(s: DemoState) -> None:
 
 
 def optimize_step(s: DemoState) -> None:
+    """Optimize the trained model to an int8 bundle (``results['report']``)."""
     from edge_sdk.pipeline import Job, Recipe, optimize
 
     art = s.results["train"]
@@ -34,6 +36,7 @@ def optimize_step(s: DemoState) -> None:
 
 
 def serve_step(s: DemoState) -> None:
+    """Serve the test split with the agent (``results['serve']``: its summary)."""
     from device_agent.loader import engine_for
     from device_agent.serve import serve
     from device_agent.sources.file import FileSource

@@ -86,6 +86,7 @@ _MAX_ROUTES = 100_000  # cached topic parses; cleared when a flood of odd topics
 
 
 def default_client_id(group: str | None) -> str:
+    """A stable MQTT client id from the share group and host name (so the session persists)."""
     host = "".join(c if c.isalnum() or c in "_-" else "-" for c in socket.gethostname())
     return f"edge-collector-{group or 'solo'}-{host}"[:64]
 
@@ -151,6 +152,7 @@ class Collector:
         return self
 
     def stop(self) -> None:
+        """Write what has arrived, then disconnect and stop the HTTP server."""
         self._stopping.set()
         self._writer.join(timeout=30)
         self.mqtt.stop()

@@ -108,6 +108,7 @@ class Mosquitto:
 
 
 def main() -> None:  # python -m tests.support.mosquitto DIR (tools/mosquitto_test.sh)
+    """Run one broker in DIR until Ctrl-C, printing its URL."""
     import sys
 
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "mosquitto-test")

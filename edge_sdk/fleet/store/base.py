@@ -90,6 +90,7 @@ class Batch:
 
 @dataclass(frozen=True)
 class WriteResult:
+    """What a write did: windows inserted, and duplicates skipped (stored before)."""
     inserted: int
     duplicates: int
 
@@ -134,6 +135,7 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
+        """A cursor inside one transaction: committed on exit, rolled back on any exception."""
         cur = self.conn.cursor()
         try:
             if self.dialect.name == "sqlite":
@@ -170,6 +172,7 @@ class Store:
                 )
 
     def schema_version(self) -> int:
+        """The latest migration applied (0 for an empty database)."""
         cur = self.conn.cursor()
         cur.execute("SELECT MAX(version) FROM schema_migrations")
         (v,) = cur.fetchone()
@@ -343,6 +346,7 @@ class Store:
                             [(row["rollout_id"], d, int(d in canary)) for d in (*canary, *rest)])
 
     def update_rollout(self, rollout_id: str, *, phase: str, outcome: str, ts: float) -> None:
+        """Record a rollout's new phase and outcome at ``ts``."""
         with self.transaction() as cur:
             cur.execute(self._sql("UPDATE rollouts SET phase = ?, outcome = ?, updated = ? WHERE rollout_id = ?"),
                         (phase, outcome, ts, rollout_id))
@@ -480,6 +484,7 @@ class Store:
         return self._query("SELECT * FROM deploy_status ORDER BY ts DESC, id DESC LIMIT ?", [limit])
 
     def alerts(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The latest alerts, newest first."""
         return self._query("SELECT * FROM alerts ORDER BY ts DESC, id DESC LIMIT ?", [limit])
 
     # ---- dashboard reads ----------------------------------------------------------------
@@ -513,6 +518,7 @@ class Store:
         )
 
     def device_alerts(self, fleet: str, device: str, limit: int = 50) -> list[dict[str, Any]]:
+        """A device's latest alerts, newest first."""
         return self._query(
             "SELECT * FROM alerts WHERE fleet = ? AND device = ? ORDER BY ts DESC, id DESC LIMIT ?",
             [fleet, device, limit],
@@ -534,6 +540,7 @@ class Store:
         return [(r["fleet"], r["device"], r["boot_id"], int(r["seq"])) for r in rows]
 
     def close(self) -> None:
+        """Close the connection."""
         self.conn.close()
 
 

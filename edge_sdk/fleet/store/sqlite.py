@@ -11,6 +11,7 @@ from edge_sdk.fleet.store.base import Store
 
 
 def connect_sqlite(path: str) -> Store:
+    """Open (creating if needed) the SQLite file at ``path`` in WAL mode → a migrated store."""
     try:
         conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
