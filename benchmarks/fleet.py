@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "tools"))
 from fleet_sim import SimOptions, simulate  # noqa: E402
 
 from device_agent.mqtt import BrokerOptions, MqttClient  # noqa: E402
-from edge_sdk.fleet.mosquitto import Mosquitto  # noqa: E402
+from tests.support.mosquitto import Mosquitto  # noqa: E402
 
 # Telemetry's work is per window (nothing runs per inference): runs (~1 s) must span
 # windows. 0.25 s is 40x more windows than the agent's default, so the cost is an upper bound.
@@ -427,8 +427,8 @@ def old_status_scan(store: Any) -> Any:
 def large_queries(store: Any, devices: int, rows: int, scan: bool, now: float) -> dict[str, float]:
     """Median times of what `fleet status`, a 30-day history and the dashboard run, at
     ``now`` (the end of the windows loaded so far: the 30 days before it hold data)."""
-    from edge_sdk.cli.fleet_cmd import status_rows
     from edge_sdk.fleet.dashboard import DashboardData
+    from edge_sdk.fleet.views import status_rows
 
     dash = DashboardData(lambda: store)
     one = f"dev-{devices // 2:05d}"

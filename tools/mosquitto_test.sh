@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 py="${PYTHON:-.venv/bin/python}"
 [ -x "$py" ] || py=python3
-PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" exec "$py" -m edge_sdk.fleet.mosquitto "${1:-$(mktemp -d)}"
+PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" exec "$py" -m tests.support.mosquitto "${1:-$(mktemp -d)}"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import typer
 
 from edge_sdk.cli._common import cli_errors
@@ -14,19 +12,17 @@ def register(app: typer.Typer) -> None:
     app.command("broker")(broker)
 
 
-def free_port(host: str = "127.0.0.1", port: int = 0) -> int:
+def _listen_port(host: str, port: int) -> int:
     """``port`` if it can be listened on at ``host`` (any free port for 0), else an error
     naming the address, before the broker starts (whose failure is a logged traceback)."""
     from device_agent.errors import EdgeError
+    from edge_sdk.fleet.net import free_port
 
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as e:
-            raise EdgeError(f"--host {host} --port {port}: cannot listen there "
-                            f"({e.strerror or e})") from None
-        return int(s.getsockname()[1])
+    try:
+        return free_port(host, port)
+    except OSError as e:
+        raise EdgeError(f"--host {host} --port {port}: cannot listen there "
+                        f"({e.strerror or e})") from None
 
 
 @cli_errors
@@ -37,7 +33,7 @@ def broker(
     """Run an MQTT 3.1.1 broker until Ctrl-C (for production use Mosquitto: tools/mosquitto/)."""
     from edge_sdk.fleet.embedded_broker import run_broker
 
-    chosen = free_port(host, port)
+    chosen = _listen_port(host, port)
     typer.echo(f"broker: mqtt://{host}:{chosen}", err=False)
     typer.echo("broker: no $share subscriptions here; run edge collector without --share-group",
                err=True)  # fmt: skip

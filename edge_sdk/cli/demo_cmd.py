@@ -28,7 +28,8 @@ def demo(
     from edge_sdk._quiet import quiet
     from edge_sdk.cli._progress import rich_progress
     from edge_sdk.cli.fleet_cmd import status_table
-    from edge_sdk.demo.steps import DemoState, run_demo
+    from edge_sdk.demo.state import DemoState
+    from edge_sdk.demo.steps import run_demo
     from edge_sdk.report.render import print_table
     from edge_sdk.report.tables import print_table as print_fleet
 

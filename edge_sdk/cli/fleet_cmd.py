@@ -12,6 +12,7 @@ import typer
 from device_agent.cli_options import broker_options
 from device_agent.mqtt import BrokerOptions, MqttClient
 from edge_sdk.cli._common import cli_errors, print_json
+from edge_sdk.fleet.views import status_rows
 from edge_sdk.report.tables import Column, Table, is_terminal, print_table, render
 
 fleet_app = typer.Typer(help="Look at the fleet the collector stores.", no_args_is_help=True,
@@ -41,23 +42,6 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 def _ago(ts: float | None, now: float) -> str:
     return "-" if not ts else f"{max(now - float(ts), 0):.0f}s ago"
-
-
-def status_rows(store: Any, now: float) -> list[dict[str, Any]]:
-    """One JSON-friendly dict per device."""
-    out = []
-    for d in store.devices():
-        out.append({
-            "fleet": d["fleet"], "device": d["device"], "status": d["status"],
-            "model": d["model_name"], "model_version": d["model_version"],
-            "latency_p50_ms": d["latency_p50"], "latency_p95_ms": d["latency_p95"],
-            "throughput_per_s": d["throughput"], "inferences": d["inferences"],
-            "errors": d["errors"],
-            "cache_hits": d["cache_hits"], "exits": json.loads(d["exits"]) if d["exits"] else {},
-            "last_seen": d["last_seen"], "last_seen_s_ago": round(now - float(d["last_seen"]), 1),
-            "boot_id": d["boot_id"], "seq": d["seq"],
-        })  # fmt: skip
-    return out
 
 
 STATUS_COLORS = {"online": "green", "offline": "red"}

@@ -55,6 +55,7 @@ def split(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def build_lenet5() -> Any:
+    """An untrained LeNet-5 for the digits upsampled to 28×28×1 (Keras, imported here)."""
     import keras
 
     return keras.Sequential(

@@ -15,12 +15,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from device_agent.errors import EdgeError
-
-if TYPE_CHECKING:  # steps.py imports this module
-    from edge_sdk.demo.steps import DemoState
+from edge_sdk.demo.state import DemoState
 
 FLEET = "demo"
 DEVICES = tuple(f"demo-{i:02d}" for i in range(1, 4))
@@ -143,8 +141,8 @@ def stop_step(s: DemoState) -> None:
 
 def status_step(s: DemoState) -> None:
     """What ``edge fleet status --db OUT/fleet.db`` shows."""
-    from edge_sdk.cli.fleet_cmd import status_rows
     from edge_sdk.fleet.store import open_store
+    from edge_sdk.fleet.views import status_rows
 
     store = open_store(str(s.results["fleet_db"]))
     try:

@@ -23,12 +23,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from device_agent.errors import EdgeError
-
-if TYPE_CHECKING:
-    from edge_sdk.demo.steps import DemoState
+from edge_sdk.demo.state import DemoState
 
 DEVICE = "demo-ota"
 FLEET = "demo"
@@ -65,7 +63,7 @@ def amqtt_broker() -> Iterator[str]:
     import logging
 
     from edge_sdk.fleet.embedded_broker import broker_config
-    from edge_sdk.fleet.mosquitto import free_port
+    from edge_sdk.fleet.net import free_port
 
     logging.getLogger("amqtt").setLevel(logging.WARNING)
     port, ready = free_port(), threading.Event()

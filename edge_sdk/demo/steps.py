@@ -1,6 +1,6 @@
 """``edge demo``: the whole path on shipped data, as a list of steps.
 
-Each step takes the shared :class:`DemoState` and fills in its part; later issues add
+Each step takes the shared :class:`~edge_sdk.demo.state.DemoState` and fills in its part; later issues add
 steps (deploy to a fleet, watch telemetry) by appending to :data:`STEPS`. A step that
 starts something (a broker, a process) registers its stop on ``state.cleanup``, which
 :func:`run_demo` closes after the last step or the first failure.
@@ -9,27 +9,14 @@ starts something (a broker, a process) registers its stop on ``state.cleanup``, 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from edge_sdk.demo import fleet, ota
-from edge_sdk.passes.base import Progress, no_progress
-
-
-@dataclass
-class DemoState:
-    """What the steps share: the output folder and each step's result."""
-
-    out: Path
-    progress: Progress = no_progress
-    say: Callable[[str], None] = print
-    results: dict[str, Any] = field(default_factory=dict)
-    cleanup: ExitStack = field(default_factory=ExitStack)
+from edge_sdk.demo.state import DemoState
 
 
 def train_step(s: DemoState) -> None:
+    """Train LeNet-5 on the digits (``results['train']``)."""
     from edge_sdk.demo.digits import train
 
     s.progress("training LeNet-5 on digits", 0, 1)
@@ -39,6 +26,7 @@ def train_step(s: DemoState) -> None:
 
 
 def optimize_step(s: DemoState) -> None:
+    """Optimize the trained model to an int8 bundle (``results['report']``)."""
     from edge_sdk.recipe.pipeline import Job, Recipe, optimize
 
     art = s.results["train"]
@@ -48,6 +36,7 @@ def optimize_step(s: DemoState) -> None:
 
 
 def serve_step(s: DemoState) -> None:
+    """Serve the test split with the agent (``results['serve']``: its summary)."""
     from device_agent.loader import engine_for
     from device_agent.serve import serve
     from device_agent.sources.file import FileSource

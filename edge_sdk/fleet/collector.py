@@ -1,8 +1,8 @@
 """``edge collector``: MQTT → batched, deduplicated rows in SQLite or PostgreSQL.
 
-The MQTT thread (:class:`~edge_sdk.fleet.subscriber.Subscriber`) only enqueues what each
-read brought; one writer thread parses it, writes a batch in one transaction and only
-then acknowledges the batch, in the order received as MQTT 3.1.1 requires. A crash before the
+The MQTT thread (:class:`~edge_sdk.fleet.subscriber.Subscriber`) parses what each read
+brought and enqueues it; one writer thread writes a batch of reads in one transaction and
+only then acknowledges the batch, in the order received as MQTT 3.1.1 requires. A crash before the
 commit therefore loses nothing: the broker redelivers to the persistent session
 (clean_session=False) and the unique (fleet, device, boot_id, seq) constraint drops
 what was already stored. A payload that fails validation is counted, logged and
@@ -18,6 +18,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from device_agent.mqtt import BrokerOptions
 from device_agent.protocol import topics
@@ -47,7 +48,11 @@ class CollectorOptions:
     db: str
     share_group: str | None = None
     fleet: str = "+"
-    batch_max: int = 5000
+    # A batch takes what has arrived, up to this: a collector that falls behind writes bigger
+    # batches, and the per-device upserts (rollups, exits, latest window, last seen) then
+    # cost less per window (PostgreSQL, 1,000 devices: 5,000 → 20,000 cut the server's CPU
+    # per window from 35 to 26 µs here); QoS 1 keeps the unacknowledged rest in the broker.
+    batch_max: int = 20_000
     retention_days: float | None = None  # raw windows, deploy reports, alerts
     rollup_retention_days: float | None = None  # hourly rollups (kept for months, typically)
     metrics_port: int | None = None  # an alias: serve /metrics (and the dashboard) on loopback
@@ -66,12 +71,22 @@ class CollectorOptions:
         return self.http
 
 
+class _Read(NamedTuple):
+    """The messages of one socket read, parsed: what the writer stores and acknowledges."""
+
+    generation: int  # the connection they came on (acknowledged only on that one)
+    msgs: list[Publish]
+    batch: Batch
+    kinds: Counter[str]  # message kind → count ('' for those not stored)
+
+
 _TELEMETRY = topics.Kind.TELEMETRY
 _UNKNOWN = object()
 _MAX_ROUTES = 100_000  # cached topic parses; cleared when a flood of odd topics fills it
 
 
 def default_client_id(group: str | None) -> str:
+    """A stable MQTT client id from the share group and host name (so the session persists)."""
     host = "".join(c if c.isalnum() or c in "_-" else "-" for c in socket.gethostname())
     return f"edge-collector-{group or 'solo'}-{host}"[:64]
 
@@ -89,8 +104,7 @@ class Collector:
     def __init__(self, options: CollectorOptions, *, metrics: Metrics | None = None):
         self.options = options
         self.metrics = metrics or Metrics()
-        # (connection generation, messages of one socket read)
-        self._queue: queue.SimpleQueue[tuple[int, list[Publish]]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Read] = queue.SimpleQueue()
         self._routes: dict[str, topics.Parsed | None] = {}
         self._stopping = threading.Event()
         self._ready = threading.Event()
@@ -114,9 +128,14 @@ class Collector:
         self.metrics.set("edge_collector_connected", 1, "1 while connected to the broker")
 
     def _on_messages(self, msgs: list[Publish], generation: int) -> None:  # MQTT thread
-        # Nothing else here: the MQTT thread and the writer share one GIL, so every
-        # microsecond spent on this thread is one the writer cannot use.
-        self._queue.put((generation, msgs))
+        # Parsed here, not on the writer: psycopg and sqlite3 release the GIL while the
+        # database works, so parsing the next reads overlaps the write of the last batch
+        # instead of adding to it (the writer is the collector's bottleneck).
+        at = time.time()
+        batch, kinds = Batch(), Counter[str]()
+        for msg in msgs:
+            kinds[self._parse_into(batch, msg, at)] += 1
+        self._queue.put(_Read(generation, msgs, batch, kinds))
 
     def start(self, timeout: float = 30.0) -> Collector:
         """Open the database (migrating it), then connect and subscribe."""
@@ -133,6 +152,7 @@ class Collector:
         return self
 
     def stop(self) -> None:
+        """Write what has arrived, then disconnect and stop the HTTP server."""
         self._stopping.set()
         self._writer.join(timeout=30)
         self.mqtt.stop()
@@ -148,12 +168,12 @@ class Collector:
             return
         self._ready.set()
         next_chores = next_ha = 0.0
-        held: list[tuple[int, list[Publish]]] = []  # refused whole: retried with what comes next
+        held: list[_Read] = []  # refused whole: retried with what comes next
         try:
             while not self._stopping.is_set() or not self._queue.empty():
                 # Held messages wait for new ones to be written with; once a whole batch of
                 # them is refused, the database refuses everything: retry them alone.
-                room = sum(len(msgs) for _, msgs in held) < self.options.batch_max
+                room = sum(len(r.msgs) for r in held) < self.options.batch_max
                 batch = held + (self._drain() if room else [])
                 held = []
                 if batch and not self._store(store, batch):
@@ -168,32 +188,31 @@ class Collector:
         finally:
             store.close()
 
-    def _drain(self) -> list[tuple[int, list[Publish]]]:
-        """Whatever has arrived, as (generation, messages) reads, up to ``batch_max`` messages."""
+    def _drain(self) -> list[_Read]:
+        """Whatever has arrived, as reads, up to ``batch_max`` messages."""
         try:
             first = self._queue.get(timeout=0.2)
         except queue.Empty:
             return []
-        reads, n = [first], len(first[1])
+        reads, n = [first], len(first.msgs)
         while n < self.options.batch_max:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
             reads.append(item)
-            n += len(item[1])
+            n += len(item.msgs)
         return reads
 
-    def _store(self, store: Store, reads: list[tuple[int, list[Publish]]]) -> bool:
+    def _store(self, store: Store, reads: list[_Read]) -> bool:
         """Store and acknowledge ``reads``; ``False`` when the database refused every
         message: then nothing is acknowledged. A message is rejected as refused only when
         the database took others in the same batch; if it takes none, the problem is the
         database's (a new constraint, a full table), not the messages'."""
-        batch, kinds, at = Batch(), Counter[str](), time.time()
-        parse = self._parse_into
-        for _, msgs in reads:
-            for msg in msgs:
-                kinds[parse(batch, msg, at)] += 1
+        batch, kinds = Batch(), Counter[str]()
+        for r in reads:
+            batch.extend(r.batch)
+            kinds.update(r.kinds)
         t0 = time.perf_counter()
         refused: list[tuple[Batch, Exception]] = []
         result = self._write(store, batch, refused)
@@ -213,8 +232,8 @@ class Collector:
         m.inc("edge_collector_batches_total", 1, "batches written")
         m.inc("edge_collector_windows_stored_total", result.inserted, "telemetry windows stored")
         m.inc("edge_collector_duplicates_total", result.duplicates, "duplicate windows skipped")
-        for generation, msgs in reads:
-            self.mqtt.ack(generation, [msg.mid for msg in msgs if msg.qos])
+        for r in reads:
+            self.mqtt.ack(r.generation, [msg.mid for msg in r.msgs if msg.qos])
         return True
 
     def _write(self, store: Store, batch: Batch, refused: list[tuple[Batch, Exception]]) -> WriteResult:

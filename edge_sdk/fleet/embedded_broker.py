@@ -15,10 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 from device_agent.errors import EdgeError
-from edge_sdk.fleet.mosquitto import free_port
+from edge_sdk.fleet.net import free_port
 
 
 def broker_config(host: str, port: int) -> dict[str, object]:
+    """amqtt's config for one anonymous TCP listener at ``host:port``."""
     return {
         "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
         "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
@@ -82,9 +83,11 @@ class EmbeddedBroker:
 
     @property
     def url(self) -> str:
+        """``mqtt://HOST:PORT``."""
         return f"mqtt://{self.host}:{self.port}"
 
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
+        """Start the broker thread and wait until it listens."""
         logging.getLogger("amqtt").setLevel(logging.WARNING)
         self._thread.start()
         if not self._listening.wait(timeout):

@@ -13,7 +13,8 @@ import pytest
 from device_agent.mqtt import BrokerOptions, MqttClient
 from device_agent.protocol import topics
 from edge_sdk.demo import fleet
-from edge_sdk.demo.steps import DemoState, run_demo
+from edge_sdk.demo.state import DemoState
+from edge_sdk.demo.steps import run_demo
 from edge_sdk.fleet.embedded_broker import EmbeddedBroker
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from edge_sdk.fleet.mosquitto import Mosquitto
 from tests.fleet.conftest import wait_for
+from tests.support.mosquitto import Mosquitto
 
 
 def test_collector_reports_a_broker_outage_once(procs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

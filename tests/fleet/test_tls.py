@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from edge_sdk.fleet.mosquitto import free_port
+from edge_sdk.fleet.net import free_port
 from tests.fleet.conftest import sqlite_rows, wait_for
 
 

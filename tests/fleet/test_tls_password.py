@@ -14,7 +14,7 @@ import pytest
 
 from device_agent.mqtt import BrokerOptions, MqttClient
 from device_agent.protocol import topics
-from edge_sdk.fleet.mosquitto import free_port
+from edge_sdk.fleet.net import free_port
 from tests.fleet.conftest import ENV, wait_for
 from tests.fleet.test_tls import pki  # noqa: F401 - the fixture
 from tests.ota.conftest import Factory, factory  # noqa: F401 - the fixture

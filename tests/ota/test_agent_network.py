@@ -18,7 +18,7 @@ from device_agent.protocol.chunks import split
 from device_agent.update.agent import PAUSE_ENV
 from device_agent.update.store import ModelStore
 from device_agent.update.transport import _HostSession, send_bundle
-from edge_sdk.fleet.mosquitto import Mosquitto
+from tests.support.mosquitto import Mosquitto
 
 from .conftest import Factory
 from .test_flow import install
@@ -167,7 +167,7 @@ def test_a_fatal_update_error_exits_the_daemon_non_zero(store_dir: Path, factory
 
 def test_deploy_to_an_unreachable_broker_is_one_error_and_a_failed_rollout(factory: Factory,
                                                                           tmp_path: Path) -> None:
-    from edge_sdk.fleet.mosquitto import free_port
+    from edge_sdk.fleet.net import free_port
     from edge_sdk.fleet.store import open_store
 
     db = tmp_path / "fleet.db"

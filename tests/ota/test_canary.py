@@ -22,8 +22,8 @@ import pytest
 from device_agent.bundle import read_members
 from device_agent.update.agent import PAUSE_ENV
 from device_agent.update.store import ModelStore
-from edge_sdk.fleet.mosquitto import Mosquitto
 from edge_sdk.fleet.store import open_store
+from tests.support.mosquitto import Mosquitto
 
 from .conftest import Factory
 from .test_commands import _scaled, _val

@@ -7,7 +7,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from edge_sdk.demo.ota import ota_step
-from edge_sdk.demo.steps import STEPS, DemoState
+from edge_sdk.demo.state import DemoState
+from edge_sdk.demo.steps import STEPS
 
 from .conftest import Factory
 

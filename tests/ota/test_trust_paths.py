@@ -16,7 +16,7 @@ from device_agent.update.agent import PAUSE_ENV
 from device_agent.update.store import ModelStore
 from device_agent.update.transport import send_bundle
 from edge_sdk.bundle.signing import new_key_pair
-from edge_sdk.fleet.mosquitto import Mosquitto
+from tests.support.mosquitto import Mosquitto
 
 from .conftest import Factory
 from .test_flow import install

@@ -28,8 +28,9 @@ def readme_blocks(heading: str) -> list[str]:
 @pytest.fixture(scope="module")
 def factory(tmp_path_factory: pytest.TempPathFactory) -> Factory:
     """Signed bundles of a linear digits classifier (ONNX, no TensorFlow), as the update tests build them."""
-    from edge_sdk.signing import new_key_pair
     from sklearn.datasets import load_digits
+
+    from edge_sdk.bundle.signing import new_key_pair
 
     root = tmp_path_factory.mktemp("agent")
     return Factory(root, new_key_pair(root / "fleet-key"), (load_digits().data[:16] / 16.0).astype(np.float32))

@@ -32,7 +32,8 @@ from edge_sdk.fleet.broker_auth import (
     new_password,
     role_rules,
 )
-from edge_sdk.fleet.mosquitto import find_binary, free_port, wait_listening
+from edge_sdk.fleet.net import free_port
+from tests.support.mosquitto import find_binary, wait_listening
 from tests.support.pki import Pki
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ from typing import Any
 
 from device_agent.errors import EdgeError
 from edge_sdk.fleet.schema import POSTGRES
-from edge_sdk.fleet.store import Store
+from edge_sdk.fleet.store.base import Store
 
 
 def connect_postgres(dsn: str) -> Store:

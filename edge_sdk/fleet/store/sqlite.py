@@ -7,10 +7,11 @@ from typing import Any
 
 from device_agent.errors import EdgeError
 from edge_sdk.fleet.schema import SQLITE
-from edge_sdk.fleet.store import Store
+from edge_sdk.fleet.store.base import Store
 
 
 def connect_sqlite(path: str) -> Store:
+    """Open (creating if needed) the SQLite file at ``path`` in WAL mode → a migrated store."""
     try:
         conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")

@@ -1,6 +1,6 @@
-"""Fleet storage over DB-API: the same SQL for SQLite and PostgreSQL.
+"""The fleet store over DB-API: the same SQL for SQLite and PostgreSQL.
 
-The backend files (``store_sqlite.py``, ``store_postgres.py``) only open a connection;
+The backend modules (``sqlite.py``, ``postgres.py``) only open a connection;
 everything else — migrations, batched inserts with deduplication, queries — is here,
 written once in the subset of SQL both databases share (``ON CONFLICT``, window
 functions, ``RETURNING``).
@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -27,6 +26,7 @@ from device_agent.protocol.messages import (
 )
 from edge_sdk.fleet import rollups, schema
 from edge_sdk.fleet.schema import Dialect
+from edge_sdk.fleet.series import merge_rows, rollup_windows
 
 # Telemetry rows as the collector builds them straight from a validated payload:
 # fleet, device, the window fields in messages.WINDOW_FIELDS order, exits JSON, received_at.
@@ -76,12 +76,21 @@ class Batch:
             getattr(out[i >= cut], k).append(item)
         return out
 
+    def extend(self, other: Batch) -> None:
+        """Append ``other``'s items after this batch's own."""
+        self.windows += other.windows
+        self.states += other.states
+        self.deploys += other.deploys
+        self.rows += other.rows
+
     def window_rows(self) -> list[tuple[Any, ...]]:
+        """Every telemetry item as a :data:`WINDOW_ROW_COLUMNS` row."""
         return self.rows + [_window_row(f, d, w, at) for f, d, w, at in self.windows]
 
 
 @dataclass(frozen=True)
 class WriteResult:
+    """What a write did: windows inserted, and duplicates skipped (stored before)."""
     inserted: int
     duplicates: int
 
@@ -126,6 +135,7 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
+        """A cursor inside one transaction: committed on exit, rolled back on any exception."""
         cur = self.conn.cursor()
         try:
             if self.dialect.name == "sqlite":
@@ -162,6 +172,7 @@ class Store:
                 )
 
     def schema_version(self) -> int:
+        """The latest migration applied (0 for an empty database)."""
         cur = self.conn.cursor()
         cur.execute("SELECT MAX(version) FROM schema_migrations")
         (v,) = cur.fetchone()
@@ -335,6 +346,7 @@ class Store:
                             [(row["rollout_id"], d, int(d in canary)) for d in (*canary, *rest)])
 
     def update_rollout(self, rollout_id: str, *, phase: str, outcome: str, ts: float) -> None:
+        """Record a rollout's new phase and outcome at ``ts``."""
         with self.transaction() as cur:
             cur.execute(self._sql("UPDATE rollouts SET phase = ?, outcome = ?, updated = ? WHERE rollout_id = ?"),
                         (phase, outcome, ts, rollout_id))
@@ -472,6 +484,7 @@ class Store:
         return self._query("SELECT * FROM deploy_status ORDER BY ts DESC, id DESC LIMIT ?", [limit])
 
     def alerts(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The latest alerts, newest first."""
         return self._query("SELECT * FROM alerts ORDER BY ts DESC, id DESC LIMIT ?", [limit])
 
     # ---- dashboard reads ----------------------------------------------------------------
@@ -482,8 +495,6 @@ class Store:
     def series(self, fleet: str, device: str, *, start: float, end: float, step: float) -> list[dict[str, Any]]:
         """Chart points of one device over [start, end] in ``step``-second buckets, each
         :meth:`Agg.point <edge_sdk.fleet.series.Agg.point>` with its bucket start ``t``."""
-        from edge_sdk.fleet.series import merge_rows, rollup_windows
-
         res = max((r for r in schema.ROLLUP_RESOLUTIONS if r <= step), default=0)
         if res:  # whole rollup buckets: from the one holding ``start``
             rows = self.history_range(device, fleet=fleet, start=start - start % res, end=end, res=res)
@@ -507,6 +518,7 @@ class Store:
         )
 
     def device_alerts(self, fleet: str, device: str, limit: int = 50) -> list[dict[str, Any]]:
+        """A device's latest alerts, newest first."""
         return self._query(
             "SELECT * FROM alerts WHERE fleet = ? AND device = ? ORDER BY ts DESC, id DESC LIMIT ?",
             [fleet, device, limit],
@@ -528,28 +540,10 @@ class Store:
         return [(r["fleet"], r["device"], r["boot_id"], int(r["seq"])) for r in rows]
 
     def close(self) -> None:
+        """Close the connection."""
         self.conn.close()
 
 
 def _window_row(fleet: str, device: str, w: TelemetryWindow, at: float) -> tuple[Any, ...]:
     return (fleet, device, *(getattr(w, k) for k in WINDOW_FIELDS), exits_json(w.exits), at)
 
-
-def open_store(db: str, *, must_exist: bool = False) -> Store:
-    """``fleet.db`` (SQLite, WAL) or ``postgresql://...`` (psycopg 3) → a migrated store.
-
-    ``must_exist``: for commands that only read; a missing SQLite file is an error
-    instead of a new, empty database.
-    """
-    if db.startswith(("postgresql://", "postgres://")):
-        from edge_sdk.fleet.store_postgres import connect_postgres
-
-        return connect_postgres(db)
-    if "://" in db:
-        raise EdgeError(f"--db: expected a SQLite file path or postgresql://..., found {db!r}")
-    from edge_sdk.fleet.store_sqlite import connect_sqlite
-
-    if must_exist and not Path(db).is_file():
-        raise EdgeError(f"--db {db}: no fleet database there (the collector creates it: "
-                        f"edge collector --db {db})")
-    return connect_sqlite(db)

@@ -17,11 +17,13 @@ import time
 from pathlib import Path
 
 from device_agent.errors import EdgeError
+from edge_sdk.fleet.net import free_port
 
 BINARY_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 
 
 def find_binary() -> str:
+    """The mosquitto executable (Debian's /usr/sbin first, then PATH)."""
     for b in BINARY_CANDIDATES:
         if os.access(b, os.X_OK):
             return b
@@ -31,13 +33,8 @@ def find_binary() -> str:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_config(port: int, data_dir: Path, extra: str = "") -> str:
+    """A loopback listener on ``port``, persistence in ``data_dir``, limits lifted, ``extra`` appended."""
     import getpass
 
     return (
@@ -86,9 +83,11 @@ class Mosquitto:
 
     @property
     def url(self) -> str:
+        """``mqtt://127.0.0.1:PORT``."""
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 10.0) -> Mosquitto:
+        """Start the process and wait until the port accepts connections."""
         log = (self.root / "mosquitto.log").open("ab")
         self.proc = subprocess.Popen(
             [find_binary(), "-c", str(self.config)], stdout=log, stderr=log
@@ -108,7 +107,8 @@ class Mosquitto:
         self.proc = None
 
 
-def main() -> None:  # python -m edge_sdk.fleet.mosquitto DIR
+def main() -> None:  # python -m tests.support.mosquitto DIR (tools/mosquitto_test.sh)
+    """Run one broker in DIR until Ctrl-C, printing its URL."""
     import sys
 
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "mosquitto-test")
