@@ -132,7 +132,7 @@ def float32_key(x: np.ndarray) -> bytes:
 
 
 @dataclass(slots=True)
-class Entry:
+class CacheEntry:
     """What the cache holds for one key."""
 
     tensor: np.ndarray | None
@@ -151,7 +151,7 @@ class LRUCache:
         self.hits = 0
         self.misses = 0
         self.evictions = 0
-        self._d: OrderedDict[bytes, Entry] = OrderedDict()
+        self._d: OrderedDict[bytes, CacheEntry] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._d)
@@ -159,7 +159,7 @@ class LRUCache:
     def __contains__(self, key: bytes) -> bool:
         return key in self._d
 
-    def get(self, key: bytes) -> Entry | None:
+    def get(self, key: bytes) -> CacheEntry | None:
         """The entry for ``key`` (now most recent), counting a hit or a miss."""
         e = self._d.get(key)
         if e is None:
@@ -182,7 +182,7 @@ class LRUCache:
             # A view may be of the caller's buffer, which a source can refill with the next
             # reading; the entry must keep this reading's values.
             tensor = tensor.copy()
-        self._d[key] = Entry(tensor, result, size)
+        self._d[key] = CacheEntry(tensor, result, size)
         self.bytes += size
         while self.bytes > self.max_bytes:
             _, dropped = self._d.popitem(last=False)

@@ -30,7 +30,7 @@ INSERT OR IGNORE INTO outbox_meta (key, value) VALUES ('dropped', 0);
 
 
 @dataclass(frozen=True)
-class Entry:
+class OutboxEntry:
     id: int
     topic: str
     payload: bytes
@@ -88,14 +88,14 @@ class Outbox:
             )
             self._db.execute("UPDATE outbox_meta SET value=value+? WHERE key='dropped'", (excess,))
 
-    def pending(self, after_id: int = 0, limit: int = 100) -> list[Entry]:
+    def pending(self, after_id: int = 0, limit: int = 100) -> list[OutboxEntry]:
         """Rows in insertion order, oldest first, with id greater than ``after_id``."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, topic, payload, qos FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
                 (after_id, limit),
             ).fetchall()
-        return [Entry(int(i), str(t), bytes(p), int(q)) for i, t, p, q in rows]
+        return [OutboxEntry(int(i), str(t), bytes(p), int(q)) for i, t, p, q in rows]
 
     def delete(self, *entry_ids: int) -> None:
         """Forget rows once the broker acknowledged them."""

@@ -10,15 +10,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from device_agent.update.flow import Step, UpdateFlow, UpdatePolicy, UpdateResult
+    from device_agent.update.flow import FlowStep, UpdateFlow, UpdatePolicy, UpdateResult
     from device_agent.update.health import HealthOptions, HealthReport
-    from device_agent.update.probation import ProbationPolicy, Verdict, Window
+    from device_agent.update.probation import ProbationPolicy, ProbationWindow, Verdict
     from device_agent.update.store import ModelStore, Slot
 
 _WHERE = {
-    "Step": "flow", "UpdateFlow": "flow", "UpdatePolicy": "flow", "UpdateResult": "flow",
+    "FlowStep": "flow", "UpdateFlow": "flow", "UpdatePolicy": "flow", "UpdateResult": "flow",
     "HealthOptions": "health", "HealthReport": "health",
-    "ProbationPolicy": "probation", "Verdict": "probation", "Window": "probation",
+    "ProbationPolicy": "probation", "Verdict": "probation", "ProbationWindow": "probation",
     "ModelStore": "store", "Slot": "store",
 }
 
@@ -30,15 +30,15 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "FlowStep",
     "HealthOptions",
     "HealthReport",
     "ModelStore",
     "ProbationPolicy",
+    "ProbationWindow",
     "Slot",
-    "Step",
     "UpdateFlow",
     "UpdatePolicy",
     "UpdateResult",
     "Verdict",
-    "Window",
 ]

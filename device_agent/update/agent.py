@@ -15,8 +15,8 @@ from device_agent.errors import EdgeError
 from device_agent.protocol.messages import DeployPhase
 from device_agent.runtimes import RuntimeOptions
 from device_agent.trust import TrustStore
-from device_agent.update.flow import Checkpoint, Step, UpdateResult
-from device_agent.update.probation import ProbationPolicy, Verdict, Window, judge
+from device_agent.update.flow import Checkpoint, FlowStep, UpdateResult
+from device_agent.update.probation import ProbationPolicy, ProbationWindow, Verdict, judge
 from device_agent.update.store import ModelStore
 
 PAUSE_ENV = "EDGE_AGENT_PAUSE_AT"
@@ -56,7 +56,7 @@ def env_checkpoint() -> Checkpoint | None:
     want_step, _, want_index = spec.partition(":")
     index = int(want_index or 0)
 
-    def pause(step: Step, i: int) -> None:
+    def pause(step: FlowStep, i: int) -> None:
         if step.value == want_step and i == index:
             sys.stderr.write(f"PAUSED {step.value}:{i}\n")
             sys.stderr.flush()
@@ -84,7 +84,7 @@ def engine_for_store(
 
 
 def end_probation(
-    store: ModelStore, previous: Window, new: Window, policy: ProbationPolicy
+    store: ModelStore, previous: ProbationWindow, new: ProbationWindow, policy: ProbationPolicy
 ) -> UpdateResult | None:
     """Roll back when the new model regressed; ``None`` while probation is undecided or passed."""
     verdict = judge(previous, new, policy)
@@ -95,7 +95,7 @@ def end_probation(
     return UpdateResult(
         DeployPhase.ROLLED_BACK,
         f"probation: {verdict.reason}; restored {restored.manifest.version}",
-        Step.REPORT,
+        FlowStep.REPORT,
         bad.manifest.name if bad else None,
         bad.manifest.version if bad else None,
         bad.id if bad else None,

@@ -1,6 +1,6 @@
 """The update flow: verify → extract → health-check → switch → report.
 
-A small state machine: each :class:`Step` is one method, run in order. Any failure stops
+A small state machine: each :class:`FlowStep` is one method, run in order. Any failure stops
 the flow, removes the staging directory and returns ``rejected`` with a reason that
 names the step and the cause; the slot ``current`` points at is untouched until the
 single atomic switch. ``checkpoint`` is called at fixed points inside each step (the
@@ -35,7 +35,7 @@ from device_agent.update.store import LAST_UPDATE, ModelStore, slot_id, write_sl
 SPACE_MARGIN = 64 * 1024
 
 
-class Step(str, Enum):
+class FlowStep(str, Enum):
     """The steps of an update, in order (a rejection names the one that failed)."""
     TRANSFER = "transfer"  # over the air only (device_agent.update.transport)
     VERIFY = "verify"
@@ -64,7 +64,7 @@ class UpdateResult:
 
     status: DeployPhase
     reason: str
-    step: Step
+    step: FlowStep
     name: str | None = None
     version: str | None = None
     slot: str | None = None
@@ -76,10 +76,10 @@ class UpdateResult:
         return d
 
 
-Checkpoint = Callable[[Step, int], None]
+Checkpoint = Callable[[FlowStep, int], None]
 
 
-def _no_checkpoint(step: Step, index: int) -> None:
+def _no_checkpoint(step: FlowStep, index: int) -> None:
     return None
 
 
@@ -102,11 +102,11 @@ class UpdateFlow:
         self.trust = trust
         self.policy = policy
         self.checkpoint = checkpoint or _no_checkpoint
-        self._steps: list[tuple[Step, Callable[[_State], None]]] = [
-            (Step.VERIFY, self._verify),
-            (Step.EXTRACT, self._extract),
-            (Step.HEALTH, self._health),
-            (Step.SWITCH, self._switch),
+        self._steps: list[tuple[FlowStep, Callable[[_State], None]]] = [
+            (FlowStep.VERIFY, self._verify),
+            (FlowStep.EXTRACT, self._extract),
+            (FlowStep.HEALTH, self._health),
+            (FlowStep.SWITCH, self._switch),
         ]
 
     def run(self, bundle: str | Path) -> UpdateResult:
@@ -118,13 +118,13 @@ class UpdateFlow:
             except (EdgeError, OSError) as e:
                 self._discard(state)
                 return self._report(state, DeployPhase.REJECTED, step, f"{step.value}: {_reason(e)}")
-        return self._report(state, DeployPhase.ACTIVE, Step.REPORT, "ok")
+        return self._report(state, DeployPhase.ACTIVE, FlowStep.REPORT, "ok")
 
     # steps --------------------------------------------------------------------------
     def _verify(self, s: _State) -> None:
-        self.checkpoint(Step.VERIFY, 0)
+        self.checkpoint(FlowStep.VERIFY, 0)
         v = verify_bundle(s.bundle, check_signature=self.trust, max_bytes=self.policy.max_bytes)
-        self.checkpoint(Step.VERIFY, 1)
+        self.checkpoint(FlowStep.VERIFY, 1)
         self._check_compatible(v)
         s.verified, s.sid = v, slot_id(v.manifest, v.manifest_bytes)
 
@@ -155,16 +155,16 @@ class UpdateFlow:
                 f"not enough disk space in {self.store.root}: need {need} bytes, {free} free"
             )
         s.staged = self.store.new_staging(s.sid)
-        self.checkpoint(Step.EXTRACT, 0)
+        self.checkpoint(FlowStep.EXTRACT, 0)
         for i, (rel, data) in enumerate(sorted(s.verified.payload.items()), start=1):
             _write_member(s.staged, rel, data)
-            self.checkpoint(Step.EXTRACT, i)
+            self.checkpoint(FlowStep.EXTRACT, i)
         write_slot_files(s.staged, s.verified.manifest_bytes, s.verified.signature)
-        self.checkpoint(Step.EXTRACT, len(s.verified.payload) + 1)
+        self.checkpoint(FlowStep.EXTRACT, len(s.verified.payload) + 1)
 
     def _health(self, s: _State) -> None:
         assert s.verified is not None and s.staged is not None
-        self.checkpoint(Step.HEALTH, 0)
+        self.checkpoint(FlowStep.HEALTH, 0)
         if not self.policy.health_check:
             return
         opts = self.policy.health
@@ -172,16 +172,16 @@ class UpdateFlow:
             report = check_slot_isolated(s.staged, opts)
         else:
             report = check_slot(s.staged, s.verified.manifest, opts)
-        self.checkpoint(Step.HEALTH, 1)
+        self.checkpoint(FlowStep.HEALTH, 1)
         if not report.ok:
             raise BundleError(f"health check failed: {report.reason}")
 
     def _switch(self, s: _State) -> None:
         assert s.verified is not None and s.staged is not None and s.sid is not None
-        self.checkpoint(Step.SWITCH, 0)
+        self.checkpoint(FlowStep.SWITCH, 0)
         self.store.commit(
             s.staged, s.sid, s.verified.manifest.version,
-            checkpoint=lambda _step, i: self.checkpoint(Step.SWITCH, i),
+            checkpoint=lambda _step, i: self.checkpoint(FlowStep.SWITCH, i),
         )
         s.staged = None
 
@@ -190,7 +190,7 @@ class UpdateFlow:
         if s.staged is not None:
             shutil.rmtree(s.staged, ignore_errors=True)
 
-    def _report(self, s: _State, status: DeployPhase, step: Step, reason: str) -> UpdateResult:
+    def _report(self, s: _State, status: DeployPhase, step: FlowStep, reason: str) -> UpdateResult:
         m = s.verified.manifest if s.verified else None
         result = UpdateResult(
             status, reason, step, m.name if m else None, m.version if m else None, s.sid
@@ -215,4 +215,4 @@ def _reason(e: BaseException) -> str:
     return str(e)
 
 
-__all__ = ["Checkpoint", "Step", "UpdateFlow", "UpdatePolicy", "UpdateResult"]
+__all__ = ["Checkpoint", "FlowStep", "UpdateFlow", "UpdatePolicy", "UpdateResult"]

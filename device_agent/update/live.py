@@ -22,8 +22,8 @@ from device_agent.serve import EngineRef
 from device_agent.sinks.base import Result
 from device_agent.sources.base import Reading
 from device_agent.update.agent import end_probation
-from device_agent.update.flow import Step, UpdateResult
-from device_agent.update.probation import ProbationPolicy, Verdict, Window, WindowCounter, judge
+from device_agent.update.flow import FlowStep, UpdateResult
+from device_agent.update.probation import ProbationPolicy, ProbationWindow, Verdict, WindowCounter, judge
 from device_agent.update.store import ModelStore
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class LiveUpdates:
         self.engine_options = engine_options  # the same cache and exit thresholds after a swap
         self.serving = store.current_id()
         self.counter = WindowCounter()
-        self.baseline: Window | None = None  # set while the new model is on probation
+        self.baseline: ProbationWindow | None = None  # set while the new model is on probation
         self._seen = 0
 
     def on_result(self, result: Result) -> None:
@@ -89,7 +89,7 @@ class LiveUpdates:
             self.baseline = None
             slot = self.store.current()
             m = slot.manifest if slot else None
-            self.report(UpdateResult(DeployPhase.PROBATION_PASSED, f"probation: {verdict.reason}", Step.REPORT,
+            self.report(UpdateResult(DeployPhase.PROBATION_PASSED, f"probation: {verdict.reason}", FlowStep.REPORT,
                                      m.name if m else None, m.version if m else None, slot.id if slot else None))
         elif verdict.verdict == Verdict.REGRESSED:
             result = end_probation(self.store, self.baseline, self.counter.window(), self.policy)

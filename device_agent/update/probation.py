@@ -1,6 +1,6 @@
 """Probation after a switch: does the new model behave as well as the one it replaced?
 
-Pure policy. :class:`Window` summarises what a model did over a stretch of serving
+Pure policy. :class:`ProbationWindow` summarises what a model did over a stretch of serving
 (inferences, errors, mean confidence, exits per stage); :func:`judge` compares the new
 model's window to the previous model's and says ``pass``, ``wait`` (too few samples)
 or ``regressed`` with the reason. :class:`WindowCounter` is the serve-loop observer
@@ -33,7 +33,7 @@ class ProbationPolicy:
 
 
 @dataclass(frozen=True)
-class Window:
+class ProbationWindow:
     """What one model did while serving."""
 
     inferences: int
@@ -63,7 +63,7 @@ class Judgement:
     reason: str
 
 
-def judge(previous: Window, new: Window, policy: ProbationPolicy) -> Judgement:
+def judge(previous: ProbationWindow, new: ProbationWindow, policy: ProbationPolicy) -> Judgement:
     """Compare the new model's window to the previous model's."""
     if new.total < policy.min_samples:
         return Judgement(Verdict.WAIT, f"{new.total} of {policy.min_samples} samples seen")
@@ -106,5 +106,5 @@ class WindowCounter:
     def on_error(self, reading: Reading, reason: str) -> None:
         self.errors += 1
 
-    def window(self) -> Window:
-        return Window(self.inferences, self.errors, self.confidence_sum, tuple(sorted(self.exits.items())))
+    def window(self) -> ProbationWindow:
+        return ProbationWindow(self.inferences, self.errors, self.confidence_sum, tuple(sorted(self.exits.items())))

@@ -35,12 +35,12 @@ from device_agent.protocol.chunks import (
     status_topic,
 )
 from device_agent.protocol.messages import DeployPhase, MessageError
-from device_agent.update.flow import Checkpoint, Step, UpdateFlow, UpdatePolicy, UpdateResult
+from device_agent.update.flow import Checkpoint, FlowStep, UpdateFlow, UpdatePolicy, UpdateResult
 from device_agent.update.store import ModelStore
 
 log = logging.getLogger(__name__)
 TRANSFERS = "transfers"
-_STEP_STATUS = {Step.VERIFY: DeployPhase.VERIFYING, Step.HEALTH: DeployPhase.HEALTH_CHECK}
+_STEP_STATUS = {FlowStep.VERIFY: DeployPhase.VERIFYING, FlowStep.HEALTH: DeployPhase.HEALTH_CHECK}
 
 
 class DeployListener:
@@ -158,7 +158,7 @@ class DeployListener:
         atomic_write(self.transfers / c.rollout / f"{c.index}.chunk", c.data)
         a.add(c)
         if self.checkpoint:
-            self.checkpoint(Step.TRANSFER, len(a.parts))
+            self.checkpoint(FlowStep.TRANSFER, len(a.parts))
         if not a.missing():
             self._progress(a)
 
@@ -181,10 +181,10 @@ class DeployListener:
         try:
             atomic_write(d / "bundle.edgepkg", a.assemble())
         except (BundleError, MessageError, OSError) as e:
-            return UpdateResult(DeployPhase.REJECTED, f"transfer: {e}", Step.TRANSFER)
+            return UpdateResult(DeployPhase.REJECTED, f"transfer: {e}", FlowStep.TRANSFER)
         rollout, version = a.offer.rollout, a.offer.version
 
-        def report(step: Step, i: int) -> None:
+        def report(step: FlowStep, i: int) -> None:
             if i == 0 and step in _STEP_STATUS:
                 self._publish(DeployStatus(rollout, _STEP_STATUS[step], version=version))
             if self.checkpoint:

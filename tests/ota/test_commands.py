@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from device_agent.cli import app as agent_app
 from device_agent.protocol.messages import DeployPhase
 from device_agent.update.agent import end_probation, engine_for_store
-from device_agent.update.probation import ProbationPolicy, Verdict, Window, WindowCounter, judge
+from device_agent.update.probation import ProbationPolicy, ProbationWindow, Verdict, WindowCounter, judge
 from device_agent.update.store import ModelStore
 from edge_sdk.cli import app as edge_app
 
@@ -78,19 +78,19 @@ def test_agent_run_store_without_model_is_a_clear_error(tmp_path: Path, digits_n
 
 def test_probation_policy_is_pure_and_strict() -> None:
     p = ProbationPolicy(min_samples=100)
-    base = Window(inferences=990, errors=10, confidence_sum=990 * 0.9, exits=((0, 990),))
-    assert judge(base, Window(50, 0, 45.0), p).verdict == Verdict.WAIT
-    assert judge(base, Window(995, 5, 995 * 0.88, ((0, 995),)), p).verdict == Verdict.PASS
-    worse_err = judge(base, Window(950, 50, 950 * 0.9, ((0, 950),)), p)
+    base = ProbationWindow(inferences=990, errors=10, confidence_sum=990 * 0.9, exits=((0, 990),))
+    assert judge(base, ProbationWindow(50, 0, 45.0), p).verdict == Verdict.WAIT
+    assert judge(base, ProbationWindow(995, 5, 995 * 0.88, ((0, 995),)), p).verdict == Verdict.PASS
+    worse_err = judge(base, ProbationWindow(950, 50, 950 * 0.9, ((0, 950),)), p)
     assert worse_err.verdict == Verdict.REGRESSED and "error rate" in worse_err.reason
-    worse_conf = judge(base, Window(1000, 0, 1000 * 0.6, ((0, 1000),)), p)
+    worse_conf = judge(base, ProbationWindow(1000, 0, 1000 * 0.6, ((0, 1000),)), p)
     assert worse_conf.verdict == Verdict.REGRESSED and "confidence" in worse_conf.reason
-    cascade = Window(1000, 0, 900.0, ((0, 700), (1, 300)))
-    shifted = judge(cascade, Window(1000, 0, 900.0, ((0, 300), (1, 700))), p)
+    cascade = ProbationWindow(1000, 0, 900.0, ((0, 700), (1, 300)))
+    shifted = judge(cascade, ProbationWindow(1000, 0, 900.0, ((0, 300), (1, 700))), p)
     assert shifted.verdict == Verdict.REGRESSED and "exit rate of stage 0" in shifted.reason
 
 
-def _serve_window(store_dir: Path, digits_npz: Path) -> Window:
+def _serve_window(store_dir: Path, digits_npz: Path) -> ProbationWindow:
     from device_agent.serve import serve
     from device_agent.sources import open_source
 
