@@ -7,7 +7,7 @@ a chunk that does not fit its offer is a :class:`BundleError`.
 The sender publishes an :class:`Offer` on the device's ``deploy`` topic, then the
 :class:`Chunk` messages the device asks for. Each chunk carries its own sha256, the
 offer carries the whole bundle's sha256 and size. The device answers on
-``deploy/status`` with a :class:`DeployStatus`; while downloading it lists the chunk
+``deploy/status`` with a :class:`~device_agent.protocol.messages.DeployStatus`; while downloading it lists the chunk
 indices it still misses, which is how a transfer resumes after a dropped connection or
 a restart: the sender resends exactly those.
 """
@@ -24,14 +24,11 @@ from typing import ClassVar
 from device_agent.errors import BundleError
 from device_agent.protocol import topics
 from device_agent.protocol.messages import (
-    DeployPhase,
     MessageError,
     _count,
     _decode,
     _encode,
-    _enum,
     _get,
-    _num,
 )
 
 DEFAULT_CHUNK = 64 * 1024
@@ -119,60 +116,6 @@ class Chunk:
         except (ValueError, binascii.Error) as e:
             raise MessageError(f"data: expected base64 text, found invalid base64 ({e})") from None
         return cls(_get(d, "rollout", str), _count(d, "index"), _get(d, "sha256", str), data)
-
-
-@dataclass(frozen=True)
-class DeployStatus:
-    """What the device reports on ``deploy/status``: the fleet's ``deploy_status`` message
-    (the collector reads ``rollout_id``, ``version``, ``phase``, ``ts``, ``reason``,
-    ``boot_id``) plus two fields of the transfer: ``missing`` chunks and ``device``."""
-
-    TYPE: ClassVar[str] = "deploy_status"
-    rollout: str
-    status: DeployPhase
-    reason: str = ""
-    version: str | None = None
-    missing: tuple[int, ...] = ()
-    device: str = ""
-    ts: float = 0.0  # set by the adapter that publishes it (this module reads no clock)
-    boot_id: str = ""  # the agent process's, as in its telemetry; set by the same adapter
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "status", DeployPhase(self.status))  # a phase's value is accepted too
-
-    def to_payload(self) -> bytes:
-        """The JSON payload, the reason cut to the schema's 256 characters."""
-        return _encode(self.TYPE, {
-            "rollout_id": self.rollout, "version": self.version or "", "phase": self.status.value, "ts": self.ts,
-            "reason": _short(self.reason), "boot_id": self.boot_id, "missing": list(self.missing),
-            "device": self.device,
-        })
-
-    @classmethod
-    def from_payload(cls, payload: bytes) -> DeployStatus:
-        """Parse once; :class:`MessageError` names a bad field."""
-        d = _decode(payload, cls.TYPE)
-        missing = _get(d, "missing", list, [])
-        if not all(type(i) is int and i >= 0 for i in missing):
-            raise MessageError(f"missing: expected chunk indices >= 0, found {missing!r}")
-        return cls(_get(d, "rollout_id", str), _enum(d, "phase", DeployPhase), _get(d, "reason", str, ""),
-                   _get(d, "version", str, "") or None, tuple(missing), _get(d, "device", str, ""),
-                   float(_num(d, "ts", 0.0) or 0.0), _get(d, "boot_id", str, ""))
-
-    @property
-    def final(self) -> bool:
-        """The update flow is over (``active`` may still be judged by probation)."""
-        return self.status in (DeployPhase.ACTIVE, DeployPhase.ROLLED_BACK, DeployPhase.REJECTED)
-
-    @property
-    def settled(self) -> bool:
-        """Probation is over too: the new model stays, or the device is on its old one."""
-        return self.status in (DeployPhase.PROBATION_PASSED, DeployPhase.ROLLED_BACK, DeployPhase.REJECTED)
-
-
-def _short(reason: str) -> str:
-    # The fleet schema caps strings at 256 characters; keep the cause, which comes last.
-    return reason if len(reason) <= 256 else "…" + reason[-255:]
 
 
 def split(bundle: bytes, *, rollout: str, name: str, version: str,

@@ -455,36 +455,61 @@ def result_payload(fields: dict[str, Any]) -> bytes:
     return _encode(InferenceResult.TYPE, fields)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class DeployStatus:
-    """A device's progress on one rollout (``deploy/status``)."""
+    """A device's progress on one rollout (``deploy/status``), one class for the device that
+    sends it, the host that waits on it and the collector that stores it. On the wire
+    ``rollout`` is ``rollout_id`` and ``status`` is ``phase``; ``missing`` lists the chunks
+    a download still lacks (how a transfer resumes)."""
 
     TYPE: ClassVar[str] = "deploy_status"
-    rollout_id: str
-    version: str
-    phase: DeployPhase
-    ts: float
+    rollout: str
+    status: DeployPhase
     reason: str = ""
-    boot_id: str = ""
+    version: str | None = None
+    missing: tuple[int, ...] = ()
+    device: str = ""
+    ts: float = 0.0  # set by the adapter that publishes it (this module reads no clock)
+    boot_id: str = ""  # the agent process's, as in its telemetry; set by the same adapter
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", DeployPhase(self.status))  # a phase's value is accepted too
 
     def to_payload(self) -> bytes:
-        """The JSON payload (versioned envelope)."""
-        d = asdict(self)
-        d["phase"] = self.phase.value
-        return _encode(self.TYPE, d)
+        """The JSON payload, the reason cut to the schema's 256 characters."""
+        return _encode(self.TYPE, {
+            "rollout_id": self.rollout, "version": self.version or "", "phase": self.status.value, "ts": self.ts,
+            "reason": _short(self.reason), "boot_id": self.boot_id, "missing": list(self.missing),
+            "device": self.device,
+        })
 
     @classmethod
-    def from_payload(cls, payload: bytes | str) -> DeployStatus:
-        """Parse and check a ``deploy_status`` payload (the collector's view)."""
-        o = _decode(payload, cls.TYPE)
-        return cls(
-            rollout_id=_get(o, "rollout_id", str),
-            version=_get(o, "version", str),
-            phase=_enum(o, "phase", DeployPhase),
-            ts=float(_num(o, "ts") or 0.0),
-            reason=_get(o, "reason", str, ""),
-            boot_id=_get(o, "boot_id", str, ""),
-        )
+    def from_payload(cls, payload: bytes) -> DeployStatus:
+        """Parse once; :class:`MessageError` names a bad field."""
+        d = _decode(payload, cls.TYPE)
+        missing = _get(d, "missing", list, [])
+        if not all(type(i) is int and i >= 0 for i in missing):
+            raise MessageError(f"missing: expected chunk indices >= 0, found {missing!r}")
+        return cls(_get(d, "rollout_id", str), _enum(d, "phase", DeployPhase), _get(d, "reason", str, ""),
+                   _get(d, "version", str, "") or None, tuple(missing), _get(d, "device", str, ""),
+                   float(_num(d, "ts", 0.0) or 0.0), _get(d, "boot_id", str, ""))
+
+    @property
+    def final(self) -> bool:
+        """The update flow is over (``active`` may still be judged by probation)."""
+        return self.status in (DeployPhase.ACTIVE, DeployPhase.ROLLED_BACK, DeployPhase.REJECTED)
+
+    @property
+    def settled(self) -> bool:
+        """Probation is over too: the new model stays, or the device is on its old one."""
+        return self.status in (DeployPhase.PROBATION_PASSED, DeployPhase.ROLLED_BACK, DeployPhase.REJECTED)
+
+
+
+def _short(reason: str) -> str:
+    # The fleet schema caps strings at 256 characters; keep the cause, which comes last.
+    return reason if len(reason) <= 256 else "…" + reason[-255:]
+
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -27,14 +27,13 @@ from device_agent.mqtt import BrokerOptions, MqttClient
 from device_agent.protocol.chunks import (
     Assembly,
     Chunk,
-    DeployStatus,
     Offer,
     RollbackRequest,
     deploy_topic,
     split,
     status_topic,
 )
-from device_agent.protocol.messages import DeployPhase, MessageError
+from device_agent.protocol.messages import DeployPhase, DeployStatus, MessageError
 from device_agent.update.flow import Checkpoint, FlowStep, UpdateFlow, UpdatePolicy, UpdateResult
 from device_agent.update.store import ModelStore
 

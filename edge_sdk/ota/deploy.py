@@ -18,7 +18,7 @@ from typing import Any
 from device_agent.bundle import read_manifest
 from device_agent.errors import EdgeError
 from device_agent.mqtt import BrokerOptions
-from device_agent.protocol.chunks import DeployStatus
+from device_agent.protocol.messages import DeployStatus
 from edge_sdk.ota.rollout import Plan, RolloutRecord, initial_phase, plan, run_rollout
 
 Say = Callable[[dict[str, Any]], None]

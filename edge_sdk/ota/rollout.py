@@ -19,7 +19,7 @@ from enum import Enum
 from typing import Any
 
 from device_agent.errors import EdgeError
-from device_agent.protocol.chunks import DeployStatus
+from device_agent.protocol.messages import DeployStatus
 
 # send(device, wait_for_probation) → the device's final (or settled) status
 Send = Callable[[str, bool], DeployStatus]

@@ -59,7 +59,7 @@ def populate(db: str, now: float) -> None:
                 dropped=3 if slow else 0,
             )
             b.windows.append(("lab", dev, w, now - 55 + seq * 5))
-    b.deploys.append(("lab", "d-bad", DeployStatus(rollout_id="r7", version="1.3.0", phase=DeployPhase.ROLLED_BACK,
+    b.deploys.append(("lab", "d-bad", DeployStatus(rollout="r7", version="1.3.0", status=DeployPhase.ROLLED_BACK,
                                                   ts=now - 10, reason="health check failed"), now - 10))
     assert store.write(b).inserted == 23
     assert store.write(b).duplicates == 23  # replays are deduplicated by the database

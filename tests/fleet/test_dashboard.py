@@ -69,7 +69,7 @@ def seed_fleet(url: str, db: Path) -> None:
     msgs = [(topics.state("lab", "sim-00007"), State(status=Status.OFFLINE, boot_id=boot, ts=now, clean=True,
                                                      model_name="sim-model").to_payload(), True)]  # fmt: skip
     for i, phase in enumerate([DeployPhase.ACTIVE, DeployPhase.PROBATION_PASSED, DeployPhase.DOWNLOADING]):
-        st = DeployStatus(rollout_id="r-2024", version="1.1.0", phase=phase, reason="", boot_id=boot, ts=now - 30 + i)
+        st = DeployStatus(rollout="r-2024", version="1.1.0", status=phase, reason="", boot_id=boot, ts=now - 30 + i)
         msgs.append((topics.deploy_status("lab", f"sim-0000{i}"), st.to_payload(), False))
     publish(url, msgs)
     wait_for(lambda: sqlite_rows(db, "SELECT COUNT(*) FROM deploy_status")[0][0] == 3, 30, "deploy reports")

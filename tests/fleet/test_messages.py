@@ -60,9 +60,9 @@ WINDOW = TelemetryWindow(
         State(status=Status.OFFLINE, boot_id="b", ts=2.0, booted=1.0, clean=True),
         State(status=Status.OFFLINE, boot_id="b", ts=None, booted=1.0),  # a Will
         DeployStatus(
-            rollout_id="r1",
+            rollout="r1",
             version="1.0.1",
-            phase=DeployPhase.ROLLED_BACK,
+            status=DeployPhase.ROLLED_BACK,
             ts=3.0,
             reason="health check failed",
         ),

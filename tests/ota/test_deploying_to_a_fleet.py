@@ -436,7 +436,11 @@ def deploy_through_a_broker_kill(run: Run, mapped: str, cwd: Path) -> None:
         run.kept_at_kill = settled(kept)  # what reached the agent before the kill, kept
         assert 0 < run.kept_at_kill < total, (run.kept_at_kill, total)
         w.broker.start()  # the same config, the same ports
-        assert proc.wait(60) == 0, "".join(lines) + logs(run)
+        try:
+            code = proc.wait(60)
+        except subprocess.TimeoutExpired:
+            code = None  # a hang: say what the deploy and the agent had printed
+        assert code == 0, f"edge deploy exit {code}:\n" + "".join(lines) + logs(run)
     finally:
         if proc.poll() is None:
             proc.kill()

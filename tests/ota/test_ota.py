@@ -18,7 +18,8 @@ import pytest
 
 from device_agent.errors import BundleError
 from device_agent.mqtt import BrokerOptions
-from device_agent.protocol.chunks import Assembly, Chunk, DeployStatus, Offer, split
+from device_agent.protocol.chunks import Assembly, Chunk, Offer, split
+from device_agent.protocol.messages import DeployStatus
 from device_agent.update.agent import PAUSE_ENV
 from device_agent.update.store import ModelStore
 from device_agent.update.transport import send_bundle, send_rollback
@@ -106,14 +107,17 @@ def test_chunk_protocol_rejects_corruption() -> None:
 
 def test_status_is_the_fleet_deploy_status_message() -> None:
     """The collector parses what the agent publishes; long reasons fit the 256-char cap."""
+    import json
+
     from device_agent.protocol.messages import DeployPhase
-    from device_agent.protocol.messages import DeployStatus as FleetStatus
 
     s = DeployStatus("r1", "rejected", "verify: " + "x" * 400 + " downgrade refused", "1.0.0", (1, 2), "pi-01", 5.0)
-    fleet = FleetStatus.from_payload(s.to_payload())
-    assert fleet.phase == DeployPhase.REJECTED and fleet.rollout_id == "r1" and fleet.ts == 5.0
-    assert len(fleet.reason) == 256 and fleet.reason.endswith("downgrade refused")
-    assert DeployStatus.from_payload(s.to_payload()).missing == (1, 2)
+    wire = json.loads(s.to_payload())
+    assert wire["rollout_id"] == "r1" and wire["phase"] == "rejected"  # the schema's names
+    back = DeployStatus.from_payload(s.to_payload())
+    assert back.status == DeployPhase.REJECTED and back.rollout == "r1" and back.ts == 5.0
+    assert len(back.reason) == 256 and back.reason.endswith("downgrade refused")
+    assert back.missing == (1, 2)
 
 
 def test_deploy_over_mqtt(store: Path, factory: Factory, broker: str) -> None:

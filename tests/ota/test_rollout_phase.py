@@ -3,7 +3,7 @@ one is never shown as ``promoted``, at any moment of its record."""
 
 from __future__ import annotations
 
-from device_agent.protocol.chunks import DeployStatus
+from device_agent.protocol.messages import DeployStatus
 from edge_sdk.ota.rollout import Outcome, Phase, RolloutRecord, initial_phase, plan, run_rollout
 
 

@@ -29,10 +29,10 @@ def _record(store: Store, rid: str, t0: float) -> None:
     for dev, phases in {"d0": ["downloading", "active", "probation-passed"], "d1": ["active"],
                         "d2": ["verifying", "rejected"], "d3": []}.items():
         for i, ph in enumerate(phases):
-            b.deploys.append(("lab", dev, DeployStatus(rollout_id=rid, version="1.3.0", phase=DeployPhase(ph),
+            b.deploys.append(("lab", dev, DeployStatus(rollout=rid, version="1.3.0", status=DeployPhase(ph),
                                                        ts=t0 + i, reason=f"{ph} reason"), t0 + i))
     # Another fleet's report under the same rollout id is not this rollout's.
-    b.deploys.append(("other", "d3", DeployStatus(rollout_id=rid, version="1.3.0", phase=DeployPhase.ACTIVE,
+    b.deploys.append(("other", "d3", DeployStatus(rollout=rid, version="1.3.0", status=DeployPhase.ACTIVE,
                                                   ts=t0), t0))
     store.write(b)
     store.update_rollout(rid, phase="promoted", outcome="failed", ts=t0 + 9)

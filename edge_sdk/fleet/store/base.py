@@ -190,7 +190,7 @@ class Store:
                 self._upsert_state(cur, fleet, device, st, at)
             if batch.deploys:
                 cur.executemany(self._insert_sql("deploy_status", schema.DEPLOY_COLUMNS), [
-                    (f, d, m.rollout_id, m.version, m.phase.value, m.reason, m.boot_id, m.ts, at)
+                    (f, d, m.rollout, m.version or "", m.status.value, m.reason, m.boot_id, m.ts, at)
                     for f, d, m, at in batch.deploys
                 ])  # fmt: skip
         return WriteResult(inserted, len(rows) - inserted)
