@@ -121,6 +121,8 @@ class BenchListener:
         if not self.trust.keys:
             return ("refused: this device trusts no signing key (edge-agent --key PUB or STORE/keys), "
                     "so it times no model")
+        if not req.signature:
+            return "refused: the request is unsigned; this device times only requests signed by a key it trusts"
         try:
             self.trust.verify(req.spec_bytes, req.signature)
         except BundleError:

@@ -95,6 +95,16 @@ def test_a_model_that_is_not_the_signed_one_is_refused(agent: Running, factory: 
     assert not got.ok and got.request_id == "swap1" and "do not match" in got.error
 
 
+def test_an_unsigned_request_is_refused(agent: Running, factory: Factory) -> None:
+    import hashlib
+
+    model = _model(factory)
+    spec = BenchSpec(request_id="unsigned1", fleet=FLEET, device=DEVICE, format="onnx",
+                     sha256=hashlib.sha256(model).hexdigest(), size=len(model))
+    got = _exchange(agent, BenchRequest(spec.to_bytes(), b"", model).to_payload())
+    assert not got.ok and got.request_id == "unsigned1" and got.error.startswith("refused: the request is unsigned")
+
+
 def _exchange(run: Running, payload: bytes) -> BenchResult:
     import queue
 
