@@ -171,6 +171,8 @@ def test_the_search_times_candidates_through_the_device(agent: Running, factory:
     with candidate_latency(untrusted, x) as latency, pytest.raises(EdgeError, match=f"{FLEET}/{DEVICE}"):
         latency(path, path.read_bytes())
     assert ShippedConfig().latency_where == "this host"
+    with candidate_latency(ShippedConfig(), x) as here:  # without --latency-on: timed in this process
+        assert here(path, path.read_bytes()) > 0
 
 
 def test_optimize_latency_on_an_absent_device_is_one_error_line(agent: Running, factory: Factory,
