@@ -9,7 +9,8 @@ caller uses too.
 
 One process holds one :class:`~device_agent.mqtt.MqttClient` (one client id: the device
 id unless configured) shared by telemetry, the update listener, ``mqtt:`` sources and
-the ``mqtt`` sink. A fatal error in the update listener stops the process with exit
+the ``mqtt`` sink and the benchmark listener (``bench``: the host times a candidate
+model on this device's CPU, in a separate process). A fatal error in the update listener stops the process with exit
 code 1 so systemd (``Restart=on-failure``) starts it again.
 """
 
@@ -74,6 +75,7 @@ class _Parts:
     fatal: list[str] = field(default_factory=list)
     mqtt: MqttClient | None = None
     listener: Any = None
+    bench: Any = None
     telemetry: Any = None
     source: Any = None
     sinks: list[Any] = field(default_factory=list)
@@ -141,6 +143,9 @@ def _assembled(config: AgentConfig, mode: Mode, parts: _Parts, store: ModelStore
             # Persistent when it takes updates: the broker keeps QoS 1 deploy messages
             # for the agent while it restarts.
             parts.mqtt = MqttClient(replace(config.broker, clean_session=not mode.updates))
+        if parts.mqtt is not None and config.device_id is not None:
+            parts.bench = _bench(config, parts.mqtt, trust)
+            parts.bench.start(parts.stop)
         if mode.updates:
             assert store is not None
             parts.listener = _listener(config, parts, store, trust)
@@ -166,6 +171,14 @@ def _listener(config: AgentConfig, parts: _Parts, store: ModelStore, trust: Trus
                           allow_downgrade=config.update.allow_downgrade)
     return DeployListener(store=store, mqtt=parts.mqtt, fleet=config.fleet, device=config.device_id,
                           trust=trust, policy=policy, checkpoint=env_checkpoint(), boot_id=parts.boot_id)
+
+
+def _bench(config: AgentConfig, mqtt: MqttClient, trust: TrustStore) -> Any:
+    from device_agent.bench.listener import BenchLimits, BenchListener
+
+    assert config.device_id is not None
+    return BenchListener(mqtt=mqtt, fleet=config.fleet, device=config.device_id, trust=trust,
+                         limits=BenchLimits(threads=config.serve.threads))
 
 
 def _listen(config: AgentConfig, parts: _Parts, echo: Echo) -> None:

@@ -8,9 +8,13 @@ the field, what was expected and what was found.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 import math
 import operator
+import re
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any, ClassVar, TypeVar
@@ -70,10 +74,11 @@ class Severity(str, Enum):
     CRITICAL = "critical"
 
 
-def _decode(payload: bytes | str, type_: str, versions: tuple[int, ...] = (VERSION,)) -> dict[str, Any]:
-    if len(payload) > MAX_PAYLOAD:
+def _decode(payload: bytes | str, type_: str, versions: tuple[int, ...] = (VERSION,),
+            limit: int = MAX_PAYLOAD) -> dict[str, Any]:
+    if len(payload) > limit:
         raise MessageError(
-            f"payload: expected at most {MAX_PAYLOAD} bytes, found {len(payload)}", "oversized"
+            f"payload: expected at most {limit} bytes, found {len(payload)}", "oversized"
         )
     try:
         obj = json.loads(payload)
@@ -546,3 +551,144 @@ class Alert:
             value=_num(o, "value", None),
             baseline=_num(o, "baseline", None),
         )
+
+
+# ---- benchmark requests (``bench``) and their answers (``bench/result``) ---------------
+MAX_BENCH_MODEL = 16 * 1024 * 1024  # bytes of one model a device is asked to time
+# base64 grows the model by 4/3; the signed spec and the envelope fit in the 64 KiB left.
+MAX_BENCH_PAYLOAD = MAX_BENCH_MODEL * 4 // 3 + 4 + MAX_PAYLOAD
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_BENCH_FORMATS = ("tflite", "onnx")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchSpec:
+    """What a benchmark request asks, and what its signature covers: which device, which
+    model (by sha256 and size, so the signature binds the bytes), how many timed runs and
+    how long at most. ``ts`` is when the host signed it."""
+
+    TYPE: ClassVar[str] = "bench_spec"
+    request_id: str
+    fleet: str
+    device: str
+    format: str  # tflite or onnx: the model file's format
+    sha256: str
+    size: int
+    runs: int = 50
+    max_seconds: float = 30.0
+    ts: float = 0.0
+
+    def to_bytes(self) -> bytes:
+        """The exact bytes the host signs (sent as they are; never re-serialized)."""
+        return _encode(self.TYPE, asdict(self))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> BenchSpec:
+        """Parse and check the signed spec (hostile input)."""
+        o = _decode(data, cls.TYPE)
+        spec = cls(request_id=_get(o, "request_id", str), fleet=_get(o, "fleet", str),
+                   device=_get(o, "device", str), format=_get(o, "format", str),
+                   sha256=_get(o, "sha256", str), size=_count(o, "size"), runs=_count(o, "runs", 50),
+                   max_seconds=float(_amount(o, "max_seconds", 30.0) or 0.0),
+                   ts=float(_num(o, "ts", 0.0) or 0.0))
+        spec.check()
+        return spec
+
+    def check(self) -> None:
+        """Raise :class:`MessageError` naming the first field that cannot be right."""
+        if not _REQUEST_ID.match(self.request_id):
+            raise MessageError(f"request_id: expected [A-Za-z0-9_-]{{1,64}}, found {self.request_id!r}")
+        if self.format not in _BENCH_FORMATS:
+            raise MessageError(f"format: expected tflite or onnx, found {self.format!r}")
+        if not _SHA256.match(self.sha256):
+            raise MessageError(f"sha256: expected 64 lowercase hex digits, found {self.sha256!r}")
+        if not 0 < self.size <= MAX_BENCH_MODEL:
+            raise MessageError(f"size: expected 1 to {MAX_BENCH_MODEL} bytes, found {self.size}", "oversized")
+        if self.runs < 1 or self.max_seconds <= 0:
+            raise MessageError(f"runs/max_seconds: expected >= 1 and > 0, found {self.runs}/{self.max_seconds}")
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    """A signed benchmark request (``bench``): the spec's exact bytes, an Ed25519 signature
+    over them, and the model file, whose sha256 and size the spec names."""
+
+    TYPE: ClassVar[str] = "bench_request"
+    spec_bytes: bytes
+    signature: bytes
+    model: bytes = field(repr=False)
+
+    @property
+    def spec(self) -> BenchSpec:
+        """The parsed spec (:class:`MessageError` when malformed)."""
+        return BenchSpec.from_bytes(self.spec_bytes)
+
+    def check_model(self) -> None:
+        """Raise :class:`MessageError` unless the model bytes are the ones the spec names."""
+        spec = self.spec
+        if len(self.model) != spec.size or hashlib.sha256(self.model).hexdigest() != spec.sha256:
+            raise MessageError(f"model: expected {spec.size} bytes with sha256 {spec.sha256[:16]}..., found "
+                               f"{len(self.model)} bytes that do not match")
+
+    def to_payload(self) -> bytes:
+        """The JSON payload: the spec as text, signature and model in base64."""
+        return _encode(self.TYPE, {"spec": self.spec_bytes.decode(),
+                                   "signature": base64.b64encode(self.signature).decode(),
+                                   "model": base64.b64encode(self.model).decode()})
+
+    @classmethod
+    def from_payload(cls, payload: bytes | str) -> BenchRequest:
+        """Parse a request (the signature is checked by the receiver, against its keys)."""
+        o = _decode(payload, cls.TYPE, limit=MAX_BENCH_PAYLOAD)
+        spec = o.get("spec")
+        if not isinstance(spec, str) or len(spec) > 4096:
+            raise MessageError("spec: expected the signed spec as text of at most 4096 characters")
+        return cls(spec.encode(), _base64(o, "signature"), _base64(o, "model"))
+
+
+def _base64(o: dict[str, Any], key: str) -> bytes:
+    raw = o.get(key)
+    if not isinstance(raw, str):
+        raise MessageError(f"{key}: expected base64 text, found {type(raw).__name__}")
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (ValueError, binascii.Error) as e:
+        raise MessageError(f"{key}: expected base64 text, found invalid base64 ({e})") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchResult:
+    """A device's answer on ``bench/result``: latency percentiles of single-sample calls
+    timed on its own CPU (``ok``), or why it refused or failed (``error``)."""
+
+    TYPE: ClassVar[str] = "bench_result"
+    request_id: str
+    device: str
+    ok: bool
+    error: str = ""
+    p50_ms: float = 0.0
+    p95_ms: float = 0.0
+    runs: int = 0
+    runtime: str = ""  # the backend that ran the model (litert, onnxruntime, ...)
+    accelerator: str = ""
+    load_ms: float = 0.0
+    ts: float = 0.0
+
+    def to_payload(self) -> bytes:
+        """The JSON payload (versioned envelope); the error cut to 256 characters."""
+        return _encode(self.TYPE, {**asdict(self), "error": self.error[:256]})
+
+    @classmethod
+    def from_payload(cls, payload: bytes | str) -> BenchResult:
+        """Parse and check a result (p50 <= p95 when ``ok``)."""
+        o = _decode(payload, cls.TYPE)
+        r = cls(request_id=_get(o, "request_id", str), device=_get(o, "device", str), ok=_get(o, "ok", bool),
+                error=_get(o, "error", str, ""), p50_ms=float(_amount(o, "p50_ms", 0.0) or 0.0),
+                p95_ms=float(_amount(o, "p95_ms", 0.0) or 0.0), runs=_count(o, "runs", 0),
+                runtime=_get(o, "runtime", str, ""), accelerator=_get(o, "accelerator", str, ""),
+                load_ms=float(_amount(o, "load_ms", 0.0) or 0.0), ts=float(_num(o, "ts", 0.0) or 0.0))
+        if r.ok and not (r.runs > 0 and r.p50_ms <= r.p95_ms):
+            raise MessageError(f"latency: expected runs > 0 and p50 <= p95, found {r.runs} runs, "
+                               f"{r.p50_ms}, {r.p95_ms}", "percentiles")
+        return r

@@ -24,6 +24,8 @@ class Kind(str, Enum):
     RESULTS = "results"
     DEPLOY = "deploy"
     DEPLOY_STATUS = "deploy/status"
+    BENCH = "bench"
+    BENCH_RESULT = "bench/result"
 
 
 def check_id(value: str, what: str = "device id") -> str:
@@ -61,6 +63,16 @@ def deploy(fleet: str, device: str) -> str:
 def deploy_status(fleet: str, device: str) -> str:
     """The device's ``deploy/status`` topic."""
     return device_topic(fleet, device, Kind.DEPLOY_STATUS)
+
+
+def bench(fleet: str, device: str) -> str:
+    """The device's ``bench`` topic: signed benchmark requests from the host."""
+    return device_topic(fleet, device, Kind.BENCH)
+
+
+def bench_result(fleet: str, device: str) -> str:
+    """The device's ``bench/result`` topic: its answers to benchmark requests."""
+    return device_topic(fleet, device, Kind.BENCH_RESULT)
 
 
 def alerts(fleet: str) -> str:

@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from device_agent.cli_options import broker_options
 from device_agent.cli_support import check_output_file
+from device_agent.mqtt import BrokerOptions  # evaluated at run time: @broker_options reads the hints
 from edge_sdk.cli._common import BGR, GRAYSCALE, LAYOUT, MEAN, RESIZE, SCALE, STD, cli_errors, print_json
 
 if TYPE_CHECKING:
     from device_agent.protocol.manifest import OutputKind
+    from edge_sdk.measure.device_bench import DeviceTarget
     from edge_sdk.passes.early_exit.keras import EarlyExitConfig
     from edge_sdk.recipe.compression import CompressionFlags
     from edge_sdk.recipe.pipeline import Recipe
@@ -24,6 +27,7 @@ def register(app: typer.Typer) -> None:
 
 
 @cli_errors
+@broker_options()
 def optimize(
     model: Path = typer.Argument(..., help="A .keras/.h5/SavedModel folder or an .onnx file"),
     data: Path = typer.Option(..., "--data", help="Labelled data (.npz x/y, image folder, CSV): "
@@ -49,7 +53,19 @@ def optimize(
     max_bytes: int | None = typer.Option(
         None, "--max-bytes", help="Search: ship no candidate whose model is stored in more bytes"),
     max_latency: float | None = typer.Option(
-        None, "--max-latency", help="Search: ship no candidate slower than this p50 (ms, batch 1, here)"),
+        None, "--max-latency", help="Search: ship no candidate slower than this p50 (ms, batch 1; here, "
+        "or on the --latency-on device)"),
+    latency_on: str | None = typer.Option(
+        None, "--latency-on", metavar="DEVICE", help="Search: time every candidate on this device of "
+        "--fleet (its agent, reached through --broker as edge deploy reaches it; requests signed "
+        "with --key) and use its p50 for --max-latency and --objective latency"),
+    fleet: str = typer.Option("default", "--fleet", help="The --latency-on device's fleet"),
+    key: Path | None = typer.Option(
+        None, "--key", help="Ed25519 private key that signs the --latency-on requests (the one that "
+        "signs bundles; default: --sign's key)"),
+    latency_timeout: float = typer.Option(
+        120.0, "--latency-timeout", help="Seconds to wait for the --latency-on device's answer per candidate"),
+    broker: BrokerOptions | None = None,
     pick: int | None = typer.Option(
         None, "--pick", help="Ship candidate N of the last search's Pareto front (NAME.candidates/ "
         "beside -o) without searching again"),
@@ -129,6 +145,7 @@ def optimize(
         from edge_sdk.bundle.signing import load_signer
 
         load_signer(sign)  # a bad key fails now, not after the optimization
+    device = _latency_target(latency_on, fleet, broker, key or sign, latency_timeout)
 
     if pick is not None:
         _pick(out, pick, name or _default_name(out), version, sign)
@@ -142,7 +159,8 @@ def optimize(
     # it does not start the Keras search (unless --search insists, and is refused).
     onnx_input = model.suffix.lower() == ".onnx"
     searching = None if onnx_input and search is not True else from_flags(
-        search, max_drop, chosen, objective=objective, max_bytes=max_bytes, max_latency_ms=max_latency)
+        search, max_drop, chosen, objective=objective, max_bytes=max_bytes, max_latency_ms=max_latency,
+        latency_on=device)
     int8 = searching is not None if int8 is None else int8
     if target is None:
         target = "onnx" if onnx_input else "tflite"
@@ -161,6 +179,29 @@ def optimize(
         return
     print_table(report)
     _print_overrun(report.recipe.get("budget", {}))
+
+
+def _latency_target(device: str | None, fleet: str, broker: BrokerOptions | None, key: Path | None,
+                    timeout: float) -> DeviceTarget | None:
+    """The --latency-on device with its broker and signing key, checked before any work."""
+    from device_agent.errors import EdgeError
+
+    if device is None:
+        if broker is not None:
+            raise EdgeError("--broker: only --latency-on DEVICE uses a broker in edge optimize; give it or "
+                            "leave --broker out")
+        return None
+    if broker is None:
+        raise EdgeError("--latency-on: expected --broker mqtt://HOST[:PORT] (as edge deploy takes it), "
+                        "found nothing")
+    if key is None:
+        raise EdgeError("--latency-on: expected --key (the Ed25519 private key that signs bundles: the device "
+                        "times only requests signed by a key it trusts), found nothing")
+    from edge_sdk.bundle.signing import load_signer
+    from edge_sdk.measure.device_bench import DeviceTarget
+
+    load_signer(key)
+    return DeviceTarget(fleet=fleet, device=device, broker=broker, key=key, timeout_s=timeout)
 
 
 def _pick(out: Path, n: int, name: str, version: str, sign: Path | None) -> None:

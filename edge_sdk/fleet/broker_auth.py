@@ -62,9 +62,12 @@ def role_rules(role: Role, fleet: str = "+") -> list[str]:
         return [f"topic read {base}/#", f"topic write {base}/alerts", "topic write homeassistant/#",
                 f"topic write {ha}"]
     # `edge fleet retire` is an operator's act: it clears a device's retained birth and
-    # its Home Assistant topics, so the deploying host may write those too.
+    # its Home Assistant topics, so the deploying host may write those too. `edge optimize
+    # --latency-on` sends benchmark requests and reads the answers (and the device's state,
+    # to name an offline device at once) with the same credentials as `edge deploy`.
     return [f"topic write {base}/+/deploy", f"topic read {base}/+/deploy/status",
-            f"topic write {base}/+/state", "topic write homeassistant/#", f"topic write {ha}"]
+            f"topic write {base}/+/state", "topic write homeassistant/#", f"topic write {ha}",
+            f"topic write {base}/+/bench", f"topic read {base}/+/bench/result", f"topic read {base}/+/state"]
 
 
 def device_user(fleet: str, device: str) -> str:

@@ -20,10 +20,11 @@ Order of a run:
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -321,8 +322,9 @@ def _run_passes(state: _State, recipe: Recipe, progress: Progress) -> None:
     if isinstance(recipe.search, ShippedConfig):
         from edge_sdk.recipe import shipped_search as shipped
 
-        found = shipped.search(state.model, ctx, recipe.search, _judge(state, recipe),
-                               state.steps[0].accuracy)
+        with candidate_latency(recipe.search, state.val.x) as latency:
+            found = shipped.search(state.model, ctx, recipe.search, _judge(state, recipe, latency),
+                                   state.steps[0].accuracy)
         passes, state.chosen = shipped.plan_steps(found), found.summary()
         state.candidates = found.front_files(recipe.target.formats[0].value)
     elif recipe.search is not None:
@@ -355,9 +357,28 @@ def _run_passes(state: _State, recipe: Recipe, progress: Progress) -> None:
                            if recipe.measure_steps else step)
 
 
-def _judge(state: _State, recipe: Recipe) -> Callable[[Any], Any]:
+# A candidate's single-sample p50 latency (ms) from its model file (path and bytes).
+Latency = Callable[[Path, bytes], float]
+
+
+@contextlib.contextmanager
+def candidate_latency(config: ShippedConfig, x: np.ndarray) -> Iterator[Latency]:
+    """How the search times a candidate: here, in this process's runtime; with
+    ``--latency-on``, by that device's agent (one broker connection for the search)."""
+    if config.latency_on is None:
+        x = x.astype(np.float32)
+        yield lambda path, data: measure_artifact(path, x, runs=20, isolated=False).latency_p50_ms
+        return
+    from edge_sdk.measure.device_bench import DeviceBench
+
+    with DeviceBench(config.latency_on) as bench:
+        yield lambda path, data: bench.measure(data, path.suffix.lstrip(".")).p50_ms
+
+
+def _judge(state: _State, recipe: Recipe, latency: Latency) -> Callable[[Any], Any]:
     """How the search measures a candidate: as it ships (int8 unless --no-int8, the
-    bundle's member compression), through the runtime, on the selection split."""
+    bundle's member compression), on the selection split through the runtime; its
+    latency by ``latency`` (here, or on the --latency-on device)."""
     from edge_sdk.bundle.writer import compress
     from edge_sdk.measure.evaluate import predict_file, top1
     from edge_sdk.recipe.shipped_search import Shipped
@@ -376,10 +397,10 @@ def _judge(state: _State, recipe: Recipe) -> Callable[[Any], Any]:
                     data = exporter.export_float(model, work)
             path = work / f"candidate.{exporter.format.value}"
             path.write_bytes(data)
-            latency = measure_artifact(path, x, runs=20, isolated=False).latency_p50_ms
+            p50 = latency(path, data)
             cost = _cost(model)
             return Shipped(top1(predict_file(path, x), y), len(compress(data, recipe.compression)),
-                           latency, cost.params, cost.macs, data)
+                           p50, cost.params, cost.macs, data)
 
     return judge
 

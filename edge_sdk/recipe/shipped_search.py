@@ -23,11 +23,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from device_agent.errors import EdgeError
 from edge_sdk.passes.base import GraphPass, PassContext
 from edge_sdk.passes.distill.keras import DistillConfig
+
+if TYPE_CHECKING:
+    from edge_sdk.measure.device_bench import DeviceTarget
 
 # Margin (points) beyond the budget within which a failing candidate does not yet end
 # its row: small drops are noisy on a few hundred samples.
@@ -56,6 +59,13 @@ class ShippedConfig:
     objective: Objective = Objective.SIZE
     max_bytes: int | None = None
     max_latency_ms: float | None = None
+    # --latency-on: each candidate's latency is timed by this device's agent, not here.
+    latency_on: DeviceTarget | None = None
+
+    @property
+    def latency_where(self) -> str:
+        """Where candidate latency is measured, in words for the report."""
+        return "this host" if self.latency_on is None else f"device {self.latency_on.name}"
 
     def __post_init__(self) -> None:
         if self.max_drop < 0:
@@ -74,7 +84,7 @@ class ShippedConfig:
         return {"kind": "shipped", "budget_points": self.max_drop, "ratios": list(self.ratios),
                 "clusters": list(self.clusters), "distill": self.distill is not None,
                 "objective": self.objective.value, "max_bytes": self.max_bytes,
-                "max_latency_ms": self.max_latency_ms}
+                "max_latency_ms": self.max_latency_ms, "latency_measured_on": self.latency_where}
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,7 @@ class ShippedResult:
         return {
             "kind": "shipped", "baseline_accuracy": self.baseline_accuracy,
             "objective": self.config.objective.value, "seconds": round(self.seconds, 1),
+            "latency_measured_on": self.config.latency_where,
             "chosen_index": best.index, "chosen_label": best.label,
             "chosen": [{"step": n, "detail": d} for n, d, _ in best.steps],
             "front": list(self.front),
@@ -284,7 +295,8 @@ def candidate_lines(summary: dict[str, Any]) -> list[str]:
     front marked ``*``, the chosen point ``>``."""
     rows = [f"search: {len(summary['candidates'])} candidates judged as shipped in "
             f"{summary['seconds']}s (objective {summary['objective']}; * Pareto front over bytes, "
-            "accuracy, latency; > chosen); selection split",
+            "accuracy, latency; > chosen); selection split; latency p50 measured on "
+            f"{summary.get('latency_measured_on', 'this host')}",
             "   #  candidate                     accuracy   drop      bytes  latency ms"]
     front = set(summary["front"])
     for c in summary["candidates"]:
@@ -295,17 +307,19 @@ def candidate_lines(summary: dict[str, Any]) -> list[str]:
 
 
 def from_flags(search: bool | None, max_drop: float | None, chosen_steps: bool, *, objective: str = "size",
-               max_bytes: int | None = None, max_latency_ms: float | None = None) -> ShippedConfig | None:
+               max_bytes: int | None = None, max_latency_ms: float | None = None,
+               latency_on: DeviceTarget | None = None) -> ShippedConfig | None:
     """The search ``edge optimize`` runs, if any: ``--search`` explicitly, or by default when
     ``--max-drop`` or a hard limit is given and none of ``--prune/--share/--lowrank/--early-exit``
     is. ``--max-drop`` then covers the whole recipe, int8 included."""
-    limits = max_bytes is not None or max_latency_ms is not None or objective != "size"
+    limits = (max_bytes is not None or max_latency_ms is not None or objective != "size"
+              or latency_on is not None)
     if search is None:
         search = (max_drop is not None or limits) and not chosen_steps
     if not search:
         if limits:
-            raise EdgeError("--objective/--max-bytes/--max-latency steer the --max-drop search; leave out "
-                            "--prune/--share/--lowrank/--early-exit/--no-search to use them")
+            raise EdgeError("--objective/--max-bytes/--max-latency/--latency-on steer the --max-drop search; "
+                            "leave out --prune/--share/--lowrank/--early-exit/--no-search to use them")
         return None
     if chosen_steps:
         raise EdgeError("--search chooses pruning and sharing itself; leave out --prune/--share/--lowrank/"
@@ -315,4 +329,4 @@ def from_flags(search: bool | None, max_drop: float | None, chosen_steps: bool, 
     except ValueError:
         raise EdgeError(f"--objective {objective!r}: expected size, latency or macs") from None
     return ShippedConfig(max_drop=1.0 if max_drop is None else float(max_drop), objective=goal,
-                         max_bytes=max_bytes, max_latency_ms=max_latency_ms)
+                         max_bytes=max_bytes, max_latency_ms=max_latency_ms, latency_on=latency_on)

@@ -157,6 +157,9 @@ def test_production_broker_confines_devices_to_their_own_topics(fleet_broker) ->
         assert c.connect() == 0  # over TLS with a password (the deployer on loopback)
     assert collector.subscribe("$share/collectors/edge/v1/+/+/#") == [1]  # as edge collector does
     assert deployer.subscribe("edge/v1/lab/+/deploy/status") == [1]
+    # edge optimize --latency-on: the deployer's credentials read the answers and states.
+    assert deployer.subscribe("edge/v1/lab/+/bench/result") == [1]
+    assert deployer.subscribe("edge/v1/lab/+/state") == [1]
 
     # Spoofing another id, another fleet, a retained state under another id, sending a
     # deployment (even to itself): each from a fresh connection as lab/pi-01, which the
