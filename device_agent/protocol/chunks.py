@@ -24,6 +24,7 @@ from typing import ClassVar
 from device_agent.errors import BundleError
 from device_agent.protocol import topics
 from device_agent.protocol.messages import (
+    MAX_PAYLOAD,
     MessageError,
     _count,
     _decode,
@@ -32,6 +33,8 @@ from device_agent.protocol.messages import (
 )
 
 DEFAULT_CHUNK = 64 * 1024
+MAX_CHUNK = 1024 * 1024  # bytes of bundle in one chunk (--chunk-size); base64 adds a third
+MAX_CHUNK_PAYLOAD = MAX_CHUNK * 4 // 3 + MAX_PAYLOAD  # a chunk message, envelope included
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -83,8 +86,9 @@ class Offer:
         _checked_id(self.rollout)
         if not _HEX.match(self.sha256):
             raise MessageError(f"sha256: expected 64 hex digits, found {self.sha256!r}")
-        if self.size < 0 or self.chunk_size <= 0:
-            raise MessageError(f"offer: invalid size {self.size} or chunk size {self.chunk_size}")
+        if self.size < 0 or not 0 < self.chunk_size <= MAX_CHUNK:
+            raise MessageError(f"offer: invalid size {self.size} or chunk size {self.chunk_size} "
+                               f"(chunks hold 1..{MAX_CHUNK} bytes)")
         if self.chunks != -(-self.size // self.chunk_size):
             raise MessageError(f"chunks: {self.chunks} chunks cannot hold {self.size} bytes")
 
@@ -107,7 +111,7 @@ class Chunk:
     @classmethod
     def from_payload(cls, payload: bytes) -> Chunk:
         """Parse a chunk (its hash is checked by :meth:`Assembly.check`)."""
-        d = _decode(payload, cls.TYPE)
+        d = _decode(payload, cls.TYPE, limit=MAX_CHUNK_PAYLOAD)
         raw = d.get("data")
         if not isinstance(raw, str):
             raise MessageError(f"data: expected base64 text, found {type(raw).__name__}")
@@ -121,6 +125,8 @@ class Chunk:
 def split(bundle: bytes, *, rollout: str, name: str, version: str,
           chunk_size: int = DEFAULT_CHUNK) -> tuple[Offer, list[Chunk]]:
     """The offer and the chunks for one bundle."""
+    if not 0 < chunk_size <= MAX_CHUNK:
+        raise BundleError(f"--chunk-size {chunk_size}: expected 1..{MAX_CHUNK} bytes")
     pieces = [bundle[i : i + chunk_size] for i in range(0, len(bundle), chunk_size)]
     offer = Offer(rollout, name, version, len(bundle), hashlib.sha256(bundle).hexdigest(),
                   chunk_size, len(pieces))

@@ -318,3 +318,19 @@ def _retained(broker: str, topic: str) -> bytes:
 
     host, port, _ = parse_url(broker)
     return subscribe.simple(topic, hostname=host, port=port, retained=True).payload  # type: ignore[union-attr]
+
+
+def test_full_size_chunks_parse_and_oversized_ones_are_refused() -> None:
+    """A default 64 KiB chunk is 87 KB of base64: more than a telemetry message may be, and
+    exactly what a deploy sends (the walkthrough's broker-kill deploy hung on this once)."""
+    from device_agent.protocol.chunks import DEFAULT_CHUNK, MAX_CHUNK
+    from device_agent.protocol.messages import MAX_PAYLOAD
+
+    data = bytes(range(256)) * (2 * MAX_CHUNK // 256)
+    for size in (DEFAULT_CHUNK, MAX_CHUNK):
+        offer, chunks = split(data, rollout="r1", name="m", version="1.0.0", chunk_size=size)
+        assert len(chunks[0].to_payload()) > MAX_PAYLOAD
+        assert Chunk.from_payload(chunks[0].to_payload()).data == data[:size]
+        assert Offer.from_payload(offer.to_payload()) == offer
+    with pytest.raises(BundleError, match="--chunk-size"):
+        split(data, rollout="r1", name="m", version="1.0.0", chunk_size=MAX_CHUNK + 1)
