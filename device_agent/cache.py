@@ -198,6 +198,7 @@ class LRUCache:
                 e.result = None
 
     def counters(self) -> dict[str, int]:
+        """Hits, misses, evictions, entries and bytes held: the cache's part of the run's stats."""
         return {
             "hits": self.hits,
             "misses": self.misses,

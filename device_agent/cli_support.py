@@ -89,6 +89,7 @@ class ErrorsGroup(TyperGroup):
         polish(self, self.examples)
 
     def invoke(self, ctx: Any) -> Any:
+        """Run the command under :func:`one_line_errors`, so no command can end in a traceback."""
         with one_line_errors():
             return super().invoke(ctx)
 

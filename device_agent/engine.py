@@ -328,6 +328,7 @@ class Engine:
 
     @rules.setter
     def rules(self, rules: dict[int, ExitRule]) -> None:
+        """Set the rules and precompute each stage's rule (none for the last stage: it always answers)."""
         self._rules = rules
         last = len(self.stages) - 1  # the last stage always answers: no rule
         self._stage_rules = [rules.get(k) if k < last else None for k in range(max(1, last + 1))]

@@ -35,6 +35,7 @@ class Feeder:
 
     @property
     def carried(self) -> tuple[str, ...]:
+        """The inputs fed from the previous reading's outputs, so no reading carries them."""
         return tuple(m.input for m in self.state)
 
     @property
@@ -127,6 +128,7 @@ def as_input(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
 
 
 def constant_tensor(c: InputConstant) -> np.ndarray:
+    """A manifest constant as the array its input takes (declared dtype and shape)."""
     return np.asarray(c.values, dtype=c.dtype).reshape(c.shape)
 
 

@@ -46,6 +46,8 @@ class Step(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class Cast:
+    """``cast``: the sample in ``dtype``, without a copy when it already is."""
+
     op: ClassVar[str] = "cast"
     dtype: str = "float32"
 
@@ -55,6 +57,8 @@ class Cast:
 
 @dataclass(frozen=True, kw_only=True)
 class Scale:
+    """``scale``: ``x * factor + offset`` in float32 (e.g. 1/255 for 8-bit pixels)."""
+
     op: ClassVar[str] = "scale"
     factor: float = 1.0
     offset: float = 0.0
@@ -67,6 +71,8 @@ class Scale:
 
 @dataclass(frozen=True, kw_only=True)
 class Normalize:
+    """``normalize``: ``(x - mean) / std`` per last-axis channel or scalar; a 0 std is refused at parse."""
+
     op: ClassVar[str] = "normalize"
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
@@ -87,6 +93,8 @@ def _channels(v: tuple[float, ...]) -> np.ndarray:
 
 @dataclass(frozen=True, kw_only=True)
 class Resize:
+    """``resize``: bilinear (half-pixel centres) to ``height`` x ``width`` as two matrix products."""
+
     op: ClassVar[str] = "resize"
     height: int
     width: int
@@ -120,6 +128,8 @@ def bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 @dataclass(frozen=True, kw_only=True)
 class Reshape:
+    """``reshape``: the sample to ``shape`` (one ``-1`` allowed), e.g. a flat series to (T, C)."""
+
     op: ClassVar[str] = "reshape"
     shape: tuple[int, ...]
 
@@ -129,6 +139,8 @@ class Reshape:
 
 @dataclass(frozen=True, kw_only=True)
 class Transpose:
+    """``transpose``: permutes the axes and copies, so the runtime never gets a strided view."""
+
     op: ClassVar[str] = "transpose"
     axes: tuple[int, ...]
 
@@ -190,6 +202,8 @@ class Layout:
 
 @dataclass(frozen=True, kw_only=True)
 class Window:
+    """``window``: one series → a stack of windows, which the engine serves as a batch."""
+
     op: ClassVar[str] = "window"
     size: int
     stride: int = 1
@@ -229,6 +243,8 @@ _WINDOWS = {"hann": hann}
 
 @dataclass(frozen=True, kw_only=True)
 class FFT:
+    """``fft``: real-FFT magnitude along ``axis``, Hann-windowed unless ``window="none"``, ``log1p`` if asked."""
+
     op: ClassVar[str] = "fft"
     axis: int = 0
     window: str = "hann"
@@ -250,6 +266,8 @@ class FFT:
 
 @dataclass(frozen=True, kw_only=True)
 class Spectrogram:
+    """``spectrogram``: frames of ``frame`` every ``hop``, each a Hann FFT magnitude (frames, bins)."""
+
     op: ClassVar[str] = "spectrogram"
     frame: int
     hop: int
@@ -303,6 +321,7 @@ class Pipeline:
 
     @classmethod
     def parse(cls, steps: Sequence[Mapping[str, Any]]) -> Pipeline:
+        """The manifest's ``preprocessing`` list → a pipeline; a bad step's error names its index."""
         return cls(tuple(parse_step(s, where=f"preprocessing[{i}]") for i, s in enumerate(steps)))
 
     def __bool__(self) -> bool:

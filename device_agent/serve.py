@@ -30,9 +30,13 @@ LOG_EVERY = 10_000
 
 
 class Observer(Protocol):
-    def on_result(self, result: Result) -> None: ...
+    """Sees every result and every failed reading of the serve loop (probation counts them)."""
 
-    def on_error(self, reading: Reading, reason: str) -> None: ...
+    def on_result(self, result: Result) -> None:
+        """Called on the serve loop's thread for each served result; must be cheap."""
+
+    def on_error(self, reading: Reading, reason: str) -> None:
+        """Called on the serve loop's thread for each reading that failed, with why."""
 
 
 @dataclass

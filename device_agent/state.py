@@ -31,6 +31,7 @@ class StateStore:
 
     @property
     def inputs(self) -> tuple[str, ...]:
+        """The names of the inputs fed from outputs (what a reading need not carry)."""
         return tuple(m.input for m in self.maps)
 
     def current(self, stream: str, *, reset: bool = False) -> dict[str, np.ndarray]:

@@ -70,6 +70,7 @@ class RunStats:
             self.correct += int(result.truth == result.index)
 
     def summary(self) -> dict[str, object]:
+        """The run's totals as JSON-ready data: counts, latency percentiles, throughput, exits, cache, accuracy."""
         out: dict[str, object] = {
             "count": self.count,
             "errors": self.errors,
@@ -119,6 +120,7 @@ class StatsCursor:
             self._latencies = stats.trimmed + len(stats.latencies_ms)
 
     def read(self) -> StatsDelta:
+        """What the stats gained since the last read, taken without stopping the serve loop."""
         s = self.stats
         hits = s.cache_hits
         exits = dict(s.exits)  # one C call: a consistent copy

@@ -75,6 +75,7 @@ def available() -> dict[str, str]:
 
 
 def format_of(path: Path) -> ModelFormat:
+    """A model file's format from its suffix; anything but ``.tflite``/``.onnx`` is a RuntimeLoadError."""
     try:
         return _SUFFIX[path.suffix.lower()]
     except KeyError:

@@ -55,6 +55,7 @@ class TFLiteInterpreterRuntime:
         self._invoke = self._interp.invoke
 
     def run(self, tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Set every input (resizing only when a shape changed), invoke, return every output."""
         if len(tensors) != len(self._in_idx):
             raise InputError(f"model takes {len(self._in_idx)} inputs, got {len(tensors)}")
         if len(tensors) == 1:  # the usual case, without zip and enumerate

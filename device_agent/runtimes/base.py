@@ -52,7 +52,8 @@ class Runtime(Protocol):
     outputs: tuple[TensorSpec, ...]
     accelerator: str
 
-    def run(self, tensors: Sequence[np.ndarray]) -> list[np.ndarray]: ...
+    def run(self, tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """One batch per input, in the model's dtypes → every output, in the model's order."""
 
 
 class Backend(Protocol):
@@ -61,7 +62,8 @@ class Backend(Protocol):
     name: str
     format: ModelFormat
 
-    def load(self, path: Path, options: RuntimeOptions) -> Runtime: ...
+    def load(self, path: Path, options: RuntimeOptions) -> Runtime:
+        """Open ``path`` as ``options`` ask; raises on a file this backend cannot parse."""
 
 
 Feed = Callable[[np.ndarray, int], np.ndarray]

@@ -35,10 +35,13 @@ def external_delegate(options: RuntimeOptions) -> Any | None:
 
 
 class LiteRTBackend:
+    """``.tflite`` on LiteRT, with XNNPACK or an external delegate (Edge TPU, NPU) as options ask."""
+
     name = "litert"
     format = ModelFormat.TFLITE
 
     def load(self, path: Path, options: RuntimeOptions) -> Runtime:
+        """An interpreter on ``path``: the external delegate if it loads, else XNNPACK unless turned off."""
         kw: dict[str, Any] = {} if options.xnnpack else {
             "experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         }

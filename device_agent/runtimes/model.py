@@ -31,10 +31,12 @@ class Model:
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
+        """The model's input specs as the runtime reports them (name, shape, dtype, quantization)."""
         return self.runtime.inputs
 
     @property
     def outputs(self) -> tuple[TensorSpec, ...]:
+        """The model's output specs; quantized ones are dequantized by :meth:`predict`."""
         return self.runtime.outputs
 
     def prepare(self, x: np.ndarray, index: int = 0) -> np.ndarray:
@@ -48,6 +50,7 @@ class Model:
         return np.ascontiguousarray(x, dtype=spec.dtype)
 
     def predict(self, *xs: np.ndarray) -> list[np.ndarray]:
+        """Float batches, one per input → float outputs, quantizing and dequantizing where the model is int8."""
         tensors = [self.prepare(x, i) for i, x in enumerate(xs)]
         raw = self.runtime.run(tensors)
         return [dequantize(r, s) for r, s in zip(raw, self.outputs, strict=True)]
@@ -57,6 +60,7 @@ class Model:
         return self.predict(x)[0]
 
     def run_raw(self, *tensors: np.ndarray) -> list[np.ndarray]:
+        """Tensors already in the model's dtypes → its raw outputs, skipping both conversions."""
         return self.runtime.run(list(tensors))
 
 

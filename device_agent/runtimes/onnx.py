@@ -62,6 +62,8 @@ def _spec(arg: Any) -> TensorSpec:
 
 
 class OnnxRuntime:
+    """An ONNX Runtime session on the first preferred provider that starts, logged when it falls back."""
+
     def __init__(self, path: Path, options: RuntimeOptions):
         so = ort.SessionOptions()
         if options.threads:
@@ -81,6 +83,7 @@ class OnnxRuntime:
         self._last: list[np.ndarray] = []
 
     def run(self, tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Every output for one batch; an input that does not fit is an InputError, not ORT's exception."""
         if len(tensors) != len(self._in_names):
             raise InputError(f"model takes {len(self._in_names)} inputs, got {len(tensors)}")
         feed = dict(zip(self._in_names, tensors, strict=True))
@@ -96,12 +99,16 @@ class OnnxRuntime:
         return self._last[i]
 
     def fetch(self, i: int) -> np.ndarray:
+        """Output ``i`` of the last :meth:`feed`, without running again."""
         return self._last[i]
 
 
 class OnnxRuntimeBackend:
+    """``.onnx`` on ONNX Runtime, with the execution providers the options prefer."""
+
     name = "onnxruntime"
     format = ModelFormat.ONNX
 
     def load(self, path: Path, options: RuntimeOptions) -> Runtime:
+        """A session on ``path`` (see :class:`OnnxRuntime` for the provider fallback)."""
         return OnnxRuntime(path, options)

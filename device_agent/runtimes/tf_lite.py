@@ -19,9 +19,12 @@ if importlib.util.find_spec("tensorflow") is None:
 
 
 class TFLiteTensorFlowBackend:
+    """``.tflite`` on full TensorFlow's interpreter, where neither LiteRT nor tflite_runtime is installed."""
+
     name = "tf_lite"
     format = ModelFormat.TFLITE
 
     def load(self, path: Path, options: RuntimeOptions) -> Runtime:
+        """Import TensorFlow only now (it takes seconds) and open ``path``; of the options only threads apply."""
         tf = importlib.import_module("tensorflow")
         return TFLiteInterpreterRuntime(tf.lite.Interpreter, path, options)

@@ -16,8 +16,11 @@ from device_agent.runtimes.base import Runtime, RuntimeOptions
 
 
 class TFLiteRuntimeBackend:
+    """``.tflite`` on the legacy ``tflite_runtime`` wheel of older device images."""
+
     name = "tflite_runtime"
     format = ModelFormat.TFLITE
 
     def load(self, path: Path, options: RuntimeOptions) -> Runtime:
+        """Open ``path`` with ``tflite_runtime``'s interpreter; of the options only threads apply."""
         return TFLiteInterpreterRuntime(Interpreter, path, options)

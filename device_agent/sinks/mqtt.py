@@ -49,6 +49,7 @@ class MqttSink:
             raise EdgeError(f"results sink: no connection to {broker} within {connect_timeout:g} s ({why})")
 
     def emit(self, result: Result) -> None:
+        """Publish one result; a refused publish is logged and the result dropped, never raised."""
         info = self._client.publish(self.topic, result.to_payload(), qos=self.qos)
         if info.rc != 0:
             log.warning("results sink: publish failed (rc=%s); result %s dropped", info.rc, result.seq)

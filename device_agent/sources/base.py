@@ -47,9 +47,12 @@ def finite_rows(x: np.ndarray) -> list[bool]:
 
 
 class Source(Protocol):
+    """Where readings come from: iterate for readings; ``close`` (from any thread) ends the iteration."""
+
     def __iter__(self) -> Iterator[Reading]: ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Make the iteration end soon; safe from another thread and more than once."""
 
 
 def described(source: Source) -> Described | None:

@@ -32,6 +32,8 @@ READERS = {".npy": _read_npy, ".png": _read_png}
 
 
 class DirSource:
+    """Serves each new file in a folder once, in name order, by polling."""
+
     def __init__(
         self,
         path: Path,
@@ -83,4 +85,5 @@ class DirSource:
         return Reading(id=p.name, value=value)
 
     def close(self) -> None:
+        """End the watch: the iterator returns at its next poll."""
         self._closed = True

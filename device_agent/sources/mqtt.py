@@ -51,6 +51,8 @@ def parse_payload(payload: bytes, n: int, topic: str) -> Reading:
 
 
 class MqttSource:
+    """Readings from one topic's messages, queued by paho's thread and yielded in arrival order."""
+
     def __init__(
         self,
         topic: str,
@@ -114,6 +116,7 @@ class MqttSource:
                 return
 
     def close(self) -> None:
+        """End the iteration (within ``timeout``); stop the connection only if this source opened it."""
         if self._closed:
             return
         self._closed = True

@@ -105,4 +105,5 @@ class SimSource:
         return {"": (shape, "float32")}
 
     def close(self) -> None:
+        """End the iteration before the next reading."""
         self._closed = True

@@ -58,6 +58,8 @@ def _named(rid: str, inputs: dict[str, Any], meta: dict[str, Any], n: int) -> Re
 
 
 class StdinSource:
+    """Readings from JSON lines on standard input, until EOF."""
+
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stdin
         self._closed = False
@@ -70,4 +72,5 @@ class StdinSource:
                 yield parse_line(line, n)
 
     def close(self) -> None:
+        """End the iteration at the next line (a read already waiting still waits)."""
         self._closed = True

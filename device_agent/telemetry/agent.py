@@ -9,6 +9,7 @@ from device_agent.bundle import read_manifest_bytes
 
 
 def file_sha256(path: Path) -> str:
+    """A file's sha256, read in 1 MiB chunks: the identity of a model served without a manifest."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -31,6 +31,8 @@ INSERT OR IGNORE INTO outbox_meta (key, value) VALUES ('dropped', 0);
 
 @dataclass(frozen=True)
 class OutboxEntry:
+    """A stored message awaiting its PUBACK; ``id`` orders the replay and names it for delete."""
+
     id: int
     topic: str
     payload: bytes
@@ -114,5 +116,6 @@ class Outbox:
             return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
     def close(self) -> None:
+        """Close the database; unsent entries stay on disk for the next start."""
         with self._lock:
             self._db.close()

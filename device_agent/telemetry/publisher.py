@@ -98,6 +98,7 @@ class TelemetryPublisher:
 
     @property
     def windows_closed(self) -> int:
+        """How many windows this process has closed (the next window's seq)."""
         return self._agg.seq
 
     def watch(self, stats: RunStats) -> None:

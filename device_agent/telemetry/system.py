@@ -40,6 +40,7 @@ class SystemSampler:
         self._last = (time.monotonic(), time.process_time())
 
     def sample(self) -> SystemSample:
+        """CPU % since the previous call, and RSS and temperature now."""
         now, cpu = time.monotonic(), time.process_time()
         wall = now - self._last[0]
         pct = (cpu - self._last[1]) / wall * 100.0 if wall > 0 else 0.0

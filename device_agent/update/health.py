@@ -52,6 +52,7 @@ class HealthReport:
     latency_ms: float | None = None
 
     def to_json(self) -> str:
+        """The report as one JSON object: what the isolated health check prints to its parent."""
         return json.dumps(asdict(self))
 
 

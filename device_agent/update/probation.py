@@ -17,6 +17,8 @@ from device_agent.sources.base import Reading
 
 
 class Verdict(str, Enum):
+    """What :func:`judge` decides: keep the new model, wait for samples, or roll back."""
+
     PASS = "pass"
     WAIT = "wait"
     REGRESSED = "regressed"
@@ -43,22 +45,28 @@ class ProbationWindow:
 
     @property
     def total(self) -> int:
+        """Readings seen, served or failed: the error rate's denominator."""
         return self.inferences + self.errors
 
     @property
     def error_rate(self) -> float:
+        """Failed readings per reading seen; 0 for an empty window."""
         return self.errors / self.total if self.total else 0.0
 
     @property
     def mean_confidence(self) -> float:
+        """Mean top-1 confidence over served readings; 0 when none was served."""
         return self.confidence_sum / self.inferences if self.inferences else 0.0
 
     def exit_rate(self, stage: int) -> float:
+        """Share of served readings answered at ``stage``; 0 when none was served."""
         return dict(self.exits).get(stage, 0) / self.inferences if self.inferences else 0.0
 
 
 @dataclass(frozen=True)
 class Judgement:
+    """A verdict with its reason, which the agent logs and reports on a rollback."""
+
     verdict: Verdict
     reason: str
 
@@ -99,12 +107,15 @@ class WindowCounter:
     exits: dict[int, int] = field(default_factory=dict)
 
     def on_result(self, result: Result) -> None:
+        """Count a served result, its confidence and its exit stage."""
         self.inferences += 1
         self.confidence_sum += result.confidence
         self.exits[result.stage] = self.exits.get(result.stage, 0) + 1
 
     def on_error(self, reading: Reading, reason: str) -> None:
+        """Count a failed reading (logging its reason is the serve loop's job)."""
         self.errors += 1
 
     def window(self) -> ProbationWindow:
+        """The counts so far as a frozen window for :func:`judge`."""
         return ProbationWindow(self.inferences, self.errors, self.confidence_sum, tuple(sorted(self.exits.items())))

@@ -73,17 +73,21 @@ class ModelStore:
 
     @property
     def slots(self) -> Path:
+        """``slots/``: verified, unpacked bundles, one directory per slot id."""
         return self.root / SLOTS
 
     @property
     def staging(self) -> Path:
+        """``staging/``: bundles being unpacked; emptied on every start."""
         return self.root / STAGING
 
     @property
     def keys_dir(self) -> Path:
+        """``keys/``: the trusted public keys (``*.pub``)."""
         return self.root / KEYS
 
     def init(self) -> ModelStore:
+        """Create the store's directories where missing; returns the store, for chaining."""
         for d in (self.root, self.slots, self.staging, self.keys_dir):
             d.mkdir(parents=True, exist_ok=True)
         return self
@@ -100,15 +104,19 @@ class ModelStore:
         atomic_write(self.root / name, value.encode() + b"\n")
 
     def current_id(self) -> str | None:
+        """The id of the slot being served, or ``None`` before the first install."""
         return self._read(CURRENT)
 
     def previous_id(self) -> str | None:
+        """The id of the slot served before the current one (the rollback target), or ``None``."""
         return self._read(PREVIOUS)
 
     def floor(self) -> str | None:
+        """The lowest version an update may install (anti-rollback), or ``None``."""
         return self._read(FLOOR)
 
     def device_type(self) -> str | None:
+        """This device's type from ``device.json``, for compatibility checks; ``None`` when unset."""
         try:
             d = json.loads((self.root / DEVICE_FILE).read_text())
         except FileNotFoundError:
@@ -118,6 +126,7 @@ class ModelStore:
         return None if not isinstance(d, dict) or d.get("device_type") is None else str(d["device_type"])
 
     def set_device_type(self, device_type: str) -> None:
+        """Record this device's type in ``device.json``, atomically."""
         atomic_write(self.root / DEVICE_FILE, json.dumps({"device_type": device_type}).encode())
 
     # slots --------------------------------------------------------------------------
@@ -152,6 +161,7 @@ class ModelStore:
         return None if sid is None else self.slots / sid
 
     def current(self) -> Slot | None:
+        """The slot being served, re-verified (hashes, and trust when set); ``None`` before any install."""
         sid = self.current_id()
         return None if sid is None else self.slot(sid)
 
@@ -189,6 +199,7 @@ class ModelStore:
         self.raise_floor(version)
 
     def raise_floor(self, version: str) -> None:
+        """Move the floor up to ``version`` (only :meth:`rollback` lowers it): no older bundle installs again."""
         floor = self.floor()
         if floor is None or parse_semver(version) > parse_semver(floor):
             self._write(FLOOR, version)
