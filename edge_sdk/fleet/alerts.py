@@ -39,6 +39,7 @@ def _alert(row: Row, kind: AlertKind, sev: Severity, msg: str, ts: float, **kw: 
 
 
 def offline(devices: Iterable[Row], rules: AlertRules, now: float) -> list[Keyed]:
+    """A critical alert per device offline longer than ``offline_after_s``, once per offline spell."""
     out = []
     for d in devices:
         away = now - float(d["status_since"])
@@ -132,6 +133,7 @@ def _errors(last: Row, base: Sequence[Row], rules: AlertRules) -> list[Keyed]:
 
 
 def failed_rollouts(deploys: Iterable[Row]) -> list[Keyed]:
+    """A critical alert per deploy that ended rolled back or rejected, naming the device's reason."""
     return [
         (f"rollout:{d['fleet']}:{d['device']}:{d['rollout_id']}:{d['phase']}",
          _alert(d, AlertKind.ROLLOUT_FAILED, Severity.CRITICAL,

@@ -76,6 +76,7 @@ def device_user(fleet: str, device: str) -> str:
 
 
 def check_role_user(name: str) -> str:
+    """A role user's name, refused with a ``/`` (those are device names) or outside the id alphabet."""
     if "/" in name or not name:
         raise EdgeError(f"user name: expected a role user name without '/', found {name!r}")
     return topics.check_id(name, "user name")
@@ -131,6 +132,7 @@ def parse_passwd(text: str) -> dict[str, str]:
 
 
 def render_passwd(entries: dict[str, str]) -> str:
+    """The password file's text: one ``user:hash`` line per entry, in the order given."""
     return "".join(f"{user}:{hashed}\n" for user, hashed in entries.items())
 
 
@@ -140,6 +142,7 @@ def new_password() -> str:
 
 
 def check_password(password: str, where: str) -> str:
+    """A password the file can hold: 1-1024 characters on one line, else an EdgeError naming ``where``."""
     if not password or "\n" in password or len(password) > 1024:
         raise EdgeError(f"{where}: expected a password of 1-1024 characters on one line")
     return password

@@ -77,12 +77,14 @@ class DashboardData:
                 raise
 
     def close(self) -> None:
+        """Close the store if it was opened; the next read opens it again."""
         with self._lock:
             if self._store is not None:
                 self._store.close()
                 self._store = None
 
     def fleet(self, now: float) -> dict[str, Any]:
+        """The overview page: every device's row as of ``now`` and the fleets they belong to."""
         devices = [device_row(d, now) for d in self._read(lambda s: s.devices())]
         return {"now": now, "devices": devices, "fleets": sorted({d["fleet"] for d in devices})}
 
@@ -107,9 +109,11 @@ class DashboardData:
         return self._read(read)  # type: ignore[no-any-return]
 
     def alerts(self) -> list[dict[str, Any]]:
+        """The 200 latest alerts, for the alerts panel."""
         return self._read(lambda s: s.alerts(limit=200))  # type: ignore[no-any-return]
 
     def rollouts(self) -> list[dict[str, Any]]:
+        """The 20 latest rollouts, newest first, each with its canaries' progress beside the rest's."""
         return [rollout_row(r) for r in self._read(lambda s: s.rollouts(limit=20))][::-1]
 
     def version(self) -> tuple[Any, ...]:

@@ -73,14 +73,17 @@ def node_id(fleet: str, device: str) -> str:
 
 
 def state_topic(fleet: str, device: str) -> str:
+    """Where the collector publishes a device's values, one JSON object its entities pick from."""
     return f"{STATE_PREFIX}/{topics.check_id(fleet, 'fleet')}/{topics.check_id(device)}/state"
 
 
 def availability_topic(fleet: str, device: str) -> str:
+    """Where the collector publishes ``online``/``offline`` for a device's entities."""
     return f"{STATE_PREFIX}/{topics.check_id(fleet, 'fleet')}/{topics.check_id(device)}/availability"
 
 
 def config_topic(prefix: str, fleet: str, device: str, e: Entity) -> str:
+    """The discovery topic of one entity of a device, under Home Assistant's ``prefix``."""
     return f"{prefix}/{e.component}/{node_id(fleet, device)}/{e.key}/config"
 
 
@@ -190,4 +193,5 @@ class Mirror:
         return out
 
     def sent(self, topic: str, payload: bytes) -> None:
+        """Record what the broker accepted on ``topic``, so :meth:`updates` skips it until it changes."""
         self._sent[topic] = payload

@@ -77,6 +77,7 @@ def parse_listen(value: str, *, token: str | None = None, option: str = "--http"
 
 
 def is_loopback(host: str) -> bool:
+    """Whether ``host`` is ``localhost`` or a loopback address: the only hosts served without a token."""
     if host == "localhost":
         return True
     try:
@@ -107,10 +108,12 @@ class FleetHttpServer(ThreadingHTTPServer):
             return value
 
     def start(self) -> FleetHttpServer:
+        """Serve on a daemon thread; returns the server, for chaining."""
         threading.Thread(target=self.serve_forever, name="fleet-http", daemon=True).start()
         return self
 
     def stop(self) -> None:
+        """End open event streams, stop serving, free the port and close the store."""
         self.stopping.set()
         self.shutdown()
         self.server_close()
@@ -119,6 +122,7 @@ class FleetHttpServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
+        """The dashboard's address as bound (the real port when 0 was asked; IPv6 in brackets)."""
         host = f"[{self.options.host}]" if ":" in self.options.host else self.options.host
         return f"http://{host}:{self.server_port}/"
 

@@ -17,21 +17,25 @@ class Metrics:
         self.help: dict[str, tuple[str, str]] = {}
 
     def inc(self, name: str, n: float = 1, help_: str = "", **labels: str) -> None:
+        """Add ``n`` to a counter; the first ``help_`` given for a name is the one rendered."""
         with self._lock:
             self.counters[(name, tuple(sorted(labels.items())))] += n  # type: ignore[assignment]
             self.help.setdefault(name, ("counter", help_))
 
     def set(self, name: str, value: float, help_: str = "", **labels: str) -> None:
+        """Set a gauge to ``value``; the first ``help_`` given for a name is the one rendered."""
         with self._lock:
             self.gauges[(name, tuple(sorted(labels.items())))] = value
             self.help.setdefault(name, ("gauge", help_))
 
     def get(self, name: str, **labels: str) -> float:
+        """A counter's or gauge's current value (0 when never set), without rendering the text."""
         key = (name, tuple(sorted(labels.items())))
         with self._lock:
             return float(self.counters.get(key, 0) or self.gauges.get(key, 0.0))
 
     def render(self) -> str:
+        """Every metric as ``/metrics`` serves it: HELP, TYPE, then one line per label set."""
         with self._lock:
             items = [*self.counters.items(), *self.gauges.items()]
             lines: list[str] = []

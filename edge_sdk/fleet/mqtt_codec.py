@@ -47,20 +47,28 @@ class Publish(NamedTuple):
 
 
 class ConnAck(NamedTuple):
+    """The broker's answer to CONNECT; a non-zero ``code`` is a refusal (see ``CONNACK_REASONS``)."""
+
     session_present: bool
     code: int
 
 
 class SubAck(NamedTuple):
+    """The broker's answer to SUBSCRIBE: the granted QoS per filter, 0x80 for a refused one."""
+
     mid: int
     codes: tuple[int, ...]
 
 
 class PubAck(NamedTuple):
+    """The broker's acknowledgement of one of our QoS 1 publishes."""
+
     mid: int
 
 
 class PingResp(NamedTuple):
+    """The broker's answer to PINGREQ: the connection is alive."""
+
     pass
 
 
@@ -110,17 +118,20 @@ def connect(
 
 
 def subscribe(mid: int, topic_filter: str, qos: int) -> bytes:
+    """A SUBSCRIBE packet for one filter at ``qos``."""
     return _packet(SUBSCRIBE << 4 | 0x02, struct.pack("!H", mid) + _str(topic_filter) + bytes([qos]))
 
 
 def publish(topic: str, payload: bytes, *, qos: int, mid: int = 0, retain: bool = False,
             dup: bool = False) -> bytes:  # fmt: skip
+    """A PUBLISH packet; the packet id is written only for QoS > 0, as the protocol requires."""
     first = PUBLISH << 4 | (0x08 if dup else 0) | qos << 1 | (0x01 if retain else 0)
     head = _str(topic) + (struct.pack("!H", mid) if qos else b"")
     return _packet(first, head + payload)
 
 
 def puback(mid: int) -> bytes:
+    """A PUBACK for packet ``mid``: sent only after the message is stored."""
     return b"\x40\x02" + mid.to_bytes(2, "big")
 
 

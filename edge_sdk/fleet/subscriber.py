@@ -67,12 +67,15 @@ class Subscriber:
     # ---- API for other threads -----------------------------------------------------------
     @property
     def connected(self) -> bool:
+        """Whether the broker has accepted the current connection (CONNACK received)."""
         return self._connected.is_set()
 
     def wait_connected(self, timeout: float) -> bool:
+        """Block until the broker accepts a connection or ``timeout`` passes; True if it did."""
         return self._connected.wait(timeout)
 
     def start(self) -> Subscriber:
+        """Start the IO thread, which connects and reconnects by itself; returns the subscriber."""
         self._thread.start()
         return self
 
