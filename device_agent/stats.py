@@ -1,4 +1,5 @@
-"""Latency statistics: pure functions over recorded samples."""
+"""A serve run's statistics: counts, latencies, exits and cache hits, their percentiles, and the
+cursor through which telemetry reads what they gained (the serve loop takes no lock per reading)."""
 
 from __future__ import annotations
 
