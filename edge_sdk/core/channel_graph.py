@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_sdk.model.kind import KerasModel
+
 Shape = tuple[int | None, ...]
 
 
@@ -241,7 +243,7 @@ def kept_positions(slot_map: Sequence[int], removed: set[int], a: Analysis) -> l
 # --- reading a live Keras model ----------------------------------------------------
 
 
-def nodes_from_keras(model: Any) -> tuple[list[Node], list[str]]:
+def nodes_from_keras(model: KerasModel) -> tuple[list[Node], list[str]]:
     """The layers of a built Sequential or functional model as nodes, and the output names."""
     cfg = model.get_config()
     layers = cfg["layers"]

@@ -23,6 +23,7 @@ from device_agent.errors import EdgeError, InputError
 from device_agent.protocol.manifest import ModelFormat
 from device_agent.runtimes import load_model
 from edge_sdk.model.data import Dataset, fit_to_shape, load_dataset
+from edge_sdk.model.kind import Model
 
 if TYPE_CHECKING:
     from device_agent.engine import Engine
@@ -146,7 +147,7 @@ class _KerasPredictor:
     preprocesses = False
     exits: dict[int, int] | None = None
 
-    def __init__(self, model: Any):
+    def __init__(self, model: Model):
         self._model = model
         shape = model.inputs[0].shape
         self.input_shape = tuple(-1 if d is None else int(d) for d in shape)
@@ -497,7 +498,7 @@ def artifact_accuracy(data: bytes, fmt: ModelFormat, x: np.ndarray, y: np.ndarra
         return top1(predict_file(path, x), y)
 
 
-def keras_accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
+def keras_accuracy(model: Model, x: np.ndarray, y: np.ndarray) -> float:
     """Top-1 accuracy (percent) of an in-memory Keras model; several outputs: the last one is scored."""
     out = model.predict(x, batch_size=256, verbose=0)
     if isinstance(out, (list, tuple)):

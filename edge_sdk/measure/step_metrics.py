@@ -11,14 +11,13 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from device_agent.protocol.manifest import Compression, ModelFormat
 from edge_sdk.bundle.writer import compress
 from edge_sdk.measure.timing import measure_artifact
-from edge_sdk.model.kind import ModelKind
+from edge_sdk.model.kind import Model, ModelKind
 
 STEP_RUNS = 20  # timed calls per step: enough for a p50 on tiny models, cheap
 
@@ -44,7 +43,7 @@ def file_size(data: bytes, path: Path, x: np.ndarray, compression: Compression,
     return StepSize(len(data), len(compress(data, codec(compression))), latency)
 
 
-def model_size(model: Any, x: np.ndarray, compression: Compression, runs: int = STEP_RUNS) -> StepSize:
+def model_size(model: Model, x: np.ndarray, compression: Compression, runs: int = STEP_RUNS) -> StepSize:
     """Export ``model`` (Keras → float TFLite; ONNX as is) and measure it."""
     with tempfile.TemporaryDirectory(prefix="edge-step-") as tmp:
         work = Path(tmp)

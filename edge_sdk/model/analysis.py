@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge_sdk.model.kind import KerasModel, OnnxModel
+
 if TYPE_CHECKING:
     from onnx import GraphProto, NodeProto, TensorProto, ValueInfoProto
 
@@ -113,13 +115,13 @@ KERAS_MACS: dict[str, Callable[[Any], int]] = {
 }
 
 
-def keras_cost(model: Any) -> ModelCost:
+def keras_cost(model: KerasModel) -> ModelCost:
     """Walk a built ``keras.Model`` (nested models included) layer by layer."""
     rows = list(_keras_rows(model))
     return ModelCost.of(rows, params=int(model.count_params()))
 
 
-def _keras_rows(model: Any) -> Iterator[LayerCost]:
+def _keras_rows(model: KerasModel) -> Iterator[LayerCost]:
     for layer in model.layers:
         if hasattr(layer, "layers") and layer.layers:
             yield from _keras_rows(layer)
@@ -134,7 +136,7 @@ def _keras_rows(model: Any) -> Iterator[LayerCost]:
 _NOT_WEIGHTS = ("_scale", "_zero_point")
 
 
-def onnx_cost(model: Any, shapes: Mapping[str, tuple[int, ...]] | None = None) -> ModelCost:
+def onnx_cost(model: KerasModel, shapes: Mapping[str, tuple[int, ...]] | None = None) -> ModelCost:
     """MACs of Conv, Gemm and MatMul nodes from shape inference at batch 1 (``shapes`` fix
     inputs' dynamic dimensions), through ``If`` (the larger branch, named in ``notes``)
     and ``Loop``/``Scan`` bodies (one iteration); params are the elements of weight
@@ -222,7 +224,7 @@ def _is_weight(init: TensorProto) -> bool:
         and not init.name.endswith(_NOT_WEIGHTS)
 
 
-def dynamic_inputs(model: Any) -> dict[str, list[int | str]]:
+def dynamic_inputs(model: OnnxModel) -> dict[str, list[int | str]]:
     """Graph inputs (initializers aside) with a dimension not fixed: name → dims, with
     the symbolic names (or ``"?"``) where a dimension is free."""
     inputs = _graph_inputs(model)
@@ -236,7 +238,7 @@ def dynamic_inputs(model: Any) -> dict[str, list[int | str]]:
     return out
 
 
-def _graph_inputs(model: Any) -> list[ValueInfoProto]:
+def _graph_inputs(model: OnnxModel) -> list[ValueInfoProto]:
     init_names = {i.name for i in model.graph.initializer}
     return [i for i in model.graph.input if i.name not in init_names]
 
@@ -247,7 +249,7 @@ def _batch_symbols(inputs: list[ValueInfoProto]) -> set[str]:
             if i.type.tensor_type.shape.dim and i.type.tensor_type.shape.dim[0].dim_param}
 
 
-def _fixed_inputs(model: Any, shapes: Mapping[str, tuple[int, ...]]) -> Any:
+def _fixed_inputs(model: OnnxModel, shapes: Mapping[str, tuple[int, ...]]) -> Any:
     """A copy with the batch dimension 1 where it is free and ``shapes`` applied."""
     import onnx
 
@@ -286,7 +288,7 @@ def _value_shapes(g: GraphProto) -> dict[str, tuple[int, ...] | None]:
     return out
 
 
-def _dequantize_sources(model: Any) -> dict[str, str]:
+def _dequantize_sources(model: OnnxModel) -> dict[str, str]:
     # In a QDQ graph a weight reaches Conv/MatMul through DequantizeLinear; its shape is
     # the quantized initializer's.
     return {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}

@@ -9,9 +9,10 @@ import numpy as np
 
 from device_agent.errors import EdgeError
 from edge_sdk.model.data import Dataset, fit_to_shape
+from edge_sdk.model.kind import KerasModel
 
 
-def outputs_probabilities(model: Any) -> bool:
+def outputs_probabilities(model: KerasModel) -> bool:
     """True when the model ends in a softmax (its outputs are probabilities, not logits)."""
     history = getattr(model.outputs[0], "_keras_history", None) if model.outputs else None
     last = history.operation if history is not None else model.layers[-1]
@@ -55,14 +56,14 @@ def batches(ds: Dataset, batch: int, *, seed: int) -> Iterator[tuple[np.ndarray,
             yield ds.x[j], None if ds.y is None else ds.y[j]
 
 
-def fitted(model: Any, ds: Dataset, what: str) -> Dataset:
+def fitted(model: KerasModel, ds: Dataset, what: str) -> Dataset:
     """``ds`` shaped to the model's input; an error naming ``what`` when it is empty."""
     if len(ds) == 0:
         raise EdgeError(f"{what}: the data set {ds.source} is empty")
     return fit_to_shape(ds, tuple(model.input_shape), what="model")
 
 
-def accuracy(model: Any, ds: Dataset) -> float:
+def accuracy(model: KerasModel, ds: Dataset) -> float:
     """Top-1 accuracy of ``model`` on the labelled ``ds``, as a fraction (not percent)."""
     out = model.predict(ds.x, verbose=0, batch_size=256)
     return float(np.mean(np.argmax(out, axis=-1) == ds.require_labels()))

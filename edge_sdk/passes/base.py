@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from edge_sdk.model.data import Dataset
+from edge_sdk.model.kind import Model
 
 # Progress callback: (description, completed, total). The CLI renders it with rich.
 Progress = Callable[[str, int, int], None]
@@ -28,7 +29,7 @@ class PassContext:
 
     calibration: Dataset
     validation: Dataset
-    teacher: Any = None  # the original float model (keras.Model or onnx.ModelProto)
+    teacher: Model = None  # the original float model (keras.Model or onnx.ModelProto)
     progress: Progress = no_progress
     seed: int = 0
 
@@ -37,7 +38,7 @@ class PassContext:
 class PassOutcome:
     """The transformed model and what the pass itself knows it changed."""
 
-    model: Any
+    model: Model
     changes: dict[str, float | int | str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
 
@@ -47,5 +48,5 @@ class GraphPass(Protocol):
 
     name: str
 
-    def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
+    def apply(self, model: Model, ctx: PassContext) -> PassOutcome:
         """Run the pass on ``model``: the new model and what the pass changed."""

@@ -37,6 +37,7 @@ from device_agent.exit_policy import rules_from_manifest
 from device_agent.protocol.manifest import ExitStage, ModelFormat
 from device_agent.runtimes import load_model
 from edge_sdk.model.data import Dataset
+from edge_sdk.model.kind import Model
 from edge_sdk.passes.base import Progress, no_progress
 from edge_sdk.passes.early_exit.keras import (
     Cascade,
@@ -57,7 +58,7 @@ TIMING_REPEATS = 5
 
 
 def export_cascade(
-    model: Any,
+    model: Model,
     *,
     calib: Dataset,
     val: Dataset,
@@ -143,7 +144,7 @@ def _export(exporter: Exporter, cascade: Cascade, inputs: list[np.ndarray],
     return tuple(paths)
 
 
-def _float_first(exporter: Exporter, stage: Any, quantize: QuantizeConfig, x: np.ndarray) -> tuple[str, ...]:
+def _float_first(exporter: Exporter, stage: Model, quantize: QuantizeConfig, x: np.ndarray) -> tuple[str, ...]:
     """Stage 0's first layer, to keep in float (TFLite only: see ``EarlyExitConfig``)."""
     if exporter.format is not ModelFormat.TFLITE:
         return ()
@@ -190,7 +191,7 @@ def _per_input_ms(engine: Engine, xs: list[np.ndarray]) -> float:
 
 def write_cascade_bundle(
     out: str | Path,
-    model: Any,
+    model: Model,
     train: Dataset,
     val: Dataset,
     cfg: EarlyExitConfig,
@@ -233,7 +234,7 @@ def write_cascade_bundle(
     return Path(out), result
 
 
-def _full_model(exporter: Exporter, model: Any, quantize: QuantizeConfig | None, train: Dataset,
+def _full_model(exporter: Exporter, model: Model, quantize: QuantizeConfig | None, train: Dataset,
                 work: Path) -> Path:
     """The whole model as the target would ship it without exits: what the cascade is timed against."""
     from edge_sdk.passes.quantize.base import converting

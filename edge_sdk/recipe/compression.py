@@ -9,10 +9,9 @@ weight freely would undo the clusters (sharing fine-tunes its own centroids). Th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from device_agent.errors import EdgeError
-from edge_sdk.model.kind import ModelKind
+from edge_sdk.model.kind import Model, ModelKind
 from edge_sdk.passes.base import GraphPass, PassContext, PassOutcome
 from edge_sdk.passes.distill.keras import DistillConfig, DistillPass
 from edge_sdk.passes.lowrank.keras import LowRankConfig, LowRankPass
@@ -66,7 +65,7 @@ class ByModelKind:
         self._keras = keras_pass
         self._onnx = onnx_pass
 
-    def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
+    def apply(self, model: Model, ctx: PassContext) -> PassOutcome:
         """Run the Keras pass on a Keras model, the ONNX pass on an ONNX one (an error if there is none)."""
         if ModelKind.of(model) is ModelKind.KERAS:
             return self._keras.apply(model, ctx)

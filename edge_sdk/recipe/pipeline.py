@@ -40,7 +40,7 @@ from edge_sdk.measure.step_metrics import StepSize, codec, model_size
 from edge_sdk.measure.timing import measure_artifact
 from edge_sdk.model import analysis
 from edge_sdk.model.data import Dataset, fit_to_shape, load_dataset
-from edge_sdk.model.kind import ModelKind
+from edge_sdk.model.kind import Model, ModelKind
 from edge_sdk.model.load import SourceKind, SourceModel, load_source
 from edge_sdk.model.preprocess import range_mismatch, value_range
 from edge_sdk.passes.base import GraphPass, PassContext, Progress, no_progress
@@ -154,7 +154,7 @@ class Job:
 @dataclass
 class _State:
     source: SourceModel
-    model: Any
+    model: Model
     calib: Dataset
     val: Dataset  # the selection split: every choice is made on it
     labels: tuple[str, ...]
@@ -289,14 +289,14 @@ def _split(job: Job, recipe: Recipe, shape: tuple[int, ...]) -> tuple[Dataset, D
     return calib, val, held, source
 
 
-def _accuracy(state: _State, model: Any) -> float:
+def _accuracy(state: _State, model: Model) -> float:
     y = state.val.require_labels()
     if state.source.is_keras:
         return keras_accuracy(model, state.val.x, y)
     return artifact_accuracy(model.SerializeToString(), ModelFormat.ONNX, state.val.x, y)
 
 
-def _cost(model: Any) -> analysis.ModelCost:
+def _cost(model: Model) -> analysis.ModelCost:
     if ModelKind.of(model) is ModelKind.ONNX:
         return analysis.onnx_cost(model)
     return analysis.keras_cost(model)
@@ -386,7 +386,7 @@ def _judge(state: _State, recipe: Recipe, latency: Latency) -> Callable[[Any], A
     exporter = EXPORTERS[recipe.target.formats[0]]()
     x, y = state.val.x.astype(np.float32), state.val.require_labels()
 
-    def judge(model: Any) -> Shipped:
+    def judge(model: Model) -> Shipped:
         with tempfile.TemporaryDirectory(prefix="edge-candidate-") as tmp:
             work = Path(tmp)
             with converting(exporter.format, "search candidate export"):
@@ -413,7 +413,7 @@ def _within_budget(state: _State, recipe: Recipe, step: str, before: float, afte
         state.overruns.append(over)
 
 
-def _sized(state: _State, recipe: Recipe, step: StepRecord, model: Any,
+def _sized(state: _State, recipe: Recipe, step: StepRecord, model: Model,
            progress: Progress) -> StepRecord:
     """``step`` with the raw/compressed bytes and latency of ``model`` exported."""
     progress(f"measuring step {step.step}", 0, 1)
@@ -555,7 +555,7 @@ def _int8_budget(state: _State, recipe: Recipe, float_acc: float) -> float:
     return round(recipe.max_drop - (state.steps[0].accuracy - float_acc), 6)
 
 
-def _artifact_cost(fmt: ModelFormat, data: bytes, model: Any) -> analysis.ModelCost:
+def _artifact_cost(fmt: ModelFormat, data: bytes, model: Model) -> analysis.ModelCost:
     if fmt == ModelFormat.ONNX:
         import onnx
 
@@ -623,7 +623,7 @@ def _sensitive(exporter: Exporter, state: _State, cfg: QuantizeConfig,
 
 
 def _shared_config(cfg: QuantizeConfig, notes: tuple[str, ...],
-                   model: Any) -> tuple[QuantizeConfig, tuple[str, ...]]:
+                   model: Model) -> tuple[QuantizeConfig, tuple[str, ...]]:
     """Per-tensor weight scales for shared kernels: per-channel scales would turn each
     kernel's K values into up to K per channel, which the bundle's compressor cannot fold
     (the remedy search still tries per-channel when per-tensor costs the budget)."""

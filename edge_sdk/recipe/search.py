@@ -32,6 +32,7 @@ import numpy as np
 
 from device_agent.errors import EdgeError
 from edge_sdk.model.analysis import keras_cost
+from edge_sdk.model.kind import KerasModel
 from edge_sdk.passes.base import GraphPass, PassContext, PassOutcome
 from edge_sdk.passes.distill.keras import DistillConfig, DistillPass
 from edge_sdk.passes.lowrank.keras import LowRankConfig, LowRankPass
@@ -92,7 +93,7 @@ class SearchStep:
 class SearchResult:
     """The searched model, each step on the way there and the per-group sensitivities."""
 
-    model: Any
+    model: KerasModel
     baseline_accuracy: float
     layer_ratios: tuple[tuple[str, float], ...]
     clusters: int | None
@@ -139,12 +140,12 @@ class _Evaluator:
     reference: np.ndarray | None  # the original's top-1 when there are no labels
     baseline: float = 0.0
 
-    def accuracy(self, model: Any) -> float:
+    def accuracy(self, model: KerasModel) -> float:
         pred = np.argmax(_predict(model, self.ctx.validation.x), axis=-1)
         truth = self.ctx.validation.y if self.ctx.validation.y is not None else self.reference
         return 100.0 * float(np.mean(pred == truth))
 
-    def step(self, name: str, detail: str, model: Any) -> SearchStep:
+    def step(self, name: str, detail: str, model: KerasModel) -> SearchStep:
         acc = self.accuracy(model)
         cost = keras_cost(model)
         return SearchStep(name, detail, cost.params, cost.macs, acc, self.baseline - acc)
@@ -153,7 +154,7 @@ class _Evaluator:
 Chosen = list[tuple[SearchStep, Any]]
 
 
-def search(model: Any, ctx: PassContext, config: SearchConfig) -> SearchResult:
+def search(model: KerasModel, ctx: PassContext, config: SearchConfig) -> SearchResult:
     """Measure sensitivities, then build the most compressive recipe within the budget."""
     if not hasattr(model, "layers"):
         raise EdgeError("--max-drop search needs a Keras model (the ONNX path is post-training: "
@@ -187,13 +188,13 @@ def _nothing_met(config: SearchConfig, sens: Sensitivity, tried: dict[int, float
             "The model was not optimized: raise --max-drop or choose steps with --prune/--share")
 
 
-def _with_teacher(ctx: PassContext, model: Any) -> PassContext:
+def _with_teacher(ctx: PassContext, model: KerasModel) -> PassContext:
     from dataclasses import replace
 
     return ctx if ctx.teacher is not None else replace(ctx, teacher=model)
 
 
-def _evaluator(model: Any, ctx: PassContext) -> _Evaluator:
+def _evaluator(model: KerasModel, ctx: PassContext) -> _Evaluator:
     if len(ctx.validation) == 0:
         raise EdgeError(f"search: the validation split of {ctx.validation.source} is empty")
     ref = None
@@ -204,12 +205,13 @@ def _evaluator(model: Any, ctx: PassContext) -> _Evaluator:
     return ev
 
 
-def _predict(model: Any, x: np.ndarray) -> np.ndarray:
+def _predict(model: KerasModel, x: np.ndarray) -> np.ndarray:
     # A direct call: predict() traces a new function for every candidate model.
     return np.concatenate([np.asarray(model(x[i : i + 512], training=False)) for i in range(0, len(x), 512)])
 
 
-def sensitivity(model: Any, ctx: PassContext, config: SearchConfig, ev: _Evaluator) -> dict[str, dict[float, float]]:
+def sensitivity(model: KerasModel, ctx: PassContext, config: SearchConfig,
+                ev: _Evaluator) -> dict[str, dict[float, float]]:
     """Accuracy drop (points) of pruning each group alone at each ratio."""
     from edge_sdk.core.channel_graph import analyze, nodes_from_keras
     from edge_sdk.core.select import groups_of
@@ -229,13 +231,13 @@ def sensitivity(model: Any, ctx: PassContext, config: SearchConfig, ev: _Evaluat
     return out
 
 
-def _prune(model: Any, ctx: PassContext, ratios: Mapping[str, float]) -> Any:
+def _prune(model: KerasModel, ctx: PassContext, ratios: Mapping[str, float]) -> Any:
     cfg = PruneConfig(ratio=0.0, layer_ratios=tuple((g, r) for g, r in ratios.items() if r > 0))
     return PrunePass(cfg).apply(model, ctx).model
 
 
 def _prune_within(
-    model: Any, ctx: PassContext, ratios: dict[str, float], sens: Sensitivity, config: SearchConfig,
+    model: KerasModel, ctx: PassContext, ratios: dict[str, float], sens: Sensitivity, config: SearchConfig,
     ev: _Evaluator,
 ) -> Chosen:
     """Prune (then, for the first candidates, distill) down the ladder until within budget."""
@@ -269,7 +271,7 @@ def _fits(step: SearchStep, pruned: Any, ctx: PassContext, config: SearchConfig,
     return [(step, pruned), (d, student)] if d.drop <= config.max_drop else []
 
 
-def _lowrank_within(model: Any, ctx: PassContext, config: SearchConfig, ev: _Evaluator) -> Chosen:
+def _lowrank_within(model: KerasModel, ctx: PassContext, config: SearchConfig, ev: _Evaluator) -> Chosen:
     """The lowest energy of ``config.lowrank`` whose factorization saves weights within budget."""
     for i, energy in enumerate(config.lowrank):
         ctx.progress("search: low-rank", i, len(config.lowrank))
@@ -285,7 +287,7 @@ def _lowrank_within(model: Any, ctx: PassContext, config: SearchConfig, ev: _Eva
     return []
 
 
-def _share_within(model: Any, ctx: PassContext, config: SearchConfig,
+def _share_within(model: KerasModel, ctx: PassContext, config: SearchConfig,
                   ev: _Evaluator) -> tuple[Chosen, dict[int, float]]:
     """The smallest cluster count within budget, and every count's measured drop."""
     tried: dict[int, float] = {}
@@ -306,15 +308,15 @@ class ChosenStep:
     search, so the recipe records it without running it again."""
 
     name: str
-    model: Any
+    model: KerasModel
     detail: str
 
-    def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
+    def apply(self, model: KerasModel, ctx: PassContext) -> PassOutcome:
         """The model the search already built for this step (the input model is not used)."""
         return PassOutcome(self.model, {"search chose": self.detail})
 
 
-def plan(model: Any, ctx: PassContext, config: SearchConfig) -> tuple[tuple[GraphPass, ...], SearchResult]:
+def plan(model: KerasModel, ctx: PassContext, config: SearchConfig) -> tuple[tuple[GraphPass, ...], SearchResult]:
     """The searched recipe as passes the pipeline runs (and measures) in order."""
     res = search(model, ctx, config)
     steps = tuple(ChosenStep(s.name, m, s.detail) for s, m in zip(res.steps[1:], res.models, strict=True))

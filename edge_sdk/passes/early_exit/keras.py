@@ -30,6 +30,7 @@ from device_agent.errors import EdgeError
 from device_agent.exit_policy import Criterion, ExitRule, between, cascade_decisions, confidence
 from device_agent.protocol.manifest import ExitStage
 from edge_sdk.model.data import Dataset
+from edge_sdk.model.kind import KerasModel
 
 if TYPE_CHECKING:
     from device_agent.engine import Stage
@@ -115,7 +116,7 @@ class ExitCalibration:
 # -- structure ---------------------------------------------------------------------------
 
 
-def chain_layers(model: Any, probe: np.ndarray) -> list[Any]:
+def chain_layers(model: KerasModel, probe: np.ndarray) -> list[Any]:
     """The model's layers in order, checked to form a chain (rebuilt model == original)."""
     import keras
 
@@ -156,7 +157,7 @@ def layer_macs(layers: Sequence[Any], input_shape: tuple[int, ...]) -> list[int]
     return macs
 
 
-def check_exit_layers(model: Any, cfg: EarlyExitConfig) -> None:
+def check_exit_layers(model: KerasModel, cfg: EarlyExitConfig) -> None:
     """Refuse ``at_layers`` that name no layer of ``model`` (before any expensive work)."""
     names = [ly.name for ly in getattr(model, "layers", [])]
     missing = [n for n in cfg.at_layers if n not in names]
@@ -227,7 +228,7 @@ def teacher_probabilities(outputs: np.ndarray, temperature: float) -> np.ndarray
 
 
 def train_heads(
-    model: Any, layers: Sequence[Any], splits: Sequence[int], x: np.ndarray, cfg: EarlyExitConfig
+    model: KerasModel, layers: Sequence[Any], splits: Sequence[int], x: np.ndarray, cfg: EarlyExitConfig
 ) -> list[Any]:
     """One head per split, trained on frozen features to match the full model's output."""
     import keras
@@ -250,7 +251,7 @@ def train_heads(
     return heads
 
 
-def build_cascade(model: Any, train: Dataset, cfg: EarlyExitConfig) -> Cascade:
+def build_cascade(model: KerasModel, train: Dataset, cfg: EarlyExitConfig) -> Cascade:
     """Split ``model`` into stages with trained exit heads (backbone weights unchanged)."""
     import keras
 

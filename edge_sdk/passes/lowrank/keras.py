@@ -16,6 +16,7 @@ import numpy as np
 from device_agent.errors import EdgeError
 from edge_sdk.core.svd import factorize, rank_for_budget, rank_for_energy, saves
 from edge_sdk.model.analysis import keras_cost
+from edge_sdk.model.kind import KerasModel
 from edge_sdk.passes.base import PassContext, PassOutcome
 
 
@@ -50,7 +51,7 @@ class LowRankPass:
     config: LowRankConfig = field(default_factory=LowRankConfig)
     name: str = "lowrank"
 
-    def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
+    def apply(self, model: KerasModel, ctx: PassContext) -> PassOutcome:
         """A copy of ``model`` with each eligible (or named) layer split into two factors where that saves weights."""
         eligible = [lay for lay in model.layers if _eligible(lay)]
         wanted = set(self.config.layers) or {lay.name for lay in eligible}
@@ -106,7 +107,7 @@ def _eligible(layer: Any) -> bool:
             and int(c.get("groups", 1)) == 1 and c.get("data_format") == "channels_last")
 
 
-def _rebuild(model: Any, plans: list[_Plan]) -> Any:
+def _rebuild(model: KerasModel, plans: list[_Plan]) -> Any:
     import keras
 
     cfg = copy.deepcopy(model.get_config())

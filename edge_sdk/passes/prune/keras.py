@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
 from device_agent.errors import EdgeError
 from edge_sdk.core.channel_graph import analyze, nodes_from_keras
 from edge_sdk.core.criteria import CRITERIA, CriterionKind
 from edge_sdk.core.select import choose, unit_scores
 from edge_sdk.model.analysis import keras_cost
+from edge_sdk.model.kind import KerasModel
 from edge_sdk.passes.base import PassContext, PassOutcome
 from edge_sdk.passes.prune.keras_rebuild import gather_evidence, rebuild
 
@@ -56,7 +56,7 @@ class PrunePass:
     config: PruneConfig = field(default_factory=PruneConfig)
     name: str = "prune"
 
-    def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
+    def apply(self, model: KerasModel, ctx: PassContext) -> PassOutcome:
         """A smaller Keras model with the chosen channels gone; layers it could not analyse are noted."""
         if not hasattr(model, "get_config") or not hasattr(model, "layers"):
             raise EdgeError(f"prune: expected a Keras model, got {type(model).__name__}")
@@ -92,7 +92,7 @@ class PrunePass:
         return PassOutcome(model=smaller, changes=changes, notes=notes)
 
 
-def _check_layer_names(config: PruneConfig, model: Any) -> None:
+def _check_layer_names(config: PruneConfig, model: KerasModel) -> None:
     names = {layer.name for layer in model.layers}
     for name, _ in config.layer_ratios:
         if name not in names:

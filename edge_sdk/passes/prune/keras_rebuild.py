@@ -15,11 +15,12 @@ import numpy as np
 
 from edge_sdk.core.channel_graph import DEPTHWISE, PRODUCERS, Analysis, Node, kept_positions
 from edge_sdk.core.criteria import Evidence, EvidenceKind
+from edge_sdk.model.kind import KerasModel
 
 Keep = list[int]
 
 
-def gather_evidence(model: Any, a: Analysis, nodes: Sequence[Node]) -> list[tuple[Evidence, list[int]]]:
+def gather_evidence(model: KerasModel, a: Analysis, nodes: Sequence[Node]) -> list[tuple[Evidence, list[int]]]:
     """Kernels of producers (one row per output channel) and batch-norm scales, with slots."""
     out: list[tuple[Evidence, list[int]]] = []
     for node in nodes:
@@ -64,7 +65,7 @@ SLICERS: dict[str, Slicer] = {
 }
 
 
-def rebuild(model: Any, a: Analysis, nodes: Sequence[Node], removed: set[int]) -> Any:
+def rebuild(model: KerasModel, a: Analysis, nodes: Sequence[Node], removed: set[int]) -> Any:
     """A new model with the units in ``removed`` cut out and every other weight kept."""
     import keras
 

@@ -12,7 +12,7 @@ the *original* model's consumer produced (:mod:`edge_sdk.core.least_squares`). N
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from device_agent.errors import EdgeError
 from edge_sdk.core.criteria import CRITERIA, ChannelCriterion, CriterionKind, Evidence, EvidenceKind
 from edge_sdk.core.least_squares import ConvGeometry, column_energy, im2col, refit, sample_rows
 from edge_sdk.model.data import Dataset, fit_to_shape
+from edge_sdk.model.kind import OnnxModel
 from edge_sdk.passes.base import PassContext, PassOutcome
 from edge_sdk.passes.prune.keras import check_ratio
 from edge_sdk.passes.prune.onnx_graph import GraphIndex, Group, Use, find_groups, trace_group, with_node_names
@@ -51,7 +52,7 @@ class OnnxPrunePass:
     config: OnnxPruneConfig = field(default_factory=OnnxPruneConfig)
     name: str = "prune_onnx"
 
-    def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
+    def apply(self, model: OnnxModel, ctx: PassContext) -> PassOutcome:
         """A copy of ``model`` with each group's weakest channels cut and the consumers refitted."""
         import onnx
 
@@ -83,7 +84,7 @@ class OnnxPrunePass:
         return PassOutcome(model=current, changes=changes, notes=notes)
 
     def _prune_group(
-        self, original: Any, current: Any, seed: str, x: np.ndarray, kept_out: dict[str, list[int]]
+        self, original: OnnxModel, current: OnnxModel, seed: str, x: np.ndarray, kept_out: dict[str, list[int]]
     ) -> int:
         ix_o, ix_c = GraphIndex(original), GraphIndex(current)
         group, why = trace_group(ix_c, ix_c.nodes[seed])
@@ -107,7 +108,7 @@ class OnnxPrunePass:
         return k
 
     def _use_fit(
-        self, original: Any, current: Any, ix_o: GraphIndex, ix_c: GraphIndex, use: Use,
+        self, original: OnnxModel, current: OnnxModel, ix_o: GraphIndex, ix_c: GraphIndex, use: Use,
         x: np.ndarray, kept_out: dict[str, list[int]],
     ) -> _UseFit:
         cons_o, cons_c = ix_o.nodes[use.node], ix_c.nodes[use.node]
@@ -298,7 +299,7 @@ def _channel_axis(arr: np.ndarray) -> int:
     return int(next(i for i, d in enumerate(arr.shape) if d > 1))
 
 
-def _has_join(model: Any, group: Group, op: str) -> bool:
+def _has_join(model: OnnxModel, group: Group, op: str) -> bool:
     types = {n.name: n.op_type for n in model.graph.node}
     return any(types[j] == op for j in group.joins)
 
@@ -309,17 +310,17 @@ def _set_group(node: NodeProto, group: int) -> None:
             a.i = group
 
 
-def _input_shape(model: Any) -> tuple[int, ...]:
+def _input_shape(model: OnnxModel) -> tuple[int, ...]:
     inits = {t.name for t in model.graph.initializer}
     inp = next(i for i in model.graph.input if i.name not in inits)
     return tuple(int(d.dim_value) if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim)
 
 
-def _calibration(model: Any, ds: Dataset, samples: int) -> np.ndarray:
+def _calibration(model: OnnxModel, ds: Dataset, samples: int) -> np.ndarray:
     return fit_to_shape(ds.take(samples), _input_shape(model), what="ONNX model").x
 
 
-def _activation(model: Any, tensor: str, x: np.ndarray) -> np.ndarray:
+def _activation(model: OnnxModel, tensor: str, x: np.ndarray) -> np.ndarray:
     import onnx
     import onnxruntime as ort
 
@@ -332,5 +333,5 @@ def _activation(model: Any, tensor: str, x: np.ndarray) -> np.ndarray:
     return np.concatenate([sess.run(None, {name: x[i : i + 256]})[0] for i in range(0, len(x), 256)])
 
 
-def _params(model: Any) -> int:
+def _params(model: OnnxModel) -> int:
     return int(sum(np.prod(t.dims) for t in model.graph.initializer))

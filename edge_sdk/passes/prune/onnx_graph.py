@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from device_agent.errors import EdgeError
+from edge_sdk.model.kind import OnnxModel
 
 if TYPE_CHECKING:
     from onnx import NodeProto
@@ -50,7 +51,7 @@ class Chain:
 class GraphIndex:
     """Lookups over a graph: nodes by name, consumers of a tensor, initializers."""
 
-    def __init__(self, model: Any):
+    def __init__(self, model: OnnxModel):
         from onnx import numpy_helper
 
         g = model.graph
@@ -79,7 +80,7 @@ class GraphIndex:
         return len(self.consumers.get(tensor, [])) == 1
 
 
-def _inferred_shapes(model: Any) -> dict[str, tuple[int, ...]]:
+def _inferred_shapes(model: OnnxModel) -> dict[str, tuple[int, ...]]:
     import onnx
 
     inferred = onnx.shape_inference.infer_shapes(model)
@@ -120,7 +121,7 @@ def out_channels(ix: GraphIndex, node: NodeProto) -> int:
     return int(w.shape[1])
 
 
-def with_node_names(model: Any) -> Any:
+def with_node_names(model: OnnxModel) -> Any:
     """A copy of ``model`` in which every node has a unique name (chains refer to names)."""
     import onnx
 
@@ -134,7 +135,7 @@ def with_node_names(model: Any) -> Any:
     return m
 
 
-def find_chains(model: Any) -> tuple[list[Chain], list[str]]:
+def find_chains(model: OnnxModel) -> tuple[list[Chain], list[str]]:
     """The groups that are plain chains (one producer, one consumer), and every skip reason.
 
     Nodes must have unique names (see :func:`with_node_names`).
@@ -180,7 +181,7 @@ class Group:
         return len(self.producers) == 1 and len(self.uses) == 1 and not self.joins
 
 
-def find_groups(model: Any) -> tuple[list[Group], list[str]]:
+def find_groups(model: OnnxModel) -> tuple[list[Group], list[str]]:
     """Every prunable channel group in graph order, and why other producers were skipped."""
     names = [n.name for n in model.graph.node]
     if "" in names or len(set(names)) != len(names):

@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from device_agent.errors import EdgeError
 from device_agent.protocol.manifest import ModelFormat
 from edge_sdk.model.data import Dataset
+from edge_sdk.model.kind import Model
 from edge_sdk.passes.base import Progress
 
 
@@ -70,14 +71,14 @@ class Exporter(Protocol):
     format: ModelFormat
     calibrations: tuple[Calibration, ...]
 
-    def export_float(self, model: Any, workdir: Path) -> bytes:
+    def export_float(self, model: Model, workdir: Path) -> bytes:
         """The model as this target's float32 file."""
 
-    def quantize(self, model: Any, cfg: QuantizeConfig, calib: Dataset, workdir: Path) -> bytes:
+    def quantize(self, model: Model, cfg: QuantizeConfig, calib: Dataset, workdir: Path) -> bytes:
         """The model as this target's int8 file, calibrated on ``calib`` as ``cfg`` says."""
 
     def sensitive_layers(
-        self, model: Any, cfg: QuantizeConfig, calib: Dataset, workdir: Path,
+        self, model: Model, cfg: QuantizeConfig, calib: Dataset, workdir: Path,
         score: Callable[[bytes], float],
     ) -> list[str]:
         """Layer names, most hurt by int8 first: what the remedy search may keep float (``score`` rates a file)."""

@@ -18,7 +18,7 @@ import numpy as np
 from device_agent.protocol.manifest import ModelFormat
 from edge_sdk._quiet import quiet
 from edge_sdk.model.data import Dataset
-from edge_sdk.model.kind import ModelKind
+from edge_sdk.model.kind import Model, ModelKind
 from edge_sdk.passes.quantize.base import Calibration, QuantizeConfig
 
 QUANTIZABLE_OPS = ("Conv", "MatMul", "Gemm")
@@ -44,7 +44,7 @@ class _Reader:
         return None
 
 
-def _input_name_and_batch(model: Any) -> tuple[str, int]:
+def _input_name_and_batch(model: Model) -> tuple[str, int]:
     inits = {i.name for i in model.graph.initializer}
     inp = next(i for i in model.graph.input if i.name not in inits)
     dims = inp.type.tensor_type.shape.dim
@@ -53,7 +53,7 @@ def _input_name_and_batch(model: Any) -> tuple[str, int]:
     return inp.name, (int(fixed) if fixed else 32)
 
 
-def _ensure_called(model: Any) -> None:
+def _ensure_called(model: Model) -> None:
     # Keras refuses to export a freshly loaded model ("has never called"); one call on
     # zeros of the input shape builds its traced signature.
     if getattr(model, "_called", True):
@@ -69,7 +69,7 @@ class OnnxExporter:
     calibrations: tuple[Calibration, ...] = (
         Calibration.MINMAX, Calibration.PERCENTILE, Calibration.ENTROPY)
 
-    def export_float(self, model: Any, workdir: Path) -> bytes:
+    def export_float(self, model: Model, workdir: Path) -> bytes:
         """The float ONNX file (a Keras model exported once and cached in ``workdir``)."""
         path = workdir / FLOAT_NAME
         if not path.exists():
@@ -81,7 +81,7 @@ class OnnxExporter:
                     model.export(str(path), format="onnx", verbose=False)
         return path.read_bytes()
 
-    def quantize(self, model: Any, cfg: QuantizeConfig, calib: Dataset, workdir: Path) -> bytes:
+    def quantize(self, model: Model, cfg: QuantizeConfig, calib: Dataset, workdir: Path) -> bytes:
         """Static QDQ int8 through ONNX Runtime's quantizer, calibrated on ``calib``."""
         import onnx
         from onnxruntime.quantization import (
@@ -131,7 +131,7 @@ class OnnxExporter:
         return path
 
     def sensitive_layers(
-        self, model: Any, cfg: QuantizeConfig, calib: Dataset, workdir: Path,
+        self, model: Model, cfg: QuantizeConfig, calib: Dataset, workdir: Path,
         score: Callable[[bytes], float],
     ) -> list[str]:
         """Quantizable nodes ranked in one pass: the int8 graph is quantized once, both
@@ -154,7 +154,7 @@ class OnnxExporter:
 SENSITIVITY_SAMPLES = 32
 
 
-def _node_outputs(float_model: Any, int8_model: Any) -> dict[str, tuple[str, str]]:
+def _node_outputs(float_model: Model, int8_model: Any) -> dict[str, tuple[str, str]]:
     """Quantizable node name → (its output in the float graph, in the int8 graph). The
     quantizer fuses a following Relu into the node (then the Relu's output is compared)
     and renames outputs it requantizes (then the float node's own output is)."""
@@ -168,7 +168,7 @@ def _node_outputs(float_model: Any, int8_model: Any) -> dict[str, tuple[str, str
     return out
 
 
-def _outputs(model: Any, names: list[str], x: np.ndarray) -> dict[str, np.ndarray]:
+def _outputs(model: Model, names: list[str], x: np.ndarray) -> dict[str, np.ndarray]:
     """Run ``model`` once on ``x`` with ``names`` exposed as outputs."""
     import onnx
     import onnxruntime as ort

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_sdk.model.kind import OnnxModel
+
 PER_CHANNEL_OPSET = 13
 _Q_OPS = ("QuantizeLinear", "DequantizeLinear")
 
@@ -42,12 +44,12 @@ class Int8Check:
                 f"float weights left: {self.float_weights} tensors, {self.float_bytes:,} bytes; opset {self.opset}")
 
 
-def opset_of(model: Any) -> int:
+def opset_of(model: OnnxModel) -> int:
     """The model's default-domain opset version (0 when it declares none)."""
     return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
-def prepare(model: Any, *, per_channel: bool) -> Any:
+def prepare(model: OnnxModel, *, per_channel: bool) -> Any:
     """``model`` ready for the quantizer: opset ≥ 13 when per-channel is asked, then ONNX
     Runtime's ``quant_pre_process`` (``Constant`` nodes become initializers)."""
     import onnx
@@ -74,7 +76,7 @@ def prepare(model: Any, *, per_channel: bool) -> Any:
         return onnx.load(str(out))
 
 
-def check_int8(model: Any) -> Int8Check:
+def check_int8(model: OnnxModel) -> Int8Check:
     """Count the weights a quantized graph stores as int8 and those still in float."""
     from onnx import numpy_helper
 

@@ -19,6 +19,7 @@ from device_agent.errors import EdgeError
 from device_agent.protocol.manifest import ModelFormat
 from edge_sdk._quiet import quiet
 from edge_sdk.model.data import Dataset
+from edge_sdk.model.kind import KerasModel
 from edge_sdk.passes.quantize.base import Calibration, QuantizeConfig
 
 
@@ -38,14 +39,14 @@ class TFLiteExporter:
     format: ModelFormat = ModelFormat.TFLITE
     calibrations: tuple[Calibration, ...] = (Calibration.MINMAX,)
 
-    def export_float(self, model: Any, workdir: Path) -> bytes:
+    def export_float(self, model: KerasModel, workdir: Path) -> bytes:
         """The Keras model as a float32 ``.tflite``."""
         import tensorflow as tf
 
         with quiet():
             return bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
 
-    def _converter(self, model: Any, cfg: QuantizeConfig, calib: Dataset) -> Any:
+    def _converter(self, model: KerasModel, cfg: QuantizeConfig, calib: Dataset) -> Any:
         import tensorflow as tf
 
         if cfg.calibration not in self.calibrations:
@@ -63,7 +64,7 @@ class TFLiteExporter:
         conv._experimental_disable_per_channel = not cfg.per_channel
         return conv
 
-    def quantize(self, model: Any, cfg: QuantizeConfig, calib: Dataset, workdir: Path) -> bytes:
+    def quantize(self, model: KerasModel, cfg: QuantizeConfig, calib: Dataset, workdir: Path) -> bytes:
         """A full-integer int8 ``.tflite``; ``cfg.keep_float`` layers stay float32."""
         import tensorflow as tf
 
@@ -81,14 +82,14 @@ class TFLiteExporter:
             return bytes(dbg.get_nondebug_quantized_model())
 
     def sensitive_layers(
-        self, model: Any, cfg: QuantizeConfig, calib: Dataset, workdir: Path,
+        self, model: KerasModel, cfg: QuantizeConfig, calib: Dataset, workdir: Path,
         score: Callable[[bytes], float],
     ) -> list[str]:
         """Layers ranked by the debugger's RMSE/scale: the quantization error of each
         layer's output in units of its own quantization step (TensorFlow's heuristic)."""
         return rank_layer_stats(self._layer_stats(model, cfg, calib, samples=64))
 
-    def _layer_stats(self, model: Any, cfg: QuantizeConfig, calib: Dataset, *, samples: int) -> str:
+    def _layer_stats(self, model: KerasModel, cfg: QuantizeConfig, calib: Dataset, *, samples: int) -> str:
         """The quantization debugger's per-layer statistics (CSV, in execution order)."""
         import tensorflow as tf
 
@@ -103,7 +104,7 @@ class TFLiteExporter:
         return buf.getvalue()
 
 
-def first_layer(model: Any, cfg: QuantizeConfig, calib: Dataset) -> str:
+def first_layer(model: KerasModel, cfg: QuantizeConfig, calib: Dataset) -> str:
     """The converter's name for the first quantized layer of ``model`` (what
     ``keep_float`` takes to leave that layer in float32)."""
     import csv
@@ -128,7 +129,7 @@ def rank_layer_stats(csv_text: str) -> list[str]:
     return [name for _, name in sorted(scored, reverse=True)]
 
 
-def to_tflite(model: Any, representative: np.ndarray | None = None) -> bytes:
+def to_tflite(model: KerasModel, representative: np.ndarray | None = None) -> bytes:
     """A Keras model as TFLite bytes: float32, or full-integer int8 calibrated on
     ``representative`` (every row) when it is given. A shorthand for scripts and tests."""
     import tempfile
@@ -141,7 +142,7 @@ def to_tflite(model: Any, representative: np.ndarray | None = None) -> bytes:
         return exporter.quantize(model, QuantizeConfig(samples=len(calib.x)), calib, Path(tmp))
 
 
-def first_layer_float_tflite(model: Any, calib_x: np.ndarray) -> bytes:
+def first_layer_float_tflite(model: KerasModel, calib_x: np.ndarray) -> bytes:
     """An int8 TFLite model whose first layer stays float32 (so it takes float input):
     what an early-exit cascade's first stage ships as (``EarlyExitConfig.float_first``)."""
     import tempfile

@@ -19,6 +19,7 @@ import numpy as np
 
 from device_agent.errors import EdgeError
 from edge_sdk.core.kmeans import Codebook, KMeansInit, check_clusters, cluster_sums, kmeans_1d
+from edge_sdk.model.kind import KerasModel
 from edge_sdk.passes._keras_train import (
     batches,
     distill_loss,
@@ -86,7 +87,7 @@ class SharePass:
     config: ShareConfig = field(default_factory=ShareConfig)
     name: str = "share"
 
-    def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
+    def apply(self, model: KerasModel, ctx: PassContext) -> PassOutcome:
         """A copy of ``model`` whose kernels hold K shared values each, centroids fine-tuned."""
         import keras
 
@@ -103,7 +104,7 @@ class SharePass:
         }
         return PassOutcome(model=shared_model, changes=changes, notes=notes)
 
-    def _cluster(self, model: Any, ctx: PassContext) -> list[_Shared]:
+    def _cluster(self, model: KerasModel, ctx: PassContext) -> list[_Shared]:
         per_layer = dict(self.config.layer_clusters)
         unknown = set(per_layer) - {layer.name for layer in model.layers}
         if unknown:
@@ -124,7 +125,7 @@ class SharePass:
                 out.append(_Shared(var, book, _Adam(self.config.learning_rate, zeros, zeros.copy())))
         return out
 
-    def _fine_tune(self, model: Any, shared: list[_Shared], ctx: PassContext) -> tuple[str, ...]:
+    def _fine_tune(self, model: KerasModel, shared: list[_Shared], ctx: PassContext) -> tuple[str, ...]:
         steps = self.config.fine_tune_steps
         if steps == 0:
             return ("centroids not fine-tuned (fine_tune_steps=0)",)
@@ -134,7 +135,7 @@ class SharePass:
         self._steps(model, shared, ctx)
         return (f"centroids fine-tuned for {steps} steps on {target}",)
 
-    def _steps(self, model: Any, shared: list[_Shared], ctx: PassContext) -> None:
+    def _steps(self, model: KerasModel, shared: list[_Shared], ctx: PassContext) -> None:
         import tensorflow as tf
 
         ds = fitted(model, ctx.calibration, "share")
@@ -153,7 +154,7 @@ class SharePass:
             if step % 10 == 0:
                 ctx.progress("share: fine-tuning centroids", step, steps)
 
-    def _loss(self, out: Any, x: np.ndarray, y: np.ndarray | None, teacher: Any, probs: bool) -> Any:
+    def _loss(self, out: Any, x: np.ndarray, y: np.ndarray | None, teacher: KerasModel, probs: bool) -> Any:
         """Distillation from the teacher (with the labels when present), else the labels."""
         import tensorflow as tf
 
@@ -168,7 +169,7 @@ class SharePass:
 MAX_SHARED_VALUES = 256
 
 
-def kernels_shared(model: Any) -> bool:
+def kernels_shared(model: KerasModel) -> bool:
     """True when every Conv/Dense kernel of a Keras model holds at most 256 distinct values
     (as :class:`SharePass` leaves them) while being larger than that (so it is not so by
     chance). Such kernels keep at most K int8 values only with one scale per tensor."""
@@ -180,7 +181,7 @@ def kernels_shared(model: Any) -> bool:
     return bool(big) and all(len(np.unique(k)) <= MAX_SHARED_VALUES for k in big)
 
 
-def _flat_layers(model: Any) -> list[Any]:
+def _flat_layers(model: KerasModel) -> list[Any]:
     out = []
     for layer in model.layers:
         out.extend(_flat_layers(layer) if hasattr(layer, "layers") and layer.layers else [layer])

@@ -9,12 +9,12 @@ holds one byte per weight instead of four, and the indices compress well.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from device_agent.errors import EdgeError
 from edge_sdk.core.kmeans import KMeansInit, check_clusters, kmeans_1d
+from edge_sdk.model.kind import OnnxModel
 from edge_sdk.passes.base import PassContext, PassOutcome
 
 _WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
@@ -39,7 +39,7 @@ class OnnxSharePass:
     config: OnnxShareConfig = field(default_factory=OnnxShareConfig)
     name: str = "share_onnx"
 
-    def apply(self, model: Any, ctx: PassContext) -> PassOutcome:
+    def apply(self, model: OnnxModel, ctx: PassContext) -> PassOutcome:
         """A copy of ``model`` with large weights stored as uint8 indices into a codebook."""
         import onnx
         from onnx import helper, numpy_helper
@@ -80,7 +80,7 @@ class OnnxSharePass:
         return PassOutcome(model=m, changes=changes)
 
 
-def _weight_names(model: Any, min_size: int) -> list[str]:
+def _weight_names(model: OnnxModel, min_size: int) -> list[str]:
     sizes = {t.name: int(np.prod(t.dims)) for t in model.graph.initializer}
     floats = {t.name for t in model.graph.initializer if t.data_type == 1}  # FLOAT
     out: list[str] = []
