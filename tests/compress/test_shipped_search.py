@@ -102,3 +102,7 @@ def test_dense_rows_name_the_hidden_dense_layers_and_say_so() -> None:
     assert _c(2, 99.0, 1, 0.1, 1).label == "prune 50%, no sharing"
     with pytest.raises(EdgeError, match="dense ratios must be increasing"):
         ShippedConfig(dense_ratios=(0.9, 0.8))
+    sparse = Candidate(1, 0.0, 8, Shipped(99.0, 1000, 0.1, 10, 10), 0.0, sparsity=0.97)
+    assert sparse.label == "sparse 97%, 8 clusters" and sparse.row()["sparsity"] == 0.97
+    with pytest.raises(EdgeError, match="sparsities must be increasing"):
+        ShippedConfig(sparsities=(1.0,))

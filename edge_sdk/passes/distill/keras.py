@@ -115,11 +115,7 @@ class DistillPass:
         return PassOutcome(model=model, changes=changes, notes=notes)
 
     def _blend(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
-        """Mixup blends of the batch with a shuffled copy of itself (``None`` when off)."""
-        if self.config.mixup <= 0 or len(x) < 2 or not np.issubdtype(x.dtype, np.floating):
-            return None
-        lam = rng.beta(self.config.mixup, self.config.mixup, size=(len(x),) + (1,) * (x.ndim - 1))
-        return (lam * x + (1 - lam) * x[rng.permutation(len(x))]).astype(x.dtype)
+        return mixup_blend(x, rng, self.config.mixup)
 
     def _step(self, pair: _Pair, opt: Any, x: np.ndarray, y: np.ndarray | None,
               blend: np.ndarray | None = None) -> None:
@@ -154,6 +150,15 @@ class DistillPass:
         if val.y is not None:
             return float(np.mean(np.argmax(out, axis=-1) == val.y))
         return -float(self._loss(pair, out, val.x, None))
+
+
+def mixup_blend(x: np.ndarray, rng: np.random.Generator, alpha: float) -> np.ndarray | None:
+    """Mixup blends of the batch with a shuffled copy of itself, weights from
+    Beta(alpha, alpha); ``None`` when off (alpha 0), for one sample or non-float inputs."""
+    if alpha <= 0 or len(x) < 2 or not np.issubdtype(x.dtype, np.floating):
+        return None
+    lam = rng.beta(alpha, alpha, size=(len(x),) + (1,) * (x.ndim - 1))
+    return (lam * x + (1 - lam) * x[rng.permutation(len(x))]).astype(x.dtype)
 
 
 def _copy(model: Any) -> Any:
