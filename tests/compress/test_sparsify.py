@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ def test_mask_zeroes_the_smallest_magnitudes() -> None:
 def test_cubic_schedule_rises_fast_then_holds() -> None:
     got = [schedule(0.9, e, 10) for e in range(12)]
     assert got[0] == pytest.approx(0.9 * (1 - 0.9**3)) and got[9] == got[11] == pytest.approx(0.9)
-    assert all(a < b for a, b in zip(got[:10], got[1:10], strict=False))  # increasing up to the target
+    assert all(a < b for a, b in itertools.pairwise(got[:10]))  # increasing up to the target
     assert got[2] - got[1] > got[8] - got[7]  # most of it early
 
 
