@@ -23,7 +23,7 @@ part of the training data; the fastest within 0.5 points is measured on the held
 digits, float and int8, against the full model of the same form in the same run
 (target: >= 3x lower mean latency).
 
-    python -m benchmarks.search [--models lenet5,imu,mobilenet] [--no-exit]
+    python -m benchmarks.search [--models lenet5,imu,mobilenet] [--no-exit] [--no-search]
 """
 
 from __future__ import annotations
@@ -198,6 +198,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default=",".join(BUILDERS), help=f"comma-separated, of {','.join(BUILDERS)}")
     ap.add_argument("--no-exit", action="store_true", help="skip the MobileNetV2 early-exit rows")
+    ap.add_argument("--no-search", action="store_true", help="train the models, skip the search rows")
     args = ap.parse_args()
     names = [n for n in args.models.split(",") if n]
     if unknown := set(names) - set(BUILDERS):
@@ -208,6 +209,8 @@ def main() -> None:
         rows, above, cases = [], [], {}
         for n in names:
             cases[n] = BUILDERS[n](work)
+            if args.no_search:
+                continue
             row, lines = search_row(cases[n], work)
             rows.append(row)
             above += lines
