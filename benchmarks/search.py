@@ -1,24 +1,34 @@
 """The ``--max-drop`` search as a new user runs it, judged on data the model never saw.
 
-LeNet-5 (conv 20, conv 50, dense 500, dense 10; :mod:`edge_sdk.demo.digits`) is trained
-here on 1,400 of scikit-learn's 1,797 digits (seeded split, a seed the tests do not
-use); the other 397 are held out and never given to ``edge optimize``. Then, exactly
-as a user would type it, with the *training* data as ``--data``:
+Three models, trained here (:mod:`benchmarks.search_models`, seeds the tests do not
+use), each searched exactly as a user would type it, with the *training* data as
+``--data`` and a held-out split never given to ``edge optimize``:
 
-    edge optimize lenet5.keras --data train.npz --max-drop 0.5 -o lenet5.edgepkg
+    edge optimize MODEL.keras --data train.npz --max-drop 0.5 -o MODEL.edgepkg
 
-The row compares, in this run: the bundle file's bytes against the float32 ``.tflite``
-of the same model (TensorFlow's converter), and the bundle's accuracy (verified and
-unpacked by ``device_agent.bundle``, run by the agent's engine) against that float
-``.tflite`` on the 397 held-out digits, as a paired drop in points and in net samples.
-Search wall time is the whole ``edge optimize`` command. Targets (issue 15): bytes
-ratio >= 40x, held-out drop <= 0.5 points.
+- LeNet-5 on 1,400 of scikit-learn's 1,797 digits (397 held out);
+- the IMU example's 1-D CNN on aeon's BasicMotions (40 training readings, 40 held out);
+- MobileNetV2 at width 0.35 on the same digits upsampled to 48×48.
 
-    python -m benchmarks.search
+Each row compares, in this run: the bundle file's bytes (and its model member's, as
+stored) against the float32 ``.tflite`` of the same model (TensorFlow's converter), and
+the bundle's accuracy (verified and unpacked by ``device_agent.bundle``, run by the
+agent's engine) against that float ``.tflite`` on the held-out split, as a paired drop in points and in net samples.
+Search wall time is the whole ``edge optimize`` command. Targets (issue 15): LeNet-5
+bytes ratio >= 40x; every held-out drop <= 0.5 points.
+
+Then early exit on the MobileNetV2: exit positions are candidates, each cascade built
+and measured (mean latency per input against the full model, accuracy) on a validation
+part of the training data; the fastest within 0.5 points is measured on the held-out
+digits, float and int8, against the full model of the same form in the same run
+(target: >= 3x lower mean latency).
+
+    python -m benchmarks.search [--models lenet5,imu,mobilenet] [--no-exit] [--no-search]
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -27,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,31 +48,15 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from benchmarks import search_models
+from benchmarks.search_models import Case
+
 ROOT = Path(__file__).resolve().parent.parent
-SEED = 15  # split and training; the tests use 0
-TRAIN = 1400
-EPOCHS = 12
 BUDGET = 0.5
-
-
-def lenet(work: Path) -> tuple[Path, Path, np.ndarray, np.ndarray]:
-    """Train LeNet-5 on 1,400 digits; returns the model, train.npz and the held-out set."""
-    import keras
-
-    from edge_sdk.demo.digits import build_lenet5, load_digits_28
-
-    x, y = load_digits_28()
-    idx = np.random.default_rng(SEED).permutation(len(x))
-    tr, te = idx[:TRAIN], idx[TRAIN:]
-    keras.utils.set_random_seed(SEED)
-    model = build_lenet5()
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x[tr], y[tr], epochs=EPOCHS, batch_size=32, verbose=0)
-    path, train = work / "lenet5.keras", work / "train.npz"
-    model.save(path)
-    np.savez(train, x=x[tr], y=y[tr])
-    return path, train, x[te], y[te]
+BUILDERS: dict[str, Callable[[Path], Case]] = {
+    "lenet5": search_models.lenet5, "imu": search_models.imu_cnn, "mobilenet": search_models.mobilenet_v2,
+}
+EXIT_AT = ("block1", "block3", "block6")  # MobileNetV2 exit positions tried: 12×12, 6×6, 3×3 maps
 
 
 def float_tflite(model_path: Path, out: Path) -> Path:
@@ -98,40 +93,138 @@ def optimize(model: Path, train: Path, out: Path) -> tuple[float, dict[str, Any]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     seconds = time.perf_counter() - t0
     if res.returncode != 0:
-        sys.exit(f"edge optimize failed ({res.returncode}): {res.stderr.strip()[-2000:]}")
+        sys.exit(f"edge optimize {model.name} failed ({res.returncode}): {res.stderr.strip()[-2000:]}")
     return seconds, json.loads(res.stdout)
 
 
-def main() -> None:
+def search_row(case: Case, work: Path) -> tuple[str, list[str]]:
+    """One model searched and judged on its held-out split: (table row, lines above it)."""
+    import tarfile
+
     from edge_sdk.measure.holdout import paired_drop
     from edge_sdk.recipe.shipped_search import candidate_lines
 
+    slug = case.model.stem
+    (work / slug).mkdir()
+    ref = float_tflite(case.model, work / f"{slug}.tflite")
+    out = work / f"{slug}.edgepkg"
+    seconds, report = optimize(case.model, case.train, out)
+    x, y = case.x_test, case.y_test
+    d = paired_drop(y, predictions_file(ref, x), predictions_bundle(out, work / slug, x))
+    ratio = ref.stat().st_size / out.stat().st_size
+    found = report["recipe"].get("search_result", {})
+    with tarfile.open(out) as t:
+        stored = {m.name: m.size for m in t.getmembers()}
+    members = ", ".join(f"{name} {size:,}" for name, size in stored.items())
+    model_b = sum(size for name, size in stored.items() if name.startswith("models/"))
+    lines = [f"== {case.name}: edge optimize --data ({len(np.load(case.train)['y'])} training samples) "
+             f"--max-drop {BUDGET}",
+             f"chosen: {found.get('chosen_label')} + int8 + {report['recipe']['compression']} "
+             f"({len(found.get('candidates', []))} candidates, {len(found.get('front', []))} on the front)",
+             *candidate_lines(found),
+             f"bundle members: {members}",
+             f"held-out: {d.samples} samples never given to edge optimize (one sample = "
+             f"{d.points_per_sample:.2f} points); selection-split drop the tool saw: "
+             f"{report['held_out']['selection_drop_points']}", ""]
+    row = (f"{case.name:<13}{ref.stat().st_size:>16,}{model_b:>9,}{ref.stat().st_size / model_b:>7.1f}x"
+           f"{out.stat().st_size:>10,}{ratio:>7.1f}x"
+           f"{d.baseline_accuracy:>9.2f}{d.accuracy:>10.2f}{d.drop_points:>+15.2f}{d.net:>6}"
+           f"{f'{d.low_points:+.2f}..{d.high_points:+.2f}':>18}{seconds:>10.0f}")
+    return row, lines
+
+
+def exit_rows(case: Case, work: Path) -> list[str]:
+    """Early exit on ``case``'s model: the fastest exit position within the budget on a
+    validation part of the training data, then float and int8 on the held-out split."""
+    import keras
+
+    from edge_sdk.model.data import Dataset
+    from edge_sdk.passes.early_exit.keras import EarlyExitConfig
+    from edge_sdk.recipe.cascade_export import write_cascade_bundle
+
+    model = keras.models.load_model(case.model)
+    z = np.load(case.train)
+    cut = int(len(z["y"]) * 0.8)
+    fit, val = Dataset(z["x"][:cut], z["y"][:cut], "train"), Dataset(z["x"][cut:], z["y"][cut:], "validation")
+
+    def build(at: str, int8: bool) -> tuple[Path, Any]:
+        cfg = EarlyExitConfig(at_layers=(at,), max_drop=BUDGET, epochs=40)
+        return write_cascade_bundle(work / f"exit_{at}_{int(int8)}.edgepkg", model, fit, val, cfg,
+                                    name="exit", int8=int8)
+
+    lines = [f"== early exit on {case.name}: exit positions judged on {len(val)} validation samples "
+             "(mean latency/input vs full, float)",
+             f"{'exit after':<12}{'val full %':>11}{'val cascade %':>14}{'exit rate':>10}{'speedup':>9}"]
+    best: tuple[float, str] | None = None
+    for at in EXIT_AT:
+        _, cal = build(at, False)
+        t = cal.targets[0]
+        drop = (cal.full_accuracy - cal.cascade_accuracy) * 100
+        lines.append(f"{at:<12}{100 * cal.full_accuracy:>11.2f}{100 * cal.cascade_accuracy:>14.2f}"
+                     f"{cal.exit_rates[0]:>10.2f}{t.speedup:>8.2f}x")
+        if drop <= BUDGET and (best is None or t.speedup > best[0]):
+            best = (t.speedup, at)
+    if best is None:
+        return [*lines, "no exit position within the budget on validation", ""]
+    lines += [f"chosen: exit after {best[1]}", "",
+              f"{'form':<7}{'full ms':>10}{'cascade ms':>12}{'speedup':>9}{'full %':>9}{'cascade %':>11}"
+              f"{'drop':>7}{'exit rate':>11}"]
+    for int8 in (False, True):
+        lines.append(_exit_row(case, work, model, build(best[1], int8)[0], int8))
+    return [*lines, ""]
+
+
+def _exit_row(case: Case, work: Path, model: Any, bundle: Path, int8: bool) -> str:
+    from benchmarks.serving import ONE_THREAD, paired, per_input_ms
+    from device_agent.engine import Engine
+    from device_agent.loader import engine_for
+    from device_agent.runtimes import load_model
+    from edge_sdk.passes.quantize.tflite import to_tflite
+
+    x, y = case.x_test, case.y_test
+    full = work / f"full_{int(int8)}.tflite"
+    full.write_bytes(to_tflite(model, np.load(case.train)["x"][:200] if int8 else None))
+    base = Engine(load_model(full, options=ONE_THREAD))
+    with engine_for(bundle, options=ONE_THREAD) as casc:
+        per_full, per_casc, speedup = paired(5, lambda: per_input_ms(base, x), lambda: per_input_ms(casc, x))
+        probs, stage = casc.cascade(x)
+    acc_full = 100 * float((base.cascade(x)[0].argmax(1) == y).mean())
+    acc_casc = 100 * float((probs.argmax(1) == y).mean())
+    return (f"{'int8' if int8 else 'float':<7}{per_full:>10.4f}{per_casc:>12.4f}{speedup:>8.2f}x{acc_full:>9.2f}"
+            f"{acc_casc:>11.2f}{acc_full - acc_casc:>+7.2f}{float(np.mean(stage == 0)):>11.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default=",".join(BUILDERS), help=f"comma-separated, of {','.join(BUILDERS)}")
+    ap.add_argument("--no-exit", action="store_true", help="skip the MobileNetV2 early-exit rows")
+    ap.add_argument("--no-search", action="store_true", help="train the models, skip the search rows")
+    args = ap.parse_args()
+    names = [n for n in args.models.split(",") if n]
+    if unknown := set(names) - set(BUILDERS):
+        sys.exit(f"error: --models: unknown {sorted(unknown)}; expected some of {sorted(BUILDERS)}")
+    t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edge-bench-search-") as tmp:
         work = Path(tmp)
-        model, train, x_te, y_te = lenet(work)
-        ref = float_tflite(model, work / "lenet5.tflite")
-        out = work / "lenet5.edgepkg"
-        seconds, report = optimize(model, train, out)
-        d = paired_drop(y_te, predictions_file(ref, x_te), predictions_bundle(out, work, x_te))
-        ratio = ref.stat().st_size / out.stat().st_size
-        found = report["recipe"].get("search_result", {})
-        print(f"edge optimize lenet5.keras --data train.npz ({TRAIN} training digits) --max-drop {BUDGET}")
-        print(f"chosen: {found.get('chosen_label')} + int8 + zstd "
-              f"({len(found.get('candidates', []))} candidates, {len(found.get('front', []))} on the front)")
-        print("\n".join(candidate_lines(found)))
-        print()
-        print(f"{'model':<10}{'float .tflite B':>16}{'bundle B':>10}{'ratio':>8}{'float %':>9}"
-              f"{'bundle %':>10}{'held-out drop':>15}{'net':>6}{'95% interval':>18}{'search s':>10}")
-        print(f"{'LeNet-5':<10}{ref.stat().st_size:>16,}{out.stat().st_size:>10,}{ratio:>7.1f}x"
-              f"{d.baseline_accuracy:>9.2f}{d.accuracy:>10.2f}{d.drop_points:>+15.2f}{d.net:>6}"
-              f"{f'{d.low_points:+.2f}..{d.high_points:+.2f}':>18}{seconds:>10.0f}")
-        print()
-        print(f"held-out: {d.samples} digits never given to edge optimize (one sample = "
-              f"{d.points_per_sample:.2f} points); selection-split drop the tool saw: "
-              f"{report['held_out']['selection_drop_points']}")
-        print(f"target bytes ratio >= 40x: {'met' if ratio >= 40 else 'MISSED'} ({ratio:.1f}x); "
-              f"target held-out drop <= {BUDGET}: {'met' if d.drop_points <= BUDGET else 'MISSED'} "
-              f"({d.drop_points:+.2f})")
+        rows, above, cases = [], [], {}
+        for n in names:
+            cases[n] = BUILDERS[n](work)
+            if args.no_search:
+                continue
+            row, lines = search_row(cases[n], work)
+            rows.append(row)
+            above += lines
+            print(f"[{time.perf_counter() - t0:.0f}s] {row}", file=sys.stderr, flush=True)
+        print("\n".join(above), file=sys.stderr, flush=True)  # in case the exit part fails
+        exits = exit_rows(cases["mobilenet"], work) if "mobilenet" in cases and not args.no_exit else []
+    print("\n".join(above))
+    print(f"{'model':<13}{'float .tflite B':>16}{'model B':>9}{'ratio':>8}{'bundle B':>10}{'ratio':>8}{'float %':>9}"
+          f"{'bundle %':>10}{'held-out drop':>15}{'net':>6}{'95% interval':>18}{'search s':>10}")
+    print("\n".join(rows))
+    print()
+    print("\n".join(exits))
+    print(f"targets: LeNet-5 bytes ratio >= 40x; held-out drop <= {BUDGET} points; early exit >= 3x "
+          f"(benchmark wall time {time.perf_counter() - t0:.0f}s)")
 
 
 if __name__ == "__main__":

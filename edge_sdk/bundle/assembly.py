@@ -21,7 +21,7 @@ from device_agent.protocol.manifest import Compression, Manifest, ModelFormat, O
 from device_agent.protocol.validation import sample_budget, smallest_exact
 from device_agent.runtimes import load_model
 from device_agent.update.health import stored_inputs, validation_inputs
-from edge_sdk.bundle.writer import ModelPayload, build_bundle
+from edge_sdk.bundle.writer import ModelPayload, build_bundle, compress
 from edge_sdk.recipe.result import Report
 from edge_sdk.report.render import report_paths, write_reports
 
@@ -46,18 +46,21 @@ def _payload(path: Path, fmt: ModelFormat, *, stage: int) -> ModelPayload:
                         outputs=model.outputs)
 
 
-def validation_npz(report: Report, held_out: np.ndarray, n: int | None = None) -> tuple[bytes, int]:
+def validation_npz(report: Report, held_out: np.ndarray, n: int | None = None, *,
+                   compression: Compression = Compression.NONE) -> tuple[bytes, int]:
     """``validation.npz`` for the bundle and how many samples it holds: held-out inputs
     ``x`` and the outputs ``y`` the shipped artifact gives them, recorded through the
     real runtime.
 
     ``n`` samples when given; by default as many as fit in 10% of the model files'
-    bytes, at least one. The agent's health check loads the manifest's first target and
-    runs its stage 0, so that is the model recorded here (a cascade's first stage, else
-    the model). When that model takes int8/uint8 input, ``x`` is stored quantized with its
-    input parameters; otherwise in the narrowest dtype that gives back the same float32
-    values (float16 for k/16 pixels, uint8 for raw ones). ``y`` is recorded from exactly
-    the stored inputs, so the replay stays exact.
+    bytes as stored (``compression``: a model that compresses 3x carries a set a third
+    the size, so the set stays a tenth of what ships), at least one. The agent's health
+    check loads the manifest's first target and runs its stage 0, so that is the model
+    recorded here (a cascade's first stage, else the model). When that model takes
+    int8/uint8 input, ``x`` is stored quantized with its input parameters; otherwise in
+    the narrowest dtype that gives back the same float32 values (float16 for k/16 pixels,
+    uint8 for raw ones). ``y`` is recorded from exactly the stored inputs, so the replay
+    stays exact.
     """
     if len(held_out) == 0:
         raise ValueError("validation_npz: no held-out inputs to record")
@@ -67,7 +70,7 @@ def validation_npz(report: Report, held_out: np.ndarray, n: int | None = None) -
     x = np.ascontiguousarray(held_out, dtype=np.float32)
     stored = stored_inputs(x, spec) if spec.quantized else smallest_exact(x)
     if n is None:
-        n = sample_budget(stored[0].nbytes, sum(len(p.data) for p in payloads(report)))
+        n = sample_budget(stored[0].nbytes, sum(len(compress(p.data, compression)) for p in payloads(report)))
     stored = stored[:n]
     y = np.asarray(model.predict1(validation_inputs(stored, spec)))
     buf = io.BytesIO()
@@ -112,7 +115,7 @@ def write_outputs(report: Report, labels: tuple[str, ...], *,
     """
     validation = None
     if held_out is not None:
-        validation, kept = validation_npz(report, held_out, validation_samples)
+        validation, kept = validation_npz(report, held_out, validation_samples, compression=compression)
         report = replace(report, bundled_validation=kept)
     final = report.bundle
     final.parent.mkdir(parents=True, exist_ok=True)

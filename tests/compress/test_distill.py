@@ -59,3 +59,17 @@ def test_no_teacher_and_bad_config(pruned: Any, digits: Any) -> None:
         DistillConfig(temperature=0)
     with pytest.raises(EdgeError, match="alpha"):
         DistillConfig(alpha=1.5)
+
+
+def test_mixup_blends_match_the_teacher_between_samples(lenet: Any, pruned: Any, digits: Any) -> None:
+    ctx = context(digits, teacher=lenet)
+    out = DistillPass(DistillConfig(epochs=4, patience=4, mixup=0.4)).apply(pruned, ctx)
+    before = keras_accuracy(pruned, digits.x_test, digits.y_test)
+    assert keras_accuracy(out.model, digits.x_test, digits.y_test) > before
+    blend = DistillPass(DistillConfig(mixup=0.4))._blend(digits.x_test[:8], np.random.default_rng(0))
+    assert blend is not None and blend.shape == digits.x_test[:8].shape and blend.dtype == digits.x_test.dtype
+    # every blend lies between two inputs of the batch: within the batch's value range
+    assert blend.min() >= digits.x_test[:8].min() and blend.max() <= digits.x_test[:8].max()
+    assert DistillPass(DistillConfig())._blend(digits.x_test[:8], np.random.default_rng(0)) is None
+    with pytest.raises(EdgeError, match="mixup must be >= 0"):
+        DistillConfig(mixup=-1)

@@ -49,6 +49,11 @@ def test_search_beats_int8_only_within_budget(keras_cnn: Path, digits: Any, tmp_
     assert "| compressed bytes | latency p50 ms |" in md and "| share |" in md
     b = open_bundle(searched, tmp_path / "b")
     assert b.manifest.optimization["recipe"]["passes"] == rep["recipe"]["passes"]
+    # the manifest carries the chosen row and the count; every row stays in the report
+    shipped = b.manifest.optimization["recipe"]["search_result"]
+    found = rep["recipe"]["search_result"]
+    assert "candidates" not in shipped and shipped["candidates_judged"] == len(found["candidates"])
+    assert shipped["chosen_row"]["index"] == found["chosen_index"] == shipped["chosen_index"]
     _front_is_kept_and_another_point_ships(rep, searched, keras_cnn, digits, tmp_path)
 
 

@@ -13,6 +13,7 @@ from edge_sdk.recipe.shipped_search import (
     candidate_lines,
     choose,
     from_flags,
+    hidden_dense,
     pareto,
 )
 
@@ -84,3 +85,24 @@ def test_limits_with_chosen_steps_are_refused_before_any_work(tmp_path: object) 
                                    "-o", str(out)])
     assert res.exit_code == 2 and "--objective 'speed': expected size, latency or macs" in res.output
     assert not out.exists()
+
+
+def test_dense_rows_name_the_hidden_dense_layers_and_say_so() -> None:
+    import keras
+
+    m = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, name="conv"),
+                          keras.layers.Flatten(), keras.layers.Dense(16, name="fc1"),
+                          keras.layers.Dense(12, name="fc2"), keras.layers.Dense(3, name="out")])
+    assert hidden_dense(m) == ("fc1", "fc2")  # the output layer's units are the classes: never pruned
+    conv_only = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
+                                  keras.layers.Dense(3)])
+    assert hidden_dense(conv_only) == ()
+    dense = Candidate(0, 0.9, 16, Shipped(99.0, 1000, 0.1, 10, 10), 0.0, dense_only=True)
+    assert dense.label == "dense 90%, 16 clusters" and dense.row()["dense_only"] is True
+    assert _c(2, 99.0, 1, 0.1, 1).label == "prune 50%, no sharing"
+    with pytest.raises(EdgeError, match="dense ratios must be increasing"):
+        ShippedConfig(dense_ratios=(0.9, 0.8))
+    sparse = Candidate(1, 0.0, 8, Shipped(99.0, 1000, 0.1, 10, 10), 0.0, sparsity=0.97)
+    assert sparse.label == "sparse 97%, 8 clusters" and sparse.row()["sparsity"] == 0.97
+    with pytest.raises(EdgeError, match="sparsities must be increasing"):
+        ShippedConfig(sparsities=(1.0,))

@@ -39,7 +39,7 @@ def signed_optimized(keras_cnn: Path, digits, tmp_path_factory: pytest.TempPathF
     key = new_key_pair(root / "fleet-key")
     out = root / "m-1.0.0.edgepkg"
     res = runner.invoke(app, ["optimize", str(keras_cnn), "--data", str(digits.train), "--int8",
-                              "--bundle-version", "1.0.0", "--runs", "2", "--samples", "32",
+                              "--bundle-version", "1.0.0", "--runs", "2", "--samples", "32", "--compress", "xz",
                               "--sign", str(key.private), "-o", str(out)])
     assert res.exit_code == 0, res.output
     return out, key
@@ -65,8 +65,10 @@ def test_optimized_bundle_carries_recorded_outputs(signed_optimized: tuple[Path,
     with np.load(io.BytesIO(members["validation.npz"])) as z:
         x, y = z["x"], z["y"]
     assert x.shape[1:] == tuple(np.load(digits.train)["x"].shape[1:])
-    # Bounded in bytes: as many samples as fit in 10% of the model files' bytes, at least one.
-    model_bytes = sum(f.raw_size or f.size for f in manifest.files)
+    # Bounded in bytes: as many samples as fit in 10% of the model files' bytes as stored
+    # (compressed: a set sized on the raw bytes outweighed a compressed model), at least one.
+    assert all(f.raw_size is not None and f.size < f.raw_size for f in manifest.files)
+    model_bytes = sum(f.size for f in manifest.files)
     assert x.shape[0] == max(1, int(0.1 * model_bytes) // x[0].nbytes) >= 1
     # an int8 model's inputs are stored in its own input dtype: a quarter of float32's bytes
     assert x.dtype == np.int8 and manifest.inputs[0].dtype == "int8"
