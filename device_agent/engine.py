@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,13 +41,15 @@ from device_agent.exit_policy import (
 )
 from device_agent.feeds import Described, Feeder, Value
 from device_agent.outputs import decode
-from device_agent.preprocess import Pipeline
 from device_agent.protocol.manifest import Manifest, ModelFormat, OutputKind, TensorSpec
 from device_agent.quant import RowQuantizer, dequantize, quantize_finite
 from device_agent.runtimes import RuntimeOptions, choose_format, load_model
 from device_agent.runtimes.base import feeder
 from device_agent.runtimes.model import Model
 from device_agent.state import StateStore
+
+if TYPE_CHECKING:
+    from device_agent.preprocess import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ class Prediction:
 
 
 @dataclass(frozen=True, kw_only=True)
+
 class EngineOptions:
     """Run-time choices: the input cache and threshold overrides (``None`` key = every exit)."""
 
@@ -256,6 +259,30 @@ def _float32_rows(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
+class _NoPreprocessing:
+    """The identity, falsy: what a bundle without preprocessing steps gets."""
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def batch(self, xs: np.ndarray) -> np.ndarray:
+        """Every sample unchanged."""
+        return xs
+
+
+def preprocessing(steps: Sequence[Mapping[str, Any]]) -> Pipeline | _NoPreprocessing:
+    """The manifest's steps as one callable; the step machinery (a dozen dataclasses,
+    ~10 ms of a cold start) is imported only by a bundle that has steps."""
+    if not steps:
+        return _NoPreprocessing()
+    from device_agent.preprocess import Pipeline
+
+    return Pipeline.parse(steps)
+
+
 class Engine:
     """Runs a bundle's cascade (one stage for a plain model) with preprocessing and cache."""
 
@@ -284,7 +311,7 @@ class Engine:
         if self.general and len(models) > 1:
             raise BundleError("early-exit stages need a single-input classifier")
         self.stages = [] if self.general else build_stages(models)
-        self.pipeline = Pipeline.parse(manifest.preprocessing) if manifest else Pipeline()
+        self.pipeline = preprocessing(manifest.preprocessing if manifest else ())
         base = rules_from_manifest(manifest.exits, len(models)) if manifest else {}
         self.rules = override(base, self.options.thresholds, len(models))
         cfg = self.options.cache
