@@ -56,7 +56,7 @@ class BenchConfig:
 
 
 @dataclass(frozen=True)
-class BenchResult:
+class BenchMeasurement:
     """One measurement. Latencies are per call (one batch); throughput is samples per second."""
 
     artifact: str
@@ -224,7 +224,7 @@ def time_calls(model: Model, feeds: list[list[np.ndarray]], runs: int, warmup: i
     return lat, clock() - start
 
 
-def bench_artifact(path: str | Path, *, config: BenchConfig) -> BenchResult:
+def bench_artifact(path: str | Path, *, config: BenchConfig) -> BenchMeasurement:
     """Load ``path`` (``.tflite``, ``.onnx`` or ``.edgepkg``) and measure it under ``config``."""
     from device_agent.loader import engine_for
     from device_agent.runtimes import RuntimeOptions
@@ -251,7 +251,7 @@ def bench_artifact(path: str | Path, *, config: BenchConfig) -> BenchResult:
     tput = throughput(config.runs * config.batch, wall)
     util, used = cpu_share(cpu_s, cpu_wall, probe.cores())
     stats = percentiles(lat)
-    return BenchResult(
+    return BenchMeasurement(
         artifact=str(p),
         runtime=backend,
         file_bytes=p.stat().st_size,
@@ -274,7 +274,7 @@ def bench_artifact(path: str | Path, *, config: BenchConfig) -> BenchResult:
 
 __all__ = [
     "BenchConfig",
-    "BenchResult",
+    "BenchMeasurement",
     "ProcessProbe",
     "bench_artifact",
     "cost_per_1k",
