@@ -17,19 +17,19 @@ def _a(label: str, conf: float, i: int = 0) -> dict[str, object]:
     return {"input_id": f"x:{i}", "label": label, "confidence": conf, "truth": int(label)}
 
 
-def test_two_half_steps_of_confidence_pass_and_more_fail() -> None:
-    line = arm_check.compare("t", [_a("3", 0.90)], [_a("3", 0.90 - STEP + 1e-4)], STEP)
+def test_half_a_step_of_confidence_passes_and_more_fails() -> None:
+    line = arm_check.compare("t", [_a("3", 0.90)], [_a("3", 0.90 + STEP / 2 - 1e-4)], STEP)
     assert "1/1 labels agree" in line
     with pytest.raises(SystemExit, match="allowed"):
-        arm_check.compare("t", [_a("3", 0.90)], [_a("3", 0.90 - STEP - 1e-3)], STEP)
+        arm_check.compare("t", [_a("3", 0.90)], [_a("3", 0.90 + STEP / 2 + 1e-3)], STEP)
 
 
-def test_labels_may_swap_only_where_a_two_step_change_can_swap_them() -> None:
-    near_tie = 0.58  # below sigmoid(2 * 2 * 0.11) = 0.608: two steps per logit can reorder the top two
+def test_labels_may_swap_only_where_a_one_step_change_can_swap_them() -> None:
+    near_tie = 0.52  # below sigmoid(2 * 0.11) = 0.555: one step per logit can reorder the top two
     line = arm_check.compare("t", [_a("3", near_tie)], [_a("5", near_tie + 0.01)], STEP)
     assert "0/1 labels agree" in line
-    with pytest.raises(SystemExit, match=r"same label above confidence 0\.608"):
-        arm_check.compare("t", [_a("3", 0.65)], [_a("5", 0.65)], STEP)
+    with pytest.raises(SystemExit, match=r"same label above confidence 0\.555"):
+        arm_check.compare("t", [_a("3", 0.60)], [_a("5", 0.60)], STEP)
 
 
 def test_a_missing_answer_fails() -> None:

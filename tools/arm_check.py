@@ -20,17 +20,15 @@ so it stands for a Raspberry Pi 4/5 or Jetson on a 64-bit OS, not for their spee
    refuses at once naming the cause, and the agent (from the checkout, with Debian's numpy
    and typer) warns at start and exits 2 with one error line when asked to serve.
 
-Agreement rule. int8 kernels differ between CPUs by a rounding step per requantization
-(XNNPACK and MLAS use different instruction sequences on NEON and AVX), so exact equality
-is not promised, and a step lost in an early layer travels on: the logits can move by more
-than one step of their own scale (seen here: the digits int8 .onnx moved a confidence by
-1.03 half-steps on arm64). Take s, the scale of the last int8 tensor before the logits,
-and allow every logit to move by up to K = 2 steps: the top-1 softmax probability then
-moves by at most K*s/2 (the sum of its partial derivatives is 2p(1-p) <= 1/2), and the
-top two labels can swap only if their logits were within 2Ks, i.e. only if the x86 top-1
-probability is at most sigmoid(2Ks). So the check requires: every confidence within K*s/2
-of x86's, and the same label wherever x86's confidence exceeds sigmoid(2Ks). It prints how
-many labels agree in all and the largest confidence difference.
+Agreement rule. int8 kernels differ between CPUs by at most a rounding step per
+requantization (XNNPACK and MLAS use different instruction sequences on NEON and AVX),
+so exact equality is not promised. Take s, the scale of the last int8 tensor before the
+logits; if every logit moves by at most one step s, the top-1 softmax probability moves by
+at most s/2 (the sum of its partial derivatives is 2p(1-p) <= 1/2), and the top two
+labels can swap only if their logits were within 2s, i.e. only if the x86 top-1
+probability is at most sigmoid(2s). So the check requires: every confidence within s/2
+of x86's, and the same label wherever x86's confidence exceeds sigmoid(2s). It prints
+how many labels agree in all and the largest confidence difference.
 """
 
 from __future__ import annotations
@@ -56,7 +54,6 @@ sys.path.insert(0, str(ROOT / "tools"))
 import arm_root  # noqa: E402
 
 STORE = "/var/lib/edge-agent"
-STEPS = 2  # output steps each logit may move between CPUs (the agreement rule above)
 AGENT = "/opt/edge-agent/venv/bin/edge-agent"
 HOST_ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -156,7 +153,7 @@ def compare(name: str, x86: list[dict[str, object]], arm: list[dict[str, object]
     """Apply the agreement rule of the module docstring; the line to print, or SystemExit."""
     if len(x86) != len(arm) or not x86:
         raise SystemExit(f"error: {name}: {len(arm)} answers on arm64, {len(x86)} on x86-64")
-    tol, sure = STEPS * step / 2 + 1e-6, 1 / (1 + math.exp(-2 * STEPS * step))
+    tol, sure = step / 2 + 1e-6, 1 / (1 + math.exp(-2 * step))
     same = sum(a["label"] == b["label"] for a, b in zip(x86, arm, strict=True))
     worst = max(abs(float(a["confidence"]) - float(b["confidence"])) for a, b in zip(x86, arm, strict=True))  # type: ignore[arg-type]
     for a, b in zip(x86, arm, strict=True):
@@ -167,7 +164,7 @@ def compare(name: str, x86: list[dict[str, object]], arm: list[dict[str, object]
                              f"above confidence {sure:.3f} (output step {step:.4f})")
     acc = sum(r["label"] == str(r.get("truth")) for r in arm) / len(arm)
     return (f"{name}: {same}/{len(x86)} labels agree with x86-64, max |confidence diff| {worst:.6f} "
-            f"(allowed {tol:.4f} = {STEPS} half output steps of {step:.4f}); arm64 accuracy {acc:.4f}")
+            f"(allowed {tol:.4f} = half the output step {step:.4f}); arm64 accuracy {acc:.4f}")
 
 
 def user_ids(root: Path, name: str) -> str:
