@@ -35,3 +35,10 @@ def test_labels_may_swap_only_where_a_one_step_change_can_swap_them() -> None:
 def test_a_missing_answer_fails() -> None:
     with pytest.raises(SystemExit, match="1 answers on arm64, 2 on x86-64"):
         arm_check.compare("t", [_a("3", 0.9), _a("4", 0.9, 1)], [_a("3", 0.9)], STEP)
+
+
+def test_without_vnni_the_onnx_confidence_is_reported_but_labels_still_must_agree() -> None:
+    line = arm_check.compare("t", [_a("5", 0.62)], [_a("5", 0.74)], STEP, bound_confidence=False)
+    assert "max |confidence diff| 0.120000" in line and "no VNNI" in line
+    with pytest.raises(SystemExit, match="same label"):
+        arm_check.compare("t", [_a("3", 0.90)], [_a("5", 0.90)], STEP, bound_confidence=False)

@@ -149,11 +149,26 @@ def answers(stdout: str) -> list[dict[str, object]]:
     return [r for r in rows if "summary" not in r]
 
 
-def compare(name: str, x86: list[dict[str, object]], arm: list[dict[str, object]], step: float) -> str:
-    """Apply the agreement rule of the module docstring; the line to print, or SystemExit."""
+def host_has_vnni() -> bool:
+    """Whether this x86-64 CPU has VNNI (AVX-512 VNNI or AVX-VNNI)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def compare(name: str, x86: list[dict[str, object]], arm: list[dict[str, object]], step: float,
+            *, bound_confidence: bool = True) -> str:
+    """Apply the agreement rule of the module docstring; the line to print, or SystemExit.
+
+    ``bound_confidence=False`` keeps the label rule but only reports the confidence
+    difference: ONNX Runtime's int8 kernels on an x86-64 CPU without VNNI multiply u8 by s8
+    with 16-bit intermediate sums that can saturate (ONNX Runtime's documentation says so),
+    so there the x86 reference itself is off by more than a rounding step."""
     if len(x86) != len(arm) or not x86:
         raise SystemExit(f"error: {name}: {len(arm)} answers on arm64, {len(x86)} on x86-64")
-    tol, sure = step / 2 + 1e-6, 1 / (1 + math.exp(-2 * step))
+    tol, sure = (step / 2 if bound_confidence else math.inf) + 1e-6, 1 / (1 + math.exp(-2 * step))
     same = sum(a["label"] == b["label"] for a, b in zip(x86, arm, strict=True))
     worst = max(abs(float(a["confidence"]) - float(b["confidence"])) for a, b in zip(x86, arm, strict=True))  # type: ignore[arg-type]
     for a, b in zip(x86, arm, strict=True):
@@ -163,8 +178,10 @@ def compare(name: str, x86: list[dict[str, object]], arm: list[dict[str, object]
                              f"{b['label']}@{b['confidence']}; allowed |diff| <= {tol:.4f} and the same label "
                              f"above confidence {sure:.3f} (output step {step:.4f})")
     acc = sum(r["label"] == str(r.get("truth")) for r in arm) / len(arm)
+    allowed = (f"allowed {tol:.4f} = half the output step {step:.4f}" if bound_confidence else
+               "not bounded: this x86-64 CPU has no VNNI, where ONNX Runtime's u8s8 int8 kernels can saturate")
     return (f"{name}: {same}/{len(x86)} labels agree with x86-64, max |confidence diff| {worst:.6f} "
-            f"(allowed {tol:.4f} = half the output step {step:.4f}); arm64 accuracy {acc:.4f}")
+            f"({allowed}); arm64 accuracy {acc:.4f}")
 
 
 def user_ids(root: Path, name: str) -> str:
@@ -326,7 +343,7 @@ def main() -> None:
             report.append(f"TFLite-only install, .onnx bundle: {refused.stderr.strip()}")
             r.run(["/opt/edge-agent/venv/bin/pip", "install", "-q", f"{whl}[agent-onnx]"])
             report.append(compare("int8 .onnx (ONNX Runtime)", x86["onnx"], answers(serve(r, onx, test).stdout),
-                                  b.steps["onnx"]))
+                                  b.steps["onnx"], bound_confidence=host_has_vnni()))
             say(f"answers compared after {time.monotonic() - t0:.0f} s")
             report += store_flow(r, b, work, test, x86["tflite"])
         say(f"arm64 done after {time.monotonic() - t0:.0f} s")
