@@ -61,7 +61,9 @@ class _Track:
 
 
 @dataclass(frozen=True)
-class _Pair:
+class Pair:
+    """The student being trained and the teacher it learns from, with their output kinds."""
+
     student: Any
     teacher: Any
     s_probs: bool  # outputs are probabilities (softmax), not logits
@@ -81,12 +83,12 @@ class DistillPass:
             raise EdgeError("distill: no teacher model in the pass context (the original model)")
         import keras
 
-        model = _copy(model)  # the caller's model stays as it was
+        model = copy_model(model)  # the caller's model stays as it was
         train = fitted(model, ctx.calibration, "distill")
         val = fitted(model, ctx.validation, "distill")
         opt = keras.optimizers.Adam(self.config.learning_rate)
         track = _Track()
-        pair = _Pair(model, ctx.teacher, outputs_probabilities(model), outputs_probabilities(ctx.teacher))
+        pair = Pair(model, ctx.teacher, outputs_probabilities(model), outputs_probabilities(ctx.teacher))
         steps = max(1, int(np.ceil(len(train) / self.config.batch_size)))
         it = batches(train, self.config.batch_size, seed=ctx.seed)
         rng = np.random.default_rng(ctx.seed)
@@ -117,26 +119,16 @@ class DistillPass:
     def _blend(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
         return mixup_blend(x, rng, self.config.mixup)
 
-    def _step(self, pair: _Pair, opt: Any, x: np.ndarray, y: np.ndarray | None,
+    def _step(self, pair: Pair, opt: Any, x: np.ndarray, y: np.ndarray | None,
               blend: np.ndarray | None = None) -> None:
-        import tensorflow as tf
+        distill_step(pair, opt, x, y, blend, temperature=self.config.temperature, alpha=self.config.alpha)
 
-        with tf.GradientTape() as tape:
-            loss = self._loss(pair, pair.student(x, training=True), x, y)
-            if blend is not None:  # the teacher's answer on blends: no label applies there
-                t_lp = log_probs(pair.teacher(blend, training=False), pair.t_probs)
-                s_lp = log_probs(pair.student(blend, training=True), pair.s_probs)
-                loss += distill_loss(s_lp, t_lp, None, temperature=self.config.temperature, alpha=1.0)
-        variables = pair.student.trainable_variables
-        grads = tape.gradient(loss, variables)
-        opt.apply_gradients(zip(grads, variables, strict=True))
-
-    def _loss(self, pair: _Pair, out: Any, x: np.ndarray, y: np.ndarray | None) -> Any:
+    def _loss(self, pair: Pair, out: Any, x: np.ndarray, y: np.ndarray | None) -> Any:
         t_lp = log_probs(pair.teacher(x, training=False), pair.t_probs)
         return distill_loss(log_probs(out, pair.s_probs), t_lp, y,
                             temperature=self.config.temperature, alpha=self.config.alpha)
 
-    def _stop(self, track: _Track, pair: _Pair, val: Dataset) -> bool:
+    def _stop(self, track: _Track, pair: Pair, val: Dataset) -> bool:
         metric = self._metric(pair, val)
         track.history.append(metric)
         if metric > track.best:
@@ -145,7 +137,7 @@ class DistillPass:
         track.stale += 1
         return track.stale >= self.config.patience
 
-    def _metric(self, pair: _Pair, val: Dataset) -> float:
+    def _metric(self, pair: Pair, val: Dataset) -> float:
         out = pair.student.predict(val.x, verbose=0, batch_size=256)
         if val.y is not None:
             return float(np.mean(np.argmax(out, axis=-1) == val.y))
@@ -161,7 +153,27 @@ def mixup_blend(x: np.ndarray, rng: np.random.Generator, alpha: float) -> np.nda
     return (lam * x + (1 - lam) * x[rng.permutation(len(x))]).astype(x.dtype)
 
 
-def _copy(model: Any) -> Any:
+def distill_step(pair: Pair, opt: Any, x: np.ndarray, y: np.ndarray | None, blend: np.ndarray | None,
+                 *, temperature: float, alpha: float) -> None:
+    """One optimizer step of the student toward the teacher on ``x`` (and its labels ``y``
+    when given), plus the teacher's answer on mixup ``blend`` where no label applies."""
+    import tensorflow as tf
+
+    def loss_on(inputs: np.ndarray, labels: np.ndarray | None, weight: float) -> Any:
+        t_lp = log_probs(pair.teacher(inputs, training=False), pair.t_probs)
+        s_lp = log_probs(pair.student(inputs, training=True), pair.s_probs)
+        return distill_loss(s_lp, t_lp, labels, temperature=temperature, alpha=weight)
+
+    with tf.GradientTape() as tape:
+        loss = loss_on(x, y, alpha)
+        if blend is not None:
+            loss += loss_on(blend, None, 1.0)
+    variables = pair.student.trainable_variables
+    opt.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+
+
+def copy_model(model: Any) -> Any:
+    """A Keras model of the same architecture and weights, trained independently of ``model``."""
     import keras
 
     new = keras.models.clone_model(model)

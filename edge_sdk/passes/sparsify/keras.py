@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from device_agent.errors import EdgeError
-from edge_sdk.passes._keras_train import batches, distill_loss, fitted, log_probs, outputs_probabilities
+from edge_sdk.passes._keras_train import batches, fitted, outputs_probabilities
 from edge_sdk.passes.base import PassContext, PassOutcome
-from edge_sdk.passes.distill.keras import DistillConfig, mixup_blend
+from edge_sdk.passes.distill.keras import DistillConfig, Pair, copy_model, distill_step, mixup_blend
 
 SPARSE_LAYERS = {"Conv1D", "Conv2D", "Conv3D", "Dense"}  # depthwise kernels are small and sensitive
 
@@ -72,10 +72,7 @@ class SparsifyPass:
         """A copy of ``model`` with the configured fractions of its kernels exactly zero."""
         if ctx.teacher is None:
             raise EdgeError("sparsify: no teacher model in the pass context (the original model)")
-        import keras
-
-        student = keras.models.clone_model(model)
-        student.set_weights(model.get_weights())
+        student = copy_model(model)
         targets = self._targets(student)
         if not targets:
             raise EdgeError(f"sparsify: model {model.name!r} has no kernel of {self.config.min_weights}+ weights")
@@ -102,20 +99,14 @@ class SparsifyPass:
 
     def _train(self, student: Any, targets: list[tuple[Any, float]], ctx: PassContext) -> tuple[list[Any], int]:
         import keras
-        import tensorflow as tf
 
         d = self.config.distill
         train, val = fitted(student, ctx.calibration, "sparsify"), fitted(student, ctx.validation, "sparsify")
         opt, rng = keras.optimizers.Adam(d.learning_rate), np.random.default_rng(ctx.seed)
         it = batches(train, d.batch_size, seed=ctx.seed)
-        s_probs, t_probs = outputs_probabilities(student), outputs_probabilities(ctx.teacher)
+        pair = Pair(student, ctx.teacher, outputs_probabilities(student), outputs_probabilities(ctx.teacher))
         ramp = max(1, round(d.epochs * self.config.ramp))
         steps = max(1, int(np.ceil(len(train) / d.batch_size)))
-
-        def loss_of(x: np.ndarray, y: np.ndarray | None, alpha: float) -> Any:
-            t_lp = log_probs(ctx.teacher(x, training=False), t_probs)
-            return distill_loss(log_probs(student(x, training=True), s_probs), t_lp, y,
-                                temperature=d.temperature, alpha=alpha)
 
         best, best_w, stale, epoch = -np.inf, student.get_weights(), 0, 0
         for epoch in range(d.epochs):
@@ -123,13 +114,8 @@ class SparsifyPass:
             masks = [magnitude_mask(v.numpy(), schedule(f, epoch, ramp)) for v, f in targets]
             for _ in range(steps):
                 x, y = next(it)
-                blend = mixup_blend(x, rng, d.mixup)
-                with tf.GradientTape() as tape:
-                    loss = loss_of(x, y, d.alpha if y is not None else 1.0)
-                    if blend is not None:
-                        loss += loss_of(blend, None, 1.0)
-                grads = tape.gradient(loss, student.trainable_variables)
-                opt.apply_gradients(zip(grads, student.trainable_variables, strict=True))
+                distill_step(pair, opt, x, y, mixup_blend(x, rng, d.mixup), temperature=d.temperature,
+                             alpha=d.alpha if y is not None else 1.0)
                 for (v, _), m in zip(targets, masks, strict=True):
                     v.assign(v * m)
             if epoch + 1 < ramp:
