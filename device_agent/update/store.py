@@ -23,7 +23,8 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -297,3 +298,18 @@ def write_slot_files(staged: Path, manifest_bytes: bytes, signature: bytes | Non
     atomic_write(staged / MANIFEST_NAME, manifest_bytes)
     if signature is not None:
         atomic_write(staged / SIGNATURE_NAME, signature)
+
+
+@contextmanager
+def first_install(root: Path) -> Iterator[ModelStore]:
+    """A store for an install from the shell (``edge flash``, ``edge-agent install``): when
+    ``root`` did not exist before, a refused install (any exception, or the caller's
+    :class:`EdgeError`) removes the directory it created, so nothing half-made is left
+    where a user expects either a working store or none."""
+    existed = root.exists()
+    try:
+        yield ModelStore(root).init()
+    except BaseException:
+        if not existed:
+            shutil.rmtree(root, ignore_errors=True)
+        raise

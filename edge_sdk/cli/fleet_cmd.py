@@ -10,10 +10,11 @@ from typing import Any
 import typer
 
 from device_agent.cli_options import broker_options
+from device_agent.errors import EdgeError
 from device_agent.mqtt import BrokerOptions, MqttClient
 from edge_sdk.cli._common import cli_errors, print_json
 from edge_sdk.fleet.views import status_rows
-from edge_sdk.report.tables import Column, Table, is_terminal, print_table, render
+from edge_sdk.report.tables import Column, Table, count, is_terminal, print_table, render
 
 fleet_app = typer.Typer(help="Look at the fleet the collector stores.", no_args_is_help=True,
                         rich_markup_mode=None)
@@ -62,7 +63,7 @@ def status_table(rows: list[dict[str, Any]], now: float) -> Table:
             _fmt(r["inferences"]), _fmt(r["errors"]), _fmt(r["cache_hits"]), exits,
             _ago(r["last_seen"], now),
         ))  # fmt: skip
-    return Table.of(f"fleet: {len(rows)} devices", cols, out, styles=STATUS_COLORS)
+    return Table.of(f"fleet: {count(len(rows), 'device')}", cols, out, styles=STATUS_COLORS)
 
 
 @fleet_app.command("status")
@@ -146,8 +147,15 @@ def history(
     from edge_sdk.fleet.store import open_store
 
     store = open_store(db, must_exist=True)
-    rows = store.history(device, fleet=fleet, limit=limit)
-    store.close()
+    try:
+        fleets = store.fleets_of(device)
+        if not fleets or (fleet and fleet not in fleets):
+            where = f" in fleet {fleet}" if fleet else ""
+            known = f" (it has {device} in fleet {', '.join(fleets)})" if fleets else ""
+            raise EdgeError(f"no device {device}{where} in {db}{known}; `edge fleet status --db {db}` lists them")
+        rows = store.history(device, fleet=fleet, limit=limit)
+    finally:
+        store.close()
     if as_json:  # exits as an object, as in `status --json` (stored as JSON text)
         print_json([{**r, "exits": json.loads(r["exits"]) if r["exits"] else {}} for r in rows])
         return
@@ -162,7 +170,7 @@ def history(
             _fmt(r["latency_p95"]), _fmt(r["latency_p99"]), str(r["errors"]),
             _fmt(r["cpu_percent"], 1), _fmt(rss, 1), _fmt(r["temperature_c"], 1), str(r["dropped"]),
         ))  # fmt: skip
-    print_table(Table.of(f"{device}: {len(rows)} windows", cols, out))
+    print_table(Table.of(f"{device}: {count(len(rows), 'window')}", cols, out))
 
 
 @fleet_app.command("alerts")

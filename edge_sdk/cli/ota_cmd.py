@@ -10,7 +10,7 @@ import typer
 from device_agent.cli_options import broker_options
 from device_agent.cli_support import check_output_dir, check_output_file
 from device_agent.mqtt import BrokerOptions
-from device_agent.update.store import ModelStore
+from device_agent.update.store import first_install
 from edge_sdk.cli._common import cli_errors
 
 
@@ -75,19 +75,19 @@ def flash(
     from device_agent.update.flow import UpdateFlow, UpdatePolicy
 
     check_output_dir(to, "model store")
-    store = ModelStore(to).init()
-    store.recover()
-    if device_type:
-        store.set_device_type(device_type)
-    trust = TrustStore.from_paths([*key, store.keys_dir])
-    policy = UpdatePolicy(
-        agent_version=__version__, allow_downgrade=allow_downgrade, health_check=health_check,
-    )
-    result = UpdateFlow(store, trust, policy).run(bundle)
-    typer.echo(json.dumps(result.to_dict()))
-    if result.status != DeployPhase.ACTIVE:
-        raise EdgeError(f"flash refused {bundle}: {result.reason}")
-    keep_keys(key, store)
+    with first_install(to) as store:
+        store.recover()
+        if device_type:
+            store.set_device_type(device_type)
+        trust = TrustStore.from_paths([*key, store.keys_dir])
+        policy = UpdatePolicy(
+            agent_version=__version__, allow_downgrade=allow_downgrade, health_check=health_check,
+        )
+        result = UpdateFlow(store, trust, policy).run(bundle)
+        typer.echo(json.dumps(result.to_dict()))
+        if result.status != DeployPhase.ACTIVE:
+            raise EdgeError(f"flash refused {bundle}: {result.reason}")
+        keep_keys(key, store)
 
 
 @cli_errors

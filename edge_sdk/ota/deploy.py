@@ -63,12 +63,13 @@ def deploy(d: Deployment, *, broker: BrokerOptions, store: Any, say: Say) -> Rol
     rid = f"r{uuid.uuid4().hex[:12]}"
     p = plan(list(d.targets), d.canary_percent)
     _record_start(store, rid, d, manifest.name, manifest.version, p)
-    say({"rollout": rid, "canary": list(p.canary), "rest": list(p.rest)})
     try:
         link = DeployLink(broker)  # one connection for the whole rollout
     except EdgeError as e:
         store.update_rollout(rid, phase="halted", outcome="failed", ts=time.time())
         raise EdgeError(f"deploy: {e}; rollout {rid} marked failed, no device was sent anything") from None
+    # Said once connected: a plan that was never carried out is not printed as if it were.
+    say({"rollout": rid, "canary": list(p.canary), "rest": list(p.rest)})
     try:
         return _run(d, rid, manifest.version, p, link, store, say)
     finally:

@@ -28,6 +28,11 @@ RICH_EDGES = 4  # "│ " and " │"
 MIN_WRAP = 16  # a wrapping column is never squeezed below this
 
 
+def count(n: int, noun: str) -> str:
+    """``1 device``, ``2 devices``: a count with its noun (regular plurals only)."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 @dataclass(frozen=True)
 class Column:
     """One column: its header, alignment and whether its cells may wrap (free text)."""

@@ -217,3 +217,19 @@ def test_agent_broker_options_are_checked(tiny_model, tmp_path, args: list[str],
     r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
     assert message in r.stderr.splitlines()[-1]
+
+
+def test_history_of_an_unknown_device_is_an_error(db: str) -> None:
+    populate(db, time.time())
+    r = runner.invoke(app, ["fleet", "history", "nobody", "--db", db])
+    assert r.exit_code == 2
+    assert r.stderr.strip().splitlines() == [
+        f"error: no device nobody in {db}; `edge fleet status --db {db}` lists them"]
+    r = runner.invoke(app, ["fleet", "history", "d-ok", "--db", db, "--fleet", "other"])
+    assert r.exit_code == 2 and "(it has d-ok in fleet " in r.stderr
+
+
+def test_one_device_is_not_devices(db: str) -> None:
+    from edge_sdk.report.tables import count
+
+    assert (count(1, "device"), count(2, "window"), count(1200, "window")) == ("1 device", "2 windows", "1,200 windows")

@@ -181,6 +181,7 @@ def test_deploy_to_an_unreachable_broker_is_one_error_and_a_failed_rollout(facto
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: deploy: broker {url}: cannot connect"), out.stderr
         assert "marked failed" in lines[0]
+        assert out.stdout == "", "no plan is printed for a rollout that never started"
     store = open_store(str(db))
     try:
         rows = store.rollouts(10)

@@ -51,7 +51,7 @@ def test_flash_refuses_unsigned(factory: Factory, tmp_path: Path) -> None:
     res = runner.invoke(edge_app, ["flash", str(factory.bundle("1.0.0", signed=False)),
                                    "--to", str(tmp_path / "c"), "--key", str(factory.key.public)])
     assert res.exit_code == 2 and "unsigned" in res.output
-    assert ModelStore(tmp_path / "c").current_id() is None
+    assert not (tmp_path / "c").exists(), "a refused flash into a new folder leaves nothing behind"
 
 
 def _agent(*args: str) -> subprocess.CompletedProcess[str]:

@@ -428,6 +428,10 @@ class Store:
         "ON t.fleet = d.fleet AND t.device = d.device "
     )
 
+    def fleets_of(self, device: str) -> list[str]:
+        """The fleets holding a device named ``device`` (empty: no such device)."""
+        return [r["fleet"] for r in self._query("SELECT fleet FROM devices WHERE device = ? ORDER BY fleet", [device])]
+
     def history(
         self, device: str, *, fleet: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
