@@ -116,3 +116,14 @@ def test_agent_help_fits_80_columns() -> None:
         text = agent_help(*words, columns=80).split("Examples:")[0]  # examples are printed whole
         assert max(map(len, text.splitlines())) <= 80, (words, text)
 
+
+def test_edge_without_the_host_extra_names_it() -> None:
+    """A device install has no typer: ``edge`` says which extra it needs, in one line."""
+    import sys
+
+    code = "import sys\nsys.modules['typer'] = None\nfrom edge_sdk.cli_entry import main\nmain()\n"
+    out = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stdout == "", out.stderr
+    assert out.stderr.splitlines() == [
+        "error: the edge command needs the host extra (pip install 'edgekit-sdk[host]'); "
+        "on a device, the agent's command is edge-agent"]
