@@ -124,9 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments) names; the exit code. A usage error or an :class:`EdgeError` is one
     ``error: ...`` line and code 2; no arguments print the help (code 2)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    # Global options take no value, so the first other word is the command.
+    # Global options take no value, so the first other word is the command; it alone is
+    # built unless the top-level help lists them all (edge-agent --help run).
     name = next((a for a in args if not a.startswith("-")), None)
-    p = parser([name] if name in COMMANDS else tuple(COMMANDS))
+    alone = name if name in COMMANDS and not {"-h", "--help"} & set(args[: args.index(name)]) else None
+    p = parser([alone] if alone else tuple(COMMANDS))
     if not args:
         p.print_help(sys.stderr)
         return EXIT_USAGE

@@ -109,6 +109,9 @@ def test_agent_without_arguments_prints_help() -> None:
     res = agent()
     assert res.exit_code == 2 and res.stdout == ""
     assert res.stderr.startswith("Usage: edge-agent [OPTIONS] COMMAND") and "Commands:" in res.stderr
+    for args in ([], ["--help"], ["--help", "run"]):  # every command listed
+        text = agent(*args).output
+        assert all(f"\n  {c} " in text for c in ("run", "daemon", "listen", "install", "status", "healthcheck")), text
 
 
 def test_agent_help_fits_80_columns() -> None:
