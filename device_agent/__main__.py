@@ -2,4 +2,4 @@
 
 from device_agent.cli import main
 
-main()
+raise SystemExit(main())

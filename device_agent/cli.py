@@ -2,9 +2,10 @@
 :class:`device_agent.agent.Agent` and :func:`device_agent.assembly.run_agent`; ``install``,
 ``status``, ``healthcheck`` manage the store.
 
-Commands are built lazily: ``edge-agent run`` turns only ``run`` into a click command and
-imports only what serving uses (the cold start is a measured target, see
-``benchmarks/footprint.py``); ``--help`` and the tests that walk the tree build them all.
+The parser is argparse (:mod:`device_agent.cli_parser`), built from the option specs of
+:mod:`device_agent.cli_options`, and only for the command being run: ``edge-agent run``
+builds ``run`` and imports only what serving uses (the cold start is a measured target,
+see ``benchmarks/footprint.py``); ``--help`` and ``--print-completion`` build them all.
 """
 
 from __future__ import annotations
@@ -13,97 +14,88 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Sequence
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
-
-import click
-import typer
 
 from device_agent import __version__
 from device_agent.cli_examples import EXAMPLES
-from device_agent.cli_help import keep_argument_help, polish
-from device_agent.cli_options import (
-    AGENT_COMMON,
-    AGENT_SERVE,
-    AGENT_UPDATE,
-    AgentFlags,
-    agent_options,
-    broker_options,
-)
-from device_agent.cli_support import ErrorsGroup, set_verbose, show_version
+from device_agent.cli_options import AGENT_COMMON, AGENT_SERVE, AGENT_UPDATE, BROKER, Argument, Option, config_values
+from device_agent.cli_parser import Command, Parser, ParserExit, UsageError, build_parser, command_parser, suggest
+from device_agent.cli_support import EXIT_USAGE, error_exit, set_verbose
 from device_agent.errors import EdgeError
 
-keep_argument_help()
-
-# command name → (module, function); each becomes a click command when first looked up.
+PROG = "edge-agent"
+# command name → (module, the Command there); a command's module is imported when it is run
+# or when every command is listed.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": (__name__, "run"),
-    "daemon": (__name__, "daemon"),
-    "listen": (__name__, "listen"),
-    "install": ("device_agent.update.cli", "install"),
-    "status": ("device_agent.update.cli", "status"),
-    "healthcheck": ("device_agent.update.cli", "healthcheck"),
+    "run": (__name__, "RUN"),
+    "daemon": (__name__, "DAEMON"),
+    "listen": (__name__, "LISTEN"),
+    "install": ("device_agent.update.cli", "INSTALL"),
+    "status": ("device_agent.update.cli", "STATUS"),
+    "healthcheck": ("device_agent.update.cli", "HEALTHCHECK"),
 }
+VERBOSE = Option(name="verbose", flags=("--verbose", "-v"), type=bool,
+                 help="Log every step to stderr, the runtimes' own logs included.")
+
+RUN_OPTIONS = (*AGENT_COMMON, *AGENT_SERVE, *BROKER)
+DAEMON_OPTIONS = (*AGENT_COMMON, *AGENT_SERVE, *AGENT_UPDATE, *BROKER)
+LISTEN_OPTIONS = (*AGENT_COMMON, *AGENT_UPDATE, *BROKER)
 
 
-def build_command(name: str) -> click.Command:
-    """One command of :data:`COMMANDS` as click sees it, with its examples and metavars."""
+def run(bundle: Path | None = None, **options: Any) -> int:
+    """Serve every input from SOURCE; print one JSON line per result, then a summary.
+
+    With --broker it also publishes telemetry. Options come from flags, EDGE_AGENT_*
+    variables and --config FILE, in that order of precedence.
+    """
+    return start("run", RUN_OPTIONS, options, bundle=bundle)
+
+
+def daemon(**options: Any) -> int:
+    """Serve the store's current model, take updates as they land, and roll back on regression.
+
+    With --broker it also receives deployments over the air and publishes telemetry and
+    births (re-published after a swap), on one connection. This is what the systemd unit
+    runs (with --config /etc/edge-agent/agent.toml).
+    """
+    return start("daemon", DAEMON_OPTIONS, options)
+
+
+def listen(**options: Any) -> int:
+    """Receive deployments on the device's deploy topic and apply them (until stopped); serve nothing."""
+    return start("listen", LISTEN_OPTIONS, options)
+
+
+RUN = Command("run", run, (
+    Argument(name="bundle", metavar="BUNDLE", type=Path, required=False,
+             help="A .edgepkg bundle, or a .tflite/.onnx file (or --store DIR)"),
+    *RUN_OPTIONS))
+DAEMON = Command("daemon", daemon, DAEMON_OPTIONS)
+LISTEN = Command("listen", listen, LISTEN_OPTIONS)
+
+
+def start(mode: str, spec: tuple[Option, ...], options: dict[str, Any], *, bundle: Path | None = None) -> int:
+    """The front ends' common body: merge the configuration, run the agent, return its exit code."""
+    from device_agent.assembly import Mode, run_agent
+    from device_agent.config import load_config
+
+    config = load_config(options.get("config"), os.environ, config_values(spec, options))
+    return run_agent(config, Mode(mode), bundle=bundle)
+
+
+def command(name: str) -> Command:
+    """The :class:`Command` called ``name`` (its module imported now)."""
     module, attr = COMMANDS[name]
-    one = typer.Typer(rich_markup_mode=None, add_completion=False)
-    one.command(name)(getattr(importlib.import_module(module), attr))
-    cmd = typer.main.get_command(one)
-    cmd.name = name
-    polish(SimpleNamespace(commands={name: cmd}), EXAMPLES)
-    return cmd
+    found: Command = getattr(importlib.import_module(module), attr)
+    return found
 
 
-class LazyCommands(MutableMapping[str, click.Command]):
-    """The group's commands: every name of :data:`COMMANDS`, each built on first access."""
-
-    def __init__(self, build: Callable[[str], click.Command]) -> None:
-        self._build = build
-        self._built: dict[str, click.Command] = {}
-
-    def __getitem__(self, name: str) -> click.Command:
-        if name not in self._built:
-            if name not in COMMANDS:
-                raise KeyError(name)
-            self._built[name] = self._build(name)
-        return self._built[name]
-
-    def __setitem__(self, name: str, cmd: click.Command) -> None:
-        self._built[name] = cmd
-
-    def __delitem__(self, name: str) -> None:
-        del self._built[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(dict.fromkeys([*COMMANDS, *self._built]))
-
-    def __len__(self) -> int:
-        return len(set(COMMANDS) | set(self._built))
-
-
-class AgentGroup(ErrorsGroup):
-    """``edge-agent``: the shared error handling, over lazily built commands."""
-
-    examples = EXAMPLES
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.commands = LazyCommands(build_command)
-
-
-app = typer.Typer(
-    cls=AgentGroup,
-    name="edge-agent",
-    help="Serve model bundles on a device.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-)
+def parser(names: Sequence[str] = tuple(COMMANDS)) -> Parser:
+    """``edge-agent``'s parser with the commands ``names`` (all by default)."""
+    return build_parser(PROG, "Serve model bundles on a device.", [command(n) for n in names],
+                        version=__version__, root=(VERBOSE,), examples=EXAMPLES)
 
 
 class _PlainLines(logging.Formatter):
@@ -113,14 +105,8 @@ class _PlainLines(logging.Formatter):
         return f"{record.levelname.lower()}: {record.getMessage()}"
 
 
-@app.callback()
-def _root(
-    verbose: bool = typer.Option(False, "--verbose", "-v",
-                                 help="Log every step to stderr, the runtimes' own logs included."),
-    version: bool = typer.Option(False, "--version", is_eager=True,
-                                 callback=show_version("edge-agent", __version__),
-                                 help="Print the agent's version and exit."),
-) -> None:
+def _setup(verbose: bool) -> None:
+    """What every command starts with: logging to stderr, ``-v``, a word about the machine."""
     handler = logging.StreamHandler(sys.stderr)
     if not verbose:  # a warning reads like the CLI's own lines; -v keeps the logger's name
         handler.setFormatter(_PlainLines())
@@ -130,68 +116,37 @@ def _root(
 
     why = unsupported_machine()
     if why:  # said at start, before a command gets as far as loading a model
-        typer.echo(f"warning: {why}", err=True)
+        print(f"warning: {why}", file=sys.stderr)
 
 
-@broker_options(as_values=True)
-@agent_options(AGENT_COMMON, AGENT_SERVE)
-def run(
-    bundle: Path = typer.Argument(None, help="A .edgepkg bundle, or a .tflite/.onnx file (or --store DIR)"),
-    flags: AgentFlags | None = None,
-    broker: dict[str, Any] | None = None,
-) -> None:
-    """Serve every input from SOURCE; print one JSON line per result, then a summary.
-
-    With --broker it also publishes telemetry. Options come from flags, EDGE_AGENT_*
-    variables and --config FILE, in that order of precedence.
-    """
-    start("run", flags, broker, bundle=bundle)
-
-
-@broker_options(as_values=True)
-@agent_options(AGENT_COMMON, AGENT_SERVE, AGENT_UPDATE)
-def daemon(
-    flags: AgentFlags | None = None,
-    broker: dict[str, Any] | None = None,
-) -> None:
-    """Serve the store's current model, take updates as they land, and roll back on regression.
-
-    With --broker it also receives deployments over the air and publishes telemetry and
-    births (re-published after a swap), on one connection. This is what the systemd unit
-    runs (with --config /etc/edge-agent/agent.toml).
-    """
-    start("daemon", flags, broker)
-
-
-@broker_options(as_values=True)
-@agent_options(AGENT_COMMON, AGENT_UPDATE)
-def listen(
-    flags: AgentFlags | None = None,
-    broker: dict[str, Any] | None = None,
-) -> None:
-    """Receive deployments on the device's deploy topic and apply them (until stopped); serve nothing."""
-    start("listen", flags, broker)
-
-
-def start(mode: str, flags: AgentFlags | None, broker: dict[str, Any] | None, *,
-          bundle: Path | None = None) -> None:
-    """The front ends' common body: merge the configuration, run the agent, exit with its code."""
-    from device_agent.assembly import Mode, run_agent
-    from device_agent.config import load_config
-
-    assert flags is not None and broker is not None  # filled by the option decorators
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``edge-agent`` console script: run the command ``argv`` (default: the process's
+    arguments) names; the exit code. A usage error or an :class:`EdgeError` is one
+    ``error: ...`` line and code 2; no arguments print the help (code 2)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    # Global options take no value, so the first other word is the command; it alone is
+    # built unless the top-level help lists them all (edge-agent --help run).
+    name = next((a for a in args if not a.startswith("-")), None)
+    alone = name if name in COMMANDS and not {"-h", "--help"} & set(args[: args.index(name)]) else None
+    p = parser([alone] if alone else tuple(COMMANDS))
+    if not args:
+        p.print_help(sys.stderr)
+        return EXIT_USAGE
     try:
-        values = {**flags.values, **{f"broker.{k}": v for k, v in broker.items()}}
-        config = load_config(flags.config, os.environ, values)
-        code = run_agent(config, Mode(mode), bundle=bundle)
-    except EdgeError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-    if code:
-        raise typer.Exit(code)
-
-
-
-def main() -> None:
-    """The ``edge-agent`` console script."""
-    app()
+        ns = vars(p.parse_args(args))
+    except ParserExit as e:
+        return e.code
+    except UsageError as e:
+        hint = f"{PROG} {name} --help" if name in COMMANDS else f"{PROG} --help"
+        print(f"error: {suggest(command_parser(p, name), str(e))}\nTry '{hint}' for help.", file=sys.stderr)
+        return EXIT_USAGE
+    cmd: Command = ns.pop("_command")
+    _setup(bool(ns.pop("verbose")))
+    values = {k: v for k, v in ns.items() if not k.startswith("_")}
+    try:
+        return cmd.call(**values)
+    except (EdgeError, OSError) as e:
+        return error_exit(e)
+    except KeyboardInterrupt:
+        print("aborted", file=sys.stderr)
+        return 1

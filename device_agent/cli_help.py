@@ -1,46 +1,17 @@
-"""Help that reads well, for both CLIs: each command's examples, real metavars
-(``--broker URL`` rather than ``--broker TEXT``) and help for options defined without
-any, set once on the built command tree; and arguments' help kept (see
-:func:`keep_argument_help`)."""
+"""Real metavars for both CLIs (``--broker URL`` rather than ``--broker TEXT``): ``edge-agent``
+takes them from here when its parser is built (``device_agent.cli_parser``), ``edge`` when
+its commands are (``edge_sdk.cli._help``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from device_agent.cli_options import Option
 
 
-def keep_argument_help() -> None:
-    """Show arguments' help in ``--help``. typer's ``TyperArgument`` stores ``help`` and then
-    calls click's ``Argument.__init__``, which (click >= 8.2) sets it again from its own
-    ``help`` parameter, ``None``. Patched only where that happens, and only once."""
-    from typer.core import TyperArgument
-
-    if getattr(TyperArgument, "_edge_keeps_help", False):
-        return
-    try:
-        probe = TyperArgument(param_decls=["probe"], help="probe", nargs=1)
-    except TypeError:  # an older typer/click pair (Debian's) with other signatures: leave it be
-        return
-    if probe.help == "probe":
-        return
-    init = TyperArgument.__init__
-
-    def __init__(self: Any, *args: Any, help: str | None = None, **kwargs: Any) -> None:
-        init(self, *args, help=help, **kwargs)
-        self.help = help
-
-    TyperArgument.__init__ = __init__  # type: ignore[method-assign]
-    TyperArgument._edge_keeps_help = True  # type: ignore[attr-defined]
-    # That click also lists documented arguments itself ("Positional arguments"), which
-    # typer's own "Arguments" section already does.
-    from typer.core import TyperCommand
-
-    if hasattr(TyperCommand, "format_arguments"):
-        TyperCommand.format_arguments = lambda self, ctx, formatter: None  # type: ignore[method-assign]
-
-
-
-# What to type for an option, where its type alone says TEXT, INTEGER or FLOAT.
+# What to type after an option, by its long name (its type alone would say TEXT, INTEGER, FLOAT).
 METAVARS = {
     "--broker": "URL", "--sink": "stdout|URL", "--db": "FILE|URL", "--source": "SOURCE",
     "--target": "tflite|onnx|both", "--calibration": "minmax|percentile|entropy",
@@ -58,46 +29,11 @@ METAVARS = {
     "--canary": "PERCENT", "--cache-mb": "MIB", "--batch-ms": "MS", "--latency-budget-ms": "MS",
     "--device-cost": "PER_HOUR", "--chunk-size": "BYTES", "--qos": "0|1", "--results-qos": "0|1",
 }
-GENERIC_METAVARS = {"TEXT": "VALUE", "INTEGER": "N", "FLOAT": "X", "INTEGER RANGE": "N",
-                    "FLOAT RANGE": "X"}
-# Help for options defined without any (the same option means the same on every command).
-FALLBACK_HELP = {
-    "--fleet": "Fleet id ([A-Za-z0-9_-])", "--device-id": "This device's id ([A-Za-z0-9_-])",
-    "--tls-ca": "CA certificate (PEM) for TLS", "--tls-cert": "Client certificate (PEM)",
-    "--tls-key": "Client key (PEM)", "--username": "Broker user name",
-    "--password": "Broker password", "--rtol": "Relative tolerance against the recorded outputs",
-    "--atol": "Absolute tolerance against the recorded outputs",
-    "--latency-budget-ms": "Refuse a model slower than this per call (ms)",
-    "--allow-downgrade": "Accept an older version than the store's floor",
-}
+
+# An option's type → what to type, where no metavar is given nor in METAVARS.
+TYPE_METAVARS: dict[type, str] = {str: "VALUE", int: "N", float: "X", Path: "PATH"}
 
 
-def polish(group: Any, examples: Mapping[str, tuple[str, ...]], prefix: str = "") -> None:
-    """Examples, metavars and missing option help, for every command below ``group``."""
-    for name, cmd in getattr(group, "commands", {}).items():
-        path = f"{prefix}{name}"
-        lines = examples.get(path)
-        if lines and not cmd.epilog:
-            # "\b" keeps click from re-wrapping the lines into one paragraph.
-            cmd.epilog = "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
-        for param in getattr(cmd, "params", []):
-            _polish_option(param)
-        polish(cmd, examples, f"{path} ")
-
-
-def _polish_option(param: Any) -> None:
-    longs = [o for o in getattr(param, "opts", []) if o.startswith("--")]
-    if not longs or getattr(param, "is_flag", False) or param.param_type_name != "option":
-        if longs and not getattr(param, "help", None) and longs[0] in FALLBACK_HELP:
-            param.help = FALLBACK_HELP[longs[0]]
-        return
-    if not param.help and longs[0] in FALLBACK_HELP:
-        param.help = FALLBACK_HELP[longs[0]]
-    if param.metavar is None:
-        kind = getattr(param.type, "name", "").upper()
-        if longs[0] in METAVARS and kind in GENERIC_METAVARS:
-            param.metavar = METAVARS[longs[0]]
-        elif kind in GENERIC_METAVARS:
-            param.metavar = GENERIC_METAVARS[kind]
-
-
+def metavar(option: Option) -> str:
+    """What to type after ``option``: its own metavar, the table's, else its type's."""
+    return option.metavar or METAVARS.get(option.long) or TYPE_METAVARS.get(option.type, "VALUE")

@@ -1,5 +1,5 @@
 """``python -m edge_sdk``: the ``edge`` command."""
 
-from edge_sdk.cli import main
+from edge_sdk.cli_entry import main
 
 main()

@@ -28,3 +28,17 @@ def test_edge_cli_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"importing the CLI loaded TensorFlow: {out.stdout}"
+
+
+def test_agent_cli_imports_no_cli_framework() -> None:
+    """``edge-agent`` is argparse: importing its CLI, or building every command's parser for
+    ``--help``, loads none of the frameworks ``edge`` uses (typer, click, rich)."""
+    code = (
+        "import sys\nimport device_agent.cli\n"
+        "first = [m for m in sys.modules if m.split('.')[0] in ('typer', 'click', 'rich')]\n"
+        "device_agent.cli.parser().format_help()\n"
+        "after = [m for m in sys.modules if m.split('.')[0] in ('typer', 'click', 'rich')]\n"
+        "print(','.join(sorted({*first, *after})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"the agent's CLI imported: {out.stdout}"

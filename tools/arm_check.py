@@ -17,8 +17,8 @@ so it stands for a Raspberry Pi 4/5 or Jetson on a 64-bit OS, not for their spee
    v1.1.0, a tampered v1.2.0 refused with the store untouched, a rollback to v1.0.0, and
    ``edge-agent run --store`` serving it with the x86 answers;
 4. in a Debian 12 armhf root (armv7l, standing for 32-bit Raspberry Pi OS): the installer
-   refuses at once naming the cause, and the agent (from the checkout, with Debian's numpy
-   and typer) warns at start and exits 2 with one error line when asked to serve.
+   refuses at once naming the cause, and the agent (from the checkout, with Debian's numpy)
+   warns at start and exits 2 with one error line when asked to serve.
 
 Agreement rule. int8 kernels differ between CPUs by at most a rounding step per
 requantization (XNNPACK and MLAS use different instruction sequences on NEON and AVX),
@@ -34,7 +34,6 @@ how many labels agree in all and the largest confidence difference.
 from __future__ import annotations
 
 import concurrent.futures
-import importlib.util
 import json
 import math
 import os
@@ -269,32 +268,20 @@ def store_flow(r: arm_root.Chroot, b: Bundles, work: Path, test: str, x86: list[
     return lines
 
 
-CLI_PACKAGES = ("typer", "click", "rich", "pygments", "markdown_it", "mdurl", "shellingham", "annotated_doc",
-                "typing_extensions")
-
-
 def armhf_refusal(bundle: Path, test: Path, base: Path | None = None) -> list[str]:
     """On a 32-bit ARM root (armv7l, as 32-bit Raspberry Pi OS): the installer stops at once,
-    and the agent, started from a checkout with Debian's numpy and typer, says why at start
-    and exits 2 when asked to serve."""
+    and the agent, started from a checkout with Debian's numpy (its CLI is the standard
+    library's argparse), says why at start and exits 2 when asked to serve."""
     env = {k: v for k, v in arm_root.ENV.items() if k != "QEMU_CPU"}
     with arm_root.session(base or arm_root.ensure_root(arm_root.ARMHF), env=env) as r:
         machine = r.run(["uname", "-m"]).stdout.strip()
         script = r.put(ROOT / "tools/install_agent.sh", "/src/tools/install_agent.sh")
         r.put(ROOT / "device_agent", "/src/checkout/device_agent")
-        # Debian's python3-typer (0.7) is older than the agent's typer>=0.12; the pure-Python
-        # CLI packages come from this host instead (no wheels for armv7 are needed for them).
-        for mod in CLI_PACKAGES:
-            found = importlib.util.find_spec(mod)
-            assert found is not None and found.origin is not None, mod
-            origin = Path(found.origin)
-            src = origin.parent if origin.name == "__init__.py" else origin
-            r.put(src, f"/src/deps/{src.name}")
         b, t = r.put(bundle, "/src/digits.edgepkg"), r.put(test, "/src/test.npz")
         inst = r.run(["bash", script, "--dry-run"], check=False)
         if inst.returncode != 2 or "32-bit ARM system" not in inst.stderr or inst.stdout:
             raise SystemExit(f"error: on {machine} the installer did not refuse at once: {inst.stderr}{inst.stdout}")
-        agent = r.run(["env", "PYTHONPATH=/src/checkout:/src/deps", "python3", "-m", "device_agent", "run", b,
+        agent = r.run(["env", "PYTHONPATH=/src/checkout", "python3", "-m", "device_agent", "run", b,
                        "--source", f"file:{t}"], check=False)
         lines = [ln for ln in agent.stderr.strip().splitlines()
                  if not ln.startswith("warning: no trusted public keys")]  # said on any platform

@@ -36,8 +36,9 @@ RECIPE = {
     "recipe": 1,  # bump when the build steps below change
 }
 # A 32-bit Raspberry Pi OS stand-in (armv7l): no runtime wheels exist for it, so it gets
-# only what proves the refusal: bash for the installer, Debian's python3 with numpy and
-# typer to start the agent from a checkout.
+# only what proves the refusal: bash for the installer, Debian's python3 with numpy to start
+# the agent from a checkout (python3-typer is no longer used: the agent's CLI is argparse;
+# kept so that machines' cached roots stay valid).
 ARMHF = {"suite": "bookworm", "arch": "armhf", "variant": "essential",
          "include": "python3,python3-numpy,python3-typer", "recipe": 1}
 QEMU = {"arm64": "aarch64", "armhf": "arm"}

@@ -6,9 +6,10 @@ import importlib
 
 import typer
 
-from device_agent.cli_help import keep_argument_help
-from device_agent.cli_support import ErrorsGroup, set_verbose, show_version
+from device_agent.cli_support import set_verbose
 from edge_sdk import __version__
+from edge_sdk.cli._common import ErrorsGroup, show_version
+from edge_sdk.cli._help import keep_argument_help
 from edge_sdk.cli.examples import EXAMPLES
 
 

@@ -8,9 +8,9 @@ from types import FrameType
 
 import typer
 
-from device_agent.cli_options import broker_options
 from device_agent.mqtt import BrokerOptions
 from edge_sdk.cli._common import cli_errors
+from edge_sdk.cli._options import broker_options
 
 
 def register(app: typer.Typer) -> None:

@@ -9,10 +9,10 @@ from typing import Any
 
 import typer
 
-from device_agent.cli_options import broker_options
 from device_agent.errors import EdgeError
 from device_agent.mqtt import BrokerOptions, MqttClient
 from edge_sdk.cli._common import cli_errors, print_json
+from edge_sdk.cli._options import broker_options
 from edge_sdk.fleet.views import status_rows
 from edge_sdk.report.tables import Column, Table, count, is_terminal, print_table, render
 

@@ -6,9 +6,9 @@ import os
 
 import typer
 
-from device_agent.cli_options import broker_options
 from device_agent.mqtt import BrokerOptions, MqttClient
 from edge_sdk.cli._common import cli_errors
+from edge_sdk.cli._options import broker_options
 
 
 def register(app: typer.Typer) -> None:

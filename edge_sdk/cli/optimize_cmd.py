@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from device_agent.cli_options import broker_options
 from device_agent.cli_support import check_output_file
 from device_agent.mqtt import BrokerOptions  # evaluated at run time: @broker_options reads the hints
 from edge_sdk.cli._common import BGR, GRAYSCALE, LAYOUT, MEAN, RESIZE, SCALE, STD, cli_errors, print_json
+from edge_sdk.cli._options import broker_options
 
 if TYPE_CHECKING:
     from device_agent.protocol.manifest import OutputKind

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import typer
 
-from device_agent.cli_options import broker_options
 from device_agent.cli_support import check_output_dir, check_output_file
 from device_agent.mqtt import BrokerOptions
 from device_agent.update.store import first_install
 from edge_sdk.cli._common import cli_errors
+from edge_sdk.cli._options import broker_options
 
 
 def register(app: typer.Typer) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from device_agent.cli import app as agent_app
 from edge_sdk.cli import app as edge_app
+from tests.support.agent_cli import agent_commands, agent_help
 
 ROOT = Path(__file__).resolve().parents[2]
 # A command, then its words and options up to the end of the shell command.
@@ -21,7 +21,9 @@ def _command_words(tool: str, words: list[str]) -> list[str]:
     """The longest prefix of ``words`` that names a (sub)command of ``tool``."""
     import typer
 
-    cmd = typer.main.get_command(agent_app if tool == "edge-agent" else edge_app)
+    if tool == "edge-agent":  # commands one level deep
+        return words[:1] if words and words[0] in agent_commands() else []
+    cmd = typer.main.get_command(edge_app)
     out: list[str] = []
     for w in words:
         sub = getattr(cmd, "commands", {}).get(w)
@@ -33,8 +35,9 @@ def _command_words(tool: str, words: list[str]) -> list[str]:
 
 
 def _help(tool: str, words: list[str]) -> str:
-    app = agent_app if tool == "edge-agent" else edge_app
-    res = CliRunner(env={"COLUMNS": "200"}).invoke(app, [*words, "--help"])
+    if tool == "edge-agent":
+        return agent_help(*words)
+    res = CliRunner(env={"COLUMNS": "200"}).invoke(edge_app, [*words, "--help"])
     assert res.exit_code == 0, res.output
     return str(res.stdout)
 

@@ -22,7 +22,7 @@ WITHOUT = (
     "for m in sys.argv[1].split(','): sys.modules[m] = None\n"
     "sys.argv = ['edge-agent', *sys.argv[2:]]\n"
     "from device_agent.cli import main\n"
-    "main()\n"
+    "raise SystemExit(main())\n"
 )
 LITERT = "ai_edge_litert,tflite_runtime,tensorflow"
 

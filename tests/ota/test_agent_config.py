@@ -97,9 +97,9 @@ def test_password_from_a_file_or_the_environment(tmp_path: Path) -> None:
 
 
 def _edge_agent_help(cmd: str) -> str:
-    from device_agent.cli import app
+    from tests.support.agent_cli import agent_help
 
-    return CliRunner().invoke(app, [cmd, "--help"], env={"COLUMNS": "300"}).output
+    return agent_help(cmd, columns=300)
 
 
 def _edge_help(*cmd: str) -> str:

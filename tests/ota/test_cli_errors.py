@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from device_agent.cli import app as agent_app
 from edge_sdk.cli import app as edge_app
+from tests.support.agent_cli import agent
 
 from .conftest import Factory
 
@@ -75,7 +75,7 @@ def test_flash_refuses_an_unwritable_store(factory: Factory) -> None:
 
 
 def test_agent_install_refuses_an_unwritable_store(factory: Factory) -> None:
-    res = runner.invoke(agent_app, ["install", str(factory.bundle("1.0.0")), "--store", UNWRITABLE])
+    res = agent("install", str(factory.bundle("1.0.0")), "--store", UNWRITABLE)
     _one_error_line(res, UNWRITABLE, "model store")
 
 
@@ -101,7 +101,7 @@ def test_fleet_reads_never_create_a_database(tmp_path: Path, command: list[str])
 
 def test_agent_status_never_creates_a_store(tmp_path: Path) -> None:
     store = tmp_path / "nostore"
-    res = runner.invoke(agent_app, ["status", "--store", str(store)])
+    res = agent("status", "--store", str(store))
     _one_error_line(res, str(store), "no model store")
     assert not store.exists()
 

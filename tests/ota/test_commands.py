@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
-from device_agent.cli import app as agent_app
 from device_agent.protocol.messages import DeployPhase
 from device_agent.update.agent import end_probation, engine_for_store
 from device_agent.update.probation import ProbationPolicy, ProbationWindow, Verdict, WindowCounter, judge
 from device_agent.update.store import ModelStore
 from edge_sdk.cli import app as edge_app
+from tests.support.agent_cli import agent
 
 from .conftest import Factory
 
@@ -72,7 +72,7 @@ def test_agent_install_status_and_run_store(store_dir: Path, factory: Factory, d
 
 
 def test_agent_run_store_without_model_is_a_clear_error(tmp_path: Path, digits_npz: Path) -> None:
-    res = runner.invoke(agent_app, ["run", "--store", str(tmp_path / "s"), "--source", f"file:{digits_npz}"])
+    res = agent("run", "--store", str(tmp_path / "s"), "--source", f"file:{digits_npz}")
     assert res.exit_code == 2 and "no current model" in res.output
 
 

@@ -8,13 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from device_agent.cli import app as agent_app
 from device_agent.sources.csv_rows import parse_csv
 from tests.conftest import DigitsSplit
+from tests.support.agent_cli import AgentRun, agent
 
-runner = CliRunner()
 N = 20
 
 
@@ -30,16 +28,16 @@ def _write(path: Path, digits: DigitsSplit, *, header: bool, label: bool, short:
     return path
 
 
-def _summary(res: object) -> dict:  # type: ignore[type-arg]
-    assert res.exit_code == 0, res.output  # type: ignore[attr-defined]
-    return json.loads(res.stdout.splitlines()[-1])["summary"]  # type: ignore[attr-defined,no-any-return]
+def _summary(res: AgentRun) -> dict:  # type: ignore[type-arg]
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout.splitlines()[-1])["summary"]  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("label", [False, True])
 def test_header_and_label_column(int8_tflite: Path, digits: DigitsSplit, tmp_path: Path,
                                  label: bool) -> None:
     csv = _write(tmp_path / "rows.csv", digits, header=True, label=label)
-    s = _summary(runner.invoke(agent_app, ["run", str(int8_tflite), "--source", f"file:{csv}", "-q"]))
+    s = _summary(agent("run", str(int8_tflite), "--source", f"file:{csv}", "-q"))
     assert (s["count"], s["errors"]) == (N, 0)
     if label:
         assert s["accuracy"] >= 0.9  # the label column is the truth, not a 65th input value
@@ -49,7 +47,7 @@ def test_header_and_label_column(int8_tflite: Path, digits: DigitsSplit, tmp_pat
 
 def test_a_short_row_is_one_bad_reading(int8_tflite: Path, digits: DigitsSplit, tmp_path: Path) -> None:
     csv = _write(tmp_path / "rows.csv", digits, header=True, label=True, short=5)
-    res = runner.invoke(agent_app, ["run", str(int8_tflite), "--source", f"file:{csv}"])
+    res = agent("run", str(int8_tflite), "--source", f"file:{csv}")
     s = _summary(res)
     assert (s["count"], s["errors"]) == (N - 1, 1)
     served = [json.loads(ln)["input_id"] for ln in res.stdout.splitlines()[:-1]]
@@ -60,7 +58,7 @@ def test_an_empty_csv_is_one_error_line(int8_tflite: Path, tmp_path: Path) -> No
     for text in ("", "p0,p1,label\n"):
         csv = tmp_path / "empty.csv"
         csv.write_text(text)
-        res = runner.invoke(agent_app, ["run", str(int8_tflite), "--source", f"file:{csv}"])
+        res = agent("run", str(int8_tflite), "--source", f"file:{csv}")
         assert res.exit_code == 2, res.output
         assert res.output.strip().startswith("error: ") and len(res.output.strip().splitlines()) == 1
         assert "Warning" not in res.output and str(csv) in res.output
@@ -83,7 +81,7 @@ def test_a_run_that_serves_nothing_exits_2(int8_tflite: Path, tmp_path: Path) ->
     # The right width for the 64-value model (so it is not refused at load), but every
     # value NaN: each reading is skipped as bad.
     csv.write_text(",".join(f"p{i}" for i in range(64)) + "\n" + (",".join(["nan"] * 64) + "\n") * 2)
-    res = runner.invoke(agent_app, ["run", str(int8_tflite), "--source", f"file:{csv}", "-q"])
+    res = agent("run", str(int8_tflite), "--source", f"file:{csv}", "-q")
     assert res.exit_code == 2, res.output
     assert json.loads(res.stdout.splitlines()[-1])["summary"]["errors"] == 2
     assert "error: no reading was served: all 2 failed" in res.stderr
@@ -91,7 +89,7 @@ def test_a_run_that_serves_nothing_exits_2(int8_tflite: Path, tmp_path: Path) ->
 
 def test_a_simulator_the_model_cannot_take_is_refused_at_load(int8_tflite: Path) -> None:
     # (6, 100) IMU windows for an 8x8 digits model: refused once, not skipped forever.
-    res = runner.invoke(agent_app, ["run", str(int8_tflite), "--source", "sim:imu", "-q"])
+    res = agent("run", str(int8_tflite), "--source", "sim:imu", "-q")
     assert res.exit_code == 2, res.output
     said = [ln for ln in res.stderr.splitlines() if not ln.startswith("warning:")]
     assert len(said) == 1 and said[0].startswith("error: source sim:imu") and "(6, 100)" in said[0], res.stderr
