@@ -19,10 +19,10 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import os
 import signal
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -81,7 +81,7 @@ class _Parts:
     sinks: list[Any] = field(default_factory=list)
     # One identity per agent process, shared by telemetry and deploy/status, so the
     # collector can tie a deployment report to the boot whose windows it stores.
-    boot_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    boot_id: str = field(default_factory=lambda: os.urandom(8).hex())  # as uuid4's 16 hex digits, without uuid
 
 
 def check(config: AgentConfig, mode: Mode, bundle: Path | None) -> None:

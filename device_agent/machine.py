@@ -6,12 +6,12 @@ at start of any command for the cost of one ``uname``.
 
 from __future__ import annotations
 
-import platform
+import os
 
 
 def unsupported_machine() -> str | None:
     """Why no runtime can exist on this machine (32-bit ARM), or ``None``."""
-    machine = platform.machine().lower()
+    machine = os.uname().machine.lower()  # what platform.machine() reads, without importing it
     if machine.startswith("armv") or machine in ("arm", "armhf", "armel"):
         return (
             f"this is a 32-bit ARM system ({machine}): LiteRT and ONNX Runtime publish no wheels for "
