@@ -429,8 +429,10 @@ def find_groups(model: OnnxModel) -> tuple[list[Group], list[str]]:
     skipped: list[str] = []
     seen: set[str] = set()
     for node in model.graph.node:
-        if node.op_type == "Conv" and ix.attr(node, "group", 1) != 1:
+        grouped = node.op_type == "Conv" and ix.attr(node, "group", 1) != 1
+        if grouped and cg.nodes[cg.order[node.name]].role is not Role.DEPTHWISE:  # depthwise: cut with its group
             skipped.append(f"{node.name} (Conv): grouped Conv (group={ix.attr(node, 'group', 1)}) is left unpruned")
+        if grouped:
             continue
         if node.name in seen or node.name not in cg.analysis.producers:
             continue
