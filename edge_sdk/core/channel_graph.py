@@ -1,43 +1,84 @@
-"""Channel dependency analysis for Keras models: which channels must be removed together.
+"""Channel dependency analysis: which channels of a model must be removed together.
 
-Pure: works on :class:`Node` records (layer name, class, config, input names, shapes),
-never on TensorFlow objects. :func:`nodes_from_keras` is the one adapter that reads a
-live model into nodes.
+Pure and framework-neutral: it works on :class:`Node` records that say what each op does
+to channels (its :class:`Role`), never on TensorFlow or ONNX objects. The adapters that
+read a model into nodes live beside the passes that cut it
+(:mod:`edge_sdk.passes.prune.keras_graph`, :mod:`edge_sdk.passes.prune.onnx_graph`).
 
-Every channel a layer creates gets a *slot* id. A layer's output is described by the
-slot at each position of its last axis (a :class:`TensorMap`): pass-through layers copy
-their input's map, ``Concatenate`` joins maps, ``Flatten`` tiles a map over the spatial
-positions, a depthwise convolution repeats each slot ``depth_multiplier`` times. An
-elementwise merge (``Add``...) unites the slots at equal positions, so both sides of a
-residual go together, and so does a squeeze-and-excitation block: global pool, a
-``Reshape`` that keeps the channel axis ((N, C) → (N, 1, 1, C)), two dense/1×1 convs, and
-a ``Multiply`` with the feature map unite the excitation's outputs with the channels it
-scales. Slots united this way form one *unit*: removing a unit removes
-one output channel of each producer in it, the batch-norm entries that follow, and the
-matching input rows of every consumer.
+Every channel a producer creates gets a *slot* id. An op's output is described by the
+slot at each position of its channel axis (a *map*): pass-through ops copy their input's
+map, a concat joins maps, a flatten tiles a map over the spatial positions in the order
+its :class:`Layout` gives, a depthwise convolution repeats each slot ``multiplier``
+times. An elementwise merge (a residual add; the multiply of a squeeze-and-excitation
+block, whose excitation has the channels it scales) unites the slots at equal positions,
+so both sides go together. Slots united this way form one *unit*: removing a unit removes
+one output channel of each producer in it, the matching entries of every per-channel op
+it passes and the matching input positions of every consumer. A unit that reaches the
+model's input or output, enters an op the analysis does not understand, or is read as a
+parameter is *blocked*; :class:`Why` records where.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
-from edge_sdk.model.kind import KerasModel
 
-Shape = tuple[int | None, ...]
+class Role(str, Enum):
+    """What an op does to the channels it reads; the adapters decide it per framework."""
+
+    INPUT = "input"  # the model's input: its channels are fixed by the data
+    PRODUCER = "producer"  # makes new channels from all it reads (a Conv, a Dense/Gemm/MatMul)
+    PASS = "pass"  # keeps each channel at its position (activations, pooling, batch norm, a bias)
+    DEPTHWISE = "depthwise"  # one filter per input channel, ``multiplier`` outputs each
+    MERGE = "merge"  # elementwise over equal-width inputs: equal positions go together
+    CONCAT = "concat"  # its inputs' channels one after the other
+    FLATTEN = "flatten"  # each channel tiled over ``spatial`` positions, ordered by ``layout``
+    OPAQUE = "opaque"  # not understood: every channel it reads or makes stays
+
+
+class Layout(str, Enum):
+    """Where channel ``c`` at spatial position ``p`` lands when a flatten joins the axes."""
+
+    CHANNELS_LAST = "channels_last"  # NHWC: flat index p·C + c (Keras)
+    CHANNELS_FIRST = "channels_first"  # NCHW: flat index c·S + p (ONNX)
 
 
 @dataclass(frozen=True)
 class Node:
-    """One layer call: its name, Keras class, config, input layer names and shapes."""
+    """One op as the analysis sees it: its role, the ops it reads and the numbers its role needs."""
 
     name: str
-    kind: str
-    config: Mapping[str, Any]
-    inputs: tuple[str, ...]
-    in_shapes: tuple[Shape, ...]
-    out_shape: Shape
+    kind: str  # the framework's class or op type, for messages and the adapters' tables
+    role: Role
+    inputs: tuple[str, ...]  # the ops whose outputs it reads as data, in order
+    channels: int = 0  # the width of its output's channel axis (what INPUT, PRODUCER, OPAQUE create)
+    multiplier: int = 1  # DEPTHWISE: outputs per input channel
+    spatial: int = 1  # FLATTEN: positions each channel is tiled over
+    layout: Layout | None = None  # FLATTEN: the order of the flat axis; no default, each adapter says
+    reason: str = ""  # OPAQUE: why the analysis cannot follow channels through it
+    side_inputs: tuple[str, ...] = ()  # ops whose outputs it reads as parameters (a computed weight)
+    config: Mapping[str, Any] = field(default_factory=dict)  # the framework's settings, for its adapter
+
+
+class Cause(str, Enum):
+    """How a blocked channel met what blocks it."""
+
+    INPUT = "input"  # it is a channel of the model's input
+    OUTPUT = "output"  # it reaches the model's output
+    UNKNOWN = "unknown"  # an op the analysis does not understand reads it as data
+    SIDE = "side"  # an op reads it as a parameter (a side input), not as data
+    MADE = "made"  # an op the analysis does not understand makes it
+
+
+@dataclass(frozen=True)
+class Why:
+    """Why a channel must stay: how it met the op ``node`` that keeps it."""
+
+    cause: Cause
+    node: str
 
 
 class _UnionFind:
@@ -63,22 +104,31 @@ class _UnionFind:
 
 @dataclass
 class Analysis:
-    """The result: the slot map of every layer's output and input, and what is blocked."""
+    """The result: the slot map of every op's output and inputs, and what is blocked and why."""
 
     out_maps: dict[str, list[int]] = field(default_factory=dict)
     in_maps: dict[str, list[list[int]]] = field(default_factory=dict)
     producers: dict[str, list[int]] = field(default_factory=dict)  # slots each producer creates
-    blocked: set[int] = field(default_factory=set)
-    unknown: dict[str, str] = field(default_factory=dict)  # layer -> why it is not understood
+    blocked: dict[int, Why] = field(default_factory=dict)  # slot -> the first reason found, in graph order
+    unknown: dict[str, str] = field(default_factory=dict)  # op -> why it is not understood
     uf: _UnionFind = field(default_factory=_UnionFind)
+
+    def block(self, slots: Sequence[int], why: Why) -> None:
+        """Keep ``slots``; a slot already blocked keeps its first reason."""
+        for s in slots:
+            self.blocked.setdefault(s, why)
 
     def unit(self, slot: int) -> int:
         """The unit (root slot) a channel slot belongs to after all the joins."""
         return self.uf.find(slot)
 
     def blocked_units(self) -> set[int]:
-        """Units that keep every channel: the model's inputs and outputs and what touches an unknown layer."""
+        """Units that keep every channel: the model's inputs and outputs and what touches an unknown op."""
         return {self.unit(s) for s in self.blocked}
+
+    def why(self, units: Collection[int]) -> Why | None:
+        """The first reason found (in graph order) that blocks one of ``units``, or None."""
+        return next((w for s, w in self.blocked.items() if self.unit(s) in units), None)
 
     def units(self) -> dict[int, list[str]]:
         """Every prunable unit (root slot) and the producers that own a channel of it."""
@@ -94,95 +144,34 @@ class Analysis:
         return out
 
 
-# --- layer roles -------------------------------------------------------------------
-
-PRODUCERS = {"Conv1D", "Conv2D", "Conv3D", "Dense", "SeparableConv1D", "SeparableConv2D"}
-DEPTHWISE = {"DepthwiseConv1D", "DepthwiseConv2D"}
-MERGES = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"}
-PASS_THROUGH = {
-    "BatchNormalization", "Activation", "ReLU", "LeakyReLU", "ELU", "Dropout",
-    "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
-    "GaussianDropout", "AlphaDropout", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
-    "AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "ZeroPadding1D",
-    "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
-    "UpSampling1D", "UpSampling2D", "UpSampling3D", "Identity", "GlobalAveragePooling1D",
-    "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalMaxPooling1D",
-    "GlobalMaxPooling2D", "GlobalMaxPooling3D",
-}
-
-
-def _last_axis(axis: Any, ndim: int) -> bool:
-    if isinstance(axis, list | tuple):
-        return len(axis) == 1 and _last_axis(axis[0], ndim)
-    return axis == -1 or axis == ndim - 1
-
-
-def unsupported_reason(node: Node) -> str | None:
-    """Why ``node`` cannot take part in pruning, or None when the analysis understands it."""
-    cfg, kind = node.config, node.kind
-    if cfg.get("data_format", "channels_last") != "channels_last":
-        return f"{kind} with data_format={cfg['data_format']!r} (only channels_last)"
-    if kind in PRODUCERS and int(cfg.get("groups", 1)) != 1:
-        return f"grouped {kind} (groups={cfg['groups']})"
-    if kind == "BatchNormalization" and not _last_axis(cfg.get("axis", -1), len(node.out_shape)):
-        return f"BatchNormalization over axis {cfg.get('axis')} (only the channel axis)"
-    if kind == "Concatenate" and not _last_axis(cfg.get("axis", -1), len(node.out_shape)):
-        return f"Concatenate on axis {cfg.get('axis')} (only the channel axis)"
-    if kind in ("Activation",) and cfg.get("activation") == "softmax":
-        return "softmax across channels"
-    if kind == "Reshape" and not keeps_channel_axis(node):
-        return (f"Reshape from {node.in_shapes[0][1:]} to {node.out_shape[1:]} moves the channel axis "
-                "(only reshapes whose last axis stays the channels are understood)")
-    known = PRODUCERS | DEPTHWISE | MERGES | PASS_THROUGH | {"InputLayer", "Concatenate", "Flatten", "Reshape"}
-    if kind not in known:
-        return f"{kind} is not a layer the channel analysis knows"
-    return None
-
-
-def keeps_channel_axis(node: Node) -> bool:
-    """A reshape that leaves the last axis alone: (N, C) → (N, 1, 1, C) in a squeeze-and-
-    excitation block, (N, H, W, C) → (N, H·W, C). Channel ``c`` stays at position ``c`` of
-    the last axis, so the channel map passes through unchanged."""
-    if len(node.in_shapes) != 1:
-        return False
-    c_in, c_out = node.in_shapes[0][-1] if node.in_shapes[0] else None, node.out_shape[-1] if node.out_shape else None
-    return c_in is not None and c_in == c_out
-
-
 def analyze(nodes: Sequence[Node], outputs: Sequence[str]) -> Analysis:
-    """Walk ``nodes`` (in topological order) and build the channel dependency analysis."""
+    """Walk ``nodes`` (in topological order) and build the channel dependency analysis;
+    ``outputs`` names the ops whose outputs leave the model."""
     a = Analysis()
+    leaves = set(outputs)
     for node in nodes:
         in_maps = [a.out_maps[i] for i in node.inputs]
         a.in_maps[node.name] = in_maps
-        reason = unsupported_reason(node)
-        if reason is not None:
-            a.unknown[node.name] = reason
-            a.out_maps[node.name] = _opaque(a, node, in_maps)
-            continue
-        a.out_maps[node.name] = _RULES.get(node.kind, _pass)(a, node, in_maps)
-    for name in outputs:
-        a.blocked.update(a.out_maps[name])
+        a.out_maps[node.name] = _RULES[node.role](a, node, in_maps)
+        for side in node.side_inputs:
+            a.block(a.out_maps[side], Why(Cause.SIDE, node.name))
+        if node.name in leaves:
+            a.block(a.out_maps[node.name], Why(Cause.OUTPUT, node.name))
     return a
 
 
-def _width(shape: Shape) -> int:
-    last = shape[-1] if shape else None
-    return int(last) if last is not None else 0
-
-
 def _opaque(a: Analysis, node: Node, in_maps: list[list[int]]) -> list[int]:
+    a.unknown.setdefault(node.name, node.reason)
     for m in in_maps:
-        a.blocked.update(m)
-    slots = a.uf.new(_width(node.out_shape))
-    a.blocked.update(slots)
+        a.block(m, Why(Cause.UNKNOWN, node.name))
+    slots = a.uf.new(node.channels)
+    a.block(slots, Why(Cause.MADE, node.name))
     return slots
 
 
 def _input(a: Analysis, node: Node, _in_maps: list[list[int]]) -> list[int]:
-    # The model's input channels are fixed by the data.
-    slots = a.uf.new(_width(node.out_shape))
-    a.blocked.update(slots)
+    slots = a.uf.new(node.channels)
+    a.block(slots, Why(Cause.INPUT, node.name))
     return slots
 
 
@@ -191,14 +180,13 @@ def _pass(_a: Analysis, _node: Node, in_maps: list[list[int]]) -> list[int]:
 
 
 def _producer(a: Analysis, node: Node, _in_maps: list[list[int]]) -> list[int]:
-    slots = a.uf.new(_width(node.out_shape))
+    slots = a.uf.new(node.channels)
     a.producers[node.name] = slots
     return slots
 
 
 def _depthwise(_a: Analysis, node: Node, in_maps: list[list[int]]) -> list[int]:
-    m = int(node.config.get("depth_multiplier", 1))
-    return [s for s in in_maps[0] for _ in range(m)]
+    return [s for s in in_maps[0] for _ in range(node.multiplier)]
 
 
 def _merge(a: Analysis, node: Node, in_maps: list[list[int]]) -> list[int]:
@@ -218,78 +206,25 @@ def _concat(_a: Analysis, _node: Node, in_maps: list[list[int]]) -> list[int]:
 
 
 def _flatten(_a: Analysis, node: Node, in_maps: list[list[int]]) -> list[int]:
-    # channels_last flatten: flat index = position * C + channel.
-    spatial = 1
-    for d in node.in_shapes[0][1:-1]:
-        spatial *= int(d or 1)
-    return list(in_maps[0]) * spatial
+    if node.layout is Layout.CHANNELS_FIRST:
+        return [s for s in in_maps[0] for _ in range(node.spatial)]
+    if node.layout is Layout.CHANNELS_LAST:
+        return list(in_maps[0]) * node.spatial
+    raise ValueError(f"flatten {node.name!r} has no layout: the adapter must say where channels land")
 
 
-_RULES: dict[str, Callable[[Analysis, Node, list[list[int]]], list[int]]] = {
-    **{k: _producer for k in PRODUCERS},
-    **{k: _depthwise for k in DEPTHWISE},
-    **{k: _merge for k in MERGES},
-    "Concatenate": _concat,
-    "Flatten": _flatten,
-    "InputLayer": _input,
+_RULES: dict[Role, Callable[[Analysis, Node, list[list[int]]], list[int]]] = {
+    Role.INPUT: _input,
+    Role.PRODUCER: _producer,
+    Role.PASS: _pass,
+    Role.DEPTHWISE: _depthwise,
+    Role.MERGE: _merge,
+    Role.CONCAT: _concat,
+    Role.FLATTEN: _flatten,
+    Role.OPAQUE: _opaque,
 }
 
 
 def kept_positions(slot_map: Sequence[int], removed: set[int], a: Analysis) -> list[int]:
     """Positions of ``slot_map`` whose unit survives."""
     return [i for i, s in enumerate(slot_map) if a.unit(s) not in removed]
-
-
-# --- reading a live Keras model ----------------------------------------------------
-
-
-def nodes_from_keras(model: KerasModel) -> tuple[list[Node], list[str]]:
-    """The layers of a built Sequential or functional model as nodes, and the output names."""
-    cfg = model.get_config()
-    layers = cfg["layers"]
-    sequential = all("inbound_nodes" not in layer for layer in layers)
-    nodes: list[Node] = []
-    prev: str | None = None
-    for lc in layers:
-        name = lc["config"]["name"] if sequential else lc["name"]
-        kind = lc["class_name"]
-        layer = None if kind == "InputLayer" else model.get_layer(name)
-        if sequential:
-            inputs: tuple[str, ...] = () if prev is None else (prev,)
-        else:
-            inbound = lc.get("inbound_nodes", [])
-            inputs = tuple(_history_names(inbound))
-            if len(inbound) > 1:  # a layer called twice: its channels cannot be cut per call
-                kind = f"shared layer {kind}"
-        in_shapes, out_shape = _shapes(layer, lc)
-        nodes.append(Node(name, kind, lc["config"], inputs, in_shapes, out_shape))
-        prev = name
-    outputs = [nodes[-1].name] if sequential else [o[0] for o in _output_list(cfg["output_layers"])]
-    return nodes, outputs
-
-
-def _output_list(spec: Any) -> list[list[Any]]:
-    if spec and isinstance(spec[0], str):
-        return [spec]
-    return list(spec)
-
-
-def _history_names(obj: Any) -> list[str]:
-    if isinstance(obj, dict):
-        if obj.get("class_name") == "__keras_tensor__":
-            return [obj["config"]["keras_history"][0]]
-        return [n for v in obj.values() for n in _history_names(v)]
-    if isinstance(obj, list | tuple):
-        return [n for v in obj for n in _history_names(v)]
-    return []
-
-
-def _shapes(layer: Any, lc: Mapping[str, Any]) -> tuple[tuple[Shape, ...], Shape]:
-    if layer is None:  # an InputLayer: its shape is in the config
-        shape = tuple(lc["config"]["batch_shape"])
-        return (), shape
-    ins = layer.input if isinstance(layer.input, list | tuple) else [layer.input]
-    in_shapes = tuple(tuple(t.shape) for t in ins)
-    out = layer.output
-    out_shape = tuple((out[0] if isinstance(out, list | tuple) else out).shape)
-    return in_shapes, out_shape

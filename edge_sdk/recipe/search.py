@@ -213,8 +213,9 @@ def _predict(model: KerasModel, x: np.ndarray) -> np.ndarray:
 def sensitivity(model: KerasModel, ctx: PassContext, config: SearchConfig,
                 ev: _Evaluator) -> dict[str, dict[float, float]]:
     """Accuracy drop (points) of pruning each group alone at each ratio."""
-    from edge_sdk.core.channel_graph import analyze, nodes_from_keras
+    from edge_sdk.core.channel_graph import analyze
     from edge_sdk.core.select import groups_of
+    from edge_sdk.passes.prune.keras_graph import nodes_from_keras
 
     nodes, outputs = nodes_from_keras(model)
     groups = [g[0] for g in groups_of(analyze(nodes, outputs))]

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from device_agent.errors import EdgeError
-from edge_sdk.core.channel_graph import analyze, kept_positions, nodes_from_keras
+from edge_sdk.core.channel_graph import analyze, kept_positions
 from edge_sdk.core.criteria import CriterionKind
 from edge_sdk.core.select import choose, unit_scores
 from edge_sdk.passes.prune.keras import PruneConfig, PrunePass, PruneScope
+from edge_sdk.passes.prune.keras_graph import nodes_from_keras
 from edge_sdk.passes.prune.keras_rebuild import gather_evidence, rebuild
 from tests.compress.conftest import context, keras_accuracy, run_litert, to_tflite
 

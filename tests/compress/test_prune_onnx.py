@@ -239,7 +239,9 @@ def test_depthwise_conv_passes_channels_through(tmp_path: Path) -> None:
     assert (c0.producer, c0.middle, c0.consumer) == ("c1", ("Relu_1", "dw", "Relu_3"), "c3")
     x = rng.random((64, 1, 8, 8), dtype=np.float32)
     ctx = PassContext(calibration=Dataset(x, None, "x"), validation=Dataset(x, None, "x"))
-    refit = OnnxPrunePass(OnnxPruneConfig(ratio=0.25)).apply(model, ctx).model
+    outcome = OnnxPrunePass(OnnxPruneConfig(ratio=0.25)).apply(model, ctx)
+    refit = outcome.model
+    assert not any("dw (Conv)" in n for n in outcome.notes)  # cut with c1's group, not left unpruned
     sliced = OnnxPrunePass(OnnxPruneConfig(ratio=0.25, reconstruct=False)).apply(model, ctx).model
     onnx.checker.check_model(refit)
     dw = next(n for n in refit.graph.node if n.name == "dw")

@@ -354,3 +354,46 @@ def test_per_channel_ops_after_a_concat_are_cut_at_the_offset(digits: Any) -> No
     assert np.allclose(arr["s"], inits["s"][kept].astype(np.float32))
     assert kept[:3] == sorted(kept[:3]) and all(k < 6 for k in kept[:3]) and all(k >= 6 for k in kept[3:])
     assert _run(out, _nchw(digits.x_test[:4])).shape == (4, 10)
+
+
+def test_a_conv_that_reads_the_stream_and_adds_to_it_is_producer_and_consumer(digits: Any) -> None:
+    """s = r + conv(r): the conv loses the same channels on its input and its output side.
+    Sliced without refit, the result is the original with those channels' weights zeroed."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(4)
+    c = 12
+    inits = {"w0": rng.normal(size=(c, 1, 3, 3)) * 0.5, "wr": rng.normal(size=(c, c, 3, 3)) * 0.1,
+             "fc": rng.normal(size=(c, 10))}
+    nodes = [
+        helper.make_node("Conv", ["x", "w0"], ["a0"], name="c0", **SAME),
+        helper.make_node("Relu", ["a0"], ["r0"], name="relu0"),
+        helper.make_node("Conv", ["r0", "wr"], ["h"], name="cr", **SAME),
+        helper.make_node("Add", ["r0", "h"], ["s"], name="add"),
+        helper.make_node("Relu", ["s"], ["rs"], name="relu_s"),
+        helper.make_node("GlobalAveragePool", ["rs"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["f"], name="flat"),
+        helper.make_node("MatMul", ["f", "fc"], ["y"], name="fc"),
+    ]
+    model = _model(nodes, inits, "self_residual")
+    groups, _ = find_groups(with_node_names(model))
+    assert [(g.producers, [u.node for u in g.uses]) for g in groups] == [(("c0", "cr"), ["cr", "fc"])]
+    ctx, x = _ctx(digits), _nchw(digits.x_test)
+    ref = _run(model, x)
+    errs = []
+    for reconstruct in (True, False):
+        out = OnnxPrunePass(OnnxPruneConfig(ratio=0.25, reconstruct=reconstruct)).apply(model, ctx).model
+        onnx.checker.check_model(out)
+        s = _shapes(out)
+        assert s["w0"] == (9, 1, 3, 3) and s["wr"] == (9, 9, 3, 3) and s["fc"] == (9, 10)
+        errs.append(float(np.mean(np.square(_run(out, x) - ref))))
+    print(f"x + conv(x) mean squared output error at 0.25: refit {errs[0]:.4f}, sliced {errs[1]:.4f}")
+    assert errs[0] < errs[1]
+    arr = {t.name: numpy_helper.to_array(t) for t in out.graph.initializer}
+    kept = [next(i for i in range(c) if np.array_equal(inits["w0"][i].astype(np.float32), f)) for f in arr["w0"]]
+    gone = [i for i in range(c) if i not in kept]
+    zeroed = {**inits, "wr": inits["wr"].copy(), "fc": inits["fc"].copy()}
+    zeroed["wr"][:, gone] = 0
+    zeroed["fc"][gone] = 0
+    np.testing.assert_allclose(_run(out, x), _run(_model(nodes, zeroed, "zeroed"), x), rtol=1e-5, atol=1e-5)

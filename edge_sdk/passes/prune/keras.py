@@ -1,8 +1,9 @@
 """Channel pruning of Keras models that removes channels (the model file gets smaller).
 
-The dependency analysis (:mod:`edge_sdk.core.channel_graph`) finds which channels must go
-together; a criterion (:mod:`edge_sdk.core.criteria`) ranks them; the model is rebuilt
-with the surviving weights (:mod:`edge_sdk.passes.prune.keras_rebuild`). Layers the analysis does
+The dependency analysis (:mod:`edge_sdk.core.channel_graph`, on the nodes that
+:mod:`edge_sdk.passes.prune.keras_graph` reads) finds which channels must go together; a
+criterion (:mod:`edge_sdk.core.criteria`) ranks them; the model is rebuilt with the
+surviving weights (:mod:`edge_sdk.passes.prune.keras_rebuild`). Layers the analysis does
 not understand keep their channels, and the outcome's notes name them.
 """
 
@@ -12,12 +13,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from device_agent.errors import EdgeError
-from edge_sdk.core.channel_graph import analyze, nodes_from_keras
+from edge_sdk.core.channel_graph import analyze
 from edge_sdk.core.criteria import CRITERIA, CriterionKind
 from edge_sdk.core.select import choose, unit_scores
 from edge_sdk.model.analysis import keras_cost
 from edge_sdk.model.kind import KerasModel
 from edge_sdk.passes.base import PassContext, PassOutcome
+from edge_sdk.passes.prune.keras_graph import nodes_from_keras
 from edge_sdk.passes.prune.keras_rebuild import gather_evidence, rebuild
 
 

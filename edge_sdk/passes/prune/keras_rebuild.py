@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from edge_sdk.core.channel_graph import DEPTHWISE, PRODUCERS, Analysis, Node, kept_positions
+from edge_sdk.core.channel_graph import Analysis, Node, kept_positions
 from edge_sdk.core.criteria import Evidence, EvidenceKind
 from edge_sdk.model.kind import KerasModel
+from edge_sdk.passes.prune.keras_graph import DEPTHWISE, PRODUCERS
 
 Keep = list[int]
 

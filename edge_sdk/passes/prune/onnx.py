@@ -1,8 +1,9 @@
 """Post-training channel pruning of ONNX models, with least-squares reconstruction.
 
-For each channel group (:mod:`edge_sdk.passes.prune.onnx_graph`: one producer and its consumer,
-or every producer and consumer tied by a residual Add, or one Concat input with its slice
-of the consumers), in graph order: run the model as pruned so far on the calibration data,
+For each channel group (read off the shared channel analysis by
+:mod:`edge_sdk.passes.prune.onnx_graph`: one producer and its consumer, or every producer and
+consumer tied by a residual Add, or one Concat input with its slice of the consumers), in
+graph order: run the model as pruned so far on the calibration data,
 rank the group's channels by their share of each consumer's output energy (summed over
 the consumers), remove the lowest ``ratio`` of them from every producer and per-channel
 op, and refit every consumer so that, on its remaining input channels, it reproduces what
@@ -23,7 +24,7 @@ from edge_sdk.model.data import Dataset, fit_to_shape
 from edge_sdk.model.kind import OnnxModel
 from edge_sdk.passes.base import PassContext, PassOutcome
 from edge_sdk.passes.prune.keras import check_ratio
-from edge_sdk.passes.prune.onnx_graph import GraphIndex, Group, Use, find_groups, trace_group, with_node_names
+from edge_sdk.passes.prune.onnx_graph import ChannelGroups, GraphIndex, Group, Use, find_groups, with_node_names
 
 if TYPE_CHECKING:
     from onnx import NodeProto
@@ -87,7 +88,7 @@ class OnnxPrunePass:
         self, original: OnnxModel, current: OnnxModel, seed: str, x: np.ndarray, kept_out: dict[str, list[int]]
     ) -> int:
         ix_o, ix_c = GraphIndex(original), GraphIndex(current)
-        group, why = trace_group(ix_c, ix_c.nodes[seed])
+        group, why = ChannelGroups(ix_c).of(seed)
         if group is None:  # cutting earlier groups cannot break a group; guard anyway
             raise EdgeError(f"prune_onnx: group of {seed} no longer traceable after earlier cuts: {why}")
         n = group.channels
@@ -99,9 +100,11 @@ class OnnxPrunePass:
         importance = _scores(criterion, [f.evidence(n) for f in fits], n)
         drop = sorted(np.argsort(importance, kind="stable")[:k].tolist())
         keep = [c for c in range(n) if c not in set(drop)]
-        for f in fits:
-            f.apply(ix_c, drop, self.config.reconstruct)
+        # Cut first: a consumer that is also one of the group's producers (the conv of x + conv(x))
+        # is then refit to its kept outputs only.
         _cut_group(ix_c, group, drop)
+        for f in fits:
+            f.apply(ix_c, drop, self.config.reconstruct, keep if f.use.node in group.producers else None)
         for p in group.producers:
             prev = kept_out.get(p, list(range(n)))
             kept_out[p] = [prev[c] for c in keep]
@@ -141,15 +144,18 @@ class _UseFit:
         share = per / max(float(energy.sum()), 1e-12)
         return Evidence(EvidenceKind.CONSUMER_ENERGY, self.use.node, share[:, None])
 
-    def apply(self, ix: GraphIndex, drop: list[int], reconstruct: bool) -> None:
+    def apply(self, ix: GraphIndex, drop: list[int], reconstruct: bool, outputs: list[int] | None) -> None:
+        """Store this consumer without the inputs of channels ``drop``, refit or sliced; with
+        only its ``outputs`` when the group cuts those too."""
         gone = set(self.layer.columns_of(self.use, drop))
         kept = [i for i in range(self.cols.shape[1]) if i not in gone]
         cur = self.layer
+        out = slice(None) if outputs is None else outputs
         if reconstruct:
-            w, b = refit(self.cols[:, kept], self.target)
+            w, b = refit(self.cols[:, kept], self.target[:, out])
         else:
-            w = cur.matrix[kept]
-            b = np.zeros_like(cur.bias) if cur.node.op_type == "MatMul" else cur.bias
+            w = cur.matrix[kept][:, out]
+            b = np.zeros_like(cur.bias[out]) if cur.node.op_type == "MatMul" else cur.bias[out]
         cur.store(ix, w, b)
 
 
