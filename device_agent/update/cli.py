@@ -22,20 +22,20 @@ def install(*, bundle: Path, store: Path, key: list[Path] | None, device_type: s
     from device_agent.update.agent import env_checkpoint, keep_keys, trust_for
     from device_agent.update.flow import UpdateFlow, UpdatePolicy
     from device_agent.update.health import HealthOptions
-    from device_agent.update.store import ModelStore
+    from device_agent.update.store import first_install
 
     keys = key or []
     check_output_dir(store, "model store")
-    s = ModelStore(store)
-    s.recover()
-    policy = UpdatePolicy(
-        agent_version=__version__, device_type=device_type, allow_downgrade=allow_downgrade,
-        isolate=isolate, health=HealthOptions(latency_budget_ms=latency_budget_ms),
-    )
-    flow = UpdateFlow(s, trust_for(s, keys), policy, checkpoint=env_checkpoint())
-    result = flow.run(bundle)
-    if result.status == DeployPhase.ACTIVE:
-        keep_keys(keys, s)  # the next update (OTA included) trusts the same signer
+    with first_install(store) as s:
+        s.recover()
+        policy = UpdatePolicy(
+            agent_version=__version__, device_type=device_type, allow_downgrade=allow_downgrade,
+            isolate=isolate, health=HealthOptions(latency_budget_ms=latency_budget_ms),
+        )
+        flow = UpdateFlow(s, trust_for(s, keys), policy, checkpoint=env_checkpoint())
+        result = flow.run(bundle)
+        if result.status == DeployPhase.ACTIVE:
+            keep_keys(keys, s)  # the next update (OTA included) trusts the same signer
     print(json.dumps(result.to_dict()))
     return 0 if result.status == DeployPhase.ACTIVE else 1
 

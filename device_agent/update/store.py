@@ -303,13 +303,13 @@ def write_slot_files(staged: Path, manifest_bytes: bytes, signature: bytes | Non
 @contextmanager
 def first_install(root: Path) -> Iterator[ModelStore]:
     """A store for an install from the shell (``edge flash``, ``edge-agent install``): when
-    ``root`` did not exist before, a refused install (any exception, or the caller's
-    :class:`EdgeError`) removes the directory it created, so nothing half-made is left
-    where a user expects either a working store or none."""
+    ``root`` did not exist before and the install left no model to serve (refused, or an
+    error), the directory it created is removed, so nothing half-made is left where a user
+    expects either a working store or none."""
     existed = root.exists()
+    store = ModelStore(root).init()
     try:
-        yield ModelStore(root).init()
-    except BaseException:
-        if not existed:
+        yield store
+    finally:
+        if not existed and store.current_id() is None:
             shutil.rmtree(root, ignore_errors=True)
-        raise

@@ -134,3 +134,11 @@ def _val(factory: Factory, w: np.ndarray, b: np.ndarray) -> bytes:
     from .conftest import reference_outputs, validation_npz
 
     return validation_npz(factory.x, reference_outputs(factory.x, w, b))
+
+
+def test_refused_agent_install_into_a_new_folder_leaves_nothing(factory: Factory, tmp_path: Path) -> None:
+    new = tmp_path / "new-store"
+    out = _agent("install", str(factory.bundle("1.0.0", signed=False)), "--store", str(new),
+                 "--key", str(factory.key.public))
+    assert out.returncode == 1 and json.loads(out.stdout)["status"] == "rejected", out.stderr
+    assert not new.exists(), "a refused install into a new folder removes the store it created"
