@@ -226,22 +226,27 @@ def merge(*layers: Values, environ: Mapping[str, str] | None = None) -> AgentCon
     agent = section("agent")
     return AgentConfig(
         device_id=agent.get("device_id"), fleet=agent.get("fleet", "default"), store=agent.get("store"),
-        keys=tuple(agent.get("keys", ())), broker=_broker(section("broker"), agent.get("device_id"), environ),
+        keys=tuple(agent.get("keys", ())),
+        broker=broker_from(section("broker"), client_id=agent.get("device_id") or "", environ=environ),
         serve=ServeConfig(**section("serve")), telemetry=TelemetryConfig(**section("telemetry")),
         update=UpdateConfig(**section("update")),
     )
 
 
-def _broker(b: dict[str, Any], device_id: str | None, environ: Mapping[str, str] | None) -> BrokerOptions | None:
-    if not b.get("url"):
+def broker_from(values: Mapping[str, Any], *, client_id: str = "",
+                environ: Mapping[str, str] | None = None) -> BrokerOptions | None:
+    """``BrokerOptions`` fields as given (``password_file`` read here, else
+    ``$EDGE_MQTT_PASSWORD``) → checked :class:`BrokerOptions`; ``None`` without a URL. One
+    client id for the whole process: ``client_id`` (the device id) unless one is given."""
+    if not values.get("url"):
         return None
     from device_agent.mqtt import BrokerOptions
 
+    b = dict(values)
     password_file = b.pop("password_file", None)
     if b.get("password") is None:
         b["password"] = read_password(password_file, dict(environ) if environ is not None else None)
-    # One client id for the whole process: the device id unless configured otherwise.
-    b["client_id"] = b.get("client_id") or device_id or ""
+    b["client_id"] = b.get("client_id") or client_id
     return BrokerOptions(**b).check()
 
 

@@ -14,15 +14,7 @@ from device_agent.cli_help import METAVARS
 GENERIC_METAVARS = {"TEXT": "VALUE", "INTEGER": "N", "FLOAT": "X", "INTEGER RANGE": "N",
                     "FLOAT RANGE": "X"}
 # Help for options defined without any (the same option means the same on every command).
-FALLBACK_HELP = {
-    "--fleet": "Fleet id ([A-Za-z0-9_-])", "--device-id": "This device's id ([A-Za-z0-9_-])",
-    "--tls-ca": "CA certificate (PEM) for TLS", "--tls-cert": "Client certificate (PEM)",
-    "--tls-key": "Client key (PEM)", "--username": "Broker user name",
-    "--password": "Broker password", "--rtol": "Relative tolerance against the recorded outputs",
-    "--atol": "Absolute tolerance against the recorded outputs",
-    "--latency-budget-ms": "Refuse a model slower than this per call (ms)",
-    "--allow-downgrade": "Accept an older version than the store's floor",
-}
+FALLBACK_HELP = {"--fleet": "Fleet id ([A-Za-z0-9_-])"}
 
 
 def keep_argument_help() -> None:

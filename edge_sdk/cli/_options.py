@@ -19,8 +19,7 @@ import typer
 
 from device_agent.cli_help import metavar
 from device_agent.cli_options import BROKER, Option, broker_values
-from device_agent.config import read_password
-from device_agent.mqtt import BrokerOptions
+from device_agent.config import broker_from
 
 F = TypeVar("F", bound=Callable[..., Any])
 Spec = list[tuple[str, Any, Any]]  # (parameter name, type, typer option)
@@ -59,22 +58,9 @@ def add_options(spec: Spec, *, into: str, build: Callable[[dict[str, Any]], Any]
     return decorate
 
 
-def options_from_values(values: dict[str, Any], *, client_id: str = "") -> BrokerOptions | None:
-    """BrokerOptions field values given (the password read from ``password_file`` or the
-    environment) → checked :class:`BrokerOptions`; None without a URL."""
-    if not values.get("url"):
-        return None
-    v = dict(values)
-    password_file = v.pop("password_file", None)
-    if v.get("password") is None:
-        v["password"] = read_password(password_file)
-    v["client_id"] = v.get("client_id") or client_id
-    return BrokerOptions(**v).check()
-
-
 def broker_options(*, required: bool = False) -> Callable[[F], F]:
     """Add the shared broker options to a typer command whose ``broker`` parameter receives
     checked :class:`BrokerOptions` (``None`` without ``--broker``); ``required`` makes
     ``--broker`` required."""
     spec = [typer_param(o, required=required and o.name == "broker") for o in BROKER]
-    return add_options(spec, into="broker", build=lambda raw: options_from_values(broker_values(raw)))
+    return add_options(spec, into="broker", build=lambda raw: broker_from(broker_values(raw)))
