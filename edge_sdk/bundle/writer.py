@@ -56,12 +56,26 @@ def compress(data: bytes, how: Compression) -> bytes:
         return zlib.compress(data, 9)
     if how == Compression.XZ:
         # The dictionary no larger than the data: the device's decoder allocates it whole.
-        dict_size = max(1 << 16, 1 << (len(data) - 1).bit_length())
-        filters = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": min(dict_size, 1 << 26)}]
-        return lzma.compress(data, format=lzma.FORMAT_XZ, filters=filters)
+        dict_size = min(max(1 << 16, 1 << (len(data) - 1).bit_length()), 1 << 26)
+        return min((_xz(data, dict_size, lc, pb) for lc, pb in _XZ_LITERALS), key=len)
     import zstandard
 
     return zstandard.ZstdCompressor(level=19).compress(data)
+
+
+# LZMA's literal coder settings tried, the smaller output kept: the default (lc=3, pb=2:
+# a literal is predicted from the byte before it) suits text and float32 files; int8
+# weights are near-independent bytes, where a context only dilutes the statistics. On the
+# digits LeNet-5's int8 search candidates lc=0, pb=0 stored 3.4-8.5% fewer bytes (31,752
+# against 33,000 at 97% weight sparsity with 16 clusters); on the float32 file 1.5% more.
+# Either way the stream is plain xz: every decoder reads its settings from the header.
+_XZ_LITERALS = ((3, 2), (0, 0))
+
+
+def _xz(data: bytes, dict_size: int, lc: int, pb: int) -> bytes:
+    filters = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": dict_size,
+                "lc": lc, "lp": 0, "pb": pb}]
+    return lzma.compress(data, format=lzma.FORMAT_XZ, filters=filters)
 
 
 def model_file(p: ModelPayload, compression: Compression = Compression.NONE) -> tuple[ModelFile, bytes]:
