@@ -8,6 +8,13 @@ fine-tuning on the labels alone cost half a point of test accuracy that the clus
 itself had not, while the teacher's outputs kept it. An int8 export with one scale per
 tensor then has at most K distinct int8 values per kernel, which a general-purpose
 compressor (zstd, deflate) exploits.
+
+A sparse kernel (most weights exactly zero, as :mod:`edge_sdk.passes.sparsify` leaves
+it) keeps its zeros: only the nonzero weights are clustered, and zero stays a value of
+its own that fine-tuning never moves (Deep Compression quantizes the weights pruning
+left). Clustered with the zeros, a kernel 97% zero spent its clusters on them and the
+fine-tuned centroid nearest zero drifted off it, so the zeros the compressor folds
+became a nonzero value.
 """
 
 from __future__ import annotations
@@ -56,11 +63,16 @@ class ShareConfig:
             raise EdgeError(f"share: fine_tune_steps must be >= 0, got {self.fine_tune_steps}")
 
 
+# A kernel with more than this share of exact zeros was sparsified: its zeros stay zero.
+SPARSE_KERNEL = 0.5
+
+
 @dataclass
 class _Shared:
     var: Any
     book: Codebook
     adam: _Adam
+    zero: int | None = None  # the index of the pinned zero centroid of a sparse kernel
 
 
 @dataclass
@@ -119,10 +131,10 @@ class SharePass:
             for var in layer.trainable_weights:
                 if len(var.shape) < 2:  # biases stay as they are
                     continue
-                book = kmeans_1d(var.numpy(), k, init=self.config.init, seed=ctx.seed)
+                book, zero = _codebook(var.numpy(), k, self.config.init, ctx.seed)
                 var.assign(book.decode().astype(np.float32))
                 zeros = np.zeros_like(book.centroids)
-                out.append(_Shared(var, book, _Adam(self.config.learning_rate, zeros, zeros.copy())))
+                out.append(_Shared(var, book, _Adam(self.config.learning_rate, zeros, zeros.copy()), zero))
         return out
 
     def _fine_tune(self, model: KerasModel, shared: list[_Shared], ctx: PassContext) -> tuple[str, ...]:
@@ -149,7 +161,10 @@ class SharePass:
             for s, g in zip(shared, grads, strict=True):
                 k = len(s.book.centroids)
                 cg = cluster_sums(s.book.labels, np.asarray(g), k)
-                s.book = Codebook(s.adam.step(s.book.centroids, cg), s.book.labels)
+                centroids = s.adam.step(s.book.centroids, cg)
+                if s.zero is not None:
+                    centroids[s.zero] = 0.0
+                s.book = Codebook(centroids, s.book.labels)
                 s.var.assign(s.book.decode().astype(np.float32))
             if step % 10 == 0:
                 ctx.progress("share: fine-tuning centroids", step, steps)
@@ -164,6 +179,18 @@ class SharePass:
             return distill_loss(lp, t_lp, y, temperature=self.config.temperature, alpha=self.config.alpha)
         assert y is not None  # _loss_target: labels or a teacher
         return -tf.reduce_mean(tf.gather(lp, tf.constant(y, dtype=tf.int32), axis=1, batch_dims=1))
+
+
+def _codebook(w: np.ndarray, k: int, init: KMeansInit, seed: int) -> tuple[Codebook, int | None]:
+    """``w`` clustered into ``k`` values, and the index of its pinned zero centroid: a sparse
+    kernel clusters only its nonzero weights, its zeros labelled with an extra centroid 0."""
+    nonzero = w != 0
+    if nonzero.mean() >= 1.0 - SPARSE_KERNEL or int(nonzero.sum()) < k:
+        return kmeans_1d(w, k, init=init, seed=seed), None
+    book = kmeans_1d(w[nonzero], k, init=init, seed=seed)
+    labels = np.full(w.shape, k, dtype=book.labels.dtype)
+    labels[nonzero] = book.labels
+    return Codebook(np.append(book.centroids, 0.0), labels), k
 
 
 MAX_SHARED_VALUES = 256
