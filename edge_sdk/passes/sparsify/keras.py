@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from device_agent.errors import EdgeError
-from edge_sdk.passes._keras_train import batches, fitted, outputs_probabilities
+from edge_sdk.passes._keras_train import batches, fitted, outputs_probabilities, selection_metric
 from edge_sdk.passes.base import PassContext, PassOutcome
 from edge_sdk.passes.distill.keras import DistillConfig, Pair, copy_model, distill_step, mixup_blend
 
@@ -120,7 +120,7 @@ class SparsifyPass:
                     v.assign(v * m)
             if epoch + 1 < ramp:
                 continue  # only a student at full sparsity may be kept
-            metric = _metric(student, ctx.teacher, val)
+            metric = _metric(student, ctx.teacher, val, pair.s_probs)
             if metric > best:
                 best, best_w, stale = metric, student.get_weights(), 0
             else:
@@ -131,8 +131,9 @@ class SparsifyPass:
         return best_w, epoch + 1
 
 
-def _metric(model: Any, teacher: Any, val: Any) -> float:
-    """Top-1 on the validation split; without labels, agreement with the teacher."""
-    pred = np.argmax(model.predict(val.x, verbose=0, batch_size=256), axis=-1)
+def _metric(model: Any, teacher: Any, val: Any, probabilities: bool) -> float:
+    """Top-1 on the validation split (ties broken by margin, :func:`selection_metric`);
+    without labels, agreement with the teacher."""
+    out = model.predict(val.x, verbose=0, batch_size=256)
     truth = val.y if val.y is not None else np.argmax(teacher.predict(val.x, verbose=0, batch_size=256), axis=-1)
-    return float(np.mean(pred == truth))
+    return selection_metric(out, truth, probabilities)
