@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -42,7 +42,7 @@ def distill_loss(student_lp: Any, teacher_lp: Any, y: np.ndarray | None, *,
     soft = -tf.reduce_mean(tf.reduce_sum(soft_t * tf.nn.log_softmax(student_lp / t, axis=-1), axis=-1)) * t * t
     if y is None:
         return soft
-    hard = -tf.reduce_mean(tf.gather(student_lp, tf.constant(y, tf.int32), axis=1, batch_dims=1))
+    hard = -tf.reduce_mean(tf.gather(student_lp, tf.cast(y, tf.int32), axis=1, batch_dims=1))
     return alpha * soft + (1.0 - alpha) * hard
 
 
@@ -91,3 +91,29 @@ def selection_metric(out: np.ndarray, y: np.ndarray, probabilities: bool) -> flo
     rest[rows, y] = -np.inf
     margin = float(np.mean(truth - rest.max(axis=-1))) if p.shape[-1] > 1 else 0.0
     return float(np.mean(np.argmax(p, axis=-1) == y)) + MARGIN_WEIGHT * margin
+
+
+def compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` of array arguments (some may be ``None``) as a TensorFlow graph: traced once
+    per pattern of ``None`` arguments, with any batch size (the last batch of an epoch is
+    usually smaller, and tracing a MobileNetV2's training step takes seconds). Eager Keras
+    dispatches every layer of the student and the teacher from Python at every step; on
+    the 48×48 MobileNetV2 of ``benchmarks.search`` that made each recovery take minutes
+    (a search was stopped after 9 CPU minutes), compiled it takes 27-38 s."""
+    import tensorflow as tf
+
+    graphs: dict[tuple[bool, ...], Any] = {}
+
+    def call(*args: Any) -> Any:
+        given = tuple(a is not None for a in args)
+        if given not in graphs:
+            def body(*present: Any) -> Any:
+                it = iter(present)
+                return fn(*(next(it) if g else None for g in given))
+
+            specs = [tf.TensorSpec((None, *np.shape(a)[1:]), tf.as_dtype(np.asarray(a).dtype))
+                     for a in args if a is not None]
+            graphs[given] = tf.function(body, input_signature=specs)
+        return graphs[given](*(tf.convert_to_tensor(a) for a in args if a is not None))
+
+    return call

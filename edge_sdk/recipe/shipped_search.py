@@ -23,6 +23,17 @@ clusters, 36.3 KB at 0.95. A third family zeroes weights instead of units
 Dense kernels and 60% of the convolutions' measured 47.0 KB stored at a 0.38-point
 selection drop before any sharing. The pure parts (:func:`pareto`, :func:`choose`) touch
 no model.
+
+Time is spent where it can change the answer. A prune ratio is applied first (a second
+or two) and its row skipped before any recovery when it removes no channel, or the same
+channels as the ratio before it (groups too small for the ratio, or blocked by layers the
+analysis leaves whole, such as nested models). Each recovery has a time budget: its
+epochs stop at the one that fits (:attr:`DistillConfig.time_budget_s`). The whole walk
+has one too: the no-prune row, which needs no recovery, comes first, and a later row
+starts only if a row like it fits in what is left. The report lists each recovery's
+epochs and seconds and every row not tried, with why. On the 48×48 MobileNetV2 of
+``benchmarks.search`` (422,730 parameters; only its head convolution prunable) the walk
+judged 29 candidates in 547 s, every recovery ending by early stopping in 27-38 s.
 """
 
 from __future__ import annotations
@@ -40,6 +51,10 @@ from edge_sdk.passes.distill.keras import DistillConfig
 
 if TYPE_CHECKING:
     from edge_sdk.measure.device_bench import DeviceTarget
+
+# Wall seconds one recovery (distillation of a pruned model) may take: its epochs stop at
+# the one that fits.
+RECOVERY_S = 60.0
 
 # Margin (points) beyond the budget within which a failing candidate does not yet end
 # its row: small drops are noisy on a few hundred samples.
@@ -66,8 +81,11 @@ class ShippedConfig:
     # Recovery is what lets a ratio through: on the digits LeNet-5, 12 epochs with patience
     # 3 left 50% pruning at -0.95 points where 25% recovered fully; mixup blends took 62.5%
     # from -1.72 to -0.95 points (selection split, 525 calibration samples).
+    # time_budget_s: a recovery that would run past it stops after the epoch that fits (the
+    # 48×48 MobileNetV2 of benchmarks.search: a first epoch of 12-19 s, which compiles the
+    # step, then 11-12 epochs in 27-38 s, ended by early stopping within it).
     distill: DistillConfig | None = field(
-        default_factory=lambda: DistillConfig(epochs=40, patience=6, mixup=0.4))
+        default_factory=lambda: DistillConfig(epochs=40, patience=6, mixup=0.4, time_budget_s=RECOVERY_S))
     # The sparse rows' recovery: sparsity rises over the first 60% of the epochs and only
     # epochs at full sparsity may be kept, so 40 epochs left 16 to recover in. On the digits
     # LeNet-5 at 97%, 80 epochs with patience 12 took the 8-cluster int8 candidate from 3
@@ -76,6 +94,11 @@ class ShippedConfig:
         default_factory=lambda: DistillConfig(epochs=80, patience=12, mixup=0.4))
     share_fine_tune_steps: int = 60
     objective: Objective = Objective.SIZE
+    # Wall seconds for the whole walk (None: no limit). A row starts only if it fits, by
+    # the time a row of its family took (the first recovered row: the no-prune row's time
+    # plus the recovery budget); rows not tried are listed in the report. LeNet-5's walk
+    # takes a few minutes and ends within it; a larger model gets its cheap rows first.
+    time_budget_s: float | None = 600.0
     max_bytes: int | None = None
     max_latency_ms: float | None = None
     # --latency-on: each candidate's latency is timed by this device's agent, not here.
@@ -97,6 +120,8 @@ class ShippedConfig:
             raise EdgeError(f"search sparsities must be increasing and in (0, 1), got {self.sparsities}")
         if list(self.clusters) != sorted(self.clusters, reverse=True) or any(k < 2 for k in self.clusters):
             raise EdgeError(f"search cluster counts must be decreasing and >= 2, got {self.clusters}")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise EdgeError(f"search time budget must be > 0 seconds (None: no limit), got {self.time_budget_s}")
         if self.max_bytes is not None and self.max_bytes <= 0:
             raise EdgeError(f"--max-bytes must be a positive number of bytes, got {self.max_bytes}")
         if self.max_latency_ms is not None and self.max_latency_ms <= 0:
@@ -107,6 +132,8 @@ class ShippedConfig:
         return {"kind": "shipped", "budget_points": self.max_drop, "ratios": list(self.ratios),
                 "dense_ratios": list(self.dense_ratios), "sparsities": list(self.sparsities),
                 "clusters": list(self.clusters), "distill": self.distill is not None,
+                "time_budget_s": self.time_budget_s,
+                "recovery_budget_s": None if self.distill is None else self.distill.time_budget_s,
                 "objective": self.objective.value, "max_bytes": self.max_bytes,
                 "max_latency_ms": self.max_latency_ms, "latency_measured_on": self.latency_where}
 
@@ -165,6 +192,8 @@ class ShippedResult:
     chosen: int
     seconds: float
     config: ShippedConfig
+    skipped: tuple[str, ...] = ()  # rows not judged, each with why
+    recovery: tuple[str, ...] = ()  # each recovered row: epochs and seconds of distillation
 
     @property
     def best(self) -> Candidate:
@@ -187,6 +216,8 @@ class ShippedResult:
             "chosen": [{"step": n, "detail": d} for n, d, _ in best.steps],
             "front": list(self.front),
             "candidates": [c.row() for c in self.candidates],
+            "time_budget_s": self.config.time_budget_s, "skipped": list(self.skipped),
+            "recovery": list(self.recovery),
             "layer_ratios": {"dense" if best.dense_only else "all": best.ratio}, "clusters": best.clusters,
         }
 
@@ -236,44 +267,90 @@ def search(model: Any, ctx: PassContext, config: ShippedConfig, judge: Judge,
                         "give --prune/--share explicitly)")
     t0 = time.perf_counter()
     cands: list[Candidate] = []
+    skipped: list[str] = []
+    recovery: list[str] = []
     dense = hidden_dense(model)
     rows: list[tuple[float, tuple[str, ...], float]] = [(r, (), 0.0) for r in config.ratios]
     if dense:
         rows += [(r, dense, 0.0) for r in config.dense_ratios] + [(0.0, (), s) for s in config.sparsities]
-    misses, family = 0, None
+    misses, family = 0, (False, False)
+    took: dict[tuple[bool, bool], float] = {}  # the longest row of each family so far, seconds
+    last_row_s, removed_before = 0.0, -1
     for i, (ratio, layers, sparsity) in enumerate(rows):
-        if (bool(layers), sparsity > 0) != family:
-            misses, family = 0, (bool(layers), sparsity > 0)  # a new family of rows
+        if (bool(layers), sparsity > 0) != family or i == 0:
+            misses, family, removed_before = 0, (bool(layers), sparsity > 0), -1  # a new family of rows
         if misses == 2:
             continue  # two ratios in a row over budget: more pruning only loses more
+        label = _row_label(ratio, layers, sparsity)
+        spent = time.perf_counter() - t0
+        guess = took.get(family, last_row_s + (_recovery_s(config) if ratio or sparsity else 0.0))
+        if config.time_budget_s is not None and cands and spent + guess > config.time_budget_s:
+            skipped.append(f"{label}: not tried, over the search's {config.time_budget_s:g} s time budget "
+                           f"({spent:.0f} s spent, a row like it ~{guess:.0f} s)")
+            continue
         ctx.progress("search: shipped candidates", i, len(rows))
-        row = _row(model, ctx, config, judge, baseline_accuracy, ratio, len(cands), layers, sparsity)
+        start = time.perf_counter()
+        pruned = _pruned(model, ctx, ratio, layers) if ratio else None
+        if pruned is not None and pruned[2] in (0, removed_before):
+            why = ("the same channels as the ratio before" if pruned[2] else "no channel") + \
+                " (its prunable groups are too small, or blocked by layers the analysis leaves whole)"
+            skipped.append(f"{label}: not tried, " + (pruned[1] if pruned[0] is None else f"it removes {why}"))
+            continue
+        removed_before = pruned[2] if pruned is not None else removed_before
+        row, note = _row(model, ctx, config, judge, baseline_accuracy, ratio, len(cands), layers, sparsity,
+                         pruned)
+        if note:
+            recovery.append(f"{label}: {note}")
         cands += row
+        last_row_s = time.perf_counter() - start
+        took[family] = max(took.get(family, 0.0), last_row_s)
         misses = 0 if any(c.drop <= config.max_drop for c in row) else misses + 1
     front = tuple(pareto([(c.shipped.bytes, c.shipped.accuracy, c.shipped.latency_ms) for c in cands]))
     chosen = choose(cands, config)
     if chosen is None:
         raise EdgeError(_nothing_met(cands, config))
-    return ShippedResult(baseline_accuracy, tuple(cands), front, chosen, time.perf_counter() - t0, config)
+    return ShippedResult(baseline_accuracy, tuple(cands), front, chosen, time.perf_counter() - t0, config,
+                         tuple(skipped), tuple(recovery))
+
+
+def _recovery_s(config: ShippedConfig) -> float:
+    """What one recovery may add to a row: its time budget (none: nothing to go by)."""
+    d = config.distill
+    return 0.0 if d is None or d.time_budget_s is None else d.time_budget_s
+
+
+def _row_label(ratio: float, layers: tuple[str, ...], sparsity: float) -> str:
+    """A row in words, as its candidates' labels begin: ``prune 50%``, ``dense 90%``, ``sparse 97%``."""
+    if ratio:
+        return f"dense {ratio:.0%}" if layers else f"prune {ratio:.0%}"
+    return f"sparse {sparsity:.0%}" if sparsity else "no prune"
+
+
+# The pruned model, what was removed in words, channels removed (no model: why none could be).
+Pruned = tuple[Any, str, int]
 
 
 def _row(model: Any, ctx: PassContext, config: ShippedConfig, judge: Judge, base: float,
-         ratio: float, start: int, layers: tuple[str, ...] = (), sparsity: float = 0.0) -> list[Candidate]:
-    """One prune ratio (recovered; of ``layers`` alone when given) or weight sparsity,
-    then sharing from many clusters to few."""
-    steps = _sparse(model, ctx, config, sparsity) if sparsity else _recovered(model, ctx, config, ratio, layers)
+         ratio: float, start: int, layers: tuple[str, ...] = (), sparsity: float = 0.0,
+         pruned: Pruned | None = None) -> tuple[list[Candidate], str]:
+    """One prune ratio (``pruned``, recovered; of ``layers`` alone when given) or weight
+    sparsity, then sharing from many clusters to few; and how the recovery went."""
+    if sparsity:
+        steps, note = _sparse(model, ctx, config, sparsity), ""
+    else:
+        steps, note = _recovered(model, ctx, config, pruned)
     current = steps[-1][2] if steps else model
     dense = bool(layers)
     out = [_candidate(start, ratio, None, steps, judge(current), base, dense, sparsity)]
     if out[0].drop > config.max_drop + _SLACK:
-        return out  # sharing only loses more
+        return out, note  # sharing only loses more
     for k in config.clusters:
         shared = _share(current, ctx, config, k)
         c = _candidate(start + len(out), ratio, k, (*steps, shared), judge(shared[2]), base, dense, sparsity)
         out.append(c)
         if c.drop > config.max_drop + _SLACK:
             break
-    return out
+    return out, note
 
 
 def _candidate(index: int, ratio: float, clusters: int | None, steps: Sequence[tuple[str, str, Any]],
@@ -301,27 +378,46 @@ def hidden_dense(model: Any) -> tuple[str, ...]:
     return tuple(lay.name for lay in model.layers[:-1] if type(lay).__name__ == "Dense")
 
 
-def _recovered(model: Any, ctx: PassContext, config: ShippedConfig, ratio: float,
-               layers: tuple[str, ...] = ()) -> tuple[tuple[str, str, Any], ...]:
-    from dataclasses import replace
-
-    from edge_sdk.passes.distill.keras import DistillPass
+def _pruned(model: Any, ctx: PassContext, ratio: float, layers: tuple[str, ...] = ()) -> Pruned:
+    """``ratio`` of every group's channels (of ``layers``' units alone when given) removed:
+    cheap next to the recovery, so a ratio that removes nothing new is caught before it."""
     from edge_sdk.passes.prune.keras import PruneConfig, PrunePass
 
-    if ratio == 0:
-        return ()
     if layers:
         cfg = PruneConfig(ratio=0.0, layer_ratios=tuple((name, ratio) for name in layers))
         what = f"{ratio:.0%} of the units of {', '.join(layers)}"
     else:
         cfg, what = PruneConfig(ratio=ratio), f"{ratio:.0%} of every group's channels"
-    pruned = PrunePass(cfg).apply(model, ctx).model
-    steps: list[tuple[str, str, Any]] = [("prune", what, pruned)]
-    if config.distill is not None:
-        teacher_ctx = ctx if ctx.teacher is not None else replace(ctx, teacher=model)
-        student = DistillPass(config.distill).apply(pruned, teacher_ctx).model
-        steps.append(("distill", f"T={config.distill.temperature}, alpha={config.distill.alpha}", student))
-    return tuple(steps)
+    try:
+        out = PrunePass(cfg).apply(model, ctx)
+    except EdgeError as e:  # no prunable group at all: the row has nothing to try
+        return None, str(e), 0
+    return out.model, what, int(out.changes["channel_units_removed"])
+
+
+def _recovered(model: Any, ctx: PassContext, config: ShippedConfig,
+               pruned: Pruned | None) -> tuple[tuple[tuple[str, str, Any], ...], str]:
+    """The prune step and its recovery by distillation from ``model``; and, in words, how
+    many epochs the recovery ran in how long (and whether its time budget stopped it)."""
+    from dataclasses import replace
+
+    from edge_sdk.passes.distill.keras import DistillPass
+
+    if pruned is None:
+        return (), ""
+    steps: list[tuple[str, str, Any]] = [("prune", pruned[1], pruned[0])]
+    if config.distill is None:
+        return tuple(steps), ""
+    teacher_ctx = ctx if ctx.teacher is not None else replace(ctx, teacher=model)
+    out = DistillPass(config.distill).apply(pruned[0], teacher_ctx)
+    ch = out.changes
+    timed = any("time budget" in n for n in out.notes)
+    budget = config.distill.time_budget_s
+    ran = (f"{ch['epochs']} of {config.distill.epochs} epochs in {ch['seconds']} s (first epoch "
+           f"{ch['first_epoch_seconds']} s"
+           + ("" if budget is None else f"; budget {budget:g} s{', reached' if timed else ''}") + ")")
+    steps.append(("distill", f"T={config.distill.temperature}, alpha={config.distill.alpha}; {ran}", out.model))
+    return tuple(steps), ran
 
 
 def _share(model: Any, ctx: PassContext, config: ShippedConfig, clusters: int) -> tuple[str, str, Any]:
@@ -353,9 +449,12 @@ def plan_steps(result: ShippedResult) -> tuple[GraphPass, ...]:
 
 def candidate_lines(summary: dict[str, Any]) -> list[str]:
     """The recorded candidates (:meth:`ShippedResult.summary`) as plain lines: the Pareto
-    front marked ``*``, the chosen point ``>``."""
+    front marked ``*``, the chosen point ``>``; then each recovery's epochs and seconds and
+    the rows not tried, with why."""
+    budget = summary.get("time_budget_s")
     rows = [f"search: {len(summary['candidates'])} candidates judged as shipped in "
-            f"{summary['seconds']}s (objective {summary['objective']}; * Pareto front over bytes, "
+            f"{summary['seconds']}s{'' if budget is None else f' of a {budget:g} s time budget'} "
+            f"(objective {summary['objective']}; * Pareto front over bytes, "
             "accuracy, latency; > chosen); selection split; latency p50 measured on "
             f"{summary.get('latency_measured_on', 'this host')}",
             "   #  candidate                     accuracy   drop      bytes  latency ms"]
@@ -364,6 +463,8 @@ def candidate_lines(summary: dict[str, Any]) -> list[str]:
         mark = ">" if c["index"] == summary["chosen_index"] else ("*" if c["index"] in front else " ")
         rows.append(f"{mark}{c['index']:>3}  {c['label']:<28}{c['accuracy']:>9.2f}%{c['drop_points']:>7.2f}"
                     f"{c['bytes']:>11,}{c['latency_ms']:>12.4f}")
+    rows += [f"recovery {line}" for line in summary.get("recovery", [])]
+    rows += [f"skipped {line}" for line in summary.get("skipped", [])]
     return rows
 
 

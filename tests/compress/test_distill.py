@@ -73,3 +73,17 @@ def test_mixup_blends_match_the_teacher_between_samples(lenet: Any, pruned: Any,
     assert DistillPass(DistillConfig())._blend(digits.x_test[:8], np.random.default_rng(0)) is None
     with pytest.raises(EdgeError, match="mixup must be >= 0"):
         DistillConfig(mixup=-1)
+
+
+def test_a_time_budget_stops_the_recovery_after_the_epoch_that_fits(lenet: Any, pruned: Any, digits: Any) -> None:
+    from edge_sdk.passes.distill.keras import _over_budget
+
+    ctx = context(digits, teacher=lenet)
+    out = DistillPass(DistillConfig(epochs=5, patience=5, time_budget_s=1e-6)).apply(pruned, ctx)
+    assert out.changes["epochs"] == 1  # the first epoch always runs: it measures what one costs
+    assert out.notes[0].startswith("stopped at the 1e-06 s time budget after 1 of 5 epochs (last epoch ")
+    first, total = float(out.changes["first_epoch_seconds"]), float(out.changes["seconds"])
+    assert first > 0 and total >= first
+    assert _over_budget(10.0, 6.0, 5.0) and not _over_budget(10.0, 5.0, 5.0) and not _over_budget(None, 1e9, 1.0)
+    with pytest.raises(EdgeError, match="time_budget_s must be > 0"):
+        DistillConfig(time_budget_s=0)

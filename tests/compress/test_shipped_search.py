@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from device_agent.errors import EdgeError
@@ -106,3 +108,57 @@ def test_dense_rows_name_the_hidden_dense_layers_and_say_so() -> None:
     assert sparse.label == "sparse 97%, 8 clusters" and sparse.row()["sparsity"] == 0.97
     with pytest.raises(EdgeError, match="sparsities must be increasing"):
         ShippedConfig(sparsities=(1.0,))
+
+
+def _toy_search(config: ShippedConfig) -> Any:
+    """The real search on a three-channel conv model, judged by Keras accuracy and weight
+    count (bytes) on the selection split: which rows it walks, skips and recovers."""
+    import keras
+    import numpy as np
+
+    from edge_sdk.model.data import Dataset
+    from edge_sdk.passes.base import PassContext
+    from edge_sdk.recipe.shipped_search import search
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(3, 3, name="conv"), keras.layers.ReLU(),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2, name="out")])
+    x = np.random.default_rng(0).random((64, 6, 6, 1), dtype=np.float32)
+    cal, val = Dataset(x, (x.mean(axis=(1, 2, 3)) > 0.5).astype(np.int64), "toy").split(0.5, seed=0)
+
+    def judge(m: Any) -> Shipped:
+        acc = 100 * float(np.mean(np.argmax(m.predict(val.x, verbose=0), axis=1) == val.y))
+        return Shipped(acc, m.count_params(), 0.1, m.count_params(), m.count_params())
+
+    ctx = PassContext(calibration=cal, validation=val, teacher=model)
+    return search(model, ctx, config, judge, judge(model).accuracy)
+
+
+def test_ratios_that_remove_nothing_new_are_skipped_before_any_recovery() -> None:
+    from edge_sdk.passes.distill.keras import DistillConfig
+
+    # Three channels: 25% removes none (floor), 62.5% the same one as 50%.
+    found = _toy_search(ShippedConfig(max_drop=100.0, ratios=(0.0, 0.25, 0.5, 0.625), clusters=(4,),
+                                      distill=DistillConfig(epochs=1, patience=1), time_budget_s=None))
+    assert [c.label for c in found.candidates] == ["no prune, no sharing", "no prune, 4 clusters",
+                                                   "prune 50%, no sharing", "prune 50%, 4 clusters"]
+    assert [s.split(":")[0] for s in found.skipped] == ["prune 25%", "prune 62%"]
+    assert "it removes no channel" in found.skipped[0]
+    assert "it removes the same channels as the ratio before" in found.skipped[1]
+    assert len(found.recovery) == 1 and found.recovery[0].startswith("prune 50%: 1 of 1 epochs in ")
+    lines = candidate_lines(found.summary())
+    assert lines[-3].startswith("recovery prune 50%: 1 of 1 epochs") and lines[-1].startswith("skipped prune 62%")
+
+
+def test_the_time_budget_keeps_the_cheap_row_and_names_the_rows_not_tried() -> None:
+    from edge_sdk.passes.distill.keras import DistillConfig
+
+    found = _toy_search(ShippedConfig(max_drop=100.0, ratios=(0.0, 0.5), clusters=(4,),
+                                      distill=DistillConfig(epochs=1, patience=1), time_budget_s=1e-6))
+    assert [c.label for c in found.candidates] == ["no prune, no sharing", "no prune, 4 clusters"]
+    assert found.skipped[0].startswith("prune 50%: not tried, over the search's 1e-06 s time budget")
+    assert found.recovery == ()
+    assert candidate_lines(found.summary())[0].startswith("search: 2 candidates judged as shipped in ")
+    assert " of a 1e-06 s time budget " in candidate_lines(found.summary())[0]
+    with pytest.raises(EdgeError, match="search time budget must be > 0 seconds"):
+        ShippedConfig(time_budget_s=0)

@@ -9,6 +9,8 @@ so distillation never returns a model worse on validation than it received).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +18,14 @@ import numpy as np
 
 from device_agent.errors import EdgeError
 from edge_sdk.model.data import Dataset
-from edge_sdk.passes._keras_train import batches, distill_loss, fitted, log_probs, outputs_probabilities
+from edge_sdk.passes._keras_train import (
+    batches,
+    compiled,
+    distill_loss,
+    fitted,
+    log_probs,
+    outputs_probabilities,
+)
 from edge_sdk.passes.base import PassContext, PassOutcome
 
 
@@ -40,6 +49,10 @@ class DistillConfig:
     # the digits LeNet-5 pruned 62.5% (525 calibration samples): the selection-split drop
     # after recovery fell from 1.72 to 0.95 points.
     mixup: float = 0.0
+    # Wall seconds of training after which no new epoch starts (None: no limit): before
+    # each epoch, the time spent plus the last epoch's must fit. The search's recovery
+    # budget (a slow model gets fewer epochs, not a longer search); the notes say so.
+    time_budget_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
@@ -50,6 +63,8 @@ class DistillConfig:
             raise EdgeError(f"distill: epochs and patience must be >= 1, got {self.epochs}, {self.patience}")
         if self.mixup < 0:
             raise EdgeError(f"distill: mixup must be >= 0 (0: off), got {self.mixup}")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise EdgeError(f"distill: time_budget_s must be > 0 seconds (None: no limit), got {self.time_budget_s}")
 
 
 @dataclass
@@ -86,42 +101,54 @@ class DistillPass:
         model = copy_model(model)  # the caller's model stays as it was
         train = fitted(model, ctx.calibration, "distill")
         val = fitted(model, ctx.validation, "distill")
-        opt = keras.optimizers.Adam(self.config.learning_rate)
+        cfg = self.config
         track = _Track()
         pair = Pair(model, ctx.teacher, outputs_probabilities(model), outputs_probabilities(ctx.teacher))
-        steps = max(1, int(np.ceil(len(train) / self.config.batch_size)))
-        it = batches(train, self.config.batch_size, seed=ctx.seed)
+        step = distill_stepper(pair, keras.optimizers.Adam(cfg.learning_rate), temperature=cfg.temperature,
+                               alpha=cfg.alpha)
+        steps = max(1, int(np.ceil(len(train) / cfg.batch_size)))
+        it = batches(train, cfg.batch_size, seed=ctx.seed)
         rng = np.random.default_rng(ctx.seed)
         self._stop(track, pair, val)  # the untrained student is the baseline to beat
-        epochs_run = 0
-        labelled = val.y is not None
-        for epoch in range(self.config.epochs):
-            last = track.history[-1]
-            ctx.progress(f"distill: epochs, validation {100 * last:.1f}%" if labelled
-                         else "distill: epochs", epoch, self.config.epochs)
+        epochs_run, timed_out, labelled = 0, False, val.y is not None
+        t0 = last = time.perf_counter()
+        epoch_s: list[float] = []
+        for epoch in range(cfg.epochs):
+            if epoch_s and _over_budget(cfg.time_budget_s, last - t0, epoch_s[-1]):
+                timed_out = True
+                break
+            ctx.progress(f"distill: epochs, validation {100 * track.history[-1]:.1f}%" if labelled
+                         else "distill: epochs", epoch, cfg.epochs)
             for _ in range(steps):
                 x, y = next(it)
-                self._step(pair, opt, x, y, self._blend(x, rng))
+                step(x, y, self._blend(x, rng))
             epochs_run += 1
-            if self._stop(track, pair, val):
+            stop = self._stop(track, pair, val)
+            now = time.perf_counter()
+            epoch_s.append(now - last)
+            last = now
+            if stop:
                 break
-        ctx.progress("distill: epochs", self.config.epochs, self.config.epochs)
+        ctx.progress("distill: epochs", cfg.epochs, cfg.epochs)
         if track.weights is not None:
             model.set_weights(track.weights)
         metric = "val_accuracy" if val.y is not None else "val_neg_distill_loss"
         changes: dict[str, float | int | str] = {
             "epochs": epochs_run, "best_" + metric: float(track.best),
             "initial_" + metric: float(track.history[0]),
+            "seconds": round(last - t0, 1), "first_epoch_seconds": round(epoch_s[0], 2) if epoch_s else 0.0,
         }
-        notes = (f"stopped early after {epochs_run} epochs",) if epochs_run < self.config.epochs else ()
+        if timed_out:
+            notes: tuple[str, ...] = (f"stopped at the {cfg.time_budget_s:g} s time budget after {epochs_run} "
+                                      f"of {cfg.epochs} epochs (last epoch {epoch_s[-1]:.1f} s)",)
+        elif epochs_run < cfg.epochs:
+            notes = (f"stopped early after {epochs_run} epochs",)
+        else:
+            notes = ()
         return PassOutcome(model=model, changes=changes, notes=notes)
 
     def _blend(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
         return mixup_blend(x, rng, self.config.mixup)
-
-    def _step(self, pair: Pair, opt: Any, x: np.ndarray, y: np.ndarray | None,
-              blend: np.ndarray | None = None) -> None:
-        distill_step(pair, opt, x, y, blend, temperature=self.config.temperature, alpha=self.config.alpha)
 
     def _loss(self, pair: Pair, out: Any, x: np.ndarray, y: np.ndarray | None) -> Any:
         t_lp = log_probs(pair.teacher(x, training=False), pair.t_probs)
@@ -153,23 +180,35 @@ def mixup_blend(x: np.ndarray, rng: np.random.Generator, alpha: float) -> np.nda
     return (lam * x + (1 - lam) * x[rng.permutation(len(x))]).astype(x.dtype)
 
 
-def distill_step(pair: Pair, opt: Any, x: np.ndarray, y: np.ndarray | None, blend: np.ndarray | None,
-                 *, temperature: float, alpha: float) -> None:
-    """One optimizer step of the student toward the teacher on ``x`` (and its labels ``y``
-    when given), plus the teacher's answer on mixup ``blend`` where no label applies."""
+def _over_budget(budget_s: float | None, spent_s: float, last_epoch_s: float) -> bool:
+    """True when another epoch, as long as the last one, would end past ``budget_s``."""
+    return budget_s is not None and spent_s + last_epoch_s > budget_s
+
+
+def distill_stepper(pair: Pair, opt: Any, *, temperature: float,
+                    alpha: float) -> Callable[[np.ndarray, np.ndarray | None, np.ndarray | None], None]:
+    """One optimizer step of the student toward the teacher, compiled once per pass
+    (:func:`~edge_sdk.passes._keras_train.compiled`): a call takes a batch ``x`` (and its
+    labels ``y`` when given), plus mixup ``blend`` where the teacher's answer is the only
+    target."""
     import tensorflow as tf
 
-    def loss_on(inputs: np.ndarray, labels: np.ndarray | None, weight: float) -> Any:
+    variables = pair.student.trainable_variables
+    opt.build(variables)
+
+    def loss_on(inputs: Any, labels: Any, weight: float) -> Any:
         t_lp = log_probs(pair.teacher(inputs, training=False), pair.t_probs)
         s_lp = log_probs(pair.student(inputs, training=True), pair.s_probs)
         return distill_loss(s_lp, t_lp, labels, temperature=temperature, alpha=weight)
 
-    with tf.GradientTape() as tape:
-        loss = loss_on(x, y, alpha)
-        if blend is not None:
-            loss += loss_on(blend, None, 1.0)
-    variables = pair.student.trainable_variables
-    opt.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+    def step(x: Any, y: Any, blend: Any) -> None:
+        with tf.GradientTape() as tape:
+            loss = loss_on(x, y, alpha)
+            if blend is not None:
+                loss += loss_on(blend, None, 1.0)
+        opt.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+
+    return compiled(step)
 
 
 def copy_model(model: Any) -> Any:

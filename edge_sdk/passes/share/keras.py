@@ -29,6 +29,7 @@ from edge_sdk.core.kmeans import Codebook, KMeansInit, check_clusters, cluster_s
 from edge_sdk.model.kind import KerasModel
 from edge_sdk.passes._keras_train import (
     batches,
+    compiled,
     distill_loss,
     fitted,
     log_probs,
@@ -153,11 +154,18 @@ class SharePass:
         ds = fitted(model, ctx.calibration, "share")
         probs, steps = outputs_probabilities(model), self.config.fine_tune_steps
         it = batches(ds, self.config.batch_size, seed=ctx.seed)
-        for step in range(steps):
-            x, y = next(it)
+        variables = [s.var.value for s in shared]
+
+        def grads_of(x: Any, y: Any) -> Any:
             with tf.GradientTape() as tape:
                 loss = self._loss(model(x, training=False), x, y, ctx.teacher, probs)
-            grads = tape.gradient(loss, [s.var.value for s in shared])
+            return tape.gradient(loss, variables)
+
+        gradients = compiled(grads_of)
+
+        for step in range(steps):
+            x, y = next(it)
+            grads = gradients(x, y)
             for s, g in zip(shared, grads, strict=True):
                 k = len(s.book.centroids)
                 cg = cluster_sums(s.book.labels, np.asarray(g), k)
@@ -178,7 +186,7 @@ class SharePass:
             t_lp = log_probs(teacher(x, training=False), outputs_probabilities(teacher))
             return distill_loss(lp, t_lp, y, temperature=self.config.temperature, alpha=self.config.alpha)
         assert y is not None  # _loss_target: labels or a teacher
-        return -tf.reduce_mean(tf.gather(lp, tf.constant(y, dtype=tf.int32), axis=1, batch_dims=1))
+        return -tf.reduce_mean(tf.gather(lp, tf.cast(y, tf.int32), axis=1, batch_dims=1))
 
 
 def _codebook(w: np.ndarray, k: int, init: KMeansInit, seed: int) -> tuple[Codebook, int | None]:

@@ -20,7 +20,7 @@ import numpy as np
 from device_agent.errors import EdgeError
 from edge_sdk.passes._keras_train import batches, fitted, outputs_probabilities, selection_metric
 from edge_sdk.passes.base import PassContext, PassOutcome
-from edge_sdk.passes.distill.keras import DistillConfig, Pair, copy_model, distill_step, mixup_blend
+from edge_sdk.passes.distill.keras import DistillConfig, Pair, copy_model, distill_stepper, mixup_blend
 
 SPARSE_LAYERS = {"Conv1D", "Conv2D", "Conv3D", "Dense"}  # depthwise kernels are small and sensitive
 
@@ -102,9 +102,11 @@ class SparsifyPass:
 
         d = self.config.distill
         train, val = fitted(student, ctx.calibration, "sparsify"), fitted(student, ctx.validation, "sparsify")
-        opt, rng = keras.optimizers.Adam(d.learning_rate), np.random.default_rng(ctx.seed)
+        rng = np.random.default_rng(ctx.seed)
         it = batches(train, d.batch_size, seed=ctx.seed)
         pair = Pair(student, ctx.teacher, outputs_probabilities(student), outputs_probabilities(ctx.teacher))
+        step = distill_stepper(pair, keras.optimizers.Adam(d.learning_rate), temperature=d.temperature,
+                               alpha=d.alpha if train.y is not None else 1.0)
         ramp = max(1, round(d.epochs * self.config.ramp))
         steps = max(1, int(np.ceil(len(train) / d.batch_size)))
 
@@ -114,8 +116,7 @@ class SparsifyPass:
             masks = [magnitude_mask(v.numpy(), schedule(f, epoch, ramp)) for v, f in targets]
             for _ in range(steps):
                 x, y = next(it)
-                distill_step(pair, opt, x, y, mixup_blend(x, rng, d.mixup), temperature=d.temperature,
-                             alpha=d.alpha if y is not None else 1.0)
+                step(x, y, mixup_blend(x, rng, d.mixup))
                 for (v, _), m in zip(targets, masks, strict=True):
                     v.assign(v * m)
             if epoch + 1 < ramp:
