@@ -169,8 +169,7 @@ class Candidate:
     @property
     def label(self) -> str:
         """The candidate in words, e.g. ``prune 50%, 16 clusters`` or ``dense 90%, 16 clusters``."""
-        prune = (f"dense {self.ratio:.0%}" if self.dense_only else f"prune {self.ratio:.0%}") if self.ratio \
-            else (f"sparse {self.sparsity:.0%}" if self.sparsity else "no prune")
+        prune = _row_label(self.ratio, self.dense_only, self.sparsity)
         return f"{prune}, {'no sharing' if self.clusters is None else f'{self.clusters} clusters'}"
 
     def row(self) -> dict[str, Any]:
@@ -281,7 +280,7 @@ def search(model: Any, ctx: PassContext, config: ShippedConfig, judge: Judge,
             misses, family, removed_before = 0, (bool(layers), sparsity > 0), -1  # a new family of rows
         if misses == 2:
             continue  # two ratios in a row over budget: more pruning only loses more
-        label = _row_label(ratio, layers, sparsity)
+        label = _row_label(ratio, bool(layers), sparsity)
         spent = time.perf_counter() - t0
         guess = took.get(family, last_row_s + (_recovery_s(config) if ratio or sparsity else 0.0))
         if config.time_budget_s is not None and cands and spent + guess > config.time_budget_s:
@@ -319,10 +318,10 @@ def _recovery_s(config: ShippedConfig) -> float:
     return 0.0 if d is None or d.time_budget_s is None else d.time_budget_s
 
 
-def _row_label(ratio: float, layers: tuple[str, ...], sparsity: float) -> str:
+def _row_label(ratio: float, dense_only: bool, sparsity: float) -> str:
     """A row in words, as its candidates' labels begin: ``prune 50%``, ``dense 90%``, ``sparse 97%``."""
     if ratio:
-        return f"dense {ratio:.0%}" if layers else f"prune {ratio:.0%}"
+        return f"dense {ratio:.0%}" if dense_only else f"prune {ratio:.0%}"
     return f"sparse {sparsity:.0%}" if sparsity else "no prune"
 
 
