@@ -136,7 +136,7 @@ class DistillPass:
         changes: dict[str, float | int | str] = {
             "epochs": epochs_run, "best_" + metric: float(track.best),
             "initial_" + metric: float(track.history[0]),
-            "seconds": round(last - t0, 1), "first_epoch_seconds": round(epoch_s[0], 2) if epoch_s else 0.0,
+            "seconds": round(last - t0, 2), "first_epoch_seconds": round(epoch_s[0], 2) if epoch_s else 0.0,
         }
         if timed_out:
             notes: tuple[str, ...] = (f"stopped at the {cfg.time_budget_s:g} s time budget after {epochs_run} "
