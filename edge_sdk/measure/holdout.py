@@ -122,6 +122,11 @@ class HeldOut:
                 out.append(f"{f}: the held-out drop {d.drop_points:.2f} points EXCEEDS the budget of "
                            f"{self.budget} points (the selection split said "
                            f"{self.selection_drops.get(f, float('nan')):.2f})")
+        if self.selection_samples and 100 / self.selection_samples > self.budget + 1e-9:
+            out.append(f"the selection split has {self.selection_samples} samples (one = "
+                       f"{100 / self.selection_samples:.2f} points), coarser than the {self.budget}-point "
+                       "budget: every choice that lost no sample there looked free, and new data may "
+                       "show a loss; give more --data, or --eval-data, for a finer reading")
         if self.from_data:
             out.append(f"accuracy figures come from a split of --data ({self.samples} samples held "
                        "out); they are optimistic if that data trained the model: pass --eval-data "

@@ -68,6 +68,11 @@ def test_paired_drop_counts_samples_and_gives_an_interval() -> None:
     assert "EXCEEDS the budget of 1.0 points (the selection split said 0.40)" in text
     assert "optimistic if that data trained the model" in text
     assert "probably seen this data" not in text  # the baseline is 99.0%, not near-perfect
+    assert "coarser than" not in text  # one selection sample is 0.20 points, within 1.0
+    coarse = HeldOut(source="split of --data d.npz", from_data=True, samples=24, selection_samples=16,
+                     seed=1, fraction=0.25, budget=0.5, drops={}, selection_drops={})
+    (w,) = [w for w in coarse.warnings() if "coarser" in w]
+    assert w.startswith("the selection split has 16 samples (one = 6.25 points), coarser than the 0.5-point")
 
 
 # -- through the CLI ----------------------------------------------------------------------
