@@ -17,11 +17,12 @@ agent's engine) against that float ``.tflite`` on the held-out split, as a paire
 Search wall time is the whole ``edge optimize`` command. Targets (issue 15): LeNet-5
 bytes ratio >= 40x; every held-out drop <= 0.5 points.
 
-Then early exit on the MobileNetV2: exit positions are candidates, each cascade built
-and measured (mean latency per input against the full model, accuracy) on a validation
-part of the training data; the fastest within 0.5 points is measured on the held-out
-digits, float and int8, against the full model of the same form in the same run
-(target: >= 3x lower mean latency).
+Then early exit on the MobileNetV2 and on the IMU 1-D CNN (models whose later layers
+dominate the cost): exit positions are candidates, each cascade built and measured (mean
+latency per input against the full model, accuracy) on a validation part of the training
+data; the fastest within 0.5 points is measured on the held-out split, float and int8,
+against the full model of the same form in the same run (target, on the MobileNetV2:
+>= 3x lower mean latency).
 
     python -m benchmarks.search [--models lenet5,imu,mobilenet] [--no-exit] [--no-search]
 """
@@ -56,9 +57,11 @@ BUDGET = 0.5
 BUILDERS: dict[str, Callable[[Path], Case]] = {
     "lenet5": search_models.lenet5, "imu": search_models.imu_cnn, "mobilenet": search_models.mobilenet_v2,
 }
-# MobileNetV2 exit positions tried: after the stem and block0 (24×24 maps), block1 (12×12)
-# and block3 (6×6); the later block6 (3×3) never came out fastest and is not tried.
-EXIT_AT = ("stem_relu", "block0", "block1", "block3")
+# Exit positions tried per model. MobileNetV2: after the stem and block0 (24×24 maps),
+# block1 (12×12) and block3 (6×6); the later block6 (3×3) never came out fastest and is not
+# tried. IMU 1-D CNN: after the first and second conv blocks (conv2 and conv3, the layers an
+# exit after pool1 skips, are about 80% of its multiply-adds).
+EXIT_AT = {"mobilenet": ("stem_relu", "block0", "block1", "block3"), "imu": ("pool1", "pool2")}
 
 
 def float_tflite(model_path: Path, out: Path) -> Path:
@@ -135,30 +138,32 @@ def search_row(case: Case, work: Path) -> tuple[str, list[str]]:
     return row, lines
 
 
-def exit_rows(case: Case, work: Path) -> list[str]:
+def exit_rows(key: str, case: Case, work: Path) -> list[str]:
     """Early exit on ``case``'s model: the fastest exit position within the budget on a
     validation part of the training data, then float and int8 on the held-out split."""
     import keras
 
+    from edge_sdk.measure.holdout import stratified_split
     from edge_sdk.model.data import Dataset
     from edge_sdk.passes.early_exit.keras import EarlyExitConfig
     from edge_sdk.recipe.cascade_export import write_cascade_bundle
 
     model = keras.models.load_model(case.model)
     z = np.load(case.train)
-    cut = int(len(z["y"]) * 0.8)
-    fit, val = Dataset(z["x"][:cut], z["y"][:cut], "train"), Dataset(z["x"][cut:], z["y"][cut:], "validation")
+    held, rest = stratified_split(z["y"], 0.2, seed=1)  # BasicMotions' training readings come sorted by class
+    fit = Dataset(z["x"][rest], z["y"][rest], "train")
+    val = Dataset(z["x"][held], z["y"][held], "validation")
 
     def build(at: str, int8: bool) -> tuple[Path, Any]:
         cfg = EarlyExitConfig(at_layers=(at,), max_drop=BUDGET, epochs=40)
-        return write_cascade_bundle(work / f"exit_{at}_{int(int8)}.edgepkg", model, fit, val, cfg,
+        return write_cascade_bundle(work / f"exit_{key}_{at}_{int(int8)}.edgepkg", model, fit, val, cfg,
                                     name="exit", int8=int8)
 
     lines = [f"== early exit on {case.name}: exit positions judged on {len(val)} validation samples "
              "(mean latency/input vs full, float)",
              f"{'exit after':<12}{'val full %':>11}{'val cascade %':>14}{'exit rate':>10}{'speedup':>9}"]
     best: tuple[float, str] | None = None
-    for at in EXIT_AT:
+    for at in EXIT_AT[key]:
         _, cal = build(at, False)
         t = cal.targets[0]
         drop = (cal.full_accuracy - cal.cascade_accuracy) * 100
@@ -184,7 +189,7 @@ def _exit_row(case: Case, work: Path, model: Any, bundle: Path, int8: bool) -> s
     from edge_sdk.passes.quantize.tflite import to_tflite
 
     x, y = case.x_test, case.y_test
-    full = work / f"full_{int(int8)}.tflite"
+    full = work / f"full_{case.model.stem}_{int(int8)}.tflite"
     full.write_bytes(to_tflite(model, np.load(case.train)["x"][:200] if int8 else None))
     base = Engine(load_model(full, options=ONE_THREAD))
     with engine_for(bundle, options=ONE_THREAD) as casc:
@@ -199,7 +204,7 @@ def _exit_row(case: Case, work: Path, model: Any, bundle: Path, int8: bool) -> s
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default=",".join(BUILDERS), help=f"comma-separated, of {','.join(BUILDERS)}")
-    ap.add_argument("--no-exit", action="store_true", help="skip the MobileNetV2 early-exit rows")
+    ap.add_argument("--no-exit", action="store_true", help="skip the early-exit rows")
     ap.add_argument("--no-search", action="store_true", help="train the models, skip the search rows")
     args = ap.parse_args()
     names = [n for n in args.models.split(",") if n]
@@ -218,7 +223,8 @@ def main() -> None:
             above += lines
             print(f"[{time.perf_counter() - t0:.0f}s] {row}", file=sys.stderr, flush=True)
         print("\n".join(above), file=sys.stderr, flush=True)  # in case the exit part fails
-        exits = exit_rows(cases["mobilenet"], work) if "mobilenet" in cases and not args.no_exit else []
+        exits = [] if args.no_exit else [
+            line for key in EXIT_AT if key in cases for line in exit_rows(key, cases[key], work)]
     print("\n".join(above))
     print(f"{'model':<13}{'float .tflite B':>16}{'model B':>9}{'ratio':>8}{'bundle B':>10}{'ratio':>8}{'float %':>9}"
           f"{'bundle %':>10}{'held-out drop':>15}{'net':>6}{'95% interval':>18}{'search s':>10}")
