@@ -80,7 +80,8 @@ def selection_metric(out: np.ndarray, y: np.ndarray, probabilities: bool) -> flo
     accuracy; the first of them was kept, often one whose answers sit close to a decision
     boundary that int8 and weight sharing then push samples over. Measured on the digits
     LeNet-5 at 97% weight sparsity (selection split, 524 samples): with 16 clusters and
-    int8, 3 samples lost with the first tied epoch kept, 2 with the widest margin."""
+    int8, 3 samples lost with the first tied epoch kept, 2 with the widest margin (one run,
+    on a reduced grid, before the training step was compiled)."""
     p = np.asarray(out, dtype=np.float64)
     if not probabilities:
         p = np.exp(p - p.max(axis=-1, keepdims=True))

@@ -89,7 +89,8 @@ class ShippedConfig:
     # The sparse rows' recovery: sparsity rises over the first 60% of the epochs and only
     # epochs at full sparsity may be kept, so 40 epochs left 16 to recover in. On the digits
     # LeNet-5 at 97%, 80 epochs with patience 12 took the 8-cluster int8 candidate from 3
-    # samples lost to 2 on the selection split (29,304 bytes stored).
+    # samples lost to 2 on the selection split (29,304 bytes stored; one run on a reduced grid,
+    # before the training step was compiled).
     sparse_distill: DistillConfig | None = field(
         default_factory=lambda: DistillConfig(epochs=80, patience=12, mixup=0.4))
     share_fine_tune_steps: int = 60
