@@ -41,15 +41,16 @@ def optimize(
         ".onnx model, else tflite)"),
     max_drop: float | None = typer.Option(
         None, "--max-drop", help="Accuracy budget in points (default 1.0) covering every step. Alone "
-        "(no --prune/--share/--lowrank): searches the most compressive prune+distill+low-rank+share "
-        "recipe whose measured drop, int8 included, stays within it. With chosen steps: a step "
+        "(no --prune/--share/--lowrank): searches prune, dense-unit and sparsity rows, each recovered "
+        "by distillation, with weight sharing, for the smallest shipped form (int8, compressed) whose "
+        "measured drop stays within it. With chosen steps: a step "
         "that takes the total over it is refused (or shipped with --force)"),
     force: bool = typer.Option(
         False, "--force", help="Ship steps over --max-drop instead of refusing them; the overrun is "
         "printed last and recorded in the manifest"),
     objective: str = typer.Option(
         "size", "--objective", help="What the --max-drop search minimizes within the budget: size "
-        "(bundle bytes), latency (p50, batch 1) or macs"),
+        "(the model's stored bytes), latency (p50, batch 1) or macs"),
     max_bytes: int | None = typer.Option(
         None, "--max-bytes", help="Search: ship no candidate whose model is stored in more bytes"),
     max_latency: float | None = typer.Option(
@@ -68,7 +69,8 @@ def optimize(
     broker: BrokerOptions | None = None,
     pick: int | None = typer.Option(
         None, "--pick", help="Ship candidate N of the last search's Pareto front (NAME.candidates/ "
-        "beside -o) without searching again"),
+        "beside -o) without searching again: judged against the budget (the search's, or --max-drop) "
+        "and on the held-out split like the search's choice; the report files are rewritten for it"),
     search: bool | None = typer.Option(
         None, "--search/--no-search", help="Force or forbid the --max-drop search (default: search "
         "when --max-drop is given without --prune/--share/--lowrank)"),
@@ -147,26 +149,28 @@ def optimize(
         load_signer(sign)  # a bad key fails now, not after the optimization
     device = _latency_target(latency_on, fleet, broker, key or sign, latency_timeout)
 
-    if pick is not None:
-        _pick(out, pick, name or _default_name(out), version, sign)
-        return
     from edge_sdk.model.preprocess import steps_from_flags
     from edge_sdk.recipe.shipped_search import from_flags
 
     flags = CompressionFlags(prune=prune, share=share, lowrank=lowrank, distill=distill)
     chosen = any(v is not None for v in (prune, share, lowrank)) or early_exit
-    # ONNX is the post-training path: --max-drop bounds its steps (int8, --prune/--share),
-    # it does not start the Keras search (unless --search insists, and is refused).
-    onnx_input = model.suffix.lower() == ".onnx"
-    searching = None if onnx_input and search is not True else from_flags(
-        search, max_drop, chosen, objective=objective, max_bytes=max_bytes, max_latency_ms=max_latency,
-        latency_on=device)
-    int8 = searching is not None if int8 is None else int8
-    if target is None:
-        target = "onnx" if onnx_input else "tflite"
-    recipe = _recipe(target, int8, 1.0 if max_drop is None else max_drop, calibration, samples, runs,
-                     flags, compress or ("xz" if searching else "none"))
-    recipe = replace(recipe, search=searching, measure_steps=step_metrics, force=force, early_exit=_early_exit(
+    if pick is not None:
+        recipe = _pick_recipe(model, out, pick, max_drop, calibration, samples, runs, chosen or bool(distill) or
+                              search is True or device is not None or int8 is not None or target is not None
+                              or compress is not None)
+    else:
+        # ONNX is the post-training path: --max-drop bounds its steps (int8, --prune/--share),
+        # it does not start the Keras search (unless --search insists, and is refused).
+        onnx_input = model.suffix.lower() == ".onnx"
+        searching = None if onnx_input and search is not True else from_flags(
+            search, max_drop, chosen, objective=objective, max_bytes=max_bytes, max_latency_ms=max_latency,
+            latency_on=device)
+        int8 = searching is not None if int8 is None else int8
+        if target is None:
+            target = "onnx" if onnx_input else "tflite"
+        recipe = replace(_recipe(target, int8, 1.0 if max_drop is None else max_drop, calibration, samples,
+                                 runs, flags, compress or ("xz" if searching else "none")), search=searching)
+    recipe = replace(recipe, measure_steps=step_metrics, force=force, early_exit=_early_exit(
         early_exit, exit_at, exit_fractions, exit_criterion, exit_epochs, exit_int8_first),
         output_kind=_output_kind(output_kind, early_exit), validation_samples=validation_samples,
         preprocessing=steps_from_flags(resize=resize, scale=scale, mean=mean, std=std, grayscale=grayscale,
@@ -204,17 +208,22 @@ def _latency_target(device: str | None, fleet: str, broker: BrokerOptions | None
     return DeviceTarget(fleet=fleet, device=device, broker=broker, key=key, timeout_s=timeout)
 
 
-def _pick(out: Path, n: int, name: str, version: str, sign: Path | None) -> None:
-    from edge_sdk.recipe.pick import pick
+def _pick_recipe(model: Path, out: Path, n: int, max_drop: float | None, calibration: str, samples: int, runs: int,
+                 steps_given: bool) -> Recipe:
+    """``--pick N``: the search's target, int8 setting, compression and budget (``--max-drop``
+    overrides the budget), no passes of its own."""
+    from device_agent.errors import EdgeError
+    from edge_sdk.recipe.compression import CompressionFlags
+    from edge_sdk.recipe.pick import candidate
 
-    row = pick(out, n, name=name, version=version)
-    if sign is not None:
-        from edge_sdk.bundle.signing import sign_bundle
-
-        sign_bundle(out, sign, out)
-    typer.echo(f"picked #{n} ({row['label']}): {row['bytes']:,} bytes stored, accuracy "
-               f"{row['accuracy']:.2f}% on the selection split (drop {row['drop_points']:.2f}); "
-               f"bundle: {out}")
+    if steps_given:
+        raise EdgeError(f"--pick {n} ships a kept candidate as it is; leave out --prune/--share/--lowrank/"
+                        "--distill/--early-exit/--search/--latency-on/--int8/--target/--compress")
+    _, _, index = candidate(out, n, model)  # not on the front, gone, or another model: refused now
+    budget = float(index.get("budget_points", 1.0)) if max_drop is None else max_drop
+    recipe = _recipe(str(index["format"]), bool(index.get("int8", True)), budget, calibration, samples, runs,
+                     CompressionFlags(), str(index["compression"]))
+    return replace(recipe, passes=(), pick=n)
 
 
 def _print_overrun(record: dict[str, object]) -> None:

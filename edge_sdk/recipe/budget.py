@@ -16,7 +16,7 @@ from device_agent.errors import EdgeError
 
 # The flag that asked for each step, to name it in an error.
 FLAGS = {"prune": "--prune", "share": "--share", "lowrank": "--lowrank", "distill": "--distill",
-         "prune+distill": "--prune --distill", "lowrank+distill": "--lowrank --distill"}
+         "prune+distill": "--prune --distill", "lowrank+distill": "--lowrank --distill", "pick": "--pick"}
 # Float noise between two measurements of the same accuracy (points).
 _EPS = 1e-6
 

@@ -2,21 +2,22 @@
 
 The ``--max-drop`` search leaves its Pareto front beside the bundle in
 ``NAME.candidates/`` (one model file per front candidate, as it ships, and
-``index.json`` with every candidate's measurements). Picking one writes
-``NAME.edgepkg`` from that file and records the candidate in the manifest; the
-search's figures are the selection split's, as the search measured them.
+``index.json`` with every candidate's measurements, the budget, the target format and
+compression, and the input model's sha256). Picking one runs the rest of
+``edge optimize`` on that file as it is: its accuracy on the selection split against
+the budget (over it: refused, or with ``--force`` shipped with the overrun recorded),
+the held-out figures, the validation set and the three report files, as for the
+search's own choice.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from device_agent.errors import EdgeError
-from device_agent.protocol.manifest import Compression, ModelFormat
 from edge_sdk.bundle.assembly import candidates_dir
 
 
@@ -28,35 +29,33 @@ def read_index(out: Path) -> tuple[Path, dict[str, Any]]:
         raise EdgeError(f"--pick: no {folder.name}/index.json beside {out}; run the --max-drop search "
                         f"with -o {out} first")
     try:
-        return folder, json.loads(index.read_text())
+        found = json.loads(index.read_text())
+        if not isinstance(found, dict) or not {"front", "candidates", "format", "compression"} <= set(found):
+            raise ValueError("expected front, candidates, format and compression")
+        return folder, found
     except (OSError, ValueError) as e:
         raise EdgeError(f"--pick: {index} is not a readable index ({e})") from None
 
 
-def pick(out: Path, n: int, *, name: str, version: str) -> dict[str, Any]:
-    """Write ``out`` from front candidate ``n``; returns that candidate's row."""
-    from device_agent.runtimes import load_model
-    from edge_sdk.bundle.writer import ModelPayload, build_bundle
+def model_sha256(path: Path) -> str | None:
+    """The model file's sha256 (a SavedModel folder: ``None``, not compared)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
+
+def candidate(out: Path, n: int, model: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """Front candidate ``n`` of ``out``'s search: (its model file, its row, the index).
+    Refused when ``n`` is not on the front, its file is gone, or the search was run on
+    another model than ``model``."""
     folder, index = read_index(out)
     if n not in index["front"]:
         raise EdgeError(f"--pick {n}: not on the front of {folder.name}; pick one of "
-                        f"{', '.join(map(str, index['front']))}")
-    fmt = ModelFormat(index["format"])
-    path = folder / f"{n}.{fmt.value}"
+                        f"{', '.join(map(str, sorted(index['front'])))}")
+    path = folder / f"{n}.{index['format']}"
     if not path.is_file():
         raise EdgeError(f"--pick {n}: {path} is missing")
+    searched = index.get("model_sha256")
+    if searched is not None and model_sha256(model) not in (None, searched):
+        raise EdgeError(f"--pick {n}: {folder.name} was searched from another model than {model} "
+                        "(its sha256 differs); run the --max-drop search on this one first")
     row = next(c for c in index["candidates"] if c["index"] == n)
-    model = load_model(path)
-    payload = ModelPayload(path.read_bytes(), fmt, inputs=model.inputs, outputs=model.outputs)
-    summary = {"recipe": {"picked": row, "search_result": {k: index[k] for k in ("objective", "front")},
-                          "from": str(folder)}}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
-        staged = Path(tmp) / out.name
-        build_bundle(staged, name=name, version=version, models=[payload],
-                     compression=Compression(index["compression"]), labels=tuple(index["labels"]),
-                     optimization=summary)
-        staged.chmod(0o644)
-        os.replace(staged, out)
-    return dict(row)
+    return path, dict(row), index

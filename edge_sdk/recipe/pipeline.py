@@ -115,6 +115,9 @@ class Recipe:
     force: bool = False  # ship steps over ``max_drop`` (recorded as overruns) instead of refusing
     # The manifest's preprocessing steps: applied to --data here as the agent applies them.
     preprocessing: tuple[dict[str, Any], ...] = ()
+    # --pick N: ship front candidate N of the last search (NAME.candidates/ beside the
+    # bundle) as it is, instead of running passes and exports.
+    pick: int | None = None
 
     def summary(self) -> dict[str, Any]:
         """The recipe as the report and the manifest record it."""
@@ -175,8 +178,11 @@ def optimize(job: Job, recipe: Recipe, *, progress: Progress = no_progress) -> R
     work = Path(tempfile.mkdtemp(prefix="edge-optimize-"))
     try:
         state = _prepare(job, recipe, work, progress)
-        _run_passes(state, recipe, progress)
-        results = [_run_target(state, recipe, fmt, progress) for fmt in recipe.target.formats]
+        if recipe.pick is None:
+            _run_passes(state, recipe, progress)
+            results = [_run_target(state, recipe, fmt, progress) for fmt in recipe.target.formats]
+        else:
+            results = [_picked(state, recipe, job, progress)]
         held = _held_out(state, recipe, job, results, progress)
         comparisons = [_compare(state, r, recipe, progress, held) for r in results]
         cascade = _cascade(state, recipe, results, progress) if recipe.early_exit else None
@@ -196,7 +202,7 @@ def optimize(job: Job, recipe: Recipe, *, progress: Progress = no_progress) -> R
         return write_outputs(report, state.labels, compression=recipe.compression, held_out=state.val.x,
                              output_kind=recipe.output_kind, validation_samples=recipe.validation_samples,
                              preprocessing=recipe.preprocessing,
-                             candidates=_candidate_files(state, recipe))
+                             candidates=_candidate_files(state, recipe, job))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -207,14 +213,17 @@ def _range_warnings(state: _State) -> tuple[str, ...]:
     return () if why is None else (f"--eval-data: {why}",)
 
 
-def _candidate_files(state: _State, recipe: Recipe) -> dict[str, bytes]:
+def _candidate_files(state: _State, recipe: Recipe, job: Job) -> dict[str, bytes]:
     """``NAME.candidates/``: the front's model files and ``index.json`` (what ``--pick`` reads)."""
     if not state.candidates:
         return {}
     import json
 
+    from edge_sdk.recipe.pick import model_sha256
+
     index = {**state.chosen, "format": recipe.target.formats[0].value, "labels": list(state.labels),
-             "compression": recipe.compression.value, "files": sorted(state.candidates)}
+             "compression": recipe.compression.value, "files": sorted(state.candidates),
+             "budget_points": recipe.max_drop, "int8": recipe.int8, "model_sha256": model_sha256(job.model)}
     return {**state.candidates, "index.json": json.dumps(index, indent=2).encode()}
 
 
@@ -448,6 +457,8 @@ def _time_target_steps(state: _State, comparisons: list[Comparison], results: li
 
 def _searched(state: _State, recipe: Recipe, results: list[TargetResult]) -> dict[str, Any]:
     """The search's choice and the whole recipe's measured drop; over budget fails."""
+    if recipe.pick is not None:
+        return dict(state.chosen)
     if recipe.search is None:
         return {}
     base = state.steps[0].accuracy
@@ -463,6 +474,40 @@ def _searched(state: _State, recipe: Recipe, results: list[TargetResult]) -> dic
                         "was not written: raise --max-drop, or leave out --int8")
     return {"passes": [s["step"] for s in state.chosen["chosen"]], "search_result": state.chosen,
             "total_drop_points": drops}
+
+
+def _picked(state: _State, recipe: Recipe, job: Job, progress: Progress) -> TargetResult:
+    """``--pick N``: the kept file of front candidate N is the target's final file, judged
+    on this run's selection split against the budget like any step."""
+    from edge_sdk.recipe.pick import candidate
+
+    assert recipe.pick is not None
+    path, row, index = candidate(job.out, recipe.pick, job.model)
+    fmt = ModelFormat(index["format"])
+    work = state.work / fmt.value
+    work.mkdir()
+    exporter = EXPORTERS[fmt]()
+    progress(f"converting to float {fmt.value}", 0, 1)
+    with converting(fmt, "float32 export of the input model"):
+        float_bytes = exporter.export_float(state.model, work)
+    (work / f"float.{fmt.value}").write_bytes(float_bytes)
+    x, y = state.val.x, state.val.require_labels()
+    float_acc = artifact_accuracy(float_bytes, fmt, x, y)
+    data = path.read_bytes()
+    final = work / f"picked.{fmt.value}"
+    final.write_bytes(data)
+    acc = artifact_accuracy(data, fmt, x, y)
+    label = f"#{recipe.pick} ({row['label']})"
+    state.steps.append(StepRecord(step=f"pick {fmt.value}", accuracy=acc, params=int(row.get("params") or 0),
+                                  macs=int(row.get("macs") or 0), bytes=len(data),
+                                  compressed_bytes=_packed(data, recipe),
+                                  note=f"candidate {label} of {path.parent.name}"))
+    _within_budget(state, recipe, "pick", before=state.steps[0].accuracy, after=acc)
+    state.chosen = {"picked": row, "from": path.parent.name, "search_result": {
+        k: index[k] for k in ("objective", "front") if k in index}}
+    return TargetResult(format=fmt, float_path=work / f"float.{fmt.value}", final_path=final,
+                        float_accuracy=float_acc, final_accuracy=acc, decision=None,
+                        notes=(f"picked candidate {label} from {path.parent.name}/",))
 
 
 def _run_target(state: _State, recipe: Recipe, fmt: ModelFormat,

@@ -68,16 +68,36 @@ def _front_is_kept_and_another_point_ships(rep: dict[str, Any], searched: Path, 
     folder = tmp_path / "searched.candidates"
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         [f"{i}.tflite" for i in found["front"]] + ["index.json"])
-    other = next((i for i in found["front"] if i != found["chosen_index"]), None)
+    rows = {c["index"]: c for c in found["candidates"]}
+    budget = rep["recipe"]["max_drop_points"]
+    other = next((i for i in found["front"] if i != found["chosen_index"] and rows[i]["drop_points"] <= budget),
+                 None)
     if other is None:
         return
-    res = _run("optimize", keras_cnn, "--data", digits.train, "-o", searched, "--pick", other)
+    worse = next((i for i in found["front"] if rows[i]["drop_points"] > 0), None)
+    if worse is not None:  # over the budget given: refused, the searched bundle untouched
+        before = searched.read_bytes()
+        res = _run("optimize", keras_cnn, "--data", digits.train, "-o", searched, "--pick", worse,
+                   "--max-drop", 0)
+        assert res.exit_code == 2 and "error: --pick: pick costs" in res.output, res.output
+        assert searched.read_bytes() == before
+    changed = tmp_path / "changed.keras"
+    changed.write_bytes(keras_cnn.read_bytes() + b"\0")
+    res = _run("optimize", changed, "--data", digits.train, "-o", searched, "--pick", other)
+    assert res.exit_code == 2 and "was searched from another model than" in res.output, res.output
+    res = _run("optimize", keras_cnn, "--data", digits.train, "-o", searched, "--pick", other, "--runs", 2)
     assert res.exit_code == 0, res.output
-    assert f"picked #{other}" in res.output
+    assert f"picked candidate #{other} ({rows[other]['label']})" in " ".join(res.output.split())
     picked = open_bundle(searched, tmp_path / "picked")
     assert picked.manifest.optimization["recipe"]["picked"]["index"] == other
+    assert picked.validation_path is not None  # the device's health check has samples to replay
     (f,) = picked.manifest.stage_files(ModelFormat.TFLITE)
     assert f.raw_size == (folder / f"{other}.tflite").stat().st_size
+    # the report is the picked bundle's, with its held-out figures, not the search's left behind
+    again = json.loads((tmp_path / "searched.report.json").read_text())
+    assert again["recipe"]["picked"]["index"] == other and again["steps"][-1]["step"] == "pick tflite"
+    assert again["held_out"]["drops"]["tflite"]["samples"] == rep["held_out"]["drops"]["tflite"]["samples"]
+    assert again["shipped_bytes"]["bundle"] == searched.stat().st_size
     bad = _run("optimize", keras_cnn, "--data", digits.train, "-o", searched, "--pick", 999)
     assert bad.exit_code == 2 and "--pick 999: not on the front" in bad.output
 
