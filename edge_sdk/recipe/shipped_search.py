@@ -279,9 +279,10 @@ def search(model: Any, ctx: PassContext, config: ShippedConfig, judge: Judge,
     for i, (ratio, layers, sparsity) in enumerate(rows):
         if (bool(layers), sparsity > 0) != family or i == 0:
             misses, family, removed_before = 0, (bool(layers), sparsity > 0), -1  # a new family of rows
-        if misses == 2:
-            continue  # two ratios in a row over budget: more pruning only loses more
         label = _row_label(ratio, bool(layers), sparsity)
+        if misses == 2:  # two ratios in a row over budget: more pruning only loses more
+            skipped.append(f"{label}: not tried, the two rows before it had no candidate within the budget")
+            continue
         spent = time.perf_counter() - t0
         guess = took.get(family, last_row_s + (_recovery_s(config) if ratio or sparsity else 0.0))
         if config.time_budget_s is not None and cands and spent + guess > config.time_budget_s:
@@ -322,8 +323,13 @@ def _recovery_s(config: ShippedConfig) -> float:
 def _row_label(ratio: float, dense_only: bool, sparsity: float) -> str:
     """A row in words, as its candidates' labels begin: ``prune 50%``, ``dense 90%``, ``sparse 97%``."""
     if ratio:
-        return f"dense {ratio:.0%}" if dense_only else f"prune {ratio:.0%}"
-    return f"sparse {sparsity:.0%}" if sparsity else "no prune"
+        return f"dense {_pct(ratio)}" if dense_only else f"prune {_pct(ratio)}"
+    return f"sparse {_pct(sparsity)}" if sparsity else "no prune"
+
+
+def _pct(share: float) -> str:
+    """``0.625`` as ``62.5%``, ``0.5`` as ``50%``."""
+    return f"{round(share * 100, 1):g}%"
 
 
 # The pruned model, what was removed in words, channels removed (no model: why none could be).

@@ -142,12 +142,12 @@ def test_ratios_that_remove_nothing_new_are_skipped_before_any_recovery() -> Non
                                       distill=DistillConfig(epochs=1, patience=1), time_budget_s=None))
     assert [c.label for c in found.candidates] == ["no prune, no sharing", "no prune, 4 clusters",
                                                    "prune 50%, no sharing", "prune 50%, 4 clusters"]
-    assert [s.split(":")[0] for s in found.skipped] == ["prune 25%", "prune 62%"]
+    assert [s.split(":")[0] for s in found.skipped] == ["prune 25%", "prune 62.5%"]
     assert "it removes no channel" in found.skipped[0]
     assert "it removes the same channels as the ratio before" in found.skipped[1]
     assert len(found.recovery) == 1 and found.recovery[0].startswith("prune 50%: 1 of 1 epochs in ")
     lines = candidate_lines(found.summary())
-    assert lines[-3].startswith("recovery prune 50%: 1 of 1 epochs") and lines[-1].startswith("skipped prune 62%")
+    assert lines[-3].startswith("recovery prune 50%: 1 of 1 epochs") and lines[-1].startswith("skipped prune 62.5%")
 
 
 def test_the_time_budget_keeps_the_cheap_row_and_names_the_rows_not_tried() -> None:
