@@ -155,7 +155,7 @@ def optimize(
     flags = CompressionFlags(prune=prune, share=share, lowrank=lowrank, distill=distill)
     chosen = any(v is not None for v in (prune, share, lowrank)) or early_exit
     if pick is not None:
-        recipe = _pick_recipe(model, out, pick, max_drop, calibration, samples, runs, chosen or bool(distill) or
+        recipe = _pick_recipe(out, pick, max_drop, calibration, samples, runs, chosen or bool(distill) or
                               search is True or device is not None or int8 is not None or target is not None
                               or compress is not None)
     else:
@@ -208,18 +208,18 @@ def _latency_target(device: str | None, fleet: str, broker: BrokerOptions | None
     return DeviceTarget(fleet=fleet, device=device, broker=broker, key=key, timeout_s=timeout)
 
 
-def _pick_recipe(model: Path, out: Path, n: int, max_drop: float | None, calibration: str, samples: int, runs: int,
+def _pick_recipe(out: Path, n: int, max_drop: float | None, calibration: str, samples: int, runs: int,
                  steps_given: bool) -> Recipe:
     """``--pick N``: the search's target, int8 setting, compression and budget (``--max-drop``
     overrides the budget), no passes of its own."""
     from device_agent.errors import EdgeError
     from edge_sdk.recipe.compression import CompressionFlags
-    from edge_sdk.recipe.pick import candidate
+    from edge_sdk.recipe.pick import read_index
 
     if steps_given:
         raise EdgeError(f"--pick {n} ships a kept candidate as it is; leave out --prune/--share/--lowrank/"
                         "--distill/--early-exit/--search/--latency-on/--int8/--target/--compress")
-    _, _, index = candidate(out, n, model)  # not on the front, gone, or another model: refused now
+    _, index = read_index(out)  # the pipeline checks the candidate before loading the model
     budget = float(index.get("budget_points", 1.0)) if max_drop is None else max_drop
     recipe = _recipe(str(index["format"]), bool(index.get("int8", True)), budget, calibration, samples, runs,
                      CompressionFlags(), str(index["compression"]))

@@ -42,7 +42,11 @@ def model_sha256(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
-def candidate(out: Path, n: int, model: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+# A front candidate: its kept model file, its row of the search, the whole index.
+Picked = tuple[Path, dict[str, Any], dict[str, Any]]
+
+
+def candidate(out: Path, n: int, model: Path) -> Picked:
     """Front candidate ``n`` of ``out``'s search: (its model file, its row, the index).
     Refused when ``n`` is not on the front, its file is gone, or the search was run on
     another model than ``model``."""

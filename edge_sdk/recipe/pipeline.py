@@ -49,6 +49,7 @@ from edge_sdk.passes.quantize.base import Decision, Exporter, QuantizeConfig, co
 from edge_sdk.passes.quantize.onnx import OnnxExporter
 from edge_sdk.passes.quantize.tflite import TFLiteExporter
 from edge_sdk.recipe import budget
+from edge_sdk.recipe.pick import Picked, candidate, model_sha256
 from edge_sdk.recipe.result import Comparison, ModelMetrics, Report, StepRecord, TargetResult, run_spread
 from edge_sdk.recipe.search import SearchConfig
 from edge_sdk.recipe.shipped_search import ShippedConfig
@@ -177,12 +178,13 @@ def optimize(job: Job, recipe: Recipe, *, progress: Progress = no_progress) -> R
     _check_output(job)
     work = Path(tempfile.mkdtemp(prefix="edge-optimize-"))
     try:
+        picked = None if recipe.pick is None else candidate(job.out, recipe.pick, job.model)  # before loading
         state = _prepare(job, recipe, work, progress)
-        if recipe.pick is None:
+        if picked is None:
             _run_passes(state, recipe, progress)
             results = [_run_target(state, recipe, fmt, progress) for fmt in recipe.target.formats]
         else:
-            results = [_picked(state, recipe, job, progress)]
+            results = [_picked(state, recipe, picked, progress)]
         held = _held_out(state, recipe, job, results, progress)
         comparisons = [_compare(state, r, recipe, progress, held) for r in results]
         cascade = _cascade(state, recipe, results, progress) if recipe.early_exit else None
@@ -218,8 +220,6 @@ def _candidate_files(state: _State, recipe: Recipe, job: Job) -> dict[str, bytes
     if not state.candidates:
         return {}
     import json
-
-    from edge_sdk.recipe.pick import model_sha256
 
     index = {**state.chosen, "format": recipe.target.formats[0].value, "labels": list(state.labels),
              "compression": recipe.compression.value, "files": sorted(state.candidates),
@@ -476,27 +476,29 @@ def _searched(state: _State, recipe: Recipe, results: list[TargetResult]) -> dic
             "total_drop_points": drops}
 
 
-def _picked(state: _State, recipe: Recipe, job: Job, progress: Progress) -> TargetResult:
-    """``--pick N``: the kept file of front candidate N is the target's final file, judged
-    on this run's selection split against the budget like any step."""
-    from edge_sdk.recipe.pick import candidate
-
-    assert recipe.pick is not None
-    path, row, index = candidate(job.out, recipe.pick, job.model)
-    fmt = ModelFormat(index["format"])
+def _float_export(state: _State, fmt: ModelFormat, progress: Progress) -> tuple[Path, bytes, float]:
+    """The current model exported to float ``fmt`` in the run's folder for that format:
+    (the file, its bytes, its accuracy on the selection split)."""
     work = state.work / fmt.value
     work.mkdir()
-    exporter = EXPORTERS[fmt]()
     progress(f"converting to float {fmt.value}", 0, 1)
-    with converting(fmt, "float32 export of the input model"):
-        float_bytes = exporter.export_float(state.model, work)
-    (work / f"float.{fmt.value}").write_bytes(float_bytes)
-    x, y = state.val.x, state.val.require_labels()
-    float_acc = artifact_accuracy(float_bytes, fmt, x, y)
+    with converting(fmt, "float32 export"):
+        data = EXPORTERS[fmt]().export_float(state.model, work)
+    path = work / f"float.{fmt.value}"
+    path.write_bytes(data)
+    return path, data, artifact_accuracy(data, fmt, state.val.x, state.val.require_labels())
+
+
+def _picked(state: _State, recipe: Recipe, picked: Picked, progress: Progress) -> TargetResult:
+    """``--pick N``: the kept file of front candidate N is the target's final file, judged
+    on this run's selection split against the budget like any step."""
+    path, row, index = picked
+    fmt = ModelFormat(index["format"])
+    float_path, _, float_acc = _float_export(state, fmt, progress)
     data = path.read_bytes()
-    final = work / f"picked.{fmt.value}"
+    final = float_path.with_name(f"picked.{fmt.value}")
     final.write_bytes(data)
-    acc = artifact_accuracy(data, fmt, x, y)
+    acc = artifact_accuracy(data, fmt, state.val.x, state.val.require_labels())
     label = f"#{recipe.pick} ({row['label']})"
     state.steps.append(StepRecord(step=f"pick {fmt.value}", accuracy=acc, params=int(row.get("params") or 0),
                                   macs=int(row.get("macs") or 0), bytes=len(data),
@@ -505,7 +507,7 @@ def _picked(state: _State, recipe: Recipe, job: Job, progress: Progress) -> Targ
     _within_budget(state, recipe, "pick", before=state.steps[0].accuracy, after=acc)
     state.chosen = {"picked": row, "from": path.parent.name, "search_result": {
         k: index[k] for k in ("objective", "front") if k in index}}
-    return TargetResult(format=fmt, float_path=work / f"float.{fmt.value}", final_path=final,
+    return TargetResult(format=fmt, float_path=float_path, final_path=final,
                         float_accuracy=float_acc, final_accuracy=acc, decision=None,
                         notes=(f"picked candidate {label} from {path.parent.name}/",))
 
@@ -513,22 +515,15 @@ def _picked(state: _State, recipe: Recipe, job: Job, progress: Progress) -> Targ
 def _run_target(state: _State, recipe: Recipe, fmt: ModelFormat,
                 progress: Progress) -> TargetResult:
     exporter = EXPORTERS[fmt]()
-    work = state.work / fmt.value
-    work.mkdir()
-    progress(f"converting to float {fmt.value}", 0, 1)
-    with converting(fmt, "float32 export"):
-        float_bytes = exporter.export_float(state.model, work)
-    x, y = state.val.x, state.val.require_labels()
-    float_acc = artifact_accuracy(float_bytes, fmt, x, y)
+    float_path, float_bytes, float_acc = _float_export(state, fmt, progress)
+    work = float_path.parent
     cost = _artifact_cost(fmt, float_bytes, state.model)
     state.steps.append(StepRecord(step=f"export {fmt.value} float32", accuracy=float_acc,
                                   params=cost.params, macs=cost.macs, bytes=len(float_bytes),
                                   compressed_bytes=_packed(float_bytes, recipe)))
-    (work / f"float.{fmt.value}").write_bytes(float_bytes)
     base_path, base_acc = _original_export(state, exporter, work)
     if not recipe.int8:
-        return TargetResult(format=fmt, float_path=work / f"float.{fmt.value}",
-                            final_path=work / f"float.{fmt.value}", float_accuracy=float_acc,
+        return TargetResult(format=fmt, float_path=float_path, final_path=float_path, float_accuracy=float_acc,
                             final_accuracy=float_acc, decision=None, notes=(),
                             baseline_path=base_path, baseline_accuracy=base_acc)
     decision, notes = _quantize(state, recipe, exporter, float_acc, progress)
@@ -538,7 +533,7 @@ def _run_target(state: _State, recipe: Recipe, fmt: ModelFormat,
                                   params=cost.params, macs=cost.macs, bytes=len(decision.data),
                                   compressed_bytes=_packed(decision.data, recipe),
                                   note=f"remedy: {decision.chosen.remedy}{_int8_note(fmt, decision.data)}"))
-    return TargetResult(format=fmt, float_path=work / f"float.{fmt.value}", final_path=final,
+    return TargetResult(format=fmt, float_path=float_path, final_path=final,
                         float_accuracy=float_acc, final_accuracy=decision.chosen.accuracy,
                         decision=decision, notes=notes,
                         baseline_path=base_path, baseline_accuracy=base_acc)
